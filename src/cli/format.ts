@@ -1,0 +1,84 @@
+/** Human-readable output for the CLI; `--json` bypasses all of this. */
+import type { ListResult, ShowResult, StatsResult } from '../core/api.js';
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
+const count = (n: number): string => n.toLocaleString('en-US');
+const date = (ms: number): string => new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
+const clip = (text: string, width: number): string => (text.length > width ? `${text.slice(0, width - 1)}…` : text);
+
+export function formatStats(s: StatsResult): string {
+  const lines = [
+    `Database     ${s.path}`,
+    `Size         ${bytes(s.fileBytes)} file, ${bytes(s.walBytes)} WAL, ${bytes(s.freeBytes)} free pages (auto_vacuum ${s.autoVacuum})`,
+    `Sessions     ${count(s.sessions)} (${count(s.rootSessions)} root)`,
+    `Rows         ${count(s.messages)} messages, ${count(s.parts)} parts, ${count(s.events)} events`,
+    `Attachments  ${count(s.attachments.count)} files, ${bytes(s.attachments.bytes)} decoded (${bytes(s.attachments.encodedBytes)} as base64)`,
+  ];
+  if (s.tables.length > 0) {
+    lines.push('', 'Payload by table:');
+    for (const t of s.tables) lines.push(`  ${t.name.padEnd(10)} ${bytes(t.payloadBytes).padStart(10)}  ${count(t.rows)} rows`);
+  }
+  if (s.largest.length > 0) {
+    lines.push('', 'Largest sessions:');
+    for (const l of s.largest) lines.push(`  ${l.id}  ${bytes(l.bytes).padStart(9)}  ${clip(l.title, 60)}`);
+  }
+  for (const o of s.oversize) {
+    lines.push(
+      `Oversize     ${o.table} ${o.id} holds ${bytes(o.bytes)} in one value${o.readable ? '' : ' (unreadable by this build)'}`,
+    );
+  }
+  if (s.warnings[0]) lines.push('', s.warnings[0].message);
+  return lines.join('\n');
+}
+
+export function formatList(list: ListResult): string {
+  const lines = list.sessions.map(
+    (s) => `${s.id}  ${date(s.timeUpdated)}  ${bytes(s.bytes).padStart(9)}  ${s.parentId ? '  ↳ ' : ''}${clip(s.title, 60)}`,
+  );
+  if (lines.length === 0) lines.push('No sessions.');
+  if (list.nextCursor) lines.push(`… more: --cursor ${list.nextCursor}`);
+  return lines.join('\n');
+}
+
+function describePart(part: Record<string, unknown>): string {
+  const type = String(part['type'] ?? '?');
+  const attachments: string[] = [];
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') {
+      const record = node as Record<string, unknown>;
+      const a = record['attachment'] as Record<string, unknown> | undefined;
+      if (a && typeof a['ref'] === 'string') {
+        attachments.push(`[${a['mime']} ${bytes(Number(a['bytes']))}${a['filename'] ? ` "${a['filename']}"` : ''} → attachment ${a['ref']}]`);
+      }
+      Object.values(record).forEach(walk);
+    }
+  };
+  walk(part);
+  const text = typeof part['text'] === 'string' ? clip(part['text'].replace(/\s+/g, ' '), 100) : '';
+  const tool = typeof part['tool'] === 'string' ? part['tool'] : '';
+  return `    ${type}${tool ? ` ${tool}` : ''}${text ? `: ${text}` : ''}${attachments.length ? ` ${attachments.join(' ')}` : ''}`;
+}
+
+export function formatShow(show: ShowResult): string {
+  const s = show.session as { id?: string; title?: string; time?: { created?: number; updated?: number } };
+  const lines = [`${s.id}  ${s.title ?? ''}`, `created ${date(s.time?.created ?? 0)}, updated ${date(s.time?.updated ?? 0)}`, ''];
+  for (const m of show.messages) {
+    const info = m.info as { id?: string; role?: string; time?: { created?: number } };
+    lines.push(`  ${info.role ?? '?'} ${info.id} ${date(info.time?.created ?? 0)}`);
+    for (const p of m.parts) lines.push(describePart(p));
+  }
+  if (show.nextCursor) lines.push('', `… more: --cursor ${show.nextCursor}`);
+  return lines.join('\n');
+}

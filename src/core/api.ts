@@ -1,0 +1,97 @@
+/**
+ * The typed API every shell speaks (CLI, utility process, web mode): requests and results.
+ * The result schemas are also the `--json` interface in DESIGN.md section 4: fields may be
+ * added, these stay. Validated with zod wherever they cross a process boundary.
+ */
+import { z } from 'zod';
+
+export const sessionSummarySchema = z.object({
+  id: z.string(),
+  parentId: z.string().nullable(),
+  title: z.string(),
+  timeCreated: z.number(),
+  timeUpdated: z.number(),
+  timeArchived: z.number().nullable(),
+  /** Bytes of the session's own rows: the session, its messages, parts and events. */
+  bytes: z.number(),
+});
+export type SessionSummary = z.infer<typeof sessionSummarySchema>;
+
+export const listResultSchema = z.object({
+  sessions: z.array(sessionSummarySchema),
+  nextCursor: z.string().nullable(),
+});
+export type ListResult = z.infer<typeof listResultSchema>;
+
+export const attachmentRefSchema = z.object({
+  ref: z.string(),
+  mime: z.string(),
+  filename: z.string().nullable(),
+  bytes: z.number(),
+});
+
+export const oversizeValueSchema = z.object({
+  table: z.string(),
+  id: z.string(),
+  sessionId: z.string().nullable(),
+  bytes: z.number(),
+  readable: z.boolean(),
+});
+export type OversizeValue = z.infer<typeof oversizeValueSchema>;
+
+export const statsResultSchema = z.object({
+  path: z.string(),
+  schema: z.string(),
+  fileBytes: z.number(),
+  walBytes: z.number(),
+  freeBytes: z.number(),
+  pageSize: z.number(),
+  autoVacuum: z.enum(['none', 'full', 'incremental']),
+  sessions: z.number(),
+  rootSessions: z.number(),
+  messages: z.number(),
+  parts: z.number(),
+  events: z.number(),
+  attachments: z.object({ count: z.number(), bytes: z.number(), encodedBytes: z.number() }),
+  tables: z.array(z.object({ name: z.string(), rows: z.number(), payloadBytes: z.number() })),
+  largest: z.array(z.object({ id: z.string(), title: z.string(), bytes: z.number() })),
+  oversize: z.array(oversizeValueSchema),
+  warnings: z.array(z.object({ thresholdMB: z.number(), message: z.string() })),
+});
+export type StatsResult = z.infer<typeof statsResultSchema>;
+
+export const partViewSchema = z.record(z.string(), z.unknown());
+export const messageViewSchema = z.object({
+  info: z.record(z.string(), z.unknown()),
+  parts: z.array(partViewSchema),
+});
+export type MessageView = z.infer<typeof messageViewSchema>;
+
+export const showResultSchema = z.object({
+  session: z.record(z.string(), z.unknown()),
+  messages: z.array(messageViewSchema),
+  nextCursor: z.string().nullable(),
+});
+export type ShowResult = z.infer<typeof showResultSchema>;
+
+export const attachmentResultSchema = z.object({
+  ref: z.string(),
+  path: z.string(),
+  bytes: z.number(),
+  sha256: z.string(),
+  mime: z.string(),
+  filename: z.string().nullable(),
+});
+export type AttachmentResult = z.infer<typeof attachmentResultSchema>;
+
+export const pageOptionsSchema = z.object({
+  limit: z.number().int().min(1).max(1000).optional(),
+  cursor: z.string().max(512).nullable().optional(),
+});
+export type PageOptions = z.infer<typeof pageOptionsSchema>;
+
+export const statsOptionsSchema = z.object({
+  largest: z.number().int().min(0).max(100).optional(),
+  warnAtMB: z.array(z.number().positive()).optional(),
+});
+export type StatsOptions = z.infer<typeof statsOptionsSchema>;

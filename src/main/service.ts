@@ -1,0 +1,119 @@
+/**
+ * The session service: what the utility process, the CLI and web mode all call. It owns the
+ * piscina pool (one read connection per worker), an LRU cache of small pages bounded in bytes,
+ * and a watcher connection whose `PRAGMA data_version` tells when another process (OpenCode)
+ * committed, so that no stale page is served.
+ */
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { Piscina } from 'piscina';
+import type {
+  AttachmentResult,
+  ListResult,
+  PageOptions,
+  ShowResult,
+  StatsOptions,
+  StatsResult,
+} from '../core/api.js';
+import { SkError } from '../core/errors.js';
+import { defaultCacheDir } from '../core/paths.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { WorkerReply, WorkerTask } from '../worker/protocol.js';
+
+export interface ServiceOptions {
+  db: string;
+  cacheDir?: string;
+  /** Worker threads; default min(2, cores). */
+  threads?: number;
+  /** Bytes of pages the LRU cache may hold; default 16 MB. */
+  cacheBytes?: number;
+}
+
+type CachedValue = ListResult | ShowResult | StatsResult | AttachmentResult;
+
+const WORKER_FILE = new URL('../worker/tasks.js', import.meta.url).href;
+
+export class SessionService {
+  readonly db: string;
+  readonly cacheDir: string;
+  private readonly pool: Piscina;
+  private readonly cache: LRUCache<string, CachedValue>;
+  private readonly watcher: SqliteStore;
+  private seenVersion: number | undefined;
+
+  private constructor(options: ServiceOptions, watcher: SqliteStore) {
+    this.db = resolve(options.db);
+    this.cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
+    this.watcher = watcher;
+    const threads = options.threads ?? Math.max(1, Math.min(2, availableParallelism()));
+    this.pool = new Piscina({ filename: WORKER_FILE, minThreads: 1, maxThreads: threads, idleTimeout: 30_000 });
+    this.cache = new LRUCache<string, CachedValue>({
+      maxSize: options.cacheBytes ?? 16 * 1024 * 1024,
+      // A page is held as parsed objects; its JSON length is a fair, cheap-enough measure of that.
+      sizeCalculation: (value) => Math.max(1, JSON.stringify(value).length),
+    });
+  }
+
+  /** Opens the database once on this thread first, so a bad file fails here with one line. */
+  static async open(options: ServiceOptions): Promise<SessionService> {
+    const watcher = new SqliteStore(resolve(options.db), { readonly: true });
+    return new SessionService(options, watcher);
+  }
+
+  private async run<T>(task: WorkerTask): Promise<T> {
+    let reply: WorkerReply<T>;
+    try {
+      reply = (await this.pool.run(task)) as WorkerReply<T>;
+    } catch (error) {
+      // A worker that died (crash, abort) is replaced by piscina; this request fails cleanly.
+      throw new SkError('internal', `worker failed: ${(error as Error).message}`);
+    }
+    if (!reply.ok) throw new SkError(reply.code, reply.message);
+    return reply.value;
+  }
+
+  /** Drops every cached page when another connection has committed since we last looked. */
+  private async fresh(): Promise<void> {
+    const version = await this.watcher.dataVersion();
+    if (this.seenVersion !== undefined && version !== this.seenVersion) this.cache.clear();
+    this.seenVersion = version;
+  }
+
+  private async cached<T extends CachedValue>(key: string, load: () => Promise<T>): Promise<T> {
+    await this.fresh();
+    const hit = this.cache.get(key);
+    if (hit) return hit as T;
+    const value = await load();
+    this.cache.set(key, value);
+    return value;
+  }
+
+  stats(options: StatsOptions = {}): Promise<StatsResult> {
+    return this.cached(`stats:${JSON.stringify(options)}`, () => this.run({ op: 'stats', db: this.db, options }));
+  }
+
+  listSessions(options: PageOptions = {}): Promise<ListResult> {
+    return this.cached(`list:${options.limit ?? ''}:${options.cursor ?? ''}`, () =>
+      this.run({ op: 'list', db: this.db, options }),
+    );
+  }
+
+  showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
+    return this.cached(`show:${sessionId}:${options.limit ?? ''}:${options.cursor ?? ''}`, () =>
+      this.run({ op: 'show', db: this.db, sessionId, options }),
+    );
+  }
+
+  /** Decodes an attachment into the cache (or to `out`); the caller gets a path, never the bytes. */
+  attachment(ref: string, out?: string): Promise<AttachmentResult> {
+    const task: WorkerTask = { op: 'attachment', db: this.db, ref, cacheDir: this.cacheDir };
+    if (out) return this.run({ ...task, out: resolve(out) });
+    return this.cached(`attachment:${ref}`, () => this.run(task));
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+    await this.watcher.close();
+  }
+}

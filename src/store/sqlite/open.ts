@@ -1,0 +1,188 @@
+/**
+ * Opening OpenCode's database: refuse what is not ours with one clear line, set OpenCode's
+ * pragmas, raise the value-length limit when our extension is built, and detect the schema.
+ */
+import Database from 'better-sqlite3';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SkError } from '../../core/errors.js';
+import { OPENCODE_SCHEMA_DDL, V1_TABLES } from './schema.js';
+
+export type Connection = Database.Database;
+
+/** V8's string limit, which better-sqlite3 also imposes on every value it reads. */
+export const V8_STRING_LIMIT = 536_870_888;
+/** SQLite's compile-time SQLITE_MAX_LENGTH: no connection can read past it. */
+export const SQLITE_MAX_LENGTH = 1_000_000_000;
+
+export interface OpenOptions {
+  readonly?: boolean;
+  /** Create the file (with OpenCode's schema applied by the caller) when it is missing. */
+  create?: boolean;
+  busyTimeoutMs?: number;
+}
+
+export interface SchemaInfo {
+  /** '1.x' when OpenCode's session/message/part tables are present. */
+  version: '1.x';
+  tables: Set<string>;
+  sessionColumns: Set<string>;
+  /** OpenCode 2.x tables found beside the 1.x ones (not read). */
+  unsupportedTables: string[];
+}
+
+export interface OpenDatabase {
+  db: Connection;
+  path: string;
+  schema: SchemaInfo;
+  /** Largest value this connection can read. */
+  readableLimit: number;
+}
+
+const extensionPath = (() => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const ext = process.platform === 'darwin' ? 'dylib' : process.platform === 'win32' ? 'dll' : 'so';
+  return join(here, '..', '..', '..', 'native', 'build', `limit_length.${ext}`);
+})();
+
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
+/** Turns SQLite's error codes into our one-line errors, naming the file. */
+export function mapSqliteError(error: unknown, path: string): SkError {
+  if (error instanceof SkError) return error;
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  // Extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_IOERR_SHORT_READ, ...) map by their primary code.
+  switch (typeof code === 'string' ? code.split('_').slice(0, 2).join('_') : '') {
+    case 'SQLITE_NOTADB':
+      return new SkError('not-sqlite', `${path} is not a SQLite database`);
+    case 'SQLITE_CORRUPT':
+      return new SkError('corrupt', `${path} is corrupt (${message}); run 'sqlite3 ${path} ".recover"' on a copy`);
+    case 'SQLITE_BUSY':
+    case 'SQLITE_LOCKED':
+      return new SkError('locked', `${path} is locked by another process (${message}); close OpenCode or try again`);
+    case 'SQLITE_FULL':
+      return new SkError('disk-full', `disk full while writing ${path}`);
+    case 'SQLITE_READONLY':
+      return new SkError('read-only', `${path} is read-only (${message})`);
+    case 'SQLITE_CANTOPEN':
+      return new SkError('not-found', `cannot open ${path} (${message})`);
+    case 'SQLITE_TOOBIG':
+      return new SkError('too-big', `a value in ${path} is larger than this connection can read (${message})`);
+    case 'SQLITE_IOERR':
+      return new SkError('corrupt', `I/O error reading ${path} (${message})`);
+    default:
+      return new SkError('internal', `${path}: ${message}`);
+  }
+}
+
+/** Checks the 100-byte header: magic, page size, and that the file holds every page it claims. */
+function checkHeader(path: string): void {
+  let size: number;
+  try {
+    const stat = statSync(path);
+    if (stat.isDirectory()) throw new SkError('usage', `${path} is a directory, not a database file`);
+    size = stat.size;
+  } catch (error) {
+    if (error instanceof SkError) throw error;
+    throw new SkError('not-found', `no database at ${path} (set --db or OPENCODE_DB)`);
+  }
+  if (size === 0) throw new SkError('not-sqlite', `${path} is empty (0 bytes), not an OpenCode database`);
+  const header = Buffer.alloc(100);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, header, 0, 100, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (size < 100 || header.toString('latin1', 0, 16) !== 'SQLite format 3\u0000') {
+    throw new SkError('not-sqlite', `${path} is not a SQLite database`);
+  }
+  const rawPageSize = header.readUInt16BE(16);
+  const pageSize = rawPageSize === 1 ? 65536 : rawPageSize;
+  const pageCount = header.readUInt32BE(28);
+  const countIsValid = header.readUInt32BE(24) === header.readUInt32BE(92) && pageCount > 0;
+  if (countIsValid && size < pageSize * pageCount) {
+    throw new SkError('truncated', `${path} is truncated: its header says ${pageSize * pageCount} bytes, the file has ${size}`);
+  }
+}
+
+function probeReadableLimit(db: Connection): number {
+  for (const candidate of [SQLITE_MAX_LENGTH, V8_STRING_LIMIT]) {
+    try {
+      db.prepare('SELECT length(zeroblob(?))').pluck().get(candidate);
+      return candidate;
+    } catch {
+      // limit below the candidate
+    }
+  }
+  return V8_STRING_LIMIT;
+}
+
+export function detectSchema(db: Connection, path: string): SchemaInfo {
+  const tables = new Set(
+    db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[],
+  );
+  const missing = V1_TABLES.filter((t) => !tables.has(t));
+  if (missing.length > 0) {
+    if (tables.has('session_v2')) {
+      throw new SkError(
+        'unsupported-schema',
+        `${path} is an OpenCode 2.x database (session_v2/session_message); session-keeper reads OpenCode 1.x (session/message/part) only`,
+      );
+    }
+    throw new SkError('foreign-schema', `${path} is not an OpenCode database (no ${missing.join('/')} table)`);
+  }
+  const sessionColumns = new Set(
+    (db.prepare("SELECT name FROM pragma_table_info('session')").pluck().all() as string[]),
+  );
+  for (const column of ['id', 'parent_id', 'title', 'time_created', 'time_updated']) {
+    if (!sessionColumns.has(column)) {
+      throw new SkError('foreign-schema', `${path} has a session table without ${column}: not an OpenCode 1.x database`);
+    }
+  }
+  return {
+    version: '1.x',
+    tables,
+    sessionColumns,
+    unsupportedTables: ['session_v2'].filter((t) => tables.has(t)),
+  };
+}
+
+/** Opens OpenCode's database with its own pragmas; every failure is a one-line SkError. */
+export function openDatabase(path: string, options: OpenOptions = {}): OpenDatabase {
+  const readonly = options.readonly ?? true;
+  if (!options.create || existsSync(path)) checkHeader(path);
+  let db: Connection | undefined;
+  try {
+    db = new Database(path, {
+      readonly,
+      fileMustExist: !options.create,
+      timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+    });
+    if (existsSync(extensionPath)) {
+      try {
+        db.loadExtension(extensionPath); // entry point sqlite3_limitlength_init, derived from the file name
+      } catch {
+        // without it, values over V8's string limit are listed by size but unreadable
+      }
+    }
+    if (!readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+    }
+    db.pragma('cache_size = -64000');
+    // Cascades run only on connections that ask for them; better-sqlite3 defaults to on, say it anyway.
+    db.pragma('foreign_keys = ON');
+    if (options.create && !readonly) {
+      const empty = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() === 0;
+      if (empty) db.exec(OPENCODE_SCHEMA_DDL);
+    }
+    const schema = detectSchema(db, path);
+    return { db, path, schema, readableLimit: probeReadableLimit(db) };
+  } catch (error) {
+    db?.close();
+    throw mapSqliteError(error, path);
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * The typed request protocol between the pool's owner and its worker threads. Workers answer
+ * with an envelope, because an Error's own fields (our error code) do not survive the thread hop.
+ */
+import { z } from 'zod';
+import { pageOptionsSchema, statsOptionsSchema } from '../core/api.js';
+import type { SkErrorCode } from '../core/errors.js';
+
+const target = { db: z.string().min(1) };
+
+export const workerTaskSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('dataVersion'), ...target }),
+  z.object({ op: z.literal('stats'), ...target, options: statsOptionsSchema }),
+  z.object({ op: z.literal('list'), ...target, options: pageOptionsSchema }),
+  z.object({ op: z.literal('show'), ...target, sessionId: z.string().min(1).max(128), options: pageOptionsSchema }),
+  z.object({
+    op: z.literal('attachment'),
+    ...target,
+    ref: z.string().min(1).max(160),
+    cacheDir: z.string().min(1),
+    out: z.string().min(1).optional(),
+  }),
+]);
+export type WorkerTask = z.infer<typeof workerTaskSchema>;
+
+export type WorkerReply<T = unknown> = { ok: true; value: T } | { ok: false; code: SkErrorCode; message: string };

@@ -1,0 +1,43 @@
+/**
+ * A piscina worker: one read-only connection per database per thread, queries that return small
+ * pages. Loaded by the pool in src/main; never imported by anything else.
+ */
+import { oneLine, SkError } from '../core/errors.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { workerTaskSchema, type WorkerReply } from './protocol.js';
+
+const stores = new Map<string, SqliteStore>();
+
+function storeFor(db: string): SqliteStore {
+  let store = stores.get(db);
+  if (!store) {
+    store = new SqliteStore(db, { readonly: true });
+    stores.set(db, store);
+  }
+  return store;
+}
+
+async function run(input: unknown): Promise<unknown> {
+  const task = workerTaskSchema.parse(input);
+  switch (task.op) {
+    case 'dataVersion':
+      return storeFor(task.db).dataVersion();
+    case 'stats':
+      return storeFor(task.db).stats(task.options);
+    case 'list':
+      return storeFor(task.db).listSessions(task.options);
+    case 'show':
+      return storeFor(task.db).showSession(task.sessionId, task.options);
+    case 'attachment':
+      return storeFor(task.db).extractAttachment(task.ref, task.cacheDir, task.out);
+  }
+}
+
+export default async function handle(input: unknown): Promise<WorkerReply> {
+  try {
+    return { ok: true, value: await run(input) };
+  } catch (error) {
+    if (error instanceof SkError) return { ok: false, code: error.code, message: oneLine(error) };
+    return { ok: false, code: 'internal', message: oneLine(error) };
+  }
+}

@@ -1,0 +1,70 @@
+/** Shared test plumbing: temporary folders, the built CLI, small hand-made OpenCode databases. */
+import Database from 'better-sqlite3';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+import { OPENCODE_SCHEMA_DDL } from '../../src/store/sqlite/schema.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+
+/** A temporary folder removed after the file's tests. */
+export function tempDir(prefix = 'sk-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface CliRun {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI as a user would, with a private cache folder. */
+export function runCli(args: string[], options: { env?: Record<string, string>; nodeArgs?: string[]; cacheDir?: string } = {}): CliRun {
+  const result: SpawnSyncReturns<string> = spawnSync(
+    process.execPath,
+    [...(options.nodeArgs ?? []), CLI, ...(options.cacheDir ? ['--cache-dir', options.cacheDir] : []), ...args],
+    { encoding: 'utf8', env: { ...process.env, ...options.env }, maxBuffer: 256 * 1024 * 1024 },
+  );
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+export function parseJson<T = unknown>(run: CliRun): T {
+  if (run.status !== 0) throw new Error(`CLI failed (${run.status}): ${run.stderr}`);
+  return JSON.parse(run.stdout) as T;
+}
+
+/** An empty database in OpenCode's schema with one project, for hand-built cases. */
+export function emptyOpenCodeDb(path: string): Database.Database {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.exec(OPENCODE_SCHEMA_DDL);
+  db.prepare("INSERT INTO project (id, worktree, time_created, time_updated) VALUES ('global', '/', 1, 1)").run();
+  return db;
+}
+
+export function insertSession(db: Database.Database, id: string, created: number, updated: number, parent: string | null = null): void {
+  db.prepare(
+    `INSERT INTO session (id, project_id, parent_id, slug, directory, title, version, time_created, time_updated)
+     VALUES (?, 'global', ?, 'slug', '/work', ?, '1.1.0', ?, ?)`,
+  ).run(id, parent, `title of ${id}`, created, updated);
+}
+
+export function insertMessage(db: Database.Database, id: string, sessionId: string, created: number, data: object = { role: 'user', time: { created } }): void {
+  db.prepare('INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?)').run(
+    id, sessionId, created, created, JSON.stringify(data),
+  );
+}
+
+/** Inserts a part whose data is given as raw JSON text, so tests can write hostile shapes. */
+export function insertRawPart(db: Database.Database, id: string, messageId: string, sessionId: string, created: number, rawJson: string): void {
+  db.prepare('INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, ?)').run(
+    id, messageId, sessionId, created, created, rawJson,
+  );
+}
