@@ -9,5 +9,6 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     fileParallelism: true,
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

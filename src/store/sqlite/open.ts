@@ -161,7 +161,8 @@ export function openDatabase(path: string, options: OpenOptions = {}): OpenDatab
       fileMustExist: !options.create,
       timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
     });
-    if (existsSync(extensionPath)) {
+    // SESSION_KEEPER_NO_LENGTH_EXTENSION=1 runs as a stock build would (for tests and diagnosis).
+    if (existsSync(extensionPath) && process.env['SESSION_KEEPER_NO_LENGTH_EXTENSION'] !== '1') {
       try {
         db.loadExtension(extensionPath); // entry point sqlite3_limitlength_init, derived from the file name
       } catch {
