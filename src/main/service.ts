@@ -4,6 +4,7 @@
  * and a watcher connection whose `PRAGMA data_version` tells when another process (OpenCode)
  * committed, so that no stale page is served.
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -26,7 +27,7 @@ export interface ServiceOptions {
   cacheDir?: string;
   /** Worker threads; default min(2, cores). */
   threads?: number;
-  /** Bytes of pages the LRU cache may hold; default 16 MB. */
+  /** Bytes of pages (as JSON) the LRU cache may hold; default 4 MB, about 3x that as objects on the heap. */
   cacheBytes?: number;
 }
 
@@ -41,6 +42,8 @@ export class SessionService {
   private readonly cache: LRUCache<string, CachedValue>;
   private readonly watcher: SqliteStore;
   private seenVersion: number | undefined;
+  /** Largest V8 heap any worker reported after a task: the memory ceiling, watched. */
+  workerHeapPeak = 0;
 
   private constructor(options: ServiceOptions, watcher: SqliteStore) {
     this.db = resolve(options.db);
@@ -49,7 +52,7 @@ export class SessionService {
     const threads = options.threads ?? Math.max(1, Math.min(2, availableParallelism()));
     this.pool = new Piscina({ filename: WORKER_FILE, minThreads: 1, maxThreads: threads, idleTimeout: 30_000 });
     this.cache = new LRUCache<string, CachedValue>({
-      maxSize: options.cacheBytes ?? 16 * 1024 * 1024,
+      maxSize: options.cacheBytes ?? 4 * 1024 * 1024,
       // A page is held as parsed objects; its JSON length is a fair, cheap-enough measure of that.
       sizeCalculation: (value) => Math.max(1, JSON.stringify(value).length),
     });
@@ -69,6 +72,7 @@ export class SessionService {
       // A worker that died (crash, abort) is replaced by piscina; this request fails cleanly.
       throw new SkError('internal', `worker failed: ${(error as Error).message}`);
     }
+    this.workerHeapPeak = Math.max(this.workerHeapPeak, reply.heapUsed);
     if (!reply.ok) throw new SkError(reply.code, reply.message);
     return reply.value;
   }
@@ -109,7 +113,11 @@ export class SessionService {
   attachment(ref: string, out?: string): Promise<AttachmentResult> {
     const task: WorkerTask = { op: 'attachment', db: this.db, ref, cacheDir: this.cacheDir };
     if (out) return this.run({ ...task, out: resolve(out) });
-    return this.cached(`attachment:${ref}`, () => this.run(task));
+    const key = `attachment:${ref}`;
+    const hit = this.cache.get(key) as AttachmentResult | undefined;
+    // The cache folder is the user's to clear: a cached answer is only good while its file exists.
+    if (hit && !existsSync(hit.path)) this.cache.delete(key);
+    return this.cached(key, () => this.run(task));
   }
 
   async close(): Promise<void> {

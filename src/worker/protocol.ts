@@ -23,4 +23,7 @@ export const workerTaskSchema = z.discriminatedUnion('op', [
 ]);
 export type WorkerTask = z.infer<typeof workerTaskSchema>;
 
-export type WorkerReply<T = unknown> = { ok: true; value: T } | { ok: false; code: SkErrorCode; message: string };
+/** Every reply carries the worker's V8 heap in use, so the owner can watch the memory ceiling. */
+export type WorkerReply<T = unknown> = ({ ok: true; value: T } | { ok: false; code: SkErrorCode; message: string }) & {
+  heapUsed: number;
+};

@@ -2,6 +2,7 @@
  * A piscina worker: one read-only connection per database per thread, queries that return small
  * pages. Loaded by the pool in src/main; never imported by anything else.
  */
+import { getHeapStatistics } from 'node:v8';
 import { oneLine, SkError } from '../core/errors.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { workerTaskSchema, type WorkerReply } from './protocol.js';
@@ -34,10 +35,12 @@ async function run(input: unknown): Promise<unknown> {
 }
 
 export default async function handle(input: unknown): Promise<WorkerReply> {
+  const heapUsed = (): number => getHeapStatistics().used_heap_size;
   try {
-    return { ok: true, value: await run(input) };
+    const value = await run(input);
+    return { ok: true, value, heapUsed: heapUsed() };
   } catch (error) {
-    if (error instanceof SkError) return { ok: false, code: error.code, message: oneLine(error) };
-    return { ok: false, code: 'internal', message: oneLine(error) };
+    const code = error instanceof SkError ? error.code : 'internal';
+    return { ok: false, code, message: oneLine(error), heapUsed: heapUsed() };
   }
 }

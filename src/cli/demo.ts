@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+/**
+ * The main job on the embedded default, as the README's first command runs it: OpenCode's own
+ * database when there is one (read-only), otherwise a generated demo database in OpenCode's
+ * schema. Shows what `session-keeper` sees: size, warnings, the largest and newest sessions.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultDbPath } from '../core/paths.js';
+import { generateFixture } from '../fixtures/generate.js';
+import { main } from './main.js';
+
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DEMO_BYTES = 120 * 1024 * 1024;
+
+async function run(): Promise<number> {
+  let db = defaultDbPath();
+  if (existsSync(db)) {
+    process.stdout.write(`Using OpenCode's database at ${db} (read-only).\n\n`);
+  } else {
+    db = join(projectRoot, '.demo', 'opencode.db');
+    if (!existsSync(db)) {
+      process.stdout.write(`No OpenCode database at ${defaultDbPath()}: generating a ${DEMO_BYTES / 1024 / 1024} MB demo database at ${db} ...\n`);
+      mkdirSync(dirname(db), { recursive: true });
+      const summary = generateFixture({ path: db, targetBytes: DEMO_BYTES, seed: 1, hugeAttachmentBytes: 24 * 1024 * 1024 });
+      process.stdout.write(`  ${summary.sessions} sessions, ${summary.messages} messages, ${summary.parts} parts, ${summary.attachments.count} attachments\n\n`);
+    } else {
+      process.stdout.write(`No OpenCode database at ${defaultDbPath()}: using the demo database at ${db}.\n\n`);
+    }
+  }
+  const steps: [string, string[]][] = [
+    ['session-keeper stats', ['stats', '--largest', '5']],
+    ['session-keeper list --limit 8', ['list', '--limit', '8']],
+  ];
+  for (const [title, args] of steps) {
+    process.stdout.write(`$ ${title}\n`);
+    const code = await main(['--db', db, ...args]);
+    if (code !== 0) return code;
+    process.stdout.write('\n');
+  }
+  return 0;
+}
+
+run().then((code) => {
+  process.exitCode = code;
+});
