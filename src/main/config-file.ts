@@ -1,0 +1,196 @@
+/**
+ * Reading and writing the `session` block of OpenCode's config file (JSON or JSONC) without
+ * disturbing anything else in it: OpenCode's own keys, the user's comments and formatting.
+ */
+import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { applyEdits, modify, parse, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser';
+import { checkSessionConfig, describeIssue, parseSessionConfig, unknownSessionKeys, type SessionConfig, type SessionConfigInput } from '../core/config.js';
+import { SkError, redactSecrets } from '../core/errors.js';
+import { configHome } from '../core/paths.js';
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * The global config files that exist, in the order OpenCode merges them: `opencode.json`, then
+ * `opencode.jsonc`. OpenCode deep-merges them with the later file winning, so when both exist a key
+ * in `opencode.jsonc` overrides the same key in `opencode.json`; we do the same, key by key in `session`.
+ */
+export function globalConfigFiles(env: Env = process.env): string[] {
+  const dir = join(configHome(env), 'opencode');
+  return ['opencode.json', 'opencode.jsonc'].map((name) => join(dir, name)).filter((file) => existsSync(file));
+}
+
+/** The global config file that wins (`opencode.jsonc` when both exist), or null when there is none. */
+export function findGlobalConfig(env: Env = process.env): string | null {
+  return globalConfigFiles(env).at(-1) ?? null;
+}
+
+/** Where settings are saved: the winning global file, else a new `$XDG_CONFIG_HOME/opencode/opencode.json`. */
+export function configSaveTarget(env: Env = process.env): string {
+  return findGlobalConfig(env) ?? join(configHome(env), 'opencode', 'opencode.json');
+}
+
+export interface LoadedConfig {
+  config: SessionConfig;
+  /** The file the settings came from (the winning one when two were merged); null when none exists. */
+  source: string | null;
+  /** Every file read, in merge order. */
+  sources: string[];
+  /** One line each, e.g. unknown keys inside `session` (kept in the file, ignored here). */
+  warnings: string[];
+}
+
+export interface LoadOptions {
+  /** `--config PATH`: read this file only. It must exist (a typo should not silently mean "no policy"). */
+  path?: string | undefined;
+  env?: Env | undefined;
+}
+
+// 1-based line:column, as editors show them.
+function position(text: string, offset: number): string {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line += 1;
+    lineStart = i + 1;
+  }
+  return `${line}:${offset - lineStart + 1}`;
+}
+
+const words = (code: string): string => code.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+
+/** The document's root object, or a one-line SkError with line:column for the first syntax error. */
+function parseDocument(file: string, text: string): Record<string, unknown> {
+  if (text.trim() === '') return {};
+  const errors: ParseError[] = [];
+  const root: unknown = parse(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: true });
+  const first = errors[0];
+  if (first) {
+    throw new SkError('config', `config ${file}:${position(text, first.offset)}: syntax error: ${words(printParseErrorCode(first.error))}`);
+  }
+  if (root === null || typeof root !== 'object' || Array.isArray(root)) {
+    throw new SkError('config', `config ${file}: expected a JSON object at the top level`);
+  }
+  return root as Record<string, unknown>;
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new SkError('config', `config ${file}: file not found`);
+    if (code === 'EISDIR') throw new SkError('config', `config ${file}: is a folder, not a file`);
+    throw new SkError('config', `config ${file}: cannot read (${code ?? 'error'})`);
+  }
+}
+
+function sessionBlock(file: string, root: Record<string, unknown>): Record<string, unknown> | undefined {
+  const block = root['session'];
+  if (block === undefined) return undefined;
+  if (block === null || typeof block !== 'object' || Array.isArray(block)) {
+    throw new SkError('config', redactSecrets(`config ${file}: session: expected an object, got ${JSON.stringify(block)}`));
+  }
+  return block as Record<string, unknown>;
+}
+
+/**
+ * The `session` settings: from `options.path` alone, else merged from the global files. No global
+ * file means defaults (source null); an unreadable or invalid file throws SkError('config').
+ */
+export function loadConfig(options: LoadOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const files = options.path !== undefined ? [options.path] : globalConfigFiles(env);
+  const merged: Record<string, unknown> = {};
+  const origin = new Map<string, string>();
+  const warnings: string[] = [];
+  for (const file of files) {
+    const block = sessionBlock(file, parseDocument(file, readText(file)));
+    if (!block) continue;
+    for (const key of unknownSessionKeys(block)) warnings.push(`config ${file}: session.${key}: unknown key, ignored`);
+    for (const [key, value] of Object.entries(block)) {
+      merged[key] = value;
+      origin.set(key, file);
+    }
+  }
+  const source = files.at(-1) ?? null;
+  const checked = checkSessionConfig(merged, env);
+  if (!checked.ok) {
+    const first = checked.issues[0];
+    const key = first?.path[0];
+    // Name the file the bad value came from; a missing key (connectionString) is the winning file's to fix.
+    const file = (typeof key === 'string' ? origin.get(key) : undefined) ?? source ?? 'defaults';
+    const more = checked.issues.length > 1 ? ` (and ${checked.issues.length - 1} more)` : '';
+    throw new SkError('config', redactSecrets(`config ${file}: ${first ? describeIssue(merged, first) : 'invalid'}${more}`));
+  }
+  return { config: checked.config, source, sources: files, warnings };
+}
+
+// Match the file's own indentation and line endings, so an edit looks as if the user made it.
+function formattingOf(text: string): FormattingOptions {
+  const indent = /^([ \t]+)\S/m.exec(text)?.[1] ?? '  ';
+  return {
+    insertSpaces: !indent.startsWith('\t'),
+    tabSize: indent.startsWith('\t') ? 1 : indent.length,
+    eol: text.includes('\r\n') ? '\r\n' : '\n',
+  };
+}
+
+/** Temp file beside the target, fsynced, renamed over it: a crash leaves the old file or the new one. */
+function writeAtomically(file: string, text: string): void {
+  // Write through a symlink (dotfiles repos) rather than replacing the link with a plain file.
+  const target = existsSync(file) && lstatSync(file).isSymbolicLink() ? realpathSync(file) : file;
+  const dir = dirname(target);
+  mkdirSync(dir, { recursive: true });
+  // The file may hold a connection string with a password: new files are private; existing ones keep their mode.
+  const mode = existsSync(target) ? statSync(target).mode & 0o7777 : 0o600;
+  const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const fd = openSync(temp, 'wx', mode);
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, target);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new SkError('config', `config ${file}: cannot write (${code ?? (error instanceof Error ? error.message : 'error')})`);
+  }
+  try {
+    const dirFd = openSync(dir, 'r');
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  } catch {
+    // Some filesystems refuse fsync on a folder; the rename itself already happened.
+  }
+}
+
+/**
+ * Sets keys inside `session` and nothing else: each key given is written (a key given as `undefined`
+ * is removed), keys not given, unknown keys, comments and formatting stay as they were. Creates the
+ * file and its folder when missing. The result is validated first: an invalid value writes nothing.
+ */
+export function saveSessionBlock(path: string, session: Partial<SessionConfigInput>): void {
+  const original = existsSync(path) ? readText(path) : '';
+  let text = original;
+  const root = parseDocument(path, text);
+  sessionBlock(path, root);
+
+  const formattingOptions = formattingOf(text);
+  for (const key of Object.keys(session)) {
+    const value: unknown = session[key as keyof SessionConfigInput];
+    text = applyEdits(text, modify(text, ['session', key], value, { formattingOptions }));
+  }
+  if (original.trim() === '') text += formattingOptions.eol ?? '\n';
+
+  parseSessionConfig(sessionBlock(path, parseDocument(path, text)), path);
+  writeAtomically(path, text);
+}
