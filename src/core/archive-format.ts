@@ -1,0 +1,108 @@
+/**
+ * The archive format: a JSON array of OpenCode export objects (`{info, messages: [{info, parts}]}`,
+ * what `opencode export` prints and `opencode import` reads), each with a `sessionKeeper` member
+ * beside the export fields holding what the API form lacks, so a restore is row-exact:
+ *
+ *   {"sessionKeeper": {format, project, session: <row>, todos, share, diff},
+ *    "info": <Session.Info>,
+ *    "messages": [{"sessionKeeper": {time: [created, updated], parts: [[created, updated], ...]},
+ *                  "info": {"id", "sessionID", ...message.data},
+ *                  "parts": [{"id", "sessionID", "messageID", ...part.data}, ...]}, ...]}
+ *
+ * Message and part objects are written as their ids followed by the row's own JSON text, byte for
+ * byte, so the original `data` is recovered exactly by cutting the id prefix off again.
+ */
+import { JsonStreamScanner } from './json-stream.js';
+
+export const ARCHIVE_FORMAT = 1;
+export const EXTRA_KEY = 'sessionKeeper';
+
+/** Row facts the export form does not carry, for one session. */
+export interface SessionExtras {
+  format: number;
+  /** The `project` row the session belongs to (restored when missing). */
+  project: Record<string, unknown> | null;
+  /** The `session` row, every column as stored. */
+  session: Record<string, unknown>;
+  todos: Record<string, unknown>[];
+  share: Record<string, unknown> | null;
+  /** `storage/session_diff/<id>.json`, parsed, when it existed. */
+  diff: unknown;
+}
+
+/** Row facts for one message and its parts (in the order of `parts`). */
+export interface MessageExtras {
+  time: [number, number];
+  parts: [number, number][];
+}
+
+/** `{"id":…,"sessionID":…` (and `"messageID":…` for parts): what precedes the row's own JSON. */
+export function idPrefix(ids: readonly string[], names: readonly string[]): string {
+  return `{${names.map((name, i) => `${JSON.stringify(name)}:${JSON.stringify(ids[i])}`).join(',')}`;
+}
+
+/** Key of the stand-in used for a row whose text is not a JSON object (kept as a string). */
+export const RAW_KEY = 'sessionKeeperRaw';
+
+/** True when `data` is one complete, well-formed JSON document. */
+export function isWellFormedJson(data: Buffer): boolean {
+  // Native parsing is far faster for ordinary rows; the scanner keeps big ones off the heap.
+  if (data.length <= 1024 * 1024) {
+    try {
+      JSON.parse(data.toString('utf8'));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  try {
+    const scanner = new JsonStreamScanner({ select: () => false, chunk: () => undefined, end: () => undefined });
+    scanner.write(data);
+    scanner.finish();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A Buffer of UTF-8 text as the body of a JSON string, escaped in chunks (never one big string). */
+export function* jsonStringBody(data: Buffer, chunkBytes = 1024 * 1024): Generator<Buffer> {
+  let at = 0;
+  while (at < data.length) {
+    let end = Math.min(data.length, at + chunkBytes);
+    // Never split a UTF-8 sequence: step back over continuation bytes.
+    while (end < data.length && end > at && ((data[end] as number) & 0xc0) === 0x80) end--;
+    yield Buffer.from(JSON.stringify(data.toString('utf8', at, end)).slice(1, -1));
+    at = end;
+  }
+}
+
+/**
+ * Wraps a row's JSON object text with its ids, without parsing it: `{"id":…,…` + the text after
+ * its `{`, so the row's bytes appear unchanged. A row that is not a non-empty, well-formed object
+ * is kept whole as a string under RAW_KEY instead, so the archive stays valid JSON.
+ */
+export function wrapRowJson(prefix: string, data: Buffer): Buffer[] {
+  if (data[0] === 0x7b && data[1] !== 0x7d && isWellFormedJson(data)) {
+    return [Buffer.from(`${prefix},`), data.subarray(1)];
+  }
+  return [Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`), ...jsonStringBody(data), Buffer.from('"}')];
+}
+
+/**
+ * The row's own JSON text back from a wrapped object, or null when the object does not start
+ * with exactly our prefix (an archive made by something else).
+ */
+export function unwrapRowJson(prefix: string, wrapped: Buffer): Buffer | null {
+  const head = Buffer.from(`${prefix},`);
+  if (wrapped.length <= head.length || wrapped.compare(head, 0, head.length, 0, head.length) !== 0) return null;
+  const raw = Buffer.from(`${JSON.stringify(RAW_KEY)}:`);
+  if (wrapped.compare(raw, 0, raw.length, head.length, head.length + raw.length) === 0) {
+    const text = JSON.parse(wrapped.toString('utf8', head.length + raw.length, wrapped.length - 1)) as unknown;
+    return typeof text === 'string' ? Buffer.from(text, 'utf8') : null;
+  }
+  return Buffer.concat([Buffer.from('{'), wrapped.subarray(head.length)]);
+}
+
+export const MESSAGE_ID_KEYS = ['id', 'sessionID'] as const;
+export const PART_ID_KEYS = ['id', 'sessionID', 'messageID'] as const;

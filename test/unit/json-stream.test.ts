@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { JsonStreamScanner, type PathItem } from '../../src/core/json-stream.js';
+
+/** Feeds `text` in chunks of the given sizes and returns the raw bytes of every selected value. */
+function capture(text: string, select: (path: readonly PathItem[]) => boolean, chunkSizes: number[] = [text.length]): [string, string][] {
+  const out: [string, string][] = [];
+  let current: Buffer[] = [];
+  const scanner = new JsonStreamScanner({
+    select,
+    chunk: (_path, bytes) => current.push(Buffer.from(bytes)),
+    end: (path) => {
+      out.push([path.join('/'), Buffer.concat(current).toString('utf8')]);
+      current = [];
+    },
+  });
+  const buf = Buffer.from(text);
+  let at = 0;
+  let k = 0;
+  while (at < buf.length) {
+    const size = Math.max(1, chunkSizes[k++ % chunkSizes.length] as number);
+    scanner.write(buf.subarray(at, at + size));
+    at += size;
+  }
+  scanner.finish();
+  return out;
+}
+
+const archive = [
+  {
+    info: { id: 'ses_1', title: 'a "quoted" title \\ with \u00e9 and \\u escapes' },
+    messages: [
+      { info: { id: 'msg_1', role: 'user' }, parts: [{ id: 'prt_1', type: 'text', text: '}]{["\\' }, { id: 'prt_2', n: -1.5e3, ok: true, nothing: null }] },
+      { info: { id: 'msg_2' }, parts: [] },
+    ],
+    extra: { rows: [[1, 2], []] },
+  },
+  { info: { id: 'ses_2' }, messages: [] },
+];
+
+describe('JsonStreamScanner', () => {
+  const text = JSON.stringify(archive);
+  const parts = (path: readonly PathItem[]) => path.length === 5 && path[1] === 'messages' && path[3] === 'parts';
+
+  it('hands out the exact bytes of selected values, whatever the chunking', () => {
+    const expected = [
+      ['0/messages/0/parts/0', JSON.stringify(archive[0]?.messages[0]?.parts[0])],
+      ['0/messages/0/parts/1', JSON.stringify(archive[0]?.messages[0]?.parts[1])],
+    ];
+    for (const sizes of [[text.length], [1], [2, 3, 5], [7], [64]]) {
+      expect(capture(text, parts, sizes)).toEqual(expected);
+    }
+  });
+
+  it('selects scalars, containers and top-level elements by path', () => {
+    expect(capture(text, (p) => p.length === 1)).toEqual(archive.map((s, i) => [String(i), JSON.stringify(s)]));
+    expect(capture(text, (p) => p.length === 3 && p[1] === 'info' && p[2] === 'title', [3])).toEqual([
+      ['0/info/title', JSON.stringify(archive[0]?.info.title)],
+    ]);
+  });
+
+  it('keeps whitespace and escapes byte-exact', () => {
+    const pretty = JSON.stringify(archive, null, 2);
+    const got = capture(pretty, (p) => p.length === 2 && p[1] === 'info', [5]);
+    expect(got.map(([, raw]) => JSON.parse(raw))).toEqual(archive.map((s) => s.info));
+    expect(pretty).toContain(got[0]?.[1]);
+  });
+
+  it('rejects truncated and malformed documents with the byte offset', () => {
+    expect(() => capture(text.slice(0, text.length - 3), () => false)).toThrow(/ends early/);
+    expect(() => capture('[{"a":1,}]', () => false)).toThrow(/malformed JSON at byte \d+: expected a key/);
+    expect(() => capture('[1 2]', () => false)).toThrow(/expected ","/);
+    expect(() => capture('[1] x', () => false)).toThrow(/after the end/);
+  });
+
+  it('handles a large string quickly and without copying it into a JS string', () => {
+    const big = `[{"p":"${'A'.repeat(50 * 1024 * 1024)}"}]`;
+    const started = Date.now();
+    let bytes = 0;
+    const scanner = new JsonStreamScanner({ select: (p) => p.length === 1, chunk: (_p, b) => (bytes += b.length), end: () => undefined });
+    const buf = Buffer.from(big);
+    for (let at = 0; at < buf.length; at += 65536) scanner.write(buf.subarray(at, at + 65536));
+    scanner.finish();
+    expect(bytes).toBe(buf.length - 2);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
