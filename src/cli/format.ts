@@ -1,5 +1,7 @@
 /** Human-readable output for the CLI; `--json` bypasses all of this. */
 import type { ListResult, ShowResult, StatsResult } from '../core/api.js';
+import type { SessionConfig } from '../core/config.js';
+import type { DryRunResult } from '../main/retention.js';
 
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -80,5 +82,27 @@ export function formatShow(show: ShowResult): string {
     for (const p of m.parts) lines.push(describePart(p));
   }
   if (show.nextCursor) lines.push('', `… more: --cursor ${show.nextCursor}`);
+  return lines.join('\n');
+}
+
+export function formatPlan(plan: DryRunResult, config: SessionConfig): string {
+  const limits = [
+    config.maxSizeMB !== undefined ? `maxSizeMB ${config.maxSizeMB}` : null,
+    config.maxAgeDays !== undefined ? `maxAgeDays ${config.maxAgeDays}` : null,
+    config.maxSessions !== undefined ? `maxSessions ${config.maxSessions}` : null,
+  ].filter(Boolean);
+  if (limits.length === 0) return 'No retention limit is set (maxSizeMB, maxAgeDays, maxSessions): nothing would be evicted.';
+  const lines = [`Policy: ${limits.join(', ')}, oldest by ${config.orderBy === 'updated' ? 'time_updated' : 'time_created'}; archive ${config.archive ? `to ${config.archiveDir}` : 'off'}.`];
+  if (plan.evict.length === 0) lines.push('Nothing would be evicted.');
+  else {
+    lines.push(`Would evict ${plan.evict.length} sessions, freeing about ${bytes(plan.freesBytes)} of ${bytes(plan.storeBytes)}:`);
+    const days = (ms: number): string => `${Math.floor((Date.now() - ms) / 86_400_000)}d`;
+    for (const e of plan.evict.slice(0, 50)) {
+      lines.push(`  ${e.id}  created ${date(e.timeCreated)} (${days(e.timeCreated)} ago)  ${bytes(e.bytes).padStart(9)}  ${clip(e.title, 50)}${e.children.length ? ` (+${e.children.length} child)` : ''}`);
+    }
+    if (plan.evict.length > 50) lines.push(`  … and ${plan.evict.length - 50} more (--json for all)`);
+  }
+  if (plan.unmetSize) lines.push(`Pinned or active sessions keep the database above ${config.maxSizeMB} MB.`);
+  lines.push('Nothing was changed (dry run). Apply with: session-keeper retention --apply');
   return lines.join('\n');
 }

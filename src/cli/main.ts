@@ -10,11 +10,20 @@ import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
 import { SessionService } from '../main/service.js';
-import { formatList, formatShow, formatStats } from './format.js';
+import { formatList, formatShow, formatStats, bytes as formatBytes, formatPlan } from './format.js';
+import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
+import { loadConfig } from '../main/config-file.js';
+import { applyRetention, archiveThenDelete, dryRun } from '../main/retention.js';
+import { openDatabase } from '../store/sqlite/open.js';
+import { restoreArchive, sessionTrees, writeArchive } from '../store/sqlite/sqlite-archive.js';
+import { SqliteWriter } from '../store/sqlite/sqlite-writer.js';
+import { verifyArchive } from '../store/archive-file.js';
+import { DAY_MS } from '../core/planner.js';
 
 export interface GlobalOptions {
   db: string;
   cacheDir: string;
+  config?: string;
   json: boolean;
 }
 
@@ -44,6 +53,7 @@ export function buildProgram(): Command {
     .description("Browse, size, archive and trim OpenCode's session database without running out of memory.")
     .addOption(new Option('--db <path>', 'OpenCode database file').default(defaultDbPath(), '$OPENCODE_DB or $XDG_DATA_HOME/opencode/opencode.db'))
     .addOption(new Option('--cache-dir <dir>', 'attachment cache').default(defaultCacheDir(), '$XDG_CACHE_HOME/session-keeper/attachments'))
+    .option('--config <path>', 'OpenCode config file (default: $XDG_CONFIG_HOME/opencode/opencode.json[c])')
     .option('--json', 'machine-readable output', false)
     .showHelpAfterError(false)
     .configureOutput({
@@ -97,6 +107,130 @@ export function buildProgram(): Command {
       const g = globals(command);
       const result = await withService(g, (s) => s.attachment(ref, options.out));
       print(g.json, result, () => `${result.path}  (${result.mime}, ${result.bytes} bytes, sha256 ${result.sha256})`);
+    });
+
+  const settings = (g: GlobalOptions, overrides: SessionOverrides = {}): SessionConfig => {
+    const loaded = loadConfig({ path: g.config });
+    for (const warning of loaded.warnings) process.stderr.write(`session-keeper: ${warning}\n`);
+    return mergeOverrides(loaded.config, overrides);
+  };
+  const log = (line: string): void => {
+    process.stderr.write(`${line}\n`);
+  };
+
+  program
+    .command('retention')
+    .description('plan (--dry-run, the default) or apply (--apply) the retention policy from the config and flags')
+    .option('--max-size-mb <n>', 'evict oldest until the database fits', positiveInt)
+    .option('--max-age-days <n>', 'evict sessions older than this', positiveInt)
+    .option('--max-sessions <n>', 'keep at most this many root sessions', positiveInt)
+    .option('--dry-run', 'print the plan and change nothing (default)')
+    .option('--apply', 'archive, evict and reclaim')
+    .option('--no-archive', 'evict without archiving first')
+    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean }, command: Command) => {
+      const g = globals(command);
+      if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
+      const config = settings(g, {
+        maxSizeMB: options.maxSizeMb,
+        maxAgeDays: options.maxAgeDays,
+        maxSessions: options.maxSessions,
+        archive: options.archive === false ? false : undefined,
+      });
+      if (!options.apply) {
+        const plan = dryRun({ db: g.db, config });
+        print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
+        return;
+      }
+      const result = await applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log });
+      print(g.json, result, () =>
+        result.evicted.length === 0
+          ? 'Nothing to evict.'
+          : `Evicted ${result.evicted.length} sessions${result.archive ? `, archived to ${result.archives.join(', ')}` : ''}.\n` +
+            `Database ${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (reclaimed by ${result.reclaim}).` +
+            (result.changed.length ? `\n${result.changed.length} sessions changed after archiving and were kept.` : ''),
+      );
+    });
+
+  program
+    .command('archive')
+    .description('write sessions (with their child sessions) to a JSON archive; .gz when the name ends so')
+    .requiredOption('--output <file>', 'archive file')
+    .option('--session <id...>', 'sessions to archive')
+    .option('--older-than-days <n>', 'root sessions created more than N days ago', positiveInt)
+    .action(async (options: { output: string; session?: string[]; olderThanDays?: number }, command: Command) => {
+      const g = globals(command);
+      if (!options.session && options.olderThanDays === undefined) throw new SkError('usage', 'archive needs --session ID... or --older-than-days N');
+      const open = openDatabase(g.db, { readonly: true });
+      try {
+        const roots = [...(options.session ?? [])];
+        for (const id of roots) {
+          if (!open.db.prepare('SELECT 1 FROM session WHERE id = ?').get(id)) throw new SkError('not-found', `no session ${id} in ${g.db}`);
+        }
+        if (options.olderThanDays !== undefined) {
+          const cutoff = Date.now() - options.olderThanDays * DAY_MS;
+          roots.push(...(open.db.prepare('SELECT id FROM session WHERE parent_id IS NULL AND time_created < ? ORDER BY time_created, id').pluck().all(cutoff) as string[]));
+        }
+        const ids = sessionTrees(open, roots);
+        const written = await writeArchive(open, ids, options.output);
+        await verifyArchive(options.output, written.sessions);
+        print(g.json, { archive: written.path, sessions: written.sessions.length, bytes: written.bytes }, () =>
+          `Archived ${written.sessions.length} sessions (${formatBytes(written.bytes)}) to ${written.path}, verified.`,
+        );
+      } finally {
+        open.db.close();
+      }
+    });
+
+  program
+    .command('restore')
+    .description('put the sessions of an archive back (sessions already present are skipped)')
+    .argument('<file>')
+    .action(async (file: string, _options: unknown, command: Command) => {
+      const g = globals(command);
+      const writer = new SqliteWriter(g.db);
+      try {
+        const result = await restoreArchive(writer.open, file);
+        print(g.json, { restored: result.restored.length, skipped: result.skipped.length, sessions: result.restored }, () =>
+          `Restored ${result.restored.length} sessions; ${result.skipped.length} were already present.`,
+        );
+      } finally {
+        writer.close();
+      }
+    });
+
+  program
+    .command('delete')
+    .description('delete sessions with their children, events and diff files (archived first), and reclaim the space')
+    .argument('<sessionID...>')
+    .option('--no-archive', 'delete without archiving first')
+    .action(async (ids: string[], options: { archive: boolean }, command: Command) => {
+      const g = globals(command);
+      const config = settings(g, { archive: options.archive === false ? false : undefined });
+      const open = openDatabase(g.db, { readonly: true });
+      try {
+        for (const id of ids) if (!open.db.prepare('SELECT 1 FROM session WHERE id = ?').get(id)) throw new SkError('not-found', `no session ${id} in ${g.db}`);
+      } finally {
+        open.db.close();
+      }
+      const result = await archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log }, ids);
+      print(g.json, result, () =>
+        `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}.`,
+      );
+    });
+
+  program
+    .command('vacuum')
+    .description('reclaim free pages (VACUUM), or with --incremental convert the file to auto_vacuum=INCREMENTAL once')
+    .option('--incremental', 'convert to auto_vacuum=INCREMENTAL so later deletes shrink the file in small steps')
+    .action(async (options: { incremental?: boolean }, command: Command) => {
+      const g = globals(command);
+      const writer = new SqliteWriter(g.db);
+      try {
+        const result = options.incremental ? writer.convertToIncremental() : writer.reclaim();
+        print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
+      } finally {
+        writer.close();
+      }
     });
 
   return program;

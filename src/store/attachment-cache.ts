@@ -10,9 +10,12 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
+  readFileSync,
   realpathSync,
   renameSync,
   rmSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -85,8 +88,8 @@ export class AttachmentCache {
     return real;
   }
 
-  /** Decodes one data URL of `buf` into the cache; `label` names it in errors. */
-  writeSpan(buf: Buffer, span: AttachmentSpan, label: string): CachedFile {
+  /** Decodes one data URL of `buf` into the cache under `ref`; `label` names it in errors. */
+  writeSpan(buf: Buffer, span: AttachmentSpan, ref: string, label: string): CachedFile {
     const tmpDir = join(this.dir, 'tmp');
     try {
       mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
@@ -140,12 +143,57 @@ export class AttachmentCache {
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       if (existsSync(path)) rmSync(tmp, { force: true });
       else renameSync(tmp, path);
+      this.remember(ref, sha256);
       return { path, sha256, bytes };
     } catch (error) {
       if (fd !== undefined) closeSync(fd);
       rmSync(tmp, { force: true });
       throw ioError(error, `attachment cache ${this.dir}`);
     }
+  }
+
+  /** Which part a cached file came from: `refs/<ref>` holds its sha256, so deletes can drop it. */
+  private remember(ref: string, sha256: string): void {
+    const refs = join(this.dir, 'refs');
+    mkdirSync(refs, { recursive: true, mode: 0o700 });
+    writeFileSync(join(refs, ref), sha256, { mode: 0o600 });
+  }
+
+  /**
+   * Forgets the attachments of deleted parts and removes cached files no remaining part refers
+   * to. Returns how many files were removed.
+   */
+  forgetParts(partIds: ReadonlySet<string>): number {
+    const refs = join(this.dir, 'refs');
+    let names: string[];
+    try {
+      names = readdirSync(refs);
+    } catch {
+      return 0;
+    }
+    const candidates = new Set<string>();
+    const kept = new Set<string>();
+    for (const name of names) {
+      let sha: string;
+      try {
+        sha = readFileSync(join(refs, name), 'utf8').trim();
+      } catch {
+        continue;
+      }
+      if (partIds.has(name.replace(/\.\d+$/, ''))) {
+        rmSync(join(refs, name), { force: true });
+        candidates.add(sha);
+      } else {
+        kept.add(sha);
+      }
+    }
+    let removed = 0;
+    for (const sha of candidates) {
+      if (kept.has(sha) || !/^[0-9a-f]{64}$/.test(sha)) continue;
+      rmSync(this.pathFor(sha), { force: true });
+      removed++;
+    }
+    return removed;
   }
 
   /** Copies a cached file to a path of the user's choosing, atomically, mode 0600. */

@@ -350,7 +350,7 @@ export class SqliteStore implements SessionStore {
       // the attachment itself is intact; only its name is unknown
     }
     const cache = new AttachmentCache(cacheDir);
-    const file = cache.writeSpan(buf, span, `part ${partId} attachment ${index}`);
+    const file = cache.writeSpan(buf, span, ref, `part ${partId} attachment ${index}`);
     const path = out ?? file.path;
     if (out) AttachmentCache.copyOut(file.path, out);
     return { ref, path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename };

@@ -1,0 +1,202 @@
+/**
+ * The one write connection: evicting sessions and reclaiming their space. OpenCode may be writing
+ * the same file, so every write transaction is short (one session tree at a time, or a batch of
+ * event rows), foreign keys are on, and SQLite's busy timeout does the waiting.
+ */
+import { rmSync, statfsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { SkError } from '../../core/errors.js';
+import { diffFilePath, sessionTrees } from './sqlite-archive.js';
+import { mapSqliteError, openDatabase, type OpenDatabase, type OpenOptions } from './open.js';
+
+const EVENT_DELETE_BATCH = 500;
+const INCREMENTAL_VACUUM_PAGES = 4096;
+
+export interface DeleteResult {
+  /** Roots whose trees were deleted. */
+  deleted: string[];
+  /** Every session id deleted (roots and children). */
+  sessionIds: string[];
+  /** Part ids deleted, for the attachment cache. */
+  partIds: string[];
+  /** Roots left alone because they changed after they were archived. */
+  changed: string[];
+}
+
+export interface ReclaimResult {
+  mode: 'incremental' | 'vacuum' | 'none';
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+export function fileBytes(path: string): number {
+  const size = (p: string): number => {
+    try {
+      return statSync(p).size;
+    } catch {
+      return 0;
+    }
+  };
+  return size(path) + size(`${path}-wal`);
+}
+
+export class SqliteWriter {
+  readonly open: OpenDatabase;
+
+  constructor(path: string, options: Omit<OpenOptions, 'readonly'> = {}) {
+    this.open = openDatabase(path, { ...options, readonly: false });
+  }
+
+  private run<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw mapSqliteError(error, this.open.path);
+    }
+  }
+
+  /**
+   * Deletes each root with its child sessions, messages, parts, todos, shares, events and diff
+   * files. `archivedAt` maps a root to the `time_updated` each of its sessions had when archived:
+   * a tree that changed since is left alone, so nothing unarchived is lost.
+   */
+  deleteSessions(roots: readonly string[], archivedAt?: ReadonlyMap<string, number>): DeleteResult {
+    const { db, schema } = this.open;
+    const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [] };
+    const has = (table: string): boolean => schema.tables.has(table);
+    const updatedOf = db.prepare('SELECT time_updated FROM session WHERE id = ?').pluck();
+    const partIdsOf = db.prepare('SELECT id FROM part WHERE session_id = ?').pluck();
+    const deleteParts = db.prepare('DELETE FROM part WHERE session_id = ?');
+    const deleteMessages = db.prepare('DELETE FROM message WHERE session_id = ?');
+    const deleteSession = db.prepare('DELETE FROM session WHERE id = ?');
+
+    return this.run(() => {
+      for (const root of roots) {
+        const tree = sessionTrees(this.open, [root]);
+        if (tree.length === 0) continue;
+        // One tree per transaction: short, and all-or-nothing for that tree.
+        const done = db.transaction(() => {
+          if (archivedAt) {
+            for (const id of tree) {
+              const archived = archivedAt.get(id);
+              if (archived === undefined || updatedOf.get(id) !== archived) return false;
+            }
+          }
+          for (const id of tree) {
+            for (const partId of partIdsOf.all(id) as string[]) result.partIds.push(partId);
+            deleteParts.run(id);
+            deleteMessages.run(id);
+          }
+          // Children last-to-first, then the root; cascades take todos, shares, session_message.
+          for (const id of [...tree].reverse()) deleteSession.run(id);
+          return true;
+        }).immediate();
+        if (!done) {
+          result.changed.push(root);
+          continue;
+        }
+        result.deleted.push(root);
+        result.sessionIds.push(...tree);
+      }
+      if (has('event') && has('event_sequence') && result.sessionIds.length > 0) this.deleteEvents(result.sessionIds);
+      for (const id of result.sessionIds) rmSync(diffFilePath(this.open.path, id), { force: true });
+      return result;
+    });
+  }
+
+  /**
+   * Events are keyed by `aggregate_id`, which OpenCode does not index: one read pass finds their
+   * rowids, then short transactions delete them by rowid. The `event_sequence` rows go last with
+   * foreign-key enforcement paused for that one statement, because its cascade check would scan
+   * the whole unindexed event table once per row; their events are already gone.
+   */
+  private deleteEvents(sessionIds: readonly string[]): void {
+    const { db } = this.open;
+    const ids = JSON.stringify(sessionIds);
+    const rowids = db
+      .prepare('SELECT rowid FROM event WHERE aggregate_id IN (SELECT value FROM json_each(?))')
+      .pluck()
+      .all(ids) as number[];
+    const deleteBatch = db.prepare('DELETE FROM event WHERE rowid IN (SELECT value FROM json_each(?))');
+    for (let at = 0; at < rowids.length; at += EVENT_DELETE_BATCH) {
+      const batch = JSON.stringify(rowids.slice(at, at + EVENT_DELETE_BATCH));
+      db.transaction(() => deleteBatch.run(batch)).immediate();
+    }
+    db.pragma('foreign_keys = OFF');
+    try {
+      db.transaction(() => {
+        // A straggler written by OpenCode between the passes goes too, so none is orphaned.
+        db.prepare('DELETE FROM event WHERE aggregate_id IN (SELECT value FROM json_each(?)) AND rowid > ?').run(
+          ids,
+          rowids.length > 0 ? Math.max(...rowids) : 0,
+        );
+        db.prepare('DELETE FROM event_sequence WHERE aggregate_id IN (SELECT value FROM json_each(?))').run(ids);
+      }).immediate();
+    } finally {
+      db.pragma('foreign_keys = ON');
+    }
+  }
+
+  /**
+   * Gives freed pages back to the file system: `incremental_vacuum` in short steps when the file
+   * is in incremental mode, otherwise a full VACUUM (after checking there is room for its copy),
+   * then a WAL checkpoint that truncates the WAL.
+   */
+  reclaim(): ReclaimResult {
+    const { db, path } = this.open;
+    const bytesBefore = fileBytes(path);
+    return this.run(() => {
+      const autoVacuum = db.pragma('auto_vacuum', { simple: true }) as number;
+      const freePages = db.pragma('freelist_count', { simple: true }) as number;
+      let mode: ReclaimResult['mode'] = 'none';
+      if (autoVacuum === 2) {
+        mode = 'incremental';
+        const step = db.prepare(`PRAGMA incremental_vacuum(${INCREMENTAL_VACUUM_PAGES})`);
+        while ((db.pragma('freelist_count', { simple: true }) as number) > 0) {
+          db.transaction(() => step.all()).immediate();
+        }
+      } else if (freePages > 0) {
+        mode = 'vacuum';
+        this.checkRoomForVacuum();
+        db.exec('VACUUM');
+      }
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      return { mode, bytesBefore, bytesAfter: fileBytes(path) };
+    });
+  }
+
+  /** VACUUM writes a full copy of the live pages (through the WAL): refuse when the disk lacks room. */
+  private checkRoomForVacuum(): void {
+    const { db, path } = this.open;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    const livePages = (db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number);
+    const needed = livePages * pageSize * 2;
+    const stats = statfsSync(dirname(path));
+    const available = Number(stats.bavail) * Number(stats.bsize);
+    if (available < needed) {
+      throw new SkError(
+        'disk-full',
+        `not enough free disk to VACUUM ${path}: needs ${needed} bytes, ${available} available; sessions were deleted, space is not yet reclaimed`,
+      );
+    }
+  }
+
+  /** Converts the file to auto_vacuum=INCREMENTAL once (a VACUUM rewrites it), so later deletes can shrink it in steps. */
+  convertToIncremental(): ReclaimResult {
+    const { db, path } = this.open;
+    const bytesBefore = fileBytes(path);
+    return this.run(() => {
+      if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2) {
+        this.checkRoomForVacuum();
+        db.pragma('auto_vacuum = INCREMENTAL');
+        db.exec('VACUUM');
+      }
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      return { mode: 'vacuum', bytesBefore, bytesAfter: fileBytes(path) };
+    });
+  }
+
+  close(): void {
+    this.open.db.close();
+  }
+}
