@@ -153,7 +153,7 @@ export class SqliteWriter {
         mode = 'incremental';
         const step = db.prepare(`PRAGMA incremental_vacuum(${INCREMENTAL_VACUUM_PAGES})`);
         while ((db.pragma('freelist_count', { simple: true }) as number) > 0) {
-          db.transaction(() => step.all()).immediate();
+          db.transaction(() => step.run()).immediate();
         }
       } else if (freePages > 0) {
         mode = 'vacuum';
