@@ -16,7 +16,8 @@ const DEMO_BYTES = 120 * 1024 * 1024;
 
 async function run(): Promise<number> {
   let db = defaultDbPath();
-  if (existsSync(db)) {
+  const real = existsSync(db);
+  if (real) {
     process.stdout.write(`Using OpenCode's database at ${db} (read-only).\n\n`);
   } else {
     db = join(projectRoot, '.demo', 'opencode.db');
@@ -29,9 +30,12 @@ async function run(): Promise<number> {
       process.stdout.write(`No OpenCode database at ${defaultDbPath()}: using the demo database at ${db}.\n\n`);
     }
   }
+  // On a real database the plan follows the user's own config; the demo shows an example policy.
+  const policy = real ? [] : ['--max-size-mb', '64', '--max-age-days', '90'];
   const steps: [string, string[]][] = [
     ['session-keeper stats', ['stats', '--largest', '5']],
     ['session-keeper list --limit 8', ['list', '--limit', '8']],
+    [`session-keeper retention --dry-run ${policy.join(' ')}`.trim(), ['retention', '--dry-run', ...policy]],
   ];
   for (const [title, args] of steps) {
     process.stdout.write(`$ ${title}\n`);

@@ -97,10 +97,10 @@ export function formatPlan(plan: DryRunResult, config: SessionConfig): string {
   else {
     lines.push(`Would evict ${plan.evict.length} sessions, freeing about ${bytes(plan.freesBytes)} of ${bytes(plan.storeBytes)}:`);
     const days = (ms: number): string => `${Math.floor((Date.now() - ms) / 86_400_000)}d`;
-    for (const e of plan.evict.slice(0, 50)) {
-      lines.push(`  ${e.id}  created ${date(e.timeCreated)} (${days(e.timeCreated)} ago)  ${bytes(e.bytes).padStart(9)}  ${clip(e.title, 50)}${e.children.length ? ` (+${e.children.length} child)` : ''}`);
+    for (const e of plan.evict.slice(0, 15)) {
+      lines.push(`  ${e.id}  created ${date(e.timeCreated)} (${days(e.timeCreated)} ago)  ${bytes(e.bytes).padStart(9)}  ${clip(e.title, 50)}${e.children.length ? ` (+${e.children.length} subtask${e.children.length === 1 ? '' : 's'})` : ''}`);
     }
-    if (plan.evict.length > 50) lines.push(`  … and ${plan.evict.length - 50} more (--json for all)`);
+    if (plan.evict.length > 15) lines.push(`  … and ${plan.evict.length - 15} more (--json for all)`);
   }
   if (plan.unmetSize) lines.push(`Pinned or active sessions keep the database above ${config.maxSizeMB} MB.`);
   lines.push('Nothing was changed (dry run). Apply with: session-keeper retention --apply');
