@@ -38,7 +38,7 @@ function print(json: boolean, value: unknown, human: () => string): void {
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {
-  const service = await SessionService.open({ db: globals.db, cacheDir: globals.cacheDir });
+  const service = await SessionService.open({ db: globals.db, cacheDir: globals.cacheDir, inline: true });
   try {
     return await fn(service);
   } finally {

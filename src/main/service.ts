@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type {
   AttachmentResult,
   ListResult,
@@ -27,6 +27,11 @@ export interface ServiceOptions {
   cacheDir?: string;
   /** Worker threads; default min(2, cores). */
   threads?: number;
+  /**
+   * Run tasks on this thread instead of a pool: for one-shot CLI commands, where starting a
+   * worker costs more than the query. Same code, same memory rules.
+   */
+  inline?: boolean;
   /** Bytes of pages (as JSON) the LRU cache may hold; default 4 MB, about 3x that as objects on the heap. */
   cacheBytes?: number;
 }
@@ -38,19 +43,19 @@ const WORKER_FILE = new URL('../worker/tasks.js', import.meta.url).href;
 export class SessionService {
   readonly db: string;
   readonly cacheDir: string;
-  private readonly pool: Piscina;
+  private readonly pool: Piscina | null;
   private readonly cache: LRUCache<string, CachedValue>;
   private readonly watcher: SqliteStore;
   private seenVersion: number | undefined;
   /** Largest V8 heap any worker reported after a task: the memory ceiling, watched. */
   workerHeapPeak = 0;
 
-  private constructor(options: ServiceOptions, watcher: SqliteStore) {
+  private constructor(options: ServiceOptions, watcher: SqliteStore, PiscinaClass: typeof Piscina | null) {
     this.db = resolve(options.db);
     this.cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
     this.watcher = watcher;
     const threads = options.threads ?? Math.max(1, Math.min(2, availableParallelism()));
-    this.pool = new Piscina({ filename: WORKER_FILE, minThreads: 1, maxThreads: threads, idleTimeout: 30_000 });
+    this.pool = PiscinaClass ? new PiscinaClass({ filename: WORKER_FILE, minThreads: 1, maxThreads: threads, idleTimeout: 30_000 }) : null;
     this.cache = new LRUCache<string, CachedValue>({
       maxSize: options.cacheBytes ?? 4 * 1024 * 1024,
       // A page is held as parsed objects; its JSON length is a fair, cheap-enough measure of that.
@@ -61,13 +66,15 @@ export class SessionService {
   /** Opens the database once on this thread first, so a bad file fails here with one line. */
   static async open(options: ServiceOptions): Promise<SessionService> {
     const watcher = new SqliteStore(resolve(options.db), { readonly: true });
-    return new SessionService(options, watcher);
+    // Loaded only when a pool is wanted: one-shot CLI commands start faster without it.
+    const PiscinaClass = options.inline ? null : (await import('piscina')).Piscina;
+    return new SessionService(options, watcher, PiscinaClass);
   }
 
   private async run<T>(task: WorkerTask): Promise<T> {
     let reply: WorkerReply<T>;
     try {
-      reply = (await this.pool.run(task)) as WorkerReply<T>;
+      reply = (this.pool ? await this.pool.run(task) : await (await import('../worker/tasks.js')).default(task)) as WorkerReply<T>;
     } catch (error) {
       // A worker that died (crash, abort) is replaced by piscina; this request fails cleanly.
       throw new SkError('internal', `worker failed: ${(error as Error).message}`);
@@ -121,7 +128,8 @@ export class SessionService {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    await this.pool?.destroy();
+    if (!this.pool) await (await import('../worker/tasks.js')).closeAll();
     await this.watcher.close();
   }
 }

@@ -34,6 +34,12 @@ async function run(input: unknown): Promise<unknown> {
   }
 }
 
+/** Closes this thread's connections (inline use; pool threads end with their thread). */
+export async function closeAll(): Promise<void> {
+  for (const store of stores.values()) await store.close();
+  stores.clear();
+}
+
 export default async function handle(input: unknown): Promise<WorkerReply> {
   const heapUsed = (): number => getHeapStatistics().used_heap_size;
   try {
