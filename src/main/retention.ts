@@ -9,7 +9,7 @@ import type { SessionConfig } from '../core/config.js';
 import { hasRetentionPolicy } from '../core/config.js';
 import { SkError } from '../core/errors.js';
 import { dataHome } from '../core/paths.js';
-import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type RetentionPlan, type SessionFacts } from '../core/planner.js';
+import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan, type SessionFacts } from '../core/planner.js';
 import { crossedThresholds, formatMB, MB, type SizeWarning } from '../core/thresholds.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
 import { verifyArchive } from '../store/archive-file.js';
@@ -40,18 +40,9 @@ export type RetentionProgress =
   | { phase: 'delete'; deleted: number; of: number }
   | { phase: 'reclaim'; mode: ReclaimResult['mode'] };
 
-export interface PlannedSession {
-  id: string;
-  title: string;
-  timeCreated: number;
-  timeUpdated: number;
-  bytes: number;
-  children: string[];
-}
-
-/** `retention --dry-run --json`: roots only, their children inside. */
+/** `retention --dry-run --json`: roots only, their children inside, with why each goes. */
 export interface DryRunResult {
-  evict: PlannedSession[];
+  evict: PlannedEviction[];
   freesBytes: number;
   storeBytes: number;
   unmetSize: boolean;
@@ -157,16 +148,12 @@ function nothingToDo(open: OpenDatabase, policy: RetentionPolicyInput, now: numb
   return true;
 }
 
-function toPlanned(plan: RetentionPlan): PlannedSession[] {
-  return plan.evict.map(({ id, title, timeCreated, timeUpdated, bytes, children }) => ({ id, title, timeCreated, timeUpdated, bytes, children }));
-}
-
 /** The plan, changing nothing. */
 export function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now'>): DryRunResult {
   const open = openDatabase(options.db, { readonly: true });
   try {
     const plan = planOn(open, options.config, options.now ?? Date.now(), true);
-    return { evict: toPlanned(plan), freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
+    return { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
   } finally {
     open.db.close();
   }
