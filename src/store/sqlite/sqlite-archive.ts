@@ -105,7 +105,14 @@ async function writeSession(open: OpenDatabase, sink: ArchiveSink, sessionId: st
     `SELECT ${columns} FROM message WHERE session_id = ? AND (time_created > ? OR (time_created = ? AND id > ?))
      ORDER BY time_created, id LIMIT ?`,
   );
-  const partsOf = db.prepare(`SELECT ${columns} FROM part WHERE message_id = ? ORDER BY time_created, id`);
+  // Inline data stops after 8 MB in one result; later parts are fetched one at a time.
+  const partsOf = db.prepare(
+    `SELECT id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
+       CASE WHEN octet_length(data) <= ${INLINE_FETCH_BYTES}
+             AND sum(min(octet_length(data), ${INLINE_FETCH_BYTES})) OVER (ORDER BY time_created, id) <= ${8 * 1024 * 1024}
+            THEN CAST(data AS BLOB) END AS data
+     FROM part WHERE message_id = ? ORDER BY time_created, id`,
+  );
 
   let last: RowMeta | undefined;
   let firstMessage = true;

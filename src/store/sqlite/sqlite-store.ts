@@ -32,6 +32,8 @@ import { mapSqliteError, openDatabase, V8_STRING_LIMIT, type OpenDatabase, type 
 
 /** Values up to this size come back inside the page query; larger ones are fetched one at a time. */
 const INLINE_FETCH_BYTES = 64 * 1024;
+/** At most this much inline data in one result. */
+const INLINE_TOTAL_BYTES = 4 * 1024 * 1024;
 /** Rough ceiling on what one page of messages may hold once reduced. */
 const PAGE_BUDGET_BYTES = 8 * 1024 * 1024;
 /** Longest string kept whole in a page; longer ones are cut to a preview. */
@@ -276,8 +278,14 @@ export class SqliteStore implements SessionStore {
             })()
           : db.prepare(`SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`).all(sessionId, limit + 1)
       ) as (PayloadRow & { timeCreated: number })[];
+      // Small parts come inline until 4 MB have come that way; the rest are fetched one by one,
+      // so a message with thousands of parts never arrives as one huge result.
       const partsOf = db.prepare(
-        `SELECT ${columns} FROM part WHERE message_id = ? ORDER BY time_created, id`,
+        `SELECT id, time_created AS timeCreated, octet_length(data) AS bytes,
+           CASE WHEN octet_length(data) <= ${INLINE_FETCH_BYTES}
+                 AND sum(min(octet_length(data), ${INLINE_FETCH_BYTES})) OVER (ORDER BY time_created, id) <= ${INLINE_TOTAL_BYTES}
+                THEN CAST(data AS BLOB) END AS data
+         FROM part WHERE message_id = ? ORDER BY time_created, id`,
       );
 
       let budget = PAGE_BUDGET_BYTES;
@@ -312,10 +320,12 @@ export class SqliteStore implements SessionStore {
     budget: number,
     wrap: (value: unknown) => Record<string, unknown>,
   ): { value: Record<string, unknown>; cost: number } {
-    const maxInlineString = Math.max(4096, Math.min(MAX_INLINE_STRING, Math.floor(budget / 4)));
+    // As the page fills up, long strings are cut shorter: a spent budget keeps 1 KB strings, 256-byte previews.
+    const maxInlineString = Math.max(1024, Math.min(MAX_INLINE_STRING, Math.floor(budget / 4)));
+    const previewBytes = Math.min(4096, Math.floor(maxInlineString / 4));
     try {
       const buf = this.payload(table, row);
-      const scanned = scanPartData(buf, { partId: row.id, maxInlineString });
+      const scanned = scanPartData(buf, { partId: row.id, maxInlineString, previewBytes });
       const value = wrap(scanned.value);
       // Cost is what the page will hold: the reduced JSON, not the stored bytes.
       const cost = scanned.attachments.length === 0 && scanned.truncatedStrings === 0 ? buf.length : JSON.stringify(value).length;
