@@ -311,3 +311,28 @@ describe('a concurrent writer (OpenCode) during retention and vacuum', () => {
     expect(integrity(db)).toBe('ok');
   }, 60_000);
 });
+
+describe('the attachment cache after deletes', () => {
+  it('drops the cached files of deleted sessions, keeps the others', () => {
+    const { db, home, env } = freshDb();
+    const cacheDir = join(home, 'attachments');
+    const conn = new Database(db, { readonly: true });
+    // Two sessions with file parts: one to delete, one to keep.
+    const [doomed, kept] = conn
+      .prepare("SELECT DISTINCT p.session_id FROM part p JOIN session s ON s.id = p.session_id WHERE s.parent_id IS NULL AND p.data LIKE '%\"url\":\"data:%' LIMIT 2")
+      .pluck()
+      .all() as string[];
+    const partOf = (session: string): string =>
+      conn.prepare("SELECT id FROM part WHERE session_id = ? AND data LIKE '{\"type\":\"file\"%' LIMIT 1").pluck().get(session) as string;
+    const doomedPart = partOf(doomed as string);
+    const keptPart = partOf(kept as string);
+    conn.close();
+    const extract = (ref: string) => parseJson<{ path: string }>(runCli(['--db', db, '--json', 'attachment', ref], { env, cacheDir }));
+    const doomedFile = extract(doomedPart).path;
+    const keptFile = extract(keptPart).path;
+    expect(existsSync(doomedFile) && existsSync(keptFile)).toBe(true);
+    parseJson(runCli(['--db', db, '--json', 'delete', doomed as string, '--no-archive'], { env, cacheDir }));
+    expect(existsSync(doomedFile)).toBe(false);
+    expect(existsSync(keptFile)).toBe(true);
+  });
+});
