@@ -152,6 +152,45 @@ export class AttachmentCache {
     }
   }
 
+  /**
+   * Writes already-decoded bytes arriving in chunks (an external store's attachment rows) into the
+   * cache under `ref`: hashed on the way, temp file, rename. Memory holds one chunk at a time.
+   */
+  async writeChunks(chunks: AsyncIterable<Buffer>, ref: string): Promise<CachedFile> {
+    const tmpDir = join(this.dir, 'tmp');
+    try {
+      mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw ioError(error, `attachment cache ${this.dir}`);
+    }
+    const tmp = join(tmpDir, `${process.pid}-${threadId}-${randomUUID()}`);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let fd: number | undefined;
+    try {
+      fd = openSync(tmp, 'wx', 0o600);
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        let written = 0;
+        while (written < chunk.length) written += writeSync(fd, chunk, written);
+        bytes += chunk.length;
+      }
+      closeSync(fd);
+      fd = undefined;
+      const sha256 = hash.digest('hex');
+      const path = this.pathFor(sha256);
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      if (existsSync(path)) rmSync(tmp, { force: true });
+      else renameSync(tmp, path);
+      this.remember(ref, sha256);
+      return { path, sha256, bytes };
+    } catch (error) {
+      if (fd !== undefined) closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw ioError(error, `attachment cache ${this.dir}`);
+    }
+  }
+
   /** Which part a cached file came from: `refs/<ref>` holds its sha256, so deletes can drop it. */
   private remember(ref: string, sha256: string): void {
     const refs = join(this.dir, 'refs');
