@@ -19,6 +19,7 @@ import { restoreArchive, sessionTrees, writeArchive } from '../store/sqlite/sqli
 import { SqliteWriter } from '../store/sqlite/sqlite-writer.js';
 import { verifyArchive } from '../store/archive-file.js';
 import { DAY_MS } from '../core/planner.js';
+import { registerServe } from './commands/serve.js';
 
 export interface GlobalOptions {
   db: string;
@@ -232,6 +233,8 @@ export function buildProgram(): Command {
         writer.close();
       }
     });
+
+  registerServe(program);
 
   return program;
 }

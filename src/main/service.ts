@@ -133,3 +133,16 @@ export class SessionService {
     await this.watcher.close();
   }
 }
+  /** Worker threads alive in the pool (0 when inline). */
+  workerThreads(): number {
+    return this.pool?.threads.length ?? 0;
+  }
+
+  /** Test seam: ends one pool thread, as a crash would; piscina starts a replacement. */
+  async terminateWorker(): Promise<boolean> {
+    const thread = this.pool?.threads[0];
+    if (!thread) return false;
+    await thread.terminate();
+    return true;
+  }
+

@@ -1,0 +1,273 @@
+/**
+ * The typed request protocol between the shells (Electron main, web mode, tests) and the utility
+ * process, and between the renderer and its shell. Every message that crosses a process boundary
+ * is parsed with these schemas; anything unknown or malformed gets an error reply, never a crash.
+ *
+ *   request  {type: 'request', id, method, params}
+ *   reply    {type: 'reply', id, ok: true, result} | {type: 'reply', id, ok: false, error}
+ *   event    {type: 'event', event: ...}             (progress, warnings, startup, restarts)
+ */
+import { z } from 'zod';
+import type { SkErrorCode } from './errors.js';
+import type { AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
+import type { EvictReason } from './planner.js';
+
+/** Strings from the renderer are bounded: nothing it sends may be large. */
+const id = z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]);
+const sessionId = z.string().min(1).max(128);
+const cursor = z.string().max(512).nullable().optional();
+const limit = z.number().int().min(1).max(1000).optional();
+
+/**
+ * Settings as the user typed them: the `session` block's input form, keys optional. A key set to
+ * null is removed from the file when saved. Validated for real by `checkSessionConfig`.
+ */
+export const settingsInputSchema = z.record(z.string().max(64), z.unknown()).refine((v) => Object.keys(v).length <= 32, {
+  message: 'too many keys',
+});
+export type SettingsInput = z.infer<typeof settingsInputSchema>;
+
+/** One-off limits for "archive and clean up now", over the saved settings. */
+export const policyOverrideSchema = z
+  .object({
+    maxSizeMB: z.number().positive().optional(),
+    maxAgeDays: z.number().positive().optional(),
+    maxSessions: z.number().int().min(1).optional(),
+  })
+  .strict();
+export type PolicyOverride = z.infer<typeof policyOverrideSchema>;
+
+export const STORAGE_CHOICES = ['sqlite', 'postgres', 'mysql', 'sqlserver'] as const;
+
+export const requestBodySchema = z.discriminatedUnion('method', [
+  z.object({ method: z.literal('ping'), params: z.object({}).strict().optional() }),
+  z.object({ method: z.literal('health'), params: z.object({}).strict().optional() }),
+  z.object({ method: z.literal('startup'), params: z.object({}).strict().optional() }),
+  z.object({ method: z.literal('remindLater'), params: z.object({}).strict().optional() }),
+  z.object({ method: z.literal('listSessions'), params: z.object({ limit, cursor }).strict().optional() }),
+  z.object({ method: z.literal('showSession'), params: z.object({ sessionId, limit, cursor }).strict() }),
+  z.object({ method: z.literal('attachment'), params: z.object({ ref: z.string().min(1).max(160) }).strict() }),
+  z.object({ method: z.literal('stats'), params: z.object({ largest: z.number().int().min(0).max(100).optional() }).strict().optional() }),
+  /** Dry run: the saved settings, or `settings` (unsaved form values: the live preview), with `policy` over them. */
+  z.object({
+    method: z.literal('plan'),
+    params: z.object({ settings: settingsInputSchema.optional(), policy: policyOverrideSchema.optional() }).strict().optional(),
+  }),
+  /** Archive and clean up now: progress arrives as events carrying this request's id. */
+  z.object({ method: z.literal('apply'), params: z.object({ policy: policyOverrideSchema.optional() }).strict().optional() }),
+  z.object({ method: z.literal('getSettings'), params: z.object({}).strict().optional() }),
+  z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
+  z.object({
+    method: z.literal('testConnection'),
+    params: z.object({ storage: z.enum(STORAGE_CHOICES), connectionString: z.string().max(4096).optional() }).strict(),
+  }),
+  /** Test seam, answered only when SESSION_KEEPER_TEST_HOOKS=1: ends one worker thread. */
+  z.object({ method: z.literal('debugKillWorker'), params: z.object({}).strict().optional() }),
+]);
+export type RequestBody = z.infer<typeof requestBodySchema>;
+export type Method = RequestBody['method'];
+export type ParamsOf<M extends Method> = Extract<RequestBody, { method: M }>['params'];
+
+export const requestSchema = z.intersection(z.object({ type: z.literal('request'), id }), requestBodySchema);
+export type Request = z.infer<typeof requestSchema>;
+
+// ---- results ----------------------------------------------------------------------------------
+
+export interface FieldError {
+  /** `maxSizeMB`, `warnAtMB[1]` */
+  field: string;
+  message: string;
+}
+
+export interface PlanEntry {
+  id: string;
+  title: string;
+  timeCreated: number;
+  timeUpdated: number;
+  bytes: number;
+  children: string[];
+  reasons: EvictReason[];
+}
+
+/** Same fields as `retention --dry-run --json`. */
+export interface PlanResult {
+  evict: PlanEntry[];
+  freesBytes: number;
+  storeBytes: number;
+  unmetSize: boolean;
+  /** The limits the plan was made for. */
+  policy: { maxSizeMB: number | null; maxAgeDays: number | null; maxSessions: number | null };
+}
+
+export interface ApplyOutcome {
+  evicted: string[];
+  archive: string | null;
+  archives: string[];
+  bytesBefore: number;
+  bytesAfter: number;
+  changed: string[];
+  reclaim: string;
+}
+
+export interface SizeWarningView {
+  thresholdMB: number;
+  message: string;
+}
+
+export interface StartupResult {
+  db: string;
+  bytes: number;
+  crossed: SizeWarningView[];
+  newWarnings: SizeWarningView[];
+  /** True when the size-check dialog should open: a threshold crossed since the last warning. */
+  showDialog: boolean;
+  retention: ApplyOutcome | null;
+  elapsedMs: number;
+  /** A startup failure (bad config, missing db): the UI shows it instead of crashing. */
+  error: string | null;
+}
+
+export interface SettingsResult {
+  /** The file saving writes to. */
+  path: string;
+  exists: boolean;
+  /** The `session` block as written in that file (input form), {} when none. */
+  raw: Record<string, unknown>;
+  /** Every default filled in; null when the file is invalid. */
+  resolved: Record<string, unknown> | null;
+  error: string | null;
+  warnings: string[];
+}
+
+export interface TestConnectionResult {
+  ok: boolean;
+  available: boolean;
+  message: string;
+}
+
+export interface HealthResult {
+  pid: number;
+  heapUsed: number;
+  heapPeak: number;
+  workerHeapPeak: number;
+  rss: number;
+  workerThreads: number;
+}
+
+/** Attachment results carry the path relative to the cache, from which each shell builds its URL. */
+export type AttachmentView = AttachmentResult & { relPath: string };
+
+export interface ResultMap {
+  ping: { pong: true; pid: number };
+  health: HealthResult;
+  startup: StartupResult;
+  remindLater: { ok: true };
+  listSessions: ListResult;
+  showSession: ShowResult;
+  attachment: AttachmentView;
+  stats: StatsResult;
+  plan: PlanResult;
+  apply: ApplyOutcome;
+  getSettings: SettingsResult;
+  saveSettings: SettingsResult;
+  testConnection: TestConnectionResult;
+  debugKillWorker: { killed: boolean; threads: number };
+}
+export type ResultOf<M extends Method> = ResultMap[M];
+
+// ---- replies and events -----------------------------------------------------------------------
+
+export const errorCodes = [
+  'usage', 'not-found', 'not-sqlite', 'truncated', 'corrupt', 'foreign-schema', 'unsupported-schema', 'locked',
+  'read-only', 'disk-full', 'too-big', 'bad-part', 'bad-attachment', 'config', 'archive', 'connection', 'internal',
+  'bad-request', 'unavailable', 'busy',
+] as const satisfies readonly (SkErrorCode | 'bad-request' | 'unavailable' | 'busy')[];
+export type ProtocolErrorCode = (typeof errorCodes)[number];
+
+export const replyErrorSchema = z.object({
+  code: z.enum(errorCodes),
+  message: z.string(),
+  fields: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+});
+export type ReplyError = z.infer<typeof replyErrorSchema>;
+
+export const replySchema = z.discriminatedUnion('ok', [
+  z.object({ type: z.literal('reply'), id: id.nullable(), ok: z.literal(true), result: z.unknown() }),
+  z.object({ type: z.literal('reply'), id: id.nullable(), ok: z.literal(false), error: replyErrorSchema }),
+]);
+export type Reply = z.infer<typeof replySchema>;
+
+const progressSchema = z.object({
+  phase: z.enum(['plan', 'archive', 'verify', 'delete', 'reclaim', 'done']),
+  evict: z.number().optional(),
+  path: z.string().optional(),
+  sessions: z.number().optional(),
+  deleted: z.number().optional(),
+  of: z.number().optional(),
+  mode: z.string().optional(),
+});
+export type ProgressView = z.infer<typeof progressSchema>;
+
+export const eventBodySchema = z.discriminatedUnion('event', [
+  /** Retention progress; `requestId` null for retention at startup. */
+  z.object({ event: z.literal('progress'), requestId: id.nullable(), progress: progressSchema }),
+  z.object({ event: z.literal('warning'), thresholdMB: z.number(), message: z.string() }),
+  z.object({ event: z.literal('log'), message: z.string() }),
+  /** The utility process finished its startup work (size check, retention). */
+  z.object({ event: z.literal('startup'), report: z.custom<StartupResult>((v) => typeof v === 'object' && v !== null) }),
+  /** Sent by the shell, not the utility: the utility process died and is being restarted. */
+  z.object({ event: z.literal('restarting'), reason: z.string(), attempt: z.number(), delayMs: z.number() }),
+  z.object({ event: z.literal('restarted'), attempt: z.number() }),
+]);
+export type EventBody = z.infer<typeof eventBodySchema>;
+export const eventSchema = z.intersection(z.object({ type: z.literal('event') }), eventBodySchema);
+export type ProtocolEvent = z.infer<typeof eventSchema>;
+
+/** Anything the utility process sends its parent. */
+export const utilityMessageSchema = z.union([replySchema, eventSchema]);
+export type UtilityMessage = z.infer<typeof utilityMessageSchema>;
+
+export function errorReply(requestId: string | number | null, code: ProtocolErrorCode, message: string, fields?: FieldError[]): Reply {
+  return { type: 'reply', id: requestId, ok: false, error: fields ? { code, message, fields } : { code, message } };
+}
+
+/** The request's id when one can be read from a malformed message, so its sender is not left waiting. */
+export function salvageId(message: unknown): string | number | null {
+  if (message === null || typeof message !== 'object') return null;
+  const parsed = id.safeParse((message as { id?: unknown }).id);
+  return parsed.success ? parsed.data : null;
+}
+
+/** One line naming what was wrong with a request. */
+export function describeRequestError(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'malformed request';
+  const where = issue.path.filter((p) => typeof p !== 'symbol').join('.');
+  return `malformed request${where ? ` at ${where}` : ''}: ${issue.message}`.slice(0, 300);
+}
+
+/**
+ * What the renderer calls, whatever carries it (Electron preload or fetch in web mode): the same
+ * shape in both. Rejections are `ApiError`s carrying the reply's error.
+ */
+export interface SessionKeeperApi {
+  request<M extends Method>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>>;
+  /** Subscribes to events; returns the unsubscribe function. */
+  onEvent(listener: (event: ProtocolEvent) => void): () => void;
+  /** A URL the page can load for a cached attachment (from `attachment`'s relPath). */
+  attachmentUrl(relPath: string, mime: string): string;
+  /** 'electron' or 'web'. */
+  readonly transport: 'electron' | 'web';
+}
+
+/** A reply's error, as a rejection: what `SessionKeeperApi.request` throws. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  readonly code: ProtocolErrorCode;
+  readonly fields: FieldError[];
+  constructor(error: ReplyError) {
+    super(error.message);
+    this.code = error.code;
+    this.fields = error.fields ?? [];
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * Answers typed requests (src/core/protocol.ts) on top of the session service, retention and the
+ * config file. Transport-free: the utility process feeds it messages from `process.parentPort`
+ * or `process.send`; tests may call it directly. Never throws: every failure is an error reply.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
+import { parse as parseJsonc } from 'jsonc-parser';
+import { checkSessionConfig, describeIssue, issuePath, mergeOverrides, unknownSessionKeys, type SessionConfig, type SessionConfigInput } from '../core/config.js';
+import { oneLine, redactSecrets, SkError } from '../core/errors.js';
+import { dataHome } from '../core/paths.js';
+import {
+  describeRequestError,
+  errorReply,
+  errorCodes,
+  requestSchema,
+  salvageId,
+  type ApplyOutcome,
+  type EventBody,
+  type FieldError,
+  type Method,
+  type PolicyOverride,
+  type PlanResult,
+  type ProgressView,
+  type ProtocolErrorCode,
+  type Reply,
+  type Request,
+  type ResultMap,
+  type SettingsInput,
+  type SettingsResult,
+  type StartupResult,
+} from '../core/protocol.js';
+import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
+import { testConnection } from './connection-test.js';
+import { dryRun, enforceAtStartup, applyRetention, type RetentionProgress } from './retention.js';
+import type { SessionService } from './service.js';
+
+type Env = Record<string, string | undefined>;
+
+export interface HandlerOptions {
+  /** Null when the database could not be opened: requests that need it get `openError`. */
+  service: SessionService | null;
+  openError?: SkError | undefined;
+  db: string;
+  cacheDir: string;
+  /** `--config PATH`: read and saved; default the global opencode.json[c]. */
+  configPath?: string | undefined;
+  /** Where "warned once" state lives; default `$XDG_DATA_HOME/session-keeper/state.json`. */
+  statePath?: string | undefined;
+  env?: Env;
+  /** Events for the parent: progress, warnings, startup. */
+  emit: (event: EventBody) => void;
+  /** Answers `debugKillWorker` (tests only). */
+  testHooks?: boolean;
+}
+
+/** A failure with a protocol-only code (busy, unavailable). */
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ProtocolErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class FieldsError extends SkError {
+  constructor(
+    message: string,
+    readonly fields: FieldError[],
+  ) {
+    super('config', message);
+  }
+}
+
+function progressView(progress: RetentionProgress): ProgressView {
+  return { ...progress };
+}
+
+const heap = { peak: 0 };
+function sampleHeap(): number {
+  const used = getHeapStatistics().used_heap_size;
+  heap.peak = Math.max(heap.peak, used);
+  return used;
+}
+
+export class RequestHandler {
+  private readonly options: HandlerOptions;
+  private readonly env: Env;
+  private readonly statePath: string;
+  private config: SessionConfig;
+  private configError: string | null = null;
+  private startupReport: StartupResult | null = null;
+  private startupPromise: Promise<StartupResult> | null = null;
+  private applying = false;
+
+  constructor(options: HandlerOptions) {
+    this.options = options;
+    this.env = options.env ?? process.env;
+    this.statePath = options.statePath ?? join(dataHome(this.env), 'session-keeper', 'state.json');
+    this.config = this.loadSettings();
+    setInterval(sampleHeap, 250).unref();
+  }
+
+  private get configFile(): string {
+    return this.options.configPath ? resolve(this.options.configPath) : configSaveTarget(this.env);
+  }
+
+  /** The saved settings; on a broken file, the defaults (and the error kept for the UI). */
+  private loadSettings(): SessionConfig {
+    try {
+      const path = this.options.configPath;
+      // A --config file that does not exist yet is where settings will be saved: defaults until then.
+      const config = path && !existsSync(path) ? checkSessionConfig({}, this.env) : { ok: true as const, config: loadConfig({ path, env: this.env }).config };
+      if (!config.ok) throw new SkError('config', 'invalid defaults');
+      this.configError = null;
+      return config.config;
+    } catch (error) {
+      this.configError = oneLine(error);
+      const fallback = checkSessionConfig({}, this.env);
+      if (!fallback.ok) throw error;
+      return fallback.config;
+    }
+  }
+
+  /**
+   * The size check and retention at startup, once. Every request that reads sessions waits for it,
+   * so configured retention runs before the first session list is served.
+   */
+  startup(): Promise<StartupResult> {
+    this.startupPromise ??= (async (): Promise<StartupResult> => {
+      const started = performance.now();
+      try {
+        if (this.configError) throw new SkError('config', this.configError);
+        if (!this.options.service) throw this.options.openError ?? new SkError('not-found', `cannot open ${this.options.db}`);
+        const report = await enforceAtStartup({
+          db: this.options.db,
+          config: this.config,
+          cacheDir: this.options.cacheDir,
+          statePath: this.statePath,
+          log: (line) => this.options.emit({ event: 'log', message: redactSecrets(line) }),
+          onWarning: (w) => this.options.emit({ event: 'warning', thresholdMB: w.thresholdMB, message: w.message }),
+          onProgress: (p) => this.options.emit({ event: 'progress', requestId: null, progress: progressView(p) }),
+        });
+        this.startupReport = {
+          db: this.options.db,
+          bytes: report.bytes,
+          crossed: report.crossed,
+          newWarnings: report.newWarnings,
+          showDialog: report.newWarnings.length > 0,
+          retention: report.retention,
+          elapsedMs: report.elapsedMs,
+          error: null,
+        };
+      } catch (error) {
+        this.startupReport = {
+          db: this.options.db,
+          bytes: 0,
+          crossed: [],
+          newWarnings: [],
+          showDialog: false,
+          retention: null,
+          elapsedMs: performance.now() - started,
+          error: oneLine(error),
+        };
+      }
+      this.options.emit({ event: 'startup', report: this.startupReport });
+      return this.startupReport;
+    })();
+    return this.startupPromise;
+  }
+
+  /** Parses one incoming message and answers it; never throws. */
+  async handle(message: unknown): Promise<Reply> {
+    const parsed = requestSchema.safeParse(message);
+    if (!parsed.success) return errorReply(salvageId(message), 'bad-request', describeRequestError(parsed.error));
+    const request = parsed.data;
+    try {
+      const result = await this.dispatch(request);
+      return { type: 'reply', id: request.id, ok: true, result };
+    } catch (error) {
+      return this.failure(request.id, error);
+    }
+  }
+
+  private failure(id: string | number, error: unknown): Reply {
+    if (error instanceof FieldsError) return errorReply(id, 'config', error.message, error.fields);
+    if (error instanceof ProtocolError) return errorReply(id, error.code, oneLine(error));
+    const code: ProtocolErrorCode =
+      error instanceof SkError && (errorCodes as readonly string[]).includes(error.code) ? (error.code as ProtocolErrorCode) : 'internal';
+    return errorReply(id, code, oneLine(error));
+  }
+
+  private need(): SessionService {
+    if (this.options.service) return this.options.service;
+    throw this.options.openError ?? new SkError('not-found', `cannot open ${this.options.db}`);
+  }
+
+  private async dispatch(request: Request): Promise<ResultMap[Method]> {
+    const service = this.options.service;
+    switch (request.method) {
+      case 'ping':
+        return { pong: true, pid: process.pid };
+      case 'health':
+        return {
+          pid: process.pid,
+          heapUsed: sampleHeap(),
+          heapPeak: heap.peak,
+          workerHeapPeak: service?.workerHeapPeak ?? 0,
+          rss: process.memoryUsage.rss(),
+          workerThreads: service?.workerThreads() ?? 0,
+        };
+      case 'startup':
+        return this.startup();
+      case 'remindLater':
+        this.forgetWarnings();
+        return { ok: true };
+      case 'listSessions':
+        await this.startup();
+        return this.need().listSessions({ limit: request.params?.limit, cursor: request.params?.cursor ?? null });
+      case 'showSession':
+        await this.startup();
+        return this.need().showSession(request.params.sessionId, { limit: request.params.limit, cursor: request.params.cursor ?? null });
+      case 'attachment': {
+        await this.startup();
+        const result = await this.need().attachment(request.params.ref);
+        return { ...result, relPath: relative(this.options.cacheDir, result.path) };
+      }
+      case 'stats':
+        await this.startup();
+        return this.need().stats({ largest: request.params?.largest ?? 10, warnAtMB: this.config.warnAtMB });
+      case 'plan':
+        await this.startup();
+        return this.plan(request.params?.settings, request.params?.policy);
+      case 'apply':
+        await this.startup();
+        return this.apply(request.id, request.params?.policy);
+      case 'getSettings':
+        return this.settings();
+      case 'saveSettings':
+        return this.saveSettings(request.params.settings);
+      case 'testConnection':
+        return testConnection(request.params.storage, request.params.connectionString, { db: this.options.db });
+      case 'debugKillWorker': {
+        if (!this.options.testHooks) throw new SkError('usage', 'debugKillWorker is answered only with SESSION_KEEPER_TEST_HOOKS=1');
+        const killed = await this.need().terminateWorker();
+        return { killed, threads: this.need().workerThreads() };
+      }
+    }
+  }
+
+  /** Validates form values the way the config file is validated; errors are per field. */
+  private validate(settings: SettingsInput): SessionConfig {
+    const raw = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== null));
+    const checked = checkSessionConfig(raw, this.env);
+    if (checked.ok) return checked.config;
+    const fields = checked.issues.map((issue) => ({
+      field: issuePath('', issue.path) || 'session',
+      message: describeIssue(raw, issue, '').replace(/^[^:]*: /, ''),
+    }));
+    throw new FieldsError(`invalid settings: ${describeIssue(raw, checked.issues[0] ?? { path: [], message: 'invalid' })}`, fields);
+  }
+
+  private plan(settings: SettingsInput | undefined, policy: PolicyOverride | undefined): PlanResult {
+    let config = settings ? this.validate(settings) : this.config;
+    if (policy) config = mergeOverrides(config, policy, this.env);
+    const result = dryRun({ db: this.options.db, config });
+    return {
+      evict: result.evict,
+      freesBytes: result.freesBytes,
+      storeBytes: result.storeBytes,
+      unmetSize: result.unmetSize,
+      policy: { maxSizeMB: config.maxSizeMB ?? null, maxAgeDays: config.maxAgeDays ?? null, maxSessions: config.maxSessions ?? null },
+    };
+  }
+
+  private async apply(requestId: string | number, policy: PolicyOverride | undefined): Promise<ApplyOutcome> {
+    if (this.applying) throw new ProtocolError('busy', 'a clean-up is already running');
+    if (this.configError) throw new SkError('config', this.configError);
+    const config = policy ? mergeOverrides(this.config, policy, this.env) : this.config;
+    this.applying = true;
+    try {
+      const result = await applyRetention({
+        db: this.options.db,
+        config,
+        cacheDir: this.options.cacheDir,
+        log: (line) => this.options.emit({ event: 'log', message: redactSecrets(line) }),
+        onProgress: (p) => this.options.emit({ event: 'progress', requestId, progress: progressView(p) }),
+      });
+      this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
+      return result;
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private settings(): SettingsResult {
+    const path = this.configFile;
+    const exists = existsSync(path);
+    let raw: Record<string, unknown> = {};
+    const warnings: string[] = [];
+    if (exists) {
+      try {
+        const root: unknown = parseJsonc(readFileSync(path, 'utf8'), [], { allowTrailingComma: true });
+        const block = root && typeof root === 'object' ? (root as Record<string, unknown>)['session'] : undefined;
+        if (block && typeof block === 'object' && !Array.isArray(block)) raw = block as Record<string, unknown>;
+        for (const key of unknownSessionKeys(raw)) warnings.push(`session.${key}: unknown key, kept in the file`);
+      } catch {
+        // loadSettings has recorded the error
+      }
+    }
+    this.config = this.loadSettings();
+    // Secrets stay in the file; the form shows that one is set, never its value... except the
+    // connection string, which the user must be able to edit: it is sent as written, to this user only.
+    return { path, exists, raw, resolved: this.configError ? null : { ...this.config }, error: this.configError, warnings };
+  }
+
+  private saveSettings(settings: SettingsInput): SettingsResult {
+    this.validate(settings);
+    const block: Partial<SessionConfigInput> = {};
+    const writable = block as Record<string, unknown>;
+    for (const [key, value] of Object.entries(settings)) writable[key] = value === null ? undefined : value;
+    saveSessionBlock(this.configFile, block);
+    return this.settings();
+  }
+
+  /** "Remind me later": the thresholds crossed warn again at the next start. */
+  private forgetWarnings(): void {
+    try {
+      const state = JSON.parse(readFileSync(this.statePath, 'utf8')) as { warned?: Record<string, number[]> };
+      if (!state.warned) return;
+      delete state.warned[resolve(this.options.db)];
+      mkdirSync(dirname(this.statePath), { recursive: true, mode: 0o700 });
+      writeFileSync(`${this.statePath}.tmp`, JSON.stringify(state), { mode: 0o600 });
+      renameSync(`${this.statePath}.tmp`, this.statePath);
+    } catch {
+      // no state yet: nothing to forget
+    }
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Web mode: the renderer and the same typed API over HTTP, on 127.0.0.1 only, for people who run
+ * OpenCode without the desktop app (and for the browser tests). The utility process is forked
+ * exactly as Electron's main does it, so the web mode has the same memory rules and restarts.
+ *
+ * Every request needs the random token: `?token=` (the printed URL), the `x-session-keeper-token`
+ * header, or the cookie set when the page was opened with a valid token. The Host header must be
+ * the address we listen on (no DNS rebinding).
+ *
+ *   GET  /                      the renderer (dist/renderer)
+ *   POST /api                   {method, params} -> reply envelope (src/core/protocol.ts)
+ *   GET  /api/events            server-sent events: progress, warnings, startup, restarts
+ *   GET  /attachment/<path>     a file from the attachment cache, Range supported
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ProtocolEvent, Reply } from '../core/protocol.js';
+import { attachmentStream, resolveAttachmentRequest } from '../main/attachment-http.js';
+import { nodeSpawner, UtilityClient, type ClientOptions } from '../main/client.js';
+
+export interface WebServerOptions {
+  db: string;
+  cacheDir: string;
+  configPath?: string | undefined;
+  statePath?: string | undefined;
+  /** 0 (default) picks a free port. */
+  port?: number;
+  /** Fixed token (tests); default 32 random bytes. */
+  token?: string;
+  /** The built renderer; default dist/renderer beside this build. */
+  rendererDir?: string;
+  /** Extra node flags for the utility process (e.g. a heap limit). */
+  execArgv?: string[];
+  env?: NodeJS.ProcessEnv;
+  client?: ClientOptions;
+}
+
+export interface WebServer {
+  url: string;
+  port: number;
+  token: string;
+  client: UtilityClient;
+  server: Server;
+  close(): Promise<void>;
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+};
+const MAX_BODY = 256 * 1024;
+const COOKIE = 'sk_token';
+
+export const DEFAULT_RENDERER_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
+
+function sameToken(given: string | undefined, token: string): boolean {
+  if (!given) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function cookieToken(req: IncomingMessage): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [name, ...rest] = part.trim().split('=');
+    if (name === COOKIE) return rest.join('=');
+  }
+  return undefined;
+}
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8', headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers });
+  res.end(body);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  send(res, status, JSON.stringify(value), 'application/json; charset=utf-8');
+}
+
+function readBody(req: IncomingMessage): Promise<string | null> {
+  return new Promise((resolveBody, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    req.on('data', (chunk: Buffer) => {
+      length += chunk.length;
+      if (length > MAX_BODY) {
+        resolveBody(null);
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolveBody(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** HTTP status for a reply: the envelope is the body either way. */
+function statusOf(reply: Reply): number {
+  if (reply.ok) return 200;
+  switch (reply.error.code) {
+    case 'bad-request':
+    case 'usage':
+    case 'config':
+      return 400;
+    case 'not-found':
+      return 404;
+    case 'busy':
+      return 409;
+    case 'unavailable':
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+export async function startWebServer(options: WebServerOptions): Promise<WebServer> {
+  const token = options.token ?? randomBytes(24).toString('base64url');
+  const rendererDir = resolve(options.rendererDir ?? DEFAULT_RENDERER_DIR);
+  const cacheDir = resolve(options.cacheDir);
+  const client = new UtilityClient(
+    nodeSpawner({
+      db: options.db,
+      cacheDir,
+      configPath: options.configPath,
+      statePath: options.statePath,
+      execArgv: options.execArgv,
+      env: options.env,
+    }),
+    options.client,
+  ).start();
+
+  const streams = new Set<ServerResponse>();
+  client.onEvent((event: ProtocolEvent) => {
+    const data = `data: ${JSON.stringify(event)}\n\n`;
+    for (const res of streams) res.write(data);
+  });
+
+  let port = 0;
+  const allowedHosts = (): Set<string> => new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
+
+  const serveStatic = (res: ServerResponse, pathname: string, setCookie: boolean): void => {
+    const rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname.slice(1));
+    const file = normalize(join(rendererDir, rel));
+    if (!file.startsWith(rendererDir + sep) || !existsSync(file) || !statSync(file).isFile()) {
+      send(res, 404, rel === 'index.html' ? 'the renderer is not built: run npm run build' : 'not found');
+      return;
+    }
+    const headers: Record<string, string> = {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      'x-frame-options': 'DENY',
+      'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    };
+    const cookie = setCookie ? { 'set-cookie': `${COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict` } : {};
+    res.writeHead(200, { ...headers, ...cookie });
+    createReadStream(file).pipe(res);
+  };
+
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (!allowedHosts().has(req.headers.host ?? '')) return send(res, 403, 'forbidden host');
+      // The raw target, not a normalised URL: `..` must reach the path checks as sent.
+      const rawTarget = req.url ?? '/';
+      const queryAt = rawTarget.indexOf('?');
+      const rawPath = queryAt === -1 ? rawTarget : rawTarget.slice(0, queryAt);
+      const query = new URLSearchParams(queryAt === -1 ? '' : rawTarget.slice(queryAt + 1));
+      const headerToken = req.headers['x-session-keeper-token'];
+      const queryToken = query.get('token') ?? undefined;
+      const authorised =
+        sameToken(queryToken, token) || sameToken(typeof headerToken === 'string' ? headerToken : undefined, token) || sameToken(cookieToken(req), token);
+      if (!authorised) return send(res, 401, 'a valid token is required (use the URL session-keeper serve printed)');
+
+      if (rawPath === '/api' || rawPath === '/api/') {
+        if (req.method !== 'POST') return send(res, 405, 'POST only', undefined, { allow: 'POST' });
+        const text = await readBody(req);
+        if (text === null) return sendJson(res, 413, { type: 'reply', id: null, ok: false, error: { code: 'bad-request', message: 'request too large' } });
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          return sendJson(res, 400, { type: 'reply', id: null, ok: false, error: { code: 'bad-request', message: 'request is not JSON' } });
+        }
+        const reply = await client.send(body);
+        return sendJson(res, statusOf(reply), reply);
+      }
+      if (rawPath === '/api/events') {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+        res.write(': session-keeper events\n\n');
+        if (client.lastStartup) res.write(`data: ${JSON.stringify({ type: 'event', event: 'startup', report: client.lastStartup })}\n\n`);
+        streams.add(res);
+        const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+        req.on('close', () => {
+          clearInterval(ping);
+          streams.delete(res);
+        });
+        return;
+      }
+      if (rawPath.startsWith('/attachment/')) {
+        const answer = resolveAttachmentRequest(cacheDir, rawPath.slice('/attachment/'.length), {
+          method: req.method,
+          range: req.headers.range,
+          mime: query.get('mime'),
+        });
+        res.writeHead(answer.status, answer.headers);
+        const stream = attachmentStream(answer);
+        if (stream) {
+          stream.on('error', () => res.destroy());
+          stream.pipe(res);
+        } else {
+          res.end(answer.message ?? '');
+        }
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');
+      return serveStatic(res, rawPath, queryToken !== undefined);
+    })().catch((error: unknown) => {
+      if (!res.headersSent) send(res, 500, `internal error: ${(error as Error).message}`);
+      else res.destroy();
+    });
+  });
+
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolveListen());
+  });
+  port = (server.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${port}/?token=${token}`;
+
+  return {
+    url,
+    port,
+    token,
+    client,
+    server,
+    close: async () => {
+      for (const res of streams) res.end();
+      streams.clear();
+      await new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await client.close();
+    },
+  };
+}
