@@ -19,6 +19,7 @@ import { restoreArchive, sessionTrees, writeArchive } from '../store/sqlite/sqli
 import { SqliteWriter } from '../store/sqlite/sqlite-writer.js';
 import { verifyArchive } from '../store/archive-file.js';
 import { DAY_MS } from '../core/planner.js';
+import { registerExternalCommands, restoreFrom } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
 
 export interface GlobalOptions {
@@ -184,10 +185,14 @@ export function buildProgram(): Command {
 
   program
     .command('restore')
-    .description('put the sessions of an archive back (sessions already present are skipped)')
-    .argument('<file>')
-    .action(async (file: string, _options: unknown, command: Command) => {
+    .description('put the sessions of an archive back (sessions already present are skipped); with --from, sessions from an external database')
+    .argument('<file|sessionID...>')
+    .option('--from <connectionString>', 'restore these session ids from an external database instead of an archive file')
+    .action(async (args: string[], options: { from?: string }, command: Command) => {
       const g = globals(command);
+      if (options.from) return restoreFrom(g, options.from, args);
+      if (args.length !== 1) throw new SkError('usage', 'restore takes one archive file (or --from <connectionString> <sessionID...>)');
+      const file = args[0] as string;
       const writer = new SqliteWriter(g.db);
       try {
         const result = await restoreArchive(writer.open, file);
@@ -235,6 +240,8 @@ export function buildProgram(): Command {
     });
 
   registerServe(program);
+
+  registerExternalCommands(program, globals);
 
   return program;
 }

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSyn
 import { join, resolve } from 'node:path';
 import type { SessionConfig } from '../core/config.js';
 import { hasRetentionPolicy } from '../core/config.js';
-import { SkError } from '../core/errors.js';
+import { redactSecrets, SkError } from '../core/errors.js';
 import { dataHome } from '../core/paths.js';
 import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan, type SessionFacts } from '../core/planner.js';
 import { crossedThresholds, formatMB, MB, type SizeWarning } from '../core/thresholds.js';
@@ -57,6 +57,8 @@ export interface ApplyResult {
   bytesAfter: number;
   /** Roots left alone because they changed after archiving. */
   changed: string[];
+  /** The external database evicted sessions were moved to (password masked), when offloading. */
+  offload?: string | null;
   reclaim: ReclaimResult['mode'];
 }
 
@@ -178,7 +180,7 @@ function archiveName(archiveDir: string, now: number): string {
  * archive cannot be written or verified.
  */
 export async function archiveThenDelete(
-  options: Omit<RetentionOptions, 'config'> & { archive: boolean; archiveDir: string; archivePath?: string },
+  options: Omit<RetentionOptions, 'config'> & { archive: boolean; archiveDir: string; archivePath?: string; offload?: string | undefined },
   roots: readonly string[],
 ): Promise<Omit<ApplyResult, 'bytesBefore' | 'archives'> & { bytesFreedRows: number }> {
   const now = options.now ?? Date.now();
@@ -201,6 +203,27 @@ export async function archiveThenDelete(
       read.db.close();
     }
   }
+  let offloaded: string | null = null;
+  if (options.offload) {
+    // Offload: the trees are copied into the external database and verified there (counts and
+    // digests) before anything leaves the local file; a failure throws before the delete.
+    const read = openDatabase(options.db, { readonly: true });
+    let ids: string[];
+    try {
+      ids = sessionTrees(read, roots);
+      if (!archivedAt) {
+        const updated = read.db.prepare('SELECT time_updated FROM session WHERE id = ?').pluck();
+        archivedAt = new Map(ids.map((id) => [id, updated.get(id) as number]));
+      }
+    } finally {
+      read.db.close();
+    }
+    options.log?.(`session-keeper: moving ${ids.length} session${ids.length === 1 ? '' : 's'} to ${redactSecrets(options.offload)} before deleting them here`);
+    const { migrateToExternal } = await import('../store/external/migrate.js');
+    const copied = await migrateToExternal({ source: options.db, target: options.offload, sessionIds: ids });
+    if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
+    offloaded = copied.target;
+  }
   const writer = new SqliteWriter(options.db);
   try {
     const deleted = writer.deleteSessions(roots, archivedAt);
@@ -211,6 +234,7 @@ export async function archiveThenDelete(
     return {
       evicted: deleted.deleted,
       archive,
+      offload: offloaded,
       bytesAfter: reclaimed.bytesAfter,
       changed: deleted.changed,
       reclaim: reclaimed.mode,
@@ -238,7 +262,8 @@ export async function applyRetention(options: RetentionOptions): Promise<ApplyRe
     const roots = plan.evict.map((e) => e.id).filter((id) => !result.changed.includes(id));
     options.onProgress?.({ phase: 'plan', evict: roots.length });
     if (roots.length === 0) break;
-    const done = await archiveThenDelete({ ...options, archive: config.archive, archiveDir: config.archiveDir }, roots);
+    const done = await archiveThenDelete({ ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
+    if (done.offload) result.offload = done.offload;
     result.evicted.push(...done.evicted);
     result.changed.push(...done.changed);
     if (done.archive) result.archives.push(done.archive);
@@ -252,7 +277,7 @@ export async function applyRetention(options: RetentionOptions): Promise<ApplyRe
     ].filter(Boolean);
     options.log?.(
       `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
-        `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}. Database ${formatMB(bytesBefore)} -> ${formatMB(done.bytesAfter)}.`,
+        `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatMB(bytesBefore)} -> ${formatMB(done.bytesAfter)}.`,
     );
     if (config.maxSizeMB === undefined || done.bytesAfter <= config.maxSizeMB * MB || done.evicted.length === 0) break;
   }

@@ -20,6 +20,8 @@ import type {
 import { SkError } from '../core/errors.js';
 import { defaultCacheDir } from '../core/paths.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { isConnectionString } from '../store/external/connection.js';
+import type { ExternalStore } from '../store/external/external-store.js';
 import type { WorkerReply, WorkerTask } from '../worker/protocol.js';
 
 export interface ServiceOptions {
@@ -45,15 +47,18 @@ export class SessionService {
   readonly cacheDir: string;
   private readonly pool: Piscina | null;
   private readonly cache: LRUCache<string, CachedValue>;
-  private readonly watcher: SqliteStore;
+  private readonly watcher: SqliteStore | null;
+  /** An external database (`--db postgres://…`): queried on this thread, async; no pool, no page cache. */
+  private readonly external: ExternalStore | null;
   private seenVersion: number | undefined;
   /** Largest V8 heap any worker reported after a task: the memory ceiling, watched. */
   workerHeapPeak = 0;
 
-  private constructor(options: ServiceOptions, watcher: SqliteStore, PiscinaClass: typeof Piscina | null) {
-    this.db = resolve(options.db);
+  private constructor(options: ServiceOptions, watcher: SqliteStore | null, PiscinaClass: typeof Piscina | null, external: ExternalStore | null = null) {
+    this.db = external ? options.db : resolve(options.db);
     this.cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
     this.watcher = watcher;
+    this.external = external;
     const threads = options.threads ?? Math.max(1, Math.min(2, availableParallelism()));
     this.pool = PiscinaClass ? new PiscinaClass({ filename: WORKER_FILE, minThreads: 1, maxThreads: threads, idleTimeout: 30_000 }) : null;
     this.cache = new LRUCache<string, CachedValue>({
@@ -65,6 +70,11 @@ export class SessionService {
 
   /** Opens the database once on this thread first, so a bad file fails here with one line. */
   static async open(options: ServiceOptions): Promise<SessionService> {
+    if (isConnectionString(options.db)) {
+      // Network-bound, not CPU-bound: the pool's threads would only add a connection each.
+      const { ExternalStore } = await import('../store/external/external-store.js');
+      return new SessionService(options, null, null, await ExternalStore.open(options.db));
+    }
     const watcher = new SqliteStore(resolve(options.db), { readonly: true });
     // Loaded only when a pool is wanted: one-shot CLI commands start faster without it.
     const PiscinaClass = options.inline ? null : (await import('piscina')).Piscina;
@@ -72,6 +82,7 @@ export class SessionService {
   }
 
   private async run<T>(task: WorkerTask): Promise<T> {
+    if (this.external) return (await this.runExternal(this.external, task)) as T;
     let reply: WorkerReply<T>;
     try {
       reply = (this.pool ? await this.pool.run(task) : await (await import('../worker/tasks.js')).default(task)) as WorkerReply<T>;
@@ -84,14 +95,34 @@ export class SessionService {
     return reply.value;
   }
 
+  private runExternal(store: ExternalStore, task: WorkerTask): Promise<unknown> {
+    switch (task.op) {
+      case 'dataVersion':
+        return store.dataVersion();
+      case 'stats':
+        return store.stats(task.options);
+      case 'list':
+        return store.listSessions(task.options);
+      case 'show':
+        return store.showSession(task.sessionId, task.options);
+      case 'attachment':
+        return store.extractAttachment(task.ref, task.cacheDir, task.out);
+      default:
+        throw new SkError('usage', `not supported on an external store: ${(task as { op: string }).op}`);
+    }
+  }
+
   /** Drops every cached page when another connection has committed since we last looked. */
   private async fresh(): Promise<void> {
+    if (!this.watcher) return;
     const version = await this.watcher.dataVersion();
     if (this.seenVersion !== undefined && version !== this.seenVersion) this.cache.clear();
     this.seenVersion = version;
   }
 
   private async cached<T extends CachedValue>(key: string, load: () => Promise<T>): Promise<T> {
+    // Other writers of an external database leave no cheap version mark: its pages are never cached.
+    if (this.external) return load();
     await this.fresh();
     const hit = this.cache.get(key);
     if (hit) return hit as T;
@@ -127,12 +158,6 @@ export class SessionService {
     return this.cached(key, () => this.run(task));
   }
 
-  async close(): Promise<void> {
-    await this.pool?.destroy();
-    if (!this.pool) await (await import('../worker/tasks.js')).closeAll();
-    await this.watcher.close();
-  }
-}
   /** Worker threads alive in the pool (0 when inline). */
   workerThreads(): number {
     return this.pool?.threads.length ?? 0;
@@ -146,3 +171,13 @@ export class SessionService {
     return true;
   }
 
+  async close(): Promise<void> {
+    if (this.external) {
+      await this.external.close();
+      return;
+    }
+    await this.pool?.destroy();
+    if (!this.pool) await (await import('../worker/tasks.js')).closeAll();
+    await this.watcher?.close();
+  }
+}
