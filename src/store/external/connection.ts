@@ -71,6 +71,10 @@ export function connectionError(error: unknown, conn: Pick<ParsedConnection, 'di
   const detail = raw || (Array.isArray(errors) && errors[0] instanceof Error ? errors[0].message : 'unknown error');
   let line = (detail.split('\n')[0] ?? detail).trim();
   if (conn.password) line = line.split(conn.password).join('***');
+  const code = (error as NodeJS.ErrnoException).code;
+  if ((code && ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'PROTOCOL_CONNECTION_LOST'].includes(code)) || /terminated|connection lost|closed the connection|socket hang up/i.test(line)) {
+    line = `the connection to the server was lost (${line})`;
+  }
   return new SkError('connection', redactSecrets(`${conn.display}: ${doing}: ${line}`));
 }
 
@@ -137,6 +141,8 @@ async function dialectFor(conn: ParsedConnection, poolSize: number): Promise<Dia
     });
     // An idle client losing its server must not crash the process; the next query reports it.
     pool.on('error', () => undefined);
+    // A checked-out client whose socket dies emits 'error' too; the failing query reports it.
+    pool.on('connect', (client) => client.on('error', () => undefined));
     return new PostgresDialect({ pool });
   }
   if (conn.kind === 'mysql') {
