@@ -271,3 +271,28 @@ export class ApiError extends Error {
     this.fields = error.fields ?? [];
   }
 }
+
+/** What the preload script puts on `window.sessionKeeperBridge` (plain data only crosses contextBridge). */
+export interface SessionKeeperBridge {
+  readonly transport: 'electron';
+  /** Sends `{method, params}`; resolves to the reply envelope (never rejects for a failed request). */
+  invoke(body: { method: string; params?: unknown }): Promise<Reply>;
+  onEvent(listener: (event: ProtocolEvent) => void): () => void;
+  /** The attachment scheme registered by the main process (e.g. `sk-attachment`). */
+  readonly attachmentScheme: string;
+}
+
+/** The typed API over a preload bridge: what a renderer in Electron calls. */
+export function apiFromBridge(bridge: SessionKeeperBridge): SessionKeeperApi {
+  return {
+    transport: 'electron',
+    async request<M extends Method>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> {
+      const reply = await bridge.invoke(params === undefined ? { method } : { method, params });
+      if (!reply.ok) throw new ApiError(reply.error);
+      return reply.result as ResultOf<M>;
+    },
+    onEvent: (listener) => bridge.onEvent(listener),
+    attachmentUrl: (relPath, mime) =>
+      `${bridge.attachmentScheme}://cache/${relPath.split(/[\\/]/).map(encodeURIComponent).join('/')}?mime=${encodeURIComponent(mime)}`,
+  };
+}

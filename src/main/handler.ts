@@ -250,20 +250,40 @@ export class RequestHandler {
     }
   }
 
-  /** Validates form values the way the config file is validated; errors are per field. */
-  private validate(settings: SettingsInput): SessionConfig {
-    const raw = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== null));
-    const checked = checkSessionConfig(raw, this.env);
-    if (checked.ok) return checked.config;
+  /** The `session` block as written in the settings file ({} when none or unreadable). */
+  private rawBlock(): Record<string, unknown> {
+    const path = this.configFile;
+    if (!existsSync(path)) return {};
+    try {
+      const root: unknown = parseJsonc(readFileSync(path, 'utf8'), [], { allowTrailingComma: true });
+      const block = root && typeof root === 'object' ? (root as Record<string, unknown>)['session'] : undefined;
+      return block && typeof block === 'object' && !Array.isArray(block) ? (block as Record<string, unknown>) : {};
+    } catch {
+      return {};
+    }
+  }
+
+  /**
+   * Form values over the file's block (keys the form does not show, like `keep`, stay), a null
+   * meaning "remove": validated the way the config file is, with errors per field.
+   */
+  private validate(settings: SettingsInput): { config: SessionConfig; merged: Record<string, unknown> } {
+    const merged: Record<string, unknown> = { ...this.rawBlock() };
+    for (const [key, value] of Object.entries(settings)) {
+      if (value === null) delete merged[key];
+      else merged[key] = value;
+    }
+    const checked = checkSessionConfig(merged, this.env);
+    if (checked.ok) return { config: checked.config, merged };
     const fields = checked.issues.map((issue) => ({
       field: issuePath('', issue.path) || 'session',
-      message: describeIssue(raw, issue, '').replace(/^[^:]*: /, ''),
+      message: describeIssue(merged, issue, '').replace(/^[^:]*: /, ''),
     }));
-    throw new FieldsError(`invalid settings: ${describeIssue(raw, checked.issues[0] ?? { path: [], message: 'invalid' })}`, fields);
+    throw new FieldsError(`invalid settings: ${describeIssue(merged, checked.issues[0] ?? { path: [], message: 'invalid' })}`, fields);
   }
 
   private plan(settings: SettingsInput | undefined, policy: PolicyOverride | undefined): PlanResult {
-    let config = settings ? this.validate(settings) : this.config;
+    let config = settings ? this.validate(settings).config : this.config;
     if (policy) config = mergeOverrides(config, policy, this.env);
     const result = dryRun({ db: this.options.db, config });
     return {
@@ -297,31 +317,30 @@ export class RequestHandler {
 
   private settings(): SettingsResult {
     const path = this.configFile;
-    const exists = existsSync(path);
-    let raw: Record<string, unknown> = {};
-    const warnings: string[] = [];
-    if (exists) {
-      try {
-        const root: unknown = parseJsonc(readFileSync(path, 'utf8'), [], { allowTrailingComma: true });
-        const block = root && typeof root === 'object' ? (root as Record<string, unknown>)['session'] : undefined;
-        if (block && typeof block === 'object' && !Array.isArray(block)) raw = block as Record<string, unknown>;
-        for (const key of unknownSessionKeys(raw)) warnings.push(`session.${key}: unknown key, kept in the file`);
-      } catch {
-        // loadSettings has recorded the error
-      }
-    }
+    const raw = this.rawBlock();
+    const warnings = unknownSessionKeys(raw).map((key) => `session.${key}: unknown key, kept in the file`);
     this.config = this.loadSettings();
-    // Secrets stay in the file; the form shows that one is set, never its value... except the
-    // connection string, which the user must be able to edit: it is sent as written, to this user only.
-    return { path, exists, raw, resolved: this.configError ? null : { ...this.config }, error: this.configError, warnings };
+    return { path, exists: existsSync(path), raw, resolved: this.configError ? null : { ...this.config }, error: this.configError, warnings };
   }
 
+  /** Writes only the keys whose value changed, so the rest of the file stays exactly as the user left it. */
   private saveSettings(settings: SettingsInput): SettingsResult {
+    const before = this.rawBlock();
     this.validate(settings);
+    const defaults = checkSessionConfig({}, this.env);
+    const defaultOf = (key: string): unknown => (defaults.ok ? (defaults.config as Record<string, unknown>)[key] : undefined);
     const block: Partial<SessionConfigInput> = {};
     const writable = block as Record<string, unknown>;
-    for (const [key, value] of Object.entries(settings)) writable[key] = value === null ? undefined : value;
-    saveSessionBlock(this.configFile, block);
+    for (const [key, value] of Object.entries(settings)) {
+      if (value === null) {
+        if (key in before) writable[key] = undefined;
+      } else if (!(key in before) && JSON.stringify(defaultOf(key)) === JSON.stringify(value)) {
+        // the default, not written before: leave the file without it
+      } else if (JSON.stringify(before[key]) !== JSON.stringify(value)) {
+        writable[key] = value;
+      }
+    }
+    if (Object.keys(block).length > 0) saveSessionBlock(this.configFile, block);
     return this.settings();
   }
 

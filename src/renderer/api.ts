@@ -1,0 +1,73 @@
+/**
+ * The renderer's one way to the back end: the same `SessionKeeperApi` whether the preload script
+ * exposed it (Electron, contextIsolation) or we are in a browser (web mode: fetch + server-sent
+ * events, with the token from the URL).
+ */
+import { ApiError, apiFromBridge, type Method, type ParamsOf, type ProtocolEvent, type ReplyError, type ResultOf, type SessionKeeperApi, type SessionKeeperBridge } from '../core/protocol.js';
+
+declare global {
+  interface Window {
+    sessionKeeperBridge?: SessionKeeperBridge;
+  }
+}
+
+function webApi(): SessionKeeperApi {
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token') ?? sessionStorage.getItem('sk-token') ?? '';
+  sessionStorage.setItem('sk-token', token);
+  // Keep the token out of the address bar (and of screenshots, and of history).
+  if (params.has('token')) history.replaceState(null, '', location.pathname + location.hash);
+  const listeners = new Set<(event: ProtocolEvent) => void>();
+  let source: EventSource | null = null;
+  const open = (): void => {
+    source = new EventSource(`/api/events?token=${encodeURIComponent(token)}`);
+    source.onmessage = (message: MessageEvent<string>) => {
+      let event: ProtocolEvent;
+      try {
+        event = JSON.parse(message.data) as ProtocolEvent;
+      } catch {
+        return;
+      }
+      if (event?.type !== 'event') return;
+      for (const listener of listeners) listener(event);
+    };
+  };
+  return {
+    transport: 'web',
+    async request<M extends Method>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> {
+      let response: Response;
+      try {
+        response = await fetch('/api', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-session-keeper-token': token },
+          body: JSON.stringify(params === undefined ? { method } : { method, params }),
+        });
+      } catch (error) {
+        throw new ApiError({ code: 'unavailable', message: `session-keeper is not reachable (${(error as Error).message})` });
+      }
+      let reply: { ok: boolean; result?: unknown; error?: ReplyError };
+      try {
+        reply = (await response.json()) as typeof reply;
+      } catch {
+        throw new ApiError({ code: 'internal', message: `unexpected answer (HTTP ${response.status})` });
+      }
+      if (!reply.ok) throw new ApiError(reply.error ?? { code: 'internal', message: `HTTP ${response.status}` });
+      return reply.result as ResultOf<M>;
+    },
+    onEvent(listener) {
+      listeners.add(listener);
+      if (!source) open();
+      return () => listeners.delete(listener);
+    },
+    attachmentUrl(relPath, mime) {
+      const path = relPath.split(/[\\/]/).map(encodeURIComponent).join('/');
+      return `/attachment/${path}?mime=${encodeURIComponent(mime)}&token=${encodeURIComponent(token)}`;
+    },
+  };
+}
+
+export function connectApi(): SessionKeeperApi {
+  return window.sessionKeeperBridge ? apiFromBridge(window.sessionKeeperBridge) : webApi();
+}
+
+export { ApiError };

@@ -1,0 +1,104 @@
+/**
+ * The renderer: a small page with the database overview and the settings panel; the size-check
+ * dialog opens by itself when the utility process reports a threshold crossed at startup.
+ * `#settings` opens the settings panel directly; `#size-check` opens the dialog.
+ */
+import type { ProtocolEvent, SessionKeeperApi, StartupResult } from '../core/protocol.js';
+import { connectApi } from './api.js';
+import { renderSettings } from './settings.js';
+import { chart, openSizeCheck, spaceBreakdown } from './size-check.js';
+import { byId, bytes, h, plural } from './util.js';
+
+const api: SessionKeeperApi = connectApi();
+const dialog = byId<HTMLDialogElement>('size-dialog');
+const banner = byId('banner');
+const home = byId('view-home');
+const settingsView = byId('view-settings');
+let startup: StartupResult | null = null;
+
+const settings = renderSettings(settingsView, api, () => void refreshHome());
+
+function show(view: 'home' | 'settings'): void {
+  home.hidden = view !== 'home';
+  settingsView.hidden = view !== 'settings';
+  byId('nav-size').setAttribute('aria-current', String(view === 'home'));
+  byId('nav-settings').setAttribute('aria-current', String(view === 'settings'));
+  if (view === 'settings') {
+    void settings.load();
+    (settingsView.querySelector('input, select') as HTMLElement | null)?.focus();
+  }
+}
+
+function note(text: string, kind: 'info' | 'bad' = 'info'): void {
+  banner.hidden = text === '';
+  banner.className = `banner ${kind}`;
+  banner.textContent = text;
+}
+
+async function refreshHome(): Promise<void> {
+  const body = byId('home-body');
+  try {
+    const stats = await api.request('stats', { largest: 5 });
+    const total = stats.fileBytes + stats.walBytes;
+    byId('db-line').textContent = `${stats.path} · ${bytes(total)}`;
+    const openBtn = h('button', { type: 'button', id: 'btn-size-check', class: 'primary' }, 'Size check and clean-up…');
+    openBtn.addEventListener('click', () => void openDialog());
+    body.replaceChildren(
+      h('p', {}, `${plural(stats.rootSessions, 'session')} (${stats.sessions} with subtasks), ${plural(stats.messages, 'message')}, ${bytes(stats.attachments.bytes)} of attachments.`),
+      stats.warnings[0] ? h('p', { class: 'warn' }, stats.warnings[0].message.replace(/^Warning: /, '')) : '',
+      chart(spaceBreakdown(stats), total),
+      h('div', { class: 'actions' }, openBtn),
+    );
+  } catch (error) {
+    body.replaceChildren(h('p', { class: 'field-error', role: 'alert' }, (error as Error).message));
+  }
+}
+
+async function openDialog(): Promise<void> {
+  startup ??= await api.request('startup');
+  await openSizeCheck(dialog, {
+    api,
+    startup,
+    openSettings: () => {
+      location.hash = '#settings';
+      show('settings');
+    },
+    changed: () => void refreshHome(),
+  });
+}
+
+api.onEvent((event: ProtocolEvent) => {
+  if (event.event === 'restarting') note(`The session-keeper process stopped (${event.reason}); restarting in ${Math.round(event.delayMs / 100) / 10} s…`, 'bad');
+  if (event.event === 'restarted') {
+    note('The session-keeper process was restarted.');
+    void refreshHome();
+  }
+  if (event.event === 'progress' && event.requestId === null) note(`Retention at startup: ${event.progress.phase}…`);
+});
+
+byId('nav-size').addEventListener('click', () => {
+  location.hash = '';
+  show('home');
+});
+byId('nav-settings').addEventListener('click', () => {
+  location.hash = '#settings';
+  show('settings');
+});
+window.addEventListener('hashchange', () => show(location.hash === '#settings' ? 'settings' : 'home'));
+
+async function boot(): Promise<void> {
+  show(location.hash === '#settings' ? 'settings' : 'home');
+  startup = await api.request('startup');
+  if (startup.error) note(startup.error, 'bad');
+  else if (startup.retention && startup.retention.evicted.length > 0) {
+    note(`Retention at startup removed ${plural(startup.retention.evicted.length, 'session')}: ${bytes(startup.retention.bytesBefore)} → ${bytes(startup.retention.bytesAfter)}.`);
+  }
+  await refreshHome();
+  if ((startup.showDialog && location.hash !== '#settings') || location.hash === '#size-check') await openDialog();
+  document.body.dataset['ready'] = 'true';
+}
+
+void boot().catch((error: unknown) => {
+  note(`session-keeper: ${(error as Error).message}`, 'bad');
+  document.body.dataset['ready'] = 'true';
+});

@@ -1,0 +1,132 @@
+/**
+ * One app per test: a copy of a generated OpenCode database (over a 20 MB warning threshold), a
+ * JSONC config with comments, a private data folder (warning state) and attachment cache; then
+ * either `session-keeper serve` opened in Chromium, or the demo Electron app when ELECTRON_PATH
+ * is set for the `electron` project.
+ */
+import { test as base, _electron, type Page } from '@playwright/test';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+const MB = 1024 * 1024;
+
+export const CONFIG_TEXT = `{
+  // OpenCode's own settings stay as they are
+  "$schema": "https://opencode.ai/config.json",
+  "theme": "opencode", /* inline comment */
+  "session": {
+    // warn early for the test database
+    "warnAtMB": [20],
+    "archiveDir": "ARCHIVE_DIR"
+  }
+}
+`;
+
+export interface AppEnv {
+  dir: string;
+  db: string;
+  config: string;
+  archiveDir: string;
+  cacheDir: string;
+  dataHome: string;
+  /** CLI flags that point at the same database, config and cache. */
+  cliArgs: string[];
+}
+
+interface Fixtures {
+  env: AppEnv;
+  app: Page;
+}
+
+interface WorkerFixtures {
+  baseDb: string;
+}
+
+export const test = base.extend<Fixtures, WorkerFixtures>({
+  baseDb: [
+    async ({}, use) => {
+      const dir = mkdtempSync(join(tmpdir(), 'sk-e2e-base-'));
+      const path = join(dir, 'opencode.db');
+      const { generateFixture } = (await import(join(ROOT, 'dist', 'fixtures', 'generate.js'))) as typeof import('../../src/fixtures/generate.js');
+      generateFixture({ path, targetBytes: 36 * MB, hugeAttachmentBytes: 3 * MB, seed: 5, diffFiles: false });
+      await use(path);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    { scope: 'worker' },
+  ],
+
+  env: async ({ baseDb }, use) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sk-e2e-'));
+    const db = join(dir, 'opencode.db');
+    copyFileSync(baseDb, db);
+    const archiveDir = join(dir, 'archive');
+    const config = join(dir, 'opencode.jsonc');
+    writeFileSync(config, CONFIG_TEXT.replace('ARCHIVE_DIR', archiveDir));
+    const cacheDir = join(dir, 'cache');
+    const dataHome = join(dir, 'data');
+    mkdirSync(dataHome);
+    await use({ dir, db, config, archiveDir, cacheDir, dataHome, cliArgs: ['--db', db, '--config', config, '--cache-dir', cacheDir] });
+    rmSync(dir, { recursive: true, force: true });
+  },
+
+  // Not the built-in `page`: that would launch a browser for the electron project too.
+  app: async ({ env, playwright }, use, testInfo) => {
+    const childEnv = { ...process.env, XDG_DATA_HOME: env.dataHome, XDG_CONFIG_HOME: join(env.dir, 'config-home') };
+    if (testInfo.project.name === 'electron') {
+      const electronPath = process.env['ELECTRON_PATH'];
+      const main = join(ROOT, 'out', 'main', 'index.js');
+      if (!electronPath || !existsSync(electronPath)) {
+        testInfo.skip(true, 'ELECTRON_PATH does not name an Electron binary (none can be downloaded here); the chromium project runs these specs against web mode');
+        return;
+      }
+      if (!existsSync(main)) testInfo.skip(true, 'the demo app is not built: run npx electron-vite build');
+      const electronApp = await _electron.launch({
+        executablePath: electronPath,
+        args: [main, '--no-sandbox'],
+        env: { ...childEnv, SK_DEMO_DB: env.db, SK_DEMO_CONFIG: env.config, SK_DEMO_CACHE: env.cacheDir } as Record<string, string>,
+      });
+      const window = await electronApp.firstWindow();
+      await window.setViewportSize({ width: 800, height: 600 });
+      await use(window);
+      await electronApp.close();
+      return;
+    }
+    const server: ChildProcess = spawn(process.execPath, [CLI, ...env.cliArgs, 'serve'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    server.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const url = await new Promise<string>((resolveUrl, reject) => {
+      const lines = createInterface({ input: server.stdout! });
+      lines.once('line', (line) => resolveUrl(line.trim()));
+      server.once('exit', (code) => reject(new Error(`serve exited (${code}): ${stderr}`)));
+    });
+    const browser = await playwright.chromium.launch(testInfo.project.use.launchOptions ?? {});
+    const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
+    const page = await context.newPage();
+    await page.goto(url);
+    await use(page);
+    if (testInfo.status !== testInfo.expectedStatus) {
+      await page.screenshot({ path: testInfo.outputPath('failed.png') }).catch(() => undefined);
+    }
+    await browser.close();
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+  },
+});
+
+export { expect } from '@playwright/test';
+
+/** Saves a screenshot as a test artifact under test-results/. */
+export async function snap(page: Page, name: string, testInfo: { outputPath: (n: string) => string; attach: (n: string, o: { path: string; contentType: string }) => Promise<void> }): Promise<void> {
+  const path = testInfo.outputPath(`${name}.png`);
+  await page.screenshot({ path });
+  await testInfo.attach(name, { path, contentType: 'image/png' });
+  const shots = join(ROOT, 'test-results', 'screenshots');
+  mkdirSync(shots, { recursive: true });
+  copyFileSync(path, join(shots, `${name}.png`));
+}
