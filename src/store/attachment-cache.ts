@@ -6,7 +6,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import {
   closeSync,
-  copyFileSync,
   existsSync,
   mkdirSync,
   openSync,
@@ -28,6 +27,12 @@ const DECODE_CHUNK_CHARS = 4 * 1024 * 1024;
 /** Percent-encoded (non-base64) data URLs are small by nature; larger ones are refused. */
 const MAX_PLAIN_DATA_URL = 64 * 1024 * 1024;
 const BASE64_BODY = /[^A-Za-z0-9+/_-]/;
+
+interface FileSink {
+  write(chunk: Buffer): void;
+  finish(): CachedFile;
+  abort(): void;
+}
 
 export interface CachedFile {
   path: string;
@@ -88,26 +93,65 @@ export class AttachmentCache {
     return real;
   }
 
-  /** Decodes one data URL of `buf` into the cache under `ref`; `label` names it in errors. */
-  writeSpan(buf: Buffer, span: AttachmentSpan, ref: string, label: string): CachedFile {
-    const tmpDir = join(this.dir, 'tmp');
+  /**
+   * A temporary file that becomes either the cache entry for its content (named by its sha256)
+   * or, with `target`, the user's own file: hashed on the way, renamed when whole, removed if not.
+   */
+  private openSink(ref: string, target?: string): FileSink {
+    const tmpDir = target ? dirname(resolve(target)) : join(this.dir, 'tmp');
+    let fd: number | undefined;
+    let tmp: string;
     try {
       mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+      tmp = target ? `${resolve(target)}.${randomUUID().slice(0, 8)}.tmp` : join(tmpDir, `${process.pid}-${threadId}-${randomUUID()}`);
+      fd = openSync(tmp, 'wx', 0o600);
     } catch (error) {
-      throw ioError(error, `attachment cache ${this.dir}`);
+      throw ioError(error, target ?? `attachment cache ${this.dir}`);
     }
-    const tmp = join(tmpDir, `${process.pid}-${threadId}-${randomUUID()}`);
     const hash = createHash('sha256');
     let bytes = 0;
-    let fd: number | undefined;
-    try {
-      fd = openSync(tmp, 'wx', 0o600);
-      const write = (chunk: Buffer): void => {
+    const close = (): void => {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+    };
+    return {
+      write: (chunk: Buffer): void => {
         hash.update(chunk);
         let written = 0;
         while (written < chunk.length) written += writeSync(fd as number, chunk, written);
         bytes += chunk.length;
-      };
+      },
+      finish: (): CachedFile => {
+        close();
+        const sha256 = hash.digest('hex');
+        if (target) {
+          renameSync(tmp, resolve(target));
+          return { path: resolve(target), sha256, bytes };
+        }
+        const path = this.pathFor(sha256);
+        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+        if (existsSync(path)) rmSync(tmp, { force: true });
+        else renameSync(tmp, path);
+        this.remember(ref, sha256);
+        return { path, sha256, bytes };
+      },
+      abort: (): void => {
+        try {
+          close();
+        } finally {
+          rmSync(tmp, { force: true });
+        }
+      },
+    };
+  }
+
+  /**
+   * Decodes one data URL of `buf` into the cache under `ref`, or straight into `target` when
+   * given; `label` names it in errors. Base64 is validated and decoded a few MB at a time.
+   */
+  writeSpan(buf: Buffer, span: AttachmentSpan, ref: string, label: string, target?: string): CachedFile {
+    const sink = this.openSink(ref, target);
+    try {
       if (span.base64) {
         let end = span.end;
         while (end > span.payloadStart && buf[end - 1] === 0x3d && span.end - end < 2) end--;
@@ -121,7 +165,7 @@ export class AttachmentCache {
             const char = JSON.stringify(text[bad]);
             throw new SkError('bad-attachment', `${label}: data URL is not valid base64 (${char} at payload offset ${at - span.payloadStart + bad})`);
           }
-          write(Buffer.from(text, 'base64'));
+          sink.write(Buffer.from(text, 'base64'));
         }
       } else {
         const length = span.end - span.payloadStart;
@@ -134,60 +178,27 @@ export class AttachmentCache {
         } catch {
           throw new SkError('bad-attachment', `${label}: data URL is not a valid JSON string`);
         }
-        write(percentDecode(text));
+        sink.write(percentDecode(text));
       }
-      closeSync(fd);
-      fd = undefined;
-      const sha256 = hash.digest('hex');
-      const path = this.pathFor(sha256);
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      if (existsSync(path)) rmSync(tmp, { force: true });
-      else renameSync(tmp, path);
-      this.remember(ref, sha256);
-      return { path, sha256, bytes };
+      return sink.finish();
     } catch (error) {
-      if (fd !== undefined) closeSync(fd);
-      rmSync(tmp, { force: true });
-      throw ioError(error, `attachment cache ${this.dir}`);
+      sink.abort();
+      throw ioError(error, target ?? `attachment cache ${this.dir}`);
     }
   }
 
   /**
    * Writes already-decoded bytes arriving in chunks (an external store's attachment rows) into the
-   * cache under `ref`: hashed on the way, temp file, rename. Memory holds one chunk at a time.
+   * cache under `ref`, or into `target`. Memory holds one chunk at a time.
    */
-  async writeChunks(chunks: AsyncIterable<Buffer>, ref: string): Promise<CachedFile> {
-    const tmpDir = join(this.dir, 'tmp');
+  async writeChunks(chunks: AsyncIterable<Buffer>, ref: string, target?: string): Promise<CachedFile> {
+    const sink = this.openSink(ref, target);
     try {
-      mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+      for await (const chunk of chunks) sink.write(chunk);
+      return sink.finish();
     } catch (error) {
-      throw ioError(error, `attachment cache ${this.dir}`);
-    }
-    const tmp = join(tmpDir, `${process.pid}-${threadId}-${randomUUID()}`);
-    const hash = createHash('sha256');
-    let bytes = 0;
-    let fd: number | undefined;
-    try {
-      fd = openSync(tmp, 'wx', 0o600);
-      for await (const chunk of chunks) {
-        hash.update(chunk);
-        let written = 0;
-        while (written < chunk.length) written += writeSync(fd, chunk, written);
-        bytes += chunk.length;
-      }
-      closeSync(fd);
-      fd = undefined;
-      const sha256 = hash.digest('hex');
-      const path = this.pathFor(sha256);
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      if (existsSync(path)) rmSync(tmp, { force: true });
-      else renameSync(tmp, path);
-      this.remember(ref, sha256);
-      return { path, sha256, bytes };
-    } catch (error) {
-      if (fd !== undefined) closeSync(fd);
-      rmSync(tmp, { force: true });
-      throw ioError(error, `attachment cache ${this.dir}`);
+      sink.abort();
+      throw ioError(error, target ?? `attachment cache ${this.dir}`);
     }
   }
 
@@ -233,18 +244,5 @@ export class AttachmentCache {
       removed++;
     }
     return removed;
-  }
-
-  /** Copies a cached file to a path of the user's choosing, atomically, mode 0600. */
-  static copyOut(from: string, to: string): void {
-    const target = resolve(to);
-    const tmp = `${target}.${randomUUID()}.tmp`;
-    try {
-      copyFileSync(from, tmp);
-      renameSync(tmp, target);
-    } catch (error) {
-      rmSync(tmp, { force: true });
-      throw ioError(error, target);
-    }
   }
 }

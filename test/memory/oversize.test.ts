@@ -76,9 +76,11 @@ describe.runIf(process.platform !== 'win32')('a value over V8 string limit', () 
   it('without the extension: listed as unreadable, shown as such, refused with one line', () => {
     const env = { SESSION_KEEPER_NO_LENGTH_EXTENSION: '1' };
     const stats = runCli(['--db', dbPath, '--json', 'stats'], { nodeArgs: flag, env, cacheDir });
+    expect(stats.stderr).toBe('');
     expect(stats.status).toBe(0);
     expect(JSON.parse(stats.stdout).oversize[0]).toMatchObject({ id: 'prt_big', readable: false });
     const show = runCli(['--db', dbPath, '--json', 'show', 'ses_big'], { nodeArgs: flag, env, cacheDir });
+    expect(show.stderr).toBe('');
     expect(show.status).toBe(0);
     expect(show.stdout).toContain('"type": "unreadable"');
     const run = runCli(['--db', dbPath, 'attachment', 'prt_big'], { nodeArgs: flag, env, cacheDir });

@@ -105,13 +105,15 @@ async function writeSession(open: OpenDatabase, sink: ArchiveSink, sessionId: st
     `SELECT ${columns} FROM message WHERE session_id = ? AND (time_created > ? OR (time_created = ? AND id > ?))
      ORDER BY time_created, id LIMIT ?`,
   );
-  // Inline data stops after 8 MB in one result; later parts are fetched one at a time.
+  // Inline data stops after 8 MB in one result; later parts are fetched one at a time. The
+  // window runs over a materialized list of sizes: given `data`, SQLite would copy every value first.
   const partsOf = db.prepare(
-    `SELECT id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
-       CASE WHEN octet_length(data) <= ${INLINE_FETCH_BYTES}
-             AND sum(min(octet_length(data), ${INLINE_FETCH_BYTES})) OVER (ORDER BY time_created, id) <= ${8 * 1024 * 1024}
-            THEN CAST(data AS BLOB) END AS data
-     FROM part WHERE message_id = ? ORDER BY time_created, id`,
+    `WITH sizes AS MATERIALIZED (SELECT id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes
+                                 FROM part WHERE message_id = ?),
+     w AS (SELECT *, bytes <= ${INLINE_FETCH_BYTES}
+             AND sum(min(bytes, ${INLINE_FETCH_BYTES})) OVER (ORDER BY timeCreated, id) <= ${8 * 1024 * 1024} AS inline FROM sizes)
+     SELECT w.id, w.timeCreated, w.timeUpdated, w.bytes, CASE WHEN w.inline THEN CAST(p.data AS BLOB) END AS data
+     FROM w JOIN part AS p ON p.id = w.id ORDER BY w.timeCreated, w.id`,
   );
 
   let last: RowMeta | undefined;

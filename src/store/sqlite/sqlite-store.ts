@@ -279,13 +279,14 @@ export class SqliteStore implements SessionStore {
           : db.prepare(`SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`).all(sessionId, limit + 1)
       ) as (PayloadRow & { timeCreated: number })[];
       // Small parts come inline until 4 MB have come that way; the rest are fetched one by one,
-      // so a message with thousands of parts never arrives as one huge result.
+      // so a message with thousands of parts never arrives as one huge result. The window runs
+      // over a materialized list of sizes: given `data`, SQLite would copy every value first.
       const partsOf = db.prepare(
-        `SELECT id, time_created AS timeCreated, octet_length(data) AS bytes,
-           CASE WHEN octet_length(data) <= ${INLINE_FETCH_BYTES}
-                 AND sum(min(octet_length(data), ${INLINE_FETCH_BYTES})) OVER (ORDER BY time_created, id) <= ${INLINE_TOTAL_BYTES}
-                THEN CAST(data AS BLOB) END AS data
-         FROM part WHERE message_id = ? ORDER BY time_created, id`,
+        `WITH sizes AS MATERIALIZED (SELECT id, time_created AS timeCreated, octet_length(data) AS bytes FROM part WHERE message_id = ?),
+         w AS (SELECT id, timeCreated, bytes, bytes <= ${INLINE_FETCH_BYTES}
+                 AND sum(min(bytes, ${INLINE_FETCH_BYTES})) OVER (ORDER BY timeCreated, id) <= ${INLINE_TOTAL_BYTES} AS inline FROM sizes)
+         SELECT w.id, w.timeCreated, w.bytes, CASE WHEN w.inline THEN CAST(p.data AS BLOB) END AS data
+         FROM w JOIN part AS p ON p.id = w.id ORDER BY w.timeCreated, w.id`,
       );
 
       let budget = PAGE_BUDGET_BYTES;
@@ -360,10 +361,9 @@ export class SqliteStore implements SessionStore {
       // the attachment itself is intact; only its name is unknown
     }
     const cache = new AttachmentCache(cacheDir);
-    const file = cache.writeSpan(buf, span, ref, `part ${partId} attachment ${index}`);
-    const path = out ?? file.path;
-    if (out) AttachmentCache.copyOut(file.path, out);
-    return { ref, path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename };
+    // With --out the bytes go straight to the user's file, not through the cache and a copy.
+    const file = cache.writeSpan(buf, span, ref, `part ${partId} attachment ${index}`, out);
+    return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename };
   }
 
   async close(): Promise<void> {
