@@ -170,7 +170,7 @@ export function buildProgram(): Command {
         }
         if (options.olderThanDays !== undefined) {
           const cutoff = Date.now() - options.olderThanDays * DAY_MS;
-          roots.push(...(open.db.prepare('SELECT id FROM session WHERE parent_id IS NULL AND time_created < ? ORDER BY time_created, id').pluck().all(cutoff) as string[]));
+          for (const id of open.db.prepare('SELECT id FROM session WHERE parent_id IS NULL AND time_created < ? ORDER BY time_created, id').pluck().iterate(cutoff) as IterableIterator<string>) roots.push(id);
         }
         const ids = sessionTrees(open, roots);
         const written = await writeArchive(open, ids, options.output);

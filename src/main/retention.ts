@@ -264,8 +264,8 @@ export async function applyRetention(options: RetentionOptions): Promise<ApplyRe
     if (roots.length === 0) break;
     const done = await archiveThenDelete({ ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
     if (done.offload) result.offload = done.offload;
-    result.evicted.push(...done.evicted);
-    result.changed.push(...done.changed);
+    result.evicted = result.evicted.concat(done.evicted);
+    result.changed = result.changed.concat(done.changed);
     if (done.archive) result.archives.push(done.archive);
     result.archive ??= done.archive;
     result.bytesAfter = done.bytesAfter;

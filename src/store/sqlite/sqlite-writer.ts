@@ -128,7 +128,7 @@ export class SqliteWriter {
         // A straggler written by OpenCode between the passes goes too, so none is orphaned.
         db.prepare('DELETE FROM event WHERE aggregate_id IN (SELECT value FROM json_each(?)) AND rowid > ?').run(
           ids,
-          rowids.length > 0 ? Math.max(...rowids) : 0,
+          rowids.reduce((max, id) => (id > max ? id : max), 0),
         );
         db.prepare('DELETE FROM event_sequence WHERE aggregate_id IN (SELECT value FROM json_each(?))').run(ids);
       }).immediate();
