@@ -336,3 +336,21 @@ describe('the attachment cache after deletes', () => {
     expect(existsSync(keptFile)).toBe(true);
   });
 });
+
+describe('a session with very many events', () => {
+  it('is deleted whole (300,000 event rows)', () => {
+    const { db, env } = freshDb();
+    const conn = new Database(db);
+    const id = conn.prepare('SELECT id FROM session WHERE parent_id IS NULL LIMIT 1').pluck().get() as string;
+    conn.prepare('INSERT OR IGNORE INTO event_sequence (aggregate_id, seq) VALUES (?, 0)').run(id);
+    conn.prepare(
+      `WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300000)
+       INSERT INTO event (id, aggregate_id, seq, type, data) SELECT 'evt_bulk_' || n, ?, 100000 + n, 'message.updated.1', '{}' FROM c`,
+    ).run(id);
+    conn.close();
+    const result = parseJson<{ evicted: string[] }>(runCli(['--db', db, '--json', 'delete', id, '--no-archive'], { env }));
+    expect(result.evicted).toEqual([id]);
+    expect(count(db, `SELECT count(*) FROM event WHERE aggregate_id = '${id}'`)).toBe(0);
+    expect(count(db, `SELECT count(*) FROM event_sequence WHERE aggregate_id = '${id}'`)).toBe(0);
+  });
+});
