@@ -4,11 +4,9 @@
  * for stats/list/show/attachment is routed by the session service itself.
  */
 import { Command, Option } from 'commander';
-import cliProgress from 'cli-progress';
 import { SkError } from '../../core/errors.js';
 import { isConnectionString } from '../../store/external/connection.js';
-import { ExternalStore } from '../../store/external/external-store.js';
-import { migrateToExternal, restoreFromExternal, type MigrateProgress } from '../../store/external/migrate.js';
+import type { MigrateProgress } from '../../store/external/migrate.js';
 import { SqliteWriter } from '../../store/sqlite/sqlite-writer.js';
 import { bytes as formatBytes } from '../format.js';
 
@@ -28,8 +26,9 @@ function requireConnection(value: string, flag: string): void {
 }
 
 /** A progress bar on stderr when it is a terminal (and not for --json); nothing otherwise. */
-function progressBar(enabled: boolean): { update: (p: MigrateProgress) => void; stop: () => void } {
+async function progressBar(enabled: boolean): Promise<{ update: (p: MigrateProgress) => void; stop: () => void }> {
   if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  const cliProgress = (await import('cli-progress')).default;
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
@@ -66,6 +65,9 @@ function progressBar(enabled: boolean): { update: (p: MigrateProgress) => void; 
 export async function restoreFrom(globals: Globals, from: string, ids: readonly string[]): Promise<void> {
   requireConnection(from, '--from');
   if (ids.length === 0) throw new SkError('usage', 'restore --from needs at least one session id');
+  // Loaded here, not at start-up: every other command stays free of kysely and the drivers.
+  const { ExternalStore } = await import('../../store/external/external-store.js');
+  const { restoreFromExternal } = await import('../../store/external/migrate.js');
   const store = await ExternalStore.open(from);
   try {
     const writer = new SqliteWriter(globals.db);
@@ -105,7 +107,8 @@ export function registerExternalCommands(program: Command, globals: (command: Co
           open.db.close();
         }
       }
-      const bar = progressBar(options.progress && !g.json);
+      const bar = await progressBar(options.progress && !g.json);
+      const { migrateToExternal } = await import('../../store/external/migrate.js');
       let result;
       try {
         result = await migrateToExternal({ source: g.db, target: options.to, sessionIds, onProgress: bar.update });

@@ -3,7 +3,8 @@
  * failure becomes a one-line SkError('connection') with any password masked: a connection string
  * is a secret, and so is everything a driver echoes back from it.
  */
-import { Kysely, MssqlDialect, MysqlDialect, PostgresDialect, type Dialect } from 'kysely';
+// kysely and the drivers load on first connect: commands that never touch a server stay fast.
+import type { Dialect, Kysely } from 'kysely';
 import { SkError, redactSecrets } from '../../core/errors.js';
 import type { SkTables } from './schema.js';
 
@@ -121,7 +122,8 @@ class SmallPool<T> {
   }
 }
 
-async function dialectFor(conn: ParsedConnection, poolSize: number): Promise<Dialect> {
+async function dialectFor(conn: ParsedConnection, poolSize: number, bulk: boolean): Promise<Dialect> {
+  const { MssqlDialect, MysqlDialect, PostgresDialect } = await import('kysely');
   if (conn.kind === 'postgres') {
     const pg = (await import('pg')).default;
     const pool = new pg.Pool({
@@ -132,6 +134,9 @@ async function dialectFor(conn: ParsedConnection, poolSize: number): Promise<Dia
       database: conn.database,
       max: poolSize,
       connectionTimeoutMillis: 10_000,
+      // Bulk copies commit asynchronously (no WAL flush per batch); they end with one synchronous
+      // commit (`durableBarrier`), which flushes every earlier commit in order.
+      options: bulk ? '-c synchronous_commit=off' : undefined,
       ssl: conn.url.searchParams.get('sslmode') === 'require' ? { rejectUnauthorized: false } : undefined,
       // int8 and numeric (sums) as numbers: our values are byte counts and epoch ms, far below 2^53.
       types: {
@@ -191,11 +196,12 @@ export interface ExternalConnection {
 }
 
 /** Opens a pool and proves it with one round trip, so a bad string fails here with one line. */
-export async function connect(connectionString: string, poolSize = 4): Promise<ExternalConnection> {
+export async function connect(connectionString: string, poolSize = 4, bulk = false): Promise<ExternalConnection> {
   const conn = parseConnectionString(connectionString);
   let db: Kysely<SkTables> | undefined;
   try {
-    db = new Kysely<SkTables>({ dialect: await dialectFor(conn, poolSize) });
+    const { Kysely } = await import('kysely');
+    db = new Kysely<SkTables>({ dialect: await dialectFor(conn, poolSize, bulk) });
     await db.selectNoFrom((eb) => eb.val(1).as('one')).execute();
     return { conn, db };
   } catch (error) {

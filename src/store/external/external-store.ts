@@ -22,7 +22,7 @@ import { attachmentRefName, describeDataUrl, parseAttachmentRef, scanPartData, t
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, type SessionStore } from '../store.js';
-import { attachmentChunks, cutPart, jsonCopy, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
+import { attachmentChunks, CHUNK_BYTES, cutPart, jsonCopy, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
 import { connect, connectionError, type ExternalKind, type ParsedConnection } from './connection.js';
 import { migrateSchema, schemaVersion, SCHEMA_VERSION, type SkTables } from './schema.js';
 
@@ -59,6 +59,11 @@ export interface PartInput extends MessageInput {
 }
 
 export type MessageRow = SkTables['sk_message'];
+/** An attachment small enough for one chunk, inserted with a batch of part rows. */
+export interface SmallAttachment {
+  sha256: string;
+  data: Buffer;
+}
 export type PartRow = SkTables['sk_part'];
 
 interface BodyRow {
@@ -90,8 +95,8 @@ export class ExternalStore implements SessionStore {
    * Connects. With `create`, creates or upgrades the schema (what `migrate` and writers want);
    * without, a database the tool never touched is a one-line error.
    */
-  static async open(connectionString: string, options: { create?: boolean; poolSize?: number } = {}): Promise<ExternalStore> {
-    const { db, conn } = await connect(connectionString, options.poolSize);
+  static async open(connectionString: string, options: { create?: boolean; poolSize?: number; bulk?: boolean } = {}): Promise<ExternalStore> {
+    const { db, conn } = await connect(connectionString, options.poolSize, options.bulk);
     const store = new ExternalStore(db, conn);
     try {
       if (options.create) await migrateSchema(db, conn.kind);
@@ -123,6 +128,13 @@ export class ExternalStore implements SessionStore {
   len(column: string): RawBuilder<number> {
     const fn = this.kind === 'postgres' ? 'octet_length' : this.kind === 'mysql' ? 'LENGTH' : 'DATALENGTH';
     return sql<number>`${sql.raw(fn)}(${sql.ref(column)})`;
+  }
+
+  /** sha256 of a binary column, as lowercase hex, computed by the server. */
+  sha(column: string): RawBuilder<string> {
+    if (this.kind === 'postgres') return sql<string>`encode(sha256(${sql.ref(column)}), 'hex')`;
+    if (this.kind === 'mysql') return sql<string>`SHA2(${sql.ref(column)}, 256)`;
+    return sql<string>`LOWER(CONVERT(VARCHAR(64), HASHBYTES('SHA2_256', ${sql.ref(column)}), 2))`;
   }
 
   private inlineBody(): RawBuilder<Buffer | null> {
@@ -396,7 +408,7 @@ export class ExternalStore implements SessionStore {
     const cache = new AttachmentCache(cacheDir);
     let file;
     if (span?.k === 'b') {
-      file = await cache.writeChunks(this.chunks(span.s), ref);
+      file = await cache.writeChunks(this.chunks(span.s), ref, out);
     } else {
       // Raw payloads (percent-encoded, or base64 written unusually) decode as the SQLite store decodes them.
       const pieces: Buffer[] = [];
@@ -407,13 +419,11 @@ export class ExternalStore implements SessionStore {
         pieces.push(Buffer.from('data:,'));
       }
       const url = Buffer.concat(pieces);
-      file = cache.writeSpan(url, describeDataUrl(url, 0, url.length, index), ref, `part ${partId} attachment ${index}`);
+      file = cache.writeSpan(url, describeDataUrl(url, 0, url.length, index), ref, `part ${partId} attachment ${index}`, out);
     }
     const header = span ? part.body.toString('latin1', headerStart, Math.min(span.o, headerStart + 1024)) : 'data:,';
     const mime = describeDataUrl(Buffer.from(header, 'latin1'), 0, header.length, index).mime;
-    const path = out ?? file.path;
-    if (out) AttachmentCache.copyOut(file.path, out);
-    return { ref, path, bytes: file.bytes, sha256: file.sha256, mime, filename };
+    return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime, filename };
   }
 
   // ---- writes -------------------------------------------------------------------------------
@@ -445,6 +455,44 @@ export class ExternalStore implements SessionStore {
     }
     await flush();
     await this.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', source.sha256).execute();
+  }
+
+  /**
+   * A part row ready to insert, for bulk copies: attachments that fit in one chunk come back to be
+   * inserted with the row batch (one statement for many); larger ones are stored now.
+   */
+  async preparePartBatched(input: PartInput): Promise<{ row: PartRow; small: SmallAttachment[] }> {
+    const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
+    const cut = cutPart(data, input.id);
+    const small: SmallAttachment[] = [];
+    for (const source of cut.sources) {
+      const encoded = source.span.end - source.span.payloadStart;
+      if (this.kind !== 'sqlserver' && encoded <= CHUNK_BYTES) {
+        const chunks = [...attachmentChunks(data, source.span, source.kind)];
+        small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
+      } else {
+        await this.storeAttachment(data, source);
+      }
+    }
+    return { row: partRow(input, data.length, cut, this.kind), small };
+  }
+
+  /**
+   * Inserts single-chunk attachments in two statements, skipping any already stored: the chunk
+   * first, then the attachment row marked complete, so a row never exists without its bytes.
+   */
+  async insertSmallAttachments(list: readonly SmallAttachment[]): Promise<void> {
+    const unique = [...new Map(list.map((a) => [a.sha256, a])).values()];
+    if (unique.length === 0) return;
+    const chunks = unique.filter((a) => a.data.length > 0).map((a) => ({ sha256: a.sha256, seq: 0, data: a.data }));
+    const rows = unique.map((a) => ({ sha256: a.sha256, bytes: a.data.length, chunks: a.data.length > 0 ? 1 : 0, complete: 1 }));
+    if (this.kind === 'postgres') {
+      if (chunks.length) await this.db.insertInto('sk_attachment_chunk').values(chunks).onConflict((oc) => oc.doNothing()).execute();
+      await this.db.insertInto('sk_attachment').values(rows).onConflict((oc) => oc.doNothing()).execute();
+    } else {
+      if (chunks.length) await this.db.insertInto('sk_attachment_chunk').ignore().values(chunks).execute();
+      await this.db.insertInto('sk_attachment').ignore().values(rows).execute();
+    }
   }
 
   /** A part row ready to insert, its attachments stored first. */
@@ -600,6 +648,21 @@ export class ExternalStore implements SessionStore {
     }
   }
 
+  /**
+   * Makes every earlier commit durable: a synchronous commit of a real write flushes the WAL up to
+   * it (PostgreSQL's asynchronous commits are never reordered). Called before anything is deleted
+   * locally on the strength of the copy.
+   */
+  async durableBarrier(): Promise<void> {
+    if (this.kind !== 'postgres') return; // MySQL and SQL Server commit durably per statement here
+    await this.guard('flush', () =>
+      this.db.transaction().execute(async (trx) => {
+        await sql`SET LOCAL synchronous_commit = on`.execute(trx);
+        await trx.updateTable('sk_migrations').set((eb) => ({ applied_at: eb.ref('applied_at') })).where('version', '=', SCHEMA_VERSION).execute();
+      }),
+    );
+  }
+
   async close(): Promise<void> {
     await this.db.destroy().catch(() => undefined);
   }
@@ -635,12 +698,22 @@ export function partRow(input: PartInput, bytes: number, cut: CutPart, kind: Ext
   };
 }
 
-/** The digest of one stored row, as the migration and its verification both compute it. */
-export function rowDigest(hash: ReturnType<typeof createHash>, kind: 'm' | 'p', id: string, created: number, updated: number, body: Buffer, spans: string | null): void {
-  hash.update(`${kind}\0${id}\0${created}\0${updated}\0${body.length}\0`);
-  hash.update(body);
-  hash.update(`\0${spans ?? ''}\n`);
+/**
+ * One stored row's line in its session's digest: ids, times, the body's length and sha256, and
+ * the attachment list. The session digest is the sha256 of these lines sorted, so the server can
+ * supply body hashes itself (no body crosses the network to verify) and order does not matter.
+ */
+export function rowLine(kind: 'm' | 'p', id: string, created: number, updated: number, bodyBytes: number, bodySha: string, spans: string | null): string {
+  return `${kind}\0${id}\0${created}\0${updated}\0${bodyBytes}\0${bodySha}\0${spans ?? ''}`;
 }
+
+export function sessionDigest(lines: string[]): string {
+  const hash = createHash('sha256');
+  for (const line of lines.sort()) hash.update(`${line}\n`);
+  return hash.digest('hex');
+}
+
+export const sha256Hex = (body: Buffer): string => createHash('sha256').update(body).digest('hex');
 
 function patchRefs(node: unknown, bytes: ReadonlyMap<string, number>): void {
   if (Array.isArray(node)) {

@@ -11,19 +11,21 @@
  * `restoreFromExternal`: the reverse, into the SQLite file, byte for byte (`CAST(? AS TEXT)` of
  * the rebuilt Buffer), one short write transaction per session.
  */
-import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SkError } from '../../core/errors.js';
 import { mapSqliteError, openDatabase, type OpenDatabase } from '../sqlite/open.js';
 import { diffFilePath } from '../sqlite/sqlite-archive.js';
-import { batchRowsFor, ExternalStore, messageRow, rowDigest, type MessageRow, type PartRow, type SqlValue, type StoredSessionExtras } from './external-store.js';
+import { batchRowsFor, ExternalStore, messageRow, rowLine, sessionDigest, sha256Hex, type MessageRow, type PartRow, type SmallAttachment, type SqlValue, type StoredSessionExtras } from './external-store.js';
 
 const SESSION_PAGE = 200;
 const MESSAGE_PAGE = 200;
 const INLINE_FETCH_BYTES = 256 * 1024;
 /** Bytes of row data per INSERT statement. */
 const BATCH_BYTES = 4 * 1024 * 1024;
+/** Batches inserting at once per table (the pool has 4 connections; attachments and reads need one). */
+const MAX_IN_FLIGHT = 2;
 const MAX_DIFF_FILE = 64 * 1024 * 1024;
 
 export interface MigrateProgress {
@@ -101,65 +103,81 @@ function sessionExtras(open: OpenDatabase, session: Record<string, SqlValue>): S
   return { project, todos, share, diff };
 }
 
-/** Reads one session's stored rows back and digests them exactly as the copy did. */
+/**
+ * Reads one session's stored rows back (ids, times, the server's sha256 of each body, attachment
+ * lists: never the bodies) and digests them exactly as the copy did.
+ */
 export async function storedCheck(store: ExternalStore, sessionId: string): Promise<SessionCheck> {
-  const hash = createHash('sha256');
+  const lines: string[] = [];
   let messages = 0;
   let parts = 0;
-  let last: { created: number; id: string } | undefined;
-  for (;;) {
-    let query = store.db
-      .selectFrom('sk_message')
-      .select(['id', 'time_created', 'time_updated', 'body'])
-      .where('session_id', '=', sessionId)
-      .orderBy('time_created')
-      .orderBy('id');
-    if (last) {
-      const { created, id } = last;
-      query = query.where((eb) => eb.or([eb('time_created', '>', created), eb.and([eb('time_created', '=', created), eb('id', '>', id)])]));
-    }
-    const page = await store.page(query, MESSAGE_PAGE).execute();
-    for (const m of page) {
-      messages++;
-      rowDigest(hash, 'm', m.id, Number(m.time_created), Number(m.time_updated), m.body, null);
-      const partRows = await store.db
-        .selectFrom('sk_part')
-        .select(['id', 'time_created', 'time_updated', 'body', 'attachments'])
-        .where('message_id', '=', m.id)
-        .orderBy('time_created')
-        .orderBy('id')
-        .execute();
-      for (const p of partRows) {
-        parts++;
-        rowDigest(hash, 'p', p.id, Number(p.time_created), Number(p.time_updated), p.body, p.attachments);
+  for (const table of ['sk_message', 'sk_part'] as const) {
+    let lastId: string | undefined;
+    for (;;) {
+      let query = store.db
+        .selectFrom(table)
+        .select(['id', 'time_created', 'time_updated', store.len('body').as('n'), store.sha('body').as('sha')])
+        .select(table === 'sk_part' ? sql<string | null>`attachments`.as('spans') : sql<null>`NULL`.as('spans'))
+        .where('session_id', '=', sessionId)
+        .orderBy('id');
+      if (lastId !== undefined) query = query.where('id', '>', lastId);
+      const page = await store.page(query, 2000).execute();
+      for (const r of page) {
+        lines.push(rowLine(table === 'sk_part' ? 'p' : 'm', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), r.spans));
       }
+      if (table === 'sk_part') parts += page.length;
+      else messages += page.length;
+      if (page.length < 2000) break;
+      lastId = page[page.length - 1]?.id;
     }
-    if (page.length < MESSAGE_PAGE) break;
-    const tail = page[page.length - 1];
-    if (tail) last = { created: Number(tail.time_created), id: tail.id };
   }
-  return { id: sessionId, messages, parts, digest: hash.digest('hex') };
+  return { id: sessionId, messages, parts, digest: sessionDigest(lines) };
 }
 
 class RowBatch<T extends MessageRow | PartRow> {
   private rows: T[] = [];
+  private attachments: SmallAttachment[] = [];
   private bytes = 0;
   constructor(
     private readonly store: ExternalStore,
     private readonly table: 'sk_message' | 'sk_part',
   ) {}
 
-  async add(row: T): Promise<void> {
+  async add(row: T, attachments: readonly SmallAttachment[] = []): Promise<void> {
     this.rows.push(row);
-    this.bytes += row.body.length + (row.data ? row.data.length : 0);
+    this.attachments.push(...attachments);
+    this.bytes += row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
     if (this.rows.length >= batchRowsFor(this.store.kind) || this.bytes >= BATCH_BYTES) await this.flush();
   }
 
+  /** INSERTs still running (on other pooled connections) while the next batch is read and cut. */
+  private inFlight: Promise<void>[] = [];
+
   async flush(): Promise<void> {
+    // Up to MAX_IN_FLIGHT batches at once: the server parses and stores them on several backends.
+    while (this.inFlight.length >= MAX_IN_FLIGHT) await this.inFlight.shift();
     if (this.rows.length === 0) return;
     const rows = this.rows;
+    const attachments = this.attachments;
     this.rows = [];
+    this.attachments = [];
     this.bytes = 0;
+    const insert = this.store.insertSmallAttachments(attachments).then(() => this.insert(rows));
+    // Observed now so a failure is never unhandled; rethrown when it is awaited.
+    insert.catch(() => undefined);
+    this.inFlight.push(insert);
+  }
+
+  /** Waits for every INSERT; rethrows the first failure. */
+  async finish(): Promise<void> {
+    await this.flush();
+    const pending = this.inFlight.splice(0);
+    const results = await Promise.allSettled(pending);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private async insert(rows: T[]): Promise<void> {
     try {
       await this.store.db.insertInto(this.table).values(rows).execute();
     } catch (error) {
@@ -184,14 +202,16 @@ async function copySession(
   store: ExternalStore,
   session: Record<string, SqlValue>,
   onBytes: (bytes: number, rows: number) => void,
+  existing: boolean,
 ): Promise<SessionCheck> {
   const { db } = open;
   const sessionId = String(session['id']);
-  await store.deleteSessionRows(sessionId, true);
+  // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
+  if (existing) await store.deleteSessionRows(sessionId, true);
   await store.putSession(session, sessionExtras(open, session), false);
   onBytes(0, 1);
 
-  const hash = createHash('sha256');
+  const lines: string[] = [];
   let messages = 0;
   let parts = 0;
   const messageBatch = new RowBatch<MessageRow>(store, 'sk_message');
@@ -220,13 +240,13 @@ async function copySession(
         { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: fetchData(open, 'message', message) },
         store.kind,
       );
-      rowDigest(hash, 'm', row.id, row.time_created, row.time_updated, row.body, null);
+      lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
       messages++;
       await messageBatch.add(row);
       onBytes(row.bytes, 1);
       for (const part of partsOf.all(message.id) as SourceRow[]) {
         const data = fetchData(open, 'part', part);
-        const prow = await store.preparePart({
+        const { row: prow, small } = await store.preparePartBatched({
           id: part.id,
           messageId: message.id,
           sessionId,
@@ -234,18 +254,18 @@ async function copySession(
           timeUpdated: part.timeUpdated,
           data,
         });
-        rowDigest(hash, 'p', prow.id, prow.time_created, prow.time_updated, prow.body, prow.attachments);
+        lines.push(rowLine('p', prow.id, prow.time_created, prow.time_updated, prow.body.length, sha256Hex(prow.body), prow.attachments));
         parts++;
-        await partBatch.add(prow);
+        await partBatch.add(prow, small);
         onBytes(prow.bytes, 1);
       }
     }
     if (page.length < MESSAGE_PAGE) break;
     last = page[page.length - 1];
   }
-  await messageBatch.flush();
-  await partBatch.flush();
-  return { id: sessionId, messages, parts, digest: hash.digest('hex') };
+  await messageBatch.finish();
+  await partBatch.finish();
+  return { id: sessionId, messages, parts, digest: sessionDigest(lines) };
 }
 
 /** Sessions to copy, in keyset pages by id (all of them, or the given list). */
@@ -274,7 +294,7 @@ function* sourceSessions(open: OpenDatabase, ids: readonly string[] | undefined)
 export async function migrateToExternal(options: MigrateOptions): Promise<MigrateResult> {
   const started = performance.now();
   const open = openDatabase(options.source, { readonly: true });
-  const store = typeof options.target === 'string' ? await ExternalStore.open(options.target, { create: true }) : options.target;
+  const store = typeof options.target === 'string' ? await ExternalStore.open(options.target, { create: true, bulk: true }) : options.target;
   const ownStore = typeof options.target === 'string';
   const result: MigrateResult = {
     target: store.conn.display,
@@ -339,7 +359,7 @@ export async function migrateToExternal(options: MigrateOptions): Promise<Migrat
               result.rows += rows;
               result.bytes += bytes;
               report();
-            }),
+            }, have !== undefined),
           );
         } catch (error) {
           throw error instanceof SkError ? error : mapSqliteError(error, open.path);
@@ -368,6 +388,7 @@ export async function migrateToExternal(options: MigrateOptions): Promise<Migrat
       report();
     }
     report(true);
+    await store.durableBarrier();
     await verifyCopy(open, store, ids);
     result.verified = true;
   } finally {

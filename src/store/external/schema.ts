@@ -143,6 +143,22 @@ export const MIGRATIONS: readonly Migration[] = [
         indexDdl(kind, 'sk_part_session_idx', 'sk_part', 'session_id'),
         tableDdl(kind, 'sk_attachment', `sha256 CHAR(64) NOT NULL PRIMARY KEY, bytes BIGINT NOT NULL, chunks INT NOT NULL, complete SMALLINT NOT NULL DEFAULT 0`),
         tableDdl(kind, 'sk_attachment_chunk', `sha256 CHAR(64) NOT NULL, seq INT NOT NULL, data ${t.blob} NOT NULL, PRIMARY KEY (sha256, seq)`),
+        // PostgreSQL: attachment chunks (PDFs, images) do not compress, so they are stored without
+        // trying; JSON copies use lz4 where the server has it (several times faster than pglz).
+        ...(kind === 'postgres'
+          ? [
+              'ALTER TABLE sk_attachment_chunk ALTER COLUMN data SET STORAGE EXTERNAL',
+              `DO $$ BEGIN
+                 IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
+                   ALTER TABLE sk_part ALTER COLUMN body SET COMPRESSION lz4;
+                   ALTER TABLE sk_part ALTER COLUMN data SET COMPRESSION lz4;
+                   ALTER TABLE sk_message ALTER COLUMN body SET COMPRESSION lz4;
+                   ALTER TABLE sk_message ALTER COLUMN data SET COMPRESSION lz4;
+                   ALTER TABLE sk_session ALTER COLUMN row_json SET COMPRESSION lz4;
+                 END IF;
+               END $$`,
+            ]
+          : []),
       ];
     },
   },
