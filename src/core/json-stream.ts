@@ -278,9 +278,11 @@ export class JsonStreamScanner {
   }
 
   private decodeKey(): string {
-    const raw = Buffer.concat(this.keyBytes).toString('utf8');
+    const raw = this.keyBytes.length === 1 ? (this.keyBytes[0] as Buffer) : Buffer.concat(this.keyBytes);
+    // Most keys have no escapes: their bytes are their text.
+    if (raw.indexOf(BACKSLASH) < 0) return raw.toString('utf8');
     try {
-      return JSON.parse(`"${raw}"`) as string;
+      return JSON.parse(`"${raw.toString('utf8')}"`) as string;
     } catch {
       return this.fail('a malformed key');
     }

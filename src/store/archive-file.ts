@@ -4,7 +4,7 @@
  * Nothing here holds a whole archive, or a whole large part, in memory.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, fsyncSync, openSync, renameSync, rmSync, writeSync, writevSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createGunzip, createGzip, type Gzip } from 'node:zlib';
 import { EXTRA_KEY, type MessageExtras, type SessionExtras } from '../core/archive-format.js';
@@ -20,6 +20,8 @@ function writeError(error: unknown, path: string): SkError {
   return new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
 }
 
+const FLUSH_BYTES = 1024 * 1024;
+
 /** A streaming archive writer: temp file, optional gzip, fsync, atomic rename. */
 export class ArchiveSink {
   readonly path: string;
@@ -27,6 +29,9 @@ export class ArchiveSink {
   private fd: number | undefined;
   private readonly gzip: Gzip | undefined;
   private failure: unknown;
+  /** Small pieces gathered into one write (writev, or one gzip write) per megabyte. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   /** Uncompressed bytes written. */
   bytes = 0;
 
@@ -39,7 +44,8 @@ export class ArchiveSink {
       throw writeError(error, path);
     }
     if (path.endsWith('.gz')) {
-      this.gzip = createGzip({ level: 6 });
+      // Level 1: base64 payloads gain little from harder work, and archiving is on the eviction path.
+      this.gzip = createGzip({ level: 1 });
       this.gzip.on('data', (chunk: Buffer) => this.writeFd(chunk));
       this.gzip.on('error', (error) => (this.failure ??= error));
     }
@@ -60,18 +66,43 @@ export class ArchiveSink {
       const chunk = typeof piece === 'string' ? Buffer.from(piece) : piece;
       if (chunk.length === 0) continue;
       this.bytes += chunk.length;
-      if (this.gzip) {
-        if (!this.gzip.write(chunk)) await new Promise<void>((resolve) => this.gzip?.once('drain', resolve));
-      } else {
-        this.writeFd(chunk);
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+    }
+    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= 512) await this.flush();
+    if (this.failure) throw writeError(this.failure, this.path);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const pieces = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.gzip) {
+      if (!this.gzip.write(pieces.length === 1 ? pieces[0] : Buffer.concat(pieces))) {
+        await new Promise<void>((resolve) => this.gzip?.once('drain', resolve));
       }
-      if (this.failure) throw writeError(this.failure, this.path);
+    } else if (!this.failure && this.fd !== undefined) {
+      try {
+        let left = pieces;
+        while (left.length > 0) {
+          let written = writevSync(this.fd, left);
+          // A short write: drop what went out, trim the first piece that went out partly.
+          let i = 0;
+          while (i < left.length && written >= (left[i] as Buffer).length) written -= (left[i++] as Buffer).length;
+          left = left.slice(i);
+          if (written > 0 && left[0]) left[0] = left[0].subarray(written);
+        }
+      } catch (error) {
+        this.failure = error;
+      }
     }
   }
 
   /** Flushes, fsyncs and renames into place; the archive exists whole or not at all. */
   async commit(): Promise<void> {
     try {
+      await this.flush();
       if (this.gzip) {
         const ended = new Promise<void>((resolve) => this.gzip?.once('end', resolve));
         this.gzip.end();

@@ -21,23 +21,17 @@ import { SkError } from '../../core/errors.js';
 import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
 import { ArchiveSink, readArchive, SessionDigest, type ArchivedSessionSummary } from '../archive-file.js';
 import { mapSqliteError, type OpenDatabase } from './open.js';
+import { partsOfMessages, payloadOf, statement, type PayloadRow } from './part-rows.js';
 
 const PAGE_ROWS = 200;
 const INLINE_FETCH_BYTES = 256 * 1024;
+const INLINE_TOTAL_BYTES = 8 * 1024 * 1024;
 /** Diff files larger than this stay on disk beside the archive's database only. */
 const MAX_DIFF_FILE = 64 * 1024 * 1024;
 
 /** `storage/session_diff/<id>.json` beside the database. */
 export function diffFilePath(dbPath: string, sessionId: string): string {
   return join(dirname(dbPath), 'storage', 'session_diff', `${sessionId}.json`);
-}
-
-interface RowMeta {
-  id: string;
-  timeCreated: number;
-  timeUpdated: number;
-  bytes: number;
-  data: Buffer | null;
 }
 
 export interface ArchiveWriteResult {
@@ -59,24 +53,14 @@ export function sessionTrees(open: OpenDatabase, rootIds: readonly string[]): st
   return [...seen];
 }
 
-function fetchData(open: OpenDatabase, table: 'message' | 'part', row: RowMeta): Buffer {
-  if (row.data) return row.data;
-  if (row.bytes > open.readableLimit) {
-    throw new SkError('too-big', `${table} ${row.id} is ${row.bytes} bytes, over the ${open.readableLimit}-byte limit this build can read; it cannot be archived`);
-  }
-  const data = open.db.prepare(`SELECT CAST(data AS BLOB) FROM "${table}" WHERE id = ?`).pluck().get(row.id);
-  if (!Buffer.isBuffer(data)) throw new SkError('not-found', `${table} ${row.id} disappeared while archiving`);
-  return data;
-}
-
 async function writeSession(open: OpenDatabase, sink: ArchiveSink, sessionId: string): Promise<ArchivedSessionSummary> {
   const { db } = open;
-  const session = db.prepare('SELECT * FROM session WHERE id = ?').get(sessionId) as (SessionRow & Record<string, unknown>) | undefined;
+  const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as (SessionRow & Record<string, unknown>) | undefined;
   if (!session) throw new SkError('not-found', `no session ${sessionId} in ${open.path}`);
   const has = (table: string): boolean => open.schema.tables.has(table);
-  const project = (db.prepare('SELECT * FROM project WHERE id = ?').get(session.project_id) as Record<string, unknown> | undefined) ?? null;
-  const todos = has('todo') ? (db.prepare('SELECT * FROM todo WHERE session_id = ? ORDER BY position').all(sessionId) as Record<string, unknown>[]) : [];
-  const share = has('session_share') ? ((db.prepare('SELECT * FROM session_share WHERE session_id = ?').get(sessionId) as Record<string, unknown> | undefined) ?? null) : null;
+  const project = (statement(db, 'SELECT * FROM project WHERE id = ?').get(session.project_id) as Record<string, unknown> | undefined) ?? null;
+  const todos = has('todo') ? (statement(db, 'SELECT * FROM todo WHERE session_id = ? ORDER BY position').all(sessionId) as Record<string, unknown>[]) : [];
+  const share = has('session_share') ? ((statement(db, 'SELECT * FROM session_share WHERE session_id = ?').get(sessionId) as Record<string, unknown> | undefined) ?? null) : null;
   const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share };
   const extrasJson = JSON.stringify(extras);
   let diff: Buffer | null = null;
@@ -100,43 +84,36 @@ async function writeSession(open: OpenDatabase, sink: ArchiveSink, sessionId: st
   const partPrefix = (id: string, messageId: string): string => idPrefix([id, sessionId, messageId], PART_ID_KEYS);
   const columns = `id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
     CASE WHEN octet_length(data) <= ${INLINE_FETCH_BYTES} THEN CAST(data AS BLOB) END AS data`;
-  const firstMessages = db.prepare(`SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`);
-  const nextMessages = db.prepare(
+  const firstMessages = statement(db, `SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`);
+  const nextMessages = statement(
+    db,
     `SELECT ${columns} FROM message WHERE session_id = ? AND (time_created > ? OR (time_created = ? AND id > ?))
      ORDER BY time_created, id LIMIT ?`,
   );
-  // Inline data stops after 8 MB in one result; later parts are fetched one at a time. The
-  // window runs over a materialized list of sizes: given `data`, SQLite would copy every value first.
-  const partsOf = db.prepare(
-    `WITH sizes AS MATERIALIZED (SELECT id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes
-                                 FROM part WHERE message_id = ?),
-     w AS (SELECT *, bytes <= ${INLINE_FETCH_BYTES}
-             AND sum(min(bytes, ${INLINE_FETCH_BYTES})) OVER (ORDER BY timeCreated, id) <= ${8 * 1024 * 1024} AS inline FROM sizes)
-     SELECT w.id, w.timeCreated, w.timeUpdated, w.bytes, CASE WHEN w.inline THEN CAST(p.data AS BLOB) END AS data
-     FROM w JOIN part AS p ON p.id = w.id ORDER BY w.timeCreated, w.id`,
-  );
 
-  let last: RowMeta | undefined;
+  let last: PayloadRow | undefined;
   let firstMessage = true;
   for (;;) {
     const page = (
       last
         ? nextMessages.all(sessionId, last.timeCreated, last.timeCreated, last.id, PAGE_ROWS)
         : firstMessages.all(sessionId, PAGE_ROWS)
-    ) as RowMeta[];
+    ) as PayloadRow[];
+    // One query for the parts of the whole page of messages; inline data stops after 8 MB.
+    const partsByMessage = partsOfMessages(open, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES);
     for (const message of page) {
-      const parts = partsOf.all(message.id) as RowMeta[];
+      const parts = partsByMessage.get(message.id) ?? [];
       const messageExtras: MessageExtras = {
         time: [message.timeCreated, message.timeUpdated],
         parts: parts.map((p) => [p.timeCreated, p.timeUpdated]),
       };
-      const info = wrapRowJson(messagePrefix(message.id), fetchData(open, 'message', message));
+      const info = wrapRowJson(messagePrefix(message.id), payloadOf(open, 'message', message, 'archive'));
       digest.begin('message');
       info.forEach((b) => digest.update(b));
       await sink.write(firstMessage ? '' : ',', `{${JSON.stringify(EXTRA_KEY)}:`, JSON.stringify(messageExtras), ',"info":', ...info, ',"parts":[');
       firstMessage = false;
       for (const [index, part] of parts.entries()) {
-        const wrapped = wrapRowJson(partPrefix(part.id, message.id), fetchData(open, 'part', part));
+        const wrapped = wrapRowJson(partPrefix(part.id, message.id), payloadOf(open, 'part', part, 'archive'));
         digest.begin('part');
         wrapped.forEach((b) => digest.update(b));
         await sink.write(index === 0 ? '' : ',', ...wrapped);

@@ -28,6 +28,7 @@ import {
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, type SessionStore } from '../store.js';
+import { partsOfMessages, payloadOf, type PayloadRow } from './part-rows.js';
 import { mapSqliteError, openDatabase, V8_STRING_LIMIT, type OpenDatabase, type OpenOptions } from './open.js';
 
 /** Values up to this size come back inside the page query; larger ones are fetched one at a time. */
@@ -42,11 +43,6 @@ const MAX_INLINE_STRING = 256 * 1024;
 const SESSION_PAYLOAD_COLUMNS = ['summary_diffs', 'revert', 'permission'] as const;
 const SESSION_PAYLOAD_LIMIT = 1024 * 1024;
 
-interface PayloadRow {
-  id: string;
-  bytes: number;
-  data: Buffer | null;
-}
 
 export class SqliteStore implements SessionStore {
   readonly kind = 'sqlite' as const;
@@ -244,20 +240,6 @@ export class SqliteStore implements SessionStore {
     return row;
   }
 
-  /** A payload row's data as a Buffer: inline when small, else fetched alone (or refused past the limit). */
-  private payload(table: 'part' | 'message', row: PayloadRow): Buffer {
-    if (row.data) return row.data;
-    if (row.bytes > this.open.readableLimit) {
-      throw new SkError(
-        'too-big',
-        `${table} ${row.id} is ${row.bytes} bytes, over the ${this.open.readableLimit}-byte limit this build can read`,
-      );
-    }
-    const data = this.open.db.prepare(`SELECT CAST(data AS BLOB) FROM "${table}" WHERE id = ?`).pluck().get(row.id);
-    if (!Buffer.isBuffer(data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
-    return data;
-  }
-
   async showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
     return this.read(() => {
       const db = this.open.db;
@@ -278,26 +260,20 @@ export class SqliteStore implements SessionStore {
             })()
           : db.prepare(`SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`).all(sessionId, limit + 1)
       ) as (PayloadRow & { timeCreated: number })[];
-      // Small parts come inline until 4 MB have come that way; the rest are fetched one by one,
-      // so a message with thousands of parts never arrives as one huge result. The window runs
-      // over a materialized list of sizes: given `data`, SQLite would copy every value first.
-      const partsOf = db.prepare(
-        `WITH sizes AS MATERIALIZED (SELECT id, time_created AS timeCreated, octet_length(data) AS bytes FROM part WHERE message_id = ?),
-         w AS (SELECT id, timeCreated, bytes, bytes <= ${INLINE_FETCH_BYTES}
-                 AND sum(min(bytes, ${INLINE_FETCH_BYTES})) OVER (ORDER BY timeCreated, id) <= ${INLINE_TOTAL_BYTES} AS inline FROM sizes)
-         SELECT w.id, w.timeCreated, w.bytes, CASE WHEN w.inline THEN CAST(p.data AS BLOB) END AS data
-         FROM w JOIN part AS p ON p.id = w.id ORDER BY w.timeCreated, w.id`,
-      );
+      // The parts of the whole page in one query; inline data stops after 4 MB, the rest is
+      // fetched one part at a time, so a message with thousands of parts never arrives at once.
+      const page = messages.slice(0, limit);
+      const partsByMessage = partsOfMessages(this.open, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES);
 
       let budget = PAGE_BUDGET_BYTES;
       const views: MessageView[] = [];
       let lastIncluded: (PayloadRow & { timeCreated: number }) | undefined;
-      for (const message of messages.slice(0, limit)) {
+      for (const message of page) {
         if (views.length > 0 && budget <= 0) break;
         const info = this.reduce('message', message, budget, (value) => toMessageInfo(message.id, sessionId, value));
         budget -= info.cost;
         const parts: Record<string, unknown>[] = [];
-        for (const part of partsOf.all(message.id) as (PayloadRow & { timeCreated: number })[]) {
+        for (const part of partsByMessage.get(message.id) ?? []) {
           const view = this.reduce('part', part, budget, (value) => toPartInfo(part.id, sessionId, message.id, value));
           budget -= view.cost;
           parts.push(view.value);
@@ -325,7 +301,7 @@ export class SqliteStore implements SessionStore {
     const maxInlineString = Math.max(1024, Math.min(MAX_INLINE_STRING, Math.floor(budget / 4)));
     const previewBytes = Math.min(4096, Math.floor(maxInlineString / 4));
     try {
-      const buf = this.payload(table, row);
+      const buf = payloadOf(this.open, table, row);
       const scanned = scanPartData(buf, { partId: row.id, maxInlineString, previewBytes });
       const value = wrap(scanned.value);
       // Cost is what the page will hold: the reduced JSON, not the stored bytes.
@@ -347,7 +323,7 @@ export class SqliteStore implements SessionStore {
           | undefined,
     );
     if (!part) throw new SkError('not-found', `no part ${partId} in ${this.open.path}`);
-    const buf = this.read(() => this.payload('part', part));
+    const buf = this.read(() => payloadOf(this.open, 'part', part));
     const spans = findAttachments(buf, partId);
     const span = spans[index];
     if (!span) {
