@@ -80,10 +80,11 @@ export function* jsonStringBody(data: Buffer, chunkBytes = 1024 * 1024): Generat
 /**
  * Wraps a row's JSON object text with its ids, without parsing it: `{"id":…,…` + the text after
  * its `{`, so the row's bytes appear unchanged. A row that is not a non-empty, well-formed object
- * is kept whole as a string under RAW_KEY instead, so the archive stays valid JSON.
+ * is kept whole as a string under RAW_KEY instead, so the archive stays valid JSON. `knownValid`
+ * is the caller's own check (SQLite's json_valid), when it has one.
  */
-export function wrapRowJson(prefix: string, data: Buffer): Buffer[] {
-  if (data[0] === 0x7b && data[1] !== 0x7d && isWellFormedJson(data)) {
+export function wrapRowJson(prefix: string, data: Buffer, knownValid?: boolean): Buffer[] {
+  if (data[0] === 0x7b && data[1] !== 0x7d && (knownValid ?? isWellFormedJson(data))) {
     return [Buffer.from(`${prefix},`), data.subarray(1)];
   }
   return [Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`), ...jsonStringBody(data), Buffer.from('"}')];

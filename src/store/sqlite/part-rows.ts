@@ -18,6 +18,8 @@ export interface PayloadRow {
 
 export interface PartRow extends PayloadRow {
   messageId: string;
+  /** SQLite's json_valid of inline data (its C parser is several times faster than JSON.parse). */
+  valid: 0 | 1 | null;
 }
 
 const statements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
@@ -53,13 +55,17 @@ export function partsOfMessages(
   const rows = statement(
     open.db,
     `SELECT p.id, p.message_id AS messageId, p.time_created AS timeCreated, p.time_updated AS timeUpdated,
-            octet_length(p.data) AS bytes, CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END AS data
+            octet_length(p.data) AS bytes, CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END AS data,
+            CASE WHEN octet_length(p.data) <= @inlineBytes THEN json_valid(p.data) END AS valid
      FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))`,
   ).iterate({ ids: JSON.stringify(messageIds), inlineBytes }) as IterableIterator<PartRow>;
   let inline = 0;
   for (const row of rows) {
     if (row.data) {
-      if (inline + row.data.length > inlineTotal) row.data = null;
+      if (inline + row.data.length > inlineTotal) {
+        row.data = null;
+        row.valid = null;
+      }
       else inline += row.data.length;
     }
     grouped.get(row.messageId)?.push(row);

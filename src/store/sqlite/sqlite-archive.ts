@@ -113,7 +113,7 @@ async function writeSession(open: OpenDatabase, sink: ArchiveSink, sessionId: st
       await sink.write(firstMessage ? '' : ',', `{${JSON.stringify(EXTRA_KEY)}:`, JSON.stringify(messageExtras), ',"info":', ...info, ',"parts":[');
       firstMessage = false;
       for (const [index, part] of parts.entries()) {
-        const wrapped = wrapRowJson(partPrefix(part.id, message.id), payloadOf(open, 'part', part, 'archive'));
+        const wrapped = wrapRowJson(partPrefix(part.id, message.id), payloadOf(open, 'part', part, 'archive'), part.valid === null ? undefined : part.valid === 1);
         digest.begin('part');
         wrapped.forEach((b) => digest.update(b));
         await sink.write(index === 0 ? '' : ',', ...wrapped);
