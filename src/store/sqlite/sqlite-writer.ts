@@ -10,6 +10,8 @@ import { diffFilePath, sessionTrees } from './sqlite-archive.js';
 import { mapSqliteError, openDatabase, type OpenDatabase, type OpenOptions } from './open.js';
 
 const EVENT_DELETE_BATCH = 500;
+/** A write transaction stops taking more session trees after this long. */
+const TRANSACTION_BUDGET_MS = 50;
 const INCREMENTAL_VACUUM_PAGES = 4096;
 
 export interface DeleteResult {
@@ -70,33 +72,43 @@ export class SqliteWriter {
     const deleteMessages = db.prepare('DELETE FROM message WHERE session_id = ?');
     const deleteSession = db.prepare('DELETE FROM session WHERE id = ?');
 
-    return this.run(() => {
-      for (const root of roots) {
-        const tree = sessionTrees(this.open, [root]);
-        if (tree.length === 0) continue;
-        // One tree per transaction: short, and all-or-nothing for that tree.
-        const done = db.transaction(() => {
-          if (archivedAt) {
-            for (const id of tree) {
-              const archived = archivedAt.get(id);
-              if (archived === undefined || updatedOf.get(id) !== archived) return false;
-            }
-          }
-          for (const id of tree) {
-            for (const partId of partIdsOf.all(id) as string[]) result.partIds.push(partId);
-            deleteParts.run(id);
-            deleteMessages.run(id);
-          }
-          // Children last-to-first, then the root; cascades take todos, shares, session_message.
-          for (const id of [...tree].reverse()) deleteSession.run(id);
-          return true;
-        }).immediate();
-        if (!done) {
-          result.changed.push(root);
-          continue;
+    /** Deletes one tree inside the open transaction; false when it changed since it was archived. */
+    const deleteTree = (tree: string[]): boolean => {
+      if (archivedAt) {
+        for (const id of tree) {
+          const archived = archivedAt.get(id);
+          if (archived === undefined || updatedOf.get(id) !== archived) return false;
         }
-        result.deleted.push(root);
-        result.sessionIds.push(...tree);
+      }
+      for (const id of tree) {
+        for (const partId of partIdsOf.all(id) as string[]) result.partIds.push(partId);
+        deleteParts.run(id);
+        deleteMessages.run(id);
+      }
+      // Children last-to-first, then the root; cascades take todos, shares, session_message.
+      for (const id of [...tree].reverse()) deleteSession.run(id);
+      return true;
+    };
+
+    return this.run(() => {
+      let next = 0;
+      while (next < roots.length) {
+        // Whole trees only, as many as fit in about TRANSACTION_BUDGET_MS: the write lock is held
+        // briefly, and thousands of small sessions do not pay a commit each.
+        db.transaction(() => {
+          const started = performance.now();
+          do {
+            const root = roots[next++] as string;
+            const tree = sessionTrees(this.open, [root]);
+            if (tree.length === 0) continue;
+            if (!deleteTree(tree)) {
+              result.changed.push(root);
+              continue;
+            }
+            result.deleted.push(root);
+            for (const id of tree) result.sessionIds.push(id);
+          } while (next < roots.length && performance.now() - started < TRANSACTION_BUDGET_MS);
+        }).immediate();
       }
       if (has('event') && has('event_sequence') && result.sessionIds.length > 0) this.deleteEvents(result.sessionIds);
       for (const id of result.sessionIds) rmSync(diffFilePath(this.open.path, id), { force: true });
