@@ -79,17 +79,25 @@ sdb.close();
 
 const ours = [];
 const loader = [];
+let loaderFailures = 0;
 for (let run = 0; run < RUNS; run++) {
   const url = await freshDb('sk_bench_ours');
   const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', source, url], { encoding: 'utf8', maxBuffer: 16 * MB });
   if (child.status !== 0) throw new Error(`ours failed: ${child.stderr}`);
   ours.push(JSON.parse(child.stdout.trim().split('\n').pop()));
 
-  const target = await freshDb('sk_bench_pgloader');
-  const started = performance.now();
-  const pl = spawnSync('pgloader', ['--quiet', `sqlite://${source}`, target], { encoding: 'utf8', maxBuffer: 64 * MB });
-  const seconds = (performance.now() - started) / 1000;
-  if (pl.status !== 0) throw new Error(`pgloader failed: ${pl.stderr.slice(-2000)}`);
+  // pgloader (SBCL) sometimes dies of heap exhaustion on this file: such runs are counted and retried.
+  let seconds = 0;
+  for (let attempt = 0; ; attempt++) {
+    const target = await freshDb('sk_bench_pgloader');
+    const started = performance.now();
+    const pl = spawnSync('pgloader', ['--quiet', `sqlite://${source}`, target], { encoding: 'utf8', maxBuffer: 64 * MB });
+    seconds = (performance.now() - started) / 1000;
+    if (pl.status === 0) break;
+    loaderFailures++;
+    process.stderr.write(`pgloader failed (${/Heap exhausted/.test(pl.stderr) ? 'heap exhausted' : `status ${pl.status}`}) after ${fmt(seconds, 1)} s\n`);
+    if (attempt >= 3) throw new Error(`pgloader failed: ${pl.stderr.slice(-2000)}`);
+  }
   loader.push({ seconds });
   process.stderr.write(`run ${run + 1}: ours ${fmt(ours.at(-1).seconds, 2)} s, pgloader ${fmt(seconds, 2)} s\n`);
 }
@@ -145,6 +153,7 @@ const lines = [
   `| pgloader \`sqlite://… postgresql://…\` | ${fmt(loaderS, 2)} s | ${fmt(payload / MB / loaderS)} | ${Math.round(rows / loaderS).toLocaleString('en-US')} | 1.00x | - |`,
   `| ours: migrateToExternal (stream, attachments cut out, verified) | ${fmt(oursS, 2)} s | **${fmt(payload / MB / oursS)}** | ${Math.round(rows / oursS).toLocaleString('en-US')} | ${fmt(loaderS / oursS, 2)}x | ${fmt(heapPeak / MB)} MB |`,
   '',
+  `pgloader died of SBCL heap exhaustion in ${loaderFailures} extra attempt(s) (not counted in its time; retried).`,
   `Goals: at least 1.0x pgloader: ${loaderS / oursS >= 1 ? 'met' : 'not met'}; peak heap under 64 MB: ${heapPeak < 64 * MB ? 'met' : 'not met'}.`,
   'Ours includes what pgloader does not do: cutting every data: URL out of the part JSON into content-addressed 1 MB chunks, the jsonb copy, and reading every session back to verify its digest before marking it complete.',
   '',
