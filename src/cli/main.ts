@@ -13,7 +13,7 @@ import { SessionService } from '../main/service.js';
 import { formatList, formatShow, formatStats, bytes as formatBytes, formatPlan } from './format.js';
 import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
 import { loadConfig } from '../main/config-file.js';
-import { applyRetention, archiveThenDelete, dryRun } from '../main/retention.js';
+import { applyRetention, archiveThenDelete, dryRun, forgetOldestRoot } from '../main/retention.js';
 import { openDatabase } from '../store/sqlite/open.js';
 import { restoreArchive, sessionTrees, writeArchive } from '../store/sqlite/sqlite-archive.js';
 import { SqliteWriter } from '../store/sqlite/sqlite-writer.js';
@@ -190,12 +190,17 @@ export function buildProgram(): Command {
     .option('--from <connectionString>', 'restore these session ids from an external database instead of an archive file')
     .action(async (args: string[], options: { from?: string }, command: Command) => {
       const g = globals(command);
-      if (options.from) return restoreFrom(g, options.from, args);
+      if (options.from) {
+        await restoreFrom(g, options.from, args);
+        forgetOldestRoot(g.db);
+        return;
+      }
       if (args.length !== 1) throw new SkError('usage', 'restore takes one archive file (or --from <connectionString> <sessionID...>)');
       const file = args[0] as string;
       const writer = new SqliteWriter(g.db);
       try {
         const result = await restoreArchive(writer.open, file);
+        forgetOldestRoot(g.db);
         print(g.json, { restored: result.restored.length, skipped: result.skipped.length, sessions: result.restored }, () =>
           `Restored ${result.restored.length} sessions; ${result.skipped.length} were already present.`,
         );

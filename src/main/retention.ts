@@ -133,21 +133,39 @@ export function collectFacts(open: OpenDatabase, withBytes: boolean): { facts: S
   return { facts, storeBytes };
 }
 
-/** Cheap SQL checks that tell, for the common case, that no limit is exceeded: no facts needed. */
-function nothingToDo(open: OpenDatabase, policy: RetentionPolicyInput, now: number): boolean {
+/** The oldest root session's times, remembered between startups (see `nothingToDo`). */
+interface OldestRoot {
+  created: number | null;
+  updated: number | null;
+  /** When this was read; it is trusted for a day. */
+  at: number;
+}
+
+/**
+ * Cheap checks that tell, for the common case, that no limit is exceeded: no facts needed.
+ * The age check needs the oldest root, which is a scan of the session table (its time columns
+ * sit behind large JSON columns): it is remembered for a day, since new sessions are never older
+ * than existing ones. (`restore` of old sessions is the exception: it is caught within that day.)
+ */
+function nothingToDo(open: OpenDatabase, policy: RetentionPolicyInput, now: number, remembered: OldestRoot | undefined): { idle: boolean; oldest?: OldestRoot } {
   const { db } = open;
-  if (policy.maxSizeMB !== undefined && liveBytes(open) > policy.maxSizeMB * MB) return false;
+  if (policy.maxSizeMB !== undefined && liveBytes(open) > policy.maxSizeMB * MB) return { idle: false };
   if (policy.maxSessions !== undefined) {
     const roots = db.prepare('SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number;
-    if (roots > policy.maxSessions) return false;
+    if (roots > policy.maxSessions) return { idle: false };
   }
-  if (policy.maxAgeDays !== undefined) {
-    const column = policy.orderBy === 'updated' ? 'time_updated' : 'time_created';
-    const cutoff = Math.min(now - policy.maxAgeDays * DAY_MS, now - ACTIVE_WINDOW_MS);
-    const old = db.prepare(`SELECT count(*) FROM session WHERE parent_id IS NULL AND ${column} < ?`).pluck().get(cutoff) as number;
-    if (old > 0) return false;
+  if (policy.maxAgeDays === undefined) return { idle: true };
+  const cutoff = Math.min(now - policy.maxAgeDays * DAY_MS, now - ACTIVE_WINDOW_MS);
+  let oldest = remembered && now - remembered.at < DAY_MS && remembered.at <= now ? remembered : undefined;
+  if (!oldest) {
+    const row = db.prepare('SELECT min(time_created) AS created, min(time_updated) AS updated FROM session WHERE parent_id IS NULL').get() as {
+      created: number | null;
+      updated: number | null;
+    };
+    oldest = { ...row, at: now };
   }
-  return true;
+  const time = policy.orderBy === 'updated' ? oldest.updated : oldest.created;
+  return { idle: time === null || time >= cutoff, oldest };
 }
 
 /** The plan, changing nothing. */
@@ -287,6 +305,7 @@ export async function applyRetention(options: RetentionOptions): Promise<ApplyRe
 /** Which thresholds have already warned, per database: each warns once until the size drops below it. */
 interface WarnState {
   warned: Record<string, number[]>;
+  oldest?: Record<string, OldestRoot>;
 }
 
 function statePath(env: Record<string, string | undefined> = process.env): string {
@@ -300,6 +319,21 @@ function readState(path: string): WarnState {
   } catch {
     return { warned: {} };
   }
+}
+
+function saveState(path: string, state: WarnState): void {
+  mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
+  writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}
+
+/** After sessions were put back (`restore`), the remembered oldest root may be wrong: forget it. */
+export function forgetOldestRoot(db: string, path = statePath()): void {
+  const state = readState(path);
+  const key = resolve(db);
+  if (!state.oldest?.[key]) return;
+  delete state.oldest[key];
+  saveState(path, state);
 }
 
 export interface StartupReport {
@@ -331,12 +365,8 @@ export async function enforceAtStartup(
   const before = new Set(state.warned[key] ?? []);
   const newWarnings = crossed.filter((w) => !before.has(w.thresholdMB));
   const nowCrossed = crossed.map((w) => w.thresholdMB).sort((a, b) => a - b);
-  if (newWarnings.length > 0 || nowCrossed.length !== before.size) {
-    state.warned[key] = nowCrossed;
-    mkdirSync(join(stateFile, '..'), { recursive: true, mode: 0o700 });
-    writeFileSync(`${stateFile}.tmp`, JSON.stringify(state), { mode: 0o600 });
-    renameSync(`${stateFile}.tmp`, stateFile);
-  }
+  let stateChanged = newWarnings.length > 0 || nowCrossed.length !== before.size;
+  state.warned[key] = nowCrossed;
   const top = newWarnings[0];
   if (top) {
     log(top.message);
@@ -344,14 +374,26 @@ export async function enforceAtStartup(
   }
   let retention: ApplyResult | null = null;
   if (hasRetentionPolicy(options.config)) {
+    const now = options.now ?? Date.now();
     const open = openDatabase(options.db, { readonly: true });
-    let idle: boolean;
+    let check: ReturnType<typeof nothingToDo>;
     try {
-      idle = nothingToDo(open, options.config, options.now ?? Date.now());
+      check = nothingToDo(open, options.config, now, state.oldest?.[key]);
     } finally {
       open.db.close();
     }
-    if (!idle) retention = await applyRetention({ ...options, log });
+    if (check.oldest && check.oldest !== state.oldest?.[key]) {
+      state.oldest = { ...state.oldest, [key]: check.oldest };
+      stateChanged = true;
+    }
+    if (!check.idle) {
+      if (stateChanged) saveState(stateFile, state);
+      retention = await applyRetention({ ...options, log });
+      // Evictions moved the oldest root: read it afresh next time.
+      if (state.oldest) delete state.oldest[key];
+      stateChanged = true;
+    }
   }
+  if (stateChanged) saveState(stateFile, state);
   return { bytes, crossed, newWarnings, retention, elapsedMs: performance.now() - started };
 }

@@ -354,3 +354,20 @@ describe('a session with very many events', () => {
     expect(count(db, `SELECT count(*) FROM event_sequence WHERE aggregate_id = '${id}'`)).toBe(0);
   });
 });
+
+describe('startup with an age limit', () => {
+  it('evicts once, then stays idle, and acts again after a restore brings old sessions back', async () => {
+    const { db, home, env } = freshDb();
+    const statePath = join(env.XDG_DATA_HOME as string, 'session-keeper', 'state.json');
+    const config = parseSessionConfig({ maxAgeDays: 60, archiveDir: join(home, 'archive'), warnAtMB: [10_000] }, 'test');
+    const run = () => enforceAtStartup({ db, config, cacheDir: join(home, 'cache'), statePath, log: () => undefined });
+    const first = await run();
+    expect(first.retention?.evicted.length).toBeGreaterThan(0);
+    const archive = first.retention?.archive as string;
+    expect((await run()).retention).toBeNull();
+    const restored = parseJson<{ restored: number }>(runCli(['--db', db, '--json', 'restore', archive], { env }));
+    expect(restored.restored).toBeGreaterThan(0);
+    const third = await run();
+    expect(third.retention?.evicted.length).toBe(first.retention?.evicted.length);
+  });
+});
