@@ -20,6 +20,7 @@ import { SqliteWriter } from '../store/sqlite/sqlite-writer.js';
 import { verifyArchive } from '../store/archive-file.js';
 import { DAY_MS } from '../core/planner.js';
 import { registerExternalCommands, restoreFrom } from './commands/external.js';
+import { isConnectionString } from '../store/external/connection.js';
 import { registerServe } from './commands/serve.js';
 
 export interface GlobalOptions {
@@ -63,7 +64,23 @@ export function buildProgram(): Command {
     })
     .exitOverride();
 
-  const globals = (command: Command): GlobalOptions => command.optsWithGlobals<GlobalOptions>();
+  const globals = (command: Command): GlobalOptions => {
+    const g = command.optsWithGlobals<GlobalOptions>();
+    // Without --db or OPENCODE_DB, the config's `storage` + `connectionString` choose the store.
+    if (program.getOptionValueSource('db') === 'default' && !process.env['OPENCODE_DB']) {
+      const { config } = loadConfig({ path: g.config });
+      if (config.storage !== 'sqlite' && config.connectionString) g.db = config.connectionString;
+    }
+    return g;
+  };
+  /** Commands that rewrite the SQLite file itself. */
+  const sqliteFile = (command: Command, name: string): GlobalOptions => {
+    const g = globals(command);
+    if (isConnectionString(g.db)) {
+      throw new SkError('usage', `${name} works on OpenCode's SQLite file: give --db a file (external databases: migrate, restore --from, offload)`);
+    }
+    return g;
+  };
 
   program
     .command('stats')
@@ -130,7 +147,7 @@ export function buildProgram(): Command {
     .option('--apply', 'archive, evict and reclaim')
     .option('--no-archive', 'evict without archiving first')
     .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean }, command: Command) => {
-      const g = globals(command);
+      const g = sqliteFile(command, 'retention');
       if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
       const config = settings(g, {
         maxSizeMB: options.maxSizeMb,
@@ -160,7 +177,7 @@ export function buildProgram(): Command {
     .option('--session <id...>', 'sessions to archive')
     .option('--older-than-days <n>', 'root sessions created more than N days ago', positiveInt)
     .action(async (options: { output: string; session?: string[]; olderThanDays?: number }, command: Command) => {
-      const g = globals(command);
+      const g = sqliteFile(command, 'archive');
       if (!options.session && options.olderThanDays === undefined) throw new SkError('usage', 'archive needs --session ID... or --older-than-days N');
       const open = openDatabase(g.db, { readonly: true });
       try {
@@ -189,7 +206,7 @@ export function buildProgram(): Command {
     .argument('<file|sessionID...>')
     .option('--from <connectionString>', 'restore these session ids from an external database instead of an archive file')
     .action(async (args: string[], options: { from?: string }, command: Command) => {
-      const g = globals(command);
+      const g = sqliteFile(command, 'restore');
       if (options.from) {
         await restoreFrom(g, options.from, args);
         forgetOldestRoot(g.db);
@@ -215,7 +232,7 @@ export function buildProgram(): Command {
     .argument('<sessionID...>')
     .option('--no-archive', 'delete without archiving first')
     .action(async (ids: string[], options: { archive: boolean }, command: Command) => {
-      const g = globals(command);
+      const g = sqliteFile(command, 'delete');
       const config = settings(g, { archive: options.archive === false ? false : undefined });
       const open = openDatabase(g.db, { readonly: true });
       try {
@@ -234,7 +251,7 @@ export function buildProgram(): Command {
     .description('reclaim free pages (VACUUM), or with --incremental convert the file to auto_vacuum=INCREMENTAL once')
     .option('--incremental', 'convert to auto_vacuum=INCREMENTAL so later deletes shrink the file in small steps')
     .action(async (options: { incremental?: boolean }, command: Command) => {
-      const g = globals(command);
+      const g = sqliteFile(command, 'vacuum');
       const writer = new SqliteWriter(g.db);
       try {
         const result = options.incremental ? writer.convertToIncremental() : writer.reclaim();
