@@ -35,8 +35,8 @@ export function benchSizes() {
  * by size, seed and huge attachment. Generated into a temp directory and renamed on success, so
  * an interrupted run never leaves a half-made database behind. Returns {db, dir, summary, cached, seconds}.
  */
-export async function fixture({ label, targetBytes, seed = SEED, hugeAttachmentBytes }) {
-  const key = `${label}-s${seed}${hugeAttachmentBytes ? `-huge${Math.round(hugeAttachmentBytes / MB)}MB` : ''}`;
+export async function fixture({ label, targetBytes, seed = SEED, hugeAttachmentBytes, rootSessions }) {
+  const key = `${label}-s${seed}${hugeAttachmentBytes ? `-huge${Math.round(hugeAttachmentBytes / MB)}MB` : ''}${rootSessions ? `-r${rootSessions}` : ''}`;
   const dir = join(DATA, key);
   const db = join(dir, 'opencode.db');
   const summaryFile = join(dir, 'summary.json');
@@ -54,6 +54,7 @@ export async function fixture({ label, targetBytes, seed = SEED, hugeAttachmentB
     targetBytes,
     seed,
     ...(hugeAttachmentBytes ? { hugeAttachmentBytes } : {}),
+    ...(rootSessions ? { rootSessions } : {}),
   });
   const seconds = (performance.now() - start) / 1000;
   // Fold the WAL in so the file is self-contained and its size is the real size.
