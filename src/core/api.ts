@@ -95,3 +95,17 @@ export const statsOptionsSchema = z.object({
   warnAtMB: z.array(z.number().positive()).optional(),
 });
 export type StatsOptions = z.infer<typeof statsOptionsSchema>;
+
+/** `retention --apply --json`. */
+export interface ApplyResult {
+  evicted: string[];
+  archive: string | null;
+  archives: string[];
+  bytesBefore: number;
+  bytesAfter: number;
+  /** Roots left alone because they changed after archiving. */
+  changed: string[];
+  /** The external database evicted sessions were moved to (password masked), when offloading. */
+  offload?: string | null;
+  reclaim: 'incremental' | 'vacuum' | 'none';
+}

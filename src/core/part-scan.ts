@@ -247,3 +247,21 @@ export function scanPartData(buf: Buffer, options: ScanOptions): ScannedPart {
   const value = cuts.length === 0 ? parsed : restore(parsed);
   return { attachments, value, truncatedStrings };
 }
+
+/** The reference object named `ref` inside a reduced part value, if there is one. */
+export function findAttachmentRef(node: unknown, ref: string): AttachmentRef | undefined {
+  if (Array.isArray(node)) {
+    for (const item of node) {
+      const hit = findAttachmentRef(item, ref);
+      if (hit) return hit;
+    }
+  } else if (node && typeof node === 'object') {
+    const record = node as Record<string, unknown>;
+    if (record['ref'] === ref && typeof record['mime'] === 'string') return record as unknown as AttachmentRef;
+    for (const value of Object.values(record)) {
+      const hit = findAttachmentRef(value, ref);
+      if (hit) return hit;
+    }
+  }
+  return undefined;
+}

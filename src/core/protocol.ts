@@ -9,8 +9,8 @@
  */
 import { z } from 'zod';
 import type { SkErrorCode } from './errors.js';
-import type { AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
-import type { EvictReason } from './planner.js';
+import type { ApplyResult, AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
+import type { PlannedEviction } from './planner.js';
 
 /** Strings from the renderer are bounded: nothing it sends may be large. */
 const id = z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]);
@@ -79,15 +79,8 @@ export interface FieldError {
   message: string;
 }
 
-export interface PlanEntry {
-  id: string;
-  title: string;
-  timeCreated: number;
-  timeUpdated: number;
-  bytes: number;
-  children: string[];
-  reasons: EvictReason[];
-}
+/** One root to evict, with its children and reasons: the planner's own shape. */
+export type PlanEntry = PlannedEviction;
 
 /** Same fields as `retention --dry-run --json`. */
 export interface PlanResult {
@@ -99,15 +92,8 @@ export interface PlanResult {
   policy: { maxSizeMB: number | null; maxAgeDays: number | null; maxSessions: number | null };
 }
 
-export interface ApplyOutcome {
-  evicted: string[];
-  archive: string | null;
-  archives: string[];
-  bytesBefore: number;
-  bytesAfter: number;
-  changed: string[];
-  reclaim: string;
-}
+/** Same fields as `retention --apply --json`. */
+export type ApplyOutcome = ApplyResult;
 
 export interface SizeWarningView {
   thresholdMB: number;

@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { ApplyResult } from '../core/api.js';
 import type { SessionConfig } from '../core/config.js';
 import { hasRetentionPolicy } from '../core/config.js';
 import { redactSecrets, SkError } from '../core/errors.js';
@@ -16,6 +17,8 @@ import { verifyArchive } from '../store/archive-file.js';
 import { openDatabase, type OpenDatabase } from '../store/sqlite/open.js';
 import { sessionTrees, writeArchive } from '../store/sqlite/sqlite-archive.js';
 import { fileBytes, SqliteWriter, type ReclaimResult } from '../store/sqlite/sqlite-writer.js';
+
+export type { ApplyResult };
 
 /** Re-plans after reclaim at most this many times when the file is still over `maxSizeMB`. */
 const MAX_ROUNDS = 3;
@@ -48,19 +51,6 @@ export interface DryRunResult {
   unmetSize: boolean;
 }
 
-/** `retention --apply --json`. */
-export interface ApplyResult {
-  evicted: string[];
-  archive: string | null;
-  archives: string[];
-  bytesBefore: number;
-  bytesAfter: number;
-  /** Roots left alone because they changed after archiving. */
-  changed: string[];
-  /** The external database evicted sessions were moved to (password masked), when offloading. */
-  offload?: string | null;
-  reclaim: ReclaimResult['mode'];
-}
 
 interface SessionRowFacts {
   id: string;

@@ -22,7 +22,7 @@ import { defaultCacheDir } from '../core/paths.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { isConnectionString } from '../store/external/connection.js';
 import type { ExternalStore } from '../store/external/external-store.js';
-import type { WorkerReply, WorkerTask } from '../worker/protocol.js';
+import { runTask, type WorkerReply, type WorkerTask } from '../worker/protocol.js';
 
 export interface ServiceOptions {
   db: string;
@@ -82,7 +82,7 @@ export class SessionService {
   }
 
   private async run<T>(task: WorkerTask): Promise<T> {
-    if (this.external) return (await this.runExternal(this.external, task)) as T;
+    if (this.external) return (await runTask(this.external, task)) as T;
     let reply: WorkerReply<T>;
     try {
       reply = (this.pool ? await this.pool.run(task) : await (await import('../worker/tasks.js')).default(task)) as WorkerReply<T>;
@@ -93,23 +93,6 @@ export class SessionService {
     this.workerHeapPeak = Math.max(this.workerHeapPeak, reply.heapUsed);
     if (!reply.ok) throw new SkError(reply.code, reply.message);
     return reply.value;
-  }
-
-  private runExternal(store: ExternalStore, task: WorkerTask): Promise<unknown> {
-    switch (task.op) {
-      case 'dataVersion':
-        return store.dataVersion();
-      case 'stats':
-        return store.stats(task.options);
-      case 'list':
-        return store.listSessions(task.options);
-      case 'show':
-        return store.showSession(task.sessionId, task.options);
-      case 'attachment':
-        return store.extractAttachment(task.ref, task.cacheDir, task.out);
-      default:
-        throw new SkError('usage', `not supported on an external store: ${(task as { op: string }).op}`);
-    }
   }
 
   /** Drops every cached page when another connection has committed since we last looked. */

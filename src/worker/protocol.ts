@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { pageOptionsSchema, statsOptionsSchema } from '../core/api.js';
 import type { SkErrorCode } from '../core/errors.js';
+import type { SessionStore } from '../store/store.js';
 
 const target = { db: z.string().min(1) };
 
@@ -27,3 +28,19 @@ export type WorkerTask = z.infer<typeof workerTaskSchema>;
 export type WorkerReply<T = unknown> = ({ ok: true; value: T } | { ok: false; code: SkErrorCode; message: string }) & {
   heapUsed: number;
 };
+
+/** Runs one task on a store: the same dispatch for pool workers and for stores on the main thread. */
+export function runTask(store: SessionStore, task: WorkerTask): Promise<unknown> {
+  switch (task.op) {
+    case 'dataVersion':
+      return store.dataVersion();
+    case 'stats':
+      return store.stats(task.options);
+    case 'list':
+      return store.listSessions(task.options);
+    case 'show':
+      return store.showSession(task.sessionId, task.options);
+    case 'attachment':
+      return store.extractAttachment(task.ref, task.cacheDir, task.out);
+  }
+}

@@ -5,7 +5,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { oneLine, SkError } from '../core/errors.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
-import { workerTaskSchema, type WorkerReply } from './protocol.js';
+import { runTask, workerTaskSchema, type WorkerReply } from './protocol.js';
 
 const stores = new Map<string, SqliteStore>();
 
@@ -20,18 +20,7 @@ function storeFor(db: string): SqliteStore {
 
 async function run(input: unknown): Promise<unknown> {
   const task = workerTaskSchema.parse(input);
-  switch (task.op) {
-    case 'dataVersion':
-      return storeFor(task.db).dataVersion();
-    case 'stats':
-      return storeFor(task.db).stats(task.options);
-    case 'list':
-      return storeFor(task.db).listSessions(task.options);
-    case 'show':
-      return storeFor(task.db).showSession(task.sessionId, task.options);
-    case 'attachment':
-      return storeFor(task.db).extractAttachment(task.ref, task.cacheDir, task.out);
-  }
+  return runTask(storeFor(task.db), task);
 }
 
 /** Closes this thread's connections (inline use; pool threads end with their thread). */

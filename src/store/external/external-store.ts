@@ -18,7 +18,7 @@ import type {
 import { decodeMessageCursor, decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
 import { toMessageInfo, toPartInfo, toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { attachmentRefName, describeDataUrl, parseAttachmentRef, scanPartData, type AttachmentRef } from '../../core/part-scan.js';
+import { attachmentRefName, describeDataUrl, findAttachmentRef, parseAttachmentRef, scanPartData, type AttachmentRef } from '../../core/part-scan.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, type SessionStore } from '../store.js';
@@ -397,7 +397,7 @@ export class ExternalStore implements SessionStore {
     let filename: string | null = null;
     try {
       const scanned = scanPartData(part.body, { partId, maxInlineString: Number.MAX_SAFE_INTEGER });
-      filename = findRef(scanned.value, ref)?.filename ?? null;
+      filename = findAttachmentRef(scanned.value, ref)?.filename ?? null;
     } catch {
       // the attachment itself is intact; only its name is unknown
     }
@@ -730,19 +730,3 @@ function patchRefs(node: unknown, bytes: ReadonlyMap<string, number>): void {
   }
 }
 
-function findRef(node: unknown, ref: string): AttachmentRef | undefined {
-  if (Array.isArray(node)) {
-    for (const item of node) {
-      const hit = findRef(item, ref);
-      if (hit) return hit;
-    }
-  } else if (node && typeof node === 'object') {
-    const record = node as Record<string, unknown>;
-    if (record['ref'] === ref && typeof record['mime'] === 'string') return record as unknown as AttachmentRef;
-    for (const value of Object.values(record)) {
-      const hit = findRef(value, ref);
-      if (hit) return hit;
-    }
-  }
-  return undefined;
-}

@@ -20,10 +20,10 @@ import { SkError } from '../../core/errors.js';
 import { toMessageInfo, toPartInfo, toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
 import {
   attachmentRefName,
+  findAttachmentRef,
   findAttachments,
   parseAttachmentRef,
   scanPartData,
-  type AttachmentRef,
 } from '../../core/part-scan.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
@@ -332,7 +332,7 @@ export class SqliteStore implements SessionStore {
     let filename: string | null = null;
     try {
       const scanned = scanPartData(buf, { partId, maxInlineString: Number.MAX_SAFE_INTEGER });
-      filename = findRef(scanned.value, ref)?.filename ?? null;
+      filename = findAttachmentRef(scanned.value, ref)?.filename ?? null;
     } catch {
       // the attachment itself is intact; only its name is unknown
     }
@@ -347,19 +347,3 @@ export class SqliteStore implements SessionStore {
   }
 }
 
-function findRef(node: unknown, ref: string): AttachmentRef | undefined {
-  if (Array.isArray(node)) {
-    for (const item of node) {
-      const hit = findRef(item, ref);
-      if (hit) return hit;
-    }
-  } else if (node && typeof node === 'object') {
-    const record = node as Record<string, unknown>;
-    if (record['ref'] === ref && typeof record['mime'] === 'string') return record as unknown as AttachmentRef;
-    for (const value of Object.values(record)) {
-      const hit = findRef(value, ref);
-      if (hit) return hit;
-    }
-  }
-  return undefined;
-}
