@@ -4,9 +4,9 @@
  * Nothing here holds a whole archive, or a whole large part, in memory.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, fsyncSync, openSync, renameSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, createReadStream, fsyncSync, openSync, renameSync, rmSync, writevSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { createGunzip, createGzip, type Gzip } from 'node:zlib';
+import { constants, createGunzip, gzipSync } from 'node:zlib';
 import { EXTRA_KEY, type MessageExtras, type SessionExtras } from '../core/archive-format.js';
 import { SkError } from '../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../core/json-stream.js';
@@ -22,14 +22,29 @@ function writeError(error: unknown, path: string): SkError {
 
 const FLUSH_BYTES = 1024 * 1024;
 
-/** A streaming archive writer: temp file, optional gzip, fsync, atomic rename. */
+/** True when a chunk is mostly base64 (an attachment payload): deflate's match search only wastes time there. */
+function looksLikeBase64(chunk: Buffer): boolean {
+  const from = Math.max(0, (chunk.length >> 1) - 2048);
+  const sample = chunk.subarray(from, Math.min(chunk.length, from + 4096));
+  let base64 = 0;
+  for (const byte of sample) {
+    if ((byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x30 && byte <= 0x39) || byte === 0x2b || byte === 0x2f) base64++;
+  }
+  return sample.length > 0 && base64 / sample.length > 0.98;
+}
+
+/**
+ * A streaming archive writer: temp file, fsync, atomic rename. With a `.gz` name every megabyte
+ * becomes its own gzip member (gzip readers join them): base64 megabytes are deflated with the
+ * RLE strategy, 3x faster than a full match search and as small (base64's 6 bits a byte is what
+ * there is to gain), everything else at level 1.
+ */
 export class ArchiveSink {
   readonly path: string;
   private readonly tmp: string;
   private fd: number | undefined;
-  private readonly gzip: Gzip | undefined;
-  private failure: unknown;
-  /** Small pieces gathered into one write (writev, or one gzip write) per megabyte. */
+  private readonly gzip: boolean;
+  /** Small pieces gathered into one write (writev, or one gzip member) per megabyte. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   /** Uncompressed bytes written. */
@@ -37,27 +52,12 @@ export class ArchiveSink {
 
   constructor(path: string) {
     this.path = path;
+    this.gzip = path.endsWith('.gz');
     this.tmp = join(dirname(path), `.${basename(path)}.${randomUUID().slice(0, 8)}.tmp`);
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (error) {
       throw writeError(error, path);
-    }
-    if (path.endsWith('.gz')) {
-      // Level 1: base64 payloads gain little from harder work, and archiving is on the eviction path.
-      this.gzip = createGzip({ level: 1 });
-      this.gzip.on('data', (chunk: Buffer) => this.writeFd(chunk));
-      this.gzip.on('error', (error) => (this.failure ??= error));
-    }
-  }
-
-  private writeFd(chunk: Buffer): void {
-    if (this.failure || this.fd === undefined) return;
-    try {
-      let written = 0;
-      while (written < chunk.length) written += writeSync(this.fd, chunk, written);
-    } catch (error) {
-      this.failure = error;
     }
   }
 
@@ -69,46 +69,37 @@ export class ArchiveSink {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
-    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= 512) await this.flush();
-    if (this.failure) throw writeError(this.failure, this.path);
+    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= 512) this.flush();
   }
 
-  private async flush(): Promise<void> {
+  private flush(): void {
     if (this.pending.length === 0) return;
-    const pieces = this.pending;
+    let pieces = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    if (this.gzip) {
-      if (!this.gzip.write(pieces.length === 1 ? pieces[0] : Buffer.concat(pieces))) {
-        await new Promise<void>((resolve) => this.gzip?.once('drain', resolve));
+    try {
+      if (this.gzip) {
+        const block = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+        const strategy = looksLikeBase64(block) ? constants.Z_RLE : constants.Z_DEFAULT_STRATEGY;
+        pieces = [gzipSync(block, { level: 1, strategy })];
       }
-    } else if (!this.failure && this.fd !== undefined) {
-      try {
-        let left = pieces;
-        while (left.length > 0) {
-          let written = writevSync(this.fd, left);
-          // A short write: drop what went out, trim the first piece that went out partly.
-          let i = 0;
-          while (i < left.length && written >= (left[i] as Buffer).length) written -= (left[i++] as Buffer).length;
-          left = left.slice(i);
-          if (written > 0 && left[0]) left[0] = left[0].subarray(written);
-        }
-      } catch (error) {
-        this.failure = error;
+      while (pieces.length > 0) {
+        let written = writevSync(this.fd as number, pieces);
+        // A short write: drop what went out, trim the first piece that went out partly.
+        let i = 0;
+        while (i < pieces.length && written >= (pieces[i] as Buffer).length) written -= (pieces[i++] as Buffer).length;
+        pieces = pieces.slice(i);
+        if (written > 0 && pieces[0]) pieces[0] = pieces[0].subarray(written);
       }
+    } catch (error) {
+      throw writeError(error, this.path);
     }
   }
 
   /** Flushes, fsyncs and renames into place; the archive exists whole or not at all. */
   async commit(): Promise<void> {
     try {
-      await this.flush();
-      if (this.gzip) {
-        const ended = new Promise<void>((resolve) => this.gzip?.once('end', resolve));
-        this.gzip.end();
-        await ended;
-      }
-      if (this.failure) throw this.failure;
+      this.flush();
       fsyncSync(this.fd as number);
       closeSync(this.fd as number);
       this.fd = undefined;
@@ -127,7 +118,6 @@ export class ArchiveSink {
 
   /** Removes the partial file. */
   abort(): void {
-    this.gzip?.destroy();
     if (this.fd !== undefined) {
       try {
         closeSync(this.fd);
