@@ -95,10 +95,14 @@ export function formatPlan(plan: DryRunResult, config: SessionConfig): string {
   const lines = [`Policy: ${limits.join(', ')}, oldest by ${config.orderBy === 'updated' ? 'time_updated' : 'time_created'}; archive ${config.archive ? `to ${config.archiveDir}` : 'off'}.`];
   if (plan.evict.length === 0) lines.push('Nothing would be evicted.');
   else {
-    lines.push(`Would evict ${plan.evict.length} sessions, freeing about ${bytes(plan.freesBytes)} of ${bytes(plan.storeBytes)}:`);
+    lines.push(`Would evict ${plan.evict.length} sessions, freeing about ${bytes(plan.freesBytes)} of ${bytes(plan.storeBytes)} (sessions OpenCode archived go first):`);
     const days = (ms: number): string => `${Math.floor((Date.now() - ms) / 86_400_000)}d`;
     for (const e of plan.evict.slice(0, 15)) {
-      lines.push(`  ${e.id}  created ${date(e.timeCreated)} (${days(e.timeCreated)} ago)  ${bytes(e.bytes).padStart(9)}  ${clip(e.title, 50)}${e.children.length ? ` (+${e.children.length} subtask${e.children.length === 1 ? '' : 's'})` : ''}`);
+      const notes = [
+        e.children.length ? `+${e.children.length} subtask${e.children.length === 1 ? '' : 's'}` : '',
+        e.timeArchived ? 'archived in OpenCode' : '',
+      ].filter(Boolean);
+      lines.push(`  ${e.id}  created ${date(e.timeCreated)} (${days(e.timeCreated)} ago)  ${bytes(e.bytes).padStart(9)}  ${clip(e.title, 50)}${notes.length ? ` (${notes.join(', ')})` : ''}`);
     }
     if (plan.evict.length > 15) lines.push(`  … and ${plan.evict.length - 15} more (--json for all)`);
   }

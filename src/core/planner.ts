@@ -55,6 +55,8 @@ export interface PlannedEviction {
   timeUpdated: number;
   bytes: number;
   children: string[];
+  /** Set when OpenCode itself archived the session: such sessions go first. */
+  timeArchived: number | null;
   /** Why: 'age' alone when the age limit chose it (decided first), else 'count' and/or 'size'. */
   reasons: EvictReason[];
 }
@@ -152,8 +154,8 @@ export function planRetention(input: PlanInput): RetentionPlan {
     chosen.sort(compare);
   }
   const evict = chosen.map((i): PlannedEviction => {
-    const { id, title, timeCreated, timeUpdated, bytes, children } = eligible[i] as SessionFacts;
-    return { id, title, timeCreated, timeUpdated, bytes, children, reasons: reasons[i] as EvictReason[] };
+    const { id, title, timeCreated, timeUpdated, timeArchived, bytes, children } = eligible[i] as SessionFacts;
+    return { id, title, timeCreated, timeUpdated, timeArchived, bytes, children, reasons: reasons[i] as EvictReason[] };
   });
   return plan(evict, storeBytes - remainingBytes);
 }

@@ -89,7 +89,7 @@ describe('planRetention', () => {
     const sessions = [ses('a', 50, { children: ['a1', 'a2'], bytes: 3 * MB }), ses('b', 40)];
     const r = plan(sessions, { maxSizeMB: 2 }, 4 * MB);
     expect(r.evict).toEqual([
-      { id: 'a', title: 'title a', timeCreated: NOW - 50 * DAY_MS, timeUpdated: NOW - 50 * DAY_MS, bytes: 3 * MB, children: ['a1', 'a2'], reasons: ['size'] },
+      { id: 'a', title: 'title a', timeCreated: NOW - 50 * DAY_MS, timeUpdated: NOW - 50 * DAY_MS, bytes: 3 * MB, children: ['a1', 'a2'], timeArchived: null, reasons: ['size'] },
     ]);
     // Children are not roots: two roots fit under maxSessions 2 however many children they have.
     expect(plan(sessions, { maxSessions: 2 }).evict).toEqual([]);
