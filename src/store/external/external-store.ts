@@ -22,7 +22,7 @@ import { attachmentRefName, describeDataUrl, findAttachmentRef, parseAttachmentR
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, type SessionStore } from '../store.js';
-import { attachmentChunks, CHUNK_BYTES, cutPart, jsonCopy, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
+import { attachmentChunks, CHUNK_BYTES, cutPart, jsonAcceptable, jsonCopy, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
 import { connect, connectionError, type ExternalKind, type ParsedConnection } from './connection.js';
 import { migrateSchema, schemaVersion, SCHEMA_VERSION, type SkTables } from './schema.js';
 
@@ -461,7 +461,7 @@ export class ExternalStore implements SessionStore {
    * A part row ready to insert, for bulk copies: attachments that fit in one chunk come back to be
    * inserted with the row batch (one statement for many); larger ones are stored now.
    */
-  async preparePartBatched(input: PartInput): Promise<{ row: PartRow; small: SmallAttachment[] }> {
+  async preparePartBatched(input: PartInput, serverJson = false): Promise<{ row: PartRow; small: SmallAttachment[]; json: boolean }> {
     const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
     const cut = cutPart(data, input.id);
     const small: SmallAttachment[] = [];
@@ -474,7 +474,13 @@ export class ExternalStore implements SessionStore {
         await this.storeAttachment(data, source);
       }
     }
-    return { row: partRow(input, data.length, cut, this.kind), small };
+    // With `serverJson` the JSON copy is left to the server (built from the body in the INSERT):
+    // only whether it can be made is decided here.
+    if (serverJson) {
+      const row = partRow(input, data.length, cut, this.kind, true);
+      return { row, small, json: jsonAcceptable(row.body, this.kind) };
+    }
+    return { row: partRow(input, data.length, cut, this.kind), small, json: false };
   }
 
   /**
@@ -517,28 +523,31 @@ export class ExternalStore implements SessionStore {
 
   /** Inserts (or replaces) a session row; its messages and parts are left as they are. */
   async putSession(row: Record<string, SqlValue>, extras: StoredSessionExtras | null = null, complete = true): Promise<void> {
-    const id = row['id'];
-    if (typeof id !== 'string' || !id) throw new SkError('usage', 'a session needs an id');
+    const values = sessionValues(row, extras);
     await this.guard('write session', async () => {
       if (extras?.project) await this.insertProject(extras.project);
-      else await this.insertProject({ id: String(row['project_id'] ?? 'global'), worktree: '/', time_created: 0, time_updated: 0, sandboxes: '[]' });
-      const values = {
-        id,
-        project_id: String(row['project_id'] ?? 'global'),
-        parent_id: typeof row['parent_id'] === 'string' ? row['parent_id'] : null,
-        title: String(row['title'] ?? ''),
-        time_created: Number(row['time_created'] ?? 0),
-        time_updated: Number(row['time_updated'] ?? 0),
-        time_archived: typeof row['time_archived'] === 'number' ? row['time_archived'] : null,
-        row_json: JSON.stringify(row),
-        extras_json: extras ? JSON.stringify({ todos: extras.todos, share: extras.share, diff: extras.diff }) : null,
-      };
+      else await this.insertProject(defaultProject(row));
       await this.db.transaction().execute(async (trx) => {
-        const had = await trx.deleteFrom('sk_session').where('id', '=', id).executeTakeFirst();
+        const had = await trx.deleteFrom('sk_session').where('id', '=', values.id).executeTakeFirst();
         await trx.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: complete ? 1 : 0 }).execute();
-        if (Number(had.numDeletedRows) > 0) await this.recount(trx, id);
+        if (Number(had.numDeletedRows) > 0) await this.recount(trx, values.id);
       });
     });
+  }
+
+  /**
+   * For bulk copies: inserts a session row known to be absent, marked incomplete, in one statement
+   * (its project once per copy: `projects` holds the ids already stored).
+   */
+  async insertNewSession(row: Record<string, SqlValue>, extras: StoredSessionExtras, projects: Set<string>): Promise<void> {
+    const values = sessionValues(row, extras);
+    const project = extras.project ?? defaultProject(row);
+    const projectId = String(project['id']);
+    if (!projects.has(projectId)) {
+      await this.insertProject(project);
+      projects.add(projectId);
+    }
+    await this.db.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: 0 }).execute();
   }
 
   /** Recomputes a session's counters from its rows. */
@@ -668,7 +677,27 @@ export class ExternalStore implements SessionStore {
   }
 }
 
-export function messageRow(input: MessageInput, kind: ExternalKind): MessageRow {
+function defaultProject(row: Record<string, SqlValue>): Record<string, SqlValue> {
+  return { id: String(row['project_id'] ?? 'global'), worktree: '/', time_created: 0, time_updated: 0, sandboxes: '[]' };
+}
+
+function sessionValues(row: Record<string, SqlValue>, extras: StoredSessionExtras | null): Omit<SkTables['sk_session'], 'messages' | 'parts' | 'bytes' | 'digest' | 'complete'> {
+  const id = row['id'];
+  if (typeof id !== 'string' || !id) throw new SkError('usage', 'a session needs an id');
+  return {
+    id,
+    project_id: String(row['project_id'] ?? 'global'),
+    parent_id: typeof row['parent_id'] === 'string' ? row['parent_id'] : null,
+    title: String(row['title'] ?? ''),
+    time_created: Number(row['time_created'] ?? 0),
+    time_updated: Number(row['time_updated'] ?? 0),
+    time_archived: typeof row['time_archived'] === 'number' ? row['time_archived'] : null,
+    row_json: JSON.stringify(row),
+    extras_json: extras ? JSON.stringify({ todos: extras.todos, share: extras.share, diff: extras.diff }) : null,
+  };
+}
+
+export function messageRow(input: MessageInput, kind: ExternalKind, withoutJson = false): MessageRow {
   const body = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
   return {
     id: input.id,
@@ -677,11 +706,11 @@ export function messageRow(input: MessageInput, kind: ExternalKind): MessageRow 
     time_updated: input.timeUpdated,
     bytes: body.length,
     body,
-    data: jsonCopy(body, kind),
+    data: withoutJson ? null : jsonCopy(body, kind),
   };
 }
 
-export function partRow(input: PartInput, bytes: number, cut: CutPart, kind: ExternalKind): PartRow {
+export function partRow(input: PartInput, bytes: number, cut: CutPart, kind: ExternalKind, withoutJson = false): PartRow {
   return {
     id: input.id,
     message_id: input.messageId,
@@ -690,7 +719,7 @@ export function partRow(input: PartInput, bytes: number, cut: CutPart, kind: Ext
     time_updated: input.timeUpdated,
     bytes,
     body: cut.body,
-    data: jsonCopy(cut.body, kind),
+    data: withoutJson ? null : jsonCopy(cut.body, kind),
     attachments: cut.spans.length > 0 ? JSON.stringify(cut.spans) : null,
     att_count: cut.attachmentCount,
     att_bytes: cut.attachmentBytes,

@@ -11,12 +11,13 @@
  * `restoreFromExternal`: the reverse, into the SQLite file, byte for byte (`CAST(? AS TEXT)` of
  * the rebuilt Buffer), one short write transaction per session.
  */
-import { sql } from 'kysely';
+import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SkError } from '../../core/errors.js';
 import { mapSqliteError, openDatabase, type OpenDatabase } from '../sqlite/open.js';
 import { diffFilePath } from '../sqlite/sqlite-archive.js';
+import { jsonAcceptable, SERVER_CHECKED_JSON_BYTES } from './codec.js';
 import { batchRowsFor, ExternalStore, messageRow, rowLine, sessionDigest, sha256Hex, type MessageRow, type PartRow, type SmallAttachment, type SqlValue, type StoredSessionExtras } from './external-store.js';
 
 const SESSION_PAGE = 200;
@@ -27,6 +28,11 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 /** Batches inserting at once per table (the pool has 4 connections; attachments and reads need one). */
 const MAX_IN_FLIGHT = 2;
 const MAX_DIFF_FILE = 64 * 1024 * 1024;
+/** Rows read back per verification group (and sessions per group). */
+const VERIFY_ROWS = 4000;
+const VERIFY_SESSIONS = 64;
+/** Verification groups running at once, beside the inserts. */
+const MAX_VERIFYING = 2;
 
 export interface MigrateProgress {
   sessionsDone: number;
@@ -134,24 +140,153 @@ export async function storedCheck(store: ExternalStore, sessionId: string): Prom
   return { id: sessionId, messages, parts, digest: sessionDigest(lines) };
 }
 
+/**
+ * Checks of several sessions in one read (ids, times, the server's sha256 of each body): a
+ * session whose rows alone exceed VERIFY_ROWS is read in pages by `storedCheck`.
+ */
+async function storedChecks(store: ExternalStore, sent: readonly SessionCheck[]): Promise<Map<string, SessionCheck>> {
+  const checks = new Map<string, SessionCheck>();
+  if (sent.length === 1 || sent.reduce((n, s) => n + s.messages + s.parts, 0) > VERIFY_ROWS) {
+    for (const s of sent) checks.set(s.id, await storedCheck(store, s.id));
+    return checks;
+  }
+  const ids = sent.map((s) => s.id);
+  const lines = new Map<string, string[]>(ids.map((id) => [id, []]));
+  const counts = new Map<string, { messages: number; parts: number }>(ids.map((id) => [id, { messages: 0, parts: 0 }]));
+  for (const table of ['sk_message', 'sk_part'] as const) {
+    const rows = await store.db
+      .selectFrom(table)
+      .select(['session_id', 'id', 'time_created', 'time_updated', store.len('body').as('n'), store.sha('body').as('sha')])
+      .select(table === 'sk_part' ? sql<string | null>`attachments`.as('spans') : sql<null>`NULL`.as('spans'))
+      .where('session_id', 'in', ids)
+      .execute();
+    for (const r of rows) {
+      lines.get(r.session_id)?.push(rowLine(table === 'sk_part' ? 'p' : 'm', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), r.spans));
+      const c = counts.get(r.session_id);
+      if (c && table === 'sk_part') c.parts++;
+      else if (c) c.messages++;
+    }
+  }
+  for (const id of ids) {
+    const c = counts.get(id) ?? { messages: 0, parts: 0 };
+    checks.set(id, { id, messages: c.messages, parts: c.parts, digest: sessionDigest(lines.get(id) ?? []) });
+  }
+  return checks;
+}
+
+/** Marks verified sessions complete, with their counts, digest and source bytes, in one statement. */
+async function markComplete(store: ExternalStore, sessions: readonly SentSession[]): Promise<void> {
+  const caseOf = (value: (s: SentSession) => RawBuilder<unknown>): RawBuilder<unknown> =>
+    sql`CASE id ${sql.join(sessions.map((s) => sql`WHEN ${s.sent.id} THEN ${value(s)}`), sql` `)} END`;
+  await sql`UPDATE sk_session SET complete = 1,
+    digest = ${caseOf((s) => sql`${s.sent.digest}`)},
+    messages = ${caseOf((s) => sql.lit(s.sent.messages))},
+    parts = ${caseOf((s) => sql.lit(s.sent.parts))},
+    bytes = ${caseOf((s) => sql.lit(s.bytes))}
+    WHERE id IN (${sql.join(sessions.map((s) => s.sent.id))})`.execute(store.db);
+}
+
+/** A promise settled from outside, observed at once so a failure is never unhandled. */
+interface Ticket {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function ticket(): Ticket {
+  let resolve: () => void = () => undefined;
+  let reject: (error: unknown) => void = () => undefined;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+/** Columns of the PostgreSQL bulk INSERT, with their types (the VALUES list is untyped). */
+const PG_COLUMNS = {
+  sk_message: [
+    ['id', 'varchar'],
+    ['session_id', 'varchar'],
+    ['time_created', 'int8'],
+    ['time_updated', 'int8'],
+    ['bytes', 'int8'],
+    ['body', 'bytea'],
+  ],
+  sk_part: [
+    ['id', 'varchar'],
+    ['message_id', 'varchar'],
+    ['session_id', 'varchar'],
+    ['time_created', 'int8'],
+    ['time_updated', 'int8'],
+    ['bytes', 'int8'],
+    ['body', 'bytea'],
+    ['attachments', 'text'],
+    ['att_count', 'int4'],
+    ['att_bytes', 'int8'],
+    ['att_encoded', 'int8'],
+  ],
+} as const;
+
+/**
+ * One PostgreSQL statement for many rows: the body goes over the wire once, as binary, and the
+ * server builds the jsonb copy from it (`convert_from(body, 'UTF8')::jsonb`) where `json` says
+ * it can (decided here: valid UTF-8, an object or array, nothing jsonb refuses).
+ */
+export function pgBulkInsert(table: 'sk_message' | 'sk_part', rows: readonly { row: MessageRow | PartRow; json: boolean }[]): CompiledQuery {
+  const columns = PG_COLUMNS[table];
+  const parameters: unknown[] = [];
+  const tuples: string[] = [];
+  for (const { row, json } of rows) {
+    const record = row as unknown as Record<string, unknown>;
+    const cells: string[] = [];
+    for (const [name, type] of columns) {
+      parameters.push(record[name] ?? null);
+      cells.push(`$${parameters.length}::${type}`);
+    }
+    parameters.push(json);
+    cells.push(`$${parameters.length}::bool`);
+    tuples.push(`(${cells.join(',')})`);
+  }
+  const names = columns.map(([name]) => name).join(', ');
+  return CompiledQuery.raw(
+    `INSERT INTO ${table} (${names}, data) SELECT ${names}, CASE WHEN j THEN convert_from(body, 'UTF8')::jsonb END FROM (VALUES ${tuples.join(',')}) AS v(${names}, j)`,
+    parameters,
+  );
+}
+
+/**
+ * Rows of one table on their way to the server, across sessions: inserted in batches bounded in
+ * rows and bytes, up to MAX_IN_FLIGHT at once on pooled connections while the next batch is read.
+ * Each buffered row's `ticket()` settles when the batch holding it is committed.
+ */
 class RowBatch<T extends MessageRow | PartRow> {
-  private rows: T[] = [];
+  private rows: { row: T; json: boolean }[] = [];
   private attachments: SmallAttachment[] = [];
   private bytes = 0;
+  private current = ticket();
+  /** INSERTs still running (on other pooled connections) while the next batch is read and cut. */
+  private inFlight: Promise<void>[] = [];
+  /** PostgreSQL: bodies sent once, the jsonb copy made by the server. */
+  readonly serverJson: boolean;
+
   constructor(
     private readonly store: ExternalStore,
     private readonly table: 'sk_message' | 'sk_part',
-  ) {}
-
-  async add(row: T, attachments: readonly SmallAttachment[] = []): Promise<void> {
-    this.rows.push(row);
-    this.attachments.push(...attachments);
-    this.bytes += row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
-    if (this.rows.length >= batchRowsFor(this.store.kind) || this.bytes >= BATCH_BYTES) await this.flush();
+  ) {
+    this.serverJson = store.kind === 'postgres';
   }
 
-  /** INSERTs still running (on other pooled connections) while the next batch is read and cut. */
-  private inFlight: Promise<void>[] = [];
+  /** Buffers a row; returns the promise of its batch's commit (boxed: an async function would wait for it). */
+  async add(row: T, json: boolean, attachments: readonly SmallAttachment[] = []): Promise<{ committed: Promise<void> }> {
+    this.rows.push({ row, json });
+    for (const a of attachments) this.attachments.push(a);
+    this.bytes += row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
+    const committed = this.current.promise;
+    if (this.rows.length >= batchRowsFor(this.store.kind) || this.bytes >= BATCH_BYTES) await this.flush();
+    return { committed };
+  }
 
   async flush(): Promise<void> {
     // Up to MAX_IN_FLIGHT batches at once: the server parses and stores them on several backends.
@@ -159,10 +294,13 @@ class RowBatch<T extends MessageRow | PartRow> {
     if (this.rows.length === 0) return;
     const rows = this.rows;
     const attachments = this.attachments;
+    const done = this.current;
     this.rows = [];
     this.attachments = [];
     this.bytes = 0;
+    this.current = ticket();
     const insert = this.store.insertSmallAttachments(attachments).then(() => this.insert(rows));
+    insert.then(done.resolve, done.reject);
     // Observed now so a failure is never unhandled; rethrown when it is awaited.
     insert.catch(() => undefined);
     this.inFlight.push(insert);
@@ -177,45 +315,86 @@ class RowBatch<T extends MessageRow | PartRow> {
     if (failed) throw failed.reason;
   }
 
-  private async insert(rows: T[]): Promise<void> {
+  private async run(rows: { row: T; json: boolean }[]): Promise<void> {
+    if (this.serverJson) await this.store.db.executeQuery(pgBulkInsert(this.table, rows));
+    else await this.store.db.insertInto(this.table).values(rows.map((r) => r.row)).execute();
+  }
+
+  private async insert(all: { row: T; json: boolean }[]): Promise<void> {
+    // Big bodies whose JSON only the server checks go one per statement: a refusal costs one row.
+    const alone = all.filter((r) => this.serverJson && r.json && r.row.body.length > SERVER_CHECKED_JSON_BYTES);
+    const rows = alone.length ? all.filter((r) => !alone.includes(r)) : all;
+    for (const r of alone) {
+      try {
+        await this.run([r]);
+      } catch {
+        await this.run([{ row: r.row, json: false }]);
+      }
+    }
+    if (rows.length === 0) return;
     try {
-      await this.store.db.insertInto(this.table).values(rows).execute();
+      await this.run(rows);
     } catch (error) {
       // A JSON copy the engine refused (its JSON rules differ from JavaScript's): the exact body is
       // what matters, so those rows go in one by one, without the queryable copy where needed.
-      if (rows.length === 1 && rows[0]?.data === null) throw error;
-      for (const row of rows) {
+      const hasJson = (r: { row: T; json: boolean }): boolean => (this.serverJson ? r.json : r.row.data !== null);
+      if (rows.length === 1 && !hasJson(rows[0] as { row: T; json: boolean })) throw error;
+      for (const r of rows) {
         try {
-          await this.store.db.insertInto(this.table).values(row).execute();
+          await this.run([r]);
         } catch (inner) {
-          if (row.data === null) throw inner;
-          await this.store.db.insertInto(this.table).values({ ...row, data: null }).execute();
+          if (!hasJson(r)) throw inner;
+          await this.run([{ row: { ...r.row, data: null }, json: false }]);
         }
       }
     }
   }
 }
 
-/** Copies one session; returns its check (computed from what was sent) and the rows written. */
+interface Batches {
+  messages: RowBatch<MessageRow>;
+  parts: RowBatch<PartRow>;
+  /** project ids already stored by this copy */
+  projects: Set<string>;
+}
+
+/** A session whose rows were sent: verified once every batch holding them is committed. */
+interface SentSession {
+  sent: SessionCheck;
+  /** commits its rows wait on (batches and the session row) */
+  committed: Set<Promise<void>>;
+  /** source bytes (message and part JSON) */
+  bytes: number;
+}
+
+/** Copies one session's rows into the batches; returns what was sent, without waiting for commits. */
 async function copySession(
   open: OpenDatabase,
   store: ExternalStore,
   session: Record<string, SqlValue>,
+  batches: Batches,
   onBytes: (bytes: number, rows: number) => void,
   existing: boolean,
-): Promise<SessionCheck> {
+): Promise<SentSession> {
   const { db } = open;
   const sessionId = String(session['id']);
+  const committed = new Set<Promise<void>>();
   // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
-  if (existing) await store.deleteSessionRows(sessionId, true);
-  await store.putSession(session, sessionExtras(open, session), false);
+  if (existing) {
+    await store.deleteSessionRows(sessionId, true);
+    await store.putSession(session, sessionExtras(open, session), false);
+  } else {
+    const inserted = store.insertNewSession(session, sessionExtras(open, session), batches.projects);
+    inserted.catch(() => undefined);
+    committed.add(inserted);
+  }
   onBytes(0, 1);
 
   const lines: string[] = [];
   let messages = 0;
   let parts = 0;
-  const messageBatch = new RowBatch<MessageRow>(store, 'sk_message');
-  const partBatch = new RowBatch<PartRow>(store, 'sk_part');
+  let bytes = 0;
+  const serverJson = batches.messages.serverJson;
   const columns = `id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
     CASE WHEN octet_length(data) <= ${INLINE_FETCH_BYTES} THEN CAST(data AS BLOB) END AS data`;
   const firstMessages = db.prepare(`SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`);
@@ -239,33 +418,37 @@ async function copySession(
       const row = messageRow(
         { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: fetchData(open, 'message', message) },
         store.kind,
+        serverJson,
       );
       lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
       messages++;
-      await messageBatch.add(row);
+      bytes += message.bytes;
+      committed.add((await batches.messages.add(row, serverJson && jsonAcceptable(row.body, store.kind))).committed);
       onBytes(row.bytes, 1);
       for (const part of partsOf.all(message.id) as SourceRow[]) {
         const data = fetchData(open, 'part', part);
-        const { row: prow, small } = await store.preparePartBatched({
-          id: part.id,
-          messageId: message.id,
-          sessionId,
-          timeCreated: part.timeCreated,
-          timeUpdated: part.timeUpdated,
-          data,
-        });
+        const { row: prow, small, json } = await store.preparePartBatched(
+          {
+            id: part.id,
+            messageId: message.id,
+            sessionId,
+            timeCreated: part.timeCreated,
+            timeUpdated: part.timeUpdated,
+            data,
+          },
+          serverJson,
+        );
         lines.push(rowLine('p', prow.id, prow.time_created, prow.time_updated, prow.body.length, sha256Hex(prow.body), prow.attachments));
         parts++;
-        await partBatch.add(prow, small);
+        bytes += part.bytes;
+        committed.add((await batches.parts.add(prow, json, small)).committed);
         onBytes(prow.bytes, 1);
       }
     }
     if (page.length < MESSAGE_PAGE) break;
     last = page[page.length - 1];
   }
-  await messageBatch.finish();
-  await partBatch.finish();
-  return { id: sessionId, messages, parts, digest: sessionDigest(lines) };
+  return { sent: { id: sessionId, messages, parts, digest: sessionDigest(lines) }, committed, bytes };
 }
 
 /** Sessions to copy, in keyset pages by id (all of them, or the given list). */
@@ -336,24 +519,84 @@ export async function migrateToExternal(options: MigrateOptions): Promise<Migrat
         options.onProgress?.(progress);
       }
     };
+    const batches: Batches = { messages: new RowBatch<MessageRow>(store, 'sk_message'), parts: new RowBatch<PartRow>(store, 'sk_part'), projects: new Set() };
 
-    for (const session of sourceSessions(open, ids)) {
-      const id = String(session['id']);
-      result.sessions++;
-      const have = await store.guard('migrate', () =>
-        store.db.selectFrom('sk_session').select(['complete', 'time_updated', 'digest', 'messages', 'parts']).where('id', '=', id).executeTakeFirst(),
+    // Sessions are verified in groups, on other connections, while later ones are read and sent:
+    // a group waits for the commits of its rows, reads them back, compares digests, and only then
+    // marks its sessions complete.
+    let group: SentSession[] = [];
+    let groupRows = 0;
+    const verifying: Promise<void>[] = [];
+    const verifyGroup = async (sessions: SentSession[]): Promise<void> => {
+      await store.guard('migrate', () => Promise.all(sessions.flatMap((s) => [...s.committed])));
+      const stored = await store.guard('verify', () => storedChecks(store, sessions.map((s) => s.sent)));
+      for (const { sent } of sessions) {
+        const found = stored.get(sent.id) ?? { id: sent.id, messages: 0, parts: 0, digest: '' };
+        if (found.messages !== sent.messages || found.parts !== sent.parts || found.digest !== sent.digest) {
+          throw new SkError(
+            'corrupt',
+            `session ${sent.id} did not verify in ${store.conn.display}: sent ${sent.messages} messages/${sent.parts} parts, found ${found.messages}/${found.parts}${found.digest === sent.digest ? '' : ', digests differ'}`,
+          );
+        }
+      }
+      await store.guard('migrate', () => markComplete(store, sessions));
+      for (const { sent } of sessions) {
+        result.copied++;
+        result.checks.push(sent);
+        result.messages += sent.messages;
+        result.parts += sent.parts;
+        progress.sessionsDone++;
+        await options.afterSession?.(sent.id);
+      }
+      report();
+    };
+    const submit = async (): Promise<void> => {
+      if (group.length === 0) return;
+      const sessions = group;
+      group = [];
+      groupRows = 0;
+      // The open batches go now, so the group's commits can come.
+      await store.guard('migrate', async () => {
+        await batches.messages.flush();
+        await batches.parts.flush();
+      });
+      while (verifying.length >= MAX_VERIFYING) await verifying.shift();
+      const verified = verifyGroup(sessions);
+      verified.catch(() => undefined);
+      verifying.push(verified);
+    };
+
+    const pageOf: Record<string, SqlValue>[] = [];
+    const copyPage = async (): Promise<void> => {
+      const ids = pageOf.map((s) => String(s['id']));
+      const haves = new Map(
+        (
+          await store.guard('migrate', () =>
+            store.db.selectFrom('sk_session').select(['id', 'complete', 'time_updated', 'digest', 'messages', 'parts']).where('id', 'in', ids).execute(),
+          )
+        ).map((h) => [h.id, h]),
       );
-      if (have && Number(have.complete) === 1 && have.digest && Number(have.time_updated) === Number(session['time_updated'])) {
-        // Copied and verified by an earlier run, unchanged since: skipped (resume, idempotence).
-        result.skipped++;
-        progress.skipped++;
-        progress.bytesDone += sizeOf.get({ id }) as number;
-        result.checks.push({ id, messages: Number(have.messages), parts: Number(have.parts), digest: have.digest });
-      } else {
-        let sent: SessionCheck;
+      for (const session of pageOf) {
+        const id = String(session['id']);
+        result.sessions++;
+        const have = haves.get(id);
+        if (have && Number(have.complete) === 1 && have.digest && Number(have.time_updated) === Number(session['time_updated'])) {
+          // Copied and verified by an earlier run, unchanged since: skipped (resume, idempotence).
+          result.skipped++;
+          progress.skipped++;
+          progress.bytesDone += sizeOf.get({ id }) as number;
+          const check = { id, messages: Number(have.messages), parts: Number(have.parts), digest: have.digest };
+          result.checks.push(check);
+          result.messages += check.messages;
+          result.parts += check.parts;
+          progress.sessionsDone++;
+          report();
+          continue;
+        }
+        let copied: SentSession;
         try {
-          sent = await store.guard('migrate', () =>
-            copySession(open, store, session, (bytes, rows) => {
+          copied = await store.guard('migrate', () =>
+            copySession(open, store, session, batches, (bytes, rows) => {
               progress.bytesDone += bytes;
               progress.rows += rows;
               result.rows += rows;
@@ -364,29 +607,24 @@ export async function migrateToExternal(options: MigrateOptions): Promise<Migrat
         } catch (error) {
           throw error instanceof SkError ? error : mapSqliteError(error, open.path);
         }
-        const stored = await store.guard('verify', () => storedCheck(store, id));
-        if (stored.messages !== sent.messages || stored.parts !== sent.parts || stored.digest !== sent.digest) {
-          throw new SkError(
-            'corrupt',
-            `session ${id} did not verify in ${store.conn.display}: sent ${sent.messages} messages/${sent.parts} parts, found ${stored.messages}/${stored.parts}${stored.digest === sent.digest ? '' : ', digests differ'}`,
-          );
-        }
-        await store.guard('migrate', () =>
-          store.db
-            .updateTable('sk_session')
-            .set({ complete: 1, digest: stored.digest, messages: stored.messages, parts: stored.parts, bytes: sizeOf.get({ id }) as number })
-            .where('id', '=', id)
-            .execute(),
-        );
-        result.copied++;
-        result.checks.push(stored);
-        await options.afterSession?.(id);
+        const rows = copied.sent.messages + copied.sent.parts;
+        if (group.length > 0 && (groupRows + rows > VERIFY_ROWS || group.length >= VERIFY_SESSIONS)) await submit();
+        group.push(copied);
+        groupRows += rows;
       }
-      result.messages += result.checks[result.checks.length - 1]?.messages ?? 0;
-      result.parts += result.checks[result.checks.length - 1]?.parts ?? 0;
-      progress.sessionsDone++;
-      report();
+      pageOf.length = 0;
+    };
+    for (const session of sourceSessions(open, ids)) {
+      pageOf.push(session);
+      if (pageOf.length >= SESSION_PAGE) await copyPage();
     }
+    await copyPage();
+    await submit();
+    await store.guard('migrate', async () => {
+      await batches.messages.finish();
+      await batches.parts.finish();
+    });
+    for (const verified of verifying.splice(0)) await verified;
     report(true);
     await store.durableBarrier();
     await verifyCopy(open, store, ids);
