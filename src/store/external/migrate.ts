@@ -22,6 +22,7 @@ import { batchRowsFor, ExternalStore, messageRow, rowLine, sessionDigest, sha256
 
 const SESSION_PAGE = 200;
 const MESSAGE_PAGE = 200;
+const PART_PAGE = 500;
 const INLINE_FETCH_BYTES = 256 * 1024;
 /** Bytes of row data per INSERT statement. */
 const BATCH_BYTES = 4 * 1024 * 1024;
@@ -402,13 +403,15 @@ async function copySession(
     `SELECT ${columns} FROM message WHERE session_id = ? AND (time_created > ? OR (time_created = ? AND id > ?))
      ORDER BY time_created, id LIMIT ?`,
   );
-  // Inline data stops after 8 MB in one result; later parts are fetched one at a time.
-  const partsOf = db.prepare(
-    `SELECT id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
+  // The session's parts in rowid pages (the session index holds rowids in order: no sort), not
+  // per message: the digest is order-free. Inline data stops after 8 MB in one page; later parts
+  // of that page are fetched one at a time.
+  const partPage = db.prepare(
+    `SELECT rowid AS rid, id, message_id AS messageId, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
        CASE WHEN octet_length(data) <= ${INLINE_FETCH_BYTES}
-             AND sum(min(octet_length(data), ${INLINE_FETCH_BYTES})) OVER (ORDER BY time_created, id) <= ${8 * 1024 * 1024}
+             AND sum(min(octet_length(data), ${INLINE_FETCH_BYTES})) OVER (ORDER BY rowid) <= ${8 * 1024 * 1024}
             THEN CAST(data AS BLOB) END AS data
-     FROM part WHERE message_id = ? ORDER BY time_created, id`,
+     FROM part WHERE session_id = ? AND rowid > ? ORDER BY rowid LIMIT ${PART_PAGE}`,
   );
   let last: SourceRow | undefined;
   for (;;) {
@@ -425,28 +428,34 @@ async function copySession(
       bytes += message.bytes;
       committed.add((await batches.messages.add(row, serverJson && jsonAcceptable(row.body, store.kind))).committed);
       onBytes(row.bytes, 1);
-      for (const part of partsOf.all(message.id) as SourceRow[]) {
-        const data = fetchData(open, 'part', part);
-        const { row: prow, small, json } = await store.preparePartBatched(
-          {
-            id: part.id,
-            messageId: message.id,
-            sessionId,
-            timeCreated: part.timeCreated,
-            timeUpdated: part.timeUpdated,
-            data,
-          },
-          serverJson,
-        );
-        lines.push(rowLine('p', prow.id, prow.time_created, prow.time_updated, prow.body.length, sha256Hex(prow.body), prow.attachments));
-        parts++;
-        bytes += part.bytes;
-        committed.add((await batches.parts.add(prow, json, small)).committed);
-        onBytes(prow.bytes, 1);
-      }
     }
     if (page.length < MESSAGE_PAGE) break;
     last = page[page.length - 1];
+  }
+  let lastRowid = -Infinity;
+  for (;;) {
+    const page = partPage.all(sessionId, lastRowid) as (SourceRow & { rid: number; messageId: string })[];
+    for (const part of page) {
+      const data = fetchData(open, 'part', part);
+      const { row: prow, small, json } = await store.preparePartBatched(
+        {
+          id: part.id,
+          messageId: part.messageId,
+          sessionId,
+          timeCreated: part.timeCreated,
+          timeUpdated: part.timeUpdated,
+          data,
+        },
+        serverJson,
+      );
+      lines.push(rowLine('p', prow.id, prow.time_created, prow.time_updated, prow.body.length, sha256Hex(prow.body), prow.attachments));
+      parts++;
+      bytes += part.bytes;
+      committed.add((await batches.parts.add(prow, json, small)).committed);
+      onBytes(prow.bytes, 1);
+    }
+    if (page.length < PART_PAGE) break;
+    lastRowid = (page[page.length - 1] as { rid: number }).rid;
   }
   return { sent: { id: sessionId, messages, parts, digest: sessionDigest(lines) }, committed, bytes };
 }
