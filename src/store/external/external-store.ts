@@ -21,16 +21,13 @@ import { toMessageInfo, toPartInfo, toSessionInfo, type SessionRow } from '../..
 import { attachmentRefName, describeDataUrl, findAttachmentRef, parseAttachmentRef, scanPartData, type AttachmentRef } from '../../core/part-scan.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
-import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, type SessionStore } from '../store.js';
+import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, PAGE_RULES, stringLimits, type SessionStore } from '../store.js';
 import { attachmentChunks, CHUNK_BYTES, cutPart, jsonAcceptable, jsonCopy, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
 import { connect, connectionError, type ExternalKind, type ParsedConnection } from './connection.js';
 import { migrateSchema, schemaVersion, SCHEMA_VERSION, type SkTables } from './schema.js';
 
-const INLINE_FETCH_BYTES = 64 * 1024;
-const PAGE_BUDGET_BYTES = 8 * 1024 * 1024;
-const MAX_INLINE_STRING = 256 * 1024;
-const SESSION_PAYLOAD_COLUMNS = ['summary_diffs', 'revert', 'permission'] as const;
-const SESSION_PAYLOAD_LIMIT = 1024 * 1024;
+const { inlineFetchBytes: INLINE_FETCH_BYTES, budgetBytes: PAGE_BUDGET_BYTES } = PAGE_RULES;
+const { sessionPayloadColumns: SESSION_PAYLOAD_COLUMNS, sessionPayloadLimit: SESSION_PAYLOAD_LIMIT } = PAGE_RULES;
 /** Attachment chunks fetched per round trip (about 4 MB). */
 const CHUNKS_PER_READ = 4;
 
@@ -338,10 +335,10 @@ export class ExternalStore implements SessionStore {
     spans: readonly StoredSpan[],
     wrap: (value: unknown) => Record<string, unknown>,
   ): Promise<{ value: Record<string, unknown>; cost: number }> {
-    const maxInlineString = Math.max(4096, Math.min(MAX_INLINE_STRING, Math.floor(budget / 4)));
+    const { maxInlineString, previewBytes } = stringLimits(budget);
     const body = await this.body(table, row);
     try {
-      const scanned = scanPartData(body, { partId: row.id, maxInlineString });
+      const scanned = scanPartData(body, { partId: row.id, maxInlineString, previewBytes });
       if (spans.length > 0) {
         const bytes = new Map(spans.map((s) => [attachmentRefName(row.id, s.i), s.n]));
         patchRefs(scanned.value, bytes);

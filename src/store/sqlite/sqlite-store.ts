@@ -27,21 +27,12 @@ import {
 } from '../../core/part-scan.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
-import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, type SessionStore } from '../store.js';
+import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, PAGE_RULES, stringLimits, type SessionStore } from '../store.js';
 import { partsOfMessages, payloadOf, type PayloadRow } from './part-rows.js';
 import { mapSqliteError, openDatabase, V8_STRING_LIMIT, type OpenDatabase, type OpenOptions } from './open.js';
 
-/** Values up to this size come back inside the page query; larger ones are fetched one at a time. */
-const INLINE_FETCH_BYTES = 64 * 1024;
-/** At most this much inline data in one result. */
-const INLINE_TOTAL_BYTES = 4 * 1024 * 1024;
-/** Rough ceiling on what one page of messages may hold once reduced. */
-const PAGE_BUDGET_BYTES = 8 * 1024 * 1024;
-/** Longest string kept whole in a page; longer ones are cut to a preview. */
-const MAX_INLINE_STRING = 256 * 1024;
-/** Session columns that may hold payloads: sized first, included only when small. */
-const SESSION_PAYLOAD_COLUMNS = ['summary_diffs', 'revert', 'permission'] as const;
-const SESSION_PAYLOAD_LIMIT = 1024 * 1024;
+const { inlineFetchBytes: INLINE_FETCH_BYTES, inlineTotalBytes: INLINE_TOTAL_BYTES, budgetBytes: PAGE_BUDGET_BYTES } = PAGE_RULES;
+const { sessionPayloadColumns: SESSION_PAYLOAD_COLUMNS, sessionPayloadLimit: SESSION_PAYLOAD_LIMIT } = PAGE_RULES;
 
 
 export class SqliteStore implements SessionStore {
@@ -297,9 +288,7 @@ export class SqliteStore implements SessionStore {
     budget: number,
     wrap: (value: unknown) => Record<string, unknown>,
   ): { value: Record<string, unknown>; cost: number } {
-    // As the page fills up, long strings are cut shorter: a spent budget keeps 1 KB strings, 256-byte previews.
-    const maxInlineString = Math.max(1024, Math.min(MAX_INLINE_STRING, Math.floor(budget / 4)));
-    const previewBytes = Math.min(4096, Math.floor(maxInlineString / 4));
+    const { maxInlineString, previewBytes } = stringLimits(budget);
     try {
       const buf = payloadOf(this.open, table, row);
       const scanned = scanPartData(buf, { partId: row.id, maxInlineString, previewBytes });
