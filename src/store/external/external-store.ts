@@ -26,7 +26,7 @@ import { attachmentChunks, CHUNK_BYTES, cutPart, jsonAcceptable, jsonCopy, parse
 import { connect, connectionError, type ExternalKind, type ParsedConnection } from './connection.js';
 import { migrateSchema, schemaVersion, SCHEMA_VERSION, type SkTables } from './schema.js';
 
-const { inlineFetchBytes: INLINE_FETCH_BYTES, budgetBytes: PAGE_BUDGET_BYTES } = PAGE_RULES;
+const { inlineFetchBytes: INLINE_FETCH_BYTES, inlineTotalBytes: INLINE_TOTAL_BYTES, budgetBytes: PAGE_BUDGET_BYTES } = PAGE_RULES;
 const { sessionPayloadColumns: SESSION_PAYLOAD_COLUMNS, sessionPayloadLimit: SESSION_PAYLOAD_LIMIT } = PAGE_RULES;
 /** Attachment chunks fetched per round trip (about 4 MB). */
 const CHUNKS_PER_READ = 4;
@@ -270,6 +270,38 @@ export class ExternalStore implements SessionStore {
     return fetched.body;
   }
 
+  /**
+   * A message's parts in page order, sizes first; bodies come inline (one batched query) while
+   * they are small and their total stays under PAGE_RULES.inlineTotalBytes, so a message with
+   * thousands of parts never arrives as one huge result. The rest are fetched one at a time.
+   */
+  private async partsWithInlineBodies(messageId: string): Promise<BodyRow[]> {
+    const rows = (await this.db
+      .selectFrom('sk_part')
+      .select(['id', 'time_created', 'bytes', 'attachments', this.len('body').as('body_bytes'), sql<null>`NULL`.as('body')])
+      .where('message_id', '=', messageId)
+      .orderBy('time_created')
+      .orderBy('id')
+      .execute()) as BodyRow[];
+    const inline: BodyRow[] = [];
+    let total = 0;
+    for (const row of rows) {
+      const size = Number(row.body_bytes);
+      if (size > INLINE_FETCH_BYTES || total + size > INLINE_TOTAL_BYTES) continue;
+      total += size;
+      inline.push(row);
+    }
+    const byId = new Map(inline.map((row) => [row.id, row]));
+    for (let at = 0; at < inline.length; at += 500) {
+      const ids = inline.slice(at, at + 500).map((row) => row.id);
+      for (const fetched of await this.db.selectFrom('sk_part').select(['id', 'body']).where('id', 'in', ids).execute()) {
+        const row = byId.get(fetched.id);
+        if (row) row.body = fetched.body;
+      }
+    }
+    return rows;
+  }
+
   async showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
     const limit = options.limit ?? DEFAULT_MESSAGE_PAGE;
     return this.guard('show', async () => {
@@ -300,13 +332,7 @@ export class ExternalStore implements SessionStore {
         if (views.length > 0 && budget <= 0) break;
         const info = await this.reduce('sk_message', message, budget, [], (value) => toMessageInfo(message.id, sessionId, value));
         budget -= info.cost;
-        const partRows = (await this.db
-          .selectFrom('sk_part')
-          .select(['id', 'time_created', 'bytes', 'attachments', this.len('body').as('body_bytes'), this.inlineBody().as('body')])
-          .where('message_id', '=', message.id)
-          .orderBy('time_created')
-          .orderBy('id')
-          .execute()) as BodyRow[];
+        const partRows = await this.partsWithInlineBodies(message.id);
         const parts: Record<string, unknown>[] = [];
         for (const part of partRows) {
           const view = await this.reduce('sk_part', part, budget, parseSpans(part.attachments ?? null), (value) =>
