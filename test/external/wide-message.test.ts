@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emptyOpenCodeDb, insertMessage, insertSession, runCli, tempDir } from '../helpers/env.js';
+import { runCli, tempDir, wideMessageDb } from '../helpers/env.js';
 import { freshDatabase, type FreshDatabase } from './servers.js';
 
 const PARTS = 3000;
@@ -15,15 +15,7 @@ const cacheDir = join(dir, 'cache');
 let server: FreshDatabase;
 
 beforeAll(async () => {
-  const db = emptyOpenCodeDb(dbPath);
-  insertSession(db, 'ses_wide', 1, 2);
-  insertMessage(db, 'msg_wide', 'ses_wide', 1, { role: 'assistant', time: { created: 1 } });
-  db.prepare(
-    `WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?)
-     INSERT INTO part (id, message_id, session_id, time_created, time_updated, data)
-     SELECT printf('prt_%06d', n), 'msg_wide', 'ses_wide', n, n, '{"type":"tool","tool":"bash","state":{"status":"completed","output":"' || hex(randomblob(25000)) || '"}}' FROM c`,
-  ).run(PARTS);
-  db.close();
+  wideMessageDb(dbPath, PARTS);
   server = await freshDatabase('postgres');
   const migrate = runCli(['--db', dbPath, 'migrate', '--to', server.url], { cacheDir });
   expect(migrate.stderr).toBe('');

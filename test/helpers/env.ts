@@ -68,3 +68,19 @@ export function insertRawPart(db: Database.Database, id: string, messageId: stri
     id, messageId, sessionId, created, created, rawJson,
   );
 }
+
+/**
+ * A database holding one session `ses_wide` whose one message `msg_wide` has `parts` tool parts
+ * of 50 KB output each, built inside SQLite.
+ */
+export function wideMessageDb(path: string, parts: number): void {
+  const db = emptyOpenCodeDb(path);
+  insertSession(db, 'ses_wide', 1, 2);
+  insertMessage(db, 'msg_wide', 'ses_wide', 1, { role: 'assistant', time: { created: 1 } });
+  db.prepare(
+    `WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?)
+     INSERT INTO part (id, message_id, session_id, time_created, time_updated, data)
+     SELECT printf('prt_%06d', n), 'msg_wide', 'ses_wide', n, n, '{"type":"tool","tool":"bash","state":{"status":"completed","output":"' || hex(randomblob(25000)) || '"}}' FROM c`,
+  ).run(parts);
+  db.close();
+}

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { emptyOpenCodeDb, insertMessage, insertSession, runCli, tempDir } from '../helpers/env.js';
+import { runCli, tempDir, wideMessageDb } from '../helpers/env.js';
 
 const PARTS = 3000;
 const dir = tempDir('sk-wide-');
@@ -16,16 +16,7 @@ const flag = ['--max-old-space-size=64'];
 const cacheDir = join(dir, 'cache');
 
 beforeAll(() => {
-  const db = emptyOpenCodeDb(dbPath);
-  insertSession(db, 'ses_wide', 1, 2);
-  insertMessage(db, 'msg_wide', 'ses_wide', 1, { role: 'assistant', time: { created: 1 } });
-  // 50 KB of text per part, built inside SQLite.
-  db.prepare(
-    `WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?)
-     INSERT INTO part (id, message_id, session_id, time_created, time_updated, data)
-     SELECT printf('prt_%06d', n), 'msg_wide', 'ses_wide', n, n, '{"type":"tool","tool":"bash","state":{"status":"completed","output":"' || hex(randomblob(25000)) || '"}}' FROM c`,
-  ).run(PARTS);
-  db.close();
+  wideMessageDb(dbPath, PARTS);
 });
 
 describe('a message with thousands of parts', () => {

@@ -18,7 +18,7 @@ import type {
 import { decodeMessageCursor, decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
 import { toMessageInfo, toPartInfo, toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { attachmentRefName, describeDataUrl, findAttachmentRef, parseAttachmentRef, scanPartData, type AttachmentRef } from '../../core/part-scan.js';
+import { attachmentRefName, describeDataUrl, findAttachmentRef, parseAttachmentRef, scanPartData } from '../../core/part-scan.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, PAGE_RULES, stringLimits, type SessionStore } from '../store.js';
