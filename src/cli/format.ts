@@ -3,6 +3,61 @@ import type { ListResult, ShowResult, StatsResult } from '../core/api.js';
 import type { SessionConfig } from '../core/config.js';
 import type { DryRunResult } from '../main/retention.js';
 
+/**
+ * Writes `value` as indented JSON (the same text as `JSON.stringify(value, null, 2)`) in pieces:
+ * arrays and objects are walked, each element stringified on its own and written out in 64 KB
+ * chunks, so a page of thousands of parts never exists as one string on the heap.
+ */
+export function writeJson(value: unknown, write: (text: string) => void = (text) => process.stdout.write(text)): void {
+  let pending: string[] = [];
+  let pendingLength = 0;
+  const out = (text: string): void => {
+    pending.push(text);
+    pendingLength += text.length;
+    if (pendingLength >= 65536) {
+      write(pending.join(''));
+      pending = [];
+      pendingLength = 0;
+    }
+  };
+  const walk = (node: unknown, indent: string): void => {
+    const inner = `${indent}  `;
+    if (Array.isArray(node) && node.length > 0) {
+      out('[\n');
+      node.forEach((item, i) => {
+        out(inner);
+        walk(item === undefined || typeof item === 'function' ? null : item, inner);
+        out(i < node.length - 1 ? ',\n' : '\n');
+      });
+      out(`${indent}]`);
+      return;
+    }
+    if (node !== null && typeof node === 'object' && !Array.isArray(node) && typeof (node as { toJSON?: unknown }).toJSON !== 'function') {
+      const entries = Object.entries(node).filter(([, v]) => v !== undefined && typeof v !== 'function');
+      if (entries.length > 0) {
+        out('{\n');
+        entries.forEach(([key, item], i) => {
+          out(`${inner}${JSON.stringify(key)}: `);
+          walk(item, inner);
+          out(i < entries.length - 1 ? ',\n' : '\n');
+        });
+        out(`${indent}}`);
+        return;
+      }
+    }
+    out(JSON.stringify(node) ?? 'null');
+  };
+  walk(value, '');
+  if (pending.length > 0) write(pending.join(''));
+}
+
+/** Prints a result: `--json` as indented JSON (streamed, see writeJson), else the human form. */
+export function print(json: boolean, value: unknown, human: () => string): void {
+  if (json) writeJson(value);
+  else process.stdout.write(human());
+  process.stdout.write('\n');
+}
+
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KB', 'MB', 'GB', 'TB'];

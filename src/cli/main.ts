@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
 import { SessionService } from '../main/service.js';
-import { formatList, formatShow, formatStats, bytes as formatBytes, formatPlan } from './format.js';
+import { formatList, formatShow, formatStats, bytes as formatBytes, formatPlan, print } from './format.js';
 import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
 import { loadConfig } from '../main/config-file.js';
 import { applyRetention, archiveThenDelete, dryRun, forgetOldestRoot } from '../main/retention.js';
@@ -35,9 +35,6 @@ export const positiveInt = (value: string): number => {
   return Number(value);
 };
 
-function print(json: boolean, value: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
-}
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {

@@ -8,16 +8,13 @@ import { SkError } from '../../core/errors.js';
 import { isConnectionString } from '../../store/external/connection.js';
 import type { MigrateProgress } from '../../store/external/migrate.js';
 import { SqliteWriter } from '../../store/sqlite/sqlite-writer.js';
-import { bytes as formatBytes } from '../format.js';
+import { bytes as formatBytes, print } from '../format.js';
 
 interface Globals {
   db: string;
   json: boolean;
 }
 
-function print(json: boolean, value: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
-}
 
 function requireConnection(value: string, flag: string): void {
   if (!isConnectionString(value)) {
