@@ -28,6 +28,8 @@ import { migrateSchema, schemaVersion, SCHEMA_VERSION, type SkTables } from './s
 
 const { inlineFetchBytes: INLINE_FETCH_BYTES, inlineTotalBytes: INLINE_TOTAL_BYTES, budgetBytes: PAGE_BUDGET_BYTES } = PAGE_RULES;
 const { sessionPayloadColumns: SESSION_PAYLOAD_COLUMNS, sessionPayloadLimit: SESSION_PAYLOAD_LIMIT } = PAGE_RULES;
+/** Inline bodies fetched in one query. */
+const INLINE_BATCH_BYTES = 1024 * 1024;
 /** Attachment chunks fetched per round trip (about 4 MB). */
 const CHUNKS_PER_READ = 4;
 
@@ -292,8 +294,15 @@ export class ExternalStore implements SessionStore {
       inline.push(row);
     }
     const byId = new Map(inline.map((row) => [row.id, row]));
-    for (let at = 0; at < inline.length; at += 500) {
-      const ids = inline.slice(at, at + 500).map((row) => row.id);
+    // Batches of about 1 MB: drivers may carry binary columns as text (PostgreSQL's bytea as hex),
+    // so a bigger batch costs twice its size on the V8 heap before it becomes Buffers.
+    for (let at = 0; at < inline.length; ) {
+      const ids: string[] = [];
+      for (let bytes = 0; at < inline.length && (ids.length === 0 || bytes < INLINE_BATCH_BYTES); at++) {
+        const row = inline[at] as BodyRow;
+        ids.push(row.id);
+        bytes += Number(row.body_bytes);
+      }
       for (const fetched of await this.db.selectFrom('sk_part').select(['id', 'body']).where('id', 'in', ids).execute()) {
         const row = byId.get(fetched.id);
         if (row) row.body = fetched.body;
