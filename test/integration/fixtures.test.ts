@@ -4,9 +4,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ID_WRAP_MS } from '../../src/core/ids.ts';
-import { optionsFromArgs, parseSize } from '../../src/fixtures/cli.ts';
-import { generateFixture, hugeAttachmentLayout, type FixtureSummary } from '../../src/fixtures/generate.ts';
+import { ID_WRAP_MS } from '../fixtures/ids.ts';
+import { optionsFromArgs, parseSize } from '../fixtures/cli.ts';
+import { generateFixture, hugeAttachmentLayout, type FixtureSummary } from '../fixtures/generate.ts';
 
 const MB = 1024 * 1024;
 const PART_TYPES = ['text', 'reasoning', 'file', 'tool', 'step-start', 'step-finish', 'snapshot', 'patch', 'agent', 'subtask', 'retry', 'compaction'];

@@ -5,7 +5,7 @@ import {
   openCodeIdMs,
   openCodeIdPattern,
   openCodeIdTimeField,
-} from '../../src/core/ids.ts';
+} from '../fixtures/ids.ts';
 
 /** Tiny deterministic source for the random tail. */
 function lcg(seed: number): () => number {

@@ -6,12 +6,15 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { defaultDbPath } from '../core/paths.js';
-import { generateFixture } from '../fixtures/generate.js';
-import { main } from './main.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { defaultDbPath } from '../src/core/paths.js';
+import { generateFixture } from '../test/fixtures/generate.js';
 
-const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+// Compiled to build/dev/scripts/: the project root is three folders up.
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** The shipped CLI (dist/), not a development copy: the demo runs exactly what users run. */
+const cli = async (): Promise<(argv: string[]) => Promise<number>> =>
+  ((await import(pathToFileURL(join(projectRoot, 'dist', 'cli', 'main.js')).href)) as typeof import('../src/cli/main.js')).main;
 const DEMO_BYTES = 120 * 1024 * 1024;
 
 async function run(): Promise<number> {
@@ -37,6 +40,7 @@ async function run(): Promise<number> {
     ['session-keeper list --limit 8', ['list', '--limit', '8']],
     [`session-keeper retention --dry-run ${policy.join(' ')}`.trim(), ['retention', '--dry-run', ...policy]],
   ];
+  const main = await cli();
   for (const [title, args] of steps) {
     process.stdout.write(`$ ${title}\n`);
     const code = await main(['--db', db, ...args]);
