@@ -7,12 +7,11 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { SkError, redactSecrets } from './errors.js';
 import { defaultArchiveDir } from './paths.js';
+import { STORAGE_KINDS } from './storage.js';
 import { DEFAULT_WARN_AT_MB } from './thresholds.js';
 
 type Env = Record<string, string | undefined>;
 
-export const STORAGE_KINDS = ['sqlite', 'postgres', 'mysql', 'sqlserver'] as const;
-export type StorageKind = (typeof STORAGE_KINDS)[number];
 export const ORDER_BY = ['created', 'updated'] as const;
 export type OrderBy = (typeof ORDER_BY)[number];
 

@@ -118,3 +118,8 @@ export function toPartInfo(id: string, sessionID: string, messageID: string, dat
   const base = data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>) : { data };
   return { ...base, id, sessionID, messageID };
 }
+
+/** The `project` row a session implies when none came with it (OpenCode's own global project shape). */
+export function defaultProjectRow(projectId: unknown): { id: string; worktree: string; time_created: number; time_updated: number; sandboxes: string } {
+  return { id: typeof projectId === 'string' && projectId !== '' ? projectId : 'global', worktree: '/', time_created: 0, time_updated: 0, sandboxes: '[]' };
+}

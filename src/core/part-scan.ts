@@ -265,3 +265,14 @@ export function findAttachmentRef(node: unknown, ref: string): AttachmentRef | u
   }
   return undefined;
 }
+
+/** The filename OpenCode gave attachment `ref` of this part, or null (unnamed, or a part that does not parse). */
+export function attachmentFilename(buf: Buffer, partId: string, ref: string): string | null {
+  try {
+    const scanned = scanPartData(buf, { partId, maxInlineString: Number.MAX_SAFE_INTEGER });
+    return findAttachmentRef(scanned.value, ref)?.filename ?? null;
+  } catch {
+    // the attachment itself is intact; only its name is unknown
+    return null;
+  }
+}

@@ -23,6 +23,16 @@ export interface SessionFacts {
   children: string[];
 }
 
+/** One session row as facts are gathered from it. */
+export interface SessionRowFacts {
+  id: string;
+  parentId: string | null;
+  title: string;
+  timeCreated: number;
+  timeUpdated: number;
+  timeArchived: number | null;
+}
+
 export interface RetentionPolicy {
   maxSizeMB?: number | undefined;
   maxAgeDays?: number | undefined;
@@ -158,4 +168,34 @@ export function planRetention(input: PlanInput): RetentionPlan {
     return { id, title, timeCreated, timeUpdated, timeArchived, bytes, children, reasons: reasons[i] as EvictReason[] };
   });
   return plan(evict, storeBytes - remainingBytes);
+}
+
+/** Groups session rows into root families: children's rows count towards their root, times are the latest. */
+export function familyFacts(rows: readonly SessionRowFacts[], bytesBySession: ReadonlyMap<string, number>, overhead: number): SessionFacts[] {
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const rootOf = (row: SessionRowFacts): string => {
+    let current = row;
+    for (let hops = 0; current.parentId && hops < 64; hops++) {
+      const parent = byId.get(current.parentId);
+      if (!parent) break;
+      current = parent;
+    }
+    return current.id;
+  };
+  const roots = new Map<string, SessionFacts & { payload: number }>();
+  for (const row of rows) {
+    const rootId = rootOf(row);
+    const root = byId.get(rootId) as SessionRowFacts;
+    let facts = roots.get(rootId);
+    if (!facts) {
+      facts = { id: root.id, title: root.title, timeCreated: root.timeCreated, timeUpdated: root.timeUpdated, timeArchived: root.timeArchived, bytes: 0, children: [], payload: 0 };
+      roots.set(rootId, facts);
+    }
+    if (row.id !== rootId) {
+      facts.children.push(row.id);
+      facts.timeUpdated = Math.max(facts.timeUpdated, row.timeUpdated);
+    }
+    facts.payload += bytesBySession.get(row.id) ?? 0;
+  }
+  return [...roots.values()].map(({ payload, ...f }) => ({ ...f, bytes: Math.round(payload * overhead) }));
 }

@@ -3,7 +3,7 @@
  * exposed it (Electron, contextIsolation) or we are in a browser (web mode: fetch + server-sent
  * events, with the token from the URL).
  */
-import { ApiError, apiFromBridge, type Method, type ParamsOf, type ProtocolEvent, type ReplyError, type ResultOf, type SessionKeeperApi, type SessionKeeperBridge } from '../core/protocol.js';
+import { ApiError, apiFromBridge, type Method, type ParamsOf, type ProtocolEvent, type ReplyError, type ResultOf, type SessionKeeperApi, type SessionKeeperBridge } from '../core/utility-protocol.js';
 
 declare global {
   interface Window {
@@ -58,10 +58,6 @@ function webApi(): SessionKeeperApi {
       listeners.add(listener);
       if (!source) open();
       return () => listeners.delete(listener);
-    },
-    attachmentUrl(relPath, mime) {
-      const path = relPath.split(/[\\/]/).map(encodeURIComponent).join('/');
-      return `/attachment/${path}?mime=${encodeURIComponent(mime)}&token=${encodeURIComponent(token)}`;
     },
   };
 }

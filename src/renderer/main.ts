@@ -3,7 +3,7 @@
  * dialog opens by itself when the utility process reports a threshold crossed at startup.
  * `#settings` opens the settings panel directly; `#size-check` opens the dialog.
  */
-import type { ProtocolEvent, SessionKeeperApi, StartupResult } from '../core/protocol.js';
+import type { ProtocolEvent, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
 import { connectApi } from './api.js';
 import { renderSettings } from './settings.js';
 import { chart, openSizeCheck, spaceBreakdown } from './size-check.js';

@@ -4,7 +4,7 @@
  * writes the `session` block back (comments kept); invalid values show next to their field and
  * nothing is saved.
  */
-import type { FieldError, SessionKeeperApi, SettingsInput, SettingsResult } from '../core/protocol.js';
+import type { FieldError, SessionKeeperApi, SettingsInput, SettingsResult } from '../core/utility-protocol.js';
 import { ApiError } from './api.js';
 import { bytes, h, plural } from './util.js';
 

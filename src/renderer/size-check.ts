@@ -3,7 +3,7 @@
  * the space is made of (chart), the largest sessions, and the actions: archive and clean up now
  * (dry-run plan first, then progress, then the space reclaimed), open settings, remind me later.
  */
-import type { ApplyOutcome, PlanResult, ProgressView, SessionKeeperApi, StartupResult } from '../core/protocol.js';
+import type { ApplyOutcome, PlanResult, ProgressView, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
 import type { StatsResult } from '../core/api.js';
 import { ApiError } from './api.js';
 import { bytes, day, h, plural } from './util.js';

@@ -21,15 +21,7 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return el as T;
 }
 
-const MB = 1024 * 1024;
-
-export function bytes(n: number): string {
-  if (n >= 1024 * MB) return `${(n / 1024 / MB).toFixed(2)} GB`;
-  if (n >= 10 * MB) return `${Math.round(n / MB)} MB`;
-  if (n >= MB) return `${(n / MB).toFixed(1)} MB`;
-  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
-  return `${n} B`;
-}
+export { formatBytes as bytes } from '../core/bytes.js';
 
 export function day(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);

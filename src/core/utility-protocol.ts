@@ -11,6 +11,7 @@ import { z } from 'zod';
 import type { SkErrorCode } from './errors.js';
 import type { ApplyResult, AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
 import type { PlannedEviction } from './planner.js';
+import { STORAGE_KINDS } from './storage.js';
 
 /** Strings from the renderer are bounded: nothing it sends may be large. */
 const id = z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]);
@@ -37,8 +38,6 @@ export const policyOverrideSchema = z
   .strict();
 export type PolicyOverride = z.infer<typeof policyOverrideSchema>;
 
-export const STORAGE_CHOICES = ['sqlite', 'postgres', 'mysql', 'sqlserver'] as const;
-
 export const requestBodySchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('ping'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('health'), params: z.object({}).strict().optional() }),
@@ -59,7 +58,7 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
   z.object({
     method: z.literal('testConnection'),
-    params: z.object({ storage: z.enum(STORAGE_CHOICES), connectionString: z.string().max(4096).optional() }).strict(),
+    params: z.object({ storage: z.enum(STORAGE_KINDS), connectionString: z.string().max(4096).optional() }).strict(),
   }),
   /** Test seam, answered only when SESSION_KEEPER_TEST_HOOKS=1: ends one worker thread. */
   z.object({ method: z.literal('debugKillWorker'), params: z.object({}).strict().optional() }),
@@ -240,8 +239,6 @@ export interface SessionKeeperApi {
   request<M extends Method>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>>;
   /** Subscribes to events; returns the unsubscribe function. */
   onEvent(listener: (event: ProtocolEvent) => void): () => void;
-  /** A URL the page can load for a cached attachment (from `attachment`'s relPath). */
-  attachmentUrl(relPath: string, mime: string): string;
   /** 'electron' or 'web'. */
   readonly transport: 'electron' | 'web';
 }
@@ -278,7 +275,5 @@ export function apiFromBridge(bridge: SessionKeeperBridge): SessionKeeperApi {
       return reply.result as ResultOf<M>;
     },
     onEvent: (listener) => bridge.onEvent(listener),
-    attachmentUrl: (relPath, mime) =>
-      `${bridge.attachmentScheme}://cache/${relPath.split(/[\\/]/).map(encodeURIComponent).join('/')}?mime=${encodeURIComponent(mime)}`,
   };
 }
