@@ -128,56 +128,42 @@ export function parseSpans(text: string | null): StoredSpan[] {
   return JSON.parse(text) as StoredSpan[];
 }
 
-/**
- * Bodies above this size are not parsed here to decide whether PostgreSQL can build their jsonb
- * copy (a string that size lives in V8's large-object space until a full GC): they are checked
- * cheaply on the bytes, inserted one per statement, and the server has the final word.
- */
-export const SERVER_CHECKED_JSON_BYTES = 128 * 1024;
+/** Bodies above this size get no JSON copy: the JSON column is for queries, and parsing costs heap. */
+export const MAX_JSON_COPY_BYTES = 1024 * 1024;
 
-/**
- * True when `body` can go into the engine's JSON column as it is: valid UTF-8, a JSON object or
- * array, not too big, and (PostgreSQL) nothing jsonb refuses. On PostgreSQL, bodies over
- * SERVER_CHECKED_JSON_BYTES are only checked on their bytes (`jsonPlausible`).
- */
-export function jsonAcceptable(body: Buffer, kind: 'postgres' | 'mysql' | 'sqlserver'): boolean {
-  if (kind === 'postgres' && body.length > SERVER_CHECKED_JSON_BYTES) return jsonPlausible(body);
-  return jsonCopy(body, kind) !== null;
-}
-
-const BACKSLASH_U = Buffer.from('\\u');
-
-/**
- * A check of the bytes, no string made: not too big, valid UTF-8, starts as an object or array,
- * no escape jsonb refuses (`\u0000`, surrogate escapes: conservatively, as jsonCopy does).
- */
-export function jsonPlausible(body: Buffer): boolean {
-  if (body.length > 1024 * 1024 || !isUtf8(body)) return false;
-  let i = 0;
-  while (i < body.length && (body[i] === 0x20 || body[i] === 0x09 || body[i] === 0x0a || body[i] === 0x0d)) i++;
-  if (body[i] !== 0x7b && body[i] !== 0x5b) return false;
-  for (let at = body.indexOf(BACKSLASH_U); at !== -1; at = body.indexOf(BACKSLASH_U, at + 2)) {
-    const c = body[at + 2];
-    const d = body[at + 3];
-    if (c === 0x30 && d === 0x30 && body[at + 4] === 0x30 && body[at + 5] === 0x30) return false;
-    if ((c === 0x64 || c === 0x44) && d !== undefined && ((d >= 0x38 && d <= 0x39) || (d >= 0x61 && d <= 0x66) || (d >= 0x41 && d <= 0x46))) return false;
-  }
-  return true;
-}
-
-/** The JSON text for the engine's JSON column, or null when that column stays NULL. */
-export function jsonCopy(body: Buffer, kind: 'postgres' | 'mysql' | 'sqlserver'): string | null {
-  // Big bodies are not copied: the JSON column is for queries, and parsing them costs heap.
-  if (body.length > 1024 * 1024) return null;
-  // Invalid UTF-8: PostgreSQL builds its copy from the body's bytes (convert_from) and refuses it.
-  if (kind === 'postgres' && !isUtf8(body)) return null;
+/** The body as JSON text when it is a JSON object or array small enough to copy, else null. */
+export function jsonObjectText(body: Buffer): string | null {
+  if (body.length > MAX_JSON_COPY_BYTES) return null;
   const text = body.toString('utf8');
-  // jsonb refuses \u0000 and lone surrogates; checked cheaply before a batch can fail on them.
-  if (kind === 'postgres' && /\\u0000|\\u[dD][89a-fA-F]/.test(text)) return null;
   try {
     const value: unknown = JSON.parse(text);
     return value !== null && typeof value === 'object' ? text : null;
   } catch {
     return null;
   }
+}
+
+const BACKSLASH_U = Buffer.from('\\u');
+
+/** True when the text has an escape that strict JSON types refuse (`\u0000`, surrogate escapes: conservatively). */
+export function hasRefusedEscape(body: Buffer): boolean {
+  for (let at = body.indexOf(BACKSLASH_U); at !== -1; at = body.indexOf(BACKSLASH_U, at + 2)) {
+    const c = body[at + 2];
+    const d = body[at + 3];
+    if (c === 0x30 && d === 0x30 && body[at + 4] === 0x30 && body[at + 5] === 0x30) return true;
+    if ((c === 0x64 || c === 0x44) && d !== undefined && ((d >= 0x38 && d <= 0x39) || (d >= 0x61 && d <= 0x66) || (d >= 0x41 && d <= 0x46))) return true;
+  }
+  return false;
+}
+
+/**
+ * A check of the bytes, no string made: not too big, valid UTF-8, starts as an object or array,
+ * no refused escape. For bodies too big to parse here, where the server has the final word.
+ */
+export function jsonPlausible(body: Buffer): boolean {
+  if (body.length > MAX_JSON_COPY_BYTES || !isUtf8(body)) return false;
+  let i = 0;
+  while (i < body.length && (body[i] === 0x20 || body[i] === 0x09 || body[i] === 0x0a || body[i] === 0x0d)) i++;
+  if (body[i] !== 0x7b && body[i] !== 0x5b) return false;
+  return !hasRefusedEscape(body);
 }

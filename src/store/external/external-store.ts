@@ -1,104 +1,67 @@
 /**
- * The external store: the same SessionStore over PostgreSQL, MySQL/MariaDB or SQL Server, plus
- * writes, so an embedding app can use it as its primary store. Reads follow the SQLite store's
- * memory rules: keyset pages, sizes from stored counters, bodies fetched one large value at a
- * time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
+ * The external store: PostgreSQL, MySQL/MariaDB or SQL Server as a reader and a writer, so the
+ * same commands browse it and an embedding app can use it as its primary store. Reads follow the
+ * SQLite store's memory rules: keyset pages, sizes from stored counters, bodies fetched one large
+ * value at a time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
+ * Engine differences are the dialect's (dialect.ts); nothing here asks which engine it is.
  */
-import { createHash } from 'node:crypto';
-import { sql, type Kysely, type RawBuilder } from 'kysely';
-import type {
-  AttachmentResult,
-  ListResult,
-  MessageView,
-  PageOptions,
-  ShowResult,
-  StatsOptions,
-  StatsResult,
-} from '../../core/api.js';
-import { decodeMessageCursor, decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
+import { sql, type Kysely } from 'kysely';
+import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
+import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
-import { toMessageInfo, toPartInfo, toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { attachmentRefName, describeDataUrl, findAttachmentRef, parseAttachmentRef, scanPartData } from '../../core/part-scan.js';
+import { defaultProjectRow, type SessionRow } from '../../core/opencode-format.js';
+import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
+import { attachmentFilename, attachmentRefName, describeDataUrl, parseAttachmentRef } from '../../core/part-scan.js';
+import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
+import type { ExternalKind } from '../../core/storage.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
-import { DEFAULT_MESSAGE_PAGE, DEFAULT_SESSION_PAGE, PAGE_RULES, stringLimits, type SessionStore } from '../store.js';
-import { attachmentChunks, CHUNK_BYTES, cutPart, jsonAcceptable, jsonCopy, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
-import { connect, connectionError, type ExternalKind, type ParsedConnection } from './connection.js';
+import { buildShowPage } from '../page-builder.js';
+import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
+import type { Row, SessionItem } from '../session-items.js';
+import type { DeleteResult, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import { importSessions } from './bulk-import.js';
+import { attachmentChunks, CHUNK_BYTES, cutPart, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
+import { connect, connectionError, type ParsedConnection } from './connection.js';
+import { ExternalContentSource } from './content-source.js';
+import type { EngineDialect } from './dialect.js';
 import { migrateSchema, schemaVersion, SCHEMA_VERSION, type SkTables } from './schema.js';
+import { messageRow, partRow, sessionValues, type MessageInput, type PartInput, type PartRow, type StoredSessionExtras } from './stored-rows.js';
 
-const { inlineFetchBytes: INLINE_FETCH_BYTES, inlineTotalBytes: INLINE_TOTAL_BYTES, budgetBytes: PAGE_BUDGET_BYTES } = PAGE_RULES;
-const { sessionPayloadColumns: SESSION_PAYLOAD_COLUMNS, sessionPayloadLimit: SESSION_PAYLOAD_LIMIT } = PAGE_RULES;
-/** Inline bodies fetched in one query. */
-const INLINE_BATCH_BYTES = 1024 * 1024;
 /** Attachment chunks fetched per round trip (about 4 MB). */
 const CHUNKS_PER_READ = 4;
+const MESSAGE_PAGE = 200;
 
-export type SqlValue = string | number | null;
-
-/** Row facts beside the session row, for an exact restore into SQLite. */
-export interface StoredSessionExtras {
-  project: Record<string, SqlValue> | null;
-  todos: Record<string, SqlValue>[];
-  share: Record<string, SqlValue> | null;
-  /** `storage/session_diff/<id>.json` as text, when it existed. */
-  diff: string | null;
-}
-
-export interface MessageInput {
-  id: string;
-  sessionId: string;
-  timeCreated: number;
-  timeUpdated: number;
-  /** `message.data`: JSON text (a Buffer keeps big ones off the heap). */
-  data: Buffer | string;
-}
-
-export interface PartInput extends MessageInput {
-  messageId: string;
-}
-
-export type MessageRow = SkTables['sk_message'];
 /** An attachment small enough for one chunk, inserted with a batch of part rows. */
 export interface SmallAttachment {
   sha256: string;
   data: Buffer;
 }
-export type PartRow = SkTables['sk_part'];
 
-interface BodyRow {
-  id: string;
-  time_created: number;
-  bytes: number;
-  body: Buffer | null;
-  body_bytes: number;
-  attachments?: string | null;
-}
-
-/** Rows per INSERT: SQL Server allows 2,100 parameters per statement. */
-export function batchRowsFor(kind: ExternalKind): number {
-  return kind === 'sqlserver' ? 150 : 500;
-}
-
-export class ExternalStore implements SessionStore {
+export class ExternalStore implements SessionReader, SessionWriter {
   readonly kind: ExternalKind;
+  /** Other writers of a server leave no cheap version mark: its pages are never cached. */
+  readonly pagesCacheable = false;
   readonly db: Kysely<SkTables>;
   readonly conn: ParsedConnection;
+  readonly dialect: EngineDialect;
 
-  private constructor(db: Kysely<SkTables>, conn: ParsedConnection) {
+  private constructor(db: Kysely<SkTables>, conn: ParsedConnection, dialect: EngineDialect) {
     this.db = db;
     this.conn = conn;
+    this.dialect = dialect;
     this.kind = conn.kind;
   }
 
   /**
-   * Connects. With `create`, creates or upgrades the schema (what `migrate` and writers want);
+   * Connects. With `create`, creates or upgrades the schema (what copies and writers want);
    * without, a database the tool never touched is a one-line error.
    */
   static async open(connectionString: string, options: { create?: boolean; poolSize?: number; bulk?: boolean } = {}): Promise<ExternalStore> {
-    const { db, conn } = await connect(connectionString, options.poolSize, options.bulk);
-    const store = new ExternalStore(db, conn);
+    const { db, conn, dialect } = await connect(connectionString, options.poolSize, options.bulk);
+    const store = new ExternalStore(db, conn, dialect);
     try {
-      if (options.create) await migrateSchema(db, conn.kind);
+      if (options.create) await migrateSchema(db, dialect);
       else {
         const version = await schemaVersion(db);
         if (version === 0) throw new SkError('not-found', `${conn.display} holds no session-keeper tables (run: session-keeper migrate --to <connectionString>)`);
@@ -111,39 +74,23 @@ export class ExternalStore implements SessionStore {
     return store;
   }
 
+  get location(): string {
+    return this.conn.display;
+  }
+
   /** Runs a database step, turning driver failures into one password-free line. */
   async guard<T>(doing: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (error) {
-        // SQLite's own failures (a copy reads the file while it writes here) keep their own mapping.
+      // SQLite's own failures (a copy reads the file while it writes here) keep their own mapping.
       if (error instanceof Error && error.name === 'SqliteError') throw error;
       if (error instanceof TypeError || error instanceof RangeError) throw new SkError('internal', `${doing}: ${error.message}`);
       throw connectionError(error, this.conn, doing);
     }
   }
 
-  /** Byte length of a binary column in this dialect. */
-  len(column: string): RawBuilder<number> {
-    const fn = this.kind === 'postgres' ? 'octet_length' : this.kind === 'mysql' ? 'LENGTH' : 'DATALENGTH';
-    return sql<number>`${sql.raw(fn)}(${sql.ref(column)})`;
-  }
-
-  /** sha256 of a binary column, as lowercase hex, computed by the server. */
-  sha(column: string): RawBuilder<string> {
-    if (this.kind === 'postgres') return sql<string>`encode(sha256(${sql.ref(column)}), 'hex')`;
-    if (this.kind === 'mysql') return sql<string>`SHA2(${sql.ref(column)}, 256)`;
-    return sql<string>`LOWER(CONVERT(VARCHAR(64), HASHBYTES('SHA2_256', ${sql.ref(column)}), 2))`;
-  }
-
-  private inlineBody(): RawBuilder<Buffer | null> {
-    return sql<Buffer | null>`CASE WHEN ${this.len('body')} <= ${sql.lit(INLINE_FETCH_BYTES)} THEN body END`;
-  }
-
-  /** `LIMIT n` or, on SQL Server, `TOP n`. */
-  page<T extends { limit(n: number): T; top(n: number): T }>(qb: T, n: number): T {
-    return this.kind === 'sqlserver' ? qb.top(n) : qb.limit(n);
-  }
+  // ---- reads for people --------------------------------------------------------------------
 
   async dataVersion(): Promise<number> {
     return this.guard('read', async () => {
@@ -157,16 +104,7 @@ export class ExternalStore implements SessionStore {
 
   private async databaseBytes(): Promise<number> {
     try {
-      if (this.kind === 'postgres') {
-        const r = await sql<{ b: number }>`SELECT pg_database_size(current_database()) AS b`.execute(this.db);
-        return Number(r.rows[0]?.b ?? 0);
-      }
-      if (this.kind === 'mysql') {
-        const r = await sql<{ b: number }>`SELECT COALESCE(SUM(data_length + index_length), 0) AS b FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE 'sk\\_%'`.execute(this.db);
-        return Number(r.rows[0]?.b ?? 0);
-      }
-      const r = await sql<{ b: number }>`SELECT COALESCE(SUM(reserved_page_count), 0) * 8192 AS b FROM sys.dm_db_partition_stats`.execute(this.db);
-      return Number(r.rows[0]?.b ?? 0);
+      return await this.dialect.databaseBytes(this.db);
     } catch {
       return 0; // size views need privileges some roles lack; the counts still stand
     }
@@ -176,15 +114,9 @@ export class ExternalStore implements SessionStore {
     return this.guard('stats', async () => {
       const sessions = await this.db
         .selectFrom('sk_session')
-        .select((eb) => [
-          eb.fn.countAll<number>().as('n'),
-          eb.fn.sum<number>(eb.case().when('parent_id', 'is', null).then(1).else(0).end()).as('roots'),
-        ])
+        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>(eb.case().when('parent_id', 'is', null).then(1).else(0).end()).as('roots')])
         .executeTakeFirst();
-      const messages = await this.db
-        .selectFrom('sk_message')
-        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('bytes').as('b')])
-        .executeTakeFirst();
+      const messages = await this.db.selectFrom('sk_message').select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('bytes').as('b')]).executeTakeFirst();
       const parts = await this.db
         .selectFrom('sk_part')
         .select((eb) => [
@@ -195,10 +127,7 @@ export class ExternalStore implements SessionStore {
           eb.fn.sum<number>('att_encoded').as('ae'),
         ])
         .executeTakeFirst();
-      const largest = await this.page(
-        this.db.selectFrom('sk_session').select(['id', 'title', 'bytes']).orderBy('bytes', 'desc').orderBy('id'),
-        options.largest ?? 10,
-      ).execute();
+      const largest = await this.dialect.limit(this.db.selectFrom('sk_session').select(['id', 'title', 'bytes']).orderBy('bytes', 'desc').orderBy('id'), options.largest ?? 10).execute();
       const fileBytes = await this.databaseBytes();
       const n = (v: unknown): number => Number(v ?? 0);
       return {
@@ -239,152 +168,26 @@ export class ExternalStore implements SessionStore {
         const [updated, id] = decodeSessionCursor(options.cursor);
         query = query.where((eb) => eb.or([eb('time_updated', '<', updated), eb.and([eb('time_updated', '=', updated), eb('id', '<', id)])]));
       }
-      const rows = await this.page(query, limit + 1).execute();
+      const rows = await this.dialect.limit(query, limit + 1).execute();
       const pageRows = rows.slice(0, limit);
       const last = pageRows[pageRows.length - 1];
       return {
-        sessions: pageRows.map((r) => ({
-          id: r.id,
-          parentId: r.parent_id,
-          title: r.title,
-          timeCreated: Number(r.time_created),
-          timeUpdated: Number(r.time_updated),
-          timeArchived: r.time_archived === null ? null : Number(r.time_archived),
-          bytes: Number(r.bytes),
-        })),
+        sessions: pageRows.map((r) => ({ ...sessionFacts(r), bytes: Number(r.bytes) })),
         nextCursor: rows.length > limit && last ? encodeCursor([Number(last.time_updated), last.id]) : null,
       };
     });
   }
 
   /** The SQLite session row as stored, every column. */
-  async sessionRow(sessionId: string): Promise<(SessionRow & Record<string, SqlValue>) | undefined> {
+  async sessionRow(sessionId: string): Promise<(SessionRow & Row) | undefined> {
     const row = await this.db.selectFrom('sk_session').select('row_json').where('id', '=', sessionId).executeTakeFirst();
     if (!row) return undefined;
     // jsonb comes back parsed from pg; text columns come back as strings.
-    return (typeof row.row_json === 'string' ? JSON.parse(row.row_json) : row.row_json) as SessionRow & Record<string, SqlValue>;
+    return (typeof row.row_json === 'string' ? JSON.parse(row.row_json) : row.row_json) as SessionRow & Row;
   }
 
-  private async body(table: 'sk_message' | 'sk_part', row: BodyRow): Promise<Buffer> {
-    if (row.body) return row.body;
-    const fetched = await this.db.selectFrom(table).select('body').where('id', '=', row.id).executeTakeFirst();
-    if (!fetched) throw new SkError('not-found', `${table.slice(3)} ${row.id} disappeared while reading`);
-    return fetched.body;
-  }
-
-  /**
-   * A message's parts in page order, sizes first; bodies come inline (one batched query) while
-   * they are small and their total stays under PAGE_RULES.inlineTotalBytes, so a message with
-   * thousands of parts never arrives as one huge result. The rest are fetched one at a time.
-   */
-  private async partsWithInlineBodies(messageId: string): Promise<BodyRow[]> {
-    const rows = (await this.db
-      .selectFrom('sk_part')
-      .select(['id', 'time_created', 'bytes', 'attachments', this.len('body').as('body_bytes'), sql<null>`NULL`.as('body')])
-      .where('message_id', '=', messageId)
-      .orderBy('time_created')
-      .orderBy('id')
-      .execute()) as BodyRow[];
-    const inline: BodyRow[] = [];
-    let total = 0;
-    for (const row of rows) {
-      const size = Number(row.body_bytes);
-      if (size > INLINE_FETCH_BYTES || total + size > INLINE_TOTAL_BYTES) continue;
-      total += size;
-      inline.push(row);
-    }
-    const byId = new Map(inline.map((row) => [row.id, row]));
-    // Batches of about 1 MB: drivers may carry binary columns as text (PostgreSQL's bytea as hex),
-    // so a bigger batch costs twice its size on the V8 heap before it becomes Buffers.
-    for (let at = 0; at < inline.length; ) {
-      const ids: string[] = [];
-      for (let bytes = 0; at < inline.length && (ids.length === 0 || bytes < INLINE_BATCH_BYTES); at++) {
-        const row = inline[at] as BodyRow;
-        ids.push(row.id);
-        bytes += Number(row.body_bytes);
-      }
-      for (const fetched of await this.db.selectFrom('sk_part').select(['id', 'body']).where('id', 'in', ids).execute()) {
-        const row = byId.get(fetched.id);
-        if (row) row.body = fetched.body;
-      }
-    }
-    return rows;
-  }
-
-  async showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
-    const limit = options.limit ?? DEFAULT_MESSAGE_PAGE;
-    return this.guard('show', async () => {
-      const row = await this.sessionRow(sessionId);
-      if (!row) throw new SkError('not-found', `no session ${sessionId} in ${this.conn.display}`);
-      for (const c of SESSION_PAYLOAD_COLUMNS) {
-        const value = row[c];
-        if (typeof value === 'string' && Buffer.byteLength(value) > SESSION_PAYLOAD_LIMIT) {
-          row[c] = JSON.stringify(`[session-keeper: cut, ${Buffer.byteLength(value)} bytes in all]`);
-        }
-      }
-      const session = toSessionInfo(row);
-      let query = this.db
-        .selectFrom('sk_message')
-        .select(['id', 'time_created', 'bytes', this.len('body').as('body_bytes'), this.inlineBody().as('body')])
-        .where('session_id', '=', sessionId)
-        .orderBy('time_created')
-        .orderBy('id');
-      if (options.cursor) {
-        const [created, id] = decodeMessageCursor(options.cursor);
-        query = query.where((eb) => eb.or([eb('time_created', '>', created), eb.and([eb('time_created', '=', created), eb('id', '>', id)])]));
-      }
-      const messages = (await this.page(query, limit + 1).execute()) as BodyRow[];
-      let budget = PAGE_BUDGET_BYTES;
-      const views: MessageView[] = [];
-      let lastIncluded: BodyRow | undefined;
-      for (const message of messages.slice(0, limit)) {
-        if (views.length > 0 && budget <= 0) break;
-        const info = await this.reduce('sk_message', message, budget, [], (value) => toMessageInfo(message.id, sessionId, value));
-        budget -= info.cost;
-        const partRows = await this.partsWithInlineBodies(message.id);
-        const parts: Record<string, unknown>[] = [];
-        for (const part of partRows) {
-          const view = await this.reduce('sk_part', part, budget, parseSpans(part.attachments ?? null), (value) =>
-            toPartInfo(part.id, sessionId, message.id, value),
-          );
-          budget -= view.cost;
-          parts.push(view.value);
-        }
-        views.push({ info: info.value, parts });
-        lastIncluded = message;
-      }
-      const more = messages.length > views.length;
-      return {
-        session: session as unknown as Record<string, unknown>,
-        messages: views,
-        nextCursor: more && lastIncluded ? encodeCursor([Number(lastIncluded.time_created), lastIncluded.id]) : null,
-      };
-    });
-  }
-
-  /** As SqliteStore.reduce, on the stored body; attachment sizes come from the stored spans. */
-  private async reduce(
-    table: 'sk_message' | 'sk_part',
-    row: BodyRow,
-    budget: number,
-    spans: readonly StoredSpan[],
-    wrap: (value: unknown) => Record<string, unknown>,
-  ): Promise<{ value: Record<string, unknown>; cost: number }> {
-    const { maxInlineString, previewBytes } = stringLimits(budget);
-    const body = await this.body(table, row);
-    try {
-      const scanned = scanPartData(body, { partId: row.id, maxInlineString, previewBytes });
-      if (spans.length > 0) {
-        const bytes = new Map(spans.map((s) => [attachmentRefName(row.id, s.i), s.n]));
-        patchRefs(scanned.value, bytes);
-      }
-      const value = wrap(scanned.value);
-      const cost = scanned.attachments.length === 0 && scanned.truncatedStrings === 0 ? body.length : JSON.stringify(value).length;
-      return { value, cost };
-    } catch (error) {
-      if (!(error instanceof SkError) || error.code !== 'bad-part') throw error;
-      return { value: wrap({ type: 'unreadable', bytes: Number(row.bytes), error: error.message }), cost: 256 };
-    }
+  showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
+    return this.guard('show', () => buildShowPage(new ExternalContentSource(this), sessionId, options));
   }
 
   /** An attachment's stored chunks, in order, a few per round trip. */
@@ -418,21 +221,10 @@ export class ExternalStore implements SessionStore {
   async extractAttachment(requested: string, cacheDir: string, out?: string): Promise<AttachmentResult> {
     const { partId, index } = parseAttachmentRef(requested);
     const ref = attachmentRefName(partId, index);
-    const part = await this.guard('attachment', () =>
-      this.db.selectFrom('sk_part').select(['body', 'attachments', 'att_count']).where('id', '=', partId).executeTakeFirst(),
-    );
+    const part = await this.guard('attachment', () => this.db.selectFrom('sk_part').select(['body', 'attachments', 'att_count']).where('id', '=', partId).executeTakeFirst());
     if (!part) throw new SkError('not-found', `no part ${partId} in ${this.conn.display}`);
     const count = Number(part.att_count);
-    if (index >= count) {
-      throw new SkError('not-found', `part ${partId} has ${count} attachment${count === 1 ? '' : 's'}, no number ${index}`);
-    }
-    let filename: string | null = null;
-    try {
-      const scanned = scanPartData(part.body, { partId, maxInlineString: Number.MAX_SAFE_INTEGER });
-      filename = findAttachmentRef(scanned.value, ref)?.filename ?? null;
-    } catch {
-      // the attachment itself is intact; only its name is unknown
-    }
+    if (index >= count) throw new SkError('not-found', `part ${partId} has ${count} attachment${count === 1 ? '' : 's'}, no number ${index}`);
     const spans = parseSpans(part.attachments);
     const span = spans.find((s) => s.i === index);
     // The URL's header is still in the body, just before where the payload goes back.
@@ -455,10 +247,185 @@ export class ExternalStore implements SessionStore {
     }
     const header = span ? part.body.toString('latin1', headerStart, Math.min(span.o, headerStart + 1024)) : 'data:,';
     const mime = describeDataUrl(Buffer.from(header, 'latin1'), 0, header.length, index).mime;
-    return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime, filename };
+    return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime, filename: attachmentFilename(part.body, partId, ref) };
   }
 
-  // ---- writes -------------------------------------------------------------------------------
+  // ---- reads for retention and transfers ------------------------------------------------------
+
+  async missingSessions(ids: readonly string[]): Promise<string[]> {
+    const present = await this.sessionVersions(ids);
+    return ids.filter((id) => !present.has(id));
+  }
+
+  /** Every session id of the trees rooted at `roots`, roots first. */
+  async sessionTrees(roots: readonly string[]): Promise<string[]> {
+    return this.guard('read', async () => {
+      const seen = new Set<string>();
+      let frontier = roots.filter((id) => !seen.has(id));
+      for (const id of frontier) seen.add(id);
+      while (frontier.length > 0) {
+        const children = await this.db.selectFrom('sk_session').select('id').where('parent_id', 'in', frontier).orderBy('id').execute();
+        frontier = children.map((c) => c.id).filter((id) => !seen.has(id));
+        for (const id of frontier) seen.add(id);
+      }
+      return [...seen];
+    });
+  }
+
+  /** Rows of `sk_session` for `ids`, in batches the engines' parameter limits allow. */
+  private async sessionRowsIn<K extends keyof SkTables['sk_session'] & string>(ids: readonly string[], columns: readonly K[]): Promise<Pick<SkTables['sk_session'], K>[]> {
+    const out: Pick<SkTables['sk_session'], K>[] = [];
+    for (let at = 0; at < ids.length; at += 500) {
+      const batch = ids.slice(at, at + 500);
+      const rows = await this.db.selectFrom('sk_session').select(columns as readonly K[]).where('id', 'in', batch).execute();
+      for (const row of rows) out.push(row as unknown as Pick<SkTables['sk_session'], K>);
+    }
+    return out;
+  }
+
+  async sessionVersions(ids: readonly string[]): Promise<Map<string, number>> {
+    return this.guard('read', async () => new Map((await this.sessionRowsIn(ids, ['id', 'time_updated'])).map((r) => [r.id, Number(r.time_updated)])));
+  }
+
+  /** Counts as recorded when each session's copy was verified. */
+  async sessionCounts(ids: readonly string[]): Promise<Map<string, SessionCounts>> {
+    return this.guard('read', async () =>
+      new Map((await this.sessionRowsIn(ids, ['id', 'messages', 'parts'])).map((r) => [r.id, { messages: Number(r.messages), parts: Number(r.parts) }])),
+    );
+  }
+
+  async contentBytes(ids?: readonly string[]): Promise<number> {
+    return this.guard('read', async () => {
+      if (!ids) {
+        const row = await this.db.selectFrom('sk_session').select((eb) => eb.fn.sum<number>('bytes').as('b')).executeTakeFirst();
+        return Number(row?.b ?? 0);
+      }
+      return (await this.sessionRowsIn(ids, ['id', 'bytes'])).reduce((sum, r) => sum + Number(r.bytes), 0);
+    });
+  }
+
+  async allSessionIds(): Promise<string[]> {
+    return this.guard('read', async () => (await this.db.selectFrom('sk_session').select('id').orderBy('id').execute()).map((r) => r.id));
+  }
+
+  async rootsCreatedBefore(cutoff: number): Promise<string[]> {
+    return this.guard('read', async () =>
+      (await this.db.selectFrom('sk_session').select('id').where('parent_id', 'is', null).where('time_created', '<', cutoff).orderBy('time_created').orderBy('id').execute()).map(
+        (r) => r.id,
+      ),
+    );
+  }
+
+  async storeSize(): Promise<StoreSize> {
+    return this.guard('read', async () => {
+      const row = await this.db
+        .selectFrom('sk_session')
+        .select((eb) => eb.fn.sum<number>(eb.case().when('parent_id', 'is', null).then(1).else(0).end()).as('roots'))
+        .executeTakeFirst();
+      return { liveBytes: await this.databaseBytes(), rootSessions: Number(row?.roots ?? 0) };
+    });
+  }
+
+  async oldestRoot(): Promise<{ created: number | null; updated: number | null }> {
+    return this.guard('read', async () => {
+      const row = await this.db
+        .selectFrom('sk_session')
+        .select((eb) => [eb.fn.min('time_created').as('created'), eb.fn.min('time_updated').as('updated')])
+        .where('parent_id', 'is', null)
+        .executeTakeFirst();
+      const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+      return { created: num(row?.created), updated: num(row?.updated) };
+    });
+  }
+
+  async retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
+    return this.guard('read', async () => {
+      const rows = await this.db.selectFrom('sk_session').select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes']).execute();
+      const facts = rows.map(sessionFacts);
+      const bytes = new Map(withBytes ? rows.map((r) => [r.id, Number(r.bytes)]) : []);
+      return { facts: familyFacts(facts, bytes, 1), storeBytes: await this.databaseBytes() };
+    });
+  }
+
+  /**
+   * Whole sessions as items, their parts rebuilt byte for byte. Only copies that finished and
+   * were verified are handed out: a session an interrupted copy left behind is refused.
+   */
+  async *exportSessions(ids: readonly string[]): AsyncGenerator<SessionItem> {
+    for (const id of ids) {
+      const stored = await this.guard('read', () =>
+        this.db.selectFrom('sk_session').select(['row_json', 'extras_json', 'project_id', 'complete']).where('id', '=', id).executeTakeFirst(),
+      );
+      if (!stored) throw new SkError('not-found', `no session ${id} in ${this.conn.display}`);
+      if (Number(stored.complete) !== 1) throw new SkError('corrupt', `session ${id} is incomplete in ${this.conn.display} (an interrupted copy); run migrate again`);
+      const session = (typeof stored.row_json === 'string' ? JSON.parse(stored.row_json) : stored.row_json) as Row;
+      const extras = (stored.extras_json ? JSON.parse(stored.extras_json) : { todos: [], share: null, diff: null }) as StoredSessionExtras;
+      const projectRow = await this.guard('read', () => this.db.selectFrom('sk_project').select('row_json').where('id', '=', stored.project_id).executeTakeFirst());
+      const project = projectRow ? ((typeof projectRow.row_json === 'string' ? JSON.parse(projectRow.row_json) : projectRow.row_json) as Row) : null;
+      yield {
+        kind: 'session',
+        header: { session, project, todos: extras.todos, share: extras.share, diff: extras.diff === null || extras.diff === undefined ? null : Buffer.from(extras.diff) },
+      };
+      let last: { created: number; id: string } | undefined;
+      for (;;) {
+        let query = this.db.selectFrom('sk_message').select(['id', 'time_created', 'time_updated', 'body']).where('session_id', '=', id).orderBy('time_created').orderBy('id');
+        if (last) {
+          const { created, id: lastId } = last;
+          query = query.where((eb) => eb.or([eb('time_created', '>', created), eb.and([eb('time_created', '=', created), eb('id', '>', lastId)])]));
+        }
+        const page = await this.guard('read', () => this.dialect.limit(query, MESSAGE_PAGE).execute());
+        for (const m of page) {
+          const parts = await this.guard('read', () =>
+            this.db.selectFrom('sk_part').select(['id', 'time_created', 'time_updated', 'body', 'attachments']).where('message_id', '=', m.id).orderBy('time_created').orderBy('id').execute(),
+          );
+          yield {
+            kind: 'message',
+            message: { id: m.id, sessionId: id, timeCreated: Number(m.time_created), timeUpdated: Number(m.time_updated), data: m.body },
+            partTimes: parts.map((p) => [Number(p.time_created), Number(p.time_updated)]),
+          };
+          for (const p of parts) {
+            const spans = parseSpans(p.attachments);
+            const data = spans.length ? await collect(this.partBytes(p.body, spans)) : p.body;
+            yield { kind: 'part', part: { id: p.id, sessionId: id, messageId: m.id, timeCreated: Number(p.time_created), timeUpdated: Number(p.time_updated), data } };
+          }
+        }
+        const tail = page[page.length - 1];
+        if (page.length < MESSAGE_PAGE || !tail) break;
+        last = { created: Number(tail.time_created), id: tail.id };
+      }
+      yield { kind: 'end', sessionId: id };
+    }
+  }
+
+  // ---- writes ---------------------------------------------------------------------------------
+
+  /** Sessions held here; `whole` when their copy finished and was verified. */
+  async sessionStates(ids: readonly string[]): Promise<Map<string, SessionState>> {
+    return this.guard('read', async () => {
+      const rows = await this.sessionRowsIn(ids, ['id', 'time_updated', 'complete', 'digest', 'messages', 'parts']);
+      return new Map(
+        rows.map((r) => [r.id, { updated: Number(r.time_updated), whole: Number(r.complete) === 1 && r.digest !== null, messages: Number(r.messages), parts: Number(r.parts) }]),
+      );
+    });
+  }
+
+  importSessions(items: Parameters<SessionWriter['importSessions']>[0], options: ImportOptions): Promise<ImportResult> {
+    return importSessions(this, items, options);
+  }
+
+  async durable(): Promise<void> {
+    await this.guard('flush', () => this.dialect.durableBarrier(this.db));
+  }
+
+  /** The server manages its own space. */
+  async reclaim(): Promise<ReclaimResult> {
+    const bytes = await this.databaseBytes();
+    return { mode: 'none', bytesBefore: bytes, bytesAfter: bytes };
+  }
+
+  convertToIncremental(): Promise<ReclaimResult> {
+    return Promise.reject(new SkError('usage', `${this.conn.display}: auto_vacuum is a SQLite setting; a server manages its own space`));
+  }
 
   /**
    * Stores one attachment's chunks unless a complete copy is already there (content-addressed:
@@ -482,8 +449,7 @@ export class ExternalStore implements SessionStore {
     for (const chunk of attachmentChunks(buf, source.span, source.kind)) {
       batch.push({ sha256: source.sha256, seq: seq++, data: chunk });
       bytes += chunk.length;
-      // One chunk per statement on MySQL: its packets are capped (16 MB by default).
-      if (batch.length >= (this.kind === 'mysql' ? 1 : 4)) await flush();
+      if (batch.length >= this.dialect.chunksPerStatement) await flush();
     }
     await flush();
     await this.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', source.sha256).execute();
@@ -493,26 +459,23 @@ export class ExternalStore implements SessionStore {
    * A part row ready to insert, for bulk copies: attachments that fit in one chunk come back to be
    * inserted with the row batch (one statement for many); larger ones are stored now.
    */
-  async preparePartBatched(input: PartInput, serverJson = false): Promise<{ row: PartRow; small: SmallAttachment[]; json: boolean }> {
+  async preparePartBatched(input: PartInput): Promise<{ row: PartRow; small: SmallAttachment[]; json: boolean }> {
     const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
     const cut = cutPart(data, input.id);
     const small: SmallAttachment[] = [];
     for (const source of cut.sources) {
       const encoded = source.span.end - source.span.payloadStart;
-      if (this.kind !== 'sqlserver' && encoded <= CHUNK_BYTES) {
+      if (this.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
         const chunks = [...attachmentChunks(data, source.span, source.kind)];
         small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
       } else {
         await this.storeAttachment(data, source);
       }
     }
-    // With `serverJson` the JSON copy is left to the server (built from the body in the INSERT):
-    // only whether it can be made is decided here.
-    if (serverJson) {
-      const row = partRow(input, data.length, cut, this.kind, true);
-      return { row, small, json: jsonAcceptable(row.body, this.kind) };
-    }
-    return { row: partRow(input, data.length, cut, this.kind), small, json: false };
+    // With a server-built JSON copy only whether it can be made is decided here.
+    const serverJson = this.dialect.serverJson;
+    const row = partRow(input, data.length, cut, this.dialect, serverJson !== null);
+    return { row, small, json: serverJson ? serverJson.acceptable(row.body) : false };
   }
 
   /**
@@ -524,13 +487,8 @@ export class ExternalStore implements SessionStore {
     if (unique.length === 0) return;
     const chunks = unique.filter((a) => a.data.length > 0).map((a) => ({ sha256: a.sha256, seq: 0, data: a.data }));
     const rows = unique.map((a) => ({ sha256: a.sha256, bytes: a.data.length, chunks: a.data.length > 0 ? 1 : 0, complete: 1 }));
-    if (this.kind === 'postgres') {
-      if (chunks.length) await this.db.insertInto('sk_attachment_chunk').values(chunks).onConflict((oc) => oc.doNothing()).execute();
-      await this.db.insertInto('sk_attachment').values(rows).onConflict((oc) => oc.doNothing()).execute();
-    } else {
-      if (chunks.length) await this.db.insertInto('sk_attachment_chunk').ignore().values(chunks).execute();
-      await this.db.insertInto('sk_attachment').ignore().values(rows).execute();
-    }
+    if (chunks.length) await this.dialect.insertIgnoring(this.db, 'sk_attachment_chunk', chunks);
+    await this.dialect.insertIgnoring(this.db, 'sk_attachment', rows);
   }
 
   /** A part row ready to insert, its attachments stored first. */
@@ -538,10 +496,10 @@ export class ExternalStore implements SessionStore {
     const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
     const cut = cutPart(data, input.id);
     for (const source of cut.sources) await this.storeAttachment(data, source);
-    return partRow(input, data.length, cut, this.kind);
+    return partRow(input, data.length, cut, this.dialect);
   }
 
-  async insertProject(row: Record<string, SqlValue>): Promise<void> {
+  async insertProject(row: Row): Promise<void> {
     const id = String(row['id']);
     const have = await this.db.selectFrom('sk_project').select('id').where('id', '=', id).executeTakeFirst();
     if (have) return;
@@ -554,11 +512,10 @@ export class ExternalStore implements SessionStore {
   }
 
   /** Inserts (or replaces) a session row; its messages and parts are left as they are. */
-  async putSession(row: Record<string, SqlValue>, extras: StoredSessionExtras | null = null, complete = true): Promise<void> {
+  async putSession(row: Row, extras: StoredSessionExtras | null = null, project: Row | null = null, complete = true): Promise<void> {
     const values = sessionValues(row, extras);
     await this.guard('write session', async () => {
-      if (extras?.project) await this.insertProject(extras.project);
-      else await this.insertProject(defaultProject(row));
+      await this.insertProject(project ?? defaultProjectRow(row['project_id']));
       await this.db.transaction().execute(async (trx) => {
         const had = await trx.deleteFrom('sk_session').where('id', '=', values.id).executeTakeFirst();
         await trx.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: complete ? 1 : 0 }).execute();
@@ -571,12 +528,12 @@ export class ExternalStore implements SessionStore {
    * For bulk copies: inserts a session row known to be absent, marked incomplete, in one statement
    * (its project once per copy: `projects` holds the ids already stored).
    */
-  async insertNewSession(row: Record<string, SqlValue>, extras: StoredSessionExtras, projects: Set<string>): Promise<void> {
+  async insertNewSession(row: Row, extras: StoredSessionExtras, project: Row | null, projects: Set<string>): Promise<void> {
     const values = sessionValues(row, extras);
-    const project = extras.project ?? defaultProject(row);
-    const projectId = String(project['id']);
+    const projectRow = project ?? defaultProjectRow(row['project_id']);
+    const projectId = String(projectRow['id']);
     if (!projects.has(projectId)) {
-      await this.insertProject(project);
+      await this.insertProject(projectRow);
       projects.add(projectId);
     }
     await this.db.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: 0 }).execute();
@@ -604,7 +561,7 @@ export class ExternalStore implements SessionStore {
   async putMessage(input: MessageInput): Promise<void> {
     await this.guard('write message', async () => {
       await this.requireSession(input.sessionId);
-      const row = messageRow(input, this.kind);
+      const row = messageRow(input, this.dialect);
       await this.db.transaction().execute(async (trx) => {
         await trx.deleteFrom('sk_message').where('id', '=', input.id).execute();
         await trx.insertInto('sk_message').values(row).execute();
@@ -630,42 +587,42 @@ export class ExternalStore implements SessionStore {
     });
   }
 
-  /** Every session id of the trees rooted at `roots`, roots first. */
-  async sessionTrees(roots: readonly string[]): Promise<string[]> {
-    const seen = new Set<string>();
-    let frontier = roots.filter((id) => !seen.has(id));
-    for (const id of frontier) seen.add(id);
-    while (frontier.length > 0) {
-      const children = await this.db.selectFrom('sk_session').select('id').where('parent_id', 'in', frontier).orderBy('id').execute();
-      frontier = children.map((c) => c.id).filter((id) => !seen.has(id));
-      for (const id of frontier) seen.add(id);
-    }
-    return [...seen];
-  }
-
   /** Deletes sessions with their children, messages, parts and now-unreferenced attachments. */
-  async deleteSessions(roots: readonly string[]): Promise<string[]> {
+  async deleteTrees(roots: readonly string[], options: { expectedVersions?: ReadonlyMap<string, number> } = {}): Promise<DeleteResult> {
     return this.guard('delete', async () => {
-      const ids = await this.sessionTrees(roots);
-      const present = new Set(
-        (ids.length ? await this.db.selectFrom('sk_session').select('id').where('id', 'in', ids).execute() : []).map((r) => r.id),
-      );
-      for (const id of ids) await this.deleteSessionRows(id, true);
-      return ids.filter((id) => present.has(id));
+      const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [] };
+      for (const root of roots) {
+        const tree = await this.sessionTrees([root]);
+        const versions = await this.sessionVersions(tree);
+        if (!versions.has(root)) continue;
+        const expected = options.expectedVersions;
+        if (expected && tree.some((id) => versions.has(id) && versions.get(id) !== expected.get(id))) {
+          result.changed.push(root);
+          continue;
+        }
+        for (const id of tree) {
+          if (!versions.has(id)) continue;
+          for (const partId of await this.deleteSessionRows(id, true)) result.partIds.push(partId);
+          result.sessionIds.push(id);
+        }
+        result.deleted.push(root);
+      }
+      return result;
     });
   }
 
-  /** Removes one session's rows (and, with `withSession`, the session itself). */
-  async deleteSessionRows(sessionId: string, withSession: boolean): Promise<void> {
+  /** Removes one session's rows (and, with `withSession`, the session itself); returns the part ids removed. */
+  async deleteSessionRows(sessionId: string, withSession: boolean): Promise<string[]> {
     const shas = new Set<string>();
+    const partIds: string[] = [];
     for (;;) {
-      // Attachment lists are read in pages: a session can have very many parts.
-      const rows = await this.page(
-        this.db.selectFrom('sk_part').select(['id', 'attachments']).where('session_id', '=', sessionId).where('att_count', '>', 0).orderBy('id'),
-        1000,
-      ).execute();
-      for (const r of rows) for (const s of parseSpans(r.attachments)) shas.add(s.s);
+      // Parts are removed in pages: a session can have very many, each with its attachment list.
+      const rows = await this.dialect.limit(this.db.selectFrom('sk_part').select(['id', 'attachments']).where('session_id', '=', sessionId).orderBy('id'), 1000).execute();
       if (rows.length === 0) break;
+      for (const r of rows) {
+        partIds.push(r.id);
+        for (const s of parseSpans(r.attachments)) shas.add(s.s);
+      }
       await this.db.deleteFrom('sk_part').where('id', 'in', rows.map((r) => r.id)).execute();
     }
     await this.db.transaction().execute(async (trx) => {
@@ -674,34 +631,17 @@ export class ExternalStore implements SessionStore {
       if (withSession) await trx.deleteFrom('sk_session').where('id', '=', sessionId).execute();
     });
     await this.collectAttachments([...shas]);
+    return partIds;
   }
 
   /** Drops attachments no part refers to any more. */
   private async collectAttachments(shas: readonly string[]): Promise<void> {
     for (const sha of new Set(shas)) {
-      const used = await this.page(
-        this.db.selectFrom('sk_part').select('id').where('att_count', '>', 0).where('attachments', 'like', `%${sha}%`),
-        1,
-      ).execute();
+      const used = await this.dialect.limit(this.db.selectFrom('sk_part').select('id').where('att_count', '>', 0).where('attachments', 'like', `%${sha}%`), 1).execute();
       if (used.length > 0) continue;
       await this.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', sha).execute();
       await this.db.deleteFrom('sk_attachment').where('sha256', '=', sha).execute();
     }
-  }
-
-  /**
-   * Makes every earlier commit durable: a synchronous commit of a real write flushes the WAL up to
-   * it (PostgreSQL's asynchronous commits are never reordered). Called before anything is deleted
-   * locally on the strength of the copy.
-   */
-  async durableBarrier(): Promise<void> {
-    if (this.kind !== 'postgres') return; // MySQL and SQL Server commit durably per statement here
-    await this.guard('flush', () =>
-      this.db.transaction().execute(async (trx) => {
-        await sql`SET LOCAL synchronous_commit = on`.execute(trx);
-        await trx.updateTable('sk_migrations').set((eb) => ({ applied_at: eb.ref('applied_at') })).where('version', '=', SCHEMA_VERSION).execute();
-      }),
-    );
   }
 
   async close(): Promise<void> {
@@ -709,85 +649,20 @@ export class ExternalStore implements SessionStore {
   }
 }
 
-function defaultProject(row: Record<string, SqlValue>): Record<string, SqlValue> {
-  return { id: String(row['project_id'] ?? 'global'), worktree: '/', time_created: 0, time_updated: 0, sandboxes: '[]' };
-}
-
-function sessionValues(row: Record<string, SqlValue>, extras: StoredSessionExtras | null): Omit<SkTables['sk_session'], 'messages' | 'parts' | 'bytes' | 'digest' | 'complete'> {
-  const id = row['id'];
-  if (typeof id !== 'string' || !id) throw new SkError('usage', 'a session needs an id');
+/** A stored session row as the list and the planner see it (drivers may hand BIGINTs over as strings). */
+function sessionFacts(r: Pick<SkTables['sk_session'], 'id' | 'parent_id' | 'title' | 'time_created' | 'time_updated' | 'time_archived'>): SessionRowFacts {
   return {
-    id,
-    project_id: String(row['project_id'] ?? 'global'),
-    parent_id: typeof row['parent_id'] === 'string' ? row['parent_id'] : null,
-    title: String(row['title'] ?? ''),
-    time_created: Number(row['time_created'] ?? 0),
-    time_updated: Number(row['time_updated'] ?? 0),
-    time_archived: typeof row['time_archived'] === 'number' ? row['time_archived'] : null,
-    row_json: JSON.stringify(row),
-    extras_json: extras ? JSON.stringify({ todos: extras.todos, share: extras.share, diff: extras.diff }) : null,
+    id: r.id,
+    parentId: r.parent_id,
+    title: r.title,
+    timeCreated: Number(r.time_created),
+    timeUpdated: Number(r.time_updated),
+    timeArchived: r.time_archived === null ? null : Number(r.time_archived),
   };
 }
 
-export function messageRow(input: MessageInput, kind: ExternalKind, withoutJson = false): MessageRow {
-  const body = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
-  return {
-    id: input.id,
-    session_id: input.sessionId,
-    time_created: input.timeCreated,
-    time_updated: input.timeUpdated,
-    bytes: body.length,
-    body,
-    data: withoutJson ? null : jsonCopy(body, kind),
-  };
+async function collect(pieces: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const piece of pieces) parts.push(piece);
+  return Buffer.concat(parts);
 }
-
-export function partRow(input: PartInput, bytes: number, cut: CutPart, kind: ExternalKind, withoutJson = false): PartRow {
-  return {
-    id: input.id,
-    message_id: input.messageId,
-    session_id: input.sessionId,
-    time_created: input.timeCreated,
-    time_updated: input.timeUpdated,
-    bytes,
-    body: cut.body,
-    data: withoutJson ? null : jsonCopy(cut.body, kind),
-    attachments: cut.spans.length > 0 ? JSON.stringify(cut.spans) : null,
-    att_count: cut.attachmentCount,
-    att_bytes: cut.attachmentBytes,
-    att_encoded: cut.encodedBytes,
-  };
-}
-
-/**
- * One stored row's line in its session's digest: ids, times, the body's length and sha256, and
- * the attachment list. The session digest is the sha256 of these lines sorted, so the server can
- * supply body hashes itself (no body crosses the network to verify) and order does not matter.
- */
-export function rowLine(kind: 'm' | 'p', id: string, created: number, updated: number, bodyBytes: number, bodySha: string, spans: string | null): string {
-  return `${kind}\0${id}\0${created}\0${updated}\0${bodyBytes}\0${bodySha}\0${spans ?? ''}`;
-}
-
-export function sessionDigest(lines: string[]): string {
-  const hash = createHash('sha256');
-  for (const line of lines.sort()) hash.update(`${line}\n`);
-  return hash.digest('hex');
-}
-
-export const sha256Hex = (body: Buffer): string => createHash('sha256').update(body).digest('hex');
-
-function patchRefs(node: unknown, bytes: ReadonlyMap<string, number>): void {
-  if (Array.isArray(node)) {
-    for (const item of node) patchRefs(item, bytes);
-  } else if (node && typeof node === 'object') {
-    const record = node as Record<string, unknown>;
-    const ref = record['ref'];
-    if (typeof ref === 'string' && typeof record['mime'] === 'string' && typeof record['bytes'] === 'number') {
-      const n = bytes.get(ref);
-      if (n !== undefined) record['bytes'] = n;
-      return;
-    }
-    for (const value of Object.values(record)) patchRefs(value, bytes);
-  }
-}
-

@@ -18,7 +18,7 @@
  *   often referenced, in chunks of at most 1 MB, so no row or read is large.
  */
 import { sql, type Kysely } from 'kysely';
-import type { ExternalKind } from './connection.js';
+import type { EngineDialect } from './dialect.js';
 
 export interface SkTables {
   sk_migrations: { version: number; name: string; applied_at: number };
@@ -66,55 +66,25 @@ export interface SkTables {
   sk_attachment_chunk: { sha256: string; seq: number; data: Buffer };
 }
 
-interface Types {
-  id: string;
-  text: string;
-  json: string;
-  blob: string;
-  suffix: string;
-}
-
-const TYPES: Record<ExternalKind, Types> = {
-  postgres: { id: 'VARCHAR(255)', text: 'TEXT', json: 'JSONB', blob: 'BYTEA', suffix: '' },
-  // Ids compare byte-wise as in SQLite (the default collations are case-insensitive).
-  mysql: {
-    id: 'VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin',
-    text: 'LONGTEXT',
-    json: 'JSON',
-    blob: 'LONGBLOB',
-    suffix: ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
-  },
-  sqlserver: { id: 'VARCHAR(255) COLLATE Latin1_General_BIN2', text: 'NVARCHAR(MAX)', json: 'NVARCHAR(MAX)', blob: 'VARBINARY(MAX)', suffix: '' },
-};
-
-function tableDdl(kind: ExternalKind, name: string, body: string): string {
-  const create = `CREATE TABLE ${name} (${body})${TYPES[kind].suffix}`;
-  if (kind === 'sqlserver') return `IF OBJECT_ID(N'${name}', N'U') IS NULL ${create}`;
-  return create.replace('CREATE TABLE', 'CREATE TABLE IF NOT EXISTS');
-}
-
-function indexDdl(kind: ExternalKind, name: string, table: string, columns: string): string {
-  if (kind === 'postgres') return `CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${columns})`;
-  if (kind === 'mysql') return `CREATE INDEX IF NOT EXISTS ${name} ON ${table} (${columns})`;
-  return `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'${name}') CREATE INDEX ${name} ON ${table} (${columns})`;
-}
+/** One step of a migration: a statement, or an action that needs to look before it acts. */
+type Step = string | ((db: Kysely<SkTables>) => Promise<void>);
 
 interface Migration {
   version: number;
   name: string;
-  statements: (kind: ExternalKind) => string[];
+  steps: (dialect: EngineDialect) => Step[];
 }
 
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'sessions, messages, parts, content-addressed attachments',
-    statements: (kind) => {
-      const t = TYPES[kind];
+    steps: (d) => {
+      const t = d.types;
+      const index = (name: string, table: string, columns: string): Step => (db) => d.ensureIndex(db, name, table, columns);
       return [
-        tableDdl(kind, 'sk_project', `id ${t.id} NOT NULL PRIMARY KEY, row_json ${t.json} NOT NULL`),
-        tableDdl(
-          kind,
+        d.createTable('sk_project', `id ${t.id} NOT NULL PRIMARY KEY, row_json ${t.json} NOT NULL`),
+        d.createTable(
           'sk_session',
           `id ${t.id} NOT NULL PRIMARY KEY, project_id ${t.id} NOT NULL, parent_id ${t.id} NULL, title ${t.text} NOT NULL,
            time_created BIGINT NOT NULL, time_updated BIGINT NOT NULL, time_archived BIGINT NULL,
@@ -122,43 +92,26 @@ export const MIGRATIONS: readonly Migration[] = [
            messages INT NOT NULL DEFAULT 0, parts INT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0,
            digest VARCHAR(64) NULL, complete SMALLINT NOT NULL DEFAULT 0`,
         ),
-        indexDdl(kind, 'sk_session_updated_idx', 'sk_session', 'time_updated, id'),
-        indexDdl(kind, 'sk_session_parent_idx', 'sk_session', 'parent_id'),
-        tableDdl(
-          kind,
+        index('sk_session_updated_idx', 'sk_session', 'time_updated, id'),
+        index('sk_session_parent_idx', 'sk_session', 'parent_id'),
+        d.createTable(
           'sk_message',
           `id ${t.id} NOT NULL PRIMARY KEY, session_id ${t.id} NOT NULL, time_created BIGINT NOT NULL, time_updated BIGINT NOT NULL,
            bytes BIGINT NOT NULL, body ${t.blob} NOT NULL, data ${t.json} NULL`,
         ),
-        indexDdl(kind, 'sk_message_session_idx', 'sk_message', 'session_id, time_created, id'),
-        tableDdl(
-          kind,
+        index('sk_message_session_idx', 'sk_message', 'session_id, time_created, id'),
+        d.createTable(
           'sk_part',
           `id ${t.id} NOT NULL PRIMARY KEY, message_id ${t.id} NOT NULL, session_id ${t.id} NOT NULL,
            time_created BIGINT NOT NULL, time_updated BIGINT NOT NULL, bytes BIGINT NOT NULL,
            body ${t.blob} NOT NULL, data ${t.json} NULL, attachments ${t.text} NULL,
            att_count INT NOT NULL DEFAULT 0, att_bytes BIGINT NOT NULL DEFAULT 0, att_encoded BIGINT NOT NULL DEFAULT 0`,
         ),
-        indexDdl(kind, 'sk_part_message_idx', 'sk_part', 'message_id, time_created, id'),
-        indexDdl(kind, 'sk_part_session_idx', 'sk_part', 'session_id'),
-        tableDdl(kind, 'sk_attachment', `sha256 CHAR(64) NOT NULL PRIMARY KEY, bytes BIGINT NOT NULL, chunks INT NOT NULL, complete SMALLINT NOT NULL DEFAULT 0`),
-        tableDdl(kind, 'sk_attachment_chunk', `sha256 CHAR(64) NOT NULL, seq INT NOT NULL, data ${t.blob} NOT NULL, PRIMARY KEY (sha256, seq)`),
-        // PostgreSQL: attachment chunks (PDFs, images) do not compress, so they are stored without
-        // trying; JSON copies use lz4 where the server has it (several times faster than pglz).
-        ...(kind === 'postgres'
-          ? [
-              'ALTER TABLE sk_attachment_chunk ALTER COLUMN data SET STORAGE EXTERNAL',
-              `DO $$ BEGIN
-                 IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
-                   ALTER TABLE sk_part ALTER COLUMN body SET COMPRESSION lz4;
-                   ALTER TABLE sk_part ALTER COLUMN data SET COMPRESSION lz4;
-                   ALTER TABLE sk_message ALTER COLUMN body SET COMPRESSION lz4;
-                   ALTER TABLE sk_message ALTER COLUMN data SET COMPRESSION lz4;
-                   ALTER TABLE sk_session ALTER COLUMN row_json SET COMPRESSION lz4;
-                 END IF;
-               END $$`,
-            ]
-          : []),
+        index('sk_part_message_idx', 'sk_part', 'message_id, time_created, id'),
+        index('sk_part_session_idx', 'sk_part', 'session_id'),
+        d.createTable('sk_attachment', `sha256 CHAR(64) NOT NULL PRIMARY KEY, bytes BIGINT NOT NULL, chunks INT NOT NULL, complete SMALLINT NOT NULL DEFAULT 0`),
+        d.createTable('sk_attachment_chunk', `sha256 CHAR(64) NOT NULL, seq INT NOT NULL, data ${t.blob} NOT NULL, PRIMARY KEY (sha256, seq)`),
+        ...d.tuning,
       ];
     },
   },
@@ -167,22 +120,23 @@ export const MIGRATIONS: readonly Migration[] = [
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
 /** Creates or upgrades the schema; returns the versions applied now (empty when up to date). */
-export async function migrateSchema(db: Kysely<SkTables>, kind: ExternalKind): Promise<number[]> {
-  await sql
-    .raw(tableDdl(kind, 'sk_migrations', `version INT NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at BIGINT NOT NULL`))
-    .execute(db);
+export async function migrateSchema(db: Kysely<SkTables>, dialect: EngineDialect): Promise<number[]> {
+  await sql.raw(dialect.createTable('sk_migrations', `version INT NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at BIGINT NOT NULL`)).execute(db);
   const done = new Set((await db.selectFrom('sk_migrations').select('version').execute()).map((r) => Number(r.version)));
   const applied: number[] = [];
   for (const migration of MIGRATIONS) {
     if (done.has(migration.version)) continue;
     const run = async (exec: Kysely<SkTables>): Promise<void> => {
-      for (const statement of migration.statements(kind)) await sql.raw(statement).execute(exec);
+      for (const step of migration.steps(dialect)) {
+        if (typeof step === 'string') await sql.raw(step).execute(exec);
+        else await step(exec);
+      }
       await exec.insertInto('sk_migrations').values({ version: migration.version, name: migration.name, applied_at: Date.now() }).execute();
     };
     try {
-      // PostgreSQL and SQL Server roll DDL back with the transaction; MySQL commits each statement.
-      if (kind === 'mysql') await run(db);
-      else await db.transaction().execute(run);
+      // Where DDL rolls back with its transaction, a step is all or nothing; elsewhere each statement commits.
+      if (dialect.transactionalDdl) await db.transaction().execute(run);
+      else await run(db);
     } catch (error) {
       // Another process ran the same step at the same moment: its row is there now.
       const again = await db.selectFrom('sk_migrations').select('version').where('version', '=', migration.version).executeTakeFirst();

@@ -117,5 +117,3 @@ CREATE TABLE IF NOT EXISTS \`__drizzle_migrations\` (
 
 /** Tables whose presence marks a database as OpenCode 1.x. */
 export const V1_TABLES = ['session', 'message', 'part'] as const;
-/** Tables that only OpenCode 2.x creates. */
-export const V2_TABLES = ['session_v2', 'session_message'] as const;

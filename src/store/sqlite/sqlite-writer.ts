@@ -1,36 +1,25 @@
 /**
- * The one write connection: evicting sessions and reclaiming their space. OpenCode may be writing
- * the same file, so every write transaction is short (one session tree at a time, or a batch of
- * event rows), foreign keys are on, and SQLite's busy timeout does the waiting.
+ * The one write connection to OpenCode's file: evicting sessions, putting them back, and
+ * reclaiming their space. OpenCode may be writing the same file, so every write transaction is
+ * short (whole session trees for about 50 ms, or a batch of event rows), foreign keys are on,
+ * and SQLite's busy timeout does the waiting.
  */
-import { rmSync, statfsSync, statSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SkError } from '../../core/errors.js';
-import { diffFilePath, sessionTrees } from './sqlite-archive.js';
-import { mapSqliteError, openDatabase, type OpenDatabase, type OpenOptions } from './open.js';
+import type { SessionItems } from '../session-items.js';
+import type { DeleteResult, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import { mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
+import { removeDiffFile } from './diff-files.js';
+import { sessionTrees, statement } from './rows.js';
+import { importSessions } from './session-import.js';
 
 const EVENT_DELETE_BATCH = 500;
 /** A write transaction stops taking more session trees after this long. */
 const TRANSACTION_BUDGET_MS = 50;
 const INCREMENTAL_VACUUM_PAGES = 4096;
 
-export interface DeleteResult {
-  /** Roots whose trees were deleted. */
-  deleted: string[];
-  /** Every session id deleted (roots and children). */
-  sessionIds: string[];
-  /** Part ids deleted, for the attachment cache. */
-  partIds: string[];
-  /** Roots left alone because they changed after they were archived. */
-  changed: string[];
-}
-
-export interface ReclaimResult {
-  mode: 'incremental' | 'vacuum' | 'none';
-  bytesBefore: number;
-  bytesAfter: number;
-}
-
+/** The file and its WAL, as the disk holds them. */
 export function fileBytes(path: string): number {
   const size = (p: string): number => {
     try {
@@ -42,41 +31,58 @@ export function fileBytes(path: string): number {
   return size(path) + size(`${path}-wal`);
 }
 
-export class SqliteWriter {
-  readonly open: OpenDatabase;
+export class SqliteWriter implements SessionWriter {
+  readonly kind = 'sqlite' as const;
+  readonly conn: SqliteConnection;
 
-  constructor(path: string, options: Omit<OpenOptions, 'readonly'> = {}) {
-    this.open = openDatabase(path, { ...options, readonly: false });
+  constructor(conn: SqliteConnection) {
+    this.conn = conn;
   }
 
-  private run<T>(fn: () => T): T {
+  static open(path: string, options: Omit<OpenOptions, 'readonly'> = {}): SqliteWriter {
+    return new SqliteWriter(openConnection(path, { ...options, readonly: false }));
+  }
+
+  get location(): string {
+    return this.conn.path;
+  }
+
+  private async run<T>(fn: () => T | Promise<T>): Promise<T> {
     try {
-      return fn();
+      return await fn();
     } catch (error) {
-      throw mapSqliteError(error, this.open.path);
+      throw mapSqliteError(error, this.conn.path);
     }
   }
 
-  /**
-   * Deletes each root with its child sessions, messages, parts, todos, shares, events and diff
-   * files. `archivedAt` maps a root to the `time_updated` each of its sessions had when archived:
-   * a tree that changed since is left alone, so nothing unarchived is lost.
-   */
-  deleteSessions(roots: readonly string[], archivedAt?: ReadonlyMap<string, number>): DeleteResult {
-    const { db, schema } = this.open;
+  /** Every session here is whole: a write transaction puts each one in entirely or not at all. */
+  sessionStates(ids: readonly string[]): Promise<Map<string, SessionState>> {
+    return this.run(() => {
+      const rows = statement(
+        this.conn.db,
+        `SELECT s.id, s.time_updated AS updated, (SELECT count(*) FROM message WHERE session_id = s.id) AS messages,
+                (SELECT count(*) FROM part WHERE session_id = s.id) AS parts
+         FROM session s WHERE s.id IN (SELECT value FROM json_each(?))`,
+      ).all(JSON.stringify(ids)) as { id: string; updated: number; messages: number; parts: number }[];
+      return new Map(rows.map((r) => [r.id, { updated: r.updated, whole: true, messages: r.messages, parts: r.parts }]));
+    });
+  }
+
+  deleteTrees(roots: readonly string[], options: { expectedVersions?: ReadonlyMap<string, number> } = {}): Promise<DeleteResult> {
+    const { db, schema } = this.conn;
+    const expected = options.expectedVersions;
     const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [] };
-    const has = (table: string): boolean => schema.tables.has(table);
-    const updatedOf = db.prepare('SELECT time_updated FROM session WHERE id = ?').pluck();
-    const partIdsOf = db.prepare('SELECT id FROM part WHERE session_id = ?').pluck();
-    const deleteParts = db.prepare('DELETE FROM part WHERE session_id = ?');
-    const deleteMessages = db.prepare('DELETE FROM message WHERE session_id = ?');
-    const deleteSession = db.prepare('DELETE FROM session WHERE id = ?');
+    const updatedOf = statement(db, 'SELECT time_updated FROM session WHERE id = ?').pluck();
+    const partIdsOf = statement(db, 'SELECT id FROM part WHERE session_id = ?').pluck();
+    const deleteParts = statement(db, 'DELETE FROM part WHERE session_id = ?');
+    const deleteMessages = statement(db, 'DELETE FROM message WHERE session_id = ?');
+    const deleteSession = statement(db, 'DELETE FROM session WHERE id = ?');
 
     /** Deletes one tree inside the open transaction; false when it changed since it was archived. */
     const deleteTree = (tree: string[]): boolean => {
-      if (archivedAt) {
+      if (expected) {
         for (const id of tree) {
-          const archived = archivedAt.get(id);
+          const archived = expected.get(id);
           if (archived === undefined || updatedOf.get(id) !== archived) return false;
         }
       }
@@ -99,7 +105,7 @@ export class SqliteWriter {
           const started = performance.now();
           do {
             const root = roots[next++] as string;
-            const tree = sessionTrees(this.open, [root]);
+            const tree = sessionTrees(this.conn, [root]);
             if (tree.length === 0) continue;
             if (!deleteTree(tree)) {
               result.changed.push(root);
@@ -110,8 +116,8 @@ export class SqliteWriter {
           } while (next < roots.length && performance.now() - started < TRANSACTION_BUDGET_MS);
         }).immediate();
       }
-      if (has('event') && has('event_sequence') && result.sessionIds.length > 0) this.deleteEvents(result.sessionIds);
-      for (const id of result.sessionIds) rmSync(diffFilePath(this.open.path, id), { force: true });
+      if (schema.tables.has('event') && schema.tables.has('event_sequence') && result.sessionIds.length > 0) this.deleteEvents(result.sessionIds);
+      for (const id of result.sessionIds) removeDiffFile(this.conn.path, id);
       return result;
     });
   }
@@ -123,12 +129,9 @@ export class SqliteWriter {
    * the whole unindexed event table once per row; their events are already gone.
    */
   private deleteEvents(sessionIds: readonly string[]): void {
-    const { db } = this.open;
+    const { db } = this.conn;
     const ids = JSON.stringify(sessionIds);
-    const rowids = db
-      .prepare('SELECT rowid FROM event WHERE aggregate_id IN (SELECT value FROM json_each(?))')
-      .pluck()
-      .all(ids) as number[];
+    const rowids = db.prepare('SELECT rowid FROM event WHERE aggregate_id IN (SELECT value FROM json_each(?))').pluck().all(ids) as number[];
     const deleteBatch = db.prepare('DELETE FROM event WHERE rowid IN (SELECT value FROM json_each(?))');
     for (let at = 0; at < rowids.length; at += EVENT_DELETE_BATCH) {
       const batch = JSON.stringify(rowids.slice(at, at + EVENT_DELETE_BATCH));
@@ -149,13 +152,20 @@ export class SqliteWriter {
     }
   }
 
+  importSessions(items: SessionItems, options: ImportOptions): Promise<ImportResult> {
+    return importSessions(this.conn, items, options);
+  }
+
+  /** Nothing elsewhere is ever deleted on the strength of a write here: commits are enough. */
+  async durable(): Promise<void> {}
+
   /**
    * Gives freed pages back to the file system: `incremental_vacuum` in short steps when the file
    * is in incremental mode, otherwise a full VACUUM (after checking there is room for its copy),
    * then a WAL checkpoint that truncates the WAL.
    */
-  reclaim(): ReclaimResult {
-    const { db, path } = this.open;
+  reclaim(): Promise<ReclaimResult> {
+    const { db, path } = this.conn;
     const bytesBefore = fileBytes(path);
     return this.run(() => {
       const autoVacuum = db.pragma('auto_vacuum', { simple: true }) as number;
@@ -179,7 +189,7 @@ export class SqliteWriter {
 
   /** VACUUM writes a full copy of the live pages (through the WAL): refuse when the disk lacks room. */
   private checkRoomForVacuum(): void {
-    const { db, path } = this.open;
+    const { db, path } = this.conn;
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     const livePages = (db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number);
     const needed = livePages * pageSize * 2;
@@ -194,8 +204,8 @@ export class SqliteWriter {
   }
 
   /** Converts the file to auto_vacuum=INCREMENTAL once (a VACUUM rewrites it), so later deletes can shrink it in steps. */
-  convertToIncremental(): ReclaimResult {
-    const { db, path } = this.open;
+  convertToIncremental(): Promise<ReclaimResult> {
+    const { db, path } = this.conn;
     const bytesBefore = fileBytes(path);
     return this.run(() => {
       if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2) {
@@ -208,7 +218,7 @@ export class SqliteWriter {
     });
   }
 
-  close(): void {
-    this.open.db.close();
+  async close(): Promise<void> {
+    this.conn.db.close();
   }
 }

@@ -7,12 +7,12 @@ import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SkError } from '../../core/errors.js';
+import { V8_STRING_LIMIT } from '../../core/page-rules.js';
 import { OPENCODE_SCHEMA_DDL, V1_TABLES } from './schema.js';
 
 export type Connection = Database.Database;
 
-/** V8's string limit, which better-sqlite3 also imposes on every value it reads. */
-export const V8_STRING_LIMIT = 536_870_888;
+export { V8_STRING_LIMIT };
 /** SQLite's compile-time SQLITE_MAX_LENGTH: no connection can read past it. */
 export const SQLITE_MAX_LENGTH = 1_000_000_000;
 
@@ -32,7 +32,8 @@ export interface SchemaInfo {
   unsupportedTables: string[];
 }
 
-export interface OpenDatabase {
+/** One open connection to OpenCode's file, with what was learnt opening it. */
+export interface SqliteConnection {
   db: Connection;
   path: string;
   schema: SchemaInfo;
@@ -151,7 +152,7 @@ export function detectSchema(db: Connection, path: string): SchemaInfo {
 }
 
 /** Opens OpenCode's database with its own pragmas; every failure is a one-line SkError. */
-export function openDatabase(path: string, options: OpenOptions = {}): OpenDatabase {
+export function openConnection(path: string, options: OpenOptions = {}): SqliteConnection {
   const readonly = options.readonly ?? true;
   if (!options.create || existsSync(path)) checkHeader(path);
   let db: Connection | undefined;

@@ -1,0 +1,266 @@
+/**
+ * Archive files read back as a stream (gunzipped when the name ends in .gz): for verification
+ * against what was written, and as session items for a restore. Nothing here holds a whole
+ * archive in memory; a part is collected whole only when a restore asks for its bytes.
+ */
+import { createReadStream } from 'node:fs';
+import { createGunzip } from 'node:zlib';
+import { EXTRA_KEY, idPrefix, MESSAGE_ID_KEYS, PART_ID_KEYS, unwrapRowJson, type MessageExtras, type SessionExtras } from '../../core/archive-format.js';
+import { SkError } from '../../core/errors.js';
+import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
+import type { Row, SessionHeader, SessionItem } from '../session-items.js';
+import { SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
+
+/** What the scan of an archive reports, in file order. */
+type ArchiveEvent =
+  | { kind: 'session'; index: number; extras: SessionExtras | null; info: Record<string, unknown> | null }
+  | { kind: 'message'; extras: MessageExtras | null; raw: Buffer }
+  | { kind: 'part'; raw: Buffer }
+  | { kind: 'sessionEnd'; summary: ArchivedSessionSummary };
+
+type Slot = 'sessionExtras' | 'sessionInfo' | 'messageExtras' | 'messageInfo' | 'part' | null;
+
+function slotOf(path: readonly PathItem[]): Slot {
+  if (path.length === 2 && path[1] === EXTRA_KEY) return 'sessionExtras';
+  if (path.length === 2 && path[1] === 'info') return 'sessionInfo';
+  if (path.length === 4 && path[1] === 'messages' && path[3] === EXTRA_KEY) return 'messageExtras';
+  if (path.length === 4 && path[1] === 'messages' && path[3] === 'info') return 'messageInfo';
+  if (path.length === 5 && path[1] === 'messages' && path[3] === 'parts') return 'part';
+  return null;
+}
+
+/**
+ * Scans an archive. Sessions are reported when their first message (or their end) arrives, so
+ * extras and info are known before any of their rows. With `parts: false` part bytes are only
+ * digested, never collected (verification).
+ */
+async function* scanArchive(path: string, options: { parts: boolean }): AsyncGenerator<ArchiveEvent> {
+  const ready: ArchiveEvent[] = [];
+  let sessionIndex = -1;
+  let extras: SessionExtras | null = null;
+  let info: Record<string, unknown> | null = null;
+  let announced = false;
+  let digest = new SessionDigest();
+  let messageExtras: MessageExtras | null = null;
+  let collected: Buffer[] = [];
+
+  const announce = (): void => {
+    if (announced || sessionIndex < 0) return;
+    announced = true;
+    ready.push({ kind: 'session', index: sessionIndex, extras, info });
+  };
+  const closeSession = (): void => {
+    if (sessionIndex < 0) return;
+    announce();
+    const id = String(extras?.session['id'] ?? info?.['id'] ?? '');
+    if (!id) throw new SkError('archive', `${path}: session #${sessionIndex} has no id`);
+    ready.push({ kind: 'sessionEnd', summary: digest.finish(id) });
+  };
+
+  const scanner = new JsonStreamScanner({
+    select: (p) => {
+      if (p.length === 1) {
+        closeSession();
+        sessionIndex = p[0] as number;
+        extras = null;
+        info = null;
+        announced = false;
+        digest = new SessionDigest();
+        return false;
+      }
+      const slot = slotOf(p);
+      if (slot === 'messageInfo' || slot === 'messageExtras' || slot === 'part') announce();
+      if (slot === 'messageInfo') digest.begin('message');
+      if (slot === 'part') digest.begin('part');
+      collected = [];
+      return slot !== null;
+    },
+    chunk: (p, bytes) => {
+      const slot = slotOf(p);
+      if (slot === 'messageInfo' || slot === 'part') digest.update(bytes);
+      if (slot !== 'part' || options.parts) collected.push(Buffer.from(bytes));
+    },
+    end: (p) => {
+      const slot = slotOf(p);
+      const raw = (): Buffer => Buffer.concat(collected);
+      const parse = <T>(): T => {
+        try {
+          return JSON.parse(raw().toString('utf8')) as T;
+        } catch {
+          throw new SkError('archive', `${path}: unreadable ${String(slot)} in session #${sessionIndex}`);
+        }
+      };
+      if (slot === 'sessionExtras') extras = parse<SessionExtras>();
+      else if (slot === 'sessionInfo') info = parse<Record<string, unknown>>();
+      else if (slot === 'messageExtras') messageExtras = parse<MessageExtras>();
+      else if (slot === 'messageInfo') {
+        ready.push({ kind: 'message', extras: messageExtras, raw: raw() });
+        messageExtras = null;
+      } else if (slot === 'part' && options.parts) ready.push({ kind: 'part', raw: raw() });
+      collected = [];
+    },
+  });
+
+  const input = createReadStream(path, { highWaterMark: 1024 * 1024 });
+  const stream = path.endsWith('.gz') ? input.pipe(createGunzip()) : input;
+  try {
+    for await (const chunk of stream) {
+      scanner.write(chunk as Buffer);
+      yield* ready.splice(0);
+    }
+    scanner.finish();
+    closeSession();
+    yield* ready.splice(0);
+  } catch (error) {
+    if (error instanceof SkError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new SkError('not-found', `no archive at ${path}`);
+    throw new SkError('archive', `${path} is not a readable archive (${(error as Error).message})`);
+  } finally {
+    input.destroy();
+  }
+}
+
+/** Every session of an archive with its counts and digest, read back from the file. */
+export async function readArchiveSummaries(path: string): Promise<ArchivedSessionSummary[]> {
+  const found: ArchivedSessionSummary[] = [];
+  for await (const event of scanArchive(path, { parts: false })) if (event.kind === 'sessionEnd') found.push(event.summary);
+  return found;
+}
+
+/**
+ * Reads an archive back and checks it against what was written: every session present with the
+ * same message and part counts and the same digest. Throws SkError('archive') on any difference.
+ */
+export async function verifyArchive(path: string, expected?: readonly ArchivedSessionSummary[]): Promise<ArchivedSessionSummary[]> {
+  const found = await readArchiveSummaries(path);
+  if (expected) {
+    const byId = new Map(found.map((s) => [s.id, s]));
+    for (const want of expected) {
+      const got = byId.get(want.id);
+      if (!got) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} is missing`);
+      if (got.messages !== want.messages || got.parts !== want.parts) {
+        throw new SkError(
+          'archive',
+          `archive ${path} failed verification: session ${want.id} has ${got.messages} messages/${got.parts} parts, expected ${want.messages}/${want.parts}`,
+        );
+      }
+      if (got.digest !== want.digest) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} differs`);
+    }
+  }
+  return found;
+}
+
+/** The session row an `opencode export` object implies, for archives made without our extras. */
+function rowFromInfo(info: Record<string, unknown>): Row {
+  // Every value below is a JSON primitive of the export object (or null), as the row stores it.
+  return rowFromInfoValues(info) as Row;
+}
+
+function rowFromInfoValues(info: Record<string, unknown>): Record<string, unknown> {
+  const time = (info['time'] ?? {}) as Record<string, number | undefined>;
+  const summary = info['summary'] as Record<string, unknown> | undefined;
+  const tokens = (info['tokens'] ?? {}) as Record<string, unknown>;
+  const cache = (tokens['cache'] ?? {}) as Record<string, unknown>;
+  const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
+  return {
+    id: info['id'],
+    project_id: info['projectID'] ?? 'global',
+    workspace_id: info['workspaceID'] ?? null,
+    parent_id: info['parentID'] ?? null,
+    slug: info['slug'] ?? String(info['id']),
+    directory: info['directory'] ?? '/',
+    path: info['path'] ?? null,
+    title: info['title'] ?? '',
+    version: info['version'] ?? '',
+    share_url: (info['share'] as { url?: string } | undefined)?.url ?? null,
+    summary_additions: summary?.['additions'] ?? null,
+    summary_deletions: summary?.['deletions'] ?? null,
+    summary_files: summary?.['files'] ?? null,
+    summary_diffs: json(summary?.['diffs']),
+    cost: info['cost'] ?? 0,
+    tokens_input: tokens['input'] ?? 0,
+    tokens_output: tokens['output'] ?? 0,
+    tokens_reasoning: tokens['reasoning'] ?? 0,
+    tokens_cache_read: cache['read'] ?? 0,
+    tokens_cache_write: cache['write'] ?? 0,
+    revert: json(info['revert']),
+    permission: json(info['permission']),
+    agent: info['agent'] ?? null,
+    model: json(info['model']),
+    time_created: time['created'] ?? 0,
+    time_updated: time['updated'] ?? time['created'] ?? 0,
+    time_compacting: time['compacting'] ?? null,
+    time_archived: time['archived'] ?? null,
+  };
+}
+
+/** A wrapped object's own row text, from our prefix or (foreign archives) by dropping the id keys. */
+function rowText(prefixFor: (id: string) => string, raw: Buffer, dropKeys: readonly string[]): { id: string; data: Buffer } {
+  const id = /^\{"id":("(?:[^"\\]|\\.)*")/.exec(raw.toString('utf8', 0, 300))?.[1];
+  const parsedId = id ? (JSON.parse(id) as string) : undefined;
+  if (parsedId) {
+    const exact = unwrapRowJson(prefixFor(parsedId), raw);
+    if (exact) return { id: parsedId, data: exact };
+  }
+  // Not written by us: parse (bounded by V8's limit) and drop the ids the export form added.
+  const object = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
+  const rowId = String(object['id'] ?? '');
+  for (const key of dropKeys) delete object[key];
+  return { id: rowId, data: Buffer.from(JSON.stringify(object)) };
+}
+
+/** The header of an archived session: our extras when present, else what the export object implies. */
+function headerOf(path: string, extras: SessionExtras | null, info: Record<string, unknown> | null): SessionHeader {
+  const session = (extras?.session as Row | undefined) ?? (info ? rowFromInfo(info) : null);
+  if (!session || typeof session['id'] !== 'string' || session['id'] === '') throw new SkError('archive', `${path}: a session without an id`);
+  const diff = extras?.diff;
+  return {
+    session,
+    project: (extras?.project as Row | null | undefined) ?? null,
+    todos: (extras?.todos as Row[] | undefined) ?? [],
+    share: (extras?.share as Row | null | undefined) ?? null,
+    diff: diff === undefined || diff === null ? null : Buffer.from(JSON.stringify(diff)),
+  };
+}
+
+/** An archive's sessions as items, for a restore: each row's own bytes, with the times it had. */
+export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
+  let sessionId = '';
+  let messageId = '';
+  let messageTimes: MessageExtras | null = null;
+  let partIndex = 0;
+  for await (const event of scanArchive(path, { parts: true })) {
+    switch (event.kind) {
+      case 'session': {
+        const header = headerOf(path, event.extras, event.info);
+        sessionId = header.session['id'] as string;
+        yield { kind: 'session', header };
+        break;
+      }
+      case 'message': {
+        const { id, data } = rowText((id) => idPrefix([id, sessionId], MESSAGE_ID_KEYS), event.raw, MESSAGE_ID_KEYS);
+        messageId = id;
+        messageTimes = event.extras;
+        partIndex = 0;
+        const created = event.extras?.time[0] ?? Number((JSON.parse(data.toString('utf8')) as { time?: { created?: number } }).time?.created ?? 0);
+        yield {
+          kind: 'message',
+          message: { id, sessionId, timeCreated: created, timeUpdated: event.extras?.time[1] ?? created, data },
+          partTimes: event.extras?.parts ?? [],
+        };
+        break;
+      }
+      case 'part': {
+        const { id, data } = rowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.raw, PART_ID_KEYS);
+        const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
+        partIndex++;
+        yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };
+        break;
+      }
+      case 'sessionEnd':
+        yield { kind: 'end', sessionId: event.summary.id };
+        break;
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Sessions into an archive file: a JSON array of OpenCode export objects (src/core/archive-format.ts),
+ * written from a stream of session items. Message and part objects are each row's own JSON bytes
+ * behind their ids, so a restore gets exactly what was stored; a digest of every object is kept
+ * per session for the read-back verification.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import {
+  ARCHIVE_FORMAT,
+  EXTRA_KEY,
+  idPrefix,
+  isWellFormedJson,
+  MESSAGE_ID_KEYS,
+  PART_ID_KEYS,
+  wrapRowJson,
+  type MessageExtras,
+  type SessionExtras,
+} from '../../core/archive-format.js';
+import { SkError } from '../../core/errors.js';
+import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
+import { isSyncIterable, rowId, type SessionItem, type SessionItems } from '../session-items.js';
+import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
+
+export interface ArchiveWriteResult {
+  path: string;
+  sessions: ArchivedSessionSummary[];
+  /** Uncompressed bytes written. */
+  bytes: number;
+}
+
+/** Turns items into archive text, one session object at a time. */
+class ArchiveSerializer {
+  readonly sessions: ArchivedSessionSummary[] = [];
+  private digest = new SessionDigest();
+  private sessionId = '';
+  private messageOpen = false;
+  private firstMessage = true;
+  private firstPart = true;
+
+  constructor(private readonly sink: ArchiveSink) {}
+
+  async take(item: SessionItem): Promise<void> {
+    const sink = this.sink;
+    switch (item.kind) {
+      case 'session': {
+        const { session, project, todos, share, diff } = item.header;
+        this.sessionId = rowId(session);
+        this.digest = new SessionDigest();
+        this.firstMessage = true;
+        const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share };
+        const extrasJson = JSON.stringify(extras);
+        await sink.write(
+          this.sessions.length > 0 ? ',\n' : '',
+          `{${JSON.stringify(EXTRA_KEY)}:`,
+          extrasJson.slice(0, -1),
+          ',"diff":',
+          diff && isWellFormedJson(diff) ? diff : 'null',
+          '},"info":',
+          JSON.stringify(toSessionInfo(session as unknown as SessionRow)),
+          ',"messages":[',
+        );
+        return;
+      }
+      case 'message': {
+        await this.closeMessage();
+        const { message } = item;
+        const messageExtras: MessageExtras = { time: [message.timeCreated, message.timeUpdated], parts: item.partTimes };
+        const info = wrapRowJson(idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS), message.data);
+        this.digest.begin('message');
+        for (const piece of info) this.digest.update(piece);
+        await sink.write(this.firstMessage ? '' : ',', `{${JSON.stringify(EXTRA_KEY)}:`, JSON.stringify(messageExtras), ',"info":', ...info, ',"parts":[');
+        this.firstMessage = false;
+        this.messageOpen = true;
+        this.firstPart = true;
+        return;
+      }
+      case 'part': {
+        const { part } = item;
+        const wrapped = wrapRowJson(idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS), part.data, part.jsonValid);
+        this.digest.begin('part');
+        for (const piece of wrapped) this.digest.update(piece);
+        await sink.write(this.firstPart ? '' : ',', ...wrapped);
+        this.firstPart = false;
+        return;
+      }
+      case 'end':
+        await this.closeMessage();
+        await sink.write(']}');
+        this.sessions.push(this.digest.finish(this.sessionId));
+        return;
+    }
+  }
+
+  private async closeMessage(): Promise<void> {
+    if (!this.messageOpen) return;
+    await this.sink.write(']}');
+    this.messageOpen = false;
+  }
+}
+
+/** Writes the sessions of `items` to `path` as one JSON array, atomically (`.gz` when the name ends so). */
+export async function writeArchive(items: SessionItems, path: string): Promise<ArchiveWriteResult> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const sink = new ArchiveSink(path);
+  const serializer = new ArchiveSerializer(sink);
+  try {
+    await sink.write('[');
+    // SQLite's items come synchronously: a plain loop spares a microtask per row.
+    if (isSyncIterable(items)) for (const item of items) await serializer.take(item);
+    else for await (const item of items) await serializer.take(item);
+    await sink.write(']\n');
+    await sink.commit();
+  } catch (error) {
+    sink.abort();
+    throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
+  }
+  return { path, sessions: serializer.sessions, bytes: sink.bytes };
+}

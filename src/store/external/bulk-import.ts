@@ -1,0 +1,403 @@
+/**
+ * Sessions into a server from a stream of items, fast and verified. Rows of many sessions are
+ * batched into INSERTs bounded in rows and bytes, a few in flight at once on pooled connections
+ * while later sessions are read and cut. Sessions are verified in groups on other connections:
+ * a group waits for the commits of its rows, reads back the server's digest of them (ids, times,
+ * body hashes: no body comes back) and compares it with what was sent; only then is a session
+ * marked complete. An interrupted copy leaves sessions incomplete, which the next copy replaces.
+ */
+import { sql, type RawBuilder } from 'kysely';
+import { SkError } from '../../core/errors.js';
+import { isSyncIterable, rowId, type SessionItem, type SessionItems } from '../session-items.js';
+import type { ImportOptions, ImportResult } from '../writer.js';
+import type { BulkRow } from './dialect.js';
+import { rowLine, sessionDigest, sha256Hex, type SessionCheck } from './digest.js';
+import type { ExternalStore, SmallAttachment } from './external-store.js';
+import { messageRow, type MessageRow, type PartRow } from './stored-rows.js';
+
+/** Bytes of row data per INSERT statement. */
+const BATCH_BYTES = 4 * 1024 * 1024;
+/** Batches inserting at once per table (the pool has 4 connections; attachments and reads need one). */
+const MAX_IN_FLIGHT = 2;
+/** Rows read back per verification group (and sessions per group). */
+const VERIFY_ROWS = 4000;
+const VERIFY_SESSIONS = 64;
+/** Verification groups running at once, beside the inserts. */
+const MAX_VERIFYING = 2;
+
+/**
+ * Reads one session's stored rows back (ids, times, the server's sha256 of each body, attachment
+ * lists: never the bodies) and digests them exactly as the copy did.
+ */
+export async function storedCheck(store: ExternalStore, sessionId: string): Promise<SessionCheck> {
+  const lines: string[] = [];
+  let messages = 0;
+  let parts = 0;
+  for (const table of ['sk_message', 'sk_part'] as const) {
+    let lastId: string | undefined;
+    for (;;) {
+      let query = store.db
+        .selectFrom(table)
+        .select(['id', 'time_created', 'time_updated', store.dialect.byteLength('body').as('n'), store.dialect.sha256Hex('body').as('sha')])
+        .select(table === 'sk_part' ? sql<string | null>`attachments`.as('spans') : sql<null>`NULL`.as('spans'))
+        .where('session_id', '=', sessionId)
+        .orderBy('id');
+      if (lastId !== undefined) query = query.where('id', '>', lastId);
+      const page = await store.dialect.limit(query, 2000).execute();
+      for (const r of page) {
+        lines.push(rowLine(table === 'sk_part' ? 'p' : 'm', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), r.spans));
+      }
+      if (table === 'sk_part') parts += page.length;
+      else messages += page.length;
+      if (page.length < 2000) break;
+      lastId = page[page.length - 1]?.id;
+    }
+  }
+  return { id: sessionId, messages, parts, digest: sessionDigest(lines) };
+}
+
+/**
+ * Checks of several sessions in one read (ids, times, the server's sha256 of each body): a
+ * session whose rows alone exceed VERIFY_ROWS is read in pages by `storedCheck`.
+ */
+async function storedChecks(store: ExternalStore, sent: readonly SessionCheck[]): Promise<Map<string, SessionCheck>> {
+  const checks = new Map<string, SessionCheck>();
+  if (sent.length === 1 || sent.reduce((n, s) => n + s.messages + s.parts, 0) > VERIFY_ROWS) {
+    for (const s of sent) checks.set(s.id, await storedCheck(store, s.id));
+    return checks;
+  }
+  const ids = sent.map((s) => s.id);
+  const lines = new Map<string, string[]>(ids.map((id) => [id, []]));
+  const counts = new Map<string, { messages: number; parts: number }>(ids.map((id) => [id, { messages: 0, parts: 0 }]));
+  for (const table of ['sk_message', 'sk_part'] as const) {
+    const rows = await store.db
+      .selectFrom(table)
+      .select(['session_id', 'id', 'time_created', 'time_updated', store.dialect.byteLength('body').as('n'), store.dialect.sha256Hex('body').as('sha')])
+      .select(table === 'sk_part' ? sql<string | null>`attachments`.as('spans') : sql<null>`NULL`.as('spans'))
+      .where('session_id', 'in', ids)
+      .execute();
+    for (const r of rows) {
+      lines.get(r.session_id)?.push(rowLine(table === 'sk_part' ? 'p' : 'm', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), r.spans));
+      const c = counts.get(r.session_id);
+      if (c && table === 'sk_part') c.parts++;
+      else if (c) c.messages++;
+    }
+  }
+  for (const id of ids) {
+    const c = counts.get(id) ?? { messages: 0, parts: 0 };
+    checks.set(id, { id, messages: c.messages, parts: c.parts, digest: sessionDigest(lines.get(id) ?? []) });
+  }
+  return checks;
+}
+
+/** A promise settled from outside, observed at once so a failure is never unhandled. */
+interface Ticket {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function ticket(): Ticket {
+  let resolve: () => void = () => undefined;
+  let reject: (error: unknown) => void = () => undefined;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+/**
+ * Rows of one table on their way to the server, across sessions: inserted in batches bounded in
+ * rows and bytes, up to MAX_IN_FLIGHT at once on pooled connections while the next batch is read.
+ * Each buffered row's `ticket()` settles when the batch holding it is committed.
+ */
+class RowBatch<T extends MessageRow | PartRow> {
+  private rows: { row: T; json: boolean }[] = [];
+  private attachments: SmallAttachment[] = [];
+  private bytes = 0;
+  private current = ticket();
+  /** INSERTs still running (on other pooled connections) while the next batch is read and cut. */
+  private inFlight: Promise<void>[] = [];
+  /** PostgreSQL: bodies sent once, the jsonb copy made by the server. */
+  readonly serverJson: boolean;
+
+  constructor(
+    private readonly store: ExternalStore,
+    private readonly table: 'sk_message' | 'sk_part',
+  ) {
+    this.serverJson = store.dialect.serverJson !== null;
+  }
+
+  /** Buffers a row; returns the promise of its batch's commit (boxed: an async function would wait for it). */
+  async add(row: T, json: boolean, attachments: readonly SmallAttachment[] = []): Promise<{ committed: Promise<void> }> {
+    this.rows.push({ row, json });
+    for (const a of attachments) this.attachments.push(a);
+    this.bytes += row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
+    const committed = this.current.promise;
+    if (this.rows.length >= this.store.dialect.batchRows || this.bytes >= BATCH_BYTES) await this.flush();
+    return { committed };
+  }
+
+  async flush(): Promise<void> {
+    // Up to MAX_IN_FLIGHT batches at once: the server parses and stores them on several backends.
+    while (this.inFlight.length >= MAX_IN_FLIGHT) await this.inFlight.shift();
+    if (this.rows.length === 0) return;
+    const rows = this.rows;
+    const attachments = this.attachments;
+    const done = this.current;
+    this.rows = [];
+    this.attachments = [];
+    this.bytes = 0;
+    this.current = ticket();
+    const insert = this.store.insertSmallAttachments(attachments).then(() => this.insert(rows));
+    insert.then(done.resolve, done.reject);
+    // Observed now so a failure is never unhandled; rethrown when it is awaited.
+    insert.catch(() => undefined);
+    this.inFlight.push(insert);
+  }
+
+  /** Waits for every INSERT; rethrows the first failure. */
+  async finish(): Promise<void> {
+    await this.flush();
+    const pending = this.inFlight.splice(0);
+    const results = await Promise.allSettled(pending);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private async run(rows: { row: T; json: boolean }[]): Promise<void> {
+    const serverJson = this.store.dialect.serverJson;
+    if (serverJson) await this.store.db.executeQuery(serverJson.bulkInsert(this.table, rows as unknown as BulkRow[]));
+    else await this.store.db.insertInto(this.table).values(rows.map((r) => r.row)).execute();
+  }
+
+  private async insert(all: { row: T; json: boolean }[]): Promise<void> {
+    // Big bodies whose JSON only the server checks go one per statement: a refusal costs one row.
+    const aloneAbove = this.store.dialect.serverJson?.aloneAbove ?? Infinity;
+    const alone = all.filter((r) => this.serverJson && r.json && r.row.body.length > aloneAbove);
+    const rows = alone.length ? all.filter((r) => !alone.includes(r)) : all;
+    for (const r of alone) {
+      try {
+        await this.run([r]);
+      } catch {
+        await this.run([{ row: r.row, json: false }]);
+      }
+    }
+    if (rows.length === 0) return;
+    try {
+      await this.run(rows);
+    } catch (error) {
+      // A JSON copy the engine refused (its JSON rules differ from JavaScript's): the exact body is
+      // what matters, so those rows go in one by one, without the queryable copy where needed.
+      const hasJson = (r: { row: T; json: boolean }): boolean => (this.serverJson ? r.json : r.row.data !== null);
+      if (rows.length === 1 && !hasJson(rows[0] as { row: T; json: boolean })) throw error;
+      for (const r of rows) {
+        try {
+          await this.run([r]);
+        } catch (inner) {
+          if (!hasJson(r)) throw inner;
+          await this.run([{ row: { ...r.row, data: null }, json: false }]);
+        }
+      }
+    }
+  }
+}
+
+interface Batches {
+  messages: RowBatch<MessageRow>;
+  parts: RowBatch<PartRow>;
+  /** project ids already stored by this copy */
+  projects: Set<string>;
+}
+
+/** A session whose rows were sent: verified once every batch holding them is committed. */
+interface SentSession {
+  sent: SessionCheck;
+  /** commits its rows wait on (batches and the session row) */
+  committed: Set<Promise<void>>;
+  /** source bytes (message and part JSON) */
+  bytes: number;
+}
+
+/** Marks verified sessions complete, with their counts, digest and source bytes, in one statement. */
+async function markComplete(store: ExternalStore, sessions: readonly SentSession[]): Promise<void> {
+  const caseOf = (value: (s: SentSession) => RawBuilder<unknown>): RawBuilder<unknown> =>
+    sql`CASE id ${sql.join(sessions.map((s) => sql`WHEN ${s.sent.id} THEN ${value(s)}`), sql` `)} END`;
+  await sql`UPDATE sk_session SET complete = 1,
+    digest = ${caseOf((s) => sql`${s.sent.digest}`)},
+    messages = ${caseOf((s) => sql.lit(s.sent.messages))},
+    parts = ${caseOf((s) => sql.lit(s.sent.parts))},
+    bytes = ${caseOf((s) => sql.lit(s.bytes))}
+    WHERE id IN (${sql.join(sessions.map((s) => s.sent.id))})`.execute(store.db);
+}
+
+/** One session on its way in: what was sent so far, for its digest. */
+interface Current {
+  id: string;
+  lines: string[];
+  messages: number;
+  parts: number;
+  bytes: number;
+  committed: Set<Promise<void>>;
+}
+
+class BulkImport {
+  private readonly batches: Batches;
+  private readonly result: ImportResult = { imported: [], skipped: [], bytes: 0 };
+  private group: SentSession[] = [];
+  private groupRows = 0;
+  private readonly verifying: Promise<void>[] = [];
+  private current: Current | null = null;
+  private skipping = false;
+  private readonly serverJson: boolean;
+
+  constructor(
+    private readonly store: ExternalStore,
+    private readonly options: ImportOptions,
+  ) {
+    this.batches = { messages: new RowBatch<MessageRow>(store, 'sk_message'), parts: new RowBatch<PartRow>(store, 'sk_part'), projects: new Set() };
+    this.serverJson = store.dialect.serverJson !== null;
+  }
+
+  private async present(id: string): Promise<boolean> {
+    if (this.options.present) return this.options.present.has(id);
+    return (await this.store.sessionStates([id])).has(id);
+  }
+
+  async take(item: SessionItem): Promise<void> {
+    const store = this.store;
+    switch (item.kind) {
+      case 'session': {
+        const { session, project, todos, share, diff } = item.header;
+        const id = rowId(session);
+        const extras = { todos, share, diff: diff ? diff.toString('utf8') : null };
+        const exists = await this.present(id);
+        this.skipping = exists && this.options.existing === 'skip';
+        if (this.skipping) {
+          this.result.skipped.push(id);
+          return;
+        }
+        const committed = new Set<Promise<void>>();
+        // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
+        if (exists) {
+          await store.deleteSessionRows(id, true);
+          await store.putSession(session, extras, project, false);
+        } else {
+          const inserted = store.insertNewSession(session, extras, project, this.batches.projects);
+          inserted.catch(() => undefined);
+          committed.add(inserted);
+        }
+        this.options.onRows?.(0, 1);
+        this.current = { id, lines: [], messages: 0, parts: 0, bytes: 0, committed };
+        return;
+      }
+      case 'message': {
+        if (this.skipping || !this.current) return;
+        const m = item.message;
+        const row = messageRow(m, store.dialect, this.serverJson);
+        const cur = this.current;
+        cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
+        cur.messages++;
+        cur.bytes += m.data.length;
+        const json = store.dialect.serverJson ? store.dialect.serverJson.acceptable(row.body) : false;
+        cur.committed.add((await this.batches.messages.add(row, json)).committed);
+        this.options.onRows?.(row.bytes, 1);
+        return;
+      }
+      case 'part': {
+        if (this.skipping || !this.current) return;
+        const p = item.part;
+        const { row, small, json } = await store.preparePartBatched(p);
+        const cur = this.current;
+        cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
+        cur.parts++;
+        cur.bytes += p.data.length;
+        cur.committed.add((await this.batches.parts.add(row, json, small)).committed);
+        this.options.onRows?.(row.bytes, 1);
+        return;
+      }
+      case 'end': {
+        if (this.skipping || !this.current) return;
+        const cur = this.current;
+        this.current = null;
+        this.result.bytes += cur.bytes;
+        const sent: SentSession = { sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(cur.lines) }, committed: cur.committed, bytes: cur.bytes };
+        const rows = cur.messages + cur.parts;
+        if (this.group.length > 0 && (this.groupRows + rows > VERIFY_ROWS || this.group.length >= VERIFY_SESSIONS)) await this.submit();
+        this.group.push(sent);
+        this.groupRows += rows;
+        return;
+      }
+    }
+  }
+
+  /** A group waits for its commits, reads its rows back, compares digests, and only then marks its sessions complete. */
+  private async verifyGroup(sessions: SentSession[]): Promise<void> {
+    const store = this.store;
+    await store.guard('migrate', () => Promise.all(sessions.flatMap((s) => [...s.committed])));
+    const stored = await store.guard('verify', () => storedChecks(store, sessions.map((s) => s.sent)));
+    for (const { sent } of sessions) {
+      const found = stored.get(sent.id) ?? { id: sent.id, messages: 0, parts: 0, digest: '' };
+      if (found.messages !== sent.messages || found.parts !== sent.parts || found.digest !== sent.digest) {
+        throw new SkError(
+          'corrupt',
+          `session ${sent.id} did not verify in ${store.location}: sent ${sent.messages} messages/${sent.parts} parts, found ${found.messages}/${found.parts}${found.digest === sent.digest ? '' : ', digests differ'}`,
+        );
+      }
+    }
+    await store.guard('migrate', () => markComplete(store, sessions));
+    for (const { sent } of sessions) {
+      this.result.imported.push({ id: sent.id, messages: sent.messages, parts: sent.parts });
+      await this.options.onSession?.(sent.id);
+    }
+  }
+
+  private async submit(): Promise<void> {
+    if (this.group.length === 0) return;
+    const sessions = this.group;
+    this.group = [];
+    this.groupRows = 0;
+    // The open batches go now, so the group's commits can come.
+    await this.store.guard('migrate', async () => {
+      await this.batches.messages.flush();
+      await this.batches.parts.flush();
+    });
+    while (this.verifying.length >= MAX_VERIFYING) await this.verifying.shift();
+    const verified = this.verifyGroup(sessions);
+    verified.catch(() => undefined);
+    this.verifying.push(verified);
+  }
+
+  async finish(): Promise<ImportResult> {
+    if (this.current) throw new SkError('archive', `session ${this.current.id} ended before its last row`);
+    await this.submit();
+    await this.store.guard('migrate', async () => {
+      await this.batches.messages.finish();
+      await this.batches.parts.finish();
+    });
+    for (const verified of this.verifying.splice(0)) await verified;
+    // Copies commit asynchronously where the engine allows: one durable barrier before anything relies on them.
+    await this.store.durable();
+    return this.result;
+  }
+
+  /** Waits for what is in flight, so no failure is left unobserved after an error. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.verifying, this.batches.messages.finish(), this.batches.parts.finish()]);
+  }
+}
+
+/** Every session of `items` into the server, verified; `existing` says what happens to one already there. */
+export async function importSessions(store: ExternalStore, items: SessionItems, options: ImportOptions): Promise<ImportResult> {
+  const bulk = new BulkImport(store, options);
+  try {
+    if (isSyncIterable(items)) for (const item of items) await store.guard('migrate', () => bulk.take(item));
+    else for await (const item of items) await store.guard('migrate', () => bulk.take(item));
+    return await bulk.finish();
+  } catch (error) {
+    await bulk.settle();
+    throw error;
+  }
+}

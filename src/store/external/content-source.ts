@@ -1,0 +1,116 @@
+/** The page builder's rows from a server: sizes from stored counters, small bodies in batched queries. */
+import { sql } from 'kysely';
+import { SkError } from '../../core/errors.js';
+import type { SessionRow } from '../../core/opencode-format.js';
+import { cutSessionPayload, PAGE_RULES } from '../../core/page-rules.js';
+import { attachmentRefName } from '../../core/part-scan.js';
+import type { ContentRow, ContentSource } from '../page-builder.js';
+import { parseSpans } from './codec.js';
+import type { ExternalStore } from './external-store.js';
+
+const { inlineFetchBytes, inlineTotalBytes, sessionPayloadColumns, sessionPayloadLimit } = PAGE_RULES;
+/** Inline bodies fetched in one query: drivers may carry binary columns as text first (bytea as hex). */
+const INLINE_BATCH_BYTES = 1024 * 1024;
+
+interface BodyRow {
+  id: string;
+  time_created: number;
+  bytes: number;
+  body: Buffer | null;
+  body_bytes: number;
+  attachments?: string | null;
+}
+
+function contentRow(row: BodyRow): ContentRow {
+  const spans = parseSpans(row.attachments ?? null);
+  const content: ContentRow = { id: row.id, timeCreated: Number(row.time_created), bytes: Number(row.bytes), fetchBytes: Number(row.body_bytes), data: row.body };
+  if (spans.length > 0) content.refBytes = new Map(spans.map((s) => [attachmentRefName(row.id, s.i), s.n]));
+  return content;
+}
+
+export class ExternalContentSource implements ContentSource {
+  constructor(private readonly store: ExternalStore) {}
+
+  get location(): string {
+    return this.store.location;
+  }
+
+  get readableLimit(): number {
+    return this.store.dialect.readableLimit;
+  }
+
+  async sessionRow(sessionId: string): Promise<SessionRow | undefined> {
+    const row = await this.store.sessionRow(sessionId);
+    if (!row) return undefined;
+    for (const c of sessionPayloadColumns) {
+      const value = row[c];
+      if (typeof value === 'string' && Buffer.byteLength(value) > sessionPayloadLimit) row[c] = cutSessionPayload(Buffer.byteLength(value));
+    }
+    return row;
+  }
+
+  async messages(sessionId: string, after: readonly [number, string] | null, limit: number): Promise<ContentRow[]> {
+    const { db, dialect } = this.store;
+    let query = db
+      .selectFrom('sk_message')
+      .select([
+        'id',
+        'time_created',
+        'bytes',
+        dialect.byteLength('body').as('body_bytes'),
+        sql<Buffer | null>`CASE WHEN ${dialect.byteLength('body')} <= ${sql.lit(inlineFetchBytes)} THEN body END`.as('body'),
+      ])
+      .where('session_id', '=', sessionId)
+      .orderBy('time_created')
+      .orderBy('id');
+    if (after) {
+      const [created, id] = after;
+      query = query.where((eb) => eb.or([eb('time_created', '>', created), eb.and([eb('time_created', '=', created), eb('id', '>', id)])]));
+    }
+    return ((await dialect.limit(query, limit).execute()) as BodyRow[]).map(contentRow);
+  }
+
+  /**
+   * A message's parts in page order, sizes first; bodies come inline (batched queries) while they
+   * are small and their total stays under the page rules' inline total, so a message with
+   * thousands of parts never arrives as one huge result. The rest are fetched one at a time.
+   */
+  async parts(messageId: string): Promise<ContentRow[]> {
+    const { db, dialect } = this.store;
+    const rows = (await db
+      .selectFrom('sk_part')
+      .select(['id', 'time_created', 'bytes', 'attachments', dialect.byteLength('body').as('body_bytes'), sql<null>`NULL`.as('body')])
+      .where('message_id', '=', messageId)
+      .orderBy('time_created')
+      .orderBy('id')
+      .execute()) as BodyRow[];
+    const inline: BodyRow[] = [];
+    let total = 0;
+    for (const row of rows) {
+      const size = Number(row.body_bytes);
+      if (size > inlineFetchBytes || total + size > inlineTotalBytes) continue;
+      total += size;
+      inline.push(row);
+    }
+    const byId = new Map(inline.map((row) => [row.id, row]));
+    for (let at = 0; at < inline.length; ) {
+      const ids: string[] = [];
+      for (let bytes = 0; at < inline.length && (ids.length === 0 || bytes < INLINE_BATCH_BYTES); at++) {
+        const row = inline[at] as BodyRow;
+        ids.push(row.id);
+        bytes += Number(row.body_bytes);
+      }
+      for (const fetched of await db.selectFrom('sk_part').select(['id', 'body']).where('id', 'in', ids).execute()) {
+        const row = byId.get(fetched.id);
+        if (row) row.body = fetched.body;
+      }
+    }
+    return rows.map(contentRow);
+  }
+
+  async payload(table: 'message' | 'part', row: ContentRow): Promise<Buffer> {
+    const fetched = await this.store.db.selectFrom(table === 'part' ? 'sk_part' : 'sk_message').select('body').where('id', '=', row.id).executeTakeFirst();
+    if (!fetched) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
+    return fetched.body;
+  }
+}

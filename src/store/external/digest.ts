@@ -1,0 +1,26 @@
+/**
+ * How a copy on a server is verified without bringing bodies back: each stored row becomes one
+ * line (ids, times, the body's length and sha256, its attachment list), and a session's digest
+ * is the sha256 of its lines sorted. The server supplies body hashes itself, so nothing large
+ * crosses the network to check a copy, and row order does not matter.
+ */
+import { createHash } from 'node:crypto';
+
+export interface SessionCheck {
+  id: string;
+  messages: number;
+  parts: number;
+  digest: string;
+}
+
+export function rowLine(kind: 'm' | 'p', id: string, created: number, updated: number, bodyBytes: number, bodySha: string, spans: string | null): string {
+  return `${kind}\0${id}\0${created}\0${updated}\0${bodyBytes}\0${bodySha}\0${spans ?? ''}`;
+}
+
+export function sessionDigest(lines: string[]): string {
+  const hash = createHash('sha256');
+  for (const line of lines.sort()) hash.update(`${line}\n`);
+  return hash.digest('hex');
+}
+
+export const sha256Hex = (body: Buffer): string => createHash('sha256').update(body).digest('hex');

@@ -1,0 +1,69 @@
+/**
+ * Where backends meet: a location (a SQLite file path, or a connection string) becomes a reader
+ * or a writer. Everything above the store floor opens stores here and sees only the interfaces;
+ * server drivers load only when a connection string asks for them.
+ */
+import { statSync } from 'node:fs';
+import { formatBytes } from '../core/bytes.js';
+import { isConnectionString, type StorageKind } from '../core/storage.js';
+import type { SessionReader } from './reader.js';
+import { SqliteReader } from './sqlite/sqlite-reader.js';
+import { SqliteWriter } from './sqlite/sqlite-writer.js';
+import type { SessionWriter } from './writer.js';
+
+export { isConnectionString };
+/** The SQLite file and its WAL as the disk holds them (0 for what is missing). */
+export { fileBytes } from './sqlite/sqlite-writer.js';
+
+async function external(): Promise<typeof import('./external/external-store.js')['ExternalStore']> {
+  return (await import('./external/external-store.js')).ExternalStore;
+}
+
+/** A reader for `location`; a server must already hold our schema. */
+export async function openReader(location: string): Promise<SessionReader> {
+  if (isConnectionString(location)) return (await external()).open(location);
+  return SqliteReader.open(location);
+}
+
+/** The SQLite file's reader, opened on this thread at once (a one-shot command, or a bad file failing early). */
+export function openFileReader(path: string): SessionReader {
+  return SqliteReader.open(path);
+}
+
+export interface WriterOptions {
+  /** SQLite: create the file in OpenCode's schema when it is missing. Servers always get our schema. */
+  create?: boolean;
+  /** Servers: a bulk copy (relaxed per-commit durability, one barrier at the end). */
+  bulk?: boolean;
+}
+
+/** A writer for `location` (on a server, our schema is created or upgraded first). */
+export async function openWriter(location: string, options: WriterOptions = {}): Promise<SessionWriter> {
+  if (isConnectionString(location)) return (await external()).open(location, { create: true, bulk: options.bulk ?? false });
+  return SqliteWriter.open(location, { create: options.create ?? false });
+}
+
+export interface LocationProbe {
+  kind: StorageKind;
+  /** The path, or the connection string with its password masked. */
+  location: string;
+  /** What was found there, in a few words. */
+  detail: string;
+}
+
+/** Whether a location can be opened: a SQLite file is read (its sessions counted), a server connected to. */
+export async function probeLocation(location: string): Promise<LocationProbe> {
+  if (isConnectionString(location)) {
+    const { connect } = await import('./external/connection.js');
+    const opened = await connect(location, 1);
+    await opened.db.destroy().catch(() => undefined);
+    return { kind: opened.conn.kind, location: opened.conn.display, detail: `connected to ${opened.conn.display}` };
+  }
+  const reader = SqliteReader.open(location);
+  try {
+    const { rootSessions } = await reader.storeSize();
+    return { kind: 'sqlite', location, detail: `SQLite file ${location} is readable: ${formatBytes(statSync(location).size)}, ${rootSessions} root sessions` };
+  } finally {
+    await reader.close();
+  }
+}

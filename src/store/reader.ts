@@ -1,0 +1,70 @@
+/**
+ * What every backend can be asked: pages and sizes for people (PageReader, all a UI needs), and
+ * the facts retention plans from and the session streams transfers move (SessionReader). Reads
+ * are paged and sized without loading payloads; attachments leave as files, never as strings.
+ */
+import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../core/api.js';
+import type { SessionFacts } from '../core/planner.js';
+import type { StorageKind } from '../core/storage.js';
+import type { SessionItems } from './session-items.js';
+
+export interface PageReader {
+  readonly kind: StorageKind;
+  /** The file path, or the connection string with its password masked. */
+  readonly location: string;
+  /**
+   * True when `dataVersion` changes with every commit of any writer, so a cached page can be
+   * trusted until it does (SQLite's data_version); false where no such mark is cheap (servers).
+   */
+  readonly pagesCacheable: boolean;
+  /** A number that changes whenever another connection commits: cached pages are stale then. */
+  dataVersion(): Promise<number>;
+  stats(options?: StatsOptions): Promise<StatsResult>;
+  listSessions(options?: PageOptions): Promise<ListResult>;
+  showSession(sessionId: string, options?: PageOptions): Promise<ShowResult>;
+  /** Decodes one attachment into the cache directory, or straight into `out` when given. */
+  extractAttachment(ref: string, cacheDir: string, out?: string): Promise<AttachmentResult>;
+  close(): Promise<void>;
+}
+
+export interface SessionCounts {
+  messages: number;
+  parts: number;
+}
+
+export interface StoreSize {
+  /** What the store would occupy after a full reclaim (SQLite: pages in use). */
+  liveBytes: number;
+  rootSessions: number;
+}
+
+export interface RetentionFacts {
+  /** One entry per root session, its children's rows counted in. */
+  facts: SessionFacts[];
+  /** The `storeBytes` the planner measures `maxSizeMB` against. */
+  storeBytes: number;
+}
+
+export interface SessionReader extends PageReader {
+  /** Those of `ids` that are not sessions here, in the given order. */
+  missingSessions(ids: readonly string[]): Promise<string[]>;
+  /** Every session id of the trees rooted at `roots`: roots first, then their children. */
+  sessionTrees(roots: readonly string[]): Promise<string[]>;
+  /** `time_updated` of each session that exists. */
+  sessionVersions(ids: readonly string[]): Promise<Map<string, number>>;
+  sessionCounts(ids: readonly string[]): Promise<Map<string, SessionCounts>>;
+  /** Bytes of message and part data of these sessions (all when omitted): what a copy will move. */
+  contentBytes(ids?: readonly string[]): Promise<number>;
+  /** Every session id, in id order (for whole-store copies). */
+  allSessionIds(): Promise<string[]>;
+  /** Root sessions created before `cutoff` (epoch ms), oldest first. */
+  rootsCreatedBefore(cutoff: number): Promise<string[]>;
+  /** The cheap figures that tell, most of the time, that no retention limit is exceeded. */
+  storeSize(): Promise<StoreSize>;
+  /** The oldest root session's times (null when there is none). */
+  oldestRoot(): Promise<{ created: number | null; updated: number | null }>;
+  /** Per-root facts for the planner; with `withBytes`, what evicting each would free. */
+  retentionFacts(withBytes: boolean): Promise<RetentionFacts>;
+  /** The sessions' rows, one session after another, each read consistently. */
+  exportSessions(ids: readonly string[]): SessionItems;
+}

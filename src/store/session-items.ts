@@ -1,0 +1,64 @@
+/**
+ * The rows of whole sessions as one store hands them to another: archive files, restore, migrate
+ * and offload all move sessions as this stream. Payloads are Buffers (off the V8 heap), each row
+ * as stored, so whatever reads them back gets the same bytes.
+ */
+
+/** A column value as stored: payload columns arrive as Buffers. */
+export type RowValue = string | number | bigint | Buffer | null;
+export type Row = Record<string, RowValue>;
+
+export interface SessionHeader {
+  /** The `session` row, every column as stored. */
+  session: Row;
+  /** The `project` row it belongs to (restored when the target lacks it). */
+  project: Row | null;
+  todos: Row[];
+  share: Row | null;
+  /** `storage/session_diff/<id>.json` beside the database, as written, when there is one. */
+  diff: Buffer | null;
+}
+
+export interface MessageRecord {
+  id: string;
+  sessionId: string;
+  timeCreated: number;
+  timeUpdated: number;
+  /** `message.data`, the row's own JSON bytes. */
+  data: Buffer;
+}
+
+export interface PartRecord {
+  id: string;
+  sessionId: string;
+  messageId: string;
+  timeCreated: number;
+  timeUpdated: number;
+  /** `part.data`, the row's own JSON bytes. */
+  data: Buffer;
+  /** Whether `data` is well-formed JSON, when the store already knows (spares the reader a parse). */
+  jsonValid?: boolean;
+}
+
+/**
+ * One session is `session`, then each `message` followed by its `part`s, then `end`. A message
+ * announces its parts' times first, because an archive writes them before the parts themselves.
+ */
+export type SessionItem =
+  | { kind: 'session'; header: SessionHeader }
+  | { kind: 'message'; message: MessageRecord; partTimes: [number, number][] }
+  | { kind: 'part'; part: PartRecord }
+  | { kind: 'end'; sessionId: string };
+
+/** SQLite produces items synchronously, servers asynchronously; consumers take either. */
+export type SessionItems = Iterable<SessionItem> | AsyncIterable<SessionItem>;
+
+export function isSyncIterable<T>(items: Iterable<T> | AsyncIterable<T>): items is Iterable<T> {
+  return typeof (items as Iterable<T>)[Symbol.iterator] === 'function';
+}
+
+export const rowId = (row: Row): string => {
+  const id = row['id'];
+  if (typeof id !== 'string' || id === '') throw new TypeError('a session row without an id');
+  return id;
+};

@@ -1,0 +1,133 @@
+/**
+ * Reading message and part rows: sizes first (octet_length reads no payload), data inline only
+ * while a result stays small, the rest fetched one value at a time as a BLOB (a Buffer, off the
+ * V8 heap). Shared by the page source, the session export and the copy to a server.
+ */
+import type Database from 'better-sqlite3';
+import { SkError } from '../../core/errors.js';
+import type { SqliteConnection } from './connection.js';
+
+export interface PayloadRow {
+  id: string;
+  timeCreated: number;
+  timeUpdated: number;
+  bytes: number;
+  /** The row's JSON as a Buffer, or null when it was too big to come inline. */
+  data: Buffer | null;
+}
+
+export interface PartRow extends PayloadRow {
+  messageId: string;
+  /** SQLite's json_valid of inline data (its C parser is several times faster than JSON.parse). */
+  valid: 0 | 1 | null;
+}
+
+const statements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+
+/** Prepares each SQL text once per connection. */
+export function statement(db: Database.Database, sql: string): Database.Statement {
+  let cache = statements.get(db);
+  if (!cache) {
+    cache = new Map();
+    statements.set(db, cache);
+  }
+  let stmt = cache.get(sql);
+  if (!stmt) {
+    stmt = db.prepare(sql);
+    cache.set(sql, stmt);
+  }
+  return stmt;
+}
+
+/** Columns of a message page: sizes, and data only up to `inlineBytes`. */
+const messageColumns = (inlineBytes: number): string =>
+  `id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
+   CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN CAST(data AS BLOB) END AS data`;
+
+/** Up to `limit` messages of a session after (time_created, id), in that order. */
+export function messagesAfter(
+  conn: SqliteConnection,
+  sessionId: string,
+  after: readonly [number, string] | null,
+  limit: number,
+  inlineBytes: number,
+): PayloadRow[] {
+  const columns = messageColumns(inlineBytes);
+  if (!after) {
+    return statement(conn.db, `SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`).all(sessionId, limit) as PayloadRow[];
+  }
+  const [created, id] = after;
+  return statement(
+    conn.db,
+    `SELECT ${columns} FROM message WHERE session_id = ? AND (time_created > ? OR (time_created = ? AND id > ?))
+     ORDER BY time_created, id LIMIT ?`,
+  ).all(sessionId, created, created, id, limit) as PayloadRow[];
+}
+
+/**
+ * Parts of `messageIds`, grouped by message in the given order, each group by (time_created, id).
+ * Rows are stepped one at a time; once `inlineTotal` bytes have come inline, later rows keep only
+ * their sizes (their data is fetched alone when needed), so a batch never holds more than that.
+ * Sorting happens here, not in SQL: an ORDER BY would make SQLite sort whole rows, data included.
+ */
+export function partsOfMessages(
+  conn: SqliteConnection,
+  messageIds: readonly string[],
+  inlineBytes: number,
+  inlineTotal: number,
+): Map<string, PartRow[]> {
+  const grouped = new Map<string, PartRow[]>(messageIds.map((id) => [id, []]));
+  const rows = statement(
+    conn.db,
+    `SELECT p.id, p.message_id AS messageId, p.time_created AS timeCreated, p.time_updated AS timeUpdated,
+            octet_length(p.data) AS bytes, CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END AS data,
+            CASE WHEN octet_length(p.data) <= @inlineBytes THEN json_valid(p.data) END AS valid
+     FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))`,
+  ).iterate({ ids: JSON.stringify(messageIds), inlineBytes }) as IterableIterator<PartRow>;
+  let inline = 0;
+  for (const row of rows) {
+    if (row.data) {
+      if (inline + row.data.length > inlineTotal) {
+        row.data = null;
+        row.valid = null;
+      } else inline += row.data.length;
+    }
+    grouped.get(row.messageId)?.push(row);
+  }
+  for (const parts of grouped.values()) {
+    parts.sort((a, b) => a.timeCreated - b.timeCreated || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+  return grouped;
+}
+
+/** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). */
+export function payloadOf(conn: SqliteConnection, table: 'part' | 'message', row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
+  if (row.data) return row.data;
+  if (row.bytes > conn.readableLimit) {
+    throw new SkError('too-big', `${table} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
+  }
+  const data = statement(conn.db, `SELECT CAST(data AS BLOB) FROM "${table}" WHERE id = ?`).pluck().get(row.id);
+  if (!Buffer.isBuffer(data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
+  return data;
+}
+
+/** Every session id of the trees rooted at `rootIds` (roots first, then children), deduplicated. */
+export function sessionTrees(conn: SqliteConnection, rootIds: readonly string[]): string[] {
+  const stmt = statement(
+    conn.db,
+    `WITH RECURSIVE tree(id, depth) AS (SELECT id, 0 FROM session WHERE id = ?
+       UNION SELECT s.id, tree.depth + 1 FROM session s JOIN tree ON s.parent_id = tree.id)
+     SELECT id FROM tree ORDER BY depth, id`,
+  );
+  const seen = new Set<string>();
+  for (const root of rootIds) for (const id of stmt.pluck().all(root) as string[]) seen.add(id);
+  return [...seen];
+}
+
+/** `time_updated` of each of `ids` that exists. */
+export function sessionVersions(conn: SqliteConnection, ids: readonly string[]): Map<string, number> {
+  const rows = statement(conn.db, 'SELECT id, time_updated AS updated FROM session WHERE id IN (SELECT value FROM json_each(?))').all(
+    JSON.stringify(ids),
+  ) as { id: string; updated: number }[];
+  return new Map(rows.map((r) => [r.id, r.updated]));
+}

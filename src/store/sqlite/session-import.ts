@@ -1,0 +1,172 @@
+/**
+ * Sessions into OpenCode's file from a stream of items (restore from an archive or a server).
+ * Each session goes in inside one write transaction with foreign keys on, so it is there whole or
+ * not at all; data goes in with `CAST(? AS TEXT)`, so no payload becomes a JS string and every
+ * row comes back as it was. A session's items are gathered first (up to a bound) so that the
+ * write lock is held only while writing, not while the source is read.
+ */
+import { SkError } from '../../core/errors.js';
+import { defaultProjectRow } from '../../core/opencode-format.js';
+import { isSyncIterable, rowId, type MessageRecord, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems } from '../session-items.js';
+import type { ImportOptions, ImportResult } from '../writer.js';
+import { mapSqliteError, type SqliteConnection } from './connection.js';
+import { restoreDiffFile } from './diff-files.js';
+import { statement } from './rows.js';
+
+/** Bytes of one session held before writing starts; a bigger session is written as it arrives. */
+const GATHER_BYTES = 32 * 1024 * 1024;
+
+class SessionImporter {
+  private readonly columns = new Map<string, Set<string>>();
+  private readonly result: ImportResult = { imported: [], skipped: [], bytes: 0 };
+  private header: SessionHeader | null = null;
+  private skipping = false;
+  private pending: SessionItem[] = [];
+  private pendingBytes = 0;
+  private writing = false;
+  private messages = 0;
+  private parts = 0;
+
+  constructor(
+    private readonly conn: SqliteConnection,
+    private readonly options: ImportOptions,
+  ) {}
+
+  private columnsOf(table: string): Set<string> {
+    let present = this.columns.get(table);
+    if (!present) {
+      present = new Set(this.conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[]);
+      this.columns.set(table, present);
+    }
+    return present;
+  }
+
+  /** Inserts the columns this database has (an archive from another version may have more or fewer). */
+  private insertRow(table: string, row: Row, orIgnore = false): void {
+    const present = this.columnsOf(table);
+    const keys = Object.keys(row).filter((k) => present.has(k));
+    if (keys.length === 0) return;
+    statement(
+      this.conn.db,
+      `INSERT ${orIgnore ? 'OR IGNORE ' : ''}INTO "${table}" (${keys.map((k) => `"${k}"`).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`,
+    ).run(...keys.map((k) => row[k] ?? null));
+  }
+
+  private insertMessage(m: MessageRecord): void {
+    statement(this.conn.db, 'INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, CAST(? AS TEXT))').run(
+      m.id,
+      m.sessionId,
+      m.timeCreated,
+      m.timeUpdated,
+      m.data,
+    );
+  }
+
+  private insertPart(p: PartRecord): void {
+    statement(
+      this.conn.db,
+      'INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT))',
+    ).run(p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated, p.data);
+  }
+
+  private exists(id: string): boolean {
+    return statement(this.conn.db, 'SELECT 1 FROM session WHERE id = ?').pluck().get(id) !== undefined;
+  }
+
+  private beginWriting(): void {
+    const header = this.header as SessionHeader;
+    const id = rowId(header.session);
+    this.conn.db.exec('BEGIN IMMEDIATE');
+    this.writing = true;
+    if (this.options.existing === 'replace' && this.exists(id)) {
+      statement(this.conn.db, 'DELETE FROM part WHERE session_id = ?').run(id);
+      statement(this.conn.db, 'DELETE FROM message WHERE session_id = ?').run(id);
+      statement(this.conn.db, 'DELETE FROM session WHERE id = ?').run(id);
+    }
+    this.insertRow('project', header.project ?? defaultProjectRow(header.session['project_id']), true);
+    this.insertRow('session', header.session);
+    for (const todo of header.todos) this.insertRow('todo', todo);
+    if (header.share) this.insertRow('session_share', header.share);
+  }
+
+  private write(item: SessionItem): void {
+    if (item.kind === 'message') {
+      this.insertMessage(item.message);
+      this.messages++;
+      this.options.onRows?.(item.message.data.length, 1);
+      this.result.bytes += item.message.data.length;
+    } else if (item.kind === 'part') {
+      this.insertPart(item.part);
+      this.parts++;
+      this.options.onRows?.(item.part.data.length, 1);
+      this.result.bytes += item.part.data.length;
+    }
+  }
+
+  async take(item: SessionItem): Promise<void> {
+    if (item.kind === 'session') {
+      this.header = item.header;
+      const id = rowId(item.header.session);
+      this.skipping = this.options.existing === 'skip' && this.exists(id);
+      this.messages = 0;
+      this.parts = 0;
+      if (this.skipping) this.result.skipped.push(id);
+      return;
+    }
+    if (this.skipping || !this.header) return;
+    if (item.kind === 'end') {
+      await this.finishSession();
+      return;
+    }
+    if (this.writing) {
+      this.write(item);
+      return;
+    }
+    this.pending.push(item);
+    this.pendingBytes += item.kind === 'message' ? item.message.data.length : item.part.data.length;
+    // A session too big to gather is written as it arrives, its transaction held until its end.
+    if (this.pendingBytes > GATHER_BYTES) this.flushPending();
+  }
+
+  private flushPending(): void {
+    if (!this.writing) this.beginWriting();
+    for (const item of this.pending) this.write(item);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private async finishSession(): Promise<void> {
+    const header = this.header as SessionHeader;
+    const id = rowId(header.session);
+    this.flushPending();
+    this.conn.db.exec('COMMIT');
+    this.writing = false;
+    if (header.diff) restoreDiffFile(this.conn.path, id, header.diff);
+    this.result.imported.push({ id, messages: this.messages, parts: this.parts });
+    this.header = null;
+    await this.options.onSession?.(id);
+  }
+
+  abort(): void {
+    if (this.writing && this.conn.db.inTransaction) this.conn.db.exec('ROLLBACK');
+    this.writing = false;
+  }
+
+  finish(): ImportResult {
+    if (this.header && !this.skipping) throw new SkError('archive', `session ${rowId(this.header.session)} ended before its last row`);
+    return this.result;
+  }
+}
+
+/** Puts every session of `items` in, each whole; `existing` says what happens to one already there. */
+export async function importSessions(conn: SqliteConnection, items: SessionItems, options: ImportOptions): Promise<ImportResult> {
+  const importer = new SessionImporter(conn, options);
+  try {
+    if (isSyncIterable(items)) for (const item of items) await importer.take(item);
+    else for await (const item of items) await importer.take(item);
+    return importer.finish();
+  } catch (error) {
+    importer.abort();
+    throw error instanceof SkError ? error : mapSqliteError(error, conn.path);
+  }
+}

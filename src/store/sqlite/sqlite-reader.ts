@@ -1,0 +1,321 @@
+/**
+ * OpenCode's own file, read with the memory rules of DESIGN.md section 3. Payload columns are
+ * sized with octet_length (which reads no payload), fetched as BLOBs (Buffers outside the V8 heap)
+ * one large value at a time, and reduced before anything is parsed.
+ */
+import { existsSync, statSync } from 'node:fs';
+import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionSummary, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
+import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
+import { SkError } from '../../core/errors.js';
+import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
+import { attachmentFilename, attachmentRefName, findAttachments, parseAttachmentRef } from '../../core/part-scan.js';
+import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
+import { crossedThresholds } from '../../core/thresholds.js';
+import { AttachmentCache } from '../attachment-cache.js';
+import { buildShowPage } from '../page-builder.js';
+import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
+import type { SessionItem } from '../session-items.js';
+import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
+import { SqliteContentSource } from './content-source.js';
+import { exportSessions } from './session-export.js';
+import { payloadOf, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
+
+/** Pages in use: what the file would be after a full reclaim. */
+export function liveBytes(conn: SqliteConnection): number {
+  const { db } = conn;
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  return ((db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number)) * pageSize;
+}
+
+export class SqliteReader implements SessionReader {
+  readonly kind = 'sqlite' as const;
+  readonly pagesCacheable = true;
+  readonly conn: SqliteConnection;
+
+  constructor(conn: SqliteConnection) {
+    this.conn = conn;
+  }
+
+  static open(path: string, options: Omit<OpenOptions, 'readonly'> = {}): SqliteReader {
+    return new SqliteReader(openConnection(path, { ...options, readonly: true }));
+  }
+
+  get location(): string {
+    return this.conn.path;
+  }
+
+  private has(table: string): boolean {
+    return this.conn.schema.tables.has(table);
+  }
+
+  /** Runs a read, mapping SQLite's failures to one-line errors. */
+  private async read<T>(fn: () => T | Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw mapSqliteError(error, this.conn.path);
+    }
+  }
+
+  dataVersion(): Promise<number> {
+    return this.read(() => this.conn.db.pragma('data_version', { simple: true }) as number);
+  }
+
+  stats(options: StatsOptions = {}): Promise<StatsResult> {
+    return this.read(() => this.statsNow(options));
+  }
+
+  private statsNow(options: StatsOptions): StatsResult {
+    const { db, path, readableLimit } = this.conn;
+    const fileBytes = statSync(path).size;
+    const walBytes = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    const freePages = db.pragma('freelist_count', { simple: true }) as number;
+    const autoVacuumMode = db.pragma('auto_vacuum', { simple: true }) as number;
+    const count = (sql: string): number => db.prepare(sql).pluck().get() as number;
+
+    const tables: StatsResult['tables'] = [];
+    for (const [name, payload] of [
+      ['session', 'coalesce(octet_length(summary_diffs),0) + coalesce(octet_length(revert),0)'],
+      ['message', 'octet_length(data)'],
+      ['part', 'octet_length(data)'],
+      ['event', 'octet_length(data)'],
+      ['todo', 'octet_length(content)'],
+    ] as const) {
+      if (!this.has(name)) continue;
+      if (name === 'session' && !this.conn.schema.sessionColumns.has('summary_diffs')) continue;
+      const row = db.prepare(`SELECT count(*) AS rows, coalesce(sum(${payload}), 0) AS bytes FROM "${name}"`).get() as { rows: number; bytes: number };
+      tables.push({ name, rows: row.rows, payloadBytes: row.bytes });
+    }
+
+    const oversize: OversizeValue[] = [];
+    for (const [table, sessionColumn] of [
+      ['part', 'session_id'],
+      ['message', 'session_id'],
+      ['event', 'aggregate_id'],
+    ] as const) {
+      if (!this.has(table)) continue;
+      const rows = db
+        .prepare(`SELECT id, ${sessionColumn} AS sessionId, octet_length(data) AS bytes FROM "${table}" WHERE octet_length(data) > ?`)
+        .all(V8_STRING_LIMIT) as { id: string; sessionId: string | null; bytes: number }[];
+      for (const row of rows) oversize.push({ table, ...row, readable: row.bytes <= readableLimit });
+    }
+
+    // Attachments: only parts that mention a data URL are read, one at a time, as Buffers.
+    let attachmentCount = 0;
+    let attachmentBytes = 0;
+    let encodedBytes = 0;
+    const withData = db.prepare(`SELECT id, CAST(data AS BLOB) AS data FROM part WHERE octet_length(data) <= ? AND instr(data, '"data:') > 0`);
+    for (const row of withData.iterate(readableLimit) as IterableIterator<{ id: string; data: Buffer }>) {
+      try {
+        for (const span of findAttachments(row.data, row.id)) {
+          attachmentCount++;
+          attachmentBytes += span.decodedBytes;
+          encodedBytes += span.end - span.start;
+        }
+      } catch {
+        // a malformed part is reported by `show`, not counted here
+      }
+    }
+
+    const largestLimit = options.largest ?? 10;
+    const eventJoin = this.has('event')
+      ? `LEFT JOIN (SELECT aggregate_id AS id, sum(octet_length(data)) AS b FROM event GROUP BY aggregate_id) e ON e.id = s.id`
+      : '';
+    const largest = db
+      .prepare(
+        `SELECT s.id, s.title, coalesce(m.b, 0) + coalesce(p.b, 0) ${eventJoin ? '+ coalesce(e.b, 0)' : ''} AS bytes
+         FROM session s
+         LEFT JOIN (SELECT session_id AS id, sum(octet_length(data)) AS b FROM message GROUP BY session_id) m ON m.id = s.id
+         LEFT JOIN (SELECT session_id AS id, sum(octet_length(data)) AS b FROM part GROUP BY session_id) p ON p.id = s.id
+         ${eventJoin}
+         ORDER BY bytes DESC, s.id LIMIT ?`,
+      )
+      .all(largestLimit) as { id: string; title: string; bytes: number }[];
+
+    return {
+      path,
+      schema: this.conn.schema.version,
+      fileBytes,
+      walBytes,
+      freeBytes: freePages * pageSize,
+      pageSize,
+      autoVacuum: autoVacuumMode === 2 ? 'incremental' : autoVacuumMode === 1 ? 'full' : 'none',
+      sessions: count('SELECT count(*) FROM session'),
+      rootSessions: count('SELECT count(*) FROM session WHERE parent_id IS NULL'),
+      messages: count('SELECT count(*) FROM message'),
+      parts: count('SELECT count(*) FROM part'),
+      events: this.has('event') ? count('SELECT count(*) FROM event') : 0,
+      attachments: { count: attachmentCount, bytes: attachmentBytes, encodedBytes },
+      tables,
+      largest,
+      oversize,
+      warnings: crossedThresholds(fileBytes + walBytes, options.warnAtMB),
+    };
+  }
+
+  /** Payload bytes of each session's own messages and parts (index-backed; events are in `stats`). */
+  private sessionBytes(ids: string[]): Map<string, number> {
+    const rows = statement(
+      this.conn.db,
+      `SELECT ids.value AS id,
+         coalesce((SELECT sum(octet_length(data)) FROM message WHERE session_id = ids.value), 0) +
+         coalesce((SELECT sum(octet_length(data)) FROM part WHERE session_id = ids.value), 0) AS bytes
+       FROM json_each(?) AS ids`,
+    ).all(JSON.stringify(ids)) as { id: string; bytes: number }[];
+    return new Map(rows.map((r) => [r.id, r.bytes]));
+  }
+
+  listSessions(options: PageOptions = {}): Promise<ListResult> {
+    return this.read(() => {
+      const limit = options.limit ?? DEFAULT_SESSION_PAGE;
+      const archived = this.conn.schema.sessionColumns.has('time_archived') ? 'time_archived' : 'NULL';
+      const columns = `id, parent_id AS parentId, title, time_created AS timeCreated, time_updated AS timeUpdated, ${archived} AS timeArchived`;
+      // OpenCode lists by time_updated; ids wrapped in 2026-08 so the id only breaks ties.
+      let rows: Omit<SessionSummary, 'bytes'>[];
+      if (options.cursor) {
+        const [updated, id] = decodeSessionCursor(options.cursor);
+        rows = statement(
+          this.conn.db,
+          `SELECT ${columns} FROM session WHERE time_updated < ? OR (time_updated = ? AND id < ?) ORDER BY time_updated DESC, id DESC LIMIT ?`,
+        ).all(updated, updated, id, limit + 1) as Omit<SessionSummary, 'bytes'>[];
+      } else {
+        rows = statement(this.conn.db, `SELECT ${columns} FROM session ORDER BY time_updated DESC, id DESC LIMIT ?`).all(limit + 1) as Omit<SessionSummary, 'bytes'>[];
+      }
+      const page = rows.slice(0, limit);
+      const bytes = this.sessionBytes(page.map((r) => r.id));
+      const last = page[page.length - 1];
+      return {
+        sessions: page.map((r) => ({ ...r, bytes: bytes.get(r.id) ?? 0 })),
+        nextCursor: rows.length > limit && last ? encodeCursor([last.timeUpdated, last.id]) : null,
+      };
+    });
+  }
+
+  showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
+    return this.read(() => buildShowPage(new SqliteContentSource(this.conn), sessionId, options));
+  }
+
+  extractAttachment(requested: string, cacheDir: string, out?: string): Promise<AttachmentResult> {
+    return this.read(() => {
+      const { partId, index } = parseAttachmentRef(requested);
+      const ref = attachmentRefName(partId, index);
+      const part = statement(this.conn.db, 'SELECT id, octet_length(data) AS bytes, NULL AS data FROM part WHERE id = ?').get(partId) as
+        | Pick<PayloadRow, 'id' | 'bytes' | 'data'>
+        | undefined;
+      if (!part) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
+      const buf = payloadOf(this.conn, 'part', part);
+      const spans = findAttachments(buf, partId);
+      const span = spans[index];
+      if (!span) throw new SkError('not-found', `part ${partId} has ${spans.length} attachment${spans.length === 1 ? '' : 's'}, no number ${index}`);
+      const cache = new AttachmentCache(cacheDir);
+      // With --out the bytes go straight to the user's file, not through the cache and a copy.
+      const file = cache.writeSpan(buf, span, ref, `part ${partId} attachment ${index}`, out);
+      return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename: attachmentFilename(buf, partId, ref) };
+    });
+  }
+
+  missingSessions(ids: readonly string[]): Promise<string[]> {
+    return this.read(() => {
+      const present = sessionVersions(this.conn, ids);
+      return ids.filter((id) => !present.has(id));
+    });
+  }
+
+  sessionTrees(roots: readonly string[]): Promise<string[]> {
+    return this.read(() => sessionTrees(this.conn, roots));
+  }
+
+  sessionVersions(ids: readonly string[]): Promise<Map<string, number>> {
+    return this.read(() => sessionVersions(this.conn, ids));
+  }
+
+  sessionCounts(ids: readonly string[]): Promise<Map<string, SessionCounts>> {
+    return this.read(() => {
+      const counts = statement(
+        this.conn.db,
+        `SELECT (SELECT count(*) FROM message WHERE session_id = @id) AS messages, (SELECT count(*) FROM part WHERE session_id = @id) AS parts`,
+      );
+      return new Map(ids.map((id) => [id, counts.get({ id }) as SessionCounts]));
+    });
+  }
+
+  contentBytes(ids?: readonly string[]): Promise<number> {
+    return this.read(() => {
+      const where = ids ? 'WHERE session_id IN (SELECT value FROM json_each(?))' : '';
+      const args = ids ? [JSON.stringify(ids)] : [];
+      const sum = (table: string): number => statement(this.conn.db, `SELECT coalesce(sum(octet_length(data)), 0) FROM ${table} ${where}`).pluck().get(...args) as number;
+      return sum('message') + sum('part');
+    });
+  }
+
+  allSessionIds(): Promise<string[]> {
+    return this.read(() => statement(this.conn.db, 'SELECT id FROM session ORDER BY id').pluck().all() as string[]);
+  }
+
+  rootsCreatedBefore(cutoff: number): Promise<string[]> {
+    return this.read(
+      () => statement(this.conn.db, 'SELECT id FROM session WHERE parent_id IS NULL AND time_created < ? ORDER BY time_created, id').pluck().all(cutoff) as string[],
+    );
+  }
+
+  storeSize(): Promise<StoreSize> {
+    return this.read(() => ({
+      liveBytes: liveBytes(this.conn),
+      rootSessions: statement(this.conn.db, 'SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number,
+    }));
+  }
+
+  oldestRoot(): Promise<{ created: number | null; updated: number | null }> {
+    return this.read(
+      () =>
+        statement(this.conn.db, 'SELECT min(time_created) AS created, min(time_updated) AS updated FROM session WHERE parent_id IS NULL').get() as {
+          created: number | null;
+          updated: number | null;
+        },
+    );
+  }
+
+  /**
+   * Per-root facts for the planner: a root with its children, times taken as the latest in the
+   * tree. With `withBytes`, each root's bytes are its tree's payload scaled by the file's overhead,
+   * so that evicting it frees about that much once reclaimed.
+   */
+  retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
+    return this.read(() => {
+      const { db, schema } = this.conn;
+      const archived = schema.sessionColumns.has('time_archived') ? 'time_archived' : 'NULL';
+      const rows = db
+        .prepare(`SELECT id, parent_id AS parentId, title, time_created AS timeCreated, time_updated AS timeUpdated, ${archived} AS timeArchived FROM session`)
+        .all() as SessionRowFacts[];
+      const bytesBySession = new Map<string, number>();
+      let payloadTotal = 0;
+      if (withBytes) {
+        const add = (sql: string): void => {
+          for (const r of db.prepare(sql).all() as { id: string; bytes: number }[]) {
+            bytesBySession.set(r.id, (bytesBySession.get(r.id) ?? 0) + r.bytes);
+            payloadTotal += r.bytes;
+          }
+        };
+        add('SELECT session_id AS id, sum(octet_length(data)) AS bytes FROM message GROUP BY session_id');
+        add('SELECT session_id AS id, sum(octet_length(data)) AS bytes FROM part GROUP BY session_id');
+        if (schema.tables.has('event')) add('SELECT aggregate_id AS id, sum(octet_length(data)) AS bytes FROM event GROUP BY aggregate_id');
+      }
+      const storeBytes = liveBytes(this.conn);
+      return { facts: familyFacts(rows, bytesBySession, payloadTotal > 0 ? Math.max(1, storeBytes / payloadTotal) : 1), storeBytes };
+    });
+  }
+
+  /** The sessions' rows, one session after another; SQLite's failures mapped to one-line errors. */
+  *exportSessions(ids: readonly string[]): Generator<SessionItem> {
+    try {
+      yield* exportSessions(this.conn, ids);
+    } catch (error) {
+      throw mapSqliteError(error, this.conn.path);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.conn.db.close();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * What changes a store: deleting session trees, putting sessions back, and giving freed space
+ * back to the file system. Every backend answers with the same shapes.
+ */
+import type { StorageKind } from '../core/storage.js';
+import type { SessionItems } from './session-items.js';
+
+export interface DeleteResult {
+  /** Roots whose trees were deleted. */
+  deleted: string[];
+  /** Every session id deleted (roots and children). */
+  sessionIds: string[];
+  /** Part ids deleted, for the attachment cache. */
+  partIds: string[];
+  /** Roots left alone because they changed after the version the caller expected (archived). */
+  changed: string[];
+}
+
+export interface SessionState {
+  updated: number;
+  whole: boolean;
+  messages: number;
+  parts: number;
+}
+
+export interface ReclaimResult {
+  mode: 'incremental' | 'vacuum' | 'none';
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+export interface ImportOptions {
+  /** `skip`: a session already present is left as it is (restore); `replace`: its old copy goes first (migrate). */
+  existing: 'skip' | 'replace';
+  /** Ids of the sessions the target already has rows for, when the caller looked (spares a lookup per session). */
+  present?: ReadonlySet<string>;
+  /** Called as rows go in: bytes of data and rows since the last call. */
+  onRows?: (bytes: number, rows: number) => void;
+  /** Called when a session is in, whole (and, on a server, verified). */
+  onSession?: (sessionId: string) => void | Promise<void>;
+}
+
+export interface ImportedSession {
+  id: string;
+  messages: number;
+  parts: number;
+}
+
+export interface ImportResult {
+  imported: ImportedSession[];
+  skipped: string[];
+  /** Bytes of message and part data written. */
+  bytes: number;
+}
+
+export interface SessionWriter {
+  readonly kind: StorageKind;
+  readonly location: string;
+  /** Which of `ids` this store has, with their `time_updated` and whether the copy is whole (on a server: finished and verified). */
+  sessionStates(ids: readonly string[]): Promise<Map<string, SessionState>>;
+  /**
+   * Deletes each root with its child sessions and everything that belongs to them. With
+   * `expectedVersions` (each session's `time_updated` when it was archived), a tree that changed
+   * since is left alone, so nothing unarchived is lost.
+   */
+  deleteTrees(roots: readonly string[], options?: { expectedVersions?: ReadonlyMap<string, number> }): Promise<DeleteResult>;
+  /** Puts sessions from a stream in, each whole or not at all. */
+  importSessions(items: SessionItems, options: ImportOptions): Promise<ImportResult>;
+  /** Makes every earlier write durable before anything elsewhere is deleted on its strength. */
+  durable(): Promise<void>;
+  /** Gives freed space back to the file system (a server manages its own: `none`). */
+  reclaim(): Promise<ReclaimResult>;
+  /** SQLite: converts the file to `auto_vacuum=INCREMENTAL` once. */
+  convertToIncremental(): Promise<ReclaimResult>;
+  close(): Promise<void>;
+}
