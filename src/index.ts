@@ -16,7 +16,10 @@ export { registerConnectionTester, type ConnectionTester } from './main/connecti
 export { resolveAttachmentRequest, parseRange, type AttachmentHttpResponse } from './main/attachment-http.js';
 export { startWebServer, type WebServer, type WebServerOptions } from './web/server.js';
 export { SessionService, type ServiceOptions } from './main/service.js';
-export { apiFromBridge, ApiError } from './core/protocol.js';
+export { openReader, openWriter } from './store/open-store.js';
+export type { PageReader, SessionReader } from './store/reader.js';
+export type { SessionWriter } from './store/writer.js';
+export { apiFromBridge, ApiError } from './core/utility-protocol.js';
 export type {
   SessionKeeperApi,
   SessionKeeperBridge,
@@ -32,4 +35,4 @@ export type {
   SettingsResult,
   SettingsInput,
   TestConnectionResult,
-} from './core/protocol.js';
+} from './core/utility-protocol.js';

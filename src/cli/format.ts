@@ -2,6 +2,7 @@
 import type { ListResult, ShowResult, StatsResult } from '../core/api.js';
 import type { SessionConfig } from '../core/config.js';
 import type { DryRunResult } from '../main/retention.js';
+import { formatBytes as bytes } from '../core/bytes.js';
 
 /**
  * Writes `value` as indented JSON (the same text as `JSON.stringify(value, null, 2)`) in pieces:
@@ -56,18 +57,6 @@ export function print(json: boolean, value: unknown, human: () => string): void 
   if (json) writeJson(value);
   else process.stdout.write(human());
   process.stdout.write('\n');
-}
-
-export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
 
 const count = (n: number): string => n.toLocaleString('en-US');

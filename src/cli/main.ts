@@ -10,18 +10,16 @@ import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
 import { SessionService } from '../main/service.js';
-import { formatList, formatShow, formatStats, bytes as formatBytes, formatPlan, print } from './format.js';
+import { formatBytes } from '../core/bytes.js';
 import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
+import { isConnectionString } from '../core/storage.js';
+import { archiveSessions, restoreArchive } from '../main/archives.js';
 import { loadConfig } from '../main/config-file.js';
-import { applyRetention, archiveThenDelete, dryRun, forgetOldestRoot } from '../main/retention.js';
-import { openDatabase } from '../store/sqlite/open.js';
-import { restoreArchive, sessionTrees, writeArchive } from '../store/sqlite/sqlite-archive.js';
-import { SqliteWriter } from '../store/sqlite/sqlite-writer.js';
-import { verifyArchive } from '../store/archive-file.js';
-import { DAY_MS } from '../core/planner.js';
-import { registerExternalCommands, restoreFrom } from './commands/external.js';
-import { isConnectionString } from '../store/external/connection.js';
+import { applyRetention, archiveThenDelete, dryRun } from '../main/retention.js';
+import { missingSessions, reclaimSpace } from '../main/maintenance.js';
+import { registerExternalCommands, restoreFromCommand } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
+import { formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
 export interface GlobalOptions {
   db: string;
@@ -153,7 +151,7 @@ export function buildProgram(): Command {
         archive: options.archive === false ? false : undefined,
       });
       if (!options.apply) {
-        const plan = dryRun({ db: g.db, config });
+        const plan = await dryRun({ db: g.db, config });
         print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
         return;
       }
@@ -176,25 +174,8 @@ export function buildProgram(): Command {
     .action(async (options: { output: string; session?: string[]; olderThanDays?: number }, command: Command) => {
       const g = sqliteFile(command, 'archive');
       if (!options.session && options.olderThanDays === undefined) throw new SkError('usage', 'archive needs --session ID... or --older-than-days N');
-      const open = openDatabase(g.db, { readonly: true });
-      try {
-        const roots = [...(options.session ?? [])];
-        for (const id of roots) {
-          if (!open.db.prepare('SELECT 1 FROM session WHERE id = ?').get(id)) throw new SkError('not-found', `no session ${id} in ${g.db}`);
-        }
-        if (options.olderThanDays !== undefined) {
-          const cutoff = Date.now() - options.olderThanDays * DAY_MS;
-          for (const id of open.db.prepare('SELECT id FROM session WHERE parent_id IS NULL AND time_created < ? ORDER BY time_created, id').pluck().iterate(cutoff) as IterableIterator<string>) roots.push(id);
-        }
-        const ids = sessionTrees(open, roots);
-        const written = await writeArchive(open, ids, options.output);
-        await verifyArchive(options.output, written.sessions);
-        print(g.json, { archive: written.path, sessions: written.sessions.length, bytes: written.bytes }, () =>
-          `Archived ${written.sessions.length} sessions (${formatBytes(written.bytes)}) to ${written.path}, verified.`,
-        );
-      } finally {
-        open.db.close();
-      }
+      const result = await archiveSessions({ db: g.db, output: options.output, sessions: options.session, olderThanDays: options.olderThanDays });
+      print(g.json, result, () => `Archived ${result.sessions} sessions (${formatBytes(result.bytes)}) to ${result.archive}, verified.`);
     });
 
   program
@@ -205,22 +186,15 @@ export function buildProgram(): Command {
     .action(async (args: string[], options: { from?: string }, command: Command) => {
       const g = sqliteFile(command, 'restore');
       if (options.from) {
-        await restoreFrom(g, options.from, args);
-        forgetOldestRoot(g.db);
+        await restoreFromCommand(g, options.from, args);
         return;
       }
       if (args.length !== 1) throw new SkError('usage', 'restore takes one archive file (or --from <connectionString> <sessionID...>)');
-      const file = args[0] as string;
-      const writer = new SqliteWriter(g.db);
-      try {
-        const result = await restoreArchive(writer.open, file);
-        forgetOldestRoot(g.db);
-        print(g.json, { restored: result.restored.length, skipped: result.skipped.length, sessions: result.restored }, () =>
-          `Restored ${result.restored.length} sessions; ${result.skipped.length} were already present.`,
-        );
-      } finally {
-        writer.close();
-      }
+      const result = await restoreArchive(g.db, args[0] as string);
+      const restored = result.imported.map((s) => s.id);
+      print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored }, () =>
+        `Restored ${restored.length} sessions; ${result.skipped.length} were already present.`,
+      );
     });
 
   program
@@ -231,12 +205,8 @@ export function buildProgram(): Command {
     .action(async (ids: string[], options: { archive: boolean }, command: Command) => {
       const g = sqliteFile(command, 'delete');
       const config = settings(g, { archive: options.archive === false ? false : undefined });
-      const open = openDatabase(g.db, { readonly: true });
-      try {
-        for (const id of ids) if (!open.db.prepare('SELECT 1 FROM session WHERE id = ?').get(id)) throw new SkError('not-found', `no session ${id} in ${g.db}`);
-      } finally {
-        open.db.close();
-      }
+      const missing = await missingSessions(g.db, ids);
+      if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${g.db}`);
       const result = await archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log }, ids);
       print(g.json, result, () =>
         `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}.`,
@@ -249,13 +219,8 @@ export function buildProgram(): Command {
     .option('--incremental', 'convert to auto_vacuum=INCREMENTAL so later deletes shrink the file in small steps')
     .action(async (options: { incremental?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'vacuum');
-      const writer = new SqliteWriter(g.db);
-      try {
-        const result = options.incremental ? writer.convertToIncremental() : writer.reclaim();
-        print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
-      } finally {
-        writer.close();
-      }
+      const result = await reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
+      print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
     });
 
   registerServe(program);

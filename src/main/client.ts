@@ -18,7 +18,7 @@ import {
   type RequestBody,
   type ResultOf,
   type StartupResult,
-} from '../core/protocol.js';
+} from '../core/utility-protocol.js';
 
 /** What the client needs of a child: both `utilityProcess.fork` and `child_process.fork` fit. */
 export interface UtilityChild {

@@ -1,15 +1,14 @@
 /**
- * Answers typed requests (src/core/protocol.ts) on top of the session service, retention and the
+ * Answers typed requests (src/core/utility-protocol.ts) on top of the session service, retention and the
  * config file. Transport-free: the utility process feeds it messages from `process.parentPort`
  * or `process.send`; tests may call it directly. Never throws: every failure is an error reply.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { parse as parseJsonc } from 'jsonc-parser';
 import { checkSessionConfig, describeIssue, issuePath, mergeOverrides, unknownSessionKeys, type SessionConfig, type SessionConfigInput } from '../core/config.js';
 import { oneLine, redactSecrets, SkError } from '../core/errors.js';
-import { dataHome } from '../core/paths.js';
 import {
   describeRequestError,
   errorReply,
@@ -30,11 +29,12 @@ import {
   type SettingsInput,
   type SettingsResult,
   type StartupResult,
-} from '../core/protocol.js';
+} from '../core/utility-protocol.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
 import { dryRun, enforceAtStartup, applyRetention, type RetentionProgress } from './retention.js';
 import type { SessionService } from './service.js';
+import { defaultStatePath, WarnState } from './warn-state.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -98,7 +98,7 @@ export class RequestHandler {
   constructor(options: HandlerOptions) {
     this.options = options;
     this.env = options.env ?? process.env;
-    this.statePath = options.statePath ?? join(dataHome(this.env), 'session-keeper', 'state.json');
+    this.statePath = options.statePath ?? defaultStatePath(this.env);
     this.config = this.loadSettings();
     setInterval(sampleHeap, 250).unref();
   }
@@ -282,10 +282,10 @@ export class RequestHandler {
     throw new FieldsError(`invalid settings: ${describeIssue(merged, checked.issues[0] ?? { path: [], message: 'invalid' })}`, fields);
   }
 
-  private plan(settings: SettingsInput | undefined, policy: PolicyOverride | undefined): PlanResult {
+  private async plan(settings: SettingsInput | undefined, policy: PolicyOverride | undefined): Promise<PlanResult> {
     let config = settings ? this.validate(settings).config : this.config;
     if (policy) config = mergeOverrides(config, policy, this.env);
-    const result = dryRun({ db: this.options.db, config });
+    const result = await dryRun({ db: this.options.db, config });
     return {
       evict: result.evict,
       freesBytes: result.freesBytes,
@@ -346,15 +346,8 @@ export class RequestHandler {
 
   /** "Remind me later": the thresholds crossed warn again at the next start. */
   private forgetWarnings(): void {
-    try {
-      const state = JSON.parse(readFileSync(this.statePath, 'utf8')) as { warned?: Record<string, number[]> };
-      if (!state.warned) return;
-      delete state.warned[resolve(this.options.db)];
-      mkdirSync(dirname(this.statePath), { recursive: true, mode: 0o700 });
-      writeFileSync(`${this.statePath}.tmp`, JSON.stringify(state), { mode: 0o600 });
-      renameSync(`${this.statePath}.tmp`, this.statePath);
-    } catch {
-      // no state yet: nothing to forget
-    }
+    const state = WarnState.load(this.statePath);
+    state.forgetWarnings(this.options.db);
+    state.save();
   }
 }

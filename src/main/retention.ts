@@ -1,22 +1,26 @@
 /**
- * Retention: size warnings, the eviction plan, and applying it. Every deletion is preceded by an
- * archive that was written, fsynced, renamed into place and read back verified (unless the user
- * turned archiving off); a session that changed after it was archived is not deleted.
+ * Retention: size warnings, the eviction plan, and applying it. It only orchestrates: each run
+ * opens one reader and one writer and hands them down. Every deletion is preceded by an archive
+ * that was written, fsynced, renamed into place and read back verified (unless the user turned
+ * archiving off); a session that changed after it was archived is not deleted.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ApplyResult } from '../core/api.js';
+import { formatBytes } from '../core/bytes.js';
 import type { SessionConfig } from '../core/config.js';
 import { hasRetentionPolicy } from '../core/config.js';
 import { redactSecrets, SkError } from '../core/errors.js';
-import { dataHome } from '../core/paths.js';
-import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan, type SessionFacts } from '../core/planner.js';
-import { crossedThresholds, formatMB, MB, type SizeWarning } from '../core/thresholds.js';
+import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan } from '../core/planner.js';
+import { crossedThresholds, MB, type SizeWarning } from '../core/thresholds.js';
+import { verifyArchive } from '../store/archive/archive-read.js';
+import { writeArchive } from '../store/archive/archive-write.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
-import { verifyArchive } from '../store/archive-file.js';
-import { openDatabase, type OpenDatabase } from '../store/sqlite/open.js';
-import { sessionTrees, writeArchive } from '../store/sqlite/sqlite-archive.js';
-import { fileBytes, SqliteWriter, type ReclaimResult } from '../store/sqlite/sqlite-writer.js';
+import { fileBytes, openReader, openWriter } from '../store/open-store.js';
+import type { SessionReader } from '../store/reader.js';
+import { copySessions } from '../store/transfer/copy.js';
+import type { ReclaimResult, SessionWriter } from '../store/writer.js';
+import { WarnState, type OldestRoot } from './warn-state.js';
 
 export type { ApplyResult };
 
@@ -51,128 +55,41 @@ export interface DryRunResult {
   unmetSize: boolean;
 }
 
-
-interface SessionRowFacts {
-  id: string;
-  parentId: string | null;
-  title: string;
-  timeCreated: number;
-  timeUpdated: number;
-  timeArchived: number | null;
+/** The reader and writer one run works with. */
+interface Stores {
+  reader: SessionReader;
+  writer: SessionWriter;
 }
 
-/** Live bytes: what the file would be after a full reclaim. */
-function liveBytes(open: OpenDatabase): number {
-  const { db } = open;
-  const pageSize = db.pragma('page_size', { simple: true }) as number;
-  return ((db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number)) * pageSize;
-}
-
-/**
- * Per-root facts for the planner: a root with its children, times taken as the latest in the
- * tree. With `withBytes`, each root's bytes are its tree's payload scaled by the file's overhead,
- * so that evicting it frees about that much once reclaimed.
- */
-export function collectFacts(open: OpenDatabase, withBytes: boolean): { facts: SessionFacts[]; storeBytes: number } {
-  const { db, schema } = open;
-  const archived = schema.sessionColumns.has('time_archived') ? 'time_archived' : 'NULL';
-  const rows = db
-    .prepare(`SELECT id, parent_id AS parentId, title, time_created AS timeCreated, time_updated AS timeUpdated, ${archived} AS timeArchived FROM session`)
-    .all() as SessionRowFacts[];
-  const byId = new Map(rows.map((r) => [r.id, r]));
-  const rootOf = (row: SessionRowFacts): string => {
-    let current = row;
-    for (let hops = 0; current.parentId && hops < 64; hops++) {
-      const parent = byId.get(current.parentId);
-      if (!parent) break;
-      current = parent;
-    }
-    return current.id;
-  };
-  const bytesBySession = new Map<string, number>();
-  let payloadTotal = 0;
-  if (withBytes) {
-    const add = (sql: string): void => {
-      for (const r of db.prepare(sql).all() as { id: string; bytes: number }[]) {
-        bytesBySession.set(r.id, (bytesBySession.get(r.id) ?? 0) + r.bytes);
-        payloadTotal += r.bytes;
-      }
-    };
-    add('SELECT session_id AS id, sum(octet_length(data)) AS bytes FROM message GROUP BY session_id');
-    add('SELECT session_id AS id, sum(octet_length(data)) AS bytes FROM part GROUP BY session_id');
-    if (schema.tables.has('event')) add('SELECT aggregate_id AS id, sum(octet_length(data)) AS bytes FROM event GROUP BY aggregate_id');
-  }
-  const storeBytes = liveBytes(open);
-  const overhead = payloadTotal > 0 ? Math.max(1, storeBytes / payloadTotal) : 1;
-  const roots = new Map<string, SessionFacts & { payload: number }>();
-  for (const row of rows) {
-    const rootId = rootOf(row);
-    const root = byId.get(rootId) as SessionRowFacts;
-    let facts = roots.get(rootId);
-    if (!facts) {
-      facts = { id: root.id, title: root.title, timeCreated: root.timeCreated, timeUpdated: root.timeUpdated, timeArchived: root.timeArchived, bytes: 0, children: [], payload: 0 };
-      roots.set(rootId, facts);
-    }
-    if (row.id !== rootId) {
-      facts.children.push(row.id);
-      facts.timeUpdated = Math.max(facts.timeUpdated, row.timeUpdated);
-    }
-    facts.payload += bytesBySession.get(row.id) ?? 0;
-  }
-  const facts = [...roots.values()].map(({ payload, ...f }) => ({ ...f, bytes: Math.round(payload * overhead) }));
-  return { facts, storeBytes };
-}
-
-/** The oldest root session's times, remembered between startups (see `nothingToDo`). */
-interface OldestRoot {
-  created: number | null;
-  updated: number | null;
-  /** When this was read; it is trusted for a day. */
-  at: number;
-}
-
-/**
- * Cheap checks that tell, for the common case, that no limit is exceeded: no facts needed.
- * The age check needs the oldest root, which is a scan of the session table (its time columns
- * sit behind large JSON columns): it is remembered for a day, since new sessions are never older
- * than existing ones. (`restore` of old sessions is the exception: it is caught within that day.)
- */
-function nothingToDo(open: OpenDatabase, policy: RetentionPolicyInput, now: number, remembered: OldestRoot | undefined): { idle: boolean; oldest?: OldestRoot } {
-  const { db } = open;
-  if (policy.maxSizeMB !== undefined && liveBytes(open) > policy.maxSizeMB * MB) return { idle: false };
-  if (policy.maxSessions !== undefined) {
-    const roots = db.prepare('SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number;
-    if (roots > policy.maxSessions) return { idle: false };
-  }
-  if (policy.maxAgeDays === undefined) return { idle: true };
-  const cutoff = Math.min(now - policy.maxAgeDays * DAY_MS, now - ACTIVE_WINDOW_MS);
-  let oldest = remembered && now - remembered.at < DAY_MS && remembered.at <= now ? remembered : undefined;
-  if (!oldest) {
-    const row = db.prepare('SELECT min(time_created) AS created, min(time_updated) AS updated FROM session WHERE parent_id IS NULL').get() as {
-      created: number | null;
-      updated: number | null;
-    };
-    oldest = { ...row, at: now };
-  }
-  const time = policy.orderBy === 'updated' ? oldest.updated : oldest.created;
-  return { idle: time === null || time >= cutoff, oldest };
-}
-
-/** The plan, changing nothing. */
-export function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now'>): DryRunResult {
-  const open = openDatabase(options.db, { readonly: true });
+async function withStores<T>(db: string, fn: (stores: Stores) => Promise<T>): Promise<T> {
+  const reader = await openReader(db);
   try {
-    const plan = planOn(open, options.config, options.now ?? Date.now(), true);
-    return { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
+    const writer = await openWriter(db);
+    try {
+      return await fn({ reader, writer });
+    } finally {
+      await writer.close();
+    }
   } finally {
-    open.db.close();
+    await reader.close();
   }
 }
 
 /** Bytes are needed to meet `maxSizeMB` and to show a plan; applying age or count limits needs none. */
-function planOn(open: OpenDatabase, policy: RetentionPolicyInput, now: number, withBytes = policy.maxSizeMB !== undefined): RetentionPlan {
-  const { facts, storeBytes } = collectFacts(open, withBytes);
+async function planWith(reader: SessionReader, policy: RetentionPolicyInput, now: number, withBytes = policy.maxSizeMB !== undefined): Promise<RetentionPlan> {
+  const { facts, storeBytes } = await reader.retentionFacts(withBytes);
   return planRetention({ sessions: facts, storeBytes, now, policy });
+}
+
+/** The plan, changing nothing. */
+export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now'>): Promise<DryRunResult> {
+  const reader = await openReader(options.db);
+  try {
+    const plan = await planWith(reader, options.config, options.now ?? Date.now(), true);
+    return { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
+  } finally {
+    await reader.close();
+  }
 }
 
 function archiveName(archiveDir: string, now: number): string {
@@ -182,95 +99,75 @@ function archiveName(archiveDir: string, now: number): string {
   return path;
 }
 
+export type EvictOptions = Omit<RetentionOptions, 'config'> & { archive: boolean; archiveDir: string; archivePath?: string; offload?: string | undefined };
+export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives'> & { bytesFreedRows: number };
+
 /**
- * Archives (and verifies) the trees of `roots`, then deletes them, then reclaims. Used by
- * retention and by `delete`. Returns what happened; throws before deleting anything when the
- * archive cannot be written or verified.
+ * Archives (and verifies) the trees of `roots`, then deletes them, then reclaims. Throws before
+ * deleting anything when the archive or the offload cannot be written and verified.
  */
-export async function archiveThenDelete(
-  options: Omit<RetentionOptions, 'config'> & { archive: boolean; archiveDir: string; archivePath?: string; offload?: string | undefined },
-  roots: readonly string[],
-): Promise<Omit<ApplyResult, 'bytesBefore' | 'archives'> & { bytesFreedRows: number }> {
+async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly string[]): Promise<EvictResult> {
+  const { reader, writer } = stores;
   const now = options.now ?? Date.now();
+  const ids = await reader.sessionTrees(roots);
+  // What each session was when it left: a tree that changes after this is kept.
+  const expectedVersions = await reader.sessionVersions(ids);
   let archive: string | null = null;
-  let archivedAt: Map<string, number> | undefined;
   if (options.archive) {
-    const read = openDatabase(options.db, { readonly: true });
-    try {
-      const ids = sessionTrees(read, roots);
-      const updated = read.db.prepare('SELECT time_updated FROM session WHERE id = ?').pluck();
-      archivedAt = new Map(ids.map((id) => [id, updated.get(id) as number]));
-      const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
-      options.onProgress?.({ phase: 'archive', path, sessions: ids.length });
-      const written = await writeArchive(read, ids, path);
-      await options.afterArchive?.(path);
-      options.onProgress?.({ phase: 'verify', path });
-      await verifyArchive(path, written.sessions);
-      archive = path;
-    } finally {
-      read.db.close();
-    }
+    const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
+    options.onProgress?.({ phase: 'archive', path, sessions: ids.length });
+    const written = await writeArchive(reader.exportSessions(ids), path);
+    await options.afterArchive?.(path);
+    options.onProgress?.({ phase: 'verify', path });
+    await verifyArchive(path, written.sessions);
+    archive = path;
   }
   let offloaded: string | null = null;
   if (options.offload) {
-    // Offload: the trees are copied into the external database and verified there (counts and
-    // digests) before anything leaves the local file; a failure throws before the delete.
-    const read = openDatabase(options.db, { readonly: true });
-    let ids: string[];
-    try {
-      ids = sessionTrees(read, roots);
-      if (!archivedAt) {
-        const updated = read.db.prepare('SELECT time_updated FROM session WHERE id = ?').pluck();
-        archivedAt = new Map(ids.map((id) => [id, updated.get(id) as number]));
-      }
-    } finally {
-      read.db.close();
-    }
+    // The trees are copied into the external database and verified there (counts and digests)
+    // before anything leaves the local file; a failure throws before the delete.
     options.log?.(`session-keeper: moving ${ids.length} session${ids.length === 1 ? '' : 's'} to ${redactSecrets(options.offload)} before deleting them here`);
-    const { migrateToExternal } = await import('../store/external/migrate.js');
-    const copied = await migrateToExternal({ source: options.db, target: options.offload, sessionIds: ids });
-    if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
-    offloaded = copied.target;
+    const target = await openWriter(options.offload, { bulk: true });
+    try {
+      const copied = await copySessions(reader, target, { ids, copy: 'changed' });
+      if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
+      offloaded = copied.target;
+    } finally {
+      await target.close();
+    }
   }
-  const writer = new SqliteWriter(options.db);
-  try {
-    const deleted = writer.deleteSessions(roots, archivedAt);
-    options.onProgress?.({ phase: 'delete', deleted: deleted.deleted.length, of: roots.length });
-    new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
-    const reclaimed = writer.reclaim();
-    options.onProgress?.({ phase: 'reclaim', mode: reclaimed.mode });
-    return {
-      evicted: deleted.deleted,
-      archive,
-      offload: offloaded,
-      bytesAfter: reclaimed.bytesAfter,
-      changed: deleted.changed,
-      reclaim: reclaimed.mode,
-      bytesFreedRows: reclaimed.bytesBefore - reclaimed.bytesAfter,
-    };
-  } finally {
-    writer.close();
-  }
+  const deleted = await writer.deleteTrees(roots, { expectedVersions });
+  options.onProgress?.({ phase: 'delete', deleted: deleted.deleted.length, of: roots.length });
+  new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
+  const reclaimed = await writer.reclaim();
+  options.onProgress?.({ phase: 'reclaim', mode: reclaimed.mode });
+  return {
+    evicted: deleted.deleted,
+    archive,
+    offload: offloaded,
+    bytesAfter: reclaimed.bytesAfter,
+    changed: deleted.changed,
+    reclaim: reclaimed.mode,
+    bytesFreedRows: reclaimed.bytesBefore - reclaimed.bytesAfter,
+  };
 }
 
-/** Plans and applies retention; repeats (a few rounds) while the file is still over `maxSizeMB`. */
-export async function applyRetention(options: RetentionOptions): Promise<ApplyResult> {
+/** Archives (and verifies) the trees of `roots`, deletes them and reclaims: retention's step, and `delete`. */
+export function archiveThenDelete(options: EvictOptions, roots: readonly string[]): Promise<EvictResult> {
+  return withStores(options.db, (stores) => evictTrees(stores, options, roots));
+}
+
+async function applyWith(stores: Stores, options: RetentionOptions): Promise<ApplyResult> {
   const { config } = options;
   const now = options.now ?? Date.now();
   const bytesBefore = fileBytes(options.db);
   const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none' };
   for (let round = 0; round < MAX_ROUNDS; round++) {
-    const open = openDatabase(options.db, { readonly: true });
-    let plan: RetentionPlan;
-    try {
-      plan = planOn(open, config, now);
-    } finally {
-      open.db.close();
-    }
+    const plan = await planWith(stores.reader, config, now);
     const roots = plan.evict.map((e) => e.id).filter((id) => !result.changed.includes(id));
     options.onProgress?.({ phase: 'plan', evict: roots.length });
     if (roots.length === 0) break;
-    const done = await archiveThenDelete({ ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
+    const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
     if (done.offload) result.offload = done.offload;
     result.evicted = result.evicted.concat(done.evicted);
     result.changed = result.changed.concat(done.changed);
@@ -285,45 +182,48 @@ export async function applyRetention(options: RetentionOptions): Promise<ApplyRe
     ].filter(Boolean);
     options.log?.(
       `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
-        `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatMB(bytesBefore)} -> ${formatMB(done.bytesAfter)}.`,
+        `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.`,
     );
     if (config.maxSizeMB === undefined || done.bytesAfter <= config.maxSizeMB * MB || done.evicted.length === 0) break;
   }
   return result;
 }
 
-/** Which thresholds have already warned, per database: each warns once until the size drops below it. */
-interface WarnState {
-  warned: Record<string, number[]>;
-  oldest?: Record<string, OldestRoot>;
+/** Plans and applies retention; repeats (a few rounds) while the file is still over `maxSizeMB`. */
+export function applyRetention(options: RetentionOptions): Promise<ApplyResult> {
+  return withStores(options.db, (stores) => applyWith(stores, options));
 }
 
-function statePath(env: Record<string, string | undefined> = process.env): string {
-  return join(dataHome(env), 'session-keeper', 'state.json');
-}
-
-function readState(path: string): WarnState {
-  try {
-    const parsed = JSON.parse(readFileSync(path, 'utf8')) as WarnState;
-    return parsed && typeof parsed.warned === 'object' ? parsed : { warned: {} };
-  } catch {
-    return { warned: {} };
+/**
+ * Cheap checks that tell, for the common case, that no limit is exceeded: no facts needed.
+ * The age check needs the oldest root, which is a scan of the session table (its time columns
+ * sit behind large JSON columns): it is remembered for a day, since new sessions are never older
+ * than existing ones. (`restore` of old sessions is the exception: it forgets what was remembered.)
+ */
+async function nothingToDo(
+  reader: SessionReader,
+  policy: RetentionPolicyInput,
+  now: number,
+  remembered: OldestRoot | undefined,
+): Promise<{ idle: boolean; oldest?: OldestRoot }> {
+  if (policy.maxSizeMB !== undefined || policy.maxSessions !== undefined) {
+    const size = await reader.storeSize();
+    if (policy.maxSizeMB !== undefined && size.liveBytes > policy.maxSizeMB * MB) return { idle: false };
+    if (policy.maxSessions !== undefined && size.rootSessions > policy.maxSessions) return { idle: false };
   }
-}
-
-function saveState(path: string, state: WarnState): void {
-  mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
-  writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
-  renameSync(`${path}.tmp`, path);
+  if (policy.maxAgeDays === undefined) return { idle: true };
+  const cutoff = Math.min(now - policy.maxAgeDays * DAY_MS, now - ACTIVE_WINDOW_MS);
+  let oldest = remembered && now - remembered.at < DAY_MS && remembered.at <= now ? remembered : undefined;
+  oldest ??= { ...(await reader.oldestRoot()), at: now };
+  const time = policy.orderBy === 'updated' ? oldest.updated : oldest.created;
+  return { idle: time === null || time >= cutoff, oldest };
 }
 
 /** After sessions were put back (`restore`), the remembered oldest root may be wrong: forget it. */
-export function forgetOldestRoot(db: string, path = statePath()): void {
-  const state = readState(path);
-  const key = resolve(db);
-  if (!state.oldest?.[key]) return;
-  delete state.oldest[key];
-  saveState(path, state);
+export function forgetOldestRoot(db: string, statePath?: string): void {
+  const state = WarnState.load(statePath);
+  state.forgetOldest(db);
+  state.save();
 }
 
 export interface StartupReport {
@@ -347,16 +247,12 @@ export async function enforceAtStartup(
   const started = performance.now();
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (!existsSync(options.db)) throw new SkError('not-found', `no database at ${options.db} (set --db or OPENCODE_DB)`);
-  const bytes = statSync(options.db).size + (existsSync(`${options.db}-wal`) ? statSync(`${options.db}-wal`).size : 0);
+  const bytes = fileBytes(options.db);
   const crossed = crossedThresholds(bytes, options.config.warnAtMB);
-  const stateFile = options.statePath ?? statePath();
-  const state = readState(stateFile);
-  const key = resolve(options.db);
-  const before = new Set(state.warned[key] ?? []);
+  const state = WarnState.load(options.statePath);
+  const before = state.warned(options.db);
   const newWarnings = crossed.filter((w) => !before.has(w.thresholdMB));
-  const nowCrossed = crossed.map((w) => w.thresholdMB).sort((a, b) => a - b);
-  let stateChanged = newWarnings.length > 0 || nowCrossed.length !== before.size;
-  state.warned[key] = nowCrossed;
+  state.setCrossed(options.db, crossed.map((w) => w.thresholdMB));
   const top = newWarnings[0];
   if (top) {
     log(top.message);
@@ -365,25 +261,26 @@ export async function enforceAtStartup(
   let retention: ApplyResult | null = null;
   if (hasRetentionPolicy(options.config)) {
     const now = options.now ?? Date.now();
-    const open = openDatabase(options.db, { readonly: true });
-    let check: ReturnType<typeof nothingToDo>;
+    const remembered = state.oldest(options.db);
+    const reader = await openReader(options.db);
     try {
-      check = nothingToDo(open, options.config, now, state.oldest?.[key]);
+      const check = await nothingToDo(reader, options.config, now, remembered);
+      if (check.oldest && check.oldest !== remembered) state.setOldest(options.db, check.oldest);
+      if (!check.idle) {
+        state.save();
+        const writer = await openWriter(options.db);
+        try {
+          retention = await applyWith({ reader, writer }, { ...options, log });
+        } finally {
+          await writer.close();
+        }
+        // Evictions moved the oldest root: read it afresh next time.
+        state.forgetOldest(options.db);
+      }
     } finally {
-      open.db.close();
-    }
-    if (check.oldest && check.oldest !== state.oldest?.[key]) {
-      state.oldest = { ...state.oldest, [key]: check.oldest };
-      stateChanged = true;
-    }
-    if (!check.idle) {
-      if (stateChanged) saveState(stateFile, state);
-      retention = await applyRetention({ ...options, log });
-      // Evictions moved the oldest root: read it afresh next time.
-      if (state.oldest) delete state.oldest[key];
-      stateChanged = true;
+      await reader.close();
     }
   }
-  if (stateChanged) saveState(stateFile, state);
+  state.save();
   return { bytes, crossed, newWarnings, retention, elapsedMs: performance.now() - started };
 }

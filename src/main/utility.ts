@@ -1,6 +1,6 @@
 /**
  * The utility-process entry: its own V8 heap, owning the worker pool, the LRU cache, the size
- * check and retention at startup, answering typed requests (src/core/protocol.ts).
+ * check and retention at startup, answering typed requests (src/core/utility-protocol.ts).
  *
  * It runs unchanged under Electron's `utilityProcess.fork` (messages on `process.parentPort`) and
  * under Node's `child_process.fork` (`process.send`), which is how the tests and web mode drive it.
@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
-import type { EventBody, UtilityMessage } from '../core/protocol.js';
+import type { EventBody, UtilityMessage } from '../core/utility-protocol.js';
 import { RequestHandler } from './handler.js';
 import { SessionService } from './service.js';
 

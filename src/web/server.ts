@@ -8,7 +8,7 @@
  * the address we listen on (no DNS rebinding).
  *
  *   GET  /                      the renderer (dist/renderer)
- *   POST /api                   {method, params} -> reply envelope (src/core/protocol.ts)
+ *   POST /api                   {method, params} -> reply envelope (src/core/utility-protocol.ts)
  *   GET  /api/events            server-sent events: progress, warnings, startup, restarts
  *   GET  /attachment/<path>     a file from the attachment cache, Range supported
  */
@@ -18,7 +18,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ProtocolEvent, Reply } from '../core/protocol.js';
+import type { ProtocolEvent, Reply } from '../core/utility-protocol.js';
 import { attachmentStream, resolveAttachmentRequest } from '../main/attachment-http.js';
 import { nodeSpawner, UtilityClient, type ClientOptions } from '../main/client.js';
 

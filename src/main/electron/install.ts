@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { App, BrowserWindow, BrowserWindowConstructorOptions, WebContents } from 'electron';
 import { defaultCacheDir, defaultDbPath } from '../../core/paths.js';
-import type { ProtocolEvent, StartupResult } from '../../core/protocol.js';
+import type { ProtocolEvent, StartupResult } from '../../core/utility-protocol.js';
 import { attachmentStream, resolveAttachmentRequest } from '../attachment-http.js';
 import { UtilityClient, utilityArgs, type ClientOptions, type UtilityChild } from '../client.js';
 import { ATTACHMENT_SCHEME, EVENT_CHANNEL, REQUEST_CHANNEL } from './channels.js';

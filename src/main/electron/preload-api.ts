@@ -5,7 +5,7 @@
  * ready-made dist/electron/preload.cjs. Only plain data crosses: request bodies, reply envelopes, events.
  */
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
-import type { ProtocolEvent, Reply, SessionKeeperBridge } from '../../core/protocol.js';
+import type { ProtocolEvent, Reply, SessionKeeperBridge } from '../../core/utility-protocol.js';
 import { ATTACHMENT_SCHEME, EVENT_CHANNEL, REQUEST_CHANNEL } from './channels.js';
 
 export function createBridge(): SessionKeeperBridge {

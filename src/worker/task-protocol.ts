@@ -5,12 +5,11 @@
 import { z } from 'zod';
 import { pageOptionsSchema, statsOptionsSchema } from '../core/api.js';
 import type { SkErrorCode } from '../core/errors.js';
-import type { SessionStore } from '../store/store.js';
+import type { PageReader } from '../store/reader.js';
 
 const target = { db: z.string().min(1) };
 
 export const workerTaskSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('dataVersion'), ...target }),
   z.object({ op: z.literal('stats'), ...target, options: statsOptionsSchema }),
   z.object({ op: z.literal('list'), ...target, options: pageOptionsSchema }),
   z.object({ op: z.literal('show'), ...target, sessionId: z.string().min(1).max(128), options: pageOptionsSchema }),
@@ -29,18 +28,16 @@ export type WorkerReply<T = unknown> = ({ ok: true; value: T } | { ok: false; co
   heapUsed: number;
 };
 
-/** Runs one task on a store: the same dispatch for pool workers and for stores on the main thread. */
-export function runTask(store: SessionStore, task: WorkerTask): Promise<unknown> {
+/** Runs one task on a reader (a worker's own connection). */
+export function runTask(reader: PageReader, task: WorkerTask): Promise<unknown> {
   switch (task.op) {
-    case 'dataVersion':
-      return store.dataVersion();
     case 'stats':
-      return store.stats(task.options);
+      return reader.stats(task.options);
     case 'list':
-      return store.listSessions(task.options);
+      return reader.listSessions(task.options);
     case 'show':
-      return store.showSession(task.sessionId, task.options);
+      return reader.showSession(task.sessionId, task.options);
     case 'attachment':
-      return store.extractAttachment(task.ref, task.cacheDir, task.out);
+      return reader.extractAttachment(task.ref, task.cacheDir, task.out);
   }
 }
