@@ -2,7 +2,7 @@
 // inline as a base64 data: URL (a fixture made with hugeAttachmentBytes = 300 MB).
 //   peer        : sqlite3 CLI, json_extract + substr of the URL, piped through `base64 -d` to a file
 //   ours CLI    : a fresh `node dist/cli/main.js --db X attachment <partId> --out FILE`
-//   ours in-proc: SqliteStore.extractAttachment(ref, cacheDir, out) on an open store
+//   ours in-proc: openFileReader(db).extractAttachment(ref, cacheDir, out) on an open store
 // Every output is checked against the same sha256. Warm page cache; each timed run starts with
 // an empty attachment cache (removed outside the timing).
 import { createHash } from 'node:crypto';
@@ -68,8 +68,8 @@ export async function extract() {
   const peer = await measure('sqlite3 | base64 -d', async () => fromRun(run(peerCmd, [], { shell: true }), 'peer pipeline'), outPeer);
   const cli = await measure('ours: CLI (whole process)', async () => fromRun(run('node', cliArgs), 'CLI attachment'), outCli);
 
-  const { SqliteStore } = await import('../dist/store/sqlite/sqlite-store.js');
-  const store = new SqliteStore(fx.db, { readonly: true });
+  const { openFileReader } = await import('../dist/store/open-store.js');
+  const store = openFileReader(fx.db);
   const inproc = await measure(
     'ours: in-process extractAttachment(--out)',
     async () => {

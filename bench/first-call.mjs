@@ -6,7 +6,7 @@
 const [db, limitText = '50', flag] = process.argv.slice(2);
 const limit = Number(limitText);
 let start = performance.now();
-const { SqliteStore } = await import('../dist/store/sqlite/sqlite-store.js');
+const { openFileReader } = await import('../dist/store/open-store.js');
 const importMs = performance.now() - start;
 let addonMs = null;
 if (flag === '--preload-addon') {
@@ -17,7 +17,7 @@ if (flag === '--preload-addon') {
 }
 const page = async () => {
   const begin = performance.now();
-  const store = new SqliteStore(db, { readonly: true });
+  const store = openFileReader(db);
   const result = await store.listSessions({ limit });
   await store.close();
   if (result.sessions.length !== limit) throw new Error(`short page: ${result.sessions.length}`);

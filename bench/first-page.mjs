@@ -1,5 +1,5 @@
 // Benchmark 1: time to the first page of 50 sessions against database size.
-//   ours, in-process : new SqliteStore(db, {readonly}) + listSessions({limit: 50}), fresh store each run
+//   ours, in-process : openFileReader(db) + listSessions({limit: 50}), fresh store each run
 //   ours, service    : SessionService.open + listSessions (pool start included, if the service starts one)
 //   ours, CLI cold   : a fresh `node dist/cli/main.js --db X --json list --limit 50` (whole process)
 //   naive loader     : bench/naive-first-page.mjs in a child with the default heap (whole tables)
@@ -19,7 +19,7 @@ const NAIVE_TIMEOUT_MS = Number(process.env.BENCH_NAIVE_TIMEOUT_MS ?? 240_000);
 const FLOOR_SQL = `SELECT id, parent_id, title, time_created, time_updated FROM session ORDER BY time_updated DESC, id DESC LIMIT ${LIMIT}`;
 
 export async function firstPage({ sizes = benchSizes() } = {}) {
-  const { SqliteStore } = await import('../dist/store/sqlite/sqlite-store.js');
+  const { openFileReader } = await import('../dist/store/open-store.js');
   const { SessionService } = await import('../dist/main/service.js');
   const Database = (await import('better-sqlite3')).default;
   const results = [];
@@ -37,7 +37,7 @@ export async function firstPage({ sizes = benchSizes() } = {}) {
     let firstCall;
     const inproc = await sample(N_INPROC, async (i) => {
       const start = performance.now();
-      const store = new SqliteStore(db, { readonly: true });
+      const store = openFileReader(db);
       const page = await store.listSessions({ limit: LIMIT });
       if (page.sessions.length !== LIMIT) throw new Error(`expected ${LIMIT} sessions, got ${page.sessions.length}`);
       await store.close();
@@ -46,11 +46,11 @@ export async function firstPage({ sizes = benchSizes() } = {}) {
     // where the in-process time goes: open alone, and the page query alone on an open store
     const openOnly = stats(
       await sample(N_INPROC, async () => {
-        const store = new SqliteStore(db, { readonly: true });
+        const store = openFileReader(db);
         await store.close();
       }),
     );
-    const store = new SqliteStore(db, { readonly: true });
+    const store = openFileReader(db);
     const queryOnly = stats(await sample(N_INPROC, () => store.listSessions({ limit: LIMIT }), { warmup: 1 }));
     await store.close();
 
@@ -72,7 +72,7 @@ export async function firstPage({ sizes = benchSizes() } = {}) {
     const addonLoad = stats(preloaded.map((c) => c.addonMs));
 
     // where a fresh store's time goes: the two SQL statements of listSessions on a new connection
-    // (same SQL as src/store/sqlite/sqlite-store.ts; the session table has no time_updated index)
+    // (same SQL as src/store/sqlite/sqlite-reader.ts; the session table has no time_updated index)
     const profile = profileListSql(Database, db);
 
     // service: pool start + first page

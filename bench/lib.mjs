@@ -43,7 +43,7 @@ export async function fixture({ label, targetBytes, seed = SEED, hugeAttachmentB
   if (existsSync(summaryFile) && existsSync(db)) {
     return { db, dir, key, summary: JSON.parse(readFileSync(summaryFile, 'utf8')), cached: true, seconds: 0 };
   }
-  const { generateFixture } = await import('../dist/fixtures/generate.js');
+  const { generateFixture } = await import('../build/dev/test/fixtures/generate.js');
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });

@@ -18,12 +18,12 @@ const RUNS = Number(process.env.RUNS ?? 3);
 
 if (process.argv[2] === '--child') {
   // Child mode: one in-process migration, with the V8 heap sampled every 20 ms.
-  const { migrateToExternal } = await import(join(ROOT, 'dist', 'store', 'external', 'migrate.js'));
+  const { migrateTo } = await import(join(ROOT, 'dist', 'main', 'migration.js'));
   let peak = 0;
   const sample = () => (peak = Math.max(peak, process.memoryUsage().heapUsed));
   const timer = setInterval(sample, 20);
   const started = performance.now();
-  const result = await migrateToExternal({ source: process.argv[3], target: process.argv[4], onProgress: sample });
+  const result = await migrateTo({ db: process.argv[3], to: process.argv[4], onProgress: sample });
   const seconds = (performance.now() - started) / 1000;
   clearInterval(timer);
   sample();
@@ -54,7 +54,7 @@ async function freshDb(name) {
 async function fixture(key, options) {
   const path = join(DATA, key, 'opencode.db');
   if (!existsSync(path)) {
-    const { generateFixture } = await import(join(ROOT, 'dist', 'fixtures', 'generate.js'));
+    const { generateFixture } = await import(join(ROOT, 'build', 'dev', 'test', 'fixtures', 'generate.js'));
     mkdirSync(join(DATA, `${key}.tmp`), { recursive: true });
     generateFixture({ path: join(DATA, `${key}.tmp`, 'opencode.db'), overwrite: true, ...options });
     rmSync(join(DATA, key), { recursive: true, force: true });
@@ -113,13 +113,13 @@ const pagesUrl = await freshDb('sk_bench_pages');
 const mig = spawnSync(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), '--db', tenK, 'migrate', '--to', pagesUrl, '--json', '--no-progress'], { encoding: 'utf8' });
 if (mig.status !== 0) throw new Error(`pages migrate failed: ${mig.stderr}`);
 const sessionsAt = JSON.parse(mig.stdout).sessions;
-const { ExternalStore } = await import(join(ROOT, 'dist', 'store', 'external', 'external-store.js'));
+const { openReader } = await import(join(ROOT, 'dist', 'store', 'open-store.js'));
 const listTimes = [];
 const showTimes = [];
 let firstList = 0;
 let firstShow = 0;
 for (let i = 0; i < 11; i++) {
-  const store = await ExternalStore.open(pagesUrl);
+  const store = await openReader(pagesUrl);
   let t = performance.now();
   const list = await store.listSessions({ limit: 50 });
   const listMs = performance.now() - t;
@@ -151,7 +151,7 @@ const lines = [
   '| run | median wall | MB/s | rows/s | vs pgloader | peak V8 heap |',
   '| --- | --- | --- | --- | --- | --- |',
   `| pgloader \`sqlite://… postgresql://…\` | ${fmt(loaderS, 2)} s | ${fmt(payload / MB / loaderS)} | ${Math.round(rows / loaderS).toLocaleString('en-US')} | 1.00x | - |`,
-  `| ours: migrateToExternal (stream, attachments cut out, verified) | ${fmt(oursS, 2)} s | **${fmt(payload / MB / oursS)}** | ${Math.round(rows / oursS).toLocaleString('en-US')} | ${fmt(loaderS / oursS, 2)}x | ${fmt(heapPeak / MB)} MB |`,
+  `| ours: migrate --to (stream, attachments cut out, verified) | ${fmt(oursS, 2)} s | **${fmt(payload / MB / oursS)}** | ${Math.round(rows / oursS).toLocaleString('en-US')} | ${fmt(loaderS / oursS, 2)}x | ${fmt(heapPeak / MB)} MB |`,
   '',
   `pgloader died of SBCL heap exhaustion in ${loaderFailures} extra attempt(s) (not counted in its time; retried).`,
   `Goals: at least 1.0x pgloader: ${loaderS / oursS >= 1 ? 'met' : 'not met'}; peak heap under 64 MB: ${heapPeak < 64 * MB ? 'met' : 'not met'}.`,
@@ -159,7 +159,7 @@ const lines = [
   '',
   `### First pages from PostgreSQL at ${sessionsAt.toLocaleString('en-US')} sessions`,
   '',
-  'Fresh `ExternalStore.open` (pool + schema check) each time, then the page; median of 10 after one untimed-JIT first run.',
+  'Fresh `openReader` (pool + schema check) each time, then the page; median of 10 after one untimed-JIT first run.',
   '',
   '| page | first call (cold process) | median |',
   '| --- | --- | --- |',

@@ -137,7 +137,7 @@ the generator's payload target; the file is about 20% larger (indexes, page slac
 
 **All figures are warm-cache**: the files were just generated or read and fit in RAM; the OS page
 cache cannot be dropped without root, so no cold-disk number is given. "In-process" means a fresh
-\`SqliteStore\` (new connection, empty SQLite page cache) in an already running Node process;
+\`openFileReader\` (new connection, empty SQLite page cache) in an already running Node process;
 "CLI cold" means a whole fresh \`node\` process (Node start, module load, whatever the CLI opens).
 Other work may have shared this 2-core machine during the run (see the load average).
 
@@ -147,7 +147,7 @@ Goal: under 20 ms in-process at every size, flat against size.
 
 ${firstPageMarkdown(fp)}
 
-- ours in-process: \`new SqliteStore(db, {readonly: true})\` + \`listSessions({limit: 50})\` + close, median of ${fp[0]?.inproc.n} runs in one
+- ours in-process: \`openFileReader(db)\` + \`listSessions({limit: 50})\` + close, median of ${fp[0]?.inproc.n} runs in one
   process (90th percentile in brackets). "First page in a fresh process" (\`bench/first-call.mjs\`) is the same on a cold
   JIT, the native addon loaded by that very call, module import excluded: what an app pays when its dialog first opens.
 - fresh conn / warm conn: the two statements \`listSessions\` runs (the page, then the bytes of its 50 sessions), timed

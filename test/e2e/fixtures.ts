@@ -53,7 +53,7 @@ export const test = base.extend<Fixtures, WorkerFixtures>({
     async ({}, use) => {
       const dir = mkdtempSync(join(tmpdir(), 'sk-e2e-base-'));
       const path = join(dir, 'opencode.db');
-      const { generateFixture } = (await import(join(ROOT, 'dist', 'fixtures', 'generate.js'))) as typeof import('../../src/fixtures/generate.js');
+      const { generateFixture } = (await import(join(ROOT, 'build', 'dev', 'test', 'fixtures', 'generate.js'))) as typeof import('../fixtures/generate.js');
       generateFixture({ path, targetBytes: 36 * MB, hugeAttachmentBytes: 3 * MB, seed: 5, diffFiles: false });
       await use(path);
       rmSync(dir, { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateFixture } from '../../src/fixtures/generate.js';
+import { generateFixture } from '../fixtures/generate.js';
 import { parseRange, resolveAttachmentRequest } from '../../src/main/attachment-http.js';
 // From the build: the server forks dist/main/utility.js beside it.
 import { startWebServer, type WebServer } from '../../dist/web/server.js';

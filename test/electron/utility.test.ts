@@ -9,8 +9,8 @@ import { fork } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateFixture } from '../../src/fixtures/generate.js';
-import { ApiError, type ProtocolEvent, type Reply } from '../../src/core/protocol.js';
+import { generateFixture } from '../fixtures/generate.js';
+import { ApiError, type ProtocolEvent, type Reply } from '../../src/core/utility-protocol.js';
 import { nodeSpawner, UtilityClient } from '../../src/main/client.js';
 import { ROOT, tempDir } from '../helpers/env.js';
 

@@ -6,11 +6,9 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ExternalStore } from '../../src/store/external/external-store.js';
-import { migrateToExternal, restoreFromExternal } from '../../src/store/external/migrate.js';
-import { SqliteWriter } from '../../src/store/sqlite/sqlite-writer.js';
+import { migrateTo, restoreFrom } from '../../src/main/migration.js';
 import { emptyOpenCodeDb, insertSession, tempDir } from '../helpers/env.js';
-import { freshDatabase, rowsDigest, type FreshDatabase } from './servers.js';
+import { freshDatabase, rowsDigest, serverQuery, type FreshDatabase } from './servers.js';
 
 const dir = tempDir('sk-external-bulk-');
 const source = join(dir, 'hostile.db');
@@ -66,34 +64,25 @@ for (const backend of ['postgres', 'mysql'] as const) {
     });
 
     it('copies every body byte for byte, with the JSON copy only where the engine can hold it', async () => {
-      const result = await migrateToExternal({ source, target: database.url });
+      const result = await migrateTo({ db: source, to: database.url });
       expect(result.verified).toBe(true);
       expect(result.parts).toBe(BODIES.length);
-      const store = await ExternalStore.open(database.url);
-      try {
-        const rows = await store.db.selectFrom('sk_part').select(['id', 'body', 'data']).orderBy('id').execute();
-        expect(rows.map((r) => r.id)).toEqual(ids);
-        rows.forEach((r, i) => {
-          const [body, json] = BODIES[i] as [string | Buffer, boolean];
-          expect(r.body.equals(Buffer.isBuffer(body) ? body : Buffer.from(body))).toBe(true);
-          if (backend === "postgres") {
-            expect(r.data !== null).toBe(json);
-            if (json) expect(r.data).toEqual(JSON.parse(String(body)));
-          }
-        });
-        const target = join(dir, `restored-${backend}.db`);
-        emptyOpenCodeDb(target).close();
-        const writer = new SqliteWriter(target);
-        try {
-          const restored = await restoreFromExternal(writer.open, store, ['ses_hostile00001']);
-          expect(restored.restored).toEqual(['ses_hostile00001', 'ses_hostile00002']);
-        } finally {
-          writer.close();
+      // What the server holds, read with the driver itself.
+      const rows = await serverQuery<{ id: string; body: Buffer; data: unknown }>(database.url, 'SELECT id, body, data FROM sk_part ORDER BY id');
+      expect(rows.map((r) => r.id)).toEqual(ids);
+      rows.forEach((r, i) => {
+        const [body, json] = BODIES[i] as [string | Buffer, boolean];
+        expect(r.body.equals(Buffer.isBuffer(body) ? body : Buffer.from(body))).toBe(true);
+        if (backend === 'postgres') {
+          expect(r.data !== null).toBe(json);
+          if (json) expect(r.data).toEqual(JSON.parse(String(body)));
         }
-        expect(rowsDigest(target)).toBe(rowsDigest(source));
-      } finally {
-        await store.close();
-      }
+      });
+      const target = join(dir, `restored-${backend}.db`);
+      emptyOpenCodeDb(target).close();
+      const restored = await restoreFrom({ db: target, from: database.url, roots: ['ses_hostile00001'] });
+      expect(restored.copiedIds).toEqual(['ses_hostile00001', 'ses_hostile00002']);
+      expect(rowsDigest(target)).toBe(rowsDigest(source));
     });
   });
 }

@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateFixture } from '../../src/fixtures/generate.js';
+import { generateFixture } from '../fixtures/generate.js';
 import { parseJson, runCli, tempDir } from '../helpers/env.js';
 import { freshDatabase, type FreshDatabase } from './servers.js';
 

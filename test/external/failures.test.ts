@@ -11,11 +11,10 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateFixture, type FixtureSummary } from '../../src/fixtures/generate.js';
-import { ExternalStore } from '../../src/store/external/external-store.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { generateFixture, type FixtureSummary } from '../fixtures/generate.js';
+import { openReader } from '../../src/store/open-store.js';
 import { CLI, parseJson, runCli, tempDir } from '../helpers/env.js';
-import { freshDatabase, rowsDigest, type FreshDatabase } from './servers.js';
+import { freshDatabase, rowsDigest, serverQuery, type FreshDatabase } from './servers.js';
 
 const MB = 1024 * 1024;
 const dir = tempDir('sk-external-fail-');
@@ -83,17 +82,13 @@ function counts(path: string): { sessions: number; messages: number; parts: numb
 }
 
 async function serverCounts(url: string): Promise<{ sessions: number; complete: number; messages: number; parts: number }> {
-  const store = await ExternalStore.open(url);
-  try {
-    const n = async (table: 'sk_session' | 'sk_message' | 'sk_part'): Promise<number> =>
-      Number((await store.db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst())?.n ?? 0);
-    const complete = Number(
-      (await store.db.selectFrom('sk_session').select((eb) => eb.fn.countAll<number>().as('n')).where('complete', '=', 1).executeTakeFirst())?.n ?? 0,
-    );
-    return { sessions: await n('sk_session'), complete, messages: await n('sk_message'), parts: await n('sk_part') };
-  } finally {
-    await store.close();
-  }
+  const n = async (sql: string): Promise<number> => Number((await serverQuery<{ n: number | string }>(url, sql))[0]?.n ?? 0);
+  return {
+    sessions: await n('SELECT COUNT(*) AS n FROM sk_session'),
+    complete: await n('SELECT COUNT(*) AS n FROM sk_session WHERE complete = 1'),
+    messages: await n('SELECT COUNT(*) AS n FROM sk_message'),
+    parts: await n('SELECT COUNT(*) AS n FROM sk_part'),
+  };
 }
 
 describe('postgres: interruptions', () => {
@@ -176,15 +171,15 @@ describe('offload retention', () => {
     expect(applied.evicted.length).toBeGreaterThan(0);
     expect(applied.offload).toBe(new URL(url).toString().replace(/\/$/, ''));
 
-    const store = await ExternalStore.open(url);
+    const store = await openReader(url);
     const local = new Database(db, { readonly: true });
-    const sqlite = new SqliteStore(original, { readonly: true });
+    const sqlite = await openReader(original);
     try {
       for (const id of applied.evicted) {
         expect(local.prepare('SELECT 1 FROM session WHERE id = ?').get(id)).toBeUndefined();
-        const row = await store.db.selectFrom('sk_session').select(['complete', 'digest', 'messages', 'parts']).where('id', '=', id).executeTakeFirstOrThrow();
-        expect(Number(row.complete)).toBe(1);
-        expect(row.digest).toMatch(/^[0-9a-f]{64}$/);
+        const [row] = await serverQuery<{ complete: number; digest: string }>(url, `SELECT complete, digest FROM sk_session WHERE id = '${id}'`);
+        expect(Number(row?.complete)).toBe(1);
+        expect(row?.digest).toMatch(/^[0-9a-f]{64}$/);
         expect(await store.showSession(id, { limit: 1000 })).toEqual(await sqlite.showSession(id, { limit: 1000 }));
       }
     } finally {
@@ -221,8 +216,8 @@ describe('memory ceiling', () => {
     expect(run.signal).toBeNull();
     expect(run.status).toBe(0);
     expect((JSON.parse(run.stdout) as { verified: boolean }).verified).toBe(true);
-    const store = await ExternalStore.open(url);
-    const sqlite = new SqliteStore(big, { readonly: true });
+    const store = await openReader(url);
+    const sqlite = await openReader(big);
     try {
       const a = await sqlite.extractAttachment(summary.hugePartId as string, join(dir, 'c1'));
       const b = await store.extractAttachment(summary.hugePartId as string, join(dir, 'c2'));

@@ -9,13 +9,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listResultSchema, showResultSchema } from '../../src/core/api.js';
-import { generateFixture, type FixtureSummary } from '../../src/fixtures/generate.js';
+import { generateFixture, type FixtureSummary } from '../fixtures/generate.js';
+import { migrateTo, restoreFrom } from '../../src/main/migration.js';
 import { ExternalStore } from '../../src/store/external/external-store.js';
-import { migrateToExternal, restoreFromExternal } from '../../src/store/external/migrate.js';
-import { SqliteWriter } from '../../src/store/sqlite/sqlite-writer.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { openReader } from '../../src/store/open-store.js';
+import type { PageReader } from '../../src/store/reader.js';
 import { emptyOpenCodeDb, tempDir } from '../helpers/env.js';
-import { BACKENDS, freshDatabase, rowsDigest, type FreshDatabase } from './servers.js';
+import { BACKENDS, freshDatabase, rowsDigest, serverQuery, type FreshDatabase } from './servers.js';
 
 const MB = 1024 * 1024;
 const dir = tempDir('sk-external-');
@@ -27,7 +27,7 @@ beforeAll(() => {
   fixture = generateFixture({ path: source, targetBytes: 6 * MB, hugeAttachmentBytes: 3 * MB, seed: 21 });
 });
 
-async function allShows(store: { showSession: SqliteStore['showSession'] }, id: string): Promise<unknown[]> {
+async function allShows(store: Pick<PageReader, 'showSession'>, id: string): Promise<unknown[]> {
   const pages: unknown[] = [];
   let cursor: string | null = null;
   do {
@@ -51,15 +51,15 @@ for (const { backend, skip } of BACKENDS) {
     it('migrates a generated database and reads every session back identically', async () => {
       expect(fixture.rootSessions).toBeLessThan(fixture.sessions); // child sessions present
       const before = readFileSync(source);
-      const result = await migrateToExternal({ source, target: database.url });
+      const result = await migrateTo({ db: source, to: database.url });
       expect(result.verified).toBe(true);
       expect(result.copied).toBe(fixture.sessions);
       expect(result.messages).toBe(fixture.messages);
       expect(result.parts).toBe(fixture.parts);
       expect(readFileSync(source).equals(before)).toBe(true);
 
-      const sqlite = new SqliteStore(source, { readonly: true });
-      const external = await ExternalStore.open(database.url);
+      const sqlite = await openReader(source);
+      const external = await openReader(database.url);
       try {
         // Lists: every page the same, in the same order.
         let c1: string | null = null;
@@ -111,41 +111,33 @@ for (const { backend, skip } of BACKENDS) {
     });
 
     it('runs again without duplicating anything', async () => {
-      const again = await migrateToExternal({ source, target: database.url });
+      const again = await migrateTo({ db: source, to: database.url });
       expect(again.copied).toBe(0);
       expect(again.skipped).toBe(fixture.sessions);
       expect(again.verified).toBe(true);
-      const external = await ExternalStore.open(database.url);
+      const external = await openReader(database.url);
       try {
         const stats = await external.stats();
         expect(stats.parts).toBe(fixture.parts);
         expect(stats.messages).toBe(fixture.messages);
-        // Content-addressed: the same bytes are stored once.
-        const rows = await external.db.selectFrom('sk_attachment').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst();
-        expect(Number(rows?.n)).toBeLessThanOrEqual(fixture.attachments.count);
       } finally {
         await external.close();
       }
+      // Content-addressed: the same bytes are stored once.
+      const [rows] = await serverQuery<{ n: number | string }>(database.url, 'SELECT COUNT(*) AS n FROM sk_attachment');
+      expect(Number(rows?.n)).toBeLessThanOrEqual(fixture.attachments.count);
     });
 
     it('restores every session into an empty SQLite file byte for byte', async () => {
       const target = join(dir, `restored-${backend}.db`);
       emptyOpenCodeDb(target).close();
-      const external = await ExternalStore.open(database.url);
-      const writer = new SqliteWriter(target);
-      const open = writer.open;
-      try {
-        const db = new Database(source, { readonly: true });
-        const roots = db.prepare('SELECT id FROM session WHERE parent_id IS NULL ORDER BY id').pluck().all() as string[];
-        db.close();
-        const result = await restoreFromExternal(open, external, roots);
-        expect(result.restored.length).toBe(fixture.sessions);
-        const again = await restoreFromExternal(open, external, roots);
-        expect(again.skipped.length).toBe(fixture.sessions);
-      } finally {
-        writer.close();
-        await external.close();
-      }
+      const db = new Database(source, { readonly: true });
+      const roots = db.prepare('SELECT id FROM session WHERE parent_id IS NULL ORDER BY id').pluck().all() as string[];
+      db.close();
+      const result = await restoreFrom({ db: target, from: database.url, roots });
+      expect(result.copied).toBe(fixture.sessions);
+      const again = await restoreFrom({ db: target, from: database.url, roots });
+      expect(again.skipped).toBe(fixture.sessions);
       expect(rowsDigest(target)).toBe(rowsDigest(source));
     });
 
@@ -177,10 +169,9 @@ for (const { backend, skip } of BACKENDS) {
         expect(readFileSync(out.path).equals(pdf)).toBe(true);
 
         // The part comes back as the exact bytes written.
-        const row = await store.db.selectFrom('sk_part').select(['body', 'attachments']).where('id', '=', 'prt_w1').executeTakeFirstOrThrow();
-        const pieces: Buffer[] = [];
-        for await (const piece of store.partBytes(row.body, JSON.parse(row.attachments ?? '[]'))) pieces.push(piece);
-        expect(Buffer.concat(pieces).toString()).toBe(partText);
+        const parts: string[] = [];
+        for await (const item of store.exportSessions([session.id])) if (item.kind === 'part') parts.push(item.part.data.toString());
+        expect(parts).toEqual([partText, '{"type":"text","text":"hello"}']);
 
         // Update: same id, new content; the old attachment is no longer stored.
         await store.putPart({ id: 'prt_w1', messageId: 'msg_w1', sessionId: session.id, timeCreated: 1001, timeUpdated: 1003, data: '{"type":"text","text":"replaced"}' });
@@ -188,12 +179,13 @@ for (const { backend, skip } of BACKENDS) {
         const mine = list.sessions.filter((s) => s.id.startsWith('ses_write'));
         expect(mine.map((s) => s.id)).toEqual(['ses_write0000002', 'ses_write0000001']);
         expect(mine[1]?.bytes).toBe(Buffer.byteLength(message) + Buffer.byteLength('{"type":"text","text":"replaced"}') + Buffer.byteLength('{"type":"text","text":"hello"}'));
-        const chunks = await store.db.selectFrom('sk_attachment_chunk').select('sha256').where('sha256', '=', out.sha256).execute();
+        const chunks = await serverQuery(database.url, `SELECT sha256 FROM sk_attachment_chunk WHERE sha256 = '${out.sha256}'`);
         expect(chunks).toHaveLength(0);
 
         // Delete takes the child session along.
-        const deleted = await store.deleteSessions([session.id]);
-        expect(deleted.sort()).toEqual(['ses_write0000001', 'ses_write0000002']);
+        const deleted = await store.deleteTrees([session.id]);
+        expect(deleted.deleted).toEqual([session.id]);
+        expect(deleted.sessionIds.sort()).toEqual(['ses_write0000001', 'ses_write0000002']);
         await expect(store.showSession(session.id)).rejects.toThrow(/no session/);
       } finally {
         await store.close();

@@ -102,3 +102,42 @@ export function rowsDigest(path: string, sessionIds?: readonly string[]): string
   db.close();
   return hash.digest('hex');
 }
+
+/** One SQL statement on a test database through the driver itself: an independent look at what the store wrote. */
+export async function serverQuery<T = Record<string, unknown>>(url: string, text: string): Promise<T[]> {
+  const kind = new URL(url).protocol.replace(':', '');
+  if (kind === 'postgres' || kind === 'postgresql') {
+    const pg = (await import('pg')).default;
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return (await client.query(text)).rows as T[];
+    } finally {
+      await client.end();
+    }
+  }
+  if (kind === 'mysql' || kind === 'mariadb') {
+    const mysql = await import('mysql2/promise');
+    const u = new URL(url);
+    const c = await mysql.createConnection({
+      host: u.hostname,
+      port: Number(u.port || 3306),
+      user: decodeURIComponent(u.username) || 'root',
+      password: decodeURIComponent(u.password),
+      database: u.pathname.slice(1),
+    });
+    try {
+      return (await c.query(text))[0] as T[];
+    } finally {
+      await c.end();
+    }
+  }
+  const { sql } = await import('kysely');
+  const { connect } = await import('../../src/store/external/connection.js');
+  const c = await connect(url);
+  try {
+    return (await sql.raw<T>(text).execute(c.db)).rows;
+  } finally {
+    await c.db.destroy();
+  }
+}

@@ -11,6 +11,20 @@ import { OPENCODE_SCHEMA_DDL } from '../../src/store/sqlite/schema.js';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
+/** The length-limit extension `npm run build` makes (absent without a C compiler). */
+export const LENGTH_EXTENSION = join(ROOT, 'native', 'build', `limit_length.${process.platform === 'darwin' ? 'dylib' : process.platform === 'win32' ? 'dll' : 'so'}`);
+
+/** Loads the length-limit extension into `db`; false when it is missing or does not raise the limit. */
+export function loadLengthExtension(db: Database.Database): boolean {
+  try {
+    db.loadExtension(LENGTH_EXTENSION);
+    db.prepare('SELECT length(zeroblob(?))').pluck().get(600_000_000);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A temporary folder removed after the file's tests. */
 export function tempDir(prefix = 'sk-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));

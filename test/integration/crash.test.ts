@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { generateFixture } from '../../src/fixtures/generate.js';
-import { verifyArchive } from '../../dist/store/archive-file.js';
+import { generateFixture } from '../fixtures/generate.js';
+import { verifyArchive } from '../../dist/store/archive/archive-read.js';
 import { CLI, tempDir } from '../helpers/env.js';
 
 const KILLS = 24;

@@ -9,7 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listResultSchema, showResultSchema, statsResultSchema, type ListResult, type ShowResult, type StatsResult } from '../../src/core/api.js';
-import { generateFixture } from '../../src/fixtures/generate.js';
+import { generateFixture } from '../fixtures/generate.js';
 import { SessionService } from '../../dist/main/service.js';
 import { insertSession, parseJson, runCli, tempDir } from '../helpers/env.js';
 

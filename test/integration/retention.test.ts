@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseSessionConfig } from '../../src/core/config.js';
 import { MB } from '../../src/core/thresholds.js';
-import { generateFixture } from '../../src/fixtures/generate.js';
+import { generateFixture } from '../fixtures/generate.js';
 import { archiveThenDelete, enforceAtStartup } from '../../dist/main/retention.js';
 import { CLI, parseJson, runCli, tempDir } from '../helpers/env.js';
 

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { execSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { generateFixture, type FixtureSummary } from '../../src/fixtures/generate.js';
+import { generateFixture, type FixtureSummary } from '../fixtures/generate.js';
 import { ROOT, tempDir } from '../helpers/env.js';
 
 const MB = 1024 * 1024;

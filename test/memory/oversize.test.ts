@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, V8_STRING_LIMIT } from '../../src/store/sqlite/open.js';
-import { insertMessage, insertSession, runCli, tempDir } from '../helpers/env.js';
+import { V8_STRING_LIMIT } from '../../src/core/page-rules.js';
+import { emptyOpenCodeDb, insertMessage, insertSession, loadLengthExtension, runCli, tempDir } from '../helpers/env.js';
 
 const MB = 1024 * 1024;
 const dir = tempDir('sk-oversize-');
@@ -20,10 +20,8 @@ const PREFIX = 'data:application/pdf;base64,';
 let extensionBuilt = false;
 
 beforeAll(() => {
-  const open = openDatabase(dbPath, { readonly: false, create: true });
-  extensionBuilt = open.readableLimit > V8_STRING_LIMIT;
-  const db = open.db;
-  db.prepare("INSERT INTO project (id, worktree, time_created, time_updated) VALUES ('global', '/', 1, 1)").run();
+  const db = emptyOpenCodeDb(dbPath);
+  extensionBuilt = loadLengthExtension(db);
   insertSession(db, 'ses_big', 1, 2);
   insertMessage(db, 'msg_big', 'ses_big', 1);
   if (extensionBuilt) {
