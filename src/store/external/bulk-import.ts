@@ -12,7 +12,8 @@ import { isSyncIterable, rowId, type SessionItem, type SessionItems } from '../s
 import type { ImportOptions, ImportResult } from '../writer.js';
 import type { BulkRow } from './dialect.js';
 import { rowLine, sessionDigest, sha256Hex, type SessionCheck } from './digest.js';
-import type { ExternalStore, SmallAttachment } from './external-store.js';
+import type { ExternalContext } from './context.js';
+import { deleteSessionRows, insertNewSession, insertSmallAttachments, preparePartBatched, putSessionRow, sessionStates, type SmallAttachment } from './writes.js';
 import { messageRow, type MessageRow, type PartRow } from './stored-rows.js';
 
 /** Bytes of row data per INSERT statement. */
@@ -29,7 +30,7 @@ const MAX_VERIFYING = 2;
  * Reads one session's stored rows back (ids, times, the server's sha256 of each body, attachment
  * lists: never the bodies) and digests them exactly as the copy did.
  */
-export async function storedCheck(store: ExternalStore, sessionId: string): Promise<SessionCheck> {
+export async function storedCheck(store: ExternalContext, sessionId: string): Promise<SessionCheck> {
   const lines: string[] = [];
   let messages = 0;
   let parts = 0;
@@ -60,7 +61,7 @@ export async function storedCheck(store: ExternalStore, sessionId: string): Prom
  * Checks of several sessions in one read (ids, times, the server's sha256 of each body): a
  * session whose rows alone exceed VERIFY_ROWS is read in pages by `storedCheck`.
  */
-async function storedChecks(store: ExternalStore, sent: readonly SessionCheck[]): Promise<Map<string, SessionCheck>> {
+async function storedChecks(store: ExternalContext, sent: readonly SessionCheck[]): Promise<Map<string, SessionCheck>> {
   const checks = new Map<string, SessionCheck>();
   if (sent.length === 1 || sent.reduce((n, s) => n + s.messages + s.parts, 0) > VERIFY_ROWS) {
     for (const s of sent) checks.set(s.id, await storedCheck(store, s.id));
@@ -124,7 +125,7 @@ class RowBatch<T extends MessageRow | PartRow> {
   readonly serverJson: boolean;
 
   constructor(
-    private readonly store: ExternalStore,
+    private readonly store: ExternalContext,
     private readonly table: 'sk_message' | 'sk_part',
   ) {
     this.serverJson = store.dialect.serverJson !== null;
@@ -151,7 +152,7 @@ class RowBatch<T extends MessageRow | PartRow> {
     this.attachments = [];
     this.bytes = 0;
     this.current = ticket();
-    const insert = this.store.insertSmallAttachments(attachments).then(() => this.insert(rows));
+    const insert = insertSmallAttachments(this.store, attachments).then(() => this.insert(rows));
     insert.then(done.resolve, done.reject);
     // Observed now so a failure is never unhandled; rethrown when it is awaited.
     insert.catch(() => undefined);
@@ -222,7 +223,7 @@ interface SentSession {
 }
 
 /** Marks verified sessions complete, with their counts, digest and source bytes, in one statement. */
-async function markComplete(store: ExternalStore, sessions: readonly SentSession[]): Promise<void> {
+async function markComplete(store: ExternalContext, sessions: readonly SentSession[]): Promise<void> {
   const caseOf = (value: (s: SentSession) => RawBuilder<unknown>): RawBuilder<unknown> =>
     sql`CASE id ${sql.join(sessions.map((s) => sql`WHEN ${s.sent.id} THEN ${value(s)}`), sql` `)} END`;
   await sql`UPDATE sk_session SET complete = 1,
@@ -254,7 +255,7 @@ class BulkImport {
   private readonly serverJson: boolean;
 
   constructor(
-    private readonly store: ExternalStore,
+    private readonly store: ExternalContext,
     private readonly options: ImportOptions,
   ) {
     this.batches = { messages: new RowBatch<MessageRow>(store, 'sk_message'), parts: new RowBatch<PartRow>(store, 'sk_part'), projects: new Set() };
@@ -263,7 +264,7 @@ class BulkImport {
 
   private async present(id: string): Promise<boolean> {
     if (this.options.present) return this.options.present.has(id);
-    return (await this.store.sessionStates([id])).has(id);
+    return (await sessionStates(this.store, [id])).has(id);
   }
 
   async take(item: SessionItem): Promise<void> {
@@ -282,10 +283,10 @@ class BulkImport {
         const committed = new Set<Promise<void>>();
         // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
         if (exists) {
-          await store.deleteSessionRows(id, true);
-          await store.putSession(session, extras, project, false);
+          await deleteSessionRows(store, id, true);
+          await putSessionRow(store, session, extras, project, false);
         } else {
-          const inserted = store.insertNewSession(session, extras, project, this.batches.projects);
+          const inserted = insertNewSession(store, session, extras, project, this.batches.projects);
           inserted.catch(() => undefined);
           committed.add(inserted);
         }
@@ -309,7 +310,7 @@ class BulkImport {
       case 'part': {
         if (this.skipping || !this.current) return;
         const p = item.part;
-        const { row, small, json } = await store.preparePartBatched(p);
+        const { row, small, json } = await preparePartBatched(store, p);
         const cur = this.current;
         cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
         cur.parts++;
@@ -379,7 +380,7 @@ class BulkImport {
     });
     for (const verified of this.verifying.splice(0)) await verified;
     // Copies commit asynchronously where the engine allows: one durable barrier before anything relies on them.
-    await this.store.durable();
+    await this.store.guard('flush', () => this.store.dialect.durableBarrier(this.store.db));
     return this.result;
   }
 
@@ -390,7 +391,7 @@ class BulkImport {
 }
 
 /** Every session of `items` into the server, verified; `existing` says what happens to one already there. */
-export async function importSessions(store: ExternalStore, items: SessionItems, options: ImportOptions): Promise<ImportResult> {
+export async function importSessions(store: ExternalContext, items: SessionItems, options: ImportOptions): Promise<ImportResult> {
   const bulk = new BulkImport(store, options);
   try {
     if (isSyncIterable(items)) for (const item of items) await store.guard('migrate', () => bulk.take(item));

@@ -6,21 +6,13 @@
 // kysely and the drivers load on first connect: commands that never touch a server stay fast.
 import type { Kysely } from 'kysely';
 import { SkError, redactSecrets } from '../../core/errors.js';
-import { externalKindOf, type ExternalKind } from '../../core/storage.js';
-import { dialectFor, type EngineDialect } from './dialect.js';
-import type { SkTables } from './schema.js';
+import { externalKindOf } from '../../core/storage.js';
+import type { EngineDialect, ParsedConnection } from './dialect.js';
+import { dialectFor } from './engines.js';
+import type { SkTables } from './tables.js';
 
-export interface ParsedConnection {
-  kind: ExternalKind;
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  /** The string with its password masked: safe for logs, errors and `stats.path`. */
-  display: string;
-  url: URL;
-}
+export type { ParsedConnection };
+
 
 export async function parseConnectionString(value: string): Promise<{ conn: ParsedConnection; dialect: EngineDialect }> {
   const display = redactSecrets(value);

@@ -6,7 +6,7 @@ import { cutSessionPayload, PAGE_RULES } from '../../core/page-rules.js';
 import { attachmentRefName } from '../../core/part-scan.js';
 import type { ContentRow, ContentSource } from '../page-builder.js';
 import { parseSpans } from './codec.js';
-import type { ExternalStore } from './external-store.js';
+import type { ExternalContext } from './context.js';
 
 const { inlineFetchBytes, inlineTotalBytes, sessionPayloadColumns, sessionPayloadLimit } = PAGE_RULES;
 /** Inline bodies fetched in one query: drivers may carry binary columns as text first (bytea as hex). */
@@ -29,7 +29,7 @@ function contentRow(row: BodyRow): ContentRow {
 }
 
 export class ExternalContentSource implements ContentSource {
-  constructor(private readonly store: ExternalStore) {}
+  constructor(private readonly store: ExternalContext) {}
 
   get location(): string {
     return this.store.location;
@@ -40,8 +40,10 @@ export class ExternalContentSource implements ContentSource {
   }
 
   async sessionRow(sessionId: string): Promise<SessionRow | undefined> {
-    const row = await this.store.sessionRow(sessionId);
-    if (!row) return undefined;
+    const stored = await this.store.db.selectFrom('sk_session').select('row_json').where('id', '=', sessionId).executeTakeFirst();
+    if (!stored) return undefined;
+    // jsonb comes back parsed from pg; text columns come back as strings.
+    const row = (typeof stored.row_json === 'string' ? JSON.parse(stored.row_json) : stored.row_json) as SessionRow & Record<string, unknown>;
     for (const c of sessionPayloadColumns) {
       const value = row[c];
       if (typeof value === 'string' && Buffer.byteLength(value) > sessionPayloadLimit) row[c] = cutSessionPayload(Buffer.byteLength(value));

@@ -5,8 +5,20 @@
  */
 import type { CompiledQuery, Dialect as KyselyDialect, Kysely, RawBuilder } from 'kysely';
 import type { ExternalKind } from '../../core/storage.js';
-import type { ParsedConnection } from './connection.js';
-import type { SkTables } from './schema.js';
+import type { SkTables } from './tables.js';
+
+/** A connection string taken apart (the password kept out of `display`). */
+export interface ParsedConnection {
+  kind: ExternalKind;
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  /** The string with its password masked: safe for logs, errors and `stats.path`. */
+  display: string;
+  url: URL;
+}
 
 /** Column types of our schema in this engine's words. */
 export interface ColumnTypes {
@@ -80,15 +92,4 @@ export interface ServerJson {
   /** Bodies above this size go one per statement, so a refusal costs one row. */
   readonly aloneAbove: number;
   bulkInsert(table: 'sk_message' | 'sk_part', rows: readonly BulkRow[]): CompiledQuery;
-}
-
-export async function dialectFor(kind: ExternalKind): Promise<EngineDialect> {
-  switch (kind) {
-    case 'postgres':
-      return (await import('./dialects/postgres.js')).postgresDialect;
-    case 'mysql':
-      return (await import('./dialects/mysql.js')).mysqlDialect;
-    case 'sqlserver':
-      return (await import('./dialects/mssql.js')).mssqlDialect;
-  }
 }

@@ -5,15 +5,12 @@
  * value at a time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
  * Engine differences are the dialect's (dialect.ts); nothing here asks which engine it is.
  */
-import { sql, type Kysely } from 'kysely';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
-import { defaultProjectRow, type SessionRow } from '../../core/opencode-format.js';
 import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
 import { attachmentFilename, attachmentRefName, describeDataUrl, parseAttachmentRef } from '../../core/part-scan.js';
 import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
-import type { ExternalKind } from '../../core/storage.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
@@ -21,37 +18,22 @@ import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '..
 import type { Row, SessionItem } from '../session-items.js';
 import type { DeleteResult, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
-import { attachmentChunks, CHUNK_BYTES, cutPart, parseSpans, rebuildPart, type CutPart, type StoredSpan } from './codec.js';
-import { connect, connectionError, type ParsedConnection } from './connection.js';
+import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
+import { connect, connectionError } from './connection.js';
 import { ExternalContentSource } from './content-source.js';
-import type { EngineDialect } from './dialect.js';
-import { migrateSchema, schemaVersion, SCHEMA_VERSION, type SkTables } from './schema.js';
-import { messageRow, partRow, sessionValues, type MessageInput, type PartInput, type PartRow, type StoredSessionExtras } from './stored-rows.js';
+import { ExternalContext } from './context.js';
+import { migrateSchema, schemaVersion, SCHEMA_VERSION } from './schema.js';
+import { messageRow, type MessageInput, type PartInput, type StoredSessionExtras } from './stored-rows.js';
+import type { SkTables } from './tables.js';
+import { collectAttachments, deleteSessionRows, preparePart, putSessionRow, recount, requireSession, sessionRowsIn, sessionStates } from './writes.js';
 
 /** Attachment chunks fetched per round trip (about 4 MB). */
 const CHUNKS_PER_READ = 4;
 const MESSAGE_PAGE = 200;
 
-/** An attachment small enough for one chunk, inserted with a batch of part rows. */
-export interface SmallAttachment {
-  sha256: string;
-  data: Buffer;
-}
-
-export class ExternalStore implements SessionReader, SessionWriter {
-  readonly kind: ExternalKind;
+export class ExternalStore extends ExternalContext implements SessionReader, SessionWriter {
   /** Other writers of a server leave no cheap version mark: its pages are never cached. */
   readonly pagesCacheable = false;
-  readonly db: Kysely<SkTables>;
-  readonly conn: ParsedConnection;
-  readonly dialect: EngineDialect;
-
-  private constructor(db: Kysely<SkTables>, conn: ParsedConnection, dialect: EngineDialect) {
-    this.db = db;
-    this.conn = conn;
-    this.dialect = dialect;
-    this.kind = conn.kind;
-  }
 
   /**
    * Connects. With `create`, creates or upgrades the schema (what copies and writers want);
@@ -72,22 +54,6 @@ export class ExternalStore implements SessionReader, SessionWriter {
       throw connectionError(error, conn, 'schema');
     }
     return store;
-  }
-
-  get location(): string {
-    return this.conn.display;
-  }
-
-  /** Runs a database step, turning driver failures into one password-free line. */
-  async guard<T>(doing: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (error) {
-      // SQLite's own failures (a copy reads the file while it writes here) keep their own mapping.
-      if (error instanceof Error && error.name === 'SqliteError') throw error;
-      if (error instanceof TypeError || error instanceof RangeError) throw new SkError('internal', `${doing}: ${error.message}`);
-      throw connectionError(error, this.conn, doing);
-    }
   }
 
   // ---- reads for people --------------------------------------------------------------------
@@ -178,13 +144,6 @@ export class ExternalStore implements SessionReader, SessionWriter {
     });
   }
 
-  /** The SQLite session row as stored, every column. */
-  async sessionRow(sessionId: string): Promise<(SessionRow & Row) | undefined> {
-    const row = await this.db.selectFrom('sk_session').select('row_json').where('id', '=', sessionId).executeTakeFirst();
-    if (!row) return undefined;
-    // jsonb comes back parsed from pg; text columns come back as strings.
-    return (typeof row.row_json === 'string' ? JSON.parse(row.row_json) : row.row_json) as SessionRow & Row;
-  }
 
   showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
     return this.guard('show', () => buildShowPage(new ExternalContentSource(this), sessionId, options));
@@ -272,25 +231,15 @@ export class ExternalStore implements SessionReader, SessionWriter {
     });
   }
 
-  /** Rows of `sk_session` for `ids`, in batches the engines' parameter limits allow. */
-  private async sessionRowsIn<K extends keyof SkTables['sk_session'] & string>(ids: readonly string[], columns: readonly K[]): Promise<Pick<SkTables['sk_session'], K>[]> {
-    const out: Pick<SkTables['sk_session'], K>[] = [];
-    for (let at = 0; at < ids.length; at += 500) {
-      const batch = ids.slice(at, at + 500);
-      const rows = await this.db.selectFrom('sk_session').select(columns as readonly K[]).where('id', 'in', batch).execute();
-      for (const row of rows) out.push(row as unknown as Pick<SkTables['sk_session'], K>);
-    }
-    return out;
-  }
 
   async sessionVersions(ids: readonly string[]): Promise<Map<string, number>> {
-    return this.guard('read', async () => new Map((await this.sessionRowsIn(ids, ['id', 'time_updated'])).map((r) => [r.id, Number(r.time_updated)])));
+    return this.guard('read', async () => new Map((await sessionRowsIn(this, ids, ['id', 'time_updated'])).map((r) => [r.id, Number(r.time_updated)])));
   }
 
   /** Counts as recorded when each session's copy was verified. */
   async sessionCounts(ids: readonly string[]): Promise<Map<string, SessionCounts>> {
     return this.guard('read', async () =>
-      new Map((await this.sessionRowsIn(ids, ['id', 'messages', 'parts'])).map((r) => [r.id, { messages: Number(r.messages), parts: Number(r.parts) }])),
+      new Map((await sessionRowsIn(this, ids, ['id', 'messages', 'parts'])).map((r) => [r.id, { messages: Number(r.messages), parts: Number(r.parts) }])),
     );
   }
 
@@ -300,7 +249,7 @@ export class ExternalStore implements SessionReader, SessionWriter {
         const row = await this.db.selectFrom('sk_session').select((eb) => eb.fn.sum<number>('bytes').as('b')).executeTakeFirst();
         return Number(row?.b ?? 0);
       }
-      return (await this.sessionRowsIn(ids, ['id', 'bytes'])).reduce((sum, r) => sum + Number(r.bytes), 0);
+      return (await sessionRowsIn(this, ids, ['id', 'bytes'])).reduce((sum, r) => sum + Number(r.bytes), 0);
     });
   }
 
@@ -400,13 +349,8 @@ export class ExternalStore implements SessionReader, SessionWriter {
   // ---- writes ---------------------------------------------------------------------------------
 
   /** Sessions held here; `whole` when their copy finished and was verified. */
-  async sessionStates(ids: readonly string[]): Promise<Map<string, SessionState>> {
-    return this.guard('read', async () => {
-      const rows = await this.sessionRowsIn(ids, ['id', 'time_updated', 'complete', 'digest', 'messages', 'parts']);
-      return new Map(
-        rows.map((r) => [r.id, { updated: Number(r.time_updated), whole: Number(r.complete) === 1 && r.digest !== null, messages: Number(r.messages), parts: Number(r.parts) }]),
-      );
-    });
+  sessionStates(ids: readonly string[]): Promise<Map<string, SessionState>> {
+    return this.guard('read', () => sessionStates(this, ids));
   }
 
   importSessions(items: Parameters<SessionWriter['importSessions']>[0], options: ImportOptions): Promise<ImportResult> {
@@ -427,145 +371,28 @@ export class ExternalStore implements SessionReader, SessionWriter {
     return Promise.reject(new SkError('usage', `${this.conn.display}: auto_vacuum is a SQLite setting; a server manages its own space`));
   }
 
-  /**
-   * Stores one attachment's chunks unless a complete copy is already there (content-addressed:
-   * stored once however often referenced). An interrupted earlier copy is replaced.
-   */
-  async storeAttachment(buf: Buffer, source: CutPart['sources'][number]): Promise<void> {
-    const existing = await this.db.selectFrom('sk_attachment').select('complete').where('sha256', '=', source.sha256).executeTakeFirst();
-    if (existing && Number(existing.complete) === 1) return;
-    if (existing) {
-      await this.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', source.sha256).execute();
-      await this.db.deleteFrom('sk_attachment').where('sha256', '=', source.sha256).execute();
-    }
-    await this.db.insertInto('sk_attachment').values({ sha256: source.sha256, bytes: 0, chunks: 0, complete: 0 }).execute();
-    let seq = 0;
-    let bytes = 0;
-    let batch: SkTables['sk_attachment_chunk'][] = [];
-    const flush = async (): Promise<void> => {
-      if (batch.length > 0) await this.db.insertInto('sk_attachment_chunk').values(batch).execute();
-      batch = [];
-    };
-    for (const chunk of attachmentChunks(buf, source.span, source.kind)) {
-      batch.push({ sha256: source.sha256, seq: seq++, data: chunk });
-      bytes += chunk.length;
-      if (batch.length >= this.dialect.chunksPerStatement) await flush();
-    }
-    await flush();
-    await this.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', source.sha256).execute();
-  }
 
-  /**
-   * A part row ready to insert, for bulk copies: attachments that fit in one chunk come back to be
-   * inserted with the row batch (one statement for many); larger ones are stored now.
-   */
-  async preparePartBatched(input: PartInput): Promise<{ row: PartRow; small: SmallAttachment[]; json: boolean }> {
-    const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
-    const cut = cutPart(data, input.id);
-    const small: SmallAttachment[] = [];
-    for (const source of cut.sources) {
-      const encoded = source.span.end - source.span.payloadStart;
-      if (this.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
-        const chunks = [...attachmentChunks(data, source.span, source.kind)];
-        small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
-      } else {
-        await this.storeAttachment(data, source);
-      }
-    }
-    // With a server-built JSON copy only whether it can be made is decided here.
-    const serverJson = this.dialect.serverJson;
-    const row = partRow(input, data.length, cut, this.dialect, serverJson !== null);
-    return { row, small, json: serverJson ? serverJson.acceptable(row.body) : false };
-  }
 
-  /**
-   * Inserts single-chunk attachments in two statements, skipping any already stored: the chunk
-   * first, then the attachment row marked complete, so a row never exists without its bytes.
-   */
-  async insertSmallAttachments(list: readonly SmallAttachment[]): Promise<void> {
-    const unique = [...new Map(list.map((a) => [a.sha256, a])).values()];
-    if (unique.length === 0) return;
-    const chunks = unique.filter((a) => a.data.length > 0).map((a) => ({ sha256: a.sha256, seq: 0, data: a.data }));
-    const rows = unique.map((a) => ({ sha256: a.sha256, bytes: a.data.length, chunks: a.data.length > 0 ? 1 : 0, complete: 1 }));
-    if (chunks.length) await this.dialect.insertIgnoring(this.db, 'sk_attachment_chunk', chunks);
-    await this.dialect.insertIgnoring(this.db, 'sk_attachment', rows);
-  }
 
-  /** A part row ready to insert, its attachments stored first. */
-  async preparePart(input: PartInput): Promise<PartRow> {
-    const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
-    const cut = cutPart(data, input.id);
-    for (const source of cut.sources) await this.storeAttachment(data, source);
-    return partRow(input, data.length, cut, this.dialect);
-  }
 
-  async insertProject(row: Row): Promise<void> {
-    const id = String(row['id']);
-    const have = await this.db.selectFrom('sk_project').select('id').where('id', '=', id).executeTakeFirst();
-    if (have) return;
-    try {
-      await this.db.insertInto('sk_project').values({ id, row_json: JSON.stringify(row) }).execute();
-    } catch (error) {
-      const again = await this.db.selectFrom('sk_project').select('id').where('id', '=', id).executeTakeFirst();
-      if (!again) throw error;
-    }
-  }
 
   /** Inserts (or replaces) a session row; its messages and parts are left as they are. */
   async putSession(row: Row, extras: StoredSessionExtras | null = null, project: Row | null = null, complete = true): Promise<void> {
-    const values = sessionValues(row, extras);
-    await this.guard('write session', async () => {
-      await this.insertProject(project ?? defaultProjectRow(row['project_id']));
-      await this.db.transaction().execute(async (trx) => {
-        const had = await trx.deleteFrom('sk_session').where('id', '=', values.id).executeTakeFirst();
-        await trx.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: complete ? 1 : 0 }).execute();
-        if (Number(had.numDeletedRows) > 0) await this.recount(trx, values.id);
-      });
-    });
+    await this.guard('write session', () => putSessionRow(this, row, extras, project, complete));
   }
 
-  /**
-   * For bulk copies: inserts a session row known to be absent, marked incomplete, in one statement
-   * (its project once per copy: `projects` holds the ids already stored).
-   */
-  async insertNewSession(row: Row, extras: StoredSessionExtras, project: Row | null, projects: Set<string>): Promise<void> {
-    const values = sessionValues(row, extras);
-    const projectRow = project ?? defaultProjectRow(row['project_id']);
-    const projectId = String(projectRow['id']);
-    if (!projects.has(projectId)) {
-      await this.insertProject(projectRow);
-      projects.add(projectId);
-    }
-    await this.db.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: 0 }).execute();
-  }
 
-  /** Recomputes a session's counters from its rows. */
-  private async recount(exec: Kysely<SkTables>, sessionId: string): Promise<void> {
-    await exec
-      .updateTable('sk_session')
-      .set((eb) => ({
-        messages: eb.selectFrom('sk_message').select((e) => e.fn.countAll<number>().as('n')).where('session_id', '=', sessionId),
-        parts: eb.selectFrom('sk_part').select((e) => e.fn.countAll<number>().as('n')).where('session_id', '=', sessionId),
-        bytes: sql<number>`COALESCE((SELECT SUM(bytes) FROM sk_message WHERE session_id = ${sessionId}), 0) + COALESCE((SELECT SUM(bytes) FROM sk_part WHERE session_id = ${sessionId}), 0)`,
-      }))
-      .where('id', '=', sessionId)
-      .execute();
-  }
 
-  private async requireSession(sessionId: string): Promise<void> {
-    const have = await this.db.selectFrom('sk_session').select('id').where('id', '=', sessionId).executeTakeFirst();
-    if (!have) throw new SkError('not-found', `no session ${sessionId} in ${this.conn.display}`);
-  }
 
   /** Creates or replaces a message (its parts stay). */
   async putMessage(input: MessageInput): Promise<void> {
     await this.guard('write message', async () => {
-      await this.requireSession(input.sessionId);
+      await requireSession(this, input.sessionId);
       const row = messageRow(input, this.dialect);
       await this.db.transaction().execute(async (trx) => {
         await trx.deleteFrom('sk_message').where('id', '=', input.id).execute();
         await trx.insertInto('sk_message').values(row).execute();
-        await this.recount(trx, input.sessionId);
+        await recount(trx, input.sessionId);
       });
     });
   }
@@ -573,17 +400,17 @@ export class ExternalStore implements SessionReader, SessionWriter {
   /** Creates or replaces a part; its attachments go to the content-addressed table. */
   async putPart(input: PartInput): Promise<void> {
     await this.guard('write part', async () => {
-      await this.requireSession(input.sessionId);
+      await requireSession(this, input.sessionId);
       const message = await this.db.selectFrom('sk_message').select('id').where('id', '=', input.messageId).executeTakeFirst();
       if (!message) throw new SkError('not-found', `no message ${input.messageId} in ${this.conn.display}`);
-      const row = await this.preparePart(input);
+      const row = await preparePart(this, input);
       const old = await this.db.selectFrom('sk_part').select('attachments').where('id', '=', input.id).executeTakeFirst();
       await this.db.transaction().execute(async (trx) => {
         await trx.deleteFrom('sk_part').where('id', '=', input.id).execute();
         await trx.insertInto('sk_part').values(row).execute();
-        await this.recount(trx, input.sessionId);
+        await recount(trx, input.sessionId);
       });
-      if (old) await this.collectAttachments(parseSpans(old.attachments).map((s) => s.s));
+      if (old) await collectAttachments(this, parseSpans(old.attachments).map((s) => s.s));
     });
   }
 
@@ -602,7 +429,7 @@ export class ExternalStore implements SessionReader, SessionWriter {
         }
         for (const id of tree) {
           if (!versions.has(id)) continue;
-          for (const partId of await this.deleteSessionRows(id, true)) result.partIds.push(partId);
+          for (const partId of await deleteSessionRows(this, id, true)) result.partIds.push(partId);
           result.sessionIds.push(id);
         }
         result.deleted.push(root);
@@ -611,38 +438,7 @@ export class ExternalStore implements SessionReader, SessionWriter {
     });
   }
 
-  /** Removes one session's rows (and, with `withSession`, the session itself); returns the part ids removed. */
-  async deleteSessionRows(sessionId: string, withSession: boolean): Promise<string[]> {
-    const shas = new Set<string>();
-    const partIds: string[] = [];
-    for (;;) {
-      // Parts are removed in pages: a session can have very many, each with its attachment list.
-      const rows = await this.dialect.limit(this.db.selectFrom('sk_part').select(['id', 'attachments']).where('session_id', '=', sessionId).orderBy('id'), 1000).execute();
-      if (rows.length === 0) break;
-      for (const r of rows) {
-        partIds.push(r.id);
-        for (const s of parseSpans(r.attachments)) shas.add(s.s);
-      }
-      await this.db.deleteFrom('sk_part').where('id', 'in', rows.map((r) => r.id)).execute();
-    }
-    await this.db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('sk_part').where('session_id', '=', sessionId).execute();
-      await trx.deleteFrom('sk_message').where('session_id', '=', sessionId).execute();
-      if (withSession) await trx.deleteFrom('sk_session').where('id', '=', sessionId).execute();
-    });
-    await this.collectAttachments([...shas]);
-    return partIds;
-  }
 
-  /** Drops attachments no part refers to any more. */
-  private async collectAttachments(shas: readonly string[]): Promise<void> {
-    for (const sha of new Set(shas)) {
-      const used = await this.dialect.limit(this.db.selectFrom('sk_part').select('id').where('att_count', '>', 0).where('attachments', 'like', `%${sha}%`), 1).execute();
-      if (used.length > 0) continue;
-      await this.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', sha).execute();
-      await this.db.deleteFrom('sk_attachment').where('sha256', '=', sha).execute();
-    }
-  }
 
   async close(): Promise<void> {
     await this.db.destroy().catch(() => undefined);

@@ -4,7 +4,8 @@ import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { V8_STRING_LIMIT } from '../../../core/page-rules.js';
 import { hasRefusedEscape, jsonObjectText, jsonPlausible } from '../codec.js';
 import type { BulkRow, EngineDialect } from '../dialect.js';
-import { SCHEMA_VERSION, type SkTables } from '../schema.js';
+import { SCHEMA_VERSION } from '../schema.js';
+import type { SkTables } from '../tables.js';
 
 /** Columns of the bulk INSERT, with their types (the VALUES list is untyped). */
 const BULK_COLUMNS = {

@@ -1,0 +1,35 @@
+/** What every part of the external store works with: the pool, the parsed connection, the dialect. */
+import type { Kysely } from 'kysely';
+import type { ExternalKind } from '../../core/storage.js';
+import { SkError } from '../../core/errors.js';
+import { connectionError } from './connection.js';
+import type { EngineDialect, ParsedConnection } from './dialect.js';
+import type { SkTables } from './tables.js';
+
+export class ExternalContext {
+  readonly kind: ExternalKind;
+
+  constructor(
+    readonly db: Kysely<SkTables>,
+    readonly conn: ParsedConnection,
+    readonly dialect: EngineDialect,
+  ) {
+    this.kind = conn.kind;
+  }
+
+  get location(): string {
+    return this.conn.display;
+  }
+
+  /** Runs a database step, turning driver failures into one password-free line. */
+  async guard<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      // SQLite's own failures (a copy reads the file while it writes here) keep their own mapping.
+      if (error instanceof Error && error.name === 'SqliteError') throw error;
+      if (error instanceof TypeError || error instanceof RangeError) throw new SkError('internal', `${doing}: ${error.message}`);
+      throw connectionError(error, this.conn, doing);
+    }
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * Writes into our server schema, shared by the store's own methods and the bulk import: session
+ * rows, content-addressed attachments, counters, deletes. Each takes the store's context.
+ */
+import { sql, type Kysely } from 'kysely';
+import { SkError } from '../../core/errors.js';
+import { defaultProjectRow } from '../../core/opencode-format.js';
+import type { Row } from '../session-items.js';
+import type { SessionState } from '../writer.js';
+import { attachmentChunks, CHUNK_BYTES, cutPart, parseSpans, type CutPart } from './codec.js';
+import type { ExternalContext } from './context.js';
+import { partRow, sessionValues, type PartInput, type PartRow, type StoredSessionExtras } from './stored-rows.js';
+import type { SkTables } from './tables.js';
+
+/** An attachment small enough for one chunk, inserted with a batch of part rows. */
+export interface SmallAttachment {
+  sha256: string;
+  data: Buffer;
+}
+
+/** Rows of `sk_session` for `ids`, in batches the engines' parameter limits allow. */
+export async function sessionRowsIn<K extends keyof SkTables['sk_session'] & string>(ctx: ExternalContext, ids: readonly string[], columns: readonly K[]): Promise<Pick<SkTables['sk_session'], K>[]> {
+  const out: Pick<SkTables['sk_session'], K>[] = [];
+  for (let at = 0; at < ids.length; at += 500) {
+    const batch = ids.slice(at, at + 500);
+    const rows = await ctx.db.selectFrom('sk_session').select(columns as readonly K[]).where('id', 'in', batch).execute();
+    for (const row of rows) out.push(row as unknown as Pick<SkTables['sk_session'], K>);
+  }
+  return out;
+}
+
+/**
+ * Stores one attachment's chunks unless a complete copy is already there (content-addressed:
+ * stored once however often referenced). An interrupted earlier copy is replaced.
+ */
+export async function storeAttachment(ctx: ExternalContext, buf: Buffer, source: CutPart['sources'][number]): Promise<void> {
+  const existing = await ctx.db.selectFrom('sk_attachment').select('complete').where('sha256', '=', source.sha256).executeTakeFirst();
+  if (existing && Number(existing.complete) === 1) return;
+  if (existing) {
+    await ctx.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', source.sha256).execute();
+    await ctx.db.deleteFrom('sk_attachment').where('sha256', '=', source.sha256).execute();
+  }
+  await ctx.db.insertInto('sk_attachment').values({ sha256: source.sha256, bytes: 0, chunks: 0, complete: 0 }).execute();
+  let seq = 0;
+  let bytes = 0;
+  let batch: SkTables['sk_attachment_chunk'][] = [];
+  const flush = async (): Promise<void> => {
+    if (batch.length > 0) await ctx.db.insertInto('sk_attachment_chunk').values(batch).execute();
+    batch = [];
+  };
+  for (const chunk of attachmentChunks(buf, source.span, source.kind)) {
+    batch.push({ sha256: source.sha256, seq: seq++, data: chunk });
+    bytes += chunk.length;
+    if (batch.length >= ctx.dialect.chunksPerStatement) await flush();
+  }
+  await flush();
+  await ctx.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', source.sha256).execute();
+}
+
+/**
+ * A part row ready to insert, for bulk copies: attachments that fit in one chunk come back to be
+ * inserted with the row batch (one statement for many); larger ones are stored now.
+ */
+export async function preparePartBatched(ctx: ExternalContext, input: PartInput): Promise<{ row: PartRow; small: SmallAttachment[]; json: boolean }> {
+  const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
+  const cut = cutPart(data, input.id);
+  const small: SmallAttachment[] = [];
+  for (const source of cut.sources) {
+    const encoded = source.span.end - source.span.payloadStart;
+    if (ctx.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
+      const chunks = [...attachmentChunks(data, source.span, source.kind)];
+      small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
+    } else {
+      await storeAttachment(ctx, data, source);
+    }
+  }
+  // With a server-built JSON copy only whether it can be made is decided here.
+  const serverJson = ctx.dialect.serverJson;
+  const row = partRow(input, data.length, cut, ctx.dialect, serverJson !== null);
+  return { row, small, json: serverJson ? serverJson.acceptable(row.body) : false };
+}
+
+/**
+ * Inserts single-chunk attachments in two statements, skipping any already stored: the chunk
+ * first, then the attachment row marked complete, so a row never exists without its bytes.
+ */
+export async function insertSmallAttachments(ctx: ExternalContext, list: readonly SmallAttachment[]): Promise<void> {
+  const unique = [...new Map(list.map((a) => [a.sha256, a])).values()];
+  if (unique.length === 0) return;
+  const chunks = unique.filter((a) => a.data.length > 0).map((a) => ({ sha256: a.sha256, seq: 0, data: a.data }));
+  const rows = unique.map((a) => ({ sha256: a.sha256, bytes: a.data.length, chunks: a.data.length > 0 ? 1 : 0, complete: 1 }));
+  if (chunks.length) await ctx.dialect.insertIgnoring(ctx.db, 'sk_attachment_chunk', chunks);
+  await ctx.dialect.insertIgnoring(ctx.db, 'sk_attachment', rows);
+}
+
+/** A part row ready to insert, its attachments stored first. */
+export async function preparePart(ctx: ExternalContext, input: PartInput): Promise<PartRow> {
+  const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
+  const cut = cutPart(data, input.id);
+  for (const source of cut.sources) await storeAttachment(ctx, data, source);
+  return partRow(input, data.length, cut, ctx.dialect);
+}
+
+export async function insertProject(ctx: ExternalContext, row: Row): Promise<void> {
+  const id = String(row['id']);
+  const have = await ctx.db.selectFrom('sk_project').select('id').where('id', '=', id).executeTakeFirst();
+  if (have) return;
+  try {
+    await ctx.db.insertInto('sk_project').values({ id, row_json: JSON.stringify(row) }).execute();
+  } catch (error) {
+    const again = await ctx.db.selectFrom('sk_project').select('id').where('id', '=', id).executeTakeFirst();
+    if (!again) throw error;
+  }
+}
+
+/**
+ * For bulk copies: inserts a session row known to be absent, marked incomplete, in one statement
+ * (its project once per copy: `projects` holds the ids already stored).
+ */
+export async function insertNewSession(ctx: ExternalContext, row: Row, extras: StoredSessionExtras, project: Row | null, projects: Set<string>): Promise<void> {
+  const values = sessionValues(row, extras);
+  const projectRow = project ?? defaultProjectRow(row['project_id']);
+  const projectId = String(projectRow['id']);
+  if (!projects.has(projectId)) {
+    await insertProject(ctx, projectRow);
+    projects.add(projectId);
+  }
+  await ctx.db.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: 0 }).execute();
+}
+
+/** Recomputes a session's counters from its rows. */
+export async function recount(exec: Kysely<SkTables>, sessionId: string): Promise<void> {
+  await exec
+    .updateTable('sk_session')
+    .set((eb) => ({
+      messages: eb.selectFrom('sk_message').select((e) => e.fn.countAll<number>().as('n')).where('session_id', '=', sessionId),
+      parts: eb.selectFrom('sk_part').select((e) => e.fn.countAll<number>().as('n')).where('session_id', '=', sessionId),
+      bytes: sql<number>`COALESCE((SELECT SUM(bytes) FROM sk_message WHERE session_id = ${sessionId}), 0) + COALESCE((SELECT SUM(bytes) FROM sk_part WHERE session_id = ${sessionId}), 0)`,
+    }))
+    .where('id', '=', sessionId)
+    .execute();
+}
+
+export async function requireSession(ctx: ExternalContext, sessionId: string): Promise<void> {
+  const have = await ctx.db.selectFrom('sk_session').select('id').where('id', '=', sessionId).executeTakeFirst();
+  if (!have) throw new SkError('not-found', `no session ${sessionId} in ${ctx.conn.display}`);
+}
+
+/** Removes one session's rows (and, with `withSession`, the session itself); returns the part ids removed. */
+export async function deleteSessionRows(ctx: ExternalContext, sessionId: string, withSession: boolean): Promise<string[]> {
+  const shas = new Set<string>();
+  const partIds: string[] = [];
+  for (;;) {
+    // Parts are removed in pages: a session can have very many, each with its attachment list.
+    const rows = await ctx.dialect.limit(ctx.db.selectFrom('sk_part').select(['id', 'attachments']).where('session_id', '=', sessionId).orderBy('id'), 1000).execute();
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      partIds.push(r.id);
+      for (const s of parseSpans(r.attachments)) shas.add(s.s);
+    }
+    await ctx.db.deleteFrom('sk_part').where('id', 'in', rows.map((r) => r.id)).execute();
+  }
+  await ctx.db.transaction().execute(async (trx) => {
+    await trx.deleteFrom('sk_part').where('session_id', '=', sessionId).execute();
+    await trx.deleteFrom('sk_message').where('session_id', '=', sessionId).execute();
+    if (withSession) await trx.deleteFrom('sk_session').where('id', '=', sessionId).execute();
+  });
+  await collectAttachments(ctx, [...shas]);
+  return partIds;
+}
+
+/** Drops attachments no part refers to any more. */
+export async function collectAttachments(ctx: ExternalContext, shas: readonly string[]): Promise<void> {
+  for (const sha of new Set(shas)) {
+    const used = await ctx.dialect.limit(ctx.db.selectFrom('sk_part').select('id').where('att_count', '>', 0).where('attachments', 'like', `%${sha}%`), 1).execute();
+    if (used.length > 0) continue;
+    await ctx.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', sha).execute();
+    await ctx.db.deleteFrom('sk_attachment').where('sha256', '=', sha).execute();
+  }
+}
+
+/** Inserts (or replaces) a session row; its messages and parts are left as they are. */
+export async function putSessionRow(ctx: ExternalContext, row: Row, extras: StoredSessionExtras | null, project: Row | null, complete: boolean): Promise<void> {
+  const values = sessionValues(row, extras);
+  await insertProject(ctx, project ?? defaultProjectRow(row['project_id']));
+  await ctx.db.transaction().execute(async (trx) => {
+    const had = await trx.deleteFrom('sk_session').where('id', '=', values.id).executeTakeFirst();
+    await trx.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: complete ? 1 : 0 }).execute();
+    if (Number(had.numDeletedRows) > 0) await recount(trx, values.id);
+  });
+}
+
+/** Sessions held here; `whole` when their copy finished and was verified. */
+export async function sessionStates(ctx: ExternalContext, ids: readonly string[]): Promise<Map<string, SessionState>> {
+  const rows = await sessionRowsIn(ctx, ids, ['id', 'time_updated', 'complete', 'digest', 'messages', 'parts']);
+  return new Map(
+    rows.map((r) => [r.id, { updated: Number(r.time_updated), whole: Number(r.complete) === 1 && r.digest !== null, messages: Number(r.messages), parts: Number(r.parts) }]),
+  );
+}
