@@ -97,6 +97,23 @@ static int chunksClose(sqlite3_vtab_cursor *base) {
   return SQLITE_OK;
 }
 
+/* An integer argument: better-sqlite3 binds JS numbers as REAL, so an integral REAL counts too. */
+static int integerArg(sqlite3_value *value, sqlite3_int64 *out) {
+  switch (sqlite3_value_type(value)) {
+    case SQLITE_INTEGER:
+      *out = sqlite3_value_int64(value);
+      return 1;
+    case SQLITE_FLOAT: {
+      double real = sqlite3_value_double(value);
+      if (!(real >= -9.0e18 && real <= 9.0e18) || real != (double)(sqlite3_int64)real) return 0;
+      *out = (sqlite3_int64)real;
+      return 1;
+    }
+    default:
+      return 0;
+  }
+}
+
 /* Sets the statement's error message (SQLite frees the previous one and this one). */
 static int fail(sqlite3_vtab_cursor *base, int rc, const char *message) {
   sqlite3_free(base->pVtab->zErrMsg);
@@ -118,24 +135,29 @@ static int chunksFilter(sqlite3_vtab_cursor *base, int idxNum, const char *idxSt
   const char *table = (const char *)sqlite3_value_text(argv[0]);
   const char *column = (const char *)sqlite3_value_text(argv[1]);
   if (table == 0 || column == 0) return fail(base, SQLITE_ERROR, "table and column must be names");
-  if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER) return fail(base, SQLITE_ERROR, "rowid must be an integer");
-  sqlite3_int64 chunk = sqlite3_value_int64(argv[3]);
-  if (sqlite3_value_type(argv[3]) != SQLITE_INTEGER || chunk < 1 || chunk > SK_CHUNK_MAX) {
+  /* NULL: a subquery such as (SELECT rowid FROM part WHERE id = ?) found no row. */
+  if (sqlite3_value_type(argv[2]) == SQLITE_NULL) return fail(base, SQLITE_ERROR, "no such row");
+  sqlite3_int64 rowid = 0;
+  if (!integerArg(argv[2], &rowid)) return fail(base, SQLITE_ERROR, "rowid must be an integer");
+  sqlite3_int64 chunk = 0;
+  if (!integerArg(argv[3], &chunk) || chunk < 1 || chunk > SK_CHUNK_MAX) {
     return fail(base, SQLITE_ERROR, "chunk_bytes must be an integer from 1 to 268435456");
   }
   sqlite3_int64 start = 0;
   sqlite3_int64 stop = -1;
   int next = 4;
+  /* start and stop may be NULL (from the start, to the end); stop before start reads nothing. */
   if (idxNum & (1 << (COL_START - FIRST_ARG))) {
-    if (sqlite3_value_type(argv[next]) != SQLITE_NULL) start = sqlite3_value_int64(argv[next]);
+    if (sqlite3_value_type(argv[next]) != SQLITE_NULL && (!integerArg(argv[next], &start) || start < 0)) {
+      return fail(base, SQLITE_ERROR, "start must be a non-negative integer");
+    }
     next++;
   }
   if ((idxNum & (1 << (COL_STOP - FIRST_ARG))) && sqlite3_value_type(argv[next]) != SQLITE_NULL) {
-    stop = sqlite3_value_int64(argv[next]);
+    if (!integerArg(argv[next], &stop) || stop < 0) return fail(base, SQLITE_ERROR, "stop must be a non-negative integer");
   }
-  if (start < 0) return fail(base, SQLITE_ERROR, "start must not be negative");
 
-  int rc = sqlite3_blob_open(db, "main", table, column, sqlite3_value_int64(argv[2]), 0, &cur->blob);
+  int rc = sqlite3_blob_open(db, "main", table, column, rowid, 0, &cur->blob);
   if (rc != SQLITE_OK) {
     /* "no such rowid: N", "cannot open value of type null", "no such table: main.x", ... */
     char *message = sqlite3_mprintf("%s", sqlite3_errmsg(db));
