@@ -50,6 +50,13 @@ const DATA_PREFIX = Buffer.from('data:');
 const HEADER_WINDOW = 1024;
 /** Percent-encoded (non-base64) data URLs are small by nature; larger ones are refused, as the attachment cache does. */
 export const MAX_PLAIN_DATA_URL = 64 * 1024 * 1024;
+/**
+ * Base64 characters decoded per step (a multiple of 4), whatever the chunk size. Below Node's
+ * external-string threshold (~1 MB) the text is an ordinary heap string, and allocating those
+ * keeps the garbage collector running often enough to free spent chunks: measured on a 300 MB
+ * PDF, peak RSS ~80 MB at 512 KiB against ~170 MB at 1 MiB and more, at the same speed.
+ */
+const DECODE_SLICE = 512 * 1024;
 /** What the attachment cache accepts in a base64 payload: the standard and the URL-safe alphabet. */
 const NOT_BASE64 = /[^A-Za-z0-9+/_-]/;
 
@@ -199,7 +206,12 @@ class Base64Decoder implements PayloadDecoder {
   }
 
   private decode(bytes: Buffer, from: number, to: number, at: number): void {
-    if (this.error) return;
+    for (let piece = from; piece < to && !this.error; piece += DECODE_SLICE) {
+      this.decodeSlice(bytes, piece, Math.min(to, piece + DECODE_SLICE), at + (piece - from));
+    }
+  }
+
+  private decodeSlice(bytes: Buffer, from: number, to: number, at: number): void {
     const text = bytes.toString('latin1', from, to);
     const decoded = Buffer.from(text, 'base64');
     // Node's decoder skips bytes outside the alphabets: a short result means there was one.

@@ -44,8 +44,13 @@ import { SkError } from '../../core/errors.js';
 import type { AttachmentSpan } from '../../core/part-scan.js';
 import { mapSqliteError } from './open.js';
 
-/** Chunk size when the caller gives none: few enough rows to be cheap, small enough to be flat. */
-export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Chunk size when the caller gives none. Each chunk is a new Buffer, freed only when the garbage
+ * collector runs; smaller chunks mean more small allocations per MB, hence more frequent young
+ * collections and fewer spent chunks waiting. Measured (300 MB PDF, 64 MB heap): 1 MiB peaks at
+ * ~80 MB RSS, 4 MiB at ~140 MB, 16 MiB at ~170 MB, at the same or lower speed.
+ */
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** The extension's own upper bound for one chunk. */
 export const MAX_CHUNK_BYTES = 256 * 1024 * 1024;
 /** The `sk_chunks_version()` this module speaks to (native/value_chunks.c SK_CHUNKS_VERSION). */
@@ -58,7 +63,7 @@ export type ChunkedReadPath = 'chunked' | 'whole';
 export type RowKey = number | bigint | { id: string };
 
 export interface ValueChunksOptions {
-  /** Bytes per chunk (the last may be shorter); default 4 MiB. */
+  /** Bytes per chunk (the last may be shorter); default 1 MiB. */
   chunkBytes?: number;
   /** Byte range of the value to read: from `start` (default 0) to `stop` (default the end). */
   start?: number;
