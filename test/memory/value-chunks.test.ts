@@ -1,5 +1,5 @@
 /**
- * The whole process, not only the V8 heap: a part holding a 300 MB PDF (419 MB of JSON) is
+ * The whole process, not only the V8 heap: a part holding a 300 MiB PDF (400 MiB of JSON) is
  * extracted in a child process with a 64 MB heap AND a 200 MB cap on its memory (RLIMIT_DATA;
  * see test/helpers/memory-limit.ts), through sk_chunks. The whole-value paths (the store's
  * current extractAttachment, and valueChunks without the extension) fail under the same cap,
