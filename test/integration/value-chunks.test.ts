@@ -108,8 +108,15 @@ describe('valueChunks', () => {
       expect(a.startsWith(expected), a).toBe(true);
       expect(errorOf(() => run(whole))).toBe(a);
     }
-    // Only the chunked path needs rowids: a WITHOUT ROWID table is refused with SQLite's words.
-    expect(errorOf(() => [...valueChunks(chunked, 'norowid', 'data', 1)])).toMatch(/cannot open table without rowid: norowid/);
+    expect(errorOf(() => [...valueChunks(chunked, 'nope', 'data', 1)])).toMatch(/^internal: .*no such table: nope/);
+    close();
+  });
+
+  it('reads a WITHOUT ROWID table (no sqlite3_blob there) through the whole-value path instead of failing', () => {
+    const { chunked, close } = connections();
+    expect(Buffer.concat([...valueChunks(chunked, 'norowid', 'data', { id: 'x' }, { chunkBytes: 2 })]).toString()).toBe('abc');
+    // sk_chunks itself refuses it, in SQLite's words.
+    expect(() => chunked.prepare("SELECT data FROM sk_chunks('norowid', 'data', 1, 2)").all()).toThrow(/cannot open table without rowid: norowid/);
     close();
   });
 

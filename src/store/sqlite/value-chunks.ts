@@ -170,9 +170,21 @@ export function valueChunks(
   options: ValueChunksOptions = {},
 ): IterableIterator<Buffer> {
   const { chunkBytes } = checkArguments(table, column, options);
-  return chunkedReadsAvailable(db)
+  return chunkedReadsAvailable(db) && isRowidTable(db, table)
     ? chunkedRows(db, table, column, row, chunkBytes, options)
     : wholeValue(db, table, column, row, chunkBytes, options);
+}
+
+/**
+ * sqlite3_blob_open reads rowid tables only. OpenCode's are (text primary keys, no WITHOUT
+ * ROWID); anything else (a WITHOUT ROWID table, a view) takes the whole-value path rather than
+ * failing. Asked each time (microseconds), so a changed schema is never missed.
+ */
+function isRowidTable(db: Database.Database, table: string): boolean {
+  const info = db.prepare("SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(table) as
+    | { type: string; wr: number }
+    | undefined;
+  return info?.type === 'table' && info.wr === 0;
 }
 
 function* chunkedRows(
