@@ -114,7 +114,7 @@ static int integerArg(sqlite3_value *value, sqlite3_int64 *out) {
   }
 }
 
-/* Sets the statement's error message (SQLite frees the previous one and this one). */
+/* Replaces the table's error message; SQLite moves it to the statement and frees it. */
 static int fail(sqlite3_vtab_cursor *base, int rc, const char *message) {
   sqlite3_free(base->pVtab->zErrMsg);
   base->pVtab->zErrMsg = sqlite3_mprintf("sk_chunks: %s", message);
