@@ -1,6 +1,6 @@
 /**
  * Reading one stored value (`part.data`, `message.data`, `session_message.data`, `event.data`, ...)
- * in chunks of a few MB, never whole: not in JS, and not inside SQLite either.
+ * in chunks (1 MiB by default), never whole: not in JS, and not inside SQLite either.
  *
  * Decision. better-sqlite3 has no incremental BLOB API: its maintainer called blob streaming
  * "feasible, but a significant/large feature" and closed it (WiseLibs/better-sqlite3#241,
