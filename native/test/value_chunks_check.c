@@ -1,0 +1,81 @@
+/* Leak and memory-error check of native/value_chunks.c: compiled into one program with
+ * better-sqlite3's SQLite amalgamation (SQLITE_CORE), every path walked (whole reads, ranges,
+ * finalize mid-read, a cursor filtered again in a join, each argument error, SQLITE_ABORT),
+ * AddressSanitizer and UndefinedBehaviorSanitizer on, LeakSanitizer at exit. About a minute to
+ * build, so not part of the test suite; run it after changing the C file:
+ *
+ *   S=node_modules/better-sqlite3/deps/sqlite3
+ *   cc -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -DSQLITE_CORE -I $S -I native \
+ *      native/test/value_chunks_check.c native/value_chunks.c $S/sqlite3.c -o /tmp/value_chunks_check -lm
+ *   /tmp/value_chunks_check      # prints "ok (0 failures)", exit 0; any leak fails the exit code
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sqlite3.h"
+int sqlite3_valuechunks_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi);
+
+static int failures = 0;
+static void check(int ok, const char *what) { if (!ok) { printf("FAIL: %s\n", what); failures++; } }
+
+/* Steps `sql` up to `limit` rows (-1: all); returns rows seen, sets *rc to the final code. */
+static int run(sqlite3 *db, const char *sql, int limit, int *rc, long long *bytes) {
+  sqlite3_stmt *st = 0;
+  *rc = sqlite3_prepare_v2(db, sql, -1, &st, 0);
+  if (*rc != SQLITE_OK) return -1;
+  int rows = 0;
+  *bytes = 0;
+  while ((limit < 0 || rows < limit) && (*rc = sqlite3_step(st)) == SQLITE_ROW) {
+    *bytes += sqlite3_column_bytes(st, 0);
+    rows++;
+  }
+  if (*rc == SQLITE_ROW) *rc = SQLITE_OK; /* left early: finalize mid-read */
+  else if (*rc == SQLITE_DONE) *rc = SQLITE_OK;
+  sqlite3_finalize(st);
+  return rows;
+}
+
+int main(void) {
+  sqlite3 *db;
+  int rc; long long bytes;
+  sqlite3_open(":memory:", &db);
+  sqlite3_valuechunks_init(db, 0, 0);
+  sqlite3_exec(db, "CREATE TABLE t(id TEXT PRIMARY KEY, data TEXT, n INTEGER);"
+                   "INSERT INTO t VALUES ('a', hex(randomblob(500000)), 1), ('b', NULL, 2), ('c', '', 3);"
+                   "CREATE TABLE w(id TEXT PRIMARY KEY, data TEXT) WITHOUT ROWID; INSERT INTO w VALUES ('x','y');", 0, 0, 0);
+  int rows = run(db, "SELECT data FROM sk_chunks('t','data',1,65536)", -1, &rc, &bytes);
+  check(rc == SQLITE_OK && rows == 16 && bytes == 1000000, "whole read");
+  rows = run(db, "SELECT data FROM sk_chunks('t','data',1,1000,10,20010) ORDER BY seq", -1, &rc, &bytes);
+  check(rc == SQLITE_OK && rows == 20 && bytes == 20000, "range");
+  rows = run(db, "SELECT data FROM sk_chunks('t','data',1,4096)", 3, &rc, &bytes);
+  check(rc == SQLITE_OK && rows == 3, "finalized mid-read");
+  rows = run(db, "SELECT c.data FROM t, sk_chunks('t','data',t.rowid,300000) c WHERE t.data IS NOT NULL", -1, &rc, &bytes);
+  check(rc == SQLITE_OK && rows == 4 && bytes == 1000000, "join: xFilter again on one cursor");
+  rows = run(db, "SELECT seq FROM sk_chunks('t','data',1,7)", -1, &rc, &bytes);
+  check(rc == SQLITE_OK && rows == 142858, "seq only: data never read");
+  const char *errors[] = {
+    "SELECT data FROM sk_chunks('t','data',2,10)", "SELECT data FROM sk_chunks('t','n',1,10)",
+    "SELECT data FROM sk_chunks('t','data',99,10)", "SELECT data FROM sk_chunks('t','data',1,0)",
+    "SELECT data FROM sk_chunks('t','data',1,1e300)", "SELECT data FROM sk_chunks('nope','data',1,10)",
+    "SELECT data FROM sk_chunks('w','data',1,10)", "SELECT data FROM sk_chunks('t','data',NULL,10)",
+    "SELECT data FROM sk_chunks('t','data',1,10,-1)", "SELECT data FROM sk_chunks('t','data',1.5,10)",
+    "SELECT data FROM sk_chunks", "SELECT data FROM sk_chunks('t')",
+  };
+  for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+    run(db, errors[i], -1, &rc, &bytes);
+    check(rc != SQLITE_OK, errors[i]);
+  }
+  /* The row changes under the handle: the next read is SQLITE_ABORT, reported as an error. */
+  sqlite3_stmt *st;
+  sqlite3_prepare_v2(db, "SELECT data FROM sk_chunks('t','data',1,1000)", -1, &st, 0);
+  check(sqlite3_step(st) == SQLITE_ROW, "first chunk");
+  sqlite3_exec(db, "UPDATE t SET n = n + 1 WHERE rowid = 1", 0, 0, 0);
+  rc = sqlite3_step(st);
+  check(rc == SQLITE_ABORT && strstr(sqlite3_errmsg(db), "changed while it was being read") != 0, "abort reported");
+  sqlite3_finalize(st);
+  rows = run(db, "SELECT data FROM sk_chunks('t','data',1,65536)", -1, &rc, &bytes);
+  check(rc == SQLITE_OK && bytes == 1000000, "works after abort");
+  check(sqlite3_close(db) == SQLITE_OK, "close: no statement or blob left open");
+  printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
+  return failures != 0;
+}

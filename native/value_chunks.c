@@ -1,0 +1,300 @@
+/* sk_chunks: one stored value, read in fixed-size chunks through ONE sqlite3_blob handle.
+ *
+ *   SELECT seq, offset, data, size FROM sk_chunks(:table, :column, :rowid, :chunk_bytes [, :start [, :stop]])
+ *
+ * yields rows (seq 0, 1, ...) of at most chunk_bytes raw bytes of `table.column` in row `rowid` of
+ * the main database, from byte `start` (default 0) to `stop` (default the end). TEXT values come
+ * as their stored UTF-8 bytes, exactly what CAST(x AS BLOB) returns. Neither SQLite nor the caller
+ * ever holds the whole value: each chunk is read from the pages straight into a buffer that is
+ * handed to the result row (no second copy), and the handle keeps its overflow-page list, so a
+ * read costs the pages it covers (a new handle per chunk would walk the page chain from the start
+ * every time, as substr() re-reads the whole value).
+ *
+ * Rules this file keeps:
+ *  - the handle belongs to the cursor: xFilter opens it, xClose (statement reset or finalize)
+ *    closes it, so it never outlives the statement;
+ *  - the handle holds the connection's read transaction from open to close: all chunks come from
+ *    one snapshot (in WAL mode other connections' commits stay invisible to it);
+ *  - a row changed through this same connection while being read expires the handle: the next
+ *    read fails with SQLITE_ABORT, reported as an error of the statement (never a crash);
+ *  - rowid tables only (sqlite3_blob_open refuses WITHOUT ROWID tables with a clear message);
+ *  - direct use only (SQLITE_VTAB_DIRECTONLY): a view or trigger in a hostile database file
+ *    cannot use it to read other tables;
+ *  - rows come in seq order and ORDER BY seq is consumed, so SQLite never sorts (buffers) chunks.
+ */
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT1
+#include <string.h>
+
+/* Bumped when the columns or arguments change; the JS side checks it. */
+#define SK_CHUNKS_VERSION 1
+/* A chunk is one result value: keep it far below any length limit a connection may set. */
+#define SK_CHUNK_MAX (256 * 1024 * 1024)
+
+enum {
+  COL_SEQ, COL_OFFSET, COL_DATA, COL_SIZE,
+  COL_TABLE, COL_COLUMN, COL_ROWID, COL_CHUNK, COL_START, COL_STOP
+};
+#define FIRST_ARG COL_TABLE
+#define ARG_COUNT (COL_STOP - COL_TABLE + 1)
+/* table, column, rowid and chunk size must be given; start and stop may be. */
+#define REQUIRED_ARGS 0x0f
+
+typedef struct ChunkTable {
+  sqlite3_vtab base;
+  sqlite3 *db;          /* the connection whose values are read */
+} ChunkTable;
+
+typedef struct ChunkCursor {
+  sqlite3_vtab_cursor base;
+  sqlite3_blob *blob;   /* open from xFilter to xClose (or the next xFilter) */
+  sqlite3_int64 seq;
+  int size;             /* bytes of the whole value */
+  int offset;           /* first byte of the current chunk */
+  int stop;             /* one past the last byte to read */
+  int chunk;            /* bytes per chunk */
+} ChunkCursor;
+
+static int chunksConnect(sqlite3 *db, void *aux, int argc, const char *const *argv,
+                         sqlite3_vtab **ppVtab, char **pzErr) {
+  (void)aux; (void)argc; (void)argv; (void)pzErr;
+  int rc = sqlite3_declare_vtab(db,
+      "CREATE TABLE x(seq INTEGER, offset INTEGER, data BLOB, size INTEGER,"
+      " tbl HIDDEN, col HIDDEN, row_id HIDDEN, chunk HIDDEN, start HIDDEN, stop HIDDEN)");
+  if (rc != SQLITE_OK) return rc;
+  ChunkTable *table = sqlite3_malloc(sizeof(*table));
+  if (table == 0) return SQLITE_NOMEM;
+  memset(table, 0, sizeof(*table));
+  table->db = db;
+  sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+  *ppVtab = &table->base;
+  return SQLITE_OK;
+}
+
+static int chunksDisconnect(sqlite3_vtab *vtab) {
+  sqlite3_free(vtab);
+  return SQLITE_OK;
+}
+
+static int chunksOpen(sqlite3_vtab *vtab, sqlite3_vtab_cursor **ppCursor) {
+  (void)vtab;
+  ChunkCursor *cur = sqlite3_malloc(sizeof(*cur));
+  if (cur == 0) return SQLITE_NOMEM;
+  memset(cur, 0, sizeof(*cur));
+  *ppCursor = &cur->base;
+  return SQLITE_OK;
+}
+
+static void closeBlob(ChunkCursor *cur) {
+  if (cur->blob) sqlite3_blob_close(cur->blob);
+  cur->blob = 0;
+}
+
+static int chunksClose(sqlite3_vtab_cursor *base) {
+  ChunkCursor *cur = (ChunkCursor *)base;
+  closeBlob(cur);
+  sqlite3_free(cur);
+  return SQLITE_OK;
+}
+
+/* An integer argument: better-sqlite3 binds JS numbers as REAL, so an integral REAL counts too. */
+static int integerArg(sqlite3_value *value, sqlite3_int64 *out) {
+  switch (sqlite3_value_type(value)) {
+    case SQLITE_INTEGER:
+      *out = sqlite3_value_int64(value);
+      return 1;
+    case SQLITE_FLOAT: {
+      double real = sqlite3_value_double(value);
+      if (!(real >= -9.0e18 && real <= 9.0e18) || real != (double)(sqlite3_int64)real) return 0;
+      *out = (sqlite3_int64)real;
+      return 1;
+    }
+    default:
+      return 0;
+  }
+}
+
+/* Replaces the table's error message; SQLite moves it to the statement and frees it. */
+static int fail(sqlite3_vtab_cursor *base, int rc, const char *message) {
+  sqlite3_free(base->pVtab->zErrMsg);
+  base->pVtab->zErrMsg = sqlite3_mprintf("sk_chunks: %s", message);
+  return base->pVtab->zErrMsg ? rc : SQLITE_NOMEM;
+}
+
+/* Arguments arrive in column order; idxNum has one bit per argument present. */
+static int chunksFilter(sqlite3_vtab_cursor *base, int idxNum, const char *idxStr, int argc, sqlite3_value **argv) {
+  (void)idxStr;
+  ChunkCursor *cur = (ChunkCursor *)base;
+  sqlite3 *db = ((ChunkTable *)base->pVtab)->db;
+  closeBlob(cur);
+  cur->seq = 0;
+  cur->size = cur->offset = cur->stop = 0;
+  if ((idxNum & REQUIRED_ARGS) != REQUIRED_ARGS || argc < 4) {
+    return fail(base, SQLITE_ERROR, "needs (table, column, rowid, chunk_bytes)");
+  }
+  const char *table = (const char *)sqlite3_value_text(argv[0]);
+  const char *column = (const char *)sqlite3_value_text(argv[1]);
+  if (table == 0 || column == 0) return fail(base, SQLITE_ERROR, "table and column must be names");
+  /* NULL: a subquery such as (SELECT rowid FROM part WHERE id = ?) found no row. */
+  if (sqlite3_value_type(argv[2]) == SQLITE_NULL) return fail(base, SQLITE_ERROR, "no such row");
+  sqlite3_int64 rowid = 0;
+  if (!integerArg(argv[2], &rowid)) return fail(base, SQLITE_ERROR, "rowid must be an integer");
+  sqlite3_int64 chunk = 0;
+  if (!integerArg(argv[3], &chunk) || chunk < 1 || chunk > SK_CHUNK_MAX) {
+    return fail(base, SQLITE_ERROR, "chunk_bytes must be an integer from 1 to 268435456");
+  }
+  sqlite3_int64 start = 0;
+  sqlite3_int64 stop = -1;
+  int next = 4;
+  /* start and stop may be NULL (from the start, to the end); stop before start reads nothing. */
+  if (idxNum & (1 << (COL_START - FIRST_ARG))) {
+    if (sqlite3_value_type(argv[next]) != SQLITE_NULL && (!integerArg(argv[next], &start) || start < 0)) {
+      return fail(base, SQLITE_ERROR, "start must be a non-negative integer");
+    }
+    next++;
+  }
+  if ((idxNum & (1 << (COL_STOP - FIRST_ARG))) && sqlite3_value_type(argv[next]) != SQLITE_NULL) {
+    if (!integerArg(argv[next], &stop) || stop < 0) return fail(base, SQLITE_ERROR, "stop must be a non-negative integer");
+  }
+
+  int rc = sqlite3_blob_open(db, "main", table, column, rowid, 0, &cur->blob);
+  if (rc != SQLITE_OK) {
+    /* "no such rowid: N", "cannot open value of type null", "no such table: main.x", ... */
+    char *message = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    closeBlob(cur); /* a failed open may still return a handle to close */
+    rc = fail(base, rc, message ? message : "cannot open the value");
+    sqlite3_free(message);
+    return rc;
+  }
+  cur->size = sqlite3_blob_bytes(cur->blob);
+  cur->chunk = (int)chunk;
+  cur->stop = (stop < 0 || stop > cur->size) ? cur->size : (int)stop;
+  cur->offset = start > cur->stop ? cur->stop : (int)start;
+  return SQLITE_OK;
+}
+
+static int chunksNext(sqlite3_vtab_cursor *base) {
+  ChunkCursor *cur = (ChunkCursor *)base;
+  int length = cur->stop - cur->offset;
+  cur->offset += length < cur->chunk ? length : cur->chunk;
+  cur->seq++;
+  return SQLITE_OK;
+}
+
+static int chunksEof(sqlite3_vtab_cursor *base) {
+  ChunkCursor *cur = (ChunkCursor *)base;
+  return cur->blob == 0 || cur->offset >= cur->stop;
+}
+
+/* The data column is read only when asked for, straight into the buffer the row then owns. */
+static int chunksColumn(sqlite3_vtab_cursor *base, sqlite3_context *ctx, int column) {
+  ChunkCursor *cur = (ChunkCursor *)base;
+  switch (column) {
+    case COL_SEQ: sqlite3_result_int64(ctx, cur->seq); break;
+    case COL_OFFSET: sqlite3_result_int64(ctx, cur->offset); break;
+    case COL_SIZE: sqlite3_result_int64(ctx, cur->size); break;
+    case COL_DATA: {
+      int length = cur->stop - cur->offset;
+      if (length > cur->chunk) length = cur->chunk;
+      unsigned char *bytes = sqlite3_malloc(length);
+      if (bytes == 0) {
+        sqlite3_result_error_nomem(ctx);
+        break;
+      }
+      int rc = sqlite3_blob_read(cur->blob, bytes, length, cur->offset);
+      if (rc != SQLITE_OK) {
+        sqlite3_free(bytes);
+        sqlite3_result_error(ctx,
+            rc == SQLITE_ABORT ? "sk_chunks: the row changed while it was being read" : "sk_chunks: cannot read the value", -1);
+        sqlite3_result_error_code(ctx, rc);
+        break;
+      }
+      sqlite3_result_blob(ctx, bytes, length, sqlite3_free); /* the row owns the buffer now */
+      break;
+    }
+    default: sqlite3_result_null(ctx); break; /* hidden argument columns */
+  }
+  return SQLITE_OK;
+}
+
+static int chunksRowid(sqlite3_vtab_cursor *base, sqlite3_int64 *pRowid) {
+  *pRowid = ((ChunkCursor *)base)->seq;
+  return SQLITE_OK;
+}
+
+/* Usable only with equality constraints on table, column, rowid and chunk size (start, stop optional). */
+static int chunksBestIndex(sqlite3_vtab *vtab, sqlite3_index_info *info) {
+  (void)vtab;
+  int argIndex[ARG_COUNT];
+  int present = 0;
+  int unusable = 0;
+  for (int i = 0; i < ARG_COUNT; i++) argIndex[i] = -1;
+  for (int i = 0; i < info->nConstraint; i++) {
+    const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+    if (c->iColumn < FIRST_ARG) continue;
+    int arg = c->iColumn - FIRST_ARG;
+    if (!c->usable) {
+      unusable |= 1 << arg;
+      continue;
+    }
+    if (c->op != SQLITE_INDEX_CONSTRAINT_EQ) continue;
+    argIndex[arg] = i;
+    present |= 1 << arg;
+  }
+  if ((present & REQUIRED_ARGS) != REQUIRED_ARGS) {
+    /* A plan where a required argument is not yet known: ask for another join order. */
+    if (unusable & REQUIRED_ARGS) return SQLITE_CONSTRAINT;
+    sqlite3_free(vtab->zErrMsg);
+    vtab->zErrMsg = sqlite3_mprintf("sk_chunks: needs (table, column, rowid, chunk_bytes)");
+    return SQLITE_ERROR;
+  }
+  int next = 1;
+  for (int arg = 0; arg < ARG_COUNT; arg++) {
+    if (argIndex[arg] < 0) continue;
+    info->aConstraintUsage[argIndex[arg]].argvIndex = next++;
+    info->aConstraintUsage[argIndex[arg]].omit = 1;
+  }
+  info->idxNum = present;
+  info->estimatedCost = 1.0;
+  info->estimatedRows = 64;
+  /* Rows come in seq (and offset) order: let ORDER BY seq cost nothing instead of a sort. */
+  if (info->nOrderBy == 1 && !info->aOrderBy[0].desc &&
+      (info->aOrderBy[0].iColumn == COL_SEQ || info->aOrderBy[0].iColumn == COL_OFFSET)) {
+    info->orderByConsumed = 1;
+  }
+  return SQLITE_OK;
+}
+
+/* Read-only and eponymous-only (no xCreate): it exists on every connection that loads this file. */
+static sqlite3_module chunksModule = {
+  .iVersion = 0,
+  .xConnect = chunksConnect,
+  .xBestIndex = chunksBestIndex,
+  .xDisconnect = chunksDisconnect,
+  .xOpen = chunksOpen,
+  .xClose = chunksClose,
+  .xFilter = chunksFilter,
+  .xNext = chunksNext,
+  .xEof = chunksEof,
+  .xColumn = chunksColumn,
+  .xRowid = chunksRowid,
+};
+
+static void versionFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc; (void)argv;
+  sqlite3_result_int(ctx, SK_CHUNKS_VERSION);
+}
+
+#ifdef _WIN32
+__declspec(dllexport)
+#endif
+int sqlite3_valuechunks_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
+  (void)pzErrMsg;
+  SQLITE_EXTENSION_INIT2(pApi);
+  int rc = sqlite3_create_module(db, "sk_chunks", &chunksModule, 0);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_chunks_version", 0, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+                                 0, versionFunc, 0, 0);
+  }
+  return rc;
+}
