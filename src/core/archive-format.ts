@@ -7,14 +7,20 @@
  *    "info": <Session.Info>,
  *    "messages": [{"sessionKeeper": {time: [created, updated], parts: [[created, updated], ...]},
  *                  "info": {"id", "sessionID", ...message.data},
- *                  "parts": [{"id", "sessionID", "messageID", ...part.data}, ...]}, ...]}
+ *                  "parts": [{"id", "sessionID", "messageID", ...part.data}, ...]}, ...],
+ *    "sessionKeeperTables": [{"table": "event", "rows": [<row>, ...]}, ...]}
  *
  * Message and part objects are written as their ids followed by the row's own JSON text, byte for
- * byte, so the original `data` is recovered exactly by cutting the id prefix off again.
+ * byte, so the original `data` is recovered exactly by cutting the id prefix off again. Rows of
+ * the session's other tables (every table that cascades from it, and the event log) are encoded
+ * value by value (table-row.ts); `opencode import` ignores them, our restore puts them back.
  */
 import { JsonStreamScanner } from './json-stream.js';
+import { jsonStringBody } from './table-row.js';
 
-export const ARCHIVE_FORMAT = 1;
+/** 2: the session's other tables (event log, session_message, ...) under `sessionKeeperTables`. */
+export const ARCHIVE_FORMAT = 2;
+export const TABLES_KEY = 'sessionKeeperTables';
 export const EXTRA_KEY = 'sessionKeeper';
 
 /** Row facts the export form does not carry, for one session. */
@@ -62,18 +68,6 @@ export function isWellFormedJson(data: Buffer): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/** A Buffer of UTF-8 text as the body of a JSON string, escaped in chunks (never one big string). */
-export function* jsonStringBody(data: Buffer, chunkBytes = 1024 * 1024): Generator<Buffer> {
-  let at = 0;
-  while (at < data.length) {
-    let end = Math.min(data.length, at + chunkBytes);
-    // Never split a UTF-8 sequence: step back over continuation bytes.
-    while (end < data.length && end > at && ((data[end] as number) & 0xc0) === 0x80) end--;
-    yield Buffer.from(JSON.stringify(data.toString('utf8', at, end)).slice(1, -1));
-    at = end;
   }
 }
 

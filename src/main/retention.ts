@@ -19,6 +19,7 @@ import { AttachmentCache } from '../store/attachment-cache.js';
 import { fileBytes, openReader, openWriter } from '../store/open-store.js';
 import type { SessionReader } from '../store/reader.js';
 import { copySessions } from '../store/transfer/copy.js';
+import type { TableCounts } from '../store/session-items.js';
 import type { ReclaimResult, SessionWriter } from '../store/writer.js';
 import { WarnState, type OldestRoot } from './warn-state.js';
 
@@ -111,7 +112,9 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   const now = options.now ?? Date.now();
   const ids = await reader.sessionTrees(roots);
   // What each session was when it left: a tree that changes after this is kept.
-  const expectedVersions = await reader.sessionVersions(ids);
+  const versions = await reader.sessionVersions(ids);
+  /** Rows per table of each session, as archived (or copied): a delete must find exactly these. */
+  let counts: ReadonlyMap<string, TableCounts> | undefined;
   let archive: string | null = null;
   if (options.archive) {
     const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
@@ -119,7 +122,8 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     const written = await writeArchive(reader.exportSessions(ids), path);
     await options.afterArchive?.(path);
     options.onProgress?.({ phase: 'verify', path });
-    await verifyArchive(path, written.sessions);
+    const verified = await verifyArchive(path, written.sessions);
+    counts = new Map(verified.map((s) => [s.id, s.counts]));
     archive = path;
   }
   let offloaded: string | null = null;
@@ -129,14 +133,16 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     options.log?.(`session-keeper: moving ${ids.length} session${ids.length === 1 ? '' : 's'} to ${redactSecrets(options.offload)} before deleting them here`);
     const target = await openWriter(options.offload, { bulk: true });
     try {
-      const copied = await copySessions(reader, target, { ids, copy: 'changed' });
+      const copied = await copySessions(reader, target, { ids, copy: 'all' });
       if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
       offloaded = copied.target;
+      counts ??= copied.counts;
     } finally {
       await target.close();
     }
   }
-  const deleted = await writer.deleteTrees(roots, { expectedVersions });
+  const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id) }]));
+  const deleted = await writer.deleteTrees(roots, { expected });
   options.onProgress?.({ phase: 'delete', deleted: deleted.deleted.length, of: roots.length });
   new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
   const reclaimed = await writer.reclaim();

@@ -3,7 +3,14 @@
  * back to the file system. Every backend answers with the same shapes.
  */
 import type { StorageKind } from '../core/storage.js';
-import type { SessionItems } from './session-items.js';
+import type { SessionItems, TableCounts } from './session-items.js';
+
+/** A session as it left (was archived or copied): what a delete must still find to go ahead. */
+export interface ExpectedSession {
+  updated: number;
+  /** Rows per table as exported; a table missing here is not checked. */
+  counts?: TableCounts;
+}
 
 export interface DeleteResult {
   /** Roots whose trees were deleted. */
@@ -60,10 +67,10 @@ export interface SessionWriter {
   sessionStates(ids: readonly string[]): Promise<Map<string, SessionState>>;
   /**
    * Deletes each root with its child sessions and everything that belongs to them. With
-   * `expectedVersions` (each session's `time_updated` when it was archived), a tree that changed
-   * since is left alone, so nothing unarchived is lost.
+   * `expected` (each session as it was archived: its `time_updated` and the rows it owned per
+   * table), a tree that differs now in any way is left alone, so nothing unarchived is lost.
    */
-  deleteTrees(roots: readonly string[], options?: { expectedVersions?: ReadonlyMap<string, number> }): Promise<DeleteResult>;
+  deleteTrees(roots: readonly string[], options?: { expected?: ReadonlyMap<string, ExpectedSession> }): Promise<DeleteResult>;
   /** Puts sessions from a stream in, each whole or not at all. */
   importSessions(items: SessionItems, options: ImportOptions): Promise<ImportResult>;
   /** Makes every earlier write durable before anything elsewhere is deleted on its strength. */

@@ -46,6 +46,9 @@ function snapshot(db: string, where = ''): Record<string, string> {
     ['part', `SELECT id, message_id, session_id, time_created, time_updated, data, typeof(data) FROM part ${where ? `WHERE session_id IN (${where})` : ''} ORDER BY id`],
     ['todo', `SELECT * FROM todo ${where ? `WHERE session_id IN (${where})` : ''} ORDER BY session_id, position`],
     ['session_share', `SELECT * FROM session_share ${where ? `WHERE session_id IN (${where})` : ''} ORDER BY session_id`],
+    // The event log goes and comes back with its sessions too.
+    ['event_sequence', `SELECT * FROM event_sequence ${where ? `WHERE aggregate_id IN (${where})` : ''} ORDER BY aggregate_id`],
+    ['event', `SELECT id, aggregate_id, seq, type, data, typeof(data) FROM event ${where ? `WHERE aggregate_id IN (${where})` : ''} ORDER BY id`],
   ];
   for (const [name, sql] of tables) {
     const hash = createHash('sha256');

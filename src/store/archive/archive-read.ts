@@ -5,10 +5,11 @@
  */
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { EXTRA_KEY, idPrefix, MESSAGE_ID_KEYS, PART_ID_KEYS, unwrapRowJson, type MessageExtras, type SessionExtras } from '../../core/archive-format.js';
+import { EXTRA_KEY, idPrefix, MESSAGE_ID_KEYS, PART_ID_KEYS, TABLES_KEY, unwrapRowJson, type MessageExtras, type SessionExtras } from '../../core/archive-format.js';
+import { decodeTableRow } from '../../core/table-row.js';
 import { SkError } from '../../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
-import type { Row, SessionHeader, SessionItem } from '../session-items.js';
+import type { Row, SessionHeader, SessionItem, TableCounts } from '../session-items.js';
 import { SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 
 /** What the scan of an archive reports, in file order. */
@@ -16,9 +17,10 @@ type ArchiveEvent =
   | { kind: 'session'; index: number; extras: SessionExtras | null; info: Record<string, unknown> | null }
   | { kind: 'message'; extras: MessageExtras | null; raw: Buffer }
   | { kind: 'part'; raw: Buffer }
+  | { kind: 'row'; table: string; raw: Buffer }
   | { kind: 'sessionEnd'; summary: ArchivedSessionSummary };
 
-type Slot = 'sessionExtras' | 'sessionInfo' | 'messageExtras' | 'messageInfo' | 'part' | null;
+type Slot = 'sessionExtras' | 'sessionInfo' | 'messageExtras' | 'messageInfo' | 'part' | 'tableName' | 'row' | null;
 
 function slotOf(path: readonly PathItem[]): Slot {
   if (path.length === 2 && path[1] === EXTRA_KEY) return 'sessionExtras';
@@ -26,7 +28,14 @@ function slotOf(path: readonly PathItem[]): Slot {
   if (path.length === 4 && path[1] === 'messages' && path[3] === EXTRA_KEY) return 'messageExtras';
   if (path.length === 4 && path[1] === 'messages' && path[3] === 'info') return 'messageInfo';
   if (path.length === 5 && path[1] === 'messages' && path[3] === 'parts') return 'part';
+  if (path.length === 4 && path[1] === TABLES_KEY && path[3] === 'table') return 'tableName';
+  if (path.length === 5 && path[1] === TABLES_KEY && path[3] === 'rows') return 'row';
   return null;
+}
+
+/** Rows archived with the session row itself. */
+function headerCounts(extras: SessionExtras | null): TableCounts {
+  return extras ? { todo: extras.todos?.length ?? 0, session_share: extras.share ? 1 : 0 } : {};
 }
 
 /**
@@ -42,6 +51,7 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
   let announced = false;
   let digest = new SessionDigest();
   let messageExtras: MessageExtras | null = null;
+  let table = '';
   let collected: Buffer[] = [];
 
   const announce = (): void => {
@@ -54,7 +64,7 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
     announce();
     const id = String(extras?.session['id'] ?? info?.['id'] ?? '');
     if (!id) throw new SkError('archive', `${path}: session #${sessionIndex} has no id`);
-    ready.push({ kind: 'sessionEnd', summary: digest.finish(id) });
+    ready.push({ kind: 'sessionEnd', summary: digest.finish(id, headerCounts(extras)) });
   };
 
   const scanner = new JsonStreamScanner({
@@ -72,13 +82,14 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
       if (slot === 'messageInfo' || slot === 'messageExtras' || slot === 'part') announce();
       if (slot === 'messageInfo') digest.begin('message');
       if (slot === 'part') digest.begin('part');
+      if (slot === 'row') digest.beginRow(table);
       collected = [];
       return slot !== null;
     },
     chunk: (p, bytes) => {
       const slot = slotOf(p);
-      if (slot === 'messageInfo' || slot === 'part') digest.update(bytes);
-      if (slot !== 'part' || options.parts) collected.push(Buffer.from(bytes));
+      if (slot === 'messageInfo' || slot === 'part' || slot === 'row') digest.update(bytes);
+      if ((slot !== 'part' && slot !== 'row') || options.parts) collected.push(Buffer.from(bytes));
     },
     end: (p) => {
       const slot = slotOf(p);
@@ -97,6 +108,8 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
         ready.push({ kind: 'message', extras: messageExtras, raw: raw() });
         messageExtras = null;
       } else if (slot === 'part' && options.parts) ready.push({ kind: 'part', raw: raw() });
+      else if (slot === 'tableName') table = parse<string>();
+      else if (slot === 'row' && options.parts) ready.push({ kind: 'row', table, raw: raw() });
       collected = [];
     },
   });
@@ -139,11 +152,9 @@ export async function verifyArchive(path: string, expected?: readonly ArchivedSe
     for (const want of expected) {
       const got = byId.get(want.id);
       if (!got) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} is missing`);
-      if (got.messages !== want.messages || got.parts !== want.parts) {
-        throw new SkError(
-          'archive',
-          `archive ${path} failed verification: session ${want.id} has ${got.messages} messages/${got.parts} parts, expected ${want.messages}/${want.parts}`,
-        );
+      for (const name of new Set([...Object.keys(want.counts), ...Object.keys(got.counts)])) {
+        const [have, wanted] = [got.counts[name] ?? 0, want.counts[name] ?? 0];
+        if (have !== wanted) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} has ${have} ${name} rows, expected ${wanted}`);
       }
       if (got.digest !== want.digest) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} differs`);
     }
@@ -230,7 +241,18 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
   let messageId = '';
   let messageTimes: MessageExtras | null = null;
   let partIndex = 0;
+  // Rows of one table are handed on in batches, as the store exports them.
+  let rows: { table: string; rows: Row[]; bytes: number } | null = null;
+  const flushRows = (): SessionItem | null => {
+    const batch = rows;
+    rows = null;
+    return batch && batch.rows.length > 0 ? { kind: 'rows', table: batch.table, rows: batch.rows } : null;
+  };
   for await (const event of scanArchive(path, { parts: true })) {
+    if (event.kind !== 'row') {
+      const pending = flushRows();
+      if (pending) yield pending;
+    }
     switch (event.kind) {
       case 'session': {
         const header = headerOf(path, event.extras, event.info);
@@ -258,8 +280,18 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
         yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };
         break;
       }
+      case 'row': {
+        if (rows && (rows.table !== event.table || rows.rows.length >= 500 || rows.bytes >= 8 * 1024 * 1024)) {
+          const pending = flushRows();
+          if (pending) yield pending;
+        }
+        rows ??= { table: event.table, rows: [], bytes: 0 };
+        rows.rows.push(decodeTableRow(event.raw, `${path}: session ${sessionId}, ${event.table}`));
+        rows.bytes += event.raw.length;
+        break;
+      }
       case 'sessionEnd':
-        yield { kind: 'end', sessionId: event.summary.id };
+        yield { kind: 'end', sessionId: event.summary.id, counts: event.summary.counts };
         break;
     }
   }

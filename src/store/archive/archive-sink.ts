@@ -7,6 +7,7 @@ import { closeSync, fsyncSync, openSync, renameSync, rmSync, writevSync } from '
 import { basename, dirname, join } from 'node:path';
 import { constants, gzipSync } from 'node:zlib';
 import { SkError } from '../../core/errors.js';
+import type { TableCounts } from '../session-items.js';
 
 function writeError(error: unknown, path: string): SkError {
   if (error instanceof SkError) return error;
@@ -132,28 +133,35 @@ export interface ArchivedSessionSummary {
   id: string;
   messages: number;
   parts: number;
-  /** sha256 over every message and part object as archived, in order. */
+  /** Rows per table as archived (messages, parts, and every other table the session owns). */
+  counts: TableCounts;
+  /** sha256 over every message, part and table row as archived, in order. */
   digest: string;
 }
 
 /** Running digest of one session's archived objects, shared by the writer and the reader. */
 export class SessionDigest {
   private readonly hash: Hash = createHash('sha256');
-  messages = 0;
-  parts = 0;
+  readonly counts: TableCounts = {};
 
   begin(kind: 'message' | 'part'): void {
-    if (kind === 'message') this.messages++;
-    else this.parts++;
+    this.counts[kind] = (this.counts[kind] ?? 0) + 1;
     this.hash.update(kind === 'message' ? '\u0001' : '\u0002');
+  }
+
+  /** A row of another table; format-1 archives have none, so their digests stay what they were. */
+  beginRow(table: string): void {
+    this.counts[table] = (this.counts[table] ?? 0) + 1;
+    this.hash.update(`\u0003${table}\u0000`);
   }
 
   update(bytes: Buffer): void {
     this.hash.update(bytes);
   }
 
-  finish(id: string): ArchivedSessionSummary {
-    return { id, messages: this.messages, parts: this.parts, digest: this.hash.digest('hex') };
+  /** `header` adds the rows archived with the session row (todos, the share). */
+  finish(id: string, header: TableCounts = {}): ArchivedSessionSummary {
+    const counts = { message: 0, part: 0, ...this.counts, ...header };
+    return { id, messages: counts['message'] ?? 0, parts: counts['part'] ?? 0, counts, digest: this.hash.digest('hex') };
   }
 }
-

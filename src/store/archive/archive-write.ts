@@ -13,13 +13,15 @@ import {
   isWellFormedJson,
   MESSAGE_ID_KEYS,
   PART_ID_KEYS,
+  TABLES_KEY,
   wrapRowJson,
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
 import { SkError } from '../../core/errors.js';
 import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { isSyncIterable, rowId, type SessionItem, type SessionItems } from '../session-items.js';
+import { encodeTableRow } from '../../core/table-row.js';
+import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 
 export interface ArchiveWriteResult {
@@ -34,9 +36,14 @@ class ArchiveSerializer {
   readonly sessions: ArchivedSessionSummary[] = [];
   private digest = new SessionDigest();
   private sessionId = '';
+  private headerCounts: TableCounts = {};
   private messageOpen = false;
+  private messagesOpen = false;
   private firstMessage = true;
   private firstPart = true;
+  /** The table whose rows are being written, or null before the first. */
+  private table: string | null = null;
+  private firstRow = true;
 
   constructor(private readonly sink: ArchiveSink) {}
 
@@ -47,7 +54,10 @@ class ArchiveSerializer {
         const { session, project, todos, share, diff } = item.header;
         this.sessionId = rowId(session);
         this.digest = new SessionDigest();
+        this.headerCounts = { todo: todos.length, session_share: share ? 1 : 0 };
         this.firstMessage = true;
+        this.messagesOpen = true;
+        this.table = null;
         const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share };
         const extrasJson = JSON.stringify(extras);
         await sink.write(
@@ -84,12 +94,43 @@ class ArchiveSerializer {
         this.firstPart = false;
         return;
       }
-      case 'end':
-        await this.closeMessage();
-        await sink.write(']}');
-        this.sessions.push(this.digest.finish(this.sessionId));
+      case 'rows': {
+        await this.closeMessages();
+        if (this.table !== item.table) {
+          await sink.write(this.table === null ? `,${JSON.stringify(TABLES_KEY)}:[` : ']},', `{"table":${JSON.stringify(item.table)},"rows":[`);
+          this.table = item.table;
+          this.firstRow = true;
+        }
+        for (const row of item.rows) {
+          const pieces = encodeTableRow(row);
+          this.digest.beginRow(item.table);
+          for (const piece of pieces) this.digest.update(piece);
+          await sink.write(this.firstRow ? '' : ',', ...pieces);
+          this.firstRow = false;
+        }
         return;
+      }
+      case 'end': {
+        await this.closeMessages();
+        if (this.table !== null) await sink.write(']}]');
+        await sink.write('}');
+        const summary = this.digest.finish(this.sessionId, this.headerCounts);
+        // What was written must be what the store sent: a row lost on the way stops here.
+        for (const [table, rows] of Object.entries(item.counts)) {
+          if ((summary.counts[table] ?? 0) !== rows) throw new SkError('archive', `session ${this.sessionId}: the store sent ${rows} ${table} rows, ${summary.counts[table] ?? 0} were written`);
+        }
+        this.sessions.push(summary);
+        return;
+      }
     }
+  }
+
+  /** Ends the session's messages array (before its other tables, or its end). */
+  private async closeMessages(): Promise<void> {
+    await this.closeMessage();
+    if (!this.messagesOpen) return;
+    await this.sink.write(']');
+    this.messagesOpen = false;
   }
 
   private async closeMessage(): Promise<void> {

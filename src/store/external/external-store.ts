@@ -15,8 +15,8 @@ import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
 import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
-import type { Row, SessionItem } from '../session-items.js';
-import type { DeleteResult, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { Row, SessionItem, TableCounts } from '../session-items.js';
+import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
 import { connect, connectionError } from './connection.js';
@@ -25,7 +25,7 @@ import { ExternalContext } from './context.js';
 import { migrateSchema, schemaVersion, SCHEMA_VERSION } from './schema.js';
 import { messageRow, type MessageInput, type PartInput, type StoredSessionExtras } from './stored-rows.js';
 import type { SkTables } from './tables.js';
-import { collectAttachments, deleteSessionRows, preparePart, putSessionRow, recount, requireSession, sessionRowsIn, sessionStates } from './writes.js';
+import { collectAttachments, deleteSessionRows, preparePart, putSessionRow, recount, requireSession, sessionRowsIn, sessionStates, storedCounts, storedTableRows } from './writes.js';
 
 /** Attachment chunks fetched per round trip (about 4 MB). */
 const CHUNKS_PER_READ = 4;
@@ -315,6 +315,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         kind: 'session',
         header: { session, project, todos: extras.todos, share: extras.share, diff: extras.diff === null || extras.diff === undefined ? null : Buffer.from(extras.diff) },
       };
+      const counts: TableCounts = { message: 0, part: 0 };
       let last: { created: number; id: string } | undefined;
       for (;;) {
         let query = this.db.selectFrom('sk_message').select(['id', 'time_created', 'time_updated', 'body']).where('session_id', '=', id).orderBy('time_created').orderBy('id');
@@ -327,6 +328,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
           const parts = await this.guard('read', () =>
             this.db.selectFrom('sk_part').select(['id', 'time_created', 'time_updated', 'body', 'attachments']).where('message_id', '=', m.id).orderBy('time_created').orderBy('id').execute(),
           );
+          counts['message'] = (counts['message'] ?? 0) + 1;
+          counts['part'] = (counts['part'] ?? 0) + parts.length;
           yield {
             kind: 'message',
             message: { id: m.id, sessionId: id, timeCreated: Number(m.time_created), timeUpdated: Number(m.time_updated), data: m.body },
@@ -342,7 +345,10 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         if (page.length < MESSAGE_PAGE || !tail) break;
         last = { created: Number(tail.time_created), id: tail.id };
       }
-      yield { kind: 'end', sessionId: id };
+      counts['todo'] = extras.todos.length;
+      counts['session_share'] = extras.share ? 1 : 0;
+      yield* storedTableRows(this, id, (body, spans) => collect(this.partBytes(body, spans)), counts);
+      yield { kind: 'end', sessionId: id, counts };
     }
   }
 
@@ -414,16 +420,15 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     });
   }
 
-  /** Deletes sessions with their children, messages, parts and now-unreferenced attachments. */
-  async deleteTrees(roots: readonly string[], options: { expectedVersions?: ReadonlyMap<string, number> } = {}): Promise<DeleteResult> {
+  /** Deletes sessions with their children, their rows and now-unreferenced attachments. */
+  async deleteTrees(roots: readonly string[], options: { expected?: ReadonlyMap<string, ExpectedSession> } = {}): Promise<DeleteResult> {
     return this.guard('delete', async () => {
       const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [] };
       for (const root of roots) {
         const tree = await this.sessionTrees([root]);
         const versions = await this.sessionVersions(tree);
         if (!versions.has(root)) continue;
-        const expected = options.expectedVersions;
-        if (expected && tree.some((id) => versions.has(id) && versions.get(id) !== expected.get(id))) {
+        if (options.expected && !(await this.unchanged(tree, versions, options.expected))) {
           result.changed.push(root);
           continue;
         }
@@ -438,7 +443,18 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     });
   }
 
-
+  /** Whether every session of a tree is still what the caller expected: same version, same rows per table. */
+  private async unchanged(tree: readonly string[], versions: ReadonlyMap<string, number>, expected: ReadonlyMap<string, ExpectedSession>): Promise<boolean> {
+    for (const id of tree) {
+      if (!versions.has(id)) continue;
+      const want = expected.get(id);
+      if (!want || versions.get(id) !== want.updated) return false;
+      if (!want.counts) continue;
+      const now = await storedCounts(this, id);
+      for (const [table, rows] of Object.entries(want.counts)) if ((now[table] ?? 0) !== rows) return false;
+    }
+    return true;
+  }
 
   async close(): Promise<void> {
     await this.db.destroy().catch(() => undefined);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { SkError } from '../../core/errors.js';
 import { V8_STRING_LIMIT } from '../../core/page-rules.js';
 import { OPENCODE_SCHEMA_DDL, V1_TABLES } from './schema.js';
+import { sessionTables, type SessionTables } from './session-tables.js';
 
 export type Connection = Database.Database;
 
@@ -30,6 +31,8 @@ export interface SchemaInfo {
   sessionColumns: Set<string>;
   /** OpenCode 2.x tables found beside the 1.x ones (not read). */
   unsupportedTables: string[];
+  /** The tables holding rows of a session, from the file's own foreign keys. */
+  sessionTables: SessionTables;
 }
 
 /** One open connection to OpenCode's file, with what was learnt opening it. */
@@ -148,6 +151,7 @@ export function detectSchema(db: Connection, path: string): SchemaInfo {
     tables,
     sessionColumns,
     unsupportedTables: ['session_v2'].filter((t) => tables.has(t)),
+    sessionTables: sessionTables(db, tables),
   };
 }
 

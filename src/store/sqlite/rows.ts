@@ -131,3 +131,10 @@ export function sessionVersions(conn: SqliteConnection, ids: readonly string[]):
   ) as { id: string; updated: number }[];
   return new Map(rows.map((r) => [r.id, r.updated]));
 }
+
+/** SQL summing the TEXT and BLOB bytes of a row of `table` (what it holds beyond its numbers). */
+export function payloadSum(conn: SqliteConnection, table: string): string {
+  const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[];
+  const terms = columns.map((c) => `CASE WHEN typeof("${c}") IN ('text', 'blob') THEN octet_length("${c}") ELSE 0 END`);
+  return terms.length > 0 ? terms.join(' + ') : '0';
+}

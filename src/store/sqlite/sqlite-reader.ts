@@ -10,6 +10,7 @@ import { SkError } from '../../core/errors.js';
 import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
 import { attachmentFilename, attachmentRefName, findAttachments, parseAttachmentRef } from '../../core/part-scan.js';
 import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
+import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
@@ -18,7 +19,7 @@ import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { SqliteContentSource } from './content-source.js';
 import { exportSessions } from './session-export.js';
-import { payloadOf, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
+import { payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
 
 /** Pages in use: what the file would be after a full reclaim. */
 export function liveBytes(conn: SqliteConnection): number {
@@ -154,15 +155,18 @@ export class SqliteReader implements SessionReader {
     };
   }
 
-  /** Payload bytes of each session's own messages and parts (index-backed; events are in `stats`). */
+  /**
+   * Bytes each session holds now: its messages' and parts' data, and the TEXT and BLOB values of
+   * its other content tables (OpenCode 1.18's session_message, ...). Index-backed; the event log
+   * is sized in `stats`.
+   */
   private sessionBytes(ids: string[]): Map<string, number> {
-    const rows = statement(
-      this.conn.db,
-      `SELECT ids.value AS id,
-         coalesce((SELECT sum(octet_length(data)) FROM message WHERE session_id = ids.value), 0) +
-         coalesce((SELECT sum(octet_length(data)) FROM part WHERE session_id = ids.value), 0) AS bytes
-       FROM json_each(?) AS ids`,
-    ).all(JSON.stringify(ids)) as { id: string; bytes: number }[];
+    const terms = ['coalesce((SELECT sum(octet_length(data)) FROM message WHERE session_id = ids.value), 0)', 'coalesce((SELECT sum(octet_length(data)) FROM part WHERE session_id = ids.value), 0)'];
+    for (const table of this.conn.schema.sessionTables.tables) {
+      if (table.role !== 'rows' || EVENT_LOG_TABLES.includes(table.table) || !table.indexed) continue;
+      terms.push(`coalesce((SELECT sum(${payloadSum(this.conn, table.table)}) FROM "${table.table}" WHERE "${table.key}" = ids.value), 0)`);
+    }
+    const rows = statement(this.conn.db, `SELECT ids.value AS id, ${terms.join(' + ')} AS bytes FROM json_each(?) AS ids`).all(JSON.stringify(ids)) as { id: string; bytes: number }[];
     return new Map(rows.map((r) => [r.id, r.bytes]));
   }
 
