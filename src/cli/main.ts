@@ -161,7 +161,8 @@ export function buildProgram(): Command {
           ? 'Nothing to evict.'
           : `Evicted ${result.evicted.length} sessions${result.archive ? `, archived to ${result.archives.join(', ')}` : ''}.\n` +
             `Database ${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (reclaimed by ${result.reclaim}).` +
-            (result.changed.length ? `\n${result.changed.length} sessions changed after archiving and were kept.` : ''),
+            (result.changed.length ? `\n${result.changed.length} sessions changed after archiving and were kept.` : '') +
+            (result.unmetBytes > 0 ? `\nStill ${formatBytes(result.unmetBytes)} over the size limit: run again to plan more.` : ''),
       );
     });
 

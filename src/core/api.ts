@@ -108,4 +108,6 @@ export interface ApplyResult {
   /** The external database evicted sessions were moved to (password masked), when offloading. */
   offload?: string | null;
   reclaim: 'incremental' | 'vacuum' | 'none';
+  /** Bytes the file is still over `maxSizeMB` after this run (0 when it fits): the next run plans for them. */
+  unmetBytes: number;
 }

@@ -4,7 +4,7 @@
  * that was written, fsynced, renamed into place and read back verified (unless the user turned
  * archiving off); a session that changed after it was archived is not deleted.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ApplyResult } from '../core/api.js';
 import { formatBytes } from '../core/bytes.js';
@@ -24,9 +24,6 @@ import type { ReclaimResult, SessionWriter } from '../store/writer.js';
 import { WarnState, type OldestRoot } from './warn-state.js';
 
 export type { ApplyResult };
-
-/** Re-plans after reclaim at most this many times when the file is still over `maxSizeMB`. */
-const MAX_ROUNDS = 3;
 
 export type RetentionPolicyInput = Pick<SessionConfig, 'maxSizeMB' | 'maxAgeDays' | 'maxSessions' | 'orderBy' | 'keep'>;
 
@@ -101,7 +98,7 @@ function archiveName(archiveDir: string, now: number): string {
 }
 
 export type EvictOptions = Omit<RetentionOptions, 'config'> & { archive: boolean; archiveDir: string; archivePath?: string; offload?: string | undefined };
-export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives'> & { bytesFreedRows: number };
+export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives' | 'unmetBytes'> & { bytesFreedRows: number };
 
 /**
  * Archives (and verifies) the trees of `roots`, then deletes them, then reclaims. Throws before
@@ -110,6 +107,8 @@ export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives'> & { byte
 async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly string[]): Promise<EvictResult> {
   const { reader, writer } = stores;
   const now = options.now ?? Date.now();
+  // A damaged file is refused before anything is written or deleted.
+  await writer.assertIntact();
   const ids = await reader.sessionTrees(roots);
   // What each session was when it left: a tree that changes after this is kept.
   const versions = await reader.sessionVersions(ids);
@@ -120,32 +119,63 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
     options.onProgress?.({ phase: 'archive', path, sessions: ids.length });
     const written = await writeArchive(reader.exportSessions(ids), path);
-    await options.afterArchive?.(path);
-    options.onProgress?.({ phase: 'verify', path });
-    const verified = await verifyArchive(path, written.sessions);
-    counts = new Map(verified.map((s) => [s.id, s.counts]));
     archive = path;
+    try {
+      await options.afterArchive?.(path);
+      options.onProgress?.({ phase: 'verify', path });
+      const verified = await verifyArchive(path, written.sessions);
+      counts = new Map(verified.map((s) => [s.id, s.counts]));
+    } catch (error) {
+      // Nothing was deleted on the strength of an archive that did not verify: it goes too.
+      rmSync(path, { force: true });
+      throw error;
+    }
   }
+  const unused = async (error: unknown): Promise<never> => {
+    // When nothing was deleted, an archive written for this run is an orphan: removed, not left to pile up.
+    if (archive && (await reader.missingSessions(ids)).length === 0) rmSync(archive, { force: true });
+    throw error;
+  };
   let offloaded: string | null = null;
   if (options.offload) {
     // The trees are copied into the external database and verified there (counts and digests)
     // before anything leaves the local file; a failure throws before the delete.
     options.log?.(`session-keeper: moving ${ids.length} session${ids.length === 1 ? '' : 's'} to ${redactSecrets(options.offload)} before deleting them here`);
-    const target = await openWriter(options.offload, { bulk: true });
     try {
-      const copied = await copySessions(reader, target, { ids, copy: 'all' });
-      if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
-      offloaded = copied.target;
-      counts ??= copied.counts;
-    } finally {
-      await target.close();
+      const target = await openWriter(options.offload, { bulk: true });
+      try {
+        const copied = await copySessions(reader, target, { ids, copy: 'all' });
+        if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
+        offloaded = copied.target;
+        counts ??= copied.counts;
+      } finally {
+        await target.close();
+      }
+    } catch (error) {
+      return unused(error);
     }
   }
   const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id) }]));
-  const deleted = await writer.deleteTrees(roots, { expected });
+  let deleted: Awaited<ReturnType<SessionWriter['deleteTrees']>>;
+  try {
+    deleted = await writer.deleteTrees(roots, { expected });
+  } catch (error) {
+    return unused(error);
+  }
+  if (deleted.deleted.length === 0 && archive) {
+    rmSync(archive, { force: true });
+    archive = null;
+  }
   options.onProgress?.({ phase: 'delete', deleted: deleted.deleted.length, of: roots.length });
   new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
-  const reclaimed = await writer.reclaim();
+  let reclaimed: ReclaimResult;
+  try {
+    reclaimed = await writer.reclaim();
+  } catch (error) {
+    if (!(error instanceof SkError)) throw error;
+    const what = `${deleted.deleted.length} session${deleted.deleted.length === 1 ? ' was' : 's were'} deleted${archive ? ` (archived to ${archive})` : ''}`;
+    throw new SkError(error.code, `${what}, but ${error.message}`);
+  }
   options.onProgress?.({ phase: 'reclaim', mode: reclaimed.mode });
   return {
     evicted: deleted.deleted,
@@ -163,35 +193,40 @@ export function archiveThenDelete(options: EvictOptions, roots: readonly string[
   return withStores(options.db, (stores) => evictTrees(stores, options, roots));
 }
 
+/**
+ * Plans once and applies exactly that plan: the sessions a dry run at this moment would show,
+ * never more. When reclaiming leaves the file still over `maxSizeMB` (the plan's estimate fell
+ * short), that is said and left for the next run to plan, not evicted unseen.
+ */
 async function applyWith(stores: Stores, options: RetentionOptions): Promise<ApplyResult> {
   const { config } = options;
   const now = options.now ?? Date.now();
   const bytesBefore = fileBytes(options.db);
-  const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none' };
-  for (let round = 0; round < MAX_ROUNDS; round++) {
-    const plan = await planWith(stores.reader, config, now);
-    const roots = plan.evict.map((e) => e.id).filter((id) => !result.changed.includes(id));
-    options.onProgress?.({ phase: 'plan', evict: roots.length });
-    if (roots.length === 0) break;
-    const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
-    if (done.offload) result.offload = done.offload;
-    result.evicted = result.evicted.concat(done.evicted);
-    result.changed = result.changed.concat(done.changed);
-    if (done.archive) result.archives.push(done.archive);
-    result.archive ??= done.archive;
-    result.bytesAfter = done.bytesAfter;
-    if (done.reclaim !== 'none') result.reclaim = done.reclaim;
-    const reasons = [
-      config.maxAgeDays !== undefined ? `older than ${config.maxAgeDays} days` : null,
-      config.maxSessions !== undefined ? `beyond ${config.maxSessions} sessions` : null,
-      config.maxSizeMB !== undefined ? `to fit ${config.maxSizeMB} MB` : null,
-    ].filter(Boolean);
-    options.log?.(
-      `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
-        `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.`,
-    );
-    if (config.maxSizeMB === undefined || done.bytesAfter <= config.maxSizeMB * MB || done.evicted.length === 0) break;
-  }
+  const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none', unmetBytes: 0 };
+  const plan = await planWith(stores.reader, config, now);
+  const roots = plan.evict.map((e) => e.id);
+  options.onProgress?.({ phase: 'plan', evict: roots.length });
+  if (roots.length === 0) return result;
+  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
+  if (done.offload) result.offload = done.offload;
+  result.evicted = done.evicted;
+  result.changed = done.changed;
+  if (done.archive) result.archives.push(done.archive);
+  result.archive = done.archive;
+  result.bytesAfter = done.bytesAfter;
+  result.reclaim = done.reclaim;
+  if (config.maxSizeMB !== undefined) result.unmetBytes = Math.max(0, done.bytesAfter - config.maxSizeMB * MB);
+  const reasons = [
+    config.maxAgeDays !== undefined ? `older than ${config.maxAgeDays} days` : null,
+    config.maxSessions !== undefined ? `beyond ${config.maxSessions} sessions` : null,
+    config.maxSizeMB !== undefined ? `to fit ${config.maxSizeMB} MB` : null,
+  ].filter(Boolean);
+  options.log?.(
+    `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
+      `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
+      (done.changed.length ? ` ${done.changed.length} changed after they were archived and were kept.` : '') +
+      (result.unmetBytes > 0 ? ` Still ${formatBytes(result.unmetBytes)} over ${config.maxSizeMB} MB: the next run plans more.` : ''),
+  );
   return result;
 }
 

@@ -73,6 +73,8 @@ export interface SessionWriter {
   deleteTrees(roots: readonly string[], options?: { expected?: ReadonlyMap<string, ExpectedSession> }): Promise<DeleteResult>;
   /** Puts sessions from a stream in, each whole or not at all. */
   importSessions(items: SessionItems, options: ImportOptions): Promise<ImportResult>;
+  /** Refuses (SkError 'corrupt') when the store is damaged: called before anything destructive. */
+  assertIntact(): Promise<void>;
   /** Makes every earlier write durable before anything elsewhere is deleted on its strength. */
   durable(): Promise<void>;
   /** Gives freed space back to the file system (a server manages its own: `none`). */

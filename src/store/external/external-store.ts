@@ -363,6 +363,9 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     return importSessions(this, items, options);
   }
 
+  /** A server keeps its own pages whole. */
+  async assertIntact(): Promise<void> {}
+
   async durable(): Promise<void> {
     await this.guard('flush', () => this.dialect.durableBarrier(this.db));
   }

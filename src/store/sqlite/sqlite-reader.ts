@@ -292,22 +292,44 @@ export class SqliteReader implements SessionReader {
       const rows = db
         .prepare(`SELECT id, parent_id AS parentId, title, time_created AS timeCreated, time_updated AS timeUpdated, ${archived} AS timeArchived FROM session`)
         .all() as SessionRowFacts[];
-      const bytesBySession = new Map<string, number>();
-      let payloadTotal = 0;
-      if (withBytes) {
-        const add = (sql: string): void => {
-          for (const r of db.prepare(sql).all() as { id: string; bytes: number }[]) {
-            bytesBySession.set(r.id, (bytesBySession.get(r.id) ?? 0) + r.bytes);
-            payloadTotal += r.bytes;
-          }
-        };
-        add('SELECT session_id AS id, sum(octet_length(data)) AS bytes FROM message GROUP BY session_id');
-        add('SELECT session_id AS id, sum(octet_length(data)) AS bytes FROM part GROUP BY session_id');
-        if (schema.tables.has('event')) add('SELECT aggregate_id AS id, sum(octet_length(data)) AS bytes FROM event GROUP BY aggregate_id');
-      }
       const storeBytes = liveBytes(this.conn);
-      return { facts: familyFacts(rows, bytesBySession, payloadTotal > 0 ? Math.max(1, storeBytes / payloadTotal) : 1), storeBytes };
+      return { facts: familyFacts(rows, withBytes ? this.freedBytes(storeBytes) : new Map(), 1), storeBytes };
     });
+  }
+
+  /**
+   * What evicting each session would free once reclaimed. A row's overflow pages are counted as
+   * SQLite lays them out (whole pages, nearly exact: attachments live there); what stays on the
+   * b-tree pages is scaled so that, over every session, the two add up to the pages in use, which
+   * spreads indexes and page slack over the rows that cause them.
+   */
+  private freedBytes(storeBytes: number): Map<string, number> {
+    const { db, schema } = this.conn;
+    const page = db.pragma('page_size', { simple: true }) as number;
+    const maxLocal = page - 35;
+    const minLocal = Math.floor(((page - 12) * 32) / 255) - 23;
+    const usable = page - 4;
+    // A record is its payload columns plus ids, times and its header: about 64 bytes more.
+    const localOf = `CASE WHEN b <= ${maxLocal} THEN b WHEN ${minLocal} + ((b - ${minLocal}) % ${usable}) <= ${maxLocal} THEN ${minLocal} + ((b - ${minLocal}) % ${usable}) ELSE ${minLocal} END`;
+    const overflow = new Map<string, number>();
+    const local = new Map<string, number>();
+    let overflowTotal = 0;
+    let localTotal = 0;
+    for (const table of schema.sessionTables.tables) {
+      const payload = table.role === 'content' ? 'coalesce(octet_length(data), 0)' : payloadSum(this.conn, table.table);
+      const sql = `WITH r AS (SELECT "${table.key}" AS id, ${payload} + 64 AS b FROM "${table.table}")
+        SELECT id, sum((b - (${localOf}) + ${usable - 1}) / ${usable} * ${page}) AS o, sum(${localOf}) AS l FROM r GROUP BY id`;
+      for (const r of db.prepare(sql).all() as { id: string; o: number; l: number }[]) {
+        overflow.set(r.id, (overflow.get(r.id) ?? 0) + r.o);
+        local.set(r.id, (local.get(r.id) ?? 0) + r.l);
+        overflowTotal += r.o;
+        localTotal += r.l;
+      }
+    }
+    const scale = localTotal > 0 ? Math.max(1, (storeBytes - overflowTotal) / localTotal) : 1;
+    const freed = new Map<string, number>();
+    for (const [id, l] of local) freed.set(id, Math.round((overflow.get(id) ?? 0) + l * scale));
+    return freed;
   }
 
   /** The sessions' rows, one session after another; SQLite's failures mapped to one-line errors. */

@@ -11,6 +11,7 @@ import type { SessionItems, TableCounts } from '../session-items.js';
 import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
 import { removeDiffFile } from './diff-files.js';
+import { acquireRunLock, type RunLock } from './run-lock.js';
 import { sessionTrees, statement } from './rows.js';
 import { importSessions } from './session-import.js';
 import type { SessionTable } from './session-tables.js';
@@ -36,12 +37,34 @@ export class SqliteWriter implements SessionWriter {
   readonly kind = 'sqlite' as const;
   readonly conn: SqliteConnection;
 
-  constructor(conn: SqliteConnection) {
+  private readonly lock: RunLock;
+
+  private constructor(conn: SqliteConnection, lock: RunLock) {
     this.conn = conn;
+    this.lock = lock;
   }
 
+  /** Opens the file for writing and takes its run lock: one changing session-keeper per database. */
   static open(path: string, options: Omit<OpenOptions, 'readonly'> = {}): SqliteWriter {
-    return new SqliteWriter(openConnection(path, { ...options, readonly: false }));
+    const conn = openConnection(path, { ...options, readonly: false });
+    try {
+      return new SqliteWriter(conn, acquireRunLock(conn.path));
+    } catch (error) {
+      conn.db.close();
+      throw error;
+    }
+  }
+
+  /** `PRAGMA quick_check`: a damaged file is refused before anything is changed in it. */
+  assertIntact(): Promise<void> {
+    return this.run(() => {
+      const problems = this.conn.db.prepare('PRAGMA quick_check(3)').pluck().all() as string[];
+      if (problems.length === 1 && problems[0] === 'ok') return;
+      throw new SkError(
+        'corrupt',
+        `${this.conn.path} is damaged (quick_check: ${problems.join('; ').slice(0, 300)}); nothing was changed. Run 'sqlite3 ${this.conn.path} ".recover"' on a copy`,
+      );
+    });
   }
 
   get location(): string {
@@ -254,7 +277,7 @@ export class SqliteWriter implements SessionWriter {
     if (available < needed) {
       throw new SkError(
         'disk-full',
-        `not enough free disk to VACUUM ${path}: needs ${needed} bytes, ${available} available; sessions were deleted, space is not yet reclaimed`,
+        `not enough free disk to VACUUM ${path}: it needs ${needed} bytes, ${available} are available; the free space stays inside the file for now`,
       );
     }
   }
@@ -275,6 +298,10 @@ export class SqliteWriter implements SessionWriter {
   }
 
   async close(): Promise<void> {
-    this.conn.db.close();
+    try {
+      this.conn.db.close();
+    } finally {
+      this.lock.release();
+    }
   }
 }
