@@ -61,7 +61,13 @@ export function print(json: boolean, value: unknown, human: () => string): void 
 
 const count = (n: number): string => n.toLocaleString('en-US');
 const date = (ms: number): string => new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
-const clip = (text: string, width: number): string => (text.length > width ? `${text.slice(0, width - 1)}…` : text);
+/** Control characters from the database (a title with an escape sequence) are shown, never obeyed by the terminal. */
+const printable = (text: string): string =>
+  text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => (c === '\n' || c === '\t' ? ' ' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+const clip = (text: string, width: number): string => {
+  const shown = printable(text);
+  return shown.length > width ? `${shown.slice(0, width - 1)}…` : shown;
+};
 
 export function formatStats(s: StatsResult): string {
   const lines = [
@@ -106,7 +112,7 @@ function describePart(part: Record<string, unknown>): string {
       const record = node as Record<string, unknown>;
       const a = record['attachment'] as Record<string, unknown> | undefined;
       if (a && typeof a['ref'] === 'string') {
-        attachments.push(`[${a['mime']} ${bytes(Number(a['bytes']))}${a['filename'] ? ` "${a['filename']}"` : ''} → attachment ${a['ref']}]`);
+        attachments.push(`[${a['mime']} ${bytes(Number(a['bytes']))}${a['filename'] ? ` "${printable(String(a['filename']))}"` : ''} → attachment ${a['ref']}]`);
       }
       Object.values(record).forEach(walk);
     }
@@ -119,7 +125,7 @@ function describePart(part: Record<string, unknown>): string {
 
 export function formatShow(show: ShowResult): string {
   const s = show.session as { id?: string; title?: string; time?: { created?: number; updated?: number } };
-  const lines = [`${s.id}  ${s.title ?? ''}`, `created ${date(s.time?.created ?? 0)}, updated ${date(s.time?.updated ?? 0)}`, ''];
+  const lines = [`${printable(String(s.id))}  ${printable(s.title ?? '')}`, `created ${date(s.time?.created ?? 0)}, updated ${date(s.time?.updated ?? 0)}`, ''];
   for (const m of show.messages) {
     const info = m.info as { id?: string; role?: string; time?: { created?: number } };
     lines.push(`  ${info.role ?? '?'} ${info.id} ${date(info.time?.created ?? 0)}`);

@@ -5,7 +5,7 @@
  * stderr and a non-zero exit.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
@@ -17,8 +17,10 @@ import { archiveSessions, restoreArchive } from '../main/archives.js';
 import { loadConfig } from '../main/config-file.js';
 import { applyRetention, archiveThenDelete, dryRun } from '../main/retention.js';
 import { missingSessions, reclaimSpace } from '../main/maintenance.js';
+import { checkOutputFile } from '../main/output-paths.js';
 import { registerExternalCommands, restoreFromCommand } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
+import { removeTempFiles } from '../store/temp-files.js';
 import { formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
 export interface GlobalOptions {
@@ -33,6 +35,26 @@ export const positiveInt = (value: string): number => {
   return Number(value);
 };
 
+const wholeNumber = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number (0 or more)');
+  return Number(value);
+};
+
+/**
+ * Asks on a terminal before something destructive; `--yes` (or no terminal: scripts, pipes)
+ * goes ahead without asking. False means the user said no.
+ */
+async function confirm(question: string, yes: boolean | undefined): Promise<boolean> {
+  if (yes || !process.stdin.isTTY || !process.stderr.isTTY) return true;
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {
@@ -41,6 +63,15 @@ async function withService<T>(globals: GlobalOptions, fn: (service: SessionServi
     return await fn(service);
   } finally {
     await service.close();
+  }
+}
+
+/** The version in package.json (two folders up from dist/cli/). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
 }
 
@@ -53,6 +84,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--cache-dir <dir>', 'attachment cache').default(defaultCacheDir(), '$XDG_CACHE_HOME/session-keeper/attachments'))
     .option('--config <path>', 'OpenCode config file (default: $XDG_CONFIG_HOME/opencode/opencode.json[c])')
     .option('--json', 'machine-readable output', false)
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError(false)
     .configureOutput({
       outputError: (text, write) => write(`session-keeper: ${text.replace(/^error: /, '')}`),
@@ -117,9 +149,11 @@ export function buildProgram(): Command {
     .description('decode one attachment to a file (a part id, or part id.N for the Nth)')
     .argument('<ref>')
     .option('--out <file>', 'write the decoded bytes here (default: the attachment cache)')
-    .action(async (ref: string, options: { out?: string }, command: Command) => {
+    .option('--force', 'replace --out when it exists')
+    .action(async (ref: string, options: { out?: string; force?: boolean }, command: Command) => {
       const g = globals(command);
-      const result = await withService(g, (s) => s.attachment(ref, options.out));
+      const out = options.out === undefined ? undefined : checkOutputFile(options.out, { db: g.db, cacheDir: g.cacheDir, force: options.force ?? false }, '--out');
+      const result = await withService(g, (s) => s.attachment(ref, out));
       print(g.json, result, () => `${result.path}  (${result.mime}, ${result.bytes} bytes, sha256 ${result.sha256})`);
     });
 
@@ -141,7 +175,8 @@ export function buildProgram(): Command {
     .option('--dry-run', 'print the plan and change nothing (default)')
     .option('--apply', 'archive, evict and reclaim')
     .option('--no-archive', 'evict without archiving first')
-    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean }, command: Command) => {
+    .option('--yes', 'do not ask before applying')
+    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean; yes?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'retention');
       if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
       const config = settings(g, {
@@ -154,6 +189,17 @@ export function buildProgram(): Command {
         const plan = await dryRun({ db: g.db, config });
         print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
         return;
+      }
+      if (process.stdin.isTTY && !options.yes) {
+        // On a terminal the plan is shown first, then asked about: nothing runs that was not seen.
+        const plan = await dryRun({ db: g.db, config });
+        if (plan.evict.length === 0) {
+          print(g.json, { evicted: [], archive: null, archives: [], bytesBefore: 0, bytesAfter: 0, changed: [], reclaim: 'none', unmetBytes: 0 }, () => 'Nothing to evict.');
+          return;
+        }
+        process.stderr.write(`${formatPlan(plan, config).split('\n').slice(0, -1).join('\n')}\n`);
+        const sessions = plan.evict.reduce((n, e) => n + 1 + e.children.length, 0);
+        if (!(await confirm(`${config.archive ? 'Archive and delete' : 'Delete, without archiving,'} these ${sessions} sessions?`, false))) throw new SkError('usage', 'nothing was changed');
       }
       const result = await applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log });
       print(g.json, result, () =>
@@ -169,14 +215,27 @@ export function buildProgram(): Command {
   program
     .command('archive')
     .description('write sessions (with their child sessions) to a JSON archive; .gz when the name ends so')
-    .requiredOption('--output <file>', 'archive file')
-    .option('--session <id...>', 'sessions to archive')
-    .option('--older-than-days <n>', 'root sessions created more than N days ago', positiveInt)
-    .action(async (options: { output: string; session?: string[]; olderThanDays?: number }, command: Command) => {
+    .requiredOption('--output <file>', 'archive file (with --split, a folder)')
+    .option('--session <id...>', 'sessions to archive (default: every session)')
+    .option('--older-than-days <n>', 'root sessions created more than N days ago', wholeNumber)
+    .option('--split', "one <sessionID>.json per session in OpenCode's export shape, for `opencode import`")
+    .option('--force', 'replace existing files')
+    .action(async (options: { output: string; session?: string[]; olderThanDays?: number; split?: boolean; force?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'archive');
-      if (!options.session && options.olderThanDays === undefined) throw new SkError('usage', 'archive needs --session ID... or --older-than-days N');
-      const result = await archiveSessions({ db: g.db, output: options.output, sessions: options.session, olderThanDays: options.olderThanDays });
-      print(g.json, result, () => `Archived ${result.sessions} sessions (${formatBytes(result.bytes)}) to ${result.archive}, verified.`);
+      const result = await archiveSessions({
+        db: g.db,
+        cacheDir: g.cacheDir,
+        output: options.output,
+        sessions: options.session,
+        olderThanDays: options.olderThanDays,
+        split: options.split ?? false,
+        force: options.force ?? false,
+      });
+      print(g.json, result, () =>
+        options.split
+          ? `Wrote ${result.sessions} session files (${formatBytes(result.bytes)}) to ${result.archive}, verified; each one: opencode import <file>.`
+          : `Archived ${result.sessions} sessions (${formatBytes(result.bytes)}) to ${result.archive}, verified.`,
+      );
     });
 
   program
@@ -203,14 +262,20 @@ export function buildProgram(): Command {
     .description('delete sessions with their children, events and diff files (archived first), and reclaim the space')
     .argument('<sessionID...>')
     .option('--no-archive', 'delete without archiving first')
-    .action(async (ids: string[], options: { archive: boolean }, command: Command) => {
+    .option('--yes', 'do not ask before deleting')
+    .action(async (ids: string[], options: { archive: boolean; yes?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'delete');
       const config = settings(g, { archive: options.archive === false ? false : undefined });
       const missing = await missingSessions(g.db, ids);
       if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${g.db}`);
-      const result = await archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log }, ids);
+      const what = `${ids.length} session${ids.length === 1 ? '' : 's'} (with their child sessions)`;
+      if (!(await confirm(config.archive ? `Archive to ${config.archiveDir} and delete ${what}?` : `Delete ${what} without archiving?`, options.yes))) {
+        throw new SkError('usage', 'nothing was deleted');
+      }
+      const result = await archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log, reclaim: 'when-worth-it' }, ids);
       print(g.json, result, () =>
-        `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}.`,
+        `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}` +
+          (result.reclaim === 'deferred' ? ` (the freed space stays inside the file, where SQLite reuses it; 'session-keeper vacuum' gives it back to the disk).` : '.'),
       );
     });
 
@@ -256,6 +321,19 @@ const invokedDirectly = (() => {
 })();
 
 if (invokedDirectly) {
+  // `| head` closing the pipe is not an error: stop quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+  // Ctrl-C or a kill between two steps: temp files go, and every transaction so far stands whole.
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.on(signal, () => {
+      removeTempFiles();
+      process.stderr.write(`session-keeper: interrupted; what was done so far is complete, nothing half-done remains\n`);
+      process.exit(code);
+    });
+  }
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

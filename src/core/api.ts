@@ -107,7 +107,7 @@ export interface ApplyResult {
   changed: string[];
   /** The external database evicted sessions were moved to (password masked), when offloading. */
   offload?: string | null;
-  reclaim: 'incremental' | 'vacuum' | 'none';
+  reclaim: 'incremental' | 'vacuum' | 'none' | 'deferred';
   /** Bytes the file is still over `maxSizeMB` after this run (0 when it fits): the next run plans for them. */
   unmetBytes: number;
 }

@@ -15,6 +15,7 @@
  * the session's other tables (every table that cascades from it, and the event log) are encoded
  * value by value (table-row.ts); `opencode import` ignores them, our restore puts them back.
  */
+import { z } from 'zod';
 import { JsonStreamScanner } from './json-stream.js';
 import { jsonStringBody } from './table-row.js';
 
@@ -101,3 +102,40 @@ export function unwrapRowJson(prefix: string, wrapped: Buffer): Buffer | null {
 
 export const MESSAGE_ID_KEYS = ['id', 'sessionID'] as const;
 export const PART_ID_KEYS = ['id', 'sessionID', 'messageID'] as const;
+
+/** What a restore needs of an archived session; anything less is refused with where it is wrong. */
+export const sessionExtrasSchema = z.object({
+  format: z.number().int().min(1),
+  project: z.record(z.string(), z.unknown()).nullable(),
+  session: z
+    .object({ id: z.string().min(1), project_id: z.string().min(1), title: z.string(), directory: z.string(), time_created: z.number(), time_updated: z.number() })
+    .passthrough(),
+  todos: z.array(z.record(z.string(), z.unknown())).default([]),
+  share: z.record(z.string(), z.unknown()).nullable().default(null),
+  diff: z.unknown().optional(),
+});
+
+/** An `opencode export` session (no extras of ours): what OpenCode's own Session.Info must have. */
+export const exportInfoSchema = z
+  .object({
+    id: z.string().min(1),
+    projectID: z.string().min(1).optional(),
+    directory: z.string(),
+    title: z.string(),
+    time: z.object({ created: z.number(), updated: z.number().optional() }).passthrough(),
+  })
+  .passthrough();
+
+export const messageExtrasSchema = z.object({
+  time: z.tuple([z.number(), z.number()]),
+  parts: z.array(z.tuple([z.number(), z.number()])),
+});
+
+/** The first problem of a failed validation, in words: `info.time.created: expected a number`. */
+export function describeArchiveIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'not what an archive holds';
+  const where = issue.path.filter((p) => typeof p !== 'symbol').join('.');
+  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'missing' : issue.message.replace(/^Invalid input: /, '');
+  return `${where || 'value'}: ${message}`;
+}

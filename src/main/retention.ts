@@ -97,7 +97,14 @@ function archiveName(archiveDir: string, now: number): string {
   return path;
 }
 
-export type EvictOptions = Omit<RetentionOptions, 'config'> & { archive: boolean; archiveDir: string; archivePath?: string; offload?: string | undefined };
+export type EvictOptions = Omit<RetentionOptions, 'config'> & {
+  archive: boolean;
+  archiveDir: string;
+  archivePath?: string;
+  offload?: string | undefined;
+  /** `when-worth-it`: a small delete from a large file leaves the space inside it rather than rewriting it. */
+  reclaim?: 'always' | 'when-worth-it';
+};
 export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives' | 'unmetBytes'> & { bytesFreedRows: number };
 
 /**
@@ -170,7 +177,7 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
   let reclaimed: ReclaimResult;
   try {
-    reclaimed = await writer.reclaim();
+    reclaimed = await writer.reclaim({ onlyWhenWorthIt: options.reclaim === 'when-worth-it' });
   } catch (error) {
     if (!(error instanceof SkError)) throw error;
     const what = `${deleted.deleted.length} session${deleted.deleted.length === 1 ? ' was' : 's were'} deleted${archive ? ` (archived to ${archive})` : ''}`;

@@ -31,7 +31,8 @@ export interface SessionState {
 }
 
 export interface ReclaimResult {
-  mode: 'incremental' | 'vacuum' | 'none';
+  /** `deferred`: a full VACUUM would rewrite a large file for a small gain; the space stays inside, reused by SQLite. */
+  mode: 'incremental' | 'vacuum' | 'none' | 'deferred';
   bytesBefore: number;
   bytesAfter: number;
 }
@@ -77,8 +78,11 @@ export interface SessionWriter {
   assertIntact(): Promise<void>;
   /** Makes every earlier write durable before anything elsewhere is deleted on its strength. */
   durable(): Promise<void>;
-  /** Gives freed space back to the file system (a server manages its own: `none`). */
-  reclaim(): Promise<ReclaimResult>;
+  /**
+   * Gives freed space back to the file system (a server manages its own: `none`). With
+   * `onlyWhenWorthIt`, a full rewrite of a large file for a small share of free pages is skipped.
+   */
+  reclaim(options?: { onlyWhenWorthIt?: boolean }): Promise<ReclaimResult>;
   /** SQLite: converts the file to `auto_vacuum=INCREMENTAL` once. */
   convertToIncremental(): Promise<ReclaimResult>;
   close(): Promise<void>;

@@ -5,7 +5,20 @@
  */
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { EXTRA_KEY, idPrefix, MESSAGE_ID_KEYS, PART_ID_KEYS, TABLES_KEY, unwrapRowJson, type MessageExtras, type SessionExtras } from '../../core/archive-format.js';
+import {
+  describeArchiveIssue,
+  exportInfoSchema,
+  EXTRA_KEY,
+  idPrefix,
+  MESSAGE_ID_KEYS,
+  messageExtrasSchema,
+  PART_ID_KEYS,
+  sessionExtrasSchema,
+  TABLES_KEY,
+  unwrapRowJson,
+  type MessageExtras,
+  type SessionExtras,
+} from '../../core/archive-format.js';
 import { decodeTableRow } from '../../core/table-row.js';
 import { SkError } from '../../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
@@ -116,11 +129,22 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
 
   const input = createReadStream(path, { highWaterMark: 1024 * 1024 });
   const stream = path.endsWith('.gz') ? input.pipe(createGunzip()) : input;
+  // A file of one session (`opencode export` output, `archive --split`) reads as an array of one.
+  let single: boolean | null = null;
   try {
     for await (const chunk of stream) {
-      scanner.write(chunk as Buffer);
+      const bytes = chunk as Buffer;
+      if (single === null) {
+        const first = bytes.find((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09);
+        if (first !== undefined) {
+          single = first === 0x7b;
+          if (single) scanner.write(Buffer.from('['));
+        }
+      }
+      scanner.write(bytes);
       yield* ready.splice(0);
     }
+    if (single) scanner.write(Buffer.from(']'));
     scanner.finish();
     closeSession();
     yield* ready.splice(0);
@@ -222,9 +246,16 @@ function rowText(prefixFor: (id: string) => string, raw: Buffer, dropKeys: reado
 }
 
 /** The header of an archived session: our extras when present, else what the export object implies. */
-function headerOf(path: string, extras: SessionExtras | null, info: Record<string, unknown> | null): SessionHeader {
-  const session = (extras?.session as Row | undefined) ?? (info ? rowFromInfo(info) : null);
-  if (!session || typeof session['id'] !== 'string' || session['id'] === '') throw new SkError('archive', `${path}: a session without an id`);
+function headerOf(path: string, index: number, extras: SessionExtras | null, info: Record<string, unknown> | null): SessionHeader {
+  const where = (what: string): string => `${path}: session #${index}${typeof info?.['id'] === 'string' ? ` (${info['id']})` : ''}: ${what}`;
+  if (extras) {
+    const checked = sessionExtrasSchema.safeParse(extras);
+    if (!checked.success) throw new SkError('archive', where(`sessionKeeper.${describeArchiveIssue(checked.error)}`));
+  } else {
+    const checked = exportInfoSchema.safeParse(info ?? undefined);
+    if (!checked.success) throw new SkError('archive', where(info ? `info.${describeArchiveIssue(checked.error)}` : 'neither info nor sessionKeeper'));
+  }
+  const session = (extras?.session as Row | undefined) ?? rowFromInfo(info as Record<string, unknown>);
   const diff = extras?.diff;
   return {
     session,
@@ -255,13 +286,15 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
     }
     switch (event.kind) {
       case 'session': {
-        const header = headerOf(path, event.extras, event.info);
+        const header = headerOf(path, event.index, event.extras, event.info);
         sessionId = header.session['id'] as string;
         yield { kind: 'session', header };
         break;
       }
       case 'message': {
+        if (event.extras && !messageExtrasSchema.safeParse(event.extras).success) throw new SkError('archive', `${path}: session ${sessionId}: a message whose sessionKeeper times are not [created, updated]`);
         const { id, data } = rowText((id) => idPrefix([id, sessionId], MESSAGE_ID_KEYS), event.raw, MESSAGE_ID_KEYS);
+        if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a message without an id`);
         messageId = id;
         messageTimes = event.extras;
         partIndex = 0;
@@ -275,6 +308,7 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
       }
       case 'part': {
         const { id, data } = rowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.raw, PART_ID_KEYS);
+        if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a part without an id`);
         const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
         partIndex++;
         yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };

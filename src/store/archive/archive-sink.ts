@@ -4,10 +4,11 @@
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writevSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { constants, gzipSync } from 'node:zlib';
 import { SkError } from '../../core/errors.js';
 import type { TableCounts } from '../session-items.js';
+import { sweepTempFiles, tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
 
 function writeError(error: unknown, path: string): SkError {
   if (error instanceof SkError) return error;
@@ -51,12 +52,14 @@ export class ArchiveSink {
   constructor(path: string) {
     this.path = path;
     this.gzip = path.endsWith('.gz');
-    this.tmp = join(dirname(path), `.${basename(path)}.${randomUUID().slice(0, 8)}.tmp`);
+    sweepTempFiles(dirname(path));
+    this.tmp = tempNameFor(dirname(path), basename(path), randomUUID().slice(0, 8));
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (error) {
       throw writeError(error, path);
     }
+    trackTempFile(this.tmp);
   }
 
   async write(...chunks: (Buffer | string)[]): Promise<void> {
@@ -102,6 +105,7 @@ export class ArchiveSink {
       closeSync(this.fd as number);
       this.fd = undefined;
       renameSync(this.tmp, this.path);
+      untrackTempFile(this.tmp);
       const dirFd = openSync(dirname(this.path), 'r');
       try {
         fsyncSync(dirFd);
@@ -125,6 +129,7 @@ export class ArchiveSink {
       this.fd = undefined;
     }
     rmSync(this.tmp, { force: true });
+    untrackTempFile(this.tmp);
   }
 }
 

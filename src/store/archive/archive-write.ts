@@ -4,8 +4,8 @@
  * behind their ids, so a restore gets exactly what was stored; a digest of every object is kept
  * per session for the read-back verification.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   ARCHIVE_FORMAT,
   EXTRA_KEY,
@@ -31,6 +31,12 @@ export interface ArchiveWriteResult {
   bytes: number;
 }
 
+/**
+ * `archive`: our own members beside the export fields, so a restore is exact; `export`: only
+ * OpenCode's export shape (`{info, messages}`), which `opencode import` reads.
+ */
+type Shape = 'archive' | 'export';
+
 /** Turns items into archive text, one session object at a time. */
 class ArchiveSerializer {
   readonly sessions: ArchivedSessionSummary[] = [];
@@ -45,7 +51,21 @@ class ArchiveSerializer {
   private table: string | null = null;
   private firstRow = true;
 
-  constructor(private readonly sink: ArchiveSink) {}
+  constructor(
+    private sink: ArchiveSink,
+    private readonly shape: Shape = 'archive',
+  ) {}
+
+  /** Writes the next session into another file (one file per session). */
+  switchTo(sink: ArchiveSink): void {
+    this.sink = sink;
+    this.sessions.length = 0;
+  }
+
+  /** Sessions written so far are separate documents, not an array: no separator before the next. */
+  private get separator(): string {
+    return this.shape === 'archive' && this.sessions.length > 0 ? ',\n' : '';
+  }
 
   async take(item: SessionItem): Promise<void> {
     const sink = this.sink;
@@ -58,16 +78,21 @@ class ArchiveSerializer {
         this.firstMessage = true;
         this.messagesOpen = true;
         this.table = null;
+        const info = JSON.stringify(toSessionInfo(session as unknown as SessionRow));
+        if (this.shape === 'export') {
+          await sink.write('{"info":', info, ',"messages":[');
+          return;
+        }
         const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share };
         const extrasJson = JSON.stringify(extras);
         await sink.write(
-          this.sessions.length > 0 ? ',\n' : '',
+          this.separator,
           `{${JSON.stringify(EXTRA_KEY)}:`,
           extrasJson.slice(0, -1),
           ',"diff":',
           diff && isWellFormedJson(diff) ? diff : 'null',
           '},"info":',
-          JSON.stringify(toSessionInfo(session as unknown as SessionRow)),
+          info,
           ',"messages":[',
         );
         return;
@@ -79,7 +104,8 @@ class ArchiveSerializer {
         const info = wrapRowJson(idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS), message.data);
         this.digest.begin('message');
         for (const piece of info) this.digest.update(piece);
-        await sink.write(this.firstMessage ? '' : ',', `{${JSON.stringify(EXTRA_KEY)}:`, JSON.stringify(messageExtras), ',"info":', ...info, ',"parts":[');
+        const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
+        await sink.write(this.firstMessage ? '' : ',', head, ...info, ',"parts":[');
         this.firstMessage = false;
         this.messageOpen = true;
         this.firstPart = true;
@@ -96,6 +122,8 @@ class ArchiveSerializer {
       }
       case 'rows': {
         await this.closeMessages();
+        // OpenCode's export shape has no place for them; the archive keeps them.
+        if (this.shape === 'export') return;
         if (this.table !== item.table) {
           await sink.write(this.table === null ? `,${JSON.stringify(TABLES_KEY)}:[` : ']},', `{"table":${JSON.stringify(item.table)},"rows":[`);
           this.table = item.table;
@@ -157,4 +185,41 @@ export async function writeArchive(items: SessionItems, path: string): Promise<A
     throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
   }
   return { path, sessions: serializer.sessions, bytes: sink.bytes };
+}
+
+/**
+ * One file per session in OpenCode's export shape (`<dir>/<sessionID>.json`, what `opencode
+ * import` reads), each written atomically and mode 0600. Returns the files with their digests.
+ */
+export async function writeExportFiles(items: SessionItems, dir: string, force: boolean): Promise<ArchiveWriteResult[]> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const written: ArchiveWriteResult[] = [];
+  let sink: ArchiveSink | null = null;
+  let serializer: ArchiveSerializer | null = null;
+  const take = async (item: SessionItem): Promise<void> => {
+    if (item.kind === 'session') {
+      const path = join(dir, `${rowId(item.header.session)}.json`);
+      if (!force && existsSync(path)) throw new SkError('usage', `${path} exists (add --force to replace it)`);
+      sink = new ArchiveSink(path);
+      if (serializer) serializer.switchTo(sink);
+      else serializer = new ArchiveSerializer(sink, 'export');
+    }
+    if (!serializer || !sink) return;
+    await serializer.take(item);
+    if (item.kind === 'end') {
+      const done: ArchiveSink = sink;
+      await done.write('\n');
+      await done.commit();
+      written.push({ path: done.path, sessions: [...serializer.sessions], bytes: done.bytes });
+      sink = null;
+    }
+  };
+  try {
+    if (isSyncIterable(items)) for (const item of items) await take(item);
+    else for await (const item of items) await take(item);
+  } catch (error) {
+    (sink as ArchiveSink | null)?.abort();
+    throw error instanceof SkError ? error : new SkError('archive', `cannot write ${dir}: ${(error as Error).message}`);
+  }
+  return written;
 }

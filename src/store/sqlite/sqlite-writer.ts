@@ -20,6 +20,9 @@ const EVENT_DELETE_BATCH = 500;
 /** A write transaction stops taking more session trees after this long. */
 const TRANSACTION_BUDGET_MS = 50;
 const INCREMENTAL_VACUUM_PAGES = 4096;
+/** A full VACUUM is deferred for files over this size when less than this share of them is free. */
+const WORTH_IT_FILE_BYTES = 256 * 1024 * 1024;
+const WORTH_IT_SHARE = 0.1;
 
 /** The file and its WAL, as the disk holds them. */
 export function fileBytes(path: string): number {
@@ -243,12 +246,19 @@ export class SqliteWriter implements SessionWriter {
    * is in incremental mode, otherwise a full VACUUM (after checking there is room for its copy),
    * then a WAL checkpoint that truncates the WAL.
    */
-  reclaim(): Promise<ReclaimResult> {
+  reclaim(options: { onlyWhenWorthIt?: boolean } = {}): Promise<ReclaimResult> {
     const { db, path } = this.conn;
     const bytesBefore = fileBytes(path);
     return this.run(() => {
       const autoVacuum = db.pragma('auto_vacuum', { simple: true }) as number;
       const freePages = db.pragma('freelist_count', { simple: true }) as number;
+      const pageCount = db.pragma('page_count', { simple: true }) as number;
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      // A VACUUM copies every live page: for a few free pages in a big file, not worth the wait.
+      if (options.onlyWhenWorthIt && autoVacuum !== 2 && pageCount * pageSize > WORTH_IT_FILE_BYTES && freePages < pageCount * WORTH_IT_SHARE) {
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        return { mode: 'deferred', bytesBefore, bytesAfter: fileBytes(path) };
+      }
       let mode: ReclaimResult['mode'] = 'none';
       if (autoVacuum === 2) {
         mode = 'incremental';
