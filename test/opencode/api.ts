@@ -43,7 +43,9 @@ export interface PromptInput {
 /** Parts the classic `POST /session/:id/message` takes. */
 export type ClassicPartInput =
   | { type: 'text'; text: string }
-  | { type: 'file'; mime: string; url: string; filename?: string };
+  | { type: 'file'; mime: string; url: string; filename?: string }
+  | { type: 'agent'; name: string }
+  | { type: 'subtask'; prompt: string; description: string; agent: string };
 
 function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

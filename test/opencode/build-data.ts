@@ -231,6 +231,12 @@ async function runScenarios(b: DataBuilder): Promise<void> {
       { type: 'file', mime: 'image/png', filename: 'diagram.png', url: `data:image/png;base64,${png}` },
     ]);
 
+    // The part types a user message can carry besides text and files: an @agent mention and a subtask.
+    const withParts = await createSessionClassic(url, { title: 'Agent and subtask parts' });
+    b.note(withParts.id, 'classic-api-parts', ['agent', 'subtask', 'has-children']);
+    await promptClassic(url, withParts.id, [{ type: 'text', text: 'Ask the general agent.' }, { type: 'agent', name: 'general' }]);
+    await promptClassic(url, withParts.id, [{ type: 'subtask', prompt: 'Check the project layout.', description: 'Layout check', agent: 'general' }]);
+
     await newerApiScenarios(b, url);
   } finally {
     await serve.stop();
@@ -300,7 +306,7 @@ function observeFeatures(db: Database.Database, dataDir: string, sessionId: stri
   for (const p of db.prepare('SELECT data FROM part WHERE session_id = ?').iterate(sessionId) as Iterable<{ data: string }>) {
     const part = JSON.parse(p.data) as Row;
     const type = String(part['type']);
-    if (type === 'text' || type === 'reasoning' || type === 'compaction') features.add(type);
+    if (['text', 'reasoning', 'compaction', 'agent', 'subtask', 'retry'].includes(type)) features.add(type);
     if (type === 'file') {
       const url = String(part['url']);
       features.add(url.startsWith('data:') ? `file-part:${String(part['mime'])}` : 'file-part:file-url');

@@ -144,7 +144,9 @@ export function planReply(request: ChatRequest): Reply {
   }
   if (isTitleRequest(request)) {
     const user = [...messages].reverse().find((m) => m.role === 'user');
-    const words = (user ? textOf(user) : '').replace(DIRECTIVE, ' ').replace(/<[^>]*>/g, ' ').replace(/[^\w\s-]/g, ' ').split(/\s+/).filter((w) => w !== '');
+    // Attached files arrive as synthetic "Called the Read tool ..." lines before the prompt.
+    const prompt = (user ? textOf(user) : '').split('\n').filter((line) => !line.startsWith('Called the ') && !/read successfully$/.test(line)).join(' ');
+    const words = prompt.replace(DIRECTIVE, ' ').replace(/<[^>]*>/g, ' ').replace(/[^\w\s-]/g, ' ').split(/\s+/).filter((w) => w !== '');
     return { kind: 'title', text: [`Scripted: ${words.slice(0, 4).join(' ') || 'session'}`] };
   }
   let lastUser = -1;
