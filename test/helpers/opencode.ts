@@ -36,7 +36,7 @@ export interface OpenCodeData {
   /** `$XDG_DATA_HOME/opencode`. */
   dataDir: string;
   dbPath: string;
-  /** Where the sessions' working directory is in this copy (run `--session` continuations here). */
+  /** The sessions' git repository in this copy (run `--session` continuations here, after relocation). */
   projectDir: string;
   layout: OpenCodeLayout;
   manifest: Manifest;
@@ -83,8 +83,8 @@ function relocate(dbPath: string, from: string, to: string): void {
 
 /**
  * A fresh copy (in a temp folder) of the cached data folder and its HOME/XDG layout, ready to run
- * OpenCode against again. `relocate: false` keeps every row byte for byte as OpenCode wrote it
- * (its directories then name the cache folder, which tests must not change).
+ * OpenCode against again. `relocate: false` keeps every row byte for byte as OpenCode wrote it;
+ * its directories then name the temp folder it was built in, which no longer exists.
  */
 export async function realOpenCodeData(options: { relocate?: boolean } = {}): Promise<OpenCodeData> {
   const cache = await cachedOpenCodeData();
@@ -104,7 +104,7 @@ export async function realOpenCodeData(options: { relocate?: boolean } = {}): Pr
     env,
     dataDir: layout.dataDir,
     dbPath: layout.dbPath,
-    projectDir: join(options.relocate ?? true ? root : cache.root, 'project'),
+    projectDir: join(root, 'project'),
     layout,
     manifest: cache.manifest,
     bin: cache.bin,

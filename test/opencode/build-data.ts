@@ -6,9 +6,10 @@
  * at the same time.
  */
 import Database from 'better-sqlite3';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -51,7 +52,10 @@ export interface Manifest {
   builderKey: string;
   builtAt: number;
   buildMs: number;
-  /** Absolute path of the data root when built: the paths OpenCode wrote into rows start with it. */
+  /**
+   * Absolute path of the data root while it was built (a temp folder, gone since): the paths
+   * OpenCode wrote into rows start with it.
+   */
   buildRoot: string;
   sessions: ManifestSession[];
   /** Sessions removed with `opencode session delete` (their diff files may stay behind). */
@@ -137,6 +141,9 @@ function makeProject(paths: Paths, env: NodeJS.ProcessEnv): void {
   git(paths.project, env, 'init', '-q');
   git(paths.project, env, 'add', '.');
   git(paths.project, env, 'commit', '-q', '-m', 'Initial commit');
+  // The scratch folder stands for "no repository": inside one, OpenCode would adopt that one.
+  const enclosing = spawnSync('git', ['rev-parse', '--show-toplevel'], { cwd: paths.scratch, env, encoding: 'utf8' });
+  if (enclosing.status === 0) throw new Error(`the build folder ${paths.scratch} lies inside the git repository ${enclosing.stdout.trim()}`);
 }
 
 const BIG_LINES = `yes ${'0123456789'.repeat(10)} | head -n 440`;
@@ -193,7 +200,7 @@ async function runScenarios(b: DataBuilder): Promise<void> {
   const doomed = await b.run([`A session that gets deleted [[write ${join(project, 'doomed.txt')}]]`]);
 
   b.note(await b.run(['A question from a subdirectory.'], sub), 'subdirectory', ['text']);
-  b.note(await b.run(['A question outside any repository.'], scratch), 'global-project', ['text']);
+  b.note(await b.run(['A question outside any repository.'], scratch), 'global-project', ['project:global']);
 
   // Exported on another "machine" (a donor layout) and imported here with `opencode import`.
   const donorRoot = join(b.layout.root, 'donor');
@@ -289,8 +296,9 @@ type Row = Record<string, unknown>;
 /** What the database really holds for each session, as feature names the manifest lists. */
 function observeFeatures(db: Database.Database, dataDir: string, sessionId: string): Set<string> {
   const features = new Set<string>();
-  const session = db.prepare('SELECT parent_id, revert, time_archived FROM session WHERE id = ?').get(sessionId) as Row | undefined;
+  const session = db.prepare('SELECT parent_id, revert, time_archived, project_id FROM session WHERE id = ?').get(sessionId) as Row | undefined;
   if (session === undefined) return features;
+  if (session['project_id'] === 'global') features.add('project:global');
   if (session['parent_id'] !== null) features.add('child');
   if (session['revert'] !== null) features.add('revert');
   if (session['time_archived'] !== null) features.add('archived');
@@ -461,7 +469,6 @@ export function cachedOpenCodeData(): Promise<CachedData> {
   cached ??= (async () => {
     const { bin, version, dir } = await installOpenCode();
     const key = builderKey(version);
-    // Built in place, not renamed: OpenCode writes the absolute paths of its folders into rows.
     const root = join(dir, `data-${key}`);
     const ready = readManifest(root);
     if (ready !== undefined) return { root, manifest: ready, bin, version };
@@ -469,17 +476,37 @@ export function cachedOpenCodeData(): Promise<CachedData> {
       const built = readManifest(root);
       if (built !== undefined) return { root, manifest: built, bin, version };
       rmSync(root, { recursive: true, force: true });
-      const manifest = await buildOpenCodeData(bin, version, root);
-      // The manifest is written last: its presence marks a complete folder.
-      writeFileSync(join(root, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
-      pruneOldBuilds(dir, root);
-      return { root, manifest, bin, version };
+      // Built outside any repository: OpenCode walks up from a folder that is not a repository to
+      // the enclosing one (this checkout), and would record it and its worktrees as the project.
+      const staging = mkdtempSync(join(tmpdir(), `sk-opencode-build-${version}-`));
+      try {
+        const manifest = await buildOpenCodeData(bin, version, staging);
+        // The manifest is written last: its presence marks a complete folder.
+        writeFileSync(join(staging, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+        moveFolder(staging, root);
+        pruneOldBuilds(dir, root);
+        return { root, manifest, bin, version };
+      } finally {
+        rmSync(staging, { recursive: true, force: true });
+      }
     });
   })();
   cached.catch(() => {
     cached = undefined;
   });
   return cached;
+}
+
+function moveFolder(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+    // The temp folder is on another file system: copy under a temporary name, then rename.
+    const partial = `${to}.partial-${process.pid}`;
+    cpSync(from, partial, { recursive: true });
+    renameSync(partial, to);
+  }
 }
 
 /** Data folders of older builder versions are dead weight once a new one is complete. */
