@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join, sep } from 'node:path';
 import type { ClassicMessage, JsonObject } from '../opencode/api.ts';
 import { cachedOpenCodeData, type Manifest, type ManifestSession } from '../opencode/build-data.ts';
 import { installOpenCode } from '../opencode/install.ts';
@@ -50,6 +50,13 @@ export interface OpenCodeData {
   remove(): void;
 }
 
+/**
+ * How long a beforeAll that calls realOpenCodeData() should allow: the first call in a clean
+ * checkout installs OpenCode and builds the data folder (1.5 to 2.5 minutes on 2 cores), and a
+ * second test file asking meanwhile waits for that build.
+ */
+export const OPENCODE_DATA_TIMEOUT_MS = 600_000;
+
 /** A model address nothing listens on: a copy runs nothing by accident before startModel(). */
 const NO_MODEL = 'http://127.0.0.1:9/v1';
 
@@ -65,8 +72,9 @@ function relocate(dbPath: string, from: string, to: string): void {
   try {
     db.pragma('busy_timeout = 5000');
     const swap = (table: string, column: string, oldPrefix: string, newPrefix: string): void => {
+      // OR REPLACE: a directory OpenCode already recorded for the copy's path would clash on the key.
       db.prepare(
-        `UPDATE ${table} SET ${column} = ? || substr(${column}, ?) WHERE ${column} = ? OR substr(${column}, 1, ?) = ?`,
+        `UPDATE OR REPLACE ${table} SET ${column} = ? || substr(${column}, ?) WHERE ${column} = ? OR substr(${column}, 1, ?) = ?`,
       ).run(newPrefix, oldPrefix.length + 1, oldPrefix, oldPrefix.length + 1, `${oldPrefix}/`);
     };
     db.transaction(() => {
@@ -89,10 +97,11 @@ function relocate(dbPath: string, from: string, to: string): void {
 export async function realOpenCodeData(options: { relocate?: boolean } = {}): Promise<OpenCodeData> {
   const cache = await cachedOpenCodeData();
   const root = mkdtempSync(join(tmpdir(), 'sk-opencode-'));
+  const locks = join(layoutOf(cache.root).stateHome, 'opencode', 'locks');
   cpSync(cache.root, root, {
     recursive: true,
-    // A lock left by a killed OpenCode would make the next one wait for it.
-    filter: (src) => !relative(cache.root, src).split(sep).includes('locks'),
+    // Lock folders a stopped OpenCode left behind belong to processes of the build, not to the copy.
+    filter: (src) => src !== locks && !src.startsWith(`${locks}${sep}`),
   });
   const layout = layoutOf(root);
   writeOpenCodeConfig(layout, NO_MODEL);

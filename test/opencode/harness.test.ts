@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cachedOpenCodeData } from './build-data.ts';
 import {
-  apiMessages, exportSession, importSession, listSessions, realOpenCode, realOpenCodeData, runOpenCode, withServe,
-  type ManifestSession, type OpenCodeData,
+  apiMessages, exportSession, importSession, listSessions, OPENCODE_DATA_TIMEOUT_MS, realOpenCode, realOpenCodeData, runOpenCode,
+  withServe, type ManifestSession, type OpenCodeData,
 } from '../helpers/opencode.ts';
 
 const SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), 'schema-1.18.33.sql');
@@ -43,7 +43,7 @@ function sha256(bytes: Buffer): string {
 beforeAll(async () => {
   data = await realOpenCodeData();
   db = new Database(data.dbPath, { readonly: true });
-});
+}, OPENCODE_DATA_TIMEOUT_MS);
 
 afterAll(() => {
   db?.close();
