@@ -32,7 +32,7 @@ export type StorageLayout = 'message/part' | 'session_message';
 
 export interface ManifestSession {
   id: string;
-  /** What the builder did to make it (see SCENARIOS in build-data.ts). */
+  /** What the builder did to make it (see runScenarios() in build-data.ts). */
   scenario: string;
   layout: StorageLayout;
   parentId: string | null;
@@ -98,7 +98,8 @@ class DataBuilder {
     this.env = openCodeEnv(layout);
   }
 
-  note(id: string, scenario: string, expect: string[] = []): string {
+  /** Names the scenario that made a session and the traces it must leave in the database. */
+  record(id: string, scenario: string, expect: string[] = []): string {
     this.scenarioOf.set(id, scenario);
     this.expected.set(id, [...(this.expected.get(id) ?? []), ...expect]);
     return id;
@@ -160,47 +161,47 @@ async function runScenarios(b: DataBuilder): Promise<void> {
   const { project, sub, scratch, assets } = b.paths;
   const asset = (name: string): string => join(assets, name);
 
-  b.note(await b.run(['Hello, what can you do?']), 'plain', ['text']);
-  b.note(await b.run(['[[reason]] Think about the build before answering.']), 'reasoning', ['reasoning']);
+  b.record(await b.run(['Hello, what can you do?']), 'plain', ['text']);
+  b.record(await b.run(['[[reason]] Think about the build before answering.']), 'reasoning', ['reasoning']);
 
   // Multi-turn with --continue: the last session of this directory gets the next prompts.
-  const continued = b.note(await b.run(['Start a conversation about the project.']), 'continue', ['multi-turn']);
+  const continued = b.record(await b.run(['Start a conversation about the project.']), 'continue', ['multi-turn']);
   for (const prompt of ['Second turn, please go on.', 'Third turn: [[bash git status --short]]']) {
     const again = await b.run(['--continue', prompt]);
     if (again !== continued) throw new Error(`--continue went to ${again}, not to ${continued}`);
   }
 
-  const followed = b.note(await b.run([`First look at the code [[read ${join(project, 'src.ts')}]]`]), 'session-followup', ['multi-turn', 'tool:read']);
+  const followed = b.record(await b.run([`First look at the code [[read ${join(project, 'src.ts')}]]`]), 'session-followup', ['multi-turn', 'tool:read']);
   await b.run(['--session', followed, 'A follow-up question about add().']);
   const forked = await b.run(['--session', followed, '--fork', 'A forked line of questions.']);
   if (forked === followed) throw new Error('--fork continued the same session instead of forking it');
-  b.note(forked, 'fork', ['multi-turn']);
+  b.record(forked, 'fork', ['multi-turn']);
 
-  b.note(await b.run(['Please look at these files.', '-f', asset('diagram.png'), '-f', asset('spec.pdf')]), 'run-attachments', ['file-part:image/png', 'file-part:application/pdf']);
-  b.note(await b.run(['Summarise this report.', '-f', asset('report.pdf')]), 'run-big-pdf', ['file-part:application/pdf', 'big-attachment']);
-  b.note(await b.run(['Review these notes.', '-f', asset('notes.md')]), 'run-text-file', ['file-part:file-url']);
-  b.note(await b.run([`What is in this picture? [[read ${asset('photo.png')}]]`]), 'read-image', ['tool-attachment:image/png']);
-  b.note(await b.run([`Read the spec [[read ${asset('spec.pdf')}]]`]), 'read-pdf', ['tool-attachment:application/pdf']);
-  b.note(await b.run(['Show me the repository [[bash ls -la]] [[bash git log --oneline -n 3]]']), 'bash', ['tool:bash']);
-  b.note(await b.run(['Plan the work [[todo]]']), 'todo', ['todo', 'tool:todowrite']);
+  b.record(await b.run(['Please look at these files.', '-f', asset('diagram.png'), '-f', asset('spec.pdf')]), 'run-attachments', ['file-part:image/png', 'file-part:application/pdf']);
+  b.record(await b.run(['Summarise this report.', '-f', asset('report.pdf')]), 'run-big-pdf', ['file-part:application/pdf', 'big-attachment']);
+  b.record(await b.run(['Review these notes.', '-f', asset('notes.md')]), 'run-text-file', ['file-part:file-url']);
+  b.record(await b.run([`What is in this picture? [[read ${asset('photo.png')}]]`]), 'read-image', ['tool-attachment:image/png']);
+  b.record(await b.run([`Read the spec [[read ${asset('spec.pdf')}]]`]), 'read-pdf', ['tool-attachment:application/pdf']);
+  b.record(await b.run(['Show me the repository [[bash ls -la]] [[bash git log --oneline -n 3]]']), 'bash', ['tool:bash']);
+  b.record(await b.run(['Plan the work [[todo]]']), 'todo', ['todo', 'tool:todowrite']);
 
-  const parent = b.note(await b.run(['Delegate this [[task Look around the project {{bash ls}}]] [[task Say hello from a second subtask]]']), 'subtask', ['tool:task', 'has-children']);
+  const parent = b.record(await b.run(['Delegate this [[task Look around the project {{bash ls}}]] [[task Say hello from a second subtask]]']), 'subtask', ['tool:task', 'has-children']);
 
   // Big tool outputs, then two more turns: pruning marks the oldest outputs compacted; one output
   // is over the truncation limit, so its full text goes to tool-output/.
   const big = Array.from({ length: 7 }, () => `[[bash ${BIG_LINES}]]`).join(' ');
-  const pruned = b.note(await b.run([`Produce big outputs ${big} [[bash yes abcdefghij | head -n 9000]]`]), 'pruned-tool-output', ['compacted-tool', 'multi-turn']);
+  const pruned = b.record(await b.run([`Produce big outputs ${big} [[bash yes abcdefghij | head -n 9000]]`]), 'pruned-tool-output', ['compacted-tool', 'multi-turn']);
   await b.run(['--session', pruned, 'Turn two after the big outputs.']);
   await b.run(['--session', pruned, 'Turn three after the big outputs.']);
 
-  const reverted = b.note(await b.run([`Write and edit a file [[write ${join(project, 'notes.txt')}]] [[edit ${join(project, 'notes.txt')}]]`]), 'write-revert', ['tool:write', 'tool:edit', 'diff-file', 'revert']);
-  const summarized = b.note(await b.run(['Begin a session to summarise later [[bash ls]]']), 'summarized', ['compaction', 'summary-message']);
+  const reverted = b.record(await b.run([`Write and edit a file [[write ${join(project, 'notes.txt')}]] [[edit ${join(project, 'notes.txt')}]]`]), 'write-revert', ['tool:write', 'tool:edit', 'diff-file', 'revert']);
+  const summarized = b.record(await b.run(['Begin a session to summarise later [[bash ls]]']), 'summarized', ['compaction', 'summary-message']);
   await b.run(['--session', summarized, 'One more turn before the summary.']);
-  const archived = b.note(await b.run(['A session that gets archived.']), 'archived', ['archived']);
+  const archived = b.record(await b.run(['A session that gets archived.']), 'archived', ['archived']);
   const doomed = await b.run([`A session that gets deleted [[write ${join(project, 'doomed.txt')}]]`]);
 
-  b.note(await b.run(['A question from a subdirectory.'], sub), 'subdirectory', ['text']);
-  b.note(await b.run(['A question outside any repository.'], scratch), 'global-project', ['project:global']);
+  b.record(await b.run(['A question from a subdirectory.'], sub), 'subdirectory', ['text']);
+  b.record(await b.run(['A question outside any repository.'], scratch), 'global-project', ['project:global']);
 
   // Exported on another "machine" (a donor layout) and imported here with `opencode import`.
   const donorRoot = join(b.layout.root, 'donor');
@@ -218,7 +219,7 @@ async function runScenarios(b: DataBuilder): Promise<void> {
   if (exported.status !== 0) throw new Error(describeRun(['export', donorId], exported));
   rmSync(donorRoot, { recursive: true, force: true });
   await b.opencode(['import', exportFile]);
-  b.note(donorId, 'imported', ['tool-attachment:image/png']);
+  b.record(donorId, 'imported', ['tool-attachment:image/png']);
   b.exports['imported-source'] = relative(b.layout.root, exportFile);
 
   const serve = await startServe(b.bin, b.env, project);
@@ -231,7 +232,7 @@ async function runScenarios(b: DataBuilder): Promise<void> {
     await requestJson(url, 'POST', `/session/${doomed}/revert`, { messageID: messageWithTool(await classicMessages(url, doomed), 'write') });
 
     const classic = await createSessionClassic(url, { title: 'Made through the classic API' });
-    b.note(classic.id, 'classic-api', ['file-part:image/png']);
+    b.record(classic.id, 'classic-api', ['file-part:image/png']);
     const png = readFileSync(asset('diagram.png')).toString('base64');
     await promptClassic(url, classic.id, [
       { type: 'text', text: 'Describe this attachment.' },
@@ -240,7 +241,7 @@ async function runScenarios(b: DataBuilder): Promise<void> {
 
     // The part types a user message can carry besides text and files: an @agent mention and a subtask.
     const withParts = await createSessionClassic(url, { title: 'Agent and subtask parts' });
-    b.note(withParts.id, 'classic-api-parts', ['agent', 'subtask', 'has-children']);
+    b.record(withParts.id, 'classic-api-parts', ['agent', 'subtask', 'has-children']);
     await promptClassic(url, withParts.id, [{ type: 'text', text: 'Ask the general agent.' }, { type: 'agent', name: 'general' }]);
     await promptClassic(url, withParts.id, [{ type: 'subtask', prompt: 'Check the project layout.', description: 'Layout check', agent: 'general' }]);
 
@@ -275,7 +276,7 @@ async function newerApiScenarios(b: DataBuilder, url: string): Promise<void> {
   // All sessions run at once: the newer API admits a prompt and answers in the background.
   const created = await Promise.all(scenarios.map(async (s) => ({ ...s, id: (await createSessionV2(url, {})).id })));
   await Promise.all(created.map(async (s) => {
-    b.note(s.id, s.scenario, s.expect);
+    b.record(s.id, s.scenario, s.expect);
     for (const prompt of s.prompts) {
       await promptV2(url, s.id, prompt);
       await waitIdleV2(url, s.id);
