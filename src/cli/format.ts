@@ -69,9 +69,16 @@ const clip = (text: string, width: number): string => {
   return shown.length > width ? `${shown.slice(0, width - 1)}…` : shown;
 };
 
+const LAYOUTS: Record<string, string> = {
+  '1.x': 'OpenCode 1.x (message/part)',
+  '1.18': 'OpenCode 1.18 (message/part, and session_message for sessions made through its newer API)',
+  '2.x': 'OpenCode 2.x (session_v2 and session_message)',
+};
+
 export function formatStats(s: StatsResult): string {
   const lines = [
     `Database     ${s.path}`,
+    `Layout       ${LAYOUTS[s.layout] ?? s.layout}`,
     `Size         ${bytes(s.fileBytes)} file, ${bytes(s.walBytes)} WAL, ${bytes(s.freeBytes)} free pages (auto_vacuum ${s.autoVacuum})`,
     `Sessions     ${count(s.sessions)} (${count(s.rootSessions)} root)`,
     `Rows         ${count(s.messages)} messages, ${count(s.parts)} parts, ${count(s.events)} events`,

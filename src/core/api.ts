@@ -42,6 +42,8 @@ export type OversizeValue = z.infer<typeof oversizeValueSchema>;
 export const statsResultSchema = z.object({
   path: z.string(),
   schema: z.string(),
+  /** OpenCode's storage layout in the file: `1.x`, `1.18`, `2.x`; for a server, its engine. */
+  layout: z.string(),
   fileBytes: z.number(),
   walBytes: z.number(),
   freeBytes: z.number(),

@@ -92,7 +92,7 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
         return false;
       }
       const slot = slotOf(p);
-      if (slot === 'messageInfo' || slot === 'messageExtras' || slot === 'part') announce();
+      if (slot === 'messageInfo' || slot === 'messageExtras' || slot === 'part' || slot === 'tableName' || slot === 'row') announce();
       if (slot === 'messageInfo') digest.begin('message');
       if (slot === 'part') digest.begin('part');
       if (slot === 'row') digest.beginRow(table);

@@ -99,6 +99,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
       return {
         path: this.conn.display,
         schema: `${this.kind} v${SCHEMA_VERSION}`,
+        layout: this.kind,
         fileBytes,
         walBytes: 0,
         freeBytes: 0,

@@ -24,9 +24,17 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * Which of OpenCode's storage layouts a file holds: `1.x` (message/part), `1.18` (message/part and,
+ * for sessions made through the newer API, session_message/session_input/session_context_epoch),
+ * `2.x` (new sessions in session_v2, every conversation in session_message).
+ */
+export type StorageLayout = '1.x' | '1.18' | '2.x';
+
 export interface SchemaInfo {
   /** '1.x' when OpenCode's session/message/part tables are present. */
   version: '1.x';
+  layout: StorageLayout;
   tables: Set<string>;
   sessionColumns: Set<string>;
   /** OpenCode 2.x tables found beside the 1.x ones (not read). */
@@ -148,6 +156,7 @@ export function detectSchema(db: Connection, path: string): SchemaInfo {
   }
   return {
     version: '1.x',
+    layout: tables.has('session_v2') ? '2.x' : tables.has('session_message') ? '1.18' : '1.x',
     tables,
     sessionColumns,
     unsupportedTables: ['session_v2'].filter((t) => tables.has(t)),

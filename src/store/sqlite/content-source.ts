@@ -11,7 +11,7 @@ export class SqliteContentSource implements ContentSource {
   /** The parts of the page being built, fetched in one query on the first message's turn. */
   private pageParts: { key: string; parts: Map<string, PartRow[]> } | null = null;
 
-  constructor(private readonly conn: SqliteConnection) {}
+  constructor(protected readonly conn: SqliteConnection) {}
 
   get location(): string {
     return this.conn.path;
@@ -53,6 +53,10 @@ export class SqliteContentSource implements ContentSource {
   }
 
   async payload(table: 'message' | 'part', row: ContentRow): Promise<Buffer> {
+    return this.payloadFrom(table, row);
+  }
+
+  protected payloadFrom(table: string, row: ContentRow): Buffer {
     return payloadOf(this.conn, table, row);
   }
 }

@@ -100,13 +100,14 @@ export function partsOfMessages(
   return grouped;
 }
 
-/** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). */
-export function payloadOf(conn: SqliteConnection, table: 'part' | 'message', row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
+/** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). `table:column` names another column than `data`. */
+export function payloadOf(conn: SqliteConnection, table: string, row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
   if (row.data) return row.data;
+  const [name, column = 'data'] = table.split(':') as [string, string?];
   if (row.bytes > conn.readableLimit) {
-    throw new SkError('too-big', `${table} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
+    throw new SkError('too-big', `${name} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
   }
-  const data = statement(conn.db, `SELECT CAST(data AS BLOB) FROM "${table}" WHERE id = ?`).pluck().get(row.id);
+  const data = statement(conn.db, `SELECT CAST("${column}" AS BLOB) FROM "${name}" WHERE id = ?`).pluck().get(row.id);
   if (!Buffer.isBuffer(data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
   return data;
 }

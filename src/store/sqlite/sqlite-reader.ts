@@ -18,8 +18,26 @@ import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '..
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { SqliteContentSource } from './content-source.js';
+import { SessionMessageSource, usesSessionMessages } from './session-message-source.js';
 import { exportSessions } from './session-export.js';
 import { payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
+
+/**
+ * The row an attachment reference points into: a part (`prt_…`), or in the newer layout a whole
+ * message (`msg_…` in session_message) or, failing that, the prompt that carried it (session_input).
+ */
+function attachmentHolder(conn: SqliteConnection, id: string): { table: string; row: Pick<PayloadRow, 'id' | 'bytes' | 'data'> } | null {
+  for (const [table, column] of [
+    ['part', 'data'],
+    ['session_message', 'data'],
+    ['session_input', 'prompt'],
+  ] as const) {
+    if (!conn.schema.tables.has(table)) continue;
+    const row = statement(conn.db, `SELECT id, octet_length(${column}) AS bytes, NULL AS data FROM "${table}" WHERE id = ?`).get(id) as Pick<PayloadRow, 'id' | 'bytes' | 'data'> | undefined;
+    if (row) return { table: column === 'data' ? table : `${table}:${column}`, row };
+  }
+  return null;
+}
 
 /** Pages in use: what the file would be after a full reclaim. */
 export function liveBytes(conn: SqliteConnection): number {
@@ -80,6 +98,9 @@ export class SqliteReader implements SessionReader {
       ['session', 'coalesce(octet_length(summary_diffs),0) + coalesce(octet_length(revert),0)'],
       ['message', 'octet_length(data)'],
       ['part', 'octet_length(data)'],
+      ['session_message', 'octet_length(data)'],
+      ['session_input', 'octet_length(prompt)'],
+      ['session_context_epoch', 'coalesce(octet_length(baseline),0) + coalesce(octet_length(snapshot),0)'],
       ['event', 'octet_length(data)'],
       ['todo', 'octet_length(content)'],
     ] as const) {
@@ -90,14 +111,16 @@ export class SqliteReader implements SessionReader {
     }
 
     const oversize: OversizeValue[] = [];
-    for (const [table, sessionColumn] of [
-      ['part', 'session_id'],
-      ['message', 'session_id'],
-      ['event', 'aggregate_id'],
+    for (const [table, sessionColumn, column] of [
+      ['part', 'session_id', 'data'],
+      ['message', 'session_id', 'data'],
+      ['session_message', 'session_id', 'data'],
+      ['session_input', 'session_id', 'prompt'],
+      ['event', 'aggregate_id', 'data'],
     ] as const) {
       if (!this.has(table)) continue;
       const rows = db
-        .prepare(`SELECT id, ${sessionColumn} AS sessionId, octet_length(data) AS bytes FROM "${table}" WHERE octet_length(data) > ?`)
+        .prepare(`SELECT id, ${sessionColumn} AS sessionId, octet_length(${column}) AS bytes FROM "${table}" WHERE octet_length(${column}) > ?`)
         .all(V8_STRING_LIMIT) as { id: string; sessionId: string | null; bytes: number }[];
       for (const row of rows) oversize.push({ table, ...row, readable: row.bytes <= readableLimit });
     }
@@ -106,16 +129,25 @@ export class SqliteReader implements SessionReader {
     let attachmentCount = 0;
     let attachmentBytes = 0;
     let encodedBytes = 0;
-    const withData = db.prepare(`SELECT id, CAST(data AS BLOB) AS data FROM part WHERE octet_length(data) <= ? AND instr(data, '"data:') > 0`);
-    for (const row of withData.iterate(readableLimit) as IterableIterator<{ id: string; data: Buffer }>) {
-      try {
-        for (const span of findAttachments(row.data, row.id)) {
-          attachmentCount++;
-          attachmentBytes += span.decodedBytes;
-          encodedBytes += span.end - span.start;
+    // In the newer layout a prompt's files sit in the message and again in its session_input row:
+    // each copy is counted, since each takes its place on disk.
+    for (const [table, column] of [
+      ['part', 'data'],
+      ['session_message', 'data'],
+      ['session_input', 'prompt'],
+    ] as const) {
+      if (!this.has(table)) continue;
+      const withData = db.prepare(`SELECT id, CAST(${column} AS BLOB) AS data FROM "${table}" WHERE octet_length(${column}) <= ? AND instr(${column}, '"data:') > 0`);
+      for (const row of withData.iterate(readableLimit) as IterableIterator<{ id: string; data: Buffer }>) {
+        try {
+          for (const span of findAttachments(row.data, row.id)) {
+            attachmentCount++;
+            attachmentBytes += span.decodedBytes;
+            encodedBytes += span.end - span.start;
+          }
+        } catch {
+          // a malformed row is reported by `show`, not counted here
         }
-      } catch {
-        // a malformed part is reported by `show`, not counted here
       }
     }
 
@@ -137,6 +169,7 @@ export class SqliteReader implements SessionReader {
     return {
       path,
       schema: this.conn.schema.version,
+      layout: this.conn.schema.layout,
       fileBytes,
       walBytes,
       freeBytes: freePages * pageSize,
@@ -144,7 +177,8 @@ export class SqliteReader implements SessionReader {
       autoVacuum: autoVacuumMode === 2 ? 'incremental' : autoVacuumMode === 1 ? 'full' : 'none',
       sessions: count('SELECT count(*) FROM session'),
       rootSessions: count('SELECT count(*) FROM session WHERE parent_id IS NULL'),
-      messages: count('SELECT count(*) FROM message'),
+      // A message of the newer layout is a session_message row (each session is in one layout).
+      messages: count('SELECT count(*) FROM message') + (this.has('session_message') ? count('SELECT count(*) FROM session_message') : 0),
       parts: count('SELECT count(*) FROM part'),
       events: this.has('event') ? count('SELECT count(*) FROM event') : 0,
       attachments: { count: attachmentCount, bytes: attachmentBytes, encodedBytes },
@@ -197,21 +231,24 @@ export class SqliteReader implements SessionReader {
   }
 
   showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
-    return this.read(() => buildShowPage(new SqliteContentSource(this.conn), sessionId, options));
+    // A session is read from exactly the table that holds it: session_message when it has rows there.
+    return this.read(() => buildShowPage(usesSessionMessages(this.conn, sessionId) ? new SessionMessageSource(this.conn) : new SqliteContentSource(this.conn), sessionId, options));
   }
 
   extractAttachment(requested: string, cacheDir: string, out?: string): Promise<AttachmentResult> {
     return this.read(() => {
       const { partId, index } = parseAttachmentRef(requested);
       const ref = attachmentRefName(partId, index);
-      const part = statement(this.conn.db, 'SELECT id, octet_length(data) AS bytes, NULL AS data FROM part WHERE id = ?').get(partId) as
-        | Pick<PayloadRow, 'id' | 'bytes' | 'data'>
-        | undefined;
-      if (!part) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
-      const buf = payloadOf(this.conn, 'part', part);
+      const holder = attachmentHolder(this.conn, partId);
+      if (!holder) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
+      const buf = payloadOf(this.conn, holder.table, holder.row);
       const spans = findAttachments(buf, partId);
       const span = spans[index];
-      if (!span) throw new SkError('not-found', `part ${partId} has ${spans.length} attachment${spans.length === 1 ? '' : 's'}, no number ${index}`);
+      if (!span) {
+        const link = /"(?:url|uri)":"(file:\/\/[^"]{1,300})"/.exec(buf.toString('utf8', 0, Math.min(buf.length, 64 * 1024)))?.[1];
+        if (link && spans.length === 0) throw new SkError('not-found', `${partId} links to ${link}: a file on disk, not an attachment stored in the database`);
+        throw new SkError('not-found', `part ${partId} has ${spans.length} attachment${spans.length === 1 ? '' : 's'}, no number ${index}`);
+      }
       const cache = new AttachmentCache(cacheDir);
       // With --out the bytes go straight to the user's file, not through the cache and a copy.
       const file = cache.writeSpan(buf, span, ref, `part ${partId} attachment ${index}`, out);
@@ -292,6 +329,18 @@ export class SqliteReader implements SessionReader {
       const rows = db
         .prepare(`SELECT id, parent_id AS parentId, title, time_created AS timeCreated, time_updated AS timeUpdated, ${archived} AS timeArchived FROM session`)
         .all() as SessionRowFacts[];
+      // Sessions of the newer layout never touch their session row again: their activity is in session_message.
+      const activity = new Map<string, number>();
+      for (const [table, column] of [
+        ['session_message', 'time_updated'],
+        ['session_input', 'time_created'],
+      ] as const) {
+        if (!this.has(table)) continue;
+        for (const r of db.prepare(`SELECT session_id AS id, max(${column}) AS t FROM "${table}" GROUP BY session_id`).all() as { id: string; t: number }[]) {
+          activity.set(r.id, Math.max(activity.get(r.id) ?? 0, r.t));
+        }
+      }
+      for (const row of rows) row.timeUpdated = Math.max(row.timeUpdated, activity.get(row.id) ?? 0);
       const storeBytes = liveBytes(this.conn);
       return { facts: familyFacts(rows, withBytes ? this.freedBytes(storeBytes) : new Map(), 1), storeBytes };
     });
