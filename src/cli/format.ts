@@ -86,7 +86,7 @@ export function formatStats(s: StatsResult): string {
   ];
   if (s.tables.length > 0) {
     lines.push('', 'Payload by table:');
-    for (const t of s.tables) lines.push(`  ${t.name.padEnd(10)} ${bytes(t.payloadBytes).padStart(10)}  ${count(t.rows)} rows`);
+    for (const t of s.tables) lines.push(`  ${t.name.padEnd(22)} ${bytes(t.payloadBytes).padStart(8)}  ${count(t.rows)} rows`);
   }
   if (s.largest.length > 0) {
     lines.push('', 'Largest sessions:');

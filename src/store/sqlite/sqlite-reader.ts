@@ -152,18 +152,10 @@ export class SqliteReader implements SessionReader {
     }
 
     const largestLimit = options.largest ?? 10;
-    const eventJoin = this.has('event')
-      ? `LEFT JOIN (SELECT aggregate_id AS id, sum(octet_length(data)) AS b FROM event GROUP BY aggregate_id) e ON e.id = s.id`
-      : '';
+    // A session's own rows (every content table, as in `list`) and its event log.
+    const eventTerm = this.has('event') ? ' + coalesce((SELECT sum(octet_length(data)) FROM event WHERE aggregate_id = s.id), 0)' : '';
     const largest = db
-      .prepare(
-        `SELECT s.id, s.title, coalesce(m.b, 0) + coalesce(p.b, 0) ${eventJoin ? '+ coalesce(e.b, 0)' : ''} AS bytes
-         FROM session s
-         LEFT JOIN (SELECT session_id AS id, sum(octet_length(data)) AS b FROM message GROUP BY session_id) m ON m.id = s.id
-         LEFT JOIN (SELECT session_id AS id, sum(octet_length(data)) AS b FROM part GROUP BY session_id) p ON p.id = s.id
-         ${eventJoin}
-         ORDER BY bytes DESC, s.id LIMIT ?`,
-      )
+      .prepare(`SELECT s.id, s.title, ${this.sessionBytesTerms('s.id').join(' + ')}${eventTerm} AS bytes FROM session s ORDER BY bytes DESC, s.id LIMIT ?`)
       .all(largestLimit) as { id: string; title: string; bytes: number }[];
 
     return {
@@ -195,13 +187,24 @@ export class SqliteReader implements SessionReader {
    * is sized in `stats`.
    */
   private sessionBytes(ids: string[]): Map<string, number> {
-    const terms = ['coalesce((SELECT sum(octet_length(data)) FROM message WHERE session_id = ids.value), 0)', 'coalesce((SELECT sum(octet_length(data)) FROM part WHERE session_id = ids.value), 0)'];
+    const rows = statement(this.conn.db, `SELECT ids.value AS id, ${this.sessionBytesTerms('ids.value').join(' + ')} AS bytes FROM json_each(?) AS ids`).all(JSON.stringify(ids)) as {
+      id: string;
+      bytes: number;
+    }[];
+    return new Map(rows.map((r) => [r.id, r.bytes]));
+  }
+
+  /** SQL terms adding up the bytes a session (its id in `idExpression`) holds, one term a table. */
+  private sessionBytesTerms(idExpression: string): string[] {
+    const terms = [
+      `coalesce((SELECT sum(octet_length(data)) FROM message WHERE session_id = ${idExpression}), 0)`,
+      `coalesce((SELECT sum(octet_length(data)) FROM part WHERE session_id = ${idExpression}), 0)`,
+    ];
     for (const table of this.conn.schema.sessionTables.tables) {
       if (table.role !== 'rows' || EVENT_LOG_TABLES.includes(table.table) || !table.indexed) continue;
-      terms.push(`coalesce((SELECT sum(${payloadSum(this.conn, table.table)}) FROM "${table.table}" WHERE "${table.key}" = ids.value), 0)`);
+      terms.push(`coalesce((SELECT sum(${payloadSum(this.conn, table.table)}) FROM "${table.table}" WHERE "${table.key}" = ${idExpression}), 0)`);
     }
-    const rows = statement(this.conn.db, `SELECT ids.value AS id, ${terms.join(' + ')} AS bytes FROM json_each(?) AS ids`).all(JSON.stringify(ids)) as { id: string; bytes: number }[];
-    return new Map(rows.map((r) => [r.id, r.bytes]));
+    return terms;
   }
 
   listSessions(options: PageOptions = {}): Promise<ListResult> {
