@@ -237,7 +237,7 @@ export class EventProjector {
   }
 }
 
-/** Replays a database's whole event log (each aggregate in seq order). */
+/** Replays a database's whole event log (each aggregate in seq order); events that are not JSON are skipped. */
 export function replayDatabase(db: Database.Database): Projection {
   const projector = new EventProjector();
   const rows = db.prepare('SELECT aggregate_id, seq, type, data FROM event ORDER BY aggregate_id, seq').iterate() as IterableIterator<{
@@ -246,7 +246,15 @@ export function replayDatabase(db: Database.Database): Projection {
     type: string;
     data: string;
   }>;
-  for (const row of rows) projector.apply({ aggregateId: row.aggregate_id, seq: row.seq, type: row.type, data: JSON.parse(row.data) as unknown });
+  for (const row of rows) {
+    let data: unknown;
+    try {
+      data = JSON.parse(row.data) as unknown;
+    } catch {
+      continue; // unreadable data projects nothing (OpenCode's decode would refuse it)
+    }
+    projector.apply({ aggregateId: row.aggregate_id, seq: row.seq, type: row.type, data });
+  }
   return projector.projection;
 }
 
