@@ -87,7 +87,7 @@ describe.each(['1.18', 'legacy'] as const)('compaction of a generated log (%s la
 
   it('leaves every snapshot of entities whose newest snapshot differs from the row, or whose row is gone', () => {
     const source = new Database(manifest.path, { readonly: true });
-    expect(manifest.keptEntities.map((k) => k.reason).sort()).toEqual(['differs', 'differs', 'differs', 'missing', 'missing', 'usage']);
+    expect(new Set(manifest.keptEntities.map((k) => k.reason))).toEqual(new Set(['differs', 'missing', 'usage']));
     for (const kept of manifest.keptEntities) {
       const ids = entityEventIds(source, kept.aggregate, kept.kind, kept.entity);
       expect(ids.length, `${kept.reason} ${kept.entity} has superseded snapshots`).toBeGreaterThan(1);

@@ -159,18 +159,31 @@ const RESYNC_ATTEMPTS = 3;
 // SQL pieces
 
 /**
- * Key-order-insensitive equality of two JSON texts: the same canonical text, or the same
- * length (a permutation of keys keeps the minified length) and the same set of
- * (path, type, scalar value) triples both ways.
+ * Key-order-insensitive JSON equality, as SQL: the subtree of `doc` at `root` (minus the
+ * `exclude`d top-level keys) and the JSON text `other` have the same number of nodes, and every
+ * node of the first is found at the same path in the second with the same type and, for
+ * scalars, the same value. Walking one tree and looking nodes up by path keeps SQLite from
+ * copying big strings into temporary tables (an EXCEPT of two json_tree sets took 11 GB for a
+ * 400 MB row); both documents are still parsed, so memory is about 8x the largest value.
+ * OpenCode's newest snapshots differ from their rows in key order almost always (the event is
+ * encoded in schema order, the row keeps the object's own order), so this is the common path.
  */
-function jsonEqualSql(a: string, b: string): string {
-  const triples = (x: string): string =>
-    `SELECT fullkey, type, CASE WHEN type IN ('object', 'array') THEN NULL ELSE atom END FROM json_tree(${x})`;
-  return `(CASE WHEN (${a}) IS NULL OR (${b}) IS NULL THEN 0
-    WHEN (${a}) = (${b}) THEN 1
-    WHEN octet_length(${a}) <> octet_length(${b}) THEN 0
-    WHEN NOT EXISTS (${triples(a)} EXCEPT ${triples(b)}) AND NOT EXISTS (${triples(b)} EXCEPT ${triples(a)}) THEN 1
-    ELSE 0 END)`;
+function jsonEqualSql(doc: string, root: string, other: string, exclude: readonly string[] = []): string {
+  const excluded = exclude.length === 0 ? '' : `AND fullkey NOT IN (${exclude.map((k) => quote(`${root}.${k}`)).join(', ')})`;
+  const path = `'$' || substr(a.fullkey, ${root.length + 1})`;
+  return `(json_valid(${other}) AND json_type(${doc}, ${quote(root)}) IS NOT NULL
+    AND (SELECT count(*) FROM json_tree(${other})) = (SELECT count(*) FROM json_tree(${doc}, ${quote(root)}) WHERE 1 ${excluded})
+    AND NOT EXISTS (SELECT 1 FROM json_tree(${doc}, ${quote(root)}) a WHERE 1 ${excluded.replace('fullkey', 'a.fullkey')}
+      AND NOT (json_type(${other}, ${path}) IS a.type AND (a.type IN ('object', 'array') OR json_extract(${other}, ${path}) IS a.atom))))`;
+}
+
+/**
+ * Sizes that rule equality out before any parsing: an event carries its entity plus ids and a
+ * small envelope, so a row much larger or smaller than its newest snapshot cannot equal it
+ * (a pretty-printed copy would also land here: judged different, its snapshots stay).
+ */
+function sizesMayMatchSql(event: string, row: string): string {
+  return `abs(octet_length(${event}) - octet_length(${row})) <= 65536 + octet_length(${row}) / 100`;
 }
 
 interface SessionColumnSpec {
@@ -270,9 +283,7 @@ function sessionEqualsRowSql(columns: ReadonlySet<string>): string {
   const checks = SESSION_COLUMNS.flatMap((spec, bit) => {
     if (spec.moving || !columns.has(spec.column)) return [];
     const path = quote(fullPath(spec.path));
-    const equal = spec.json
-      ? `(json_valid(s.${spec.column}) AND ${jsonEqualSql(`n.data -> ${path}`, `json(s.${spec.column})`)})`
-      : `(s.${spec.column} IS (n.data ->> ${path}))`;
+    const equal = spec.json ? jsonEqualSql('n.data', fullPath(spec.path), `s.${spec.column}`) : `(s.${spec.column} IS (n.data ->> ${path}))`;
     return [`((g.fixes & ${2 ** bit}) = 0 OR ${equal})`];
   });
   return checks.length === 0 ? '1' : checks.join(' AND ');
@@ -404,8 +415,8 @@ class EventLogCompactor {
       CASE WHEN k.kind = 3 AND json_valid(e.data) THEN (SELECT ${sessionUnknownKeysSql()} FROM json_tree(e.data, '$.info') t) END`;
     const snapInsert = 'INSERT INTO temp.sk_ec_snap (rid, agg, seq, kind, entity, bytes, ptype, sets, fixes, unknown)';
     const typeList = Object.keys(SNAPSHOT_EVENT_TYPES).map(quote).join(', ');
-    const messageEqual = jsonEqualSql(`json(jsonb_remove(jsonb_extract(n.data, '$.info'), '$.id', '$.sessionID'))`, 'json(m.data)');
-    const partEqual = jsonEqualSql(`json(jsonb_remove(jsonb_extract(n.data, '$.part'), '$.id', '$.sessionID', '$.messageID'))`, 'json(p.data)');
+    const messageEqual = `${sizesMayMatchSql('n.data', 'm.data')} AND ${jsonEqualSql('n.data', '$.info', 'm.data', ['id', 'sessionID'])}`;
+    const partEqual = `${sizesMayMatchSql('n.data', 'p.data')} AND ${jsonEqualSql('n.data', '$.part', 'p.data', ['id', 'sessionID', 'messageID'])}`;
     const sessionFingerprint = `coalesce(octet_length(s.summary_diffs), -1) || ':' || s.time_updated || ':' || s.title`;
     const ownerColumn = hasOwner ? 'es.owner_id' : 'NULL';
     const workspaceTest = sessionColumns.has('workspace_id') ? 's.workspace_id IS NOT NULL' : '0';
@@ -462,7 +473,7 @@ class EventLogCompactor {
       verdictMessages: db.prepare<{ agg: string }>(
         `UPDATE temp.sk_ec_group AS g SET
            (verdict, row_bytes, row_time) = (
-             SELECT CASE WHEN NOT json_valid(m.data) THEN 'differs' WHEN ${messageEqual} THEN 'equal' ELSE 'differs' END,
+             SELECT CASE WHEN ${messageEqual} THEN 'equal' ELSE 'differs' END,
                     octet_length(m.data), m.time_updated
              FROM main.event n, main.message m WHERE n.rowid = g.newest_rid AND m.id = g.entity AND m.session_id = @agg)
          WHERE g.kind = 1 AND g.verdict IS NULL`,
@@ -470,7 +481,7 @@ class EventLogCompactor {
       verdictParts: db.prepare<{ agg: string }>(
         `UPDATE temp.sk_ec_group AS g SET
            (verdict, row_bytes, row_time) = (
-             SELECT CASE WHEN NOT json_valid(p.data) OR p.message_id IS NOT (n.data ->> '$.part.messageID') THEN 'differs'
+             SELECT CASE WHEN p.message_id IS NOT (n.data ->> '$.part.messageID') THEN 'differs'
                          WHEN ${partEqual} THEN 'equal' ELSE 'differs' END,
                     octet_length(p.data), p.time_updated
              FROM main.event n, main.part p WHERE n.rowid = g.newest_rid AND p.id = g.entity AND p.session_id = @agg)
