@@ -206,6 +206,22 @@ describe('unreadable and oddly written snapshots', () => {
   });
 });
 
+describe('a size limit on comparisons', () => {
+  it('leaves entities whose newest snapshot or row is over maxCompareBytes alone, and compares the rest', () => {
+    const big = 'x'.repeat(5000);
+    const path = handBuilt([messageEvent('1'), messageEvent('2'), messageEvent('3'), partEvent('prt_big', big, 10), partEvent('prt_big', `${big}y`, 11), partEvent('prt_big', `${big}z`, 12)]);
+    const open = openDatabase(path, { readonly: false });
+    const plan = compactionPlan(open, { maxCompareBytes: 4096 });
+    expect(plan.kept.large.count).toBe(2);
+    const result = compactEvents(open, { maxCompareBytes: 4096 });
+    expect(result.deleted.count).toBe(1);
+    expect(entityEventIds(open.db, SES, 'part', 'prt_big')).toHaveLength(3);
+    expect(compactEvents(open).deleted.count).toBe(1);
+    expect(() => compactEvents(open, { maxCompareBytes: -1 })).toThrow(/maxCompareBytes/);
+    open.db.close();
+  });
+});
+
 describe('session updates', () => {
   it('drops an older update only when the newest sets every column it sets', () => {
     const path = handBuilt([
