@@ -442,14 +442,16 @@ class EventLogCompactor {
       aggregateCount: db.prepare<[]>('SELECT count(*) FROM event_sequence').pluck(),
       sequenceOf: db.prepare<[string]>('SELECT seq FROM event_sequence WHERE aggregate_id = ?').pluck(),
       sessionExists: db.prepare<[string]>('SELECT count(*) FROM session WHERE id = ?').pluck(),
+      // The OFFSET keeps the subquery a co-routine: grouped directly, SQLite's sorter would copy
+      // every `data` value instead of its length (10x slower on an event-heavy file).
       typeFigures: db.prepare<[]>(
-        'SELECT type, count(*) AS count, coalesce(sum(octet_length(data)), 0) AS bytes FROM event GROUP BY type',
+        'SELECT type, count(*) AS count, coalesce(sum(len), 0) AS bytes FROM (SELECT type, octet_length(data) AS len FROM event LIMIT -1 OFFSET 0) GROUP BY type',
       ),
       aggregateFigures: db.prepare<[string]>(
         'SELECT count(*) AS count, coalesce(sum(octet_length(data)), 0) AS bytes FROM event WHERE aggregate_id = ?',
       ),
       allAggregateFigures: db.prepare<[]>(
-        'SELECT aggregate_id AS id, count(*) AS count, coalesce(sum(octet_length(data)), 0) AS bytes FROM event GROUP BY aggregate_id',
+        'SELECT aggregate_id AS id, count(*) AS count, coalesce(sum(len), 0) AS bytes FROM (SELECT aggregate_id, octet_length(data) AS len FROM event LIMIT -1 OFFSET 0) GROUP BY aggregate_id',
       ),
       clearSnap: db.prepare('DELETE FROM temp.sk_ec_snap'),
       clearGroups: db.prepare('DELETE FROM temp.sk_ec_group'),
