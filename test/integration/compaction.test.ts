@@ -178,10 +178,10 @@ describe.each(['1.18', 'legacy'] as const)('compaction of a generated log (%s la
   }
 });
 
-describe('orphans, on request', () => {
+describe.each(['1.18', 'legacy'] as const)('orphans, on request (%s layout)', (layout: EventLogLayout) => {
   it('removes the events of sessions that are gone, keeps their event_sequence rows and anything not a session', () => {
-    const manifest = cachedEventLog({ ...FIXTURE, layout: '1.18' });
-    const path = join(dir, 'orphans.db');
+    const manifest = cachedEventLog({ ...FIXTURE, layout });
+    const path = join(dir, `orphans-${layout}.db`);
     copyDatabase(manifest.path, path);
     const open = openWritable(path);
     const sequence = eventSequence(open.db);

@@ -377,6 +377,7 @@ class EventLogCompactor {
       DROP TABLE IF EXISTS temp.sk_ec_group;
       DROP TABLE IF EXISTS temp.sk_ec_doomed;
       DROP TABLE IF EXISTS temp.sk_ec_seq;
+      DROP TABLE IF EXISTS temp.sk_ec_orphan;
       CREATE TEMP TABLE sk_ec_kind (type TEXT PRIMARY KEY, kind INTEGER NOT NULL) WITHOUT ROWID;
       -- one row per snapshot event: what the analysis needs, never the payload
       CREATE TEMP TABLE sk_ec_snap (
@@ -397,6 +398,9 @@ class EventLogCompactor {
         type TEXT NOT NULL, bytes INTEGER NOT NULL);
       -- event_sequence as the global collection saw it (files without the index)
       CREATE TEMP TABLE sk_ec_seq (agg TEXT PRIMARY KEY, seq INTEGER) WITHOUT ROWID;
+      -- the events of orphan aggregates, found once (a scan of the table without the index)
+      CREATE TEMP TABLE sk_ec_orphan (rid INTEGER PRIMARY KEY, agg TEXT NOT NULL, seq INTEGER NOT NULL, bytes INTEGER NOT NULL);
+      CREATE INDEX temp.sk_ec_orphan_agg ON sk_ec_orphan (agg, rid);
     `);
     const insertKind = this.db.prepare('INSERT INTO temp.sk_ec_kind (type, kind) VALUES (?, ?)');
     for (const [type, kind] of Object.entries(SNAPSHOT_EVENT_TYPES)) insertKind.run(type, KIND_CODE[kind]);
@@ -405,7 +409,8 @@ class EventLogCompactor {
   dropTempTables(): void {
     this.db.exec(`
       DROP TABLE IF EXISTS temp.sk_ec_kind; DROP TABLE IF EXISTS temp.sk_ec_snap;
-      DROP TABLE IF EXISTS temp.sk_ec_group; DROP TABLE IF EXISTS temp.sk_ec_doomed; DROP TABLE IF EXISTS temp.sk_ec_seq;`);
+      DROP TABLE IF EXISTS temp.sk_ec_group; DROP TABLE IF EXISTS temp.sk_ec_doomed; DROP TABLE IF EXISTS temp.sk_ec_seq;
+      DROP TABLE IF EXISTS temp.sk_ec_orphan;`);
   }
 
   private prepare() {
@@ -584,14 +589,26 @@ class EventLogCompactor {
       collectedSeq: db.prepare<[string]>('SELECT seq FROM temp.sk_ec_seq WHERE agg = ?').pluck(),
       clearCollectedSeq: db.prepare('DELETE FROM temp.sk_ec_seq'),
       collectSeqAll: db.prepare('INSERT INTO temp.sk_ec_seq (agg, seq) SELECT aggregate_id, seq FROM main.event_sequence'),
+      collectOrphan: db.prepare<[string]>(
+        'INSERT INTO temp.sk_ec_orphan (rid, agg, seq, bytes) SELECT rowid, aggregate_id, seq, octet_length(data) FROM main.event WHERE aggregate_id = ?',
+      ),
+      collectOrphans: db.prepare<[string]>(
+        `INSERT INTO temp.sk_ec_orphan (rid, agg, seq, bytes) SELECT rowid, aggregate_id, seq, octet_length(data) FROM main.event
+         WHERE aggregate_id IN (SELECT value FROM json_each(?))`,
+      ),
       orphanPage: db.prepare<{ agg: string; after: number }>(
-        `SELECT seq, octet_length(data) AS bytes FROM main.event WHERE aggregate_id = @agg AND seq > @after ORDER BY seq LIMIT ${BATCH_ROWS}`,
+        `SELECT rid, bytes FROM temp.sk_ec_orphan WHERE agg = @agg AND rid > @after ORDER BY rid LIMIT ${BATCH_ROWS}`,
       ),
       orphanBatchFigures: db.prepare<{ agg: string; lo: number; hi: number }>(
-        'SELECT count(*) AS count, coalesce(sum(octet_length(data)), 0) AS bytes FROM main.event WHERE aggregate_id = @agg AND seq BETWEEN @lo AND @hi',
+        `SELECT count(*) AS count, coalesce(sum(o.bytes), 0) AS bytes FROM temp.sk_ec_orphan o
+           JOIN main.event e ON e.rowid = o.rid AND e.aggregate_id = o.agg AND e.seq = o.seq
+         WHERE o.agg = @agg AND o.rid BETWEEN @lo AND @hi`,
       ),
       deleteOrphanBatch: db.prepare<{ agg: string; lo: number; hi: number }>(
-        'DELETE FROM main.event WHERE aggregate_id = @agg AND seq BETWEEN @lo AND @hi',
+        `DELETE FROM main.event
+         WHERE rowid IN (SELECT rid FROM temp.sk_ec_orphan WHERE agg = @agg AND rid BETWEEN @lo AND @hi)
+           AND aggregate_id = @agg
+           AND seq = (SELECT o.seq FROM temp.sk_ec_orphan o WHERE o.rid = main.event.rowid)`,
       ),
     };
   }
@@ -770,12 +787,23 @@ class EventLogCompactor {
     }).deferred();
   }
 
-  /** Deletes one orphan aggregate's events by seq ranges, each batch only while no session has that id. */
+  /**
+   * Finds the orphans' events: a range of the index per aggregate, or one scan of the table for
+   * all of them where there is no index (a scan per aggregate would cost the table each time).
+   */
+  collectOrphans(ids: readonly string[]): void {
+    this.db.transaction(() => {
+      if (this.shape.indexed) for (const id of ids) this.stmt.collectOrphan.run(id);
+      else this.stmt.collectOrphans.run(JSON.stringify(ids));
+    }).deferred();
+  }
+
+  /** Deletes one orphan aggregate's events by rowid, each batch only while no session has that id. */
   deleteOrphan(agg: string, totals: DeleteTotals, signal: AbortSignal | undefined): boolean {
     const s = this.stmt;
-    let after = Number.MIN_SAFE_INTEGER;
+    let after = 0;
     for (;;) {
-      const page = s.orphanPage.all({ agg, after }) as Array<{ seq: number; bytes: number }>;
+      const page = s.orphanPage.all({ agg, after }) as Array<{ rid: number; bytes: number }>;
       if (page.length === 0) return true;
       let start = 0;
       while (start < page.length) {
@@ -785,8 +813,8 @@ class EventLogCompactor {
           bytes += page[end]?.bytes ?? 0;
           end++;
         }
-        const lo = page[start]?.seq ?? 0;
-        const hi = page[end - 1]?.seq ?? 0;
+        const lo = page[start]?.rid ?? 0;
+        const hi = page[end - 1]?.rid ?? 0;
         if (signal?.aborted) return false;
         const started = performance.now();
         const figures = this.db.transaction((): ByteCount | null => {
@@ -803,7 +831,7 @@ class EventLogCompactor {
         addTo(totals.orphans, figures.count, figures.bytes);
         start = end;
       }
-      after = page[page.length - 1]?.seq ?? after;
+      after = page[page.length - 1]?.rid ?? after;
     }
   }
 }
@@ -940,8 +968,9 @@ export function compactEvents(open: OpenDatabase, options: CompactOptions = {}):
       done++;
       report();
     }
-    // Orphan ids are few (sessions deleted by OpenCode's own path) and short strings.
+    // Orphan ids are few (sessions deleted by older OpenCode's own path) and short strings.
     phase = 'orphans';
+    if (orphanIds.length > 0) c.collectOrphans(orphanIds);
     for (const id of orphanIds) {
       const before = totals.orphans.count;
       if (!c.deleteOrphan(id, totals, options.signal)) return result(done, total, true);
