@@ -17,14 +17,9 @@ const NODE = process.execPath;
 const CHILD = join(ROOT, 'test', 'helpers', 'compact-child.mjs');
 const SNAPSHOT_TYPES = `'message.updated.1', 'message.part.updated.1', 'session.updated.1'`;
 
-/** The generator lives with the tests (TypeScript): compile it once into bench/.data. */
+/** The generator lives with the tests; `npm run build` compiles it into build/dev. */
 async function generator() {
-  const out = join(DATA, 'event-log-js');
-  const entry = join(out, 'test', 'fixtures', 'event-log.js');
-  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = spawnSync(NODE, [tsc, '--outDir', out, '--rootDir', ROOT, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2023', '--skipLibCheck', '--types', 'node', join(ROOT, 'test', 'fixtures', 'event-log.ts')], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`compiling the event-log generator failed: ${r.stdout}${r.stderr}`);
-  return import(entry);
+  return import(join(ROOT, 'build', 'dev', 'test', 'fixtures', 'event-log.js'));
 }
 
 function copyDb(from, to) {
@@ -106,7 +101,7 @@ export async function compactBench({ size = process.env.BENCH_COMPACT_SIZE ?? '1
   const before = eventFigures(manifest.path);
 
   // The plan: superseded and compactable bytes (what the % below is of), and how long it takes.
-  const { openDatabase } = await import('../dist/store/sqlite/open.js');
+  const { openConnection: openDatabase } = await import('../dist/store/sqlite/connection.js');
   const { compactionPlan } = await import('../dist/store/sqlite/event-compaction.js');
   const planDb = join(work, 'plan.db');
   copyDb(manifest.path, planDb);

@@ -1,5 +1,6 @@
 /** Human-readable output for the CLI; `--json` bypasses all of this. */
 import type { ListResult, ShowResult, StatsResult } from '../core/api.js';
+import type { CompactionPlan } from '../core/compaction.js';
 import type { SessionConfig } from '../core/config.js';
 import type { DryRunResult } from '../main/retention.js';
 import { formatBytes as bytes } from '../core/bytes.js';
@@ -165,5 +166,27 @@ export function formatPlan(plan: DryRunResult, config: SessionConfig): string {
   }
   if (plan.unmetSize) lines.push(`Pinned or active sessions keep the database above ${config.maxSizeMB} MB.`);
   lines.push('Nothing was changed (dry run). Apply with: session-keeper retention --apply');
+  return lines.join('\n');
+}
+
+export function formatCompactionPlan(plan: CompactionPlan, orphans: boolean): string {
+  const lines = [`Event log: ${count(plan.events.count)} events, ${bytes(plan.events.bytes)}${plan.indexed ? '' : ' (no aggregate index: an older OpenCode)'}`];
+  if (plan.byType.length > 0) {
+    lines.push('', `  ${'type'.padEnd(34)} ${'events'.padStart(9)} ${'bytes'.padStart(8)} ${'superseded'.padStart(10)} ${'removable'.padStart(10)}`);
+    for (const t of plan.byType.slice(0, 20)) {
+      lines.push(`  ${clip(t.type, 34).padEnd(34)} ${count(t.count).padStart(9)} ${bytes(t.bytes).padStart(8)} ${bytes(t.superseded.bytes).padStart(10)} ${bytes(t.compactable.bytes).padStart(10)}`);
+    }
+  }
+  lines.push('', `Would free ${bytes(plan.freesBytes)}: ${count(plan.compactable.count)} superseded snapshots, each replaced by a newer one equal to the current row; every session stays as it is.`);
+  const kept = Object.entries(plan.kept).filter(([, v]) => v.count > 0);
+  if (kept.length > 0) lines.push(`Kept, though superseded: ${kept.map(([reason, v]) => `${count(v.count)} ${reason}`).join(', ')}.`);
+  if (plan.orphans.count > 0) {
+    lines.push(
+      orphans
+        ? `Orphans: ${count(plan.orphans.count)} events of ${count(plan.orphans.aggregates)} deleted sessions (${bytes(plan.orphans.bytes)}) go too.`
+        : `Orphans: ${count(plan.orphans.count)} events of ${count(plan.orphans.aggregates)} deleted sessions (${bytes(plan.orphans.bytes)}); add --orphans to remove them.`,
+    );
+  }
+  lines.push('Nothing was changed (dry run). Apply with: session-keeper compact --apply');
   return lines.join('\n');
 }

@@ -14,6 +14,7 @@ import { formatBytes } from '../core/bytes.js';
 import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
 import { isConnectionString } from '../core/storage.js';
 import { archiveSessions, restoreArchive } from '../main/archives.js';
+import { applyCompaction, planCompaction } from '../main/compaction.js';
 import { loadConfig } from '../main/config-file.js';
 import { applyRetention, archiveThenDelete, dryRun } from '../main/retention.js';
 import { missingSessions, reclaimSpace } from '../main/maintenance.js';
@@ -21,7 +22,7 @@ import { checkOutputFile } from '../main/output-paths.js';
 import { registerExternalCommands, restoreFromCommand } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
 import { removeTempFiles } from '../store/temp-files.js';
-import { formatList, formatPlan, formatShow, formatStats, print } from './format.js';
+import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
 export interface GlobalOptions {
   db: string;
@@ -287,6 +288,36 @@ export function buildProgram(): Command {
       const g = sqliteFile(command, 'vacuum');
       const result = await reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
       print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
+    });
+
+  program
+    .command('compact')
+    .description("drop superseded snapshots from OpenCode's event log (every session stays as it is); dry run by default")
+    .option('--dry-run', 'print what would be freed and change nothing (default)')
+    .option('--apply', 'compact, then reclaim the space')
+    .option('--orphans', 'also remove events of sessions that no longer exist')
+    .option('--yes', 'do not ask before applying')
+    .action(async (options: { dryRun?: boolean; apply?: boolean; orphans?: boolean; yes?: boolean }, command: Command) => {
+      const g = sqliteFile(command, 'compact');
+      if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
+      const plan = await planCompaction({ db: g.db, orphans: options.orphans ?? false });
+      if (!options.apply) {
+        print(g.json, plan, () => formatCompactionPlan(plan, options.orphans ?? false));
+        return;
+      }
+      if (plan.freesBytes === 0) {
+        print(g.json, { compaction: null, reclaim: null, freesBytes: 0 }, () => 'Nothing to compact.');
+        return;
+      }
+      if (!(await confirm(`Remove ${plan.compactable.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(plan.freesBytes)})? Every session stays as it is.`, options.yes))) {
+        throw new SkError('usage', 'nothing was changed');
+      }
+      const outcome = await applyCompaction({ db: g.db, orphans: options.orphans ?? false });
+      print(g.json, outcome, () =>
+        `Removed ${outcome.compaction.deleted.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(outcome.compaction.deleted.bytes)})` +
+          `${outcome.compaction.orphansDeleted.count ? ` and ${outcome.compaction.orphansDeleted.count.toLocaleString('en-US')} orphan events` : ''}; ` +
+          `database ${formatBytes(outcome.reclaim.bytesBefore)} -> ${formatBytes(outcome.reclaim.bytesAfter)} (reclaimed by ${outcome.reclaim.mode}).`,
+      );
     });
 
   registerServe(program);

@@ -59,6 +59,12 @@ export const statsResultSchema = z.object({
   largest: z.array(z.object({ id: z.string(), title: z.string(), bytes: z.number() })),
   oversize: z.array(oversizeValueSchema),
   warnings: z.array(z.object({ thresholdMB: z.number(), message: z.string() })),
+  /** The event log per type: rows and payload bytes. */
+  eventsByType: z.array(z.object({ type: z.string(), count: z.number(), bytes: z.number() })),
+  /** Bytes `compact --apply` would free now (superseded snapshots, orphans not counted). */
+  compactableBytes: z.number(),
+  /** How large values are read: `chunked` through our extension, `whole` without it. */
+  valueReads: z.enum(['chunked', 'whole']).optional(),
 });
 export type StatsResult = z.infer<typeof statsResultSchema>;
 

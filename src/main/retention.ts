@@ -21,6 +21,7 @@ import type { SessionReader } from '../store/reader.js';
 import { copySessions } from '../store/transfer/copy.js';
 import type { TableCounts } from '../store/session-items.js';
 import type { ReclaimResult, SessionWriter } from '../store/writer.js';
+import { applyCompaction, STARTUP_COMPARE_LIMIT } from './compaction.js';
 import { WarnState, type OldestRoot } from './warn-state.js';
 
 export type { ApplyResult };
@@ -274,6 +275,9 @@ export function forgetOldestRoot(db: string, statePath?: string): void {
   state.save();
 }
 
+/** Startup compacts the event log once this many events were appended since it last did. */
+const COMPACT_AFTER_EVENTS = 2000;
+
 export interface StartupReport {
   bytes: number;
   /** Every threshold the database is over. */
@@ -281,6 +285,8 @@ export interface StartupReport {
   /** Thresholds crossed since the last warning (the dialog shows these). */
   newWarnings: SizeWarning[];
   retention: ApplyResult | null;
+  /** Event snapshots compacted at this start (`compactEvents`), or null. */
+  compaction: { events: number; bytes: number } | null;
   elapsedMs: number;
 }
 
@@ -307,28 +313,41 @@ export async function enforceAtStartup(
     options.onWarning?.(top);
   }
   let retention: ApplyResult | null = null;
-  if (hasRetentionPolicy(options.config)) {
+  let compaction: StartupReport['compaction'] = null;
+  const compacting = options.config.compactEvents;
+  if (hasRetentionPolicy(options.config) || compacting) {
     const now = options.now ?? Date.now();
     const remembered = state.oldest(options.db);
     const reader = await openReader(options.db);
     try {
-      const check = await nothingToDo(reader, options.config, now, remembered);
-      if (check.oldest && check.oldest !== remembered) state.setOldest(options.db, check.oldest);
-      if (!check.idle) {
-        state.save();
-        const writer = await openWriter(options.db);
-        try {
-          retention = await applyWith({ reader, writer }, { ...options, log });
-        } finally {
-          await writer.close();
+      if (hasRetentionPolicy(options.config)) {
+        const check = await nothingToDo(reader, options.config, now, remembered);
+        if (check.oldest && check.oldest !== remembered) state.setOldest(options.db, check.oldest);
+        if (!check.idle) {
+          state.save();
+          const writer = await openWriter(options.db);
+          try {
+            retention = await applyWith({ reader, writer }, { ...options, log });
+          } finally {
+            await writer.close();
+          }
+          // Evictions moved the oldest root: read it afresh next time.
+          state.forgetOldest(options.db);
         }
-        // Evictions moved the oldest root: read it afresh next time.
-        state.forgetOldest(options.db);
+      }
+      // After retention (what it evicted is not compacted first), and only once the log has grown.
+      const mark = compacting ? (await reader.storeSize()).eventLogMark : 0;
+      const last = state.compactedAt(options.db);
+      if (compacting && (last === undefined || mark - last >= COMPACT_AFTER_EVENTS || mark < last)) {
+        const done = await applyCompaction({ db: options.db, maxCompareBytes: STARTUP_COMPARE_LIMIT });
+        compaction = { events: done.compaction.deleted.count, bytes: done.compaction.deleted.bytes };
+        state.setCompacted(options.db, mark);
+        if (compaction.events > 0) log(`session-keeper: compacted OpenCode's event log: ${compaction.events} superseded snapshots (${formatBytes(compaction.bytes)}) removed; every session kept.`);
       }
     } finally {
       await reader.close();
     }
   }
   state.save();
-  return { bytes, crossed, newWarnings, retention, elapsedMs: performance.now() - started };
+  return { bytes, crossed, newWarnings, retention, compaction, elapsedMs: performance.now() - started };
 }

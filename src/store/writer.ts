@@ -2,6 +2,7 @@
  * What changes a store: deleting session trees, putting sessions back, and giving freed space
  * back to the file system. Every backend answers with the same shapes.
  */
+import type { CompactionResult, CompactOptions } from '../core/compaction.js';
 import type { StorageKind } from '../core/storage.js';
 import type { SessionItems, TableCounts } from './session-items.js';
 
@@ -83,6 +84,8 @@ export interface SessionWriter {
    * `onlyWhenWorthIt`, a full rewrite of a large file for a small share of free pages is skipped.
    */
   reclaim(options?: { onlyWhenWorthIt?: boolean }): Promise<ReclaimResult>;
+  /** Drops superseded event snapshots of the sessions kept (replay-safe: see event-compaction.ts). */
+  compactEvents(options?: CompactOptions): Promise<CompactionResult>;
   /** SQLite: converts the file to `auto_vacuum=INCREMENTAL` once. */
   convertToIncremental(): Promise<ReclaimResult>;
   close(): Promise<void>;

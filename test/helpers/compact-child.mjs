@@ -24,9 +24,9 @@ const vmHwm = () => {
   }
 };
 
-const writer = new SqliteWriter(db);
+const writer = SqliteWriter.open(db);
 process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
-const result = compactEvents(writer.open, {
+const result = compactEvents(writer.conn, {
   orphans: flags.includes('--orphans'),
   onProgress: (progress) => {
     sampleHeap();
@@ -34,7 +34,7 @@ const result = compactEvents(writer.open, {
   },
 });
 sampleHeap();
-const reclaim = flags.includes('--reclaim') ? writer.reclaim() : null;
+const reclaim = flags.includes('--reclaim') ? await writer.reclaim() : null;
 sampleHeap();
-writer.close();
+await writer.close();
 process.stdout.write(`${JSON.stringify({ done: true, result, reclaim, heapPeak, vmHwm: vmHwm() })}\n`);

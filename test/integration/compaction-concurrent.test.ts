@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { compactEvents } from '../../src/store/sqlite/event-compaction.js';
-import { openDatabase } from '../../src/store/sqlite/open.js';
+import { openConnection as openDatabase } from '../../src/store/sqlite/connection.js';
 import { cachedEventLog, copyDatabase } from '../fixtures/event-log.js';
 import { ROOT, tempDir } from '../helpers/env.js';
 import { ENTITY_SQL } from '../helpers/event-log-facts.js';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compactEvents, compactionPlan } from '../../src/store/sqlite/event-compaction.js';
-import { openDatabase } from '../../src/store/sqlite/open.js';
+import { openConnection as openDatabase } from '../../src/store/sqlite/connection.js';
 import { cachedEventLog, copyDatabase, type EventLogManifest } from '../fixtures/event-log.js';
 import { ROOT, tempDir } from '../helpers/env.js';
 import { eventSequence, otherEventsDigest, snapshotGroups } from '../helpers/event-log-facts.js';

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compactEvents, compactionPlan } from '../../src/store/sqlite/event-compaction.js';
-import { openDatabase } from '../../src/store/sqlite/open.js';
+import { openConnection as openDatabase } from '../../src/store/sqlite/connection.js';
 import { OPENCODE_SCHEMA_DDL } from '../../src/store/sqlite/schema.js';
 import { OPENCODE_118_DDL } from '../fixtures/event-log.js';
 import { tempDir } from '../helpers/env.js';

@@ -6,8 +6,9 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compactAndReclaim, compactEvents, compactionPlan, type CompactionPlan, type CompactionProgress } from '../../src/store/sqlite/event-compaction.js';
-import { openDatabase, type OpenDatabase } from '../../src/store/sqlite/open.js';
+import type { CompactionPlan, CompactionProgress } from '../../src/core/compaction.js';
+import { compactEvents, compactionPlan } from '../../src/store/sqlite/event-compaction.js';
+import { openConnection as openDatabase, type SqliteConnection as OpenDatabase } from '../../src/store/sqlite/connection.js';
 import { SqliteWriter } from '../../src/store/sqlite/sqlite-writer.js';
 import { cachedEventLog, copyDatabase, type EventLogLayout, type EventLogManifest } from '../fixtures/event-log.js';
 import { tempDir } from '../helpers/env.js';
@@ -243,19 +244,20 @@ describe('stopping and reclaiming', () => {
     open.db.close();
   });
 
-  it('gives the space back through the writer (VACUUM here, incremental where the file allows)', () => {
+  it('gives the space back through the writer (VACUUM here, incremental where the file allows)', async () => {
     const manifest = cachedEventLog({ ...FIXTURE, layout: '1.18' });
     for (const incremental of [false, true]) {
       const path = join(dir, `reclaim-${incremental}.db`);
       copyDatabase(manifest.path, path);
       if (incremental) {
-        const convert = new SqliteWriter(path);
-        convert.convertToIncremental();
-        convert.close();
+        const convert = SqliteWriter.open(path);
+        await convert.convertToIncremental();
+        await convert.close();
       }
-      const writer = new SqliteWriter(path);
-      const { compaction, reclaim } = compactAndReclaim(writer);
-      writer.close();
+      const writer = SqliteWriter.open(path);
+      const compaction = await writer.compactEvents();
+      const reclaim = await writer.reclaim();
+      await writer.close();
       expect(reclaim.mode).toBe(incremental ? 'incremental' : 'vacuum');
       expect(reclaim.bytesBefore - reclaim.bytesAfter).toBeGreaterThan(compaction.deleted.bytes * 0.8);
       const check = new Database(path, { readonly: true });

@@ -5,6 +5,7 @@
  * value at a time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
  * Engine differences are the dialect's (dialect.ts); nothing here asks which engine it is.
  */
+import { emptyCompactionPlan, type CompactionPlan, type CompactionResult } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
@@ -119,6 +120,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         largest: largest.map((r) => ({ id: r.id, title: r.title, bytes: n(r.bytes) })),
         oversize: [],
         warnings: crossedThresholds(fileBytes, options.warnAtMB),
+        eventsByType: [],
+        compactableBytes: 0,
       };
     });
   }
@@ -272,7 +275,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         .selectFrom('sk_session')
         .select((eb) => eb.fn.sum<number>(eb.case().when('parent_id', 'is', null).then(1).else(0).end()).as('roots'))
         .executeTakeFirst();
-      return { liveBytes: await this.databaseBytes(), rootSessions: Number(row?.roots ?? 0) };
+      return { liveBytes: await this.databaseBytes(), rootSessions: Number(row?.roots ?? 0), eventLogMark: 0 };
     });
   }
 
@@ -362,6 +365,15 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
 
   importSessions(items: Parameters<SessionWriter['importSessions']>[0], options: ImportOptions): Promise<ImportResult> {
     return importSessions(this, items, options);
+  }
+
+  /** A copy on a server keeps the event log it was given (compacted before, when compaction is on). */
+  async compactionPlan(): Promise<CompactionPlan> {
+    return emptyCompactionPlan();
+  }
+
+  async compactEvents(): Promise<CompactionResult> {
+    throw new SkError('usage', `${this.conn.display}: compaction works on OpenCode's SQLite file`);
   }
 
   /** A server keeps its own pages whole. */

@@ -49,122 +49,24 @@
  * itself needs about 2x a snapshot to find its entity and about 8x to compare it with its row
  * (both documents parsed): see `maxCompareBytes`.
  */
+import {
+  KEEP_REASONS,
+  SNAPSHOT_EVENT_TYPES,
+  type AggregateFigures,
+  type ByteCount,
+  type CompactionPlan,
+  type CompactionProgress,
+  type CompactionResult,
+  type CompactOptions,
+  type EventTypeFigures,
+  type KeepReason,
+  type PlanOptions,
+  type SnapshotKind,
+} from '../../core/compaction.js';
 import { SkError } from '../../core/errors.js';
-import { mapSqliteError, type Connection, type OpenDatabase } from './open.js';
-import type { ReclaimResult, SqliteWriter } from './sqlite-writer.js';
-
-export type SnapshotKind = 'message' | 'part' | 'session';
-
-/** The snapshot event types this module understands, with the projection each one feeds. */
-export const SNAPSHOT_EVENT_TYPES: Readonly<Record<string, SnapshotKind>> = {
-  'message.updated.1': 'message',
-  'message.part.updated.1': 'part',
-  'session.updated.1': 'session',
-};
+import { mapSqliteError, type Connection, type SqliteConnection as OpenDatabase } from './connection.js';
 
 const KIND_CODE: Readonly<Record<SnapshotKind, number>> = { message: 1, part: 2, session: 3 };
-
-export interface ByteCount {
-  count: number;
-  bytes: number;
-}
-
-/** Why superseded snapshots stay. */
-export type KeepReason =
-  /** the newest snapshot differs from the entity's row */
-  | 'differs'
-  /** the entity's row is gone */
-  | 'missing'
-  /** the oldest snapshot of a message or part: it inserts the row (and sets time_created) */
-  | 'first'
-  /** a step-finish part: its projector moves the session's cost and tokens */
-  | 'usage'
-  /** a session update that sets a column the newest one does not */
-  | 'fields'
-  /** two snapshots share the newest seq (no unique index in older files) */
-  | 'ambiguous'
-  /** the aggregate holds a snapshot event whose JSON or ids we cannot read */
-  | 'malformed'
-  /** the aggregate is shared with another OpenCode (owner or workspace) */
-  | 'synced'
-  /** OpenCode wrote the entity while we were compacting: left for the next run */
-  | 'changed'
-  /** its newest snapshot or row is over `maxCompareBytes`: not compared, left alone */
-  | 'large';
-
-export const KEEP_REASONS: readonly KeepReason[] = ['differs', 'missing', 'first', 'usage', 'fields', 'ambiguous', 'malformed', 'synced', 'changed', 'large'];
-
-export interface EventTypeFigures extends ByteCount {
-  type: string;
-  /** older snapshots of an entity with a newer one (snapshot types only) */
-  superseded: ByteCount;
-  /** superseded and safe to drop now */
-  compactable: ByteCount;
-}
-
-export interface AggregateFigures extends ByteCount {
-  aggregates: number;
-}
-
-export interface CompactionPlan {
-  /** every event in the file */
-  events: ByteCount;
-  /** per event type, largest first */
-  byType: EventTypeFigures[];
-  superseded: ByteCount;
-  compactable: ByteCount;
-  /** superseded snapshots that stay, by reason */
-  kept: Record<KeepReason, ByteCount>;
-  /** events of `ses_` aggregates whose session row is gone */
-  orphans: AggregateFigures;
-  /** events of other aggregates without a session row: never touched */
-  foreign: AggregateFigures;
-  /** what `compactEvents` with the same options would delete */
-  freesBytes: number;
-  aggregates: number;
-  /** whether the file has an index leading with event.aggregate_id (OpenCode 1.18 does) */
-  indexed: boolean;
-}
-
-export interface PlanOptions {
-  /** count orphans' events in `freesBytes` (they are deleted only with this option) */
-  orphans?: boolean;
-  /**
-   * Entities whose newest snapshot or row is larger are not compared and keep their snapshots.
-   * Comparing costs SQLite about 8x the value in native memory (a 400 MB row: ~3.8 GB RSS, with
-   * a 5 MB V8 heap); a process that must stay small sets this. Default: no limit.
-   */
-  maxCompareBytes?: number;
-}
-
-export interface CompactionProgress {
-  phase: 'snapshots' | 'orphans';
-  aggregatesDone: number;
-  aggregatesTotal: number;
-  eventsDeleted: number;
-  bytesDeleted: number;
-}
-
-export interface CompactOptions extends PlanOptions {
-  onProgress?: (progress: CompactionProgress) => void;
-  /** checked between transactions: compaction stops cleanly, everything committed stays valid */
-  signal?: AbortSignal;
-}
-
-export interface CompactionResult {
-  deleted: ByteCount;
-  /** snapshots deleted per type */
-  byType: Array<ByteCount & { type: string }>;
-  orphansDeleted: AggregateFigures;
-  kept: Record<KeepReason, ByteCount>;
-  aggregatesDone: number;
-  aggregatesTotal: number;
-  transactions: number;
-  /** the longest write transaction, to show the lock was held briefly */
-  longestTransactionMs: number;
-  aborted: boolean;
-  indexed: boolean;
-}
 
 /** A write transaction deletes at most this many events... */
 const BATCH_ROWS = 1000;
@@ -993,11 +895,4 @@ export function compactEvents(open: OpenDatabase, options: CompactOptions = {}):
     }
     return result(done, total, false);
   });
-}
-
-/** Compaction, then the writer's own reclaim (incremental vacuum or VACUUM, then a truncating checkpoint). */
-export function compactAndReclaim(writer: SqliteWriter, options: CompactOptions = {}): { compaction: CompactionResult; reclaim: ReclaimResult } {
-  const compaction = compactEvents(writer.open, options);
-  const reclaim = writer.reclaim();
-  return { compaction, reclaim };
 }

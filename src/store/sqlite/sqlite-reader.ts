@@ -4,6 +4,7 @@
  * one large value at a time, and reduced before anything is parsed.
  */
 import { existsSync, statSync } from 'node:fs';
+import { emptyCompactionPlan, type CompactionPlan, type PlanOptions } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionSummary, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
@@ -18,6 +19,7 @@ import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '..
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { SqliteContentSource } from './content-source.js';
+import { compactionPlan } from './event-compaction.js';
 import { SessionMessageSource, usesSessionMessages } from './session-message-source.js';
 import { exportSessions } from './session-export.js';
 import { payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
@@ -38,6 +40,9 @@ function attachmentHolder(conn: SqliteConnection, id: string): { table: string; 
   }
   return null;
 }
+
+/** Largest snapshot `stats` compares with its row (SQLite's memory for a compare is several times it). */
+const STATS_COMPARE_LIMIT = 16 * 1024 * 1024;
 
 /** Pages in use: what the file would be after a full reclaim. */
 export function liveBytes(conn: SqliteConnection): number {
@@ -151,6 +156,8 @@ export class SqliteReader implements SessionReader {
       }
     }
 
+    // Values too big to compare are left out (kept): SQLite needs ~8x a value to compare it.
+    const plan = this.has('event') ? compactionPlan(this.conn, { maxCompareBytes: STATS_COMPARE_LIMIT }) : emptyCompactionPlan();
     const largestLimit = options.largest ?? 10;
     // A session's own rows (every content table, as in `list`) and its event log.
     const eventTerm = this.has('event') ? ' + coalesce((SELECT sum(octet_length(data)) FROM event WHERE aggregate_id = s.id), 0)' : '';
@@ -177,7 +184,9 @@ export class SqliteReader implements SessionReader {
       tables,
       largest,
       oversize,
-      warnings: crossedThresholds(fileBytes + walBytes, options.warnAtMB),
+      warnings: crossedThresholds(fileBytes + walBytes, options.warnAtMB, plan.compactable.bytes),
+      eventsByType: plan.byType.map((t) => ({ type: t.type, count: t.count, bytes: t.bytes })),
+      compactableBytes: plan.compactable.bytes,
     };
   }
 
@@ -307,6 +316,7 @@ export class SqliteReader implements SessionReader {
     return this.read(() => ({
       liveBytes: liveBytes(this.conn),
       rootSessions: statement(this.conn.db, 'SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number,
+      eventLogMark: this.has('event') ? ((statement(this.conn.db, 'SELECT coalesce(max(rowid), 0) FROM event').pluck().get() as number) ?? 0) : 0,
     }));
   }
 
@@ -382,6 +392,10 @@ export class SqliteReader implements SessionReader {
     const freed = new Map<string, number>();
     for (const [id, l] of local) freed.set(id, Math.round((overflow.get(id) ?? 0) + l * scale));
     return freed;
+  }
+
+  compactionPlan(options: PlanOptions = {}): Promise<CompactionPlan> {
+    return this.read(() => compactionPlan(this.conn, options));
   }
 
   /** The sessions' rows, one session after another; SQLite's failures mapped to one-line errors. */

@@ -6,11 +6,13 @@
  */
 import { statfsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { CompactionResult, CompactOptions } from '../../core/compaction.js';
 import { SkError } from '../../core/errors.js';
 import type { SessionItems, TableCounts } from '../session-items.js';
 import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
 import { removeDiffFile } from './diff-files.js';
+import { compactEvents } from './event-compaction.js';
 import { acquireRunLock, type RunLock } from './run-lock.js';
 import { sessionTrees, statement } from './rows.js';
 import { importSessions } from './session-import.js';
@@ -95,8 +97,19 @@ export class SqliteWriter implements SessionWriter {
     });
   }
 
+  /**
+   * OpenCode 2.x's layout is known only from public reports, not from the real binary: such a
+   * file is read, and nothing in it is changed.
+   */
+  private refuseUnverifiedLayout(): void {
+    if (this.conn.schema.layout === '2.x') {
+      throw new SkError('unsupported-schema', `${this.conn.path} is an OpenCode 2.x file (session_v2): session-keeper reads it but changes nothing in it yet; nothing was changed`);
+    }
+  }
+
   /** Tables this build does not archive hang off sessions here: deleting would lose their rows. */
   private refuseUnknownTables(): void {
+    this.refuseUnverifiedLayout();
     const unknown = this.conn.schema.sessionTables.unknown;
     if (unknown.length > 0) {
       throw new SkError(
@@ -235,7 +248,10 @@ export class SqliteWriter implements SessionWriter {
   }
 
   importSessions(items: SessionItems, options: ImportOptions): Promise<ImportResult> {
-    return importSessions(this.conn, items, options);
+    return this.run(async () => {
+      this.refuseUnverifiedLayout();
+      return importSessions(this.conn, items, options);
+    });
   }
 
   /** Nothing elsewhere is ever deleted on the strength of a write here: commits are enough. */
@@ -290,6 +306,13 @@ export class SqliteWriter implements SessionWriter {
         `not enough free disk to VACUUM ${path}: it needs ${needed} bytes, ${available} are available; the free space stays inside the file for now`,
       );
     }
+  }
+
+  compactEvents(options: CompactOptions = {}): Promise<CompactionResult> {
+    return this.run(() => {
+      this.refuseUnverifiedLayout();
+      return compactEvents(this.conn, options);
+    });
   }
 
   /** Converts the file to auto_vacuum=INCREMENTAL once (a VACUUM rewrites it), so later deletes can shrink it in steps. */
