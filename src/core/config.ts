@@ -54,7 +54,7 @@ export function sessionConfigSchemaFor(env: Env = process.env) {
       connectionString: nonEmpty('a connection string').optional(),
       offload: nonEmpty('a connection string').optional(),
       // Opt-in: it rewrites OpenCode's event log (only snapshots a newer, equal one supersedes).
-      compactEvents: z.boolean({ error: 'expected true or false' }).default(false),
+      compactEvents: z.boolean({ error: 'expected true or false' }).optional(),
     })
     .superRefine((config, ctx) => {
       if (config.storage !== 'sqlite' && config.connectionString === undefined) {

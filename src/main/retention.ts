@@ -314,7 +314,7 @@ export async function enforceAtStartup(
   }
   let retention: ApplyResult | null = null;
   let compaction: StartupReport['compaction'] = null;
-  const compacting = options.config.compactEvents;
+  const compacting = options.config.compactEvents === true;
   if (hasRetentionPolicy(options.config) || compacting) {
     const now = options.now ?? Date.now();
     const remembered = state.oldest(options.db);
