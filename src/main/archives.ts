@@ -4,7 +4,7 @@
  */
 import { DAY_MS } from '../core/planner.js';
 import { SkError } from '../core/errors.js';
-import { archiveItems, verifyArchive } from '../store/archive/archive-read.js';
+import { archiveItems } from '../store/archive/archive-read.js';
 import { writeArchive, writeExportFiles } from '../store/archive/archive-write.js';
 import { openReader, openWriter } from '../store/open-store.js';
 import type { ImportResult } from '../store/writer.js';
@@ -51,12 +51,10 @@ export async function archiveSessions(request: ArchiveRequest): Promise<ArchiveO
     const everything = request.sessions === undefined && request.olderThanDays === undefined;
     const ids = everything ? await reader.allSessionIds() : await reader.sessionTrees(roots);
     if (request.split) {
-      const files = await writeExportFiles(reader.exportSessions(ids), output, context.force);
-      for (const file of files) await verifyArchive(file.path, file.sessions);
+      const files = await writeExportFiles(reader.exportSessions(ids), output, context.force, { verify: true });
       return { archive: output, sessions: files.length, bytes: files.reduce((n, f) => n + f.bytes, 0), files: files.map((f) => f.path) };
     }
-    const written = await writeArchive(reader.exportSessions(ids), output);
-    await verifyArchive(output, written.sessions);
+    const written = await writeArchive(reader.exportSessions(ids), output, { verify: true });
     return { archive: written.path, sessions: written.sessions.length, bytes: written.bytes };
   } finally {
     await reader.close();
@@ -65,6 +63,8 @@ export async function archiveSessions(request: ArchiveRequest): Promise<ArchiveO
 
 /** Puts an archive's sessions back; sessions already present are skipped whole. */
 export async function restoreArchive(db: string, file: string): Promise<ImportResult> {
+  // Every object is checked before the first one goes in: a malformed one later in the file inserts nothing.
+  for await (const item of archiveItems(file)) void item;
   const writer = await openWriter(db);
   try {
     const result = await writer.importSessions(archiveItems(file), { existing: 'skip' });

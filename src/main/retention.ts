@@ -13,7 +13,6 @@ import { hasRetentionPolicy } from '../core/config.js';
 import { redactSecrets, SkError } from '../core/errors.js';
 import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan } from '../core/planner.js';
 import { crossedThresholds, MB, type SizeWarning } from '../core/thresholds.js';
-import { verifyArchive } from '../store/archive/archive-read.js';
 import { writeArchive } from '../store/archive/archive-write.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
 import { fileBytes, openReader, openWriter } from '../store/open-store.js';
@@ -35,7 +34,7 @@ export interface RetentionOptions {
   now?: number;
   log?: (line: string) => void;
   onProgress?: (event: RetentionProgress) => void;
-  /** Test seam: runs after the archive is in place and before it is verified. */
+  /** Test seam: runs with the archive's temporary file once written, before it is verified. */
   afterArchive?: (path: string) => void | Promise<void>;
 }
 
@@ -126,18 +125,16 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   if (options.archive) {
     const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
     options.onProgress?.({ phase: 'archive', path, sessions: ids.length });
-    const written = await writeArchive(reader.exportSessions(ids), path);
+    // Verified before it takes its name: an archive under its name has always been checked.
+    const written = await writeArchive(reader.exportSessions(ids), path, {
+      verify: true,
+      beforeVerify: async (tempPath) => {
+        await options.afterArchive?.(tempPath);
+        options.onProgress?.({ phase: 'verify', path });
+      },
+    });
     archive = path;
-    try {
-      await options.afterArchive?.(path);
-      options.onProgress?.({ phase: 'verify', path });
-      const verified = await verifyArchive(path, written.sessions);
-      counts = new Map(verified.map((s) => [s.id, s.counts]));
-    } catch (error) {
-      // Nothing was deleted on the strength of an archive that did not verify: it goes too.
-      rmSync(path, { force: true });
-      throw error;
-    }
+    counts = new Map(written.sessions.map((s) => [s.id, s.counts]));
   }
   const unused = async (error: unknown): Promise<never> => {
     // When nothing was deleted, an archive written for this run is an orphan: removed, not left to pile up.

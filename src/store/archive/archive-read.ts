@@ -56,7 +56,9 @@ function headerCounts(extras: SessionExtras | null): TableCounts {
  * extras and info are known before any of their rows. With `parts: false` part bytes are only
  * digested, never collected (verification).
  */
-async function* scanArchive(path: string, options: { parts: boolean }): AsyncGenerator<ArchiveEvent> {
+async function* scanArchive(file: string, options: { parts: boolean } & ArchiveFileOptions): AsyncGenerator<ArchiveEvent> {
+  // What messages call the file: its final name while a temporary copy is being checked.
+  const path = options.name ?? file;
   const ready: ArchiveEvent[] = [];
   let sessionIndex = -1;
   let extras: SessionExtras | null = null;
@@ -127,8 +129,8 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
     },
   });
 
-  const input = createReadStream(path, { highWaterMark: 1024 * 1024 });
-  const stream = path.endsWith('.gz') ? input.pipe(createGunzip()) : input;
+  const input = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  const stream = (options.gzip ?? file.endsWith('.gz')) ? input.pipe(createGunzip()) : input;
   // A file of one session (`opencode export` output, `archive --split`) reads as an array of one.
   let single: boolean | null = null;
   try {
@@ -158,10 +160,17 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
   }
 }
 
+export interface ArchiveFileOptions {
+  /** Whether the file is gzipped, for a file whose name does not say (a temporary one). */
+  gzip?: boolean;
+  /** The name the file will have, for messages about a temporary file. */
+  name?: string;
+}
+
 /** Every session of an archive with its counts and digest, read back from the file. */
-export async function readArchiveSummaries(path: string): Promise<ArchivedSessionSummary[]> {
+export async function readArchiveSummaries(path: string, options: ArchiveFileOptions = {}): Promise<ArchivedSessionSummary[]> {
   const found: ArchivedSessionSummary[] = [];
-  for await (const event of scanArchive(path, { parts: false })) if (event.kind === 'sessionEnd') found.push(event.summary);
+  for await (const event of scanArchive(path, { parts: false, ...options })) if (event.kind === 'sessionEnd') found.push(event.summary);
   return found;
 }
 
@@ -169,8 +178,9 @@ export async function readArchiveSummaries(path: string): Promise<ArchivedSessio
  * Reads an archive back and checks it against what was written: every session present with the
  * same message and part counts and the same digest. Throws SkError('archive') on any difference.
  */
-export async function verifyArchive(path: string, expected?: readonly ArchivedSessionSummary[]): Promise<ArchivedSessionSummary[]> {
-  const found = await readArchiveSummaries(path);
+export async function verifyArchive(file: string, expected?: readonly ArchivedSessionSummary[], options: ArchiveFileOptions = {}): Promise<ArchivedSessionSummary[]> {
+  const found = await readArchiveSummaries(file, options);
+  const path = options.name ?? file;
   if (expected) {
     const byId = new Map(found.map((s) => [s.id, s]));
     for (const want of expected) {

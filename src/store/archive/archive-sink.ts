@@ -97,13 +97,31 @@ export class ArchiveSink {
     }
   }
 
-  /** Flushes, fsyncs and renames into place; the archive exists whole or not at all. */
-  async commit(): Promise<void> {
+  /** The temporary file while it is being written and verified. */
+  get tempPath(): string {
+    return this.tmp;
+  }
+
+  get compressed(): boolean {
+    return this.gzip;
+  }
+
+  /** Flushes and fsyncs the temporary file and closes it: whole on disk, not yet under its name. */
+  seal(): void {
     try {
       this.flush();
       fsyncSync(this.fd as number);
       closeSync(this.fd as number);
       this.fd = undefined;
+    } catch (error) {
+      this.abort();
+      throw writeError(error, this.path);
+    }
+  }
+
+  /** Renames the sealed file into place and fsyncs its folder: the archive exists whole or not at all. */
+  publish(): void {
+    try {
       renameSync(this.tmp, this.path);
       untrackTempFile(this.tmp);
       const dirFd = openSync(dirname(this.path), 'r');

@@ -23,6 +23,7 @@ import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
 import { encodeTableRow } from '../../core/table-row.js';
 import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
+import { verifyArchive } from './archive-read.js';
 
 export interface ArchiveWriteResult {
   path: string;
@@ -170,8 +171,18 @@ class ArchiveSerializer {
   }
 }
 
+export interface ArchiveWriteOptions {
+  /**
+   * Read the file back and check every session's counts and digest before it takes its name, so
+   * an archive under its name has always been verified and an interrupted check leaves nothing.
+   */
+  verify?: boolean;
+  /** Runs once the sessions are written, before verification (with the file's temporary path). */
+  beforeVerify?: (tempPath: string) => void | Promise<void>;
+}
+
 /** Writes the sessions of `items` to `path` as one JSON array, atomically (`.gz` when the name ends so). */
-export async function writeArchive(items: SessionItems, path: string): Promise<ArchiveWriteResult> {
+export async function writeArchive(items: SessionItems, path: string, options: ArchiveWriteOptions = {}): Promise<ArchiveWriteResult> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const sink = new ArchiveSink(path);
   const serializer = new ArchiveSerializer(sink);
@@ -181,7 +192,12 @@ export async function writeArchive(items: SessionItems, path: string): Promise<A
     if (isSyncIterable(items)) for (const item of items) await serializer.take(item);
     else for await (const item of items) await serializer.take(item);
     await sink.write(']\n');
-    await sink.commit();
+    sink.seal();
+    if (options.verify) {
+      await options.beforeVerify?.(sink.tempPath);
+      await verifyArchive(sink.tempPath, serializer.sessions, { gzip: sink.compressed, name: path });
+    }
+    sink.publish();
   } catch (error) {
     sink.abort();
     throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
@@ -193,7 +209,7 @@ export async function writeArchive(items: SessionItems, path: string): Promise<A
  * One file per session in OpenCode's export shape (`<dir>/<sessionID>.json`, what `opencode
  * import` reads), each written atomically and mode 0600. Returns the files with their digests.
  */
-export async function writeExportFiles(items: SessionItems, dir: string, force: boolean): Promise<ArchiveWriteResult[]> {
+export async function writeExportFiles(items: SessionItems, dir: string, force: boolean, options: Pick<ArchiveWriteOptions, 'verify'> = {}): Promise<ArchiveWriteResult[]> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: ArchiveWriteResult[] = [];
   let sink: ArchiveSink | null = null;
@@ -211,7 +227,9 @@ export async function writeExportFiles(items: SessionItems, dir: string, force: 
     if (item.kind === 'end') {
       const done: ArchiveSink = sink;
       await done.write('\n');
-      await done.commit();
+      done.seal();
+      if (options.verify) await verifyArchive(done.tempPath, serializer.sessions, { gzip: done.compressed, name: done.path });
+      done.publish();
       written.push({ path: done.path, sessions: [...serializer.sessions], bytes: done.bytes });
       sink = null;
     }

@@ -65,9 +65,11 @@ export class SqliteWriter implements SessionWriter {
     return this.run(() => {
       const problems = this.conn.db.prepare('PRAGMA quick_check(3)').pluck().all() as string[];
       if (problems.length === 1 && problems[0] === 'ok') return;
+      // Each answer may span lines and starts with a '*** in database main ***' heading: one line each.
+      const found = problems.flatMap((p) => p.split('\n')).filter((line) => line !== '' && !line.startsWith('*** in database'));
       throw new SkError(
         'corrupt',
-        `${this.conn.path} is damaged (quick_check: ${problems.join('; ').slice(0, 300)}); nothing was changed. Run 'sqlite3 ${this.conn.path} ".recover"' on a copy`,
+        `${this.conn.path} is damaged (quick_check: ${found.join('; ').slice(0, 300)}); nothing was changed. Run 'sqlite3 ${this.conn.path} ".recover"' on a copy`,
       );
     });
   }
