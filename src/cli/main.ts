@@ -42,11 +42,13 @@ const wholeNumber = (value: string): number => {
 };
 
 /**
- * Asks on a terminal before something destructive; `--yes` (or no terminal: scripts, pipes)
- * goes ahead without asking. False means the user said no.
+ * Asks on a terminal before something destructive; `--yes` goes ahead without asking. Without a
+ * terminal (a script, a pipe) and without `--yes` nothing destructive runs: nobody saw the plan.
+ * False means the user said no.
  */
 async function confirm(question: string, yes: boolean | undefined): Promise<boolean> {
-  if (yes || !process.stdin.isTTY || !process.stderr.isTTY) return true;
+  if (yes) return true;
+  if (!interactive()) throw new SkError('usage', `${question.replace(/\?$/, '')}: not asked, since this is not a terminal; nothing was changed (add --yes to go ahead)`);
   const { createInterface } = await import('node:readline/promises');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
@@ -56,6 +58,7 @@ async function confirm(question: string, yes: boolean | undefined): Promise<bool
   }
 }
 
+const interactive = (): boolean => process.stdin.isTTY === true && process.stderr.isTTY === true;
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {
@@ -191,18 +194,20 @@ export function buildProgram(): Command {
         print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
         return;
       }
-      if (process.stdin.isTTY && !options.yes) {
-        // On a terminal the plan is shown first, then asked about: nothing runs that was not seen.
+      let seen: Set<string> | undefined;
+      if (!options.yes) {
+        // The plan is shown first, then asked about, and only what was shown is evicted.
         const plan = await dryRun({ db: g.db, config });
         if (plan.evict.length === 0) {
           print(g.json, { evicted: [], archive: null, archives: [], bytesBefore: 0, bytesAfter: 0, changed: [], reclaim: 'none', unmetBytes: 0 }, () => 'Nothing to evict.');
           return;
         }
-        process.stderr.write(`${formatPlan(plan, config).split('\n').slice(0, -1).join('\n')}\n`);
         const sessions = plan.evict.reduce((n, e) => n + 1 + e.children.length, 0);
+        if (interactive()) process.stderr.write(`${formatPlan(plan, config).split('\n').slice(0, -1).join('\n')}\n`);
         if (!(await confirm(`${config.archive ? 'Archive and delete' : 'Delete, without archiving,'} these ${sessions} sessions?`, false))) throw new SkError('usage', 'nothing was changed');
+        seen = new Set(plan.evict.map((e) => e.id));
       }
-      const result = await applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log });
+      const result = await applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen });
       print(g.json, result, () =>
         result.evicted.length === 0
           ? 'Nothing to evict.'

@@ -34,6 +34,11 @@ export interface RetentionOptions {
   now?: number;
   log?: (line: string) => void;
   onProgress?: (event: RetentionProgress) => void;
+  /**
+   * The root sessions of the plan the user saw: apply evicts only these. One that qualifies only
+   * since (OpenCode wrote meanwhile) is left for the next plan, never evicted unseen.
+   */
+  seen?: ReadonlySet<string>;
   /** Test seam: runs with the archive's temporary file once written, before it is verified. */
   afterArchive?: (path: string) => void | Promise<void>;
 }
@@ -209,7 +214,9 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   const bytesBefore = fileBytes(options.db);
   const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none', unmetBytes: 0 };
   const plan = await planWith(stores.reader, config, now);
-  const roots = plan.evict.map((e) => e.id);
+  const seen = options.seen;
+  const roots = plan.evict.map((e) => e.id).filter((id) => seen === undefined || seen.has(id));
+  const unseen = plan.evict.length - roots.length;
   options.onProgress?.({ phase: 'plan', evict: roots.length });
   if (roots.length === 0) return result;
   const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
@@ -230,6 +237,7 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
     `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
       `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
       (done.changed.length ? ` ${done.changed.length} changed after they were archived and were kept.` : '') +
+      (unseen > 0 ? ` ${unseen} more qualified after the plan was shown and were left for the next run.` : '') +
       (result.unmetBytes > 0 ? ` Still ${formatBytes(result.unmetBytes)} over ${config.maxSizeMB} MB: the next run plans more.` : ''),
   );
   return result;

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateFixture } from '../fixtures/generate.js';
 import { verifyArchive } from '../../dist/store/archive/archive-read.js';
+import { applyRetention, dryRun } from '../../dist/main/retention.js';
+import { parseSessionConfig } from '../../src/core/config.js';
 import { CLI, parseJson, runCli, tempDir, type CliRun } from '../helpers/env.js';
 
 const dir = tempDir('sk-guards-');
@@ -206,6 +208,30 @@ describe('the plan the user saw', () => {
     expect(planned.length).toBeLessThan(contents(path).size);
     const applied = parseJson<{ evicted: string[] }>(cli(path, ['--json', 'retention', '--max-size-mb', '2', '--apply', '--yes']));
     expect([...applied.evicted].sort()).toEqual([...planned].sort());
+  });
+
+  it('without a terminal and without --yes nothing destructive runs: nobody saw the plan', () => {
+    const path = copyOf(small);
+    const before = readFileSync(path);
+    expectOneLine(cli(path, ['retention', '--max-sessions', '2', '--apply']), /Archive and delete these \d+ sessions: not asked, since this is not a terminal; nothing was changed \(add --yes/);
+    const id = [...contents(small).keys()][0] ?? '';
+    expectOneLine(cli(path, ['delete', id]), /not a terminal; nothing was changed/);
+    expectOneLine(cli(path, ['compact', '--apply']), /not a terminal; nothing was changed|Nothing to compact/);
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  it('a session that joins the plan after it was shown is left for the next run', async () => {
+    const path = copyOf(small);
+    const config = parseSessionConfig({ maxSessions: 4, archiveDir: join(tempDir('sk-guards-'), 'archive') });
+    const plan = await dryRun({ db: path, config });
+    expect(plan.evict.length).toBeGreaterThan(2);
+    // What the user saw: the plan less its last session, as if OpenCode wrote a session meanwhile.
+    const shown = plan.evict.slice(0, -1).map((e) => e.id);
+    const logged: string[] = [];
+    const result = await applyRetention({ db: path, config, cacheDir: join(dir, 'cache'), seen: new Set(shown), log: (line) => logged.push(line) });
+    expect([...result.evicted].sort()).toEqual([...shown].sort());
+    expect(contents(path).has(plan.evict.at(-1)?.id ?? '')).toBe(true);
+    expect(logged.join('\n')).toMatch(/1 more qualified after the plan was shown and were left for the next run/);
   });
 });
 
