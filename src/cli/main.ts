@@ -9,20 +9,22 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
-import { SessionService } from '../main/service.js';
+import type { SessionService } from '../main/service.js';
 import { formatBytes } from '../core/bytes.js';
 import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
 import { isConnectionString } from '../core/storage.js';
-import { archiveSessions, restoreArchive } from '../main/archives.js';
-import { applyCompaction, planCompaction } from '../main/compaction.js';
 import { loadConfig } from '../main/config-file.js';
-import { applyRetention, archiveThenDelete, dryRun } from '../main/retention.js';
-import { missingSessions, reclaimSpace } from '../main/maintenance.js';
-import { checkOutputFile } from '../main/output-paths.js';
-import { registerExternalCommands, restoreFromCommand } from './commands/external.js';
+import { registerExternalCommands } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
+
+// Each command loads the modules it runs when it runs: `list` starts without the writers,
+// archives, retention, migration or web mode.
+const retention = () => import('../main/retention.js');
+const archives = () => import('../main/archives.js');
+const compaction = () => import('../main/compaction.js');
+const maintenance = () => import('../main/maintenance.js');
 
 export interface GlobalOptions {
   db: string;
@@ -62,6 +64,7 @@ const interactive = (): boolean => process.stdin.isTTY === true && process.stder
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {
+  const { SessionService } = await import('../main/service.js');
   const service = await SessionService.open({ db: globals.db, cacheDir: globals.cacheDir, inline: true });
   try {
     return await fn(service);
@@ -156,6 +159,7 @@ export function buildProgram(): Command {
     .option('--force', 'replace --out when it exists')
     .action(async (ref: string, options: { out?: string; force?: boolean }, command: Command) => {
       const g = globals(command);
+      const { checkOutputFile } = await import('../main/output-paths.js');
       const out = options.out === undefined ? undefined : checkOutputFile(options.out, { db: g.db, cacheDir: g.cacheDir, force: options.force ?? false }, '--out');
       const result = await withService(g, (s) => s.attachment(ref, out));
       print(g.json, result, () => `${result.path}  (${result.mime}, ${result.bytes} bytes, sha256 ${result.sha256})`);
@@ -190,14 +194,14 @@ export function buildProgram(): Command {
         archive: options.archive === false ? false : undefined,
       });
       if (!options.apply) {
-        const plan = await dryRun({ db: g.db, config });
+        const plan = await (await retention()).dryRun({ db: g.db, config });
         print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
         return;
       }
       let seen: Set<string> | undefined;
       if (!options.yes) {
         // The plan is shown first, then asked about, and only what was shown is evicted.
-        const plan = await dryRun({ db: g.db, config });
+        const plan = await (await retention()).dryRun({ db: g.db, config });
         if (plan.evict.length === 0) {
           print(g.json, { evicted: [], archive: null, archives: [], bytesBefore: 0, bytesAfter: 0, changed: [], reclaim: 'none', unmetBytes: 0 }, () => 'Nothing to evict.');
           return;
@@ -207,7 +211,7 @@ export function buildProgram(): Command {
         if (!(await confirm(`${config.archive ? 'Archive and delete' : 'Delete, without archiving,'} these ${sessions} sessions?`, false))) throw new SkError('usage', 'nothing was changed');
         seen = new Set(plan.evict.map((e) => e.id));
       }
-      const result = await applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen });
+      const result = await (await retention()).applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen });
       print(g.json, result, () =>
         result.evicted.length === 0
           ? 'Nothing to evict.'
@@ -228,7 +232,7 @@ export function buildProgram(): Command {
     .option('--force', 'replace existing files')
     .action(async (options: { output: string; session?: string[]; olderThanDays?: number; split?: boolean; force?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'archive');
-      const result = await archiveSessions({
+      const result = await (await archives()).archiveSessions({
         db: g.db,
         cacheDir: g.cacheDir,
         output: options.output,
@@ -252,11 +256,11 @@ export function buildProgram(): Command {
     .action(async (args: string[], options: { from?: string }, command: Command) => {
       const g = sqliteFile(command, 'restore');
       if (options.from) {
-        await restoreFromCommand(g, options.from, args);
+        await (await import('./commands/external.js')).restoreFromCommand(g, options.from, args);
         return;
       }
       if (args.length !== 1) throw new SkError('usage', 'restore takes one archive file (or --from <connectionString> <sessionID...>)');
-      const result = await restoreArchive(g.db, args[0] as string);
+      const result = await (await archives()).restoreArchive(g.db, args[0] as string);
       const restored = result.imported.map((s) => s.id);
       print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored }, () =>
         `Restored ${restored.length} sessions; ${result.skipped.length} were already present.`,
@@ -272,13 +276,13 @@ export function buildProgram(): Command {
     .action(async (ids: string[], options: { archive: boolean; yes?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'delete');
       const config = settings(g, { archive: options.archive === false ? false : undefined });
-      const missing = await missingSessions(g.db, ids);
+      const missing = await (await maintenance()).missingSessions(g.db, ids);
       if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${g.db}`);
       const what = `${ids.length} session${ids.length === 1 ? '' : 's'} (with their child sessions)`;
       if (!(await confirm(config.archive ? `Archive to ${config.archiveDir} and delete ${what}?` : `Delete ${what} without archiving?`, options.yes))) {
         throw new SkError('usage', 'nothing was deleted');
       }
-      const result = await archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log, reclaim: 'when-worth-it' }, ids);
+      const result = await (await retention()).archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log, reclaim: 'when-worth-it' }, ids);
       print(g.json, result, () =>
         `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}` +
           (result.reclaim === 'deferred' ? ` (the freed space stays inside the file, where SQLite reuses it; 'session-keeper vacuum' gives it back to the disk).` : '.'),
@@ -291,7 +295,7 @@ export function buildProgram(): Command {
     .option('--incremental', 'convert to auto_vacuum=INCREMENTAL so later deletes shrink the file in small steps')
     .action(async (options: { incremental?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'vacuum');
-      const result = await reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
+      const result = await (await maintenance()).reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
       print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
     });
 
@@ -305,6 +309,7 @@ export function buildProgram(): Command {
     .action(async (options: { dryRun?: boolean; apply?: boolean; orphans?: boolean; yes?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'compact');
       if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
+      const { applyCompaction, planCompaction } = await compaction();
       const plan = await planCompaction({ db: g.db, orphans: options.orphans ?? false });
       if (!options.apply) {
         print(g.json, plan, () => formatCompactionPlan(plan, options.orphans ?? false));

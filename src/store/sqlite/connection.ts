@@ -201,3 +201,15 @@ export function openConnection(path: string, options: OpenOptions = {}): SqliteC
     throw mapSqliteError(error, path);
   }
 }
+
+/** The file and its WAL, as the disk holds them. */
+export function fileBytes(path: string): number {
+  const size = (p: string): number => {
+    try {
+      return statSync(p).size;
+    } catch {
+      return 0;
+    }
+  };
+  return size(path) + size(`${path}-wal`);
+}

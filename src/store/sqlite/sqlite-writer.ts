@@ -4,13 +4,13 @@
  * short (whole session trees for about 50 ms, or a batch of event rows), foreign keys are on,
  * and SQLite's busy timeout does the waiting.
  */
-import { statfsSync, statSync } from 'node:fs';
+import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CompactionResult, CompactOptions } from '../../core/compaction.js';
 import { SkError } from '../../core/errors.js';
 import type { SessionItems, TableCounts } from '../session-items.js';
 import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
-import { mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
+import { fileBytes, mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
 import { removeDiffFile } from './diff-files.js';
 import { compactEvents } from './event-compaction.js';
 import { acquireRunLock, type RunLock } from './run-lock.js';
@@ -25,18 +25,6 @@ const INCREMENTAL_VACUUM_PAGES = 4096;
 /** A full VACUUM is deferred for files over this size when less than this share of them is free. */
 const WORTH_IT_FILE_BYTES = 256 * 1024 * 1024;
 const WORTH_IT_SHARE = 0.1;
-
-/** The file and its WAL, as the disk holds them. */
-export function fileBytes(path: string): number {
-  const size = (p: string): number => {
-    try {
-      return statSync(p).size;
-    } catch {
-      return 0;
-    }
-  };
-  return size(path) + size(`${path}-wal`);
-}
 
 export class SqliteWriter implements SessionWriter {
   readonly kind = 'sqlite' as const;
