@@ -56,6 +56,8 @@ export const statsResultSchema = z.object({
   tables: z.array(z.object({ name: z.string(), rows: z.number(), payloadBytes: z.number() })),
   largest: z.array(z.object({ id: z.string(), title: z.string(), bytes: z.number() })),
   oversize: z.array(oversizeValueSchema),
+  /** How large values were read: in chunks through our SQLite extension, or whole (SQLite without it). */
+  valueReads: z.enum(['chunked', 'whole']).optional(),
   warnings: z.array(z.object({ thresholdMB: z.number(), message: z.string() })),
 });
 export type StatsResult = z.infer<typeof statsResultSchema>;
