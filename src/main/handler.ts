@@ -210,6 +210,7 @@ export class RequestHandler {
           workerHeapPeak: service?.workerHeapPeak ?? 0,
           rss: process.memoryUsage.rss(),
           workerThreads: service?.workerThreads() ?? 0,
+          attachmentHandles: service?.handles.open ?? 0,
         };
       case 'startup':
         return this.startup();

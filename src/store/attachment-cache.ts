@@ -6,7 +6,10 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import {
   closeSync,
+  constants,
+  createWriteStream,
   ftruncateSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -19,6 +22,7 @@ import {
 } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { threadId } from 'node:worker_threads';
 import type { AttachmentSink } from '../core/attachment-stream.js';
 import type { AttachmentSpan } from '../core/part-scan.js';
@@ -26,6 +30,8 @@ import { SkError } from '../core/errors.js';
 
 /** Base64 is decoded this many characters at a time (a multiple of 4). */
 const DECODE_CHUNK_CHARS = 4 * 1024 * 1024;
+/** Bytes per read and write when an entry is copied out to the user's file. */
+const COPY_CHUNK_BYTES = 1024 * 1024;
 /** Percent-encoded (non-base64) data URLs are small by nature; larger ones are refused. */
 const MAX_PLAIN_DATA_URL = 64 * 1024 * 1024;
 const BASE64_BODY = /[^A-Za-z0-9+/_-]/;
@@ -328,6 +334,54 @@ export class AttachmentCache {
       removed++;
     }
     return removed;
+  }
+
+  /**
+   * Opens the cache file of content `sha256` for reading, when it is a regular file inside the
+   * cache: the path is checked, opened without following a final symlink, and what was opened is
+   * checked to be the file the path still names (a swap between check and open is refused).
+   * Null when there is no such file or it is not ours to serve.
+   */
+  async openEntry(sha256: string): Promise<FileHandle | null> {
+    const rel = relative(this.dir, this.pathFor(sha256));
+    const real = this.resolveInside(rel);
+    if (!real) return null;
+    let handle: FileHandle;
+    try {
+      handle = await open(real, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    } catch {
+      return null;
+    }
+    try {
+      const opened = await handle.stat();
+      const again = this.resolveInside(rel);
+      const named = again ? lstatSync(again) : null;
+      if (opened.isFile() && named && named.ino === opened.ino && named.dev === opened.dev) return handle;
+    } catch {
+      // gone meanwhile: refused below
+    }
+    await handle.close().catch(() => undefined);
+    return null;
+  }
+
+  /**
+   * Writes the bytes behind `handle` to the user's `target` (a temporary file beside it, renamed
+   * when whole, mode 0600), read at explicit offsets so the handle stays usable. Returns its path.
+   */
+  static async writeFromHandle(handle: FileHandle, target: string): Promise<string> {
+    const path = resolve(target);
+    const tmp = `${path}.${randomUUID().slice(0, 8)}.tmp`;
+    try {
+      await pipeline(
+        handle.createReadStream({ start: 0, autoClose: false, highWaterMark: COPY_CHUNK_BYTES }),
+        createWriteStream(tmp, { flags: 'wx', mode: 0o600, highWaterMark: COPY_CHUNK_BYTES }),
+      );
+      renameSync(tmp, path);
+      return path;
+    } catch (error) {
+      rmSync(tmp, { force: true });
+      throw ioError(error, target);
+    }
   }
 
   /** Which part a cached file came from: `refs/<ref>` holds its sha256, so deletes can drop it. */
