@@ -144,6 +144,8 @@ export class PartIndex {
       writer = new Database(path, { timeout: 2000 });
       writer.pragma('journal_mode = WAL');
       writer.pragma('synchronous = NORMAL');
+      // Written in batches, read through OpenCode's connection: a small page cache is enough.
+      writer.pragma('cache_size = -2000');
       PartIndex.prepare(writer, source);
       conn.db.prepare(`ATTACH DATABASE ? AS ${ATTACHED}`).run(path);
       return new PartIndex(path, conn, writer);

@@ -57,18 +57,24 @@ export class SqliteReader implements SessionReader {
   readonly kind = 'sqlite' as const;
   readonly pagesCacheable = true;
   readonly conn: SqliteConnection;
-  /** Our index beside the attachment cache, or null (none wanted, or it cannot be opened). */
-  readonly index: PartIndex | null;
+  /** Where our index lives (null: none); it is opened when first needed, so `list` never pays for it. */
+  private readonly indexDir: string | null;
+  private opened: PartIndex | null | undefined;
 
-  constructor(conn: SqliteConnection, index: PartIndex | null = null) {
+  constructor(conn: SqliteConnection, indexDir: string | null = null) {
     this.conn = conn;
-    this.index = index;
+    this.indexDir = indexDir;
   }
 
   static open(path: string, options: ReaderOptions = {}): SqliteReader {
     const { indexDir, ...open } = options;
-    const conn = openConnection(path, { ...open, readonly: true });
-    return new SqliteReader(conn, PartIndex.open(conn, indexDir === undefined ? defaultIndexDir() : indexDir));
+    return new SqliteReader(openConnection(path, { ...open, readonly: true }), indexDir === undefined ? defaultIndexDir() : indexDir);
+  }
+
+  /** Our index beside the attachment cache, or null (none wanted, or it cannot be opened). */
+  get index(): PartIndex | null {
+    if (this.opened === undefined) this.opened = PartIndex.open(this.conn, this.indexDir);
+    return this.opened;
   }
 
   get location(): string {
@@ -472,7 +478,7 @@ export class SqliteReader implements SessionReader {
   }
 
   async close(): Promise<void> {
-    this.index?.close();
+    this.opened?.close();
     this.conn.db.close();
   }
 }
