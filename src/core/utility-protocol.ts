@@ -316,7 +316,8 @@ export type StreamControl = z.infer<typeof streamControlSchema>;
 
 /** Utility to consumer: the answer's status and headers, its bytes, its end, or why it stopped. */
 export const streamDataSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('head'), status: z.number().int().min(100).max(599), headers: z.record(z.string(), z.string()), message: z.string().optional() }),
+  /** `body`: whether chunks follow (false for HEAD, refusals and an empty range). */
+  z.object({ kind: z.literal('head'), status: z.number().int().min(100).max(599), headers: z.record(z.string(), z.string()), body: z.boolean(), message: z.string().optional() }),
   z.object({ kind: z.literal('chunk'), bytes: z.instanceof(Uint8Array) }),
   z.object({ kind: z.literal('end') }),
   z.object({ kind: z.literal('error'), message: z.string() }),

@@ -51,7 +51,7 @@ export class AttachmentStreams {
   }
 
   private refuse(port: StreamPort, answer: Pick<AttachmentHttpResponse, 'status' | 'headers' | 'message'>): void {
-    port.post({ kind: 'head', status: answer.status, headers: answer.headers, ...(answer.message === undefined ? {} : { message: answer.message }) });
+    port.post({ kind: 'head', status: answer.status, headers: answer.headers, body: false, ...(answer.message === undefined ? {} : { message: answer.message }) });
     port.post({ kind: 'end' });
   }
 
@@ -71,7 +71,7 @@ export class AttachmentStreams {
         return this.refuse(port, why.status >= 400 ? why : { status: 404, headers: { 'content-type': 'text/plain; charset=utf-8' }, message: 'no such attachment' });
       }
       const { body, ...head } = attachmentAnswer(lease.size, request);
-      port.post({ kind: 'head', status: head.status, headers: head.headers, ...(head.message === undefined ? {} : { message: head.message }) });
+      port.post({ kind: 'head', status: head.status, headers: head.headers, body: body !== undefined, ...(head.message === undefined ? {} : { message: head.message }) });
       if (!body) {
         port.post({ kind: 'end' });
         return;

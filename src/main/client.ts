@@ -151,7 +151,7 @@ export function readAttachmentStream(port: StreamPort, timeoutMs: number): Promi
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        const hasBody = data.status === 200 || data.status === 206;
+        const hasBody = data.body;
         if (!hasBody) finish();
         resolve({
           status: data.status,

@@ -310,6 +310,8 @@ export class RequestHandler {
         onProgress: (p) => this.options.emit({ event: 'progress', requestId, progress: progressView(p) }),
       });
       this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
+      // Deleted sessions' attachments must not stay viewable through the files held open for them.
+      if (result.evicted.length > 0) this.options.service?.handles.clear();
       return result;
     } finally {
       this.applying = false;

@@ -61,7 +61,10 @@ export class SessionService {
     const db = resolve(options.db);
     // A pool (piscina) loads only when wanted: one-shot CLI commands start faster without it.
     const reader = options.inline ? openFileReader(db) : await PooledReader.open(db, options.threads);
-    return new SessionService(db, reader, options);
+    const service = new SessionService(db, reader, options);
+    // Temporary files of processes that died while decoding (a crash, a kill) go now.
+    new AttachmentCache(service.cacheDir).sweepTemporary(() => true);
+    return service;
   }
 
   /** Drops every cached page when another connection has committed since we last looked. */

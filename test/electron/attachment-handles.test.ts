@@ -7,7 +7,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,6 +146,30 @@ describe.runIf(process.platform === 'linux')('attachments handed over as file ha
       }
     }, 60_000);
   });
+
+  it('an attachment of a session retention evicted is no longer served from the handle held for it', async () => {
+    const copy = join(dir, 'evict.db');
+    copyFileSync(db, copy);
+    const server = await startWebServer({ db: copy, cacheDir: join(dir, 'cache-retention'), token: 't', env });
+    try {
+      const plan = await server.client.request('plan', { policy: { maxSessions: 1 } });
+      const evicted = new Set(plan.evict.flatMap((e) => [e.id, ...e.children]));
+      const conn = new Database(copy, { readonly: true });
+      const ref = (conn.prepare(`SELECT id, session_id AS sessionId FROM part WHERE instr(data, '"data:') > 0 ORDER BY id`).all() as { id: string; sessionId: string }[]).find((p) => evicted.has(p.sessionId))?.id;
+      conn.close();
+      expect(ref).toBeDefined();
+      const extracted = await server.client.request('attachment', { ref: ref as string });
+      const url = `sk-attachment://cache/${extracted.relPath}`;
+      expect((await attachmentResponse(server.client, new Request(url))).status).toBe(200);
+      const applied = await server.client.request('apply', { policy: { maxSessions: 1 } });
+      expect(applied.evicted.length).toBeGreaterThan(0);
+      const after = await attachmentResponse(server.client, new Request(url));
+      expect(after.status).toBe(404);
+      expect((await server.client.request('health')).attachmentHandles).toBe(0);
+    } finally {
+      await server.close();
+    }
+  }, 120_000);
 
   it('a page of 100 attachment requests holds a bounded number of descriptors; 1,000 in a row leave none open', async () => {
     const cacheDir = join(dir, 'cache-fds');
