@@ -5,7 +5,9 @@
 // Ours: fresh `node dist/cli/main.js` processes under /usr/bin/time (peak RSS of the whole process),
 // V8 heap from --trace-gc (the largest heap a collection started from: the peak, to within one
 // young generation). Peers: the sqlite3 CLI doing the same job the plain way. Median of BENCH_N
-// runs (default 3); the index is removed before every "first" run. Prints a markdown section.
+// runs (default 3); the index is removed before every "first" run. BENCH_BEFORE=<checkout> adds a
+// column for another build of the project (e.g. the commit before this work), run the same way.
+// Prints a markdown section.
 import { createHash } from 'node:crypto';
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,7 +58,11 @@ export async function reads() {
   const env = { XDG_CACHE_HOME: join(dir, 'xdg-cache') };
   const dropIndex = () => rmSync(join(dir, 'xdg-cache'), { recursive: true, force: true });
   const cacheDir = join(dir, 'attachments');
-  const ours = (args) => () => run(process.execPath, ['--trace-gc', CLI, '--db', fx.db, '--cache-dir', cacheDir, '--json', ...args], { env });
+  const before = process.env.BENCH_BEFORE;
+  const cliOf = (root) => (root ? join(root, 'dist', 'cli', 'main.js') : CLI);
+  const command = (root) => (args) => () => run(process.execPath, ['--trace-gc', cliOf(root), '--db', fx.db, '--cache-dir', cacheDir, '--json', ...args], { env });
+  const ours = command(null);
+  const old = command(before);
   // Output to /dev/null: the peer's cost is the query and the printing, not our pipe.
   const peer = (sql, flags = '') => () => run(`${SQLITE} ${flags} '${fx.db}' "${sql}" > /dev/null`, [], { shell: true });
   const out = join(dir, 'ours.pdf');
@@ -68,7 +74,9 @@ export async function reads() {
   const expected = await sha256(peerOut);
 
   const rows = [];
-  const pair = (what, oursRun, peerRun, note = '') => rows.push({ what, ours: oursRun, peer: peerRun, note });
+  const pair = (what, oursRun, peerRun, note = '', beforeRun = null) => rows.push({ what, ours: oursRun, peer: peerRun, note, before: beforeRun });
+  /** The same run on the other build, when one is given. */
+  const was = (name, once, options) => (before ? measure(`before: ${name}`, once, options) : null);
 
   const statsPeer = measure(
     'peer: stats',
@@ -77,18 +85,25 @@ export async function reads() {
        SELECT count(*), sum(length(data)) FROM part; SELECT count(*), sum(length(data)) FROM event; SELECT count(*) FROM part WHERE instr(data, '\\"data:') > 0;`,
     ),
   );
-  pair('stats (first: index built)', measure('ours: stats first', ours(['stats']), { before: dropIndex }), statsPeer, 'reads every part once');
-  pair('stats (again, file unchanged)', measure('ours: stats again', ours(['stats'])), statsPeer, 'from the index');
-  pair('list --limit 50', measure('ours: list', ours(['list', '--limit', '50'])), measure('peer: list', peer('SELECT id, parent_id, title, time_created, time_updated FROM session ORDER BY time_updated DESC, id DESC LIMIT 50')), 'peer: no bytes per session');
+  pair('stats (first: index built)', measure('ours: stats first', ours(['stats']), { before: dropIndex }), statsPeer, 'reads every part once', was('stats', old(['stats'])));
+  pair('stats (again, file unchanged)', measure('ours: stats again', ours(['stats'])), statsPeer, 'from the index', rows.at(-1).before);
+  pair(
+    'list --limit 50',
+    measure('ours: list', ours(['list', '--limit', '50'])),
+    measure('peer: list', peer('SELECT id, parent_id, title, time_created, time_updated FROM session ORDER BY time_updated DESC, id DESC LIMIT 50')),
+    'peer: no bytes per session',
+    was('list', old(['list', '--limit', '50'])),
+  );
   dropIndex();
   pair(
     'show (the PDF session, not indexed)',
     measure('ours: show', ours(['show', sessionId, '--limit', '100']), { before: dropIndex }),
     measure('peer: show', peer(`SELECT m.id, m.data, p.id, p.data FROM message m JOIN part p ON p.message_id = m.id WHERE m.session_id = '${sessionId}' ORDER BY m.time_created, p.time_created`, '-json')),
     'peer: the rows as JSON, PDF included',
+    was('show', old(['show', sessionId, '--limit', '100'])),
   );
   run(process.execPath, [CLI, '--db', fx.db, '--cache-dir', cacheDir, '--json', 'stats'], { env });
-  pair('show (indexed: read around the PDF)', measure('ours: show indexed', ours(['show', sessionId, '--limit', '100'])), rows.at(-1).peer, '');
+  pair('show (indexed: read around the PDF)', measure('ours: show indexed', ours(['show', sessionId, '--limit', '100'])), rows.at(-1).peer, '', rows.at(-1).before);
   const attachment = measure('ours: attachment --out', ours(['attachment', partId, '--out', out]), {
     before: () => {
       rmSync(cacheDir, { recursive: true, force: true });
@@ -99,28 +114,38 @@ export async function reads() {
   const attachmentPeer = measure('peer: sqlite3 | base64 -d', () => run(`set -o pipefail; ${SQLITE} '${fx.db}' "${urlSql}" | base64 -d > '${peerOut}'`, [], { shell: true }), {
     before: () => rmSync(peerOut, { force: true }),
   });
-  pair('attachment --out (300 MB PDF)', attachment, attachmentPeer, `sha256 ${expected.slice(0, 12)}… both`);
-  const probe = () => {
-    const r = run(process.execPath, [join(ROOT, 'bench', 'plan-probe.mjs'), fx.db], { env });
+  const attachmentBefore = was('attachment --out', old(['attachment', partId, '--out', out]), {
+    before: () => {
+      rmSync(cacheDir, { recursive: true, force: true });
+      rmSync(out, { force: true });
+    },
+  });
+  pair('attachment --out (300 MB PDF)', attachment, attachmentPeer, `sha256 ${expected.slice(0, 12)}… both`, attachmentBefore);
+  const probeOf = (root) => () => {
+    const r = run(process.execPath, [join(ROOT, 'bench', 'plan-probe.mjs'), fx.db, ...(root ? [root] : [])], { env });
     const summary = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()) : null;
     return { ...r, ms: summary ? summary.factsMs + summary.planMs : r.ms, heap: summary?.heapUsed ?? null };
   };
+  const probe = probeOf(null);
   const planPeer = measure(
     'peer: plan sizes',
     peer('SELECT session_id, sum(length(data)) FROM message GROUP BY session_id; SELECT session_id, sum(length(data)) FROM part GROUP BY session_id; SELECT aggregate_id, sum(length(data)) FROM event GROUP BY aggregate_id;'),
   );
-  pair('retention plan, in-process (first)', measure('ours: plan first', probe, { before: dropIndex }), planPeer, 'retentionFacts(true) + planner; peer: the three sums, whole process');
-  pair('retention plan, in-process (again)', measure('ours: plan again', probe), planPeer, 'from the index');
+  const planBefore = was('plan', probeOf(before));
+  pair('retention plan, in-process (first)', measure('ours: plan first', probe, { before: dropIndex }), planPeer, 'retentionFacts(true) + planner; peer: the three sums, whole process', planBefore);
+  pair('retention plan, in-process (again)', measure('ours: plan again', probe), planPeer, 'from the index', planBefore);
   return { fx, rows };
 }
 
 export function readsMarkdown({ fx, rows }) {
   const { cpu, nproc, node } = machine();
+  const withBefore = rows.some((r) => r.before);
   const body = rows.map((r) => [
     r.what,
     fmtMs(r.ours.ms),
     fmtBytes(r.ours.rss),
     r.ours.heap === null ? '-' : fmtBytes(r.ours.heap),
+    ...(withBefore ? [r.before ? `${fmtMs(r.before.ms)}, ${fmtBytes(r.before.rss)}` : '-'] : []),
     fmtMs(r.peer.ms),
     fmtBytes(r.peer.rss),
     fmtRatio(r.peer.ms / r.ours.ms),
@@ -130,7 +155,7 @@ export function readsMarkdown({ fx, rows }) {
     `Database ${fx.key}: ${fmtBytes(fx.summary.fileBytes)}, ${fx.summary.sessions} sessions, ${fx.summary.parts} parts, one ${fmtBytes(HUGE)} PDF ` +
     `(a ${fmtBytes((HUGE * 4) / 3)} value). Each run a fresh process; median of ${N}, peak RSS the largest of the runs. ${cpu}, ${nproc} cores ` +
     `(shared with other work), Node ${node}. "In-process" rows time the call alone (process start excluded) and report the heap after it.\n\n` +
-    table(['command', 'ours wall', 'ours peak RSS', 'ours peak heap', 'peer wall', 'peer peak RSS', 'speed vs peer', 'note'], body)
+    table(['command', 'ours wall', 'ours peak RSS', 'ours peak heap', ...(withBefore ? ['before: wall, peak RSS'] : []), 'peer wall', 'peer peak RSS', 'speed vs peer', 'note'], body)
   );
 }
 

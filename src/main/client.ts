@@ -2,7 +2,9 @@
  * The shell's side of the utility process (Electron main or web mode): forks it, sends typed
  * requests, matches replies, passes events on, and restarts it with backoff when it dies, telling
  * listeners (`restarting`, `restarted`). Requests in flight when it dies are rejected
- * ('unavailable'); requests made while it restarts wait for the new process.
+ * ('unavailable'); requests made while it restarts wait for the new process. Attachments come
+ * as streams (`openAttachmentStream`): the utility reads them from the file it holds and sends
+ * them in chunks this side pulls, so a shell never opens the attachment cache itself.
  */
 import { fork } from 'node:child_process';
 import {

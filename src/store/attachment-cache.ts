@@ -2,6 +2,9 @@
  * Content-addressed attachment files: `<dir>/<sha256[0:2]>/<sha256>`. Payloads are decoded from
  * the part's bytes in chunks straight to a temporary file, hashed on the way, then renamed: the
  * decoded file never exists as one string or buffer. Names from the data are never used as paths.
+ * An entry can be written through a FileHandle that stays open (`createEntry`): consumers read
+ * that handle, so nothing opens a cache file by name after it was written; one that must be
+ * opened by name (`openEntry`) is checked to be the regular file inside the cache it claims to be.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import {
@@ -51,12 +54,6 @@ export interface EntryWriter extends AttachmentSink {
   readonly bytes: number;
   finish(): CachedFile;
   abort(): void;
-}
-
-/** A finished cache entry with the handle it was written through, still open: the caller closes it. */
-export interface OpenedEntry {
-  file: CachedFile;
-  handle: FileHandle;
 }
 
 function percentDecode(text: string): Buffer {

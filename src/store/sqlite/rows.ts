@@ -102,12 +102,17 @@ export function partsOfMessages(
   return grouped;
 }
 
-/** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). */
-export function payloadOf(conn: SqliteConnection, table: 'part' | 'message', row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
-  if (row.data) return row.data;
+/** Refuses, with one line, a value larger than this connection can read (whole or in chunks). */
+export function checkReadable(conn: SqliteConnection, table: 'part' | 'message', row: Pick<PayloadRow, 'id' | 'bytes'>, what = 'read'): void {
   if (row.bytes > conn.readableLimit) {
     throw new SkError('too-big', `${table} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
   }
+}
+
+/** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). */
+export function payloadOf(conn: SqliteConnection, table: 'part' | 'message', row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
+  if (row.data) return row.data;
+  checkReadable(conn, table, row, what);
   const data = statement(conn.db, `SELECT CAST(data AS BLOB) FROM "${table}" WHERE id = ?`).pluck().get(row.id);
   if (!Buffer.isBuffer(data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
   return data;

@@ -20,7 +20,7 @@ import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type
 import { SqliteContentSource } from './content-source.js';
 import { exportSessions } from './session-export.js';
 import { defaultIndexDir, everyPart, fileState, PartIndex, type UnindexedPart } from './part-index.js';
-import { payloadOf, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
+import { checkReadable, payloadOf, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
 import { decodeStoredAttachment, findStoredAttachments, valueChunks } from './value-chunks.js';
 
 /** Values up to this size are read whole (a Buffer, freed at once); larger ones in chunks when sk_chunks is loaded. */
@@ -333,13 +333,12 @@ export class SqliteReader implements SessionReader {
   private decode(requested: string, cache: AttachmentCache, open: (cache: AttachmentCache, ref: string) => EntryWriter): AttachmentResult {
     const { partId, index } = parseAttachmentRef(requested);
     const ref = attachmentRefName(partId, index);
-    const label = `part ${partId} attachment ${index}`;
     const part = statement(this.conn.db, 'SELECT rowid AS row, id, octet_length(data) AS bytes, NULL AS data FROM part WHERE id = ?').get(partId) as
       | (Pick<PayloadRow, 'id' | 'bytes' | 'data'> & { row: number })
       | undefined;
     if (!part) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
     if (this.conn.valueReads === 'chunked' && part.bytes > WHOLE_READ_BYTES) {
-      if (part.bytes > this.conn.readableLimit) payloadOf(this.conn, 'part', part); // the one-line refusal, read nothing
+      checkReadable(this.conn, 'part', part);
       let span: AttachmentSpan | undefined;
       const file: CachedFile = AttachmentCache.fill(open(cache, ref), (sink) => {
         span = decodeStoredAttachment(this.conn.db, 'part', 'data', part.row, { partId, index, sink }).span;
@@ -351,7 +350,7 @@ export class SqliteReader implements SessionReader {
     const spans = findAttachments(buf, partId);
     const span = spans[index];
     if (!span) throw new SkError('not-found', `part ${partId} has ${spans.length} attachment${spans.length === 1 ? '' : 's'}, no number ${index}`);
-    const file = cache.decodeSpanInto(open(cache, ref), buf, span, label);
+    const file = cache.decodeSpanInto(open(cache, ref), buf, span, `part ${partId} attachment ${index}`);
     return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename: attachmentFilename(buf, partId, ref) };
   }
 
