@@ -216,13 +216,16 @@ export class PartIndex {
     );
   }
 
-  /** Runs a write; a failure (busy, read-only, full) stops writing for this connection, never the read. */
+  /**
+   * Runs a write. Another process holding the index (busy) skips this one; any other failure
+   * (read-only, full, damaged) stops writing for this connection. Never fails the read.
+   */
   private write(run: () => unknown): void {
     if (!this.writable) return;
     try {
       run();
-    } catch {
-      this.writable = false;
+    } catch (error) {
+      if (!String((error as { code?: unknown }).code).startsWith('SQLITE_BUSY')) this.writable = false;
     }
   }
 
