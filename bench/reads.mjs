@@ -33,8 +33,16 @@ function heapFromTrace(stdout) {
   return peak;
 }
 
+/** User + system CPU of the whole run (children included), from /usr/bin/time's report, in ms. */
+function cpuOf(report) {
+  const user = /User time \(seconds\): ([\d.]+)/.exec(report);
+  const system = /System time \(seconds\): ([\d.]+)/.exec(report);
+  return user && system ? (Number(user[1]) + Number(system[1])) * 1000 : null;
+}
+
 function measure(name, once, { before } = {}) {
   const times = [];
+  const cpus = [];
   const rss = [];
   const heaps = [];
   for (let i = 0; i < N; i++) {
@@ -42,12 +50,14 @@ function measure(name, once, { before } = {}) {
     const r = once();
     if (r.status !== 0) throw new Error(`${name} failed (${r.status}): ${r.stderr.slice(-400)}`);
     times.push(r.ms);
+    const cpu = cpuOf(r.report);
+    if (cpu !== null) cpus.push(cpu);
     rss.push((r.maxRssKB ?? 0) * 1024);
     const heap = r.heap ?? heapFromTrace(r.stdout);
     if (heap !== null) heaps.push(heap);
   }
-  const result = { name, ms: median(times), rss: Math.max(...rss), heap: heaps.length ? Math.max(...heaps) : null };
-  log(`${name}: ${fmtMs(result.ms)}, ${fmtBytes(result.rss)} RSS, heap ${result.heap === null ? '-' : fmtBytes(result.heap)}`);
+  const result = { name, ms: median(times), cpu: cpus.length ? median(cpus) : null, rss: Math.max(...rss), heap: heaps.length ? Math.max(...heaps) : null };
+  log(`${name}: ${fmtMs(result.ms)} (cpu ${fmtMs(result.cpu)}), ${fmtBytes(result.rss)} RSS, heap ${result.heap === null ? '-' : fmtBytes(result.heap)}`);
   return result;
 }
 
@@ -120,7 +130,15 @@ export async function reads() {
       rmSync(out, { force: true });
     },
   });
-  pair('attachment --out (300 MB PDF)', attachment, attachmentPeer, `sha256 ${expected.slice(0, 12)}… both`, attachmentBefore);
+  pair('attachment --out (300 MB PDF)', attachment, attachmentPeer, `sha256 ${expected.slice(0, 12)}… both; --out written from the cache entry's handle`, attachmentBefore);
+  const clearCache = () => rmSync(cacheDir, { recursive: true, force: true });
+  pair(
+    'attachment (300 MB PDF, into the cache)',
+    measure('ours: attachment to the cache', ours(['attachment', partId]), { before: clearCache }),
+    attachmentPeer,
+    'what a shell asks for; its handle is what streams read',
+    was('attachment to the cache', old(['attachment', partId]), { before: clearCache }),
+  );
   const probeOf = (root) => () => {
     const r = run(process.execPath, [join(ROOT, 'bench', 'plan-probe.mjs'), fx.db, ...(root ? [root] : [])], { env });
     const summary = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()) : null;
@@ -142,11 +160,11 @@ export function readsMarkdown({ fx, rows }) {
   const withBefore = rows.some((r) => r.before);
   const body = rows.map((r) => [
     r.what,
-    fmtMs(r.ours.ms),
+    `${fmtMs(r.ours.ms)} (${fmtMs(r.ours.cpu)})`,
     fmtBytes(r.ours.rss),
     r.ours.heap === null ? '-' : fmtBytes(r.ours.heap),
-    ...(withBefore ? [r.before ? `${fmtMs(r.before.ms)}, ${fmtBytes(r.before.rss)}` : '-'] : []),
-    fmtMs(r.peer.ms),
+    ...(withBefore ? [r.before ? `${fmtMs(r.before.ms)} (${fmtMs(r.before.cpu)}), ${fmtBytes(r.before.rss)}` : '-'] : []),
+    `${fmtMs(r.peer.ms)} (${fmtMs(r.peer.cpu)})`,
     fmtBytes(r.peer.rss),
     fmtRatio(r.peer.ms / r.ours.ms),
     r.note,
@@ -154,8 +172,9 @@ export function readsMarkdown({ fx, rows }) {
   return (
     `Database ${fx.key}: ${fmtBytes(fx.summary.fileBytes)}, ${fx.summary.sessions} sessions, ${fx.summary.parts} parts, one ${fmtBytes(HUGE)} PDF ` +
     `(a ${fmtBytes((HUGE * 4) / 3)} value). Each run a fresh process; median of ${N}, peak RSS the largest of the runs. ${cpu}, ${nproc} cores ` +
-    `(shared with other work), Node ${node}. "In-process" rows time the call alone (process start excluded) and report the heap after it.\n\n` +
-    table(['command', 'ours wall', 'ours peak RSS', 'ours peak heap', ...(withBefore ? ['before: wall, peak RSS'] : []), 'peer wall', 'peer peak RSS', 'speed vs peer', 'note'], body)
+    `(shared with other work, so wall times move with its load; cpu is user + system of the whole process tree), Node ${node}. ` +
+    `"In-process" rows time the call alone (process start excluded, though its cpu is the process's) and report the heap after it.\n\n` +
+    table(['command', 'ours wall (cpu)', 'ours peak RSS', 'ours peak heap', ...(withBefore ? ['before: wall (cpu), peak RSS'] : []), 'peer wall (cpu)', 'peer peak RSS', 'wall vs peer', 'note'], body)
   );
 }
 
