@@ -9,6 +9,7 @@ import { ROOT, benchSizes, fixture, fmtBytes, fmtMs, fmtRatio, log, machine, tab
 import { extract, extractMarkdown } from './extract.mjs';
 import { firstPage, firstPageMarkdown } from './first-page.mjs';
 import { heap, heapMarkdown } from './heap.mjs';
+import { reads, readsMarkdown } from './reads.mjs';
 import { retentionBench, retentionMarkdown } from './retention.mjs';
 
 const started = performance.now();
@@ -185,10 +186,13 @@ writeFileSync(out, doc);
 process.stdout.write(doc);
 log(`wrote ${out} (${minutes.toFixed(1)} min)`);
 
-// Retention (issue 3) and migration (issue 4) append their own sections.
+// Retention (issue 3), the read commands (issue 12) and migration (issue 4) append their own sections.
 const retention = retentionMarkdown(await retentionBench());
 appendFileSync(out, `\n${retention}`);
 process.stdout.write(`\n${retention}`);
+const readCommands = `\n## Read commands on a database with a 300 MB PDF (issue 12)\n\n${readsMarkdown(await reads())}\n`;
+appendFileSync(out, readCommands);
+process.stdout.write(readCommands);
 if (process.env.BENCH_SKIP_MIGRATE !== '1') {
   const migrate = spawnSync(process.execPath, [join(ROOT, 'bench', 'migrate.mjs')], { stdio: 'inherit' });
   if (migrate.status !== 0) log(`bench/migrate.mjs failed (${migrate.status}); its section is missing`);
