@@ -34,13 +34,13 @@ export async function retentionBench({ label = '1GB', bytes = GB } = {}) {
   const rows = [];
   // ours, without archiving: the same work as the peer
   copyDb(fx.db, db);
-  const oursBare = run(NODE, [CLI, '--db', db, '--json', 'retention', '--max-sessions', String(keep), '--apply', '--no-archive'], { env });
+  const oursBare = run(NODE, [CLI, '--db', db, '--json', 'retention', '--max-sessions', String(keep), '--apply', '--no-archive', '--yes'], { env });
   if (oursBare.status !== 0) throw new Error(`retention failed: ${oursBare.stderr}`);
   const bareResult = JSON.parse(oursBare.stdout);
   // ours, as configured by default: verified archive first
   copyDb(fx.db, db);
   rmSync(join(work, 'data'), { recursive: true, force: true });
-  const oursArchived = run(NODE, [CLI, '--db', db, '--json', 'retention', '--max-sessions', String(keep), '--apply'], { env });
+  const oursArchived = run(NODE, [CLI, '--db', db, '--json', 'retention', '--max-sessions', String(keep), '--apply', '--yes'], { env });
   if (oursArchived.status !== 0) throw new Error(`retention failed: ${oursArchived.stderr}`);
   const archivedResult = JSON.parse(oursArchived.stdout);
   const archiveBytes = archivedResult.archive ? statSync(archivedResult.archive).size : 0;

@@ -132,7 +132,7 @@ ${table(['machine', ''], [
   ['load average (1/5/15 min) before / after', `${loadBefore} / ${loadAfter}`],
 ])}
 
-Databases are made by the project's own fixture generator (\`dist/fixtures/generate.js\`, seed 1),
+Databases are made by the project's own fixture generator (\`build/dev/test/fixtures/generate.js\`, seed 1),
 cached under \`bench/.data/\`: ${generated.map(([k, s]) => `${k} (${s})`).join(', ')}. The size label is
 the generator's payload target; the file is about 20% larger (indexes, page slack, other tables).
 

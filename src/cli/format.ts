@@ -1,5 +1,6 @@
 /** Human-readable output for the CLI; `--json` bypasses all of this. */
 import type { ListResult, ShowResult, StatsResult } from '../core/api.js';
+import type { CompactionPlan } from '../core/compaction.js';
 import type { SessionConfig } from '../core/config.js';
 import type { DryRunResult } from '../main/retention.js';
 import { formatBytes as bytes } from '../core/bytes.js';
@@ -61,11 +62,24 @@ export function print(json: boolean, value: unknown, human: () => string): void 
 
 const count = (n: number): string => n.toLocaleString('en-US');
 const date = (ms: number): string => new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
-const clip = (text: string, width: number): string => (text.length > width ? `${text.slice(0, width - 1)}…` : text);
+/** Control characters from the database (a title with an escape sequence) are shown, never obeyed by the terminal. */
+const printable = (text: string): string =>
+  text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => (c === '\n' || c === '\t' ? ' ' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+const clip = (text: string, width: number): string => {
+  const shown = printable(text);
+  return shown.length > width ? `${shown.slice(0, width - 1)}…` : shown;
+};
+
+const LAYOUTS: Record<string, string> = {
+  '1.x': 'OpenCode 1.x (message/part)',
+  '1.18': 'OpenCode 1.18 (message/part, and session_message for sessions made through its newer API)',
+  '2.x': 'OpenCode 2.x (session_v2 and session_message)',
+};
 
 export function formatStats(s: StatsResult): string {
   const lines = [
     `Database     ${s.path}`,
+    `Layout       ${LAYOUTS[s.layout] ?? s.layout}`,
     `Size         ${bytes(s.fileBytes)} file, ${bytes(s.walBytes)} WAL, ${bytes(s.freeBytes)} free pages (auto_vacuum ${s.autoVacuum})`,
     `Sessions     ${count(s.sessions)} (${count(s.rootSessions)} root)`,
     `Rows         ${count(s.messages)} messages, ${count(s.parts)} parts, ${count(s.events)} events`,
@@ -73,7 +87,7 @@ export function formatStats(s: StatsResult): string {
   ];
   if (s.tables.length > 0) {
     lines.push('', 'Payload by table:');
-    for (const t of s.tables) lines.push(`  ${t.name.padEnd(10)} ${bytes(t.payloadBytes).padStart(10)}  ${count(t.rows)} rows`);
+    for (const t of s.tables) lines.push(`  ${t.name.padEnd(22)} ${bytes(t.payloadBytes).padStart(8)}  ${count(t.rows)} rows`);
   }
   if (s.largest.length > 0) {
     lines.push('', 'Largest sessions:');
@@ -106,7 +120,7 @@ function describePart(part: Record<string, unknown>): string {
       const record = node as Record<string, unknown>;
       const a = record['attachment'] as Record<string, unknown> | undefined;
       if (a && typeof a['ref'] === 'string') {
-        attachments.push(`[${a['mime']} ${bytes(Number(a['bytes']))}${a['filename'] ? ` "${a['filename']}"` : ''} → attachment ${a['ref']}]`);
+        attachments.push(`[${a['mime']} ${bytes(Number(a['bytes']))}${a['filename'] ? ` "${printable(String(a['filename']))}"` : ''} → attachment ${a['ref']}]`);
       }
       Object.values(record).forEach(walk);
     }
@@ -119,7 +133,7 @@ function describePart(part: Record<string, unknown>): string {
 
 export function formatShow(show: ShowResult): string {
   const s = show.session as { id?: string; title?: string; time?: { created?: number; updated?: number } };
-  const lines = [`${s.id}  ${s.title ?? ''}`, `created ${date(s.time?.created ?? 0)}, updated ${date(s.time?.updated ?? 0)}`, ''];
+  const lines = [`${printable(String(s.id))}  ${printable(s.title ?? '')}`, `created ${date(s.time?.created ?? 0)}, updated ${date(s.time?.updated ?? 0)}`, ''];
   for (const m of show.messages) {
     const info = m.info as { id?: string; role?: string; time?: { created?: number } };
     lines.push(`  ${info.role ?? '?'} ${info.id} ${date(info.time?.created ?? 0)}`);
@@ -152,5 +166,27 @@ export function formatPlan(plan: DryRunResult, config: SessionConfig): string {
   }
   if (plan.unmetSize) lines.push(`Pinned or active sessions keep the database above ${config.maxSizeMB} MB.`);
   lines.push('Nothing was changed (dry run). Apply with: session-keeper retention --apply');
+  return lines.join('\n');
+}
+
+export function formatCompactionPlan(plan: CompactionPlan, orphans: boolean): string {
+  const lines = [`Event log: ${count(plan.events.count)} events, ${bytes(plan.events.bytes)}${plan.indexed ? '' : ' (no aggregate index: an older OpenCode)'}`];
+  if (plan.byType.length > 0) {
+    lines.push('', `  ${'type'.padEnd(34)} ${'events'.padStart(9)} ${'bytes'.padStart(8)} ${'superseded'.padStart(10)} ${'removable'.padStart(10)}`);
+    for (const t of plan.byType.slice(0, 20)) {
+      lines.push(`  ${clip(t.type, 34).padEnd(34)} ${count(t.count).padStart(9)} ${bytes(t.bytes).padStart(8)} ${bytes(t.superseded.bytes).padStart(10)} ${bytes(t.compactable.bytes).padStart(10)}`);
+    }
+  }
+  lines.push('', `Would free ${bytes(plan.freesBytes)}: ${count(plan.compactable.count)} superseded snapshots, each replaced by a newer one equal to the current row; every session stays as it is.`);
+  const kept = Object.entries(plan.kept).filter(([, v]) => v.count > 0);
+  if (kept.length > 0) lines.push(`Kept, though superseded: ${kept.map(([reason, v]) => `${count(v.count)} ${reason}`).join(', ')}.`);
+  if (plan.orphans.count > 0) {
+    lines.push(
+      orphans
+        ? `Orphans: ${count(plan.orphans.count)} events of ${count(plan.orphans.aggregates)} deleted sessions (${bytes(plan.orphans.bytes)}) go too.`
+        : `Orphans: ${count(plan.orphans.count)} events of ${count(plan.orphans.aggregates)} deleted sessions (${bytes(plan.orphans.bytes)}); add --orphans to remove them.`,
+    );
+  }
+  lines.push('Nothing was changed (dry run). Apply with: session-keeper compact --apply');
   return lines.join('\n');
 }

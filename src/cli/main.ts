@@ -5,21 +5,26 @@
  * stderr and a non-zero exit.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
-import { SessionService } from '../main/service.js';
+import type { SessionService } from '../main/service.js';
 import { formatBytes } from '../core/bytes.js';
 import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
 import { isConnectionString } from '../core/storage.js';
-import { archiveSessions, restoreArchive } from '../main/archives.js';
 import { loadConfig } from '../main/config-file.js';
-import { applyRetention, archiveThenDelete, dryRun } from '../main/retention.js';
-import { missingSessions, reclaimSpace } from '../main/maintenance.js';
-import { registerExternalCommands, restoreFromCommand } from './commands/external.js';
+import { registerExternalCommands } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
-import { formatList, formatPlan, formatShow, formatStats, print } from './format.js';
+import { removeTempFiles } from '../store/temp-files.js';
+import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
+
+// Each command loads the modules it runs when it runs: `list` starts without the writers,
+// archives, retention, migration or web mode.
+const retention = () => import('../main/retention.js');
+const archives = () => import('../main/archives.js');
+const compaction = () => import('../main/compaction.js');
+const maintenance = () => import('../main/maintenance.js');
 
 export interface GlobalOptions {
   db: string;
@@ -33,14 +38,47 @@ export const positiveInt = (value: string): number => {
   return Number(value);
 };
 
+const wholeNumber = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number (0 or more)');
+  return Number(value);
+};
+
+/**
+ * Asks on a terminal before something destructive; `--yes` goes ahead without asking. Without a
+ * terminal (a script, a pipe) and without `--yes` nothing destructive runs: nobody saw the plan.
+ * False means the user said no.
+ */
+async function confirm(question: string, yes: boolean | undefined): Promise<boolean> {
+  if (yes) return true;
+  if (!interactive()) throw new SkError('usage', `${question.replace(/\?$/, '')}: not asked, since this is not a terminal; nothing was changed (add --yes to go ahead)`);
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+const interactive = (): boolean => process.stdin.isTTY === true && process.stderr.isTTY === true;
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {
+  const { SessionService } = await import('../main/service.js');
   const service = await SessionService.open({ db: globals.db, cacheDir: globals.cacheDir, inline: true });
   try {
     return await fn(service);
   } finally {
     await service.close();
+  }
+}
+
+/** The version in package.json (two folders up from dist/cli/). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
 }
 
@@ -53,6 +91,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--cache-dir <dir>', 'attachment cache').default(defaultCacheDir(), '$XDG_CACHE_HOME/session-keeper/attachments'))
     .option('--config <path>', 'OpenCode config file (default: $XDG_CONFIG_HOME/opencode/opencode.json[c])')
     .option('--json', 'machine-readable output', false)
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError(false)
     .configureOutput({
       outputError: (text, write) => write(`session-keeper: ${text.replace(/^error: /, '')}`),
@@ -117,9 +156,12 @@ export function buildProgram(): Command {
     .description('decode one attachment to a file (a part id, or part id.N for the Nth)')
     .argument('<ref>')
     .option('--out <file>', 'write the decoded bytes here (default: the attachment cache)')
-    .action(async (ref: string, options: { out?: string }, command: Command) => {
+    .option('--force', 'replace --out when it exists')
+    .action(async (ref: string, options: { out?: string; force?: boolean }, command: Command) => {
       const g = globals(command);
-      const result = await withService(g, (s) => s.attachment(ref, options.out));
+      const { checkOutputFile } = await import('../main/output-paths.js');
+      const out = options.out === undefined ? undefined : checkOutputFile(options.out, { db: g.db, cacheDir: g.cacheDir, force: options.force ?? false }, '--out');
+      const result = await withService(g, (s) => s.attachment(ref, out));
       print(g.json, result, () => `${result.path}  (${result.mime}, ${result.bytes} bytes, sha256 ${result.sha256})`);
     });
 
@@ -141,7 +183,8 @@ export function buildProgram(): Command {
     .option('--dry-run', 'print the plan and change nothing (default)')
     .option('--apply', 'archive, evict and reclaim')
     .option('--no-archive', 'evict without archiving first')
-    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean }, command: Command) => {
+    .option('--yes', 'do not ask before applying')
+    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean; yes?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'retention');
       if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
       const config = settings(g, {
@@ -151,31 +194,58 @@ export function buildProgram(): Command {
         archive: options.archive === false ? false : undefined,
       });
       if (!options.apply) {
-        const plan = await dryRun({ db: g.db, config });
+        const plan = await (await retention()).dryRun({ db: g.db, config });
         print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
         return;
       }
-      const result = await applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log });
+      let seen: Set<string> | undefined;
+      if (!options.yes) {
+        // The plan is shown first, then asked about, and only what was shown is evicted.
+        const plan = await (await retention()).dryRun({ db: g.db, config });
+        if (plan.evict.length === 0) {
+          print(g.json, { evicted: [], archive: null, archives: [], bytesBefore: 0, bytesAfter: 0, changed: [], reclaim: 'none', unmetBytes: 0 }, () => 'Nothing to evict.');
+          return;
+        }
+        const sessions = plan.evict.reduce((n, e) => n + 1 + e.children.length, 0);
+        if (interactive()) process.stderr.write(`${formatPlan(plan, config).split('\n').slice(0, -1).join('\n')}\n`);
+        if (!(await confirm(`${config.archive ? 'Archive and delete' : 'Delete, without archiving,'} these ${sessions} sessions?`, false))) throw new SkError('usage', 'nothing was changed');
+        seen = new Set(plan.evict.map((e) => e.id));
+      }
+      const result = await (await retention()).applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen });
       print(g.json, result, () =>
         result.evicted.length === 0
           ? 'Nothing to evict.'
           : `Evicted ${result.evicted.length} sessions${result.archive ? `, archived to ${result.archives.join(', ')}` : ''}.\n` +
             `Database ${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (reclaimed by ${result.reclaim}).` +
-            (result.changed.length ? `\n${result.changed.length} sessions changed after archiving and were kept.` : ''),
+            (result.changed.length ? `\n${result.changed.length} sessions changed after archiving and were kept.` : '') +
+            (result.unmetBytes > 0 ? `\nStill ${formatBytes(result.unmetBytes)} over the size limit: run again to plan more.` : ''),
       );
     });
 
   program
     .command('archive')
     .description('write sessions (with their child sessions) to a JSON archive; .gz when the name ends so')
-    .requiredOption('--output <file>', 'archive file')
-    .option('--session <id...>', 'sessions to archive')
-    .option('--older-than-days <n>', 'root sessions created more than N days ago', positiveInt)
-    .action(async (options: { output: string; session?: string[]; olderThanDays?: number }, command: Command) => {
+    .requiredOption('--output <file>', 'archive file (with --split, a folder)')
+    .option('--session <id...>', 'sessions to archive (default: every session)')
+    .option('--older-than-days <n>', 'root sessions created more than N days ago', wholeNumber)
+    .option('--split', "one <sessionID>.json per session in OpenCode's export shape, for `opencode import`")
+    .option('--force', 'replace existing files')
+    .action(async (options: { output: string; session?: string[]; olderThanDays?: number; split?: boolean; force?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'archive');
-      if (!options.session && options.olderThanDays === undefined) throw new SkError('usage', 'archive needs --session ID... or --older-than-days N');
-      const result = await archiveSessions({ db: g.db, output: options.output, sessions: options.session, olderThanDays: options.olderThanDays });
-      print(g.json, result, () => `Archived ${result.sessions} sessions (${formatBytes(result.bytes)}) to ${result.archive}, verified.`);
+      const result = await (await archives()).archiveSessions({
+        db: g.db,
+        cacheDir: g.cacheDir,
+        output: options.output,
+        sessions: options.session,
+        olderThanDays: options.olderThanDays,
+        split: options.split ?? false,
+        force: options.force ?? false,
+      });
+      print(g.json, result, () =>
+        options.split
+          ? `Wrote ${result.sessions} session files (${formatBytes(result.bytes)}) to ${result.archive}, verified; each one: opencode import <file>.`
+          : `Archived ${result.sessions} sessions (${formatBytes(result.bytes)}) to ${result.archive}, verified.`,
+      );
     });
 
   program
@@ -186,11 +256,11 @@ export function buildProgram(): Command {
     .action(async (args: string[], options: { from?: string }, command: Command) => {
       const g = sqliteFile(command, 'restore');
       if (options.from) {
-        await restoreFromCommand(g, options.from, args);
+        await (await import('./commands/external.js')).restoreFromCommand(g, options.from, args);
         return;
       }
       if (args.length !== 1) throw new SkError('usage', 'restore takes one archive file (or --from <connectionString> <sessionID...>)');
-      const result = await restoreArchive(g.db, args[0] as string);
+      const result = await (await archives()).restoreArchive(g.db, args[0] as string);
       const restored = result.imported.map((s) => s.id);
       print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored }, () =>
         `Restored ${restored.length} sessions; ${result.skipped.length} were already present.`,
@@ -202,14 +272,20 @@ export function buildProgram(): Command {
     .description('delete sessions with their children, events and diff files (archived first), and reclaim the space')
     .argument('<sessionID...>')
     .option('--no-archive', 'delete without archiving first')
-    .action(async (ids: string[], options: { archive: boolean }, command: Command) => {
+    .option('--yes', 'do not ask before deleting')
+    .action(async (ids: string[], options: { archive: boolean; yes?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'delete');
       const config = settings(g, { archive: options.archive === false ? false : undefined });
-      const missing = await missingSessions(g.db, ids);
+      const missing = await (await maintenance()).missingSessions(g.db, ids);
       if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${g.db}`);
-      const result = await archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log }, ids);
+      const what = `${ids.length} session${ids.length === 1 ? '' : 's'} (with their child sessions)`;
+      if (!(await confirm(config.archive ? `Archive to ${config.archiveDir} and delete ${what}?` : `Delete ${what} without archiving?`, options.yes))) {
+        throw new SkError('usage', 'nothing was deleted');
+      }
+      const result = await (await retention()).archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log, reclaim: 'when-worth-it' }, ids);
       print(g.json, result, () =>
-        `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}.`,
+        `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}` +
+          (result.reclaim === 'deferred' ? ` (the freed space stays inside the file, where SQLite reuses it; 'session-keeper vacuum' gives it back to the disk).` : '.'),
       );
     });
 
@@ -219,8 +295,39 @@ export function buildProgram(): Command {
     .option('--incremental', 'convert to auto_vacuum=INCREMENTAL so later deletes shrink the file in small steps')
     .action(async (options: { incremental?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'vacuum');
-      const result = await reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
+      const result = await (await maintenance()).reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
       print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
+    });
+
+  program
+    .command('compact')
+    .description("drop superseded snapshots from OpenCode's event log (every session stays as it is); dry run by default")
+    .option('--dry-run', 'print what would be freed and change nothing (default)')
+    .option('--apply', 'compact, then reclaim the space')
+    .option('--orphans', 'also remove events of sessions that no longer exist')
+    .option('--yes', 'do not ask before applying')
+    .action(async (options: { dryRun?: boolean; apply?: boolean; orphans?: boolean; yes?: boolean }, command: Command) => {
+      const g = sqliteFile(command, 'compact');
+      if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
+      const { applyCompaction, planCompaction } = await compaction();
+      const plan = await planCompaction({ db: g.db, orphans: options.orphans ?? false });
+      if (!options.apply) {
+        print(g.json, plan, () => formatCompactionPlan(plan, options.orphans ?? false));
+        return;
+      }
+      if (plan.freesBytes === 0) {
+        print(g.json, { compaction: null, reclaim: null, freesBytes: 0 }, () => 'Nothing to compact.');
+        return;
+      }
+      if (!(await confirm(`Remove ${plan.compactable.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(plan.freesBytes)})? Every session stays as it is.`, options.yes))) {
+        throw new SkError('usage', 'nothing was changed');
+      }
+      const outcome = await applyCompaction({ db: g.db, orphans: options.orphans ?? false });
+      print(g.json, outcome, () =>
+        `Removed ${outcome.compaction.deleted.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(outcome.compaction.deleted.bytes)})` +
+          `${outcome.compaction.orphansDeleted.count ? ` and ${outcome.compaction.orphansDeleted.count.toLocaleString('en-US')} orphan events` : ''}; ` +
+          `database ${formatBytes(outcome.reclaim.bytesBefore)} -> ${formatBytes(outcome.reclaim.bytesAfter)} (reclaimed by ${outcome.reclaim.mode}).`,
+      );
     });
 
   registerServe(program);
@@ -255,6 +362,19 @@ const invokedDirectly = (() => {
 })();
 
 if (invokedDirectly) {
+  // `| head` closing the pipe is not an error: stop quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+  // Ctrl-C or a kill between two steps: temp files go, and every transaction so far stands whole.
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.on(signal, () => {
+      removeTempFiles();
+      process.stderr.write(`session-keeper: interrupted; what was done so far is complete, nothing half-done remains\n`);
+      process.exit(code);
+    });
+  }
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

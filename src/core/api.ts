@@ -42,6 +42,8 @@ export type OversizeValue = z.infer<typeof oversizeValueSchema>;
 export const statsResultSchema = z.object({
   path: z.string(),
   schema: z.string(),
+  /** OpenCode's storage layout in the file: `1.x`, `1.18`, `2.x`; for a server, its engine. */
+  layout: z.string(),
   fileBytes: z.number(),
   walBytes: z.number(),
   freeBytes: z.number(),
@@ -56,9 +58,13 @@ export const statsResultSchema = z.object({
   tables: z.array(z.object({ name: z.string(), rows: z.number(), payloadBytes: z.number() })),
   largest: z.array(z.object({ id: z.string(), title: z.string(), bytes: z.number() })),
   oversize: z.array(oversizeValueSchema),
-  /** How large values were read: in chunks through our SQLite extension, or whole (SQLite without it). */
-  valueReads: z.enum(['chunked', 'whole']).optional(),
   warnings: z.array(z.object({ thresholdMB: z.number(), message: z.string() })),
+  /** The event log per type: rows and payload bytes. */
+  eventsByType: z.array(z.object({ type: z.string(), count: z.number(), bytes: z.number() })),
+  /** Bytes `compact --apply` would free now (superseded snapshots, orphans not counted). */
+  compactableBytes: z.number(),
+  /** How large values are read: `chunked` through our extension, `whole` without it. */
+  valueReads: z.enum(['chunked', 'whole']).optional(),
 });
 export type StatsResult = z.infer<typeof statsResultSchema>;
 
@@ -109,5 +115,7 @@ export interface ApplyResult {
   changed: string[];
   /** The external database evicted sessions were moved to (password masked), when offloading. */
   offload?: string | null;
-  reclaim: 'incremental' | 'vacuum' | 'none';
+  reclaim: 'incremental' | 'vacuum' | 'none' | 'deferred';
+  /** Bytes the file is still over `maxSizeMB` after this run (0 when it fits): the next run plans for them. */
+  unmetBytes: number;
 }

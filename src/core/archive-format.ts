@@ -7,14 +7,21 @@
  *    "info": <Session.Info>,
  *    "messages": [{"sessionKeeper": {time: [created, updated], parts: [[created, updated], ...]},
  *                  "info": {"id", "sessionID", ...message.data},
- *                  "parts": [{"id", "sessionID", "messageID", ...part.data}, ...]}, ...]}
+ *                  "parts": [{"id", "sessionID", "messageID", ...part.data}, ...]}, ...],
+ *    "sessionKeeperTables": [{"table": "event", "rows": [<row>, ...]}, ...]}
  *
  * Message and part objects are written as their ids followed by the row's own JSON text, byte for
- * byte, so the original `data` is recovered exactly by cutting the id prefix off again.
+ * byte, so the original `data` is recovered exactly by cutting the id prefix off again. Rows of
+ * the session's other tables (every table that cascades from it, and the event log) are encoded
+ * value by value (table-row.ts); `opencode import` ignores them, our restore puts them back.
  */
+import { z } from 'zod';
 import { JsonStreamScanner } from './json-stream.js';
+import { jsonStringBody } from './table-row.js';
 
-export const ARCHIVE_FORMAT = 1;
+/** 2: the session's other tables (event log, session_message, ...) under `sessionKeeperTables`. */
+export const ARCHIVE_FORMAT = 2;
+export const TABLES_KEY = 'sessionKeeperTables';
 export const EXTRA_KEY = 'sessionKeeper';
 
 /** Row facts the export form does not carry, for one session. */
@@ -65,18 +72,6 @@ export function isWellFormedJson(data: Buffer): boolean {
   }
 }
 
-/** A Buffer of UTF-8 text as the body of a JSON string, escaped in chunks (never one big string). */
-export function* jsonStringBody(data: Buffer, chunkBytes = 1024 * 1024): Generator<Buffer> {
-  let at = 0;
-  while (at < data.length) {
-    let end = Math.min(data.length, at + chunkBytes);
-    // Never split a UTF-8 sequence: step back over continuation bytes.
-    while (end < data.length && end > at && ((data[end] as number) & 0xc0) === 0x80) end--;
-    yield Buffer.from(JSON.stringify(data.toString('utf8', at, end)).slice(1, -1));
-    at = end;
-  }
-}
-
 /**
  * Wraps a row's JSON object text with its ids, without parsing it: `{"id":…,…` + the text after
  * its `{`, so the row's bytes appear unchanged. A row that is not a non-empty, well-formed object
@@ -107,3 +102,40 @@ export function unwrapRowJson(prefix: string, wrapped: Buffer): Buffer | null {
 
 export const MESSAGE_ID_KEYS = ['id', 'sessionID'] as const;
 export const PART_ID_KEYS = ['id', 'sessionID', 'messageID'] as const;
+
+/** What a restore needs of an archived session; anything less is refused with where it is wrong. */
+export const sessionExtrasSchema = z.object({
+  format: z.number().int().min(1),
+  project: z.record(z.string(), z.unknown()).nullable(),
+  session: z
+    .object({ id: z.string().min(1), project_id: z.string().min(1), title: z.string(), directory: z.string(), time_created: z.number(), time_updated: z.number() })
+    .passthrough(),
+  todos: z.array(z.record(z.string(), z.unknown())).default([]),
+  share: z.record(z.string(), z.unknown()).nullable().default(null),
+  diff: z.unknown().optional(),
+});
+
+/** An `opencode export` session (no extras of ours): what OpenCode's own Session.Info must have. */
+export const exportInfoSchema = z
+  .object({
+    id: z.string().min(1),
+    projectID: z.string().min(1).optional(),
+    directory: z.string(),
+    title: z.string(),
+    time: z.object({ created: z.number(), updated: z.number().optional() }).passthrough(),
+  })
+  .passthrough();
+
+export const messageExtrasSchema = z.object({
+  time: z.tuple([z.number(), z.number()]),
+  parts: z.array(z.tuple([z.number(), z.number()])),
+});
+
+/** The first problem of a failed validation, in words: `info.time.created: expected a number`. */
+export function describeArchiveIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'not what an archive holds';
+  const where = issue.path.filter((p) => typeof p !== 'symbol').join('.');
+  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'missing' : issue.message.replace(/^Invalid input: /, '');
+  return `${where || 'value'}: ${message}`;
+}

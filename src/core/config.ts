@@ -53,6 +53,8 @@ export function sessionConfigSchemaFor(env: Env = process.env) {
       storage: z.enum(STORAGE_KINDS, { error: 'expected one of "sqlite", "postgres", "mysql", "sqlserver"' }).default('sqlite'),
       connectionString: nonEmpty('a connection string').optional(),
       offload: nonEmpty('a connection string').optional(),
+      // Opt-in: it rewrites OpenCode's event log (only snapshots a newer, equal one supersedes).
+      compactEvents: z.boolean({ error: 'expected true or false' }).optional(),
     })
     .superRefine((config, ctx) => {
       if (config.storage !== 'sqlite' && config.connectionString === undefined) {

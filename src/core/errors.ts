@@ -30,13 +30,27 @@ export class SkError extends Error {
 
 /** Connection strings may carry passwords; nothing we print may. */
 export function redactSecrets(text: string): string {
+  // Greedy up to the last @ of the address: a password with an @ or / of its own, not URL-encoded, is masked whole.
   return text
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@')
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)\S*@/gi, '$1***@')
     .replace(/\b(password|pwd)=([^;&\s]*)/gi, '$1=***');
+}
+
+interface IssueList {
+  issues: { path: PropertyKey[]; message: string }[];
+}
+
+/** A zod error's message is a JSON dump of its issues: the first one, in words, reads better. */
+function validationLine(error: Error): string | null {
+  const issues = (error as Error & Partial<IssueList>).issues;
+  if (error.name !== 'ZodError' || !Array.isArray(issues) || issues.length === 0) return null;
+  const first = issues[0] as IssueList['issues'][number];
+  const where = first.path.filter((p) => typeof p !== 'symbol').join('.');
+  return `${where ? `${where}: ` : ''}${first.message.replace(/^Invalid input: /, '')}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`;
 }
 
 /** One line, no secrets: what the CLI prints and what crosses a process boundary. */
 export function oneLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+  const text = error instanceof Error ? (validationLine(error) ?? error.message) : String(error);
   return redactSecrets(text.split('\n')[0] ?? text).trim() || 'unknown error';
 }

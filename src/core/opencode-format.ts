@@ -3,6 +3,13 @@
  * built from row values. Pure: the store decides which columns are safe to read.
  */
 
+/**
+ * OpenCode's event log: every update as a durable snapshot, keyed by aggregate (= session) id. It
+ * belongs to its sessions (archived and deleted with them) but is not their content: a session's
+ * `bytes` in lists count what it holds now, the log is sized apart (stats, compaction).
+ */
+export const EVENT_LOG_TABLES: readonly string[] = ['event_sequence', 'event'];
+
 /** A `session` row as far as our reads take it; columns missing in older installs are undefined. */
 export interface SessionRow {
   id: string;

@@ -9,13 +9,19 @@ export interface SizeWarning {
   message: string;
 }
 
-/** Every threshold at or below the current size, highest first. */
-export function crossedThresholds(totalBytes: number, warnAtMB: readonly number[] = DEFAULT_WARN_AT_MB): SizeWarning[] {
+/**
+ * Every threshold at or below the current size, highest first. With `compactableBytes`, a
+ * threshold that compacting the event log alone would bring the file under says so.
+ */
+export function crossedThresholds(totalBytes: number, warnAtMB: readonly number[] = DEFAULT_WARN_AT_MB, compactableBytes = 0): SizeWarning[] {
   return [...new Set(warnAtMB)]
     .filter((mb) => totalBytes >= mb * MB)
     .sort((a, b) => b - a)
     .map((thresholdMB) => ({
       thresholdMB,
-      message: `Warning: OpenCode database is ${formatBytes(totalBytes)}. Consider archiving or enabling auto-retention.`,
+      message:
+        totalBytes - compactableBytes < thresholdMB * MB
+          ? `Warning: OpenCode database is ${formatBytes(totalBytes)}. Compacting its event log alone would free ${formatBytes(compactableBytes)} and bring it under ${formatBytes(thresholdMB * MB)}, keeping every session: session-keeper compact --apply.`
+          : `Warning: OpenCode database is ${formatBytes(totalBytes)}. Consider archiving or enabling auto-retention.`,
     }));
 }

@@ -4,7 +4,7 @@
  * that was written, fsynced, renamed into place and read back verified (unless the user turned
  * archiving off); a session that changed after it was archived is not deleted.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ApplyResult } from '../core/api.js';
 import { formatBytes } from '../core/bytes.js';
@@ -13,19 +13,17 @@ import { hasRetentionPolicy } from '../core/config.js';
 import { redactSecrets, SkError } from '../core/errors.js';
 import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan } from '../core/planner.js';
 import { crossedThresholds, MB, type SizeWarning } from '../core/thresholds.js';
-import { verifyArchive } from '../store/archive/archive-read.js';
 import { writeArchive } from '../store/archive/archive-write.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
 import { fileBytes, openReader, openWriter } from '../store/open-store.js';
 import type { SessionReader } from '../store/reader.js';
 import { copySessions } from '../store/transfer/copy.js';
+import type { TableCounts } from '../store/session-items.js';
 import type { ReclaimResult, SessionWriter } from '../store/writer.js';
+import { applyCompaction, STARTUP_COMPARE_LIMIT } from './compaction.js';
 import { WarnState, type OldestRoot } from './warn-state.js';
 
 export type { ApplyResult };
-
-/** Re-plans after reclaim at most this many times when the file is still over `maxSizeMB`. */
-const MAX_ROUNDS = 3;
 
 export type RetentionPolicyInput = Pick<SessionConfig, 'maxSizeMB' | 'maxAgeDays' | 'maxSessions' | 'orderBy' | 'keep'>;
 
@@ -36,7 +34,12 @@ export interface RetentionOptions {
   now?: number;
   log?: (line: string) => void;
   onProgress?: (event: RetentionProgress) => void;
-  /** Test seam: runs after the archive is in place and before it is verified. */
+  /**
+   * The root sessions of the plan the user saw: apply evicts only these. One that qualifies only
+   * since (OpenCode wrote meanwhile) is left for the next plan, never evicted unseen.
+   */
+  seen?: ReadonlySet<string>;
+  /** Test seam: runs with the archive's temporary file once written, before it is verified. */
   afterArchive?: (path: string) => void | Promise<void>;
 }
 
@@ -99,8 +102,15 @@ function archiveName(archiveDir: string, now: number): string {
   return path;
 }
 
-export type EvictOptions = Omit<RetentionOptions, 'config'> & { archive: boolean; archiveDir: string; archivePath?: string; offload?: string | undefined };
-export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives'> & { bytesFreedRows: number };
+export type EvictOptions = Omit<RetentionOptions, 'config'> & {
+  archive: boolean;
+  archiveDir: string;
+  archivePath?: string;
+  offload?: string | undefined;
+  /** `when-worth-it`: a small delete from a large file leaves the space inside it rather than rewriting it. */
+  reclaim?: 'always' | 'when-worth-it';
+};
+export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives' | 'unmetBytes'> & { bytesFreedRows: number };
 
 /**
  * Archives (and verifies) the trees of `roots`, then deletes them, then reclaims. Throws before
@@ -109,37 +119,73 @@ export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives'> & { byte
 async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly string[]): Promise<EvictResult> {
   const { reader, writer } = stores;
   const now = options.now ?? Date.now();
+  // A damaged file is refused before anything is written or deleted.
+  await writer.assertIntact();
   const ids = await reader.sessionTrees(roots);
   // What each session was when it left: a tree that changes after this is kept.
-  const expectedVersions = await reader.sessionVersions(ids);
+  const versions = await reader.sessionVersions(ids);
+  /** Rows per table of each session, as archived (or copied): a delete must find exactly these. */
+  let counts: ReadonlyMap<string, TableCounts> | undefined;
   let archive: string | null = null;
   if (options.archive) {
     const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
     options.onProgress?.({ phase: 'archive', path, sessions: ids.length });
-    const written = await writeArchive(reader.exportSessions(ids), path);
-    await options.afterArchive?.(path);
-    options.onProgress?.({ phase: 'verify', path });
-    await verifyArchive(path, written.sessions);
+    // Verified before it takes its name: an archive under its name has always been checked.
+    const written = await writeArchive(reader.exportSessions(ids), path, {
+      verify: true,
+      beforeVerify: async (tempPath) => {
+        await options.afterArchive?.(tempPath);
+        options.onProgress?.({ phase: 'verify', path });
+      },
+    });
     archive = path;
+    counts = new Map(written.sessions.map((s) => [s.id, s.counts]));
   }
+  const unused = async (error: unknown): Promise<never> => {
+    // When nothing was deleted, an archive written for this run is an orphan: removed, not left to pile up.
+    if (archive && (await reader.missingSessions(ids)).length === 0) rmSync(archive, { force: true });
+    throw error;
+  };
   let offloaded: string | null = null;
   if (options.offload) {
     // The trees are copied into the external database and verified there (counts and digests)
     // before anything leaves the local file; a failure throws before the delete.
     options.log?.(`session-keeper: moving ${ids.length} session${ids.length === 1 ? '' : 's'} to ${redactSecrets(options.offload)} before deleting them here`);
-    const target = await openWriter(options.offload, { bulk: true });
     try {
-      const copied = await copySessions(reader, target, { ids, copy: 'changed' });
-      if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
-      offloaded = copied.target;
-    } finally {
-      await target.close();
+      const target = await openWriter(options.offload, { bulk: true });
+      try {
+        const copied = await copySessions(reader, target, { ids, copy: 'all' });
+        if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
+        offloaded = copied.target;
+        counts ??= copied.counts;
+      } finally {
+        await target.close();
+      }
+    } catch (error) {
+      return unused(error);
     }
   }
-  const deleted = await writer.deleteTrees(roots, { expectedVersions });
+  const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id) }]));
+  let deleted: Awaited<ReturnType<SessionWriter['deleteTrees']>>;
+  try {
+    deleted = await writer.deleteTrees(roots, { expected });
+  } catch (error) {
+    return unused(error);
+  }
+  if (deleted.deleted.length === 0 && archive) {
+    rmSync(archive, { force: true });
+    archive = null;
+  }
   options.onProgress?.({ phase: 'delete', deleted: deleted.deleted.length, of: roots.length });
   new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
-  const reclaimed = await writer.reclaim();
+  let reclaimed: ReclaimResult;
+  try {
+    reclaimed = await writer.reclaim({ onlyWhenWorthIt: options.reclaim === 'when-worth-it' });
+  } catch (error) {
+    if (!(error instanceof SkError)) throw error;
+    const what = `${deleted.deleted.length} session${deleted.deleted.length === 1 ? ' was' : 's were'} deleted${archive ? ` (archived to ${archive})` : ''}`;
+    throw new SkError(error.code, `${what}, but ${error.message}`);
+  }
   options.onProgress?.({ phase: 'reclaim', mode: reclaimed.mode });
   return {
     evicted: deleted.deleted,
@@ -157,35 +203,43 @@ export function archiveThenDelete(options: EvictOptions, roots: readonly string[
   return withStores(options.db, (stores) => evictTrees(stores, options, roots));
 }
 
+/**
+ * Plans once and applies exactly that plan: the sessions a dry run at this moment would show,
+ * never more. When reclaiming leaves the file still over `maxSizeMB` (the plan's estimate fell
+ * short), that is said and left for the next run to plan, not evicted unseen.
+ */
 async function applyWith(stores: Stores, options: RetentionOptions): Promise<ApplyResult> {
   const { config } = options;
   const now = options.now ?? Date.now();
   const bytesBefore = fileBytes(options.db);
-  const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none' };
-  for (let round = 0; round < MAX_ROUNDS; round++) {
-    const plan = await planWith(stores.reader, config, now);
-    const roots = plan.evict.map((e) => e.id).filter((id) => !result.changed.includes(id));
-    options.onProgress?.({ phase: 'plan', evict: roots.length });
-    if (roots.length === 0) break;
-    const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
-    if (done.offload) result.offload = done.offload;
-    result.evicted = result.evicted.concat(done.evicted);
-    result.changed = result.changed.concat(done.changed);
-    if (done.archive) result.archives.push(done.archive);
-    result.archive ??= done.archive;
-    result.bytesAfter = done.bytesAfter;
-    if (done.reclaim !== 'none') result.reclaim = done.reclaim;
-    const reasons = [
-      config.maxAgeDays !== undefined ? `older than ${config.maxAgeDays} days` : null,
-      config.maxSessions !== undefined ? `beyond ${config.maxSessions} sessions` : null,
-      config.maxSizeMB !== undefined ? `to fit ${config.maxSizeMB} MB` : null,
-    ].filter(Boolean);
-    options.log?.(
-      `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
-        `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.`,
-    );
-    if (config.maxSizeMB === undefined || done.bytesAfter <= config.maxSizeMB * MB || done.evicted.length === 0) break;
-  }
+  const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none', unmetBytes: 0 };
+  const plan = await planWith(stores.reader, config, now);
+  const seen = options.seen;
+  const roots = plan.evict.map((e) => e.id).filter((id) => seen === undefined || seen.has(id));
+  const unseen = plan.evict.length - roots.length;
+  options.onProgress?.({ phase: 'plan', evict: roots.length });
+  if (roots.length === 0) return result;
+  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
+  if (done.offload) result.offload = done.offload;
+  result.evicted = done.evicted;
+  result.changed = done.changed;
+  if (done.archive) result.archives.push(done.archive);
+  result.archive = done.archive;
+  result.bytesAfter = done.bytesAfter;
+  result.reclaim = done.reclaim;
+  if (config.maxSizeMB !== undefined) result.unmetBytes = Math.max(0, done.bytesAfter - config.maxSizeMB * MB);
+  const reasons = [
+    config.maxAgeDays !== undefined ? `older than ${config.maxAgeDays} days` : null,
+    config.maxSessions !== undefined ? `beyond ${config.maxSessions} sessions` : null,
+    config.maxSizeMB !== undefined ? `to fit ${config.maxSizeMB} MB` : null,
+  ].filter(Boolean);
+  options.log?.(
+    `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
+      `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
+      (done.changed.length ? ` ${done.changed.length} changed after they were archived and were kept.` : '') +
+      (unseen > 0 ? ` ${unseen} more qualified after the plan was shown and were left for the next run.` : '') +
+      (result.unmetBytes > 0 ? ` Still ${formatBytes(result.unmetBytes)} over ${config.maxSizeMB} MB: the next run plans more.` : ''),
+  );
   return result;
 }
 
@@ -226,6 +280,9 @@ export function forgetOldestRoot(db: string, statePath?: string): void {
   state.save();
 }
 
+/** Startup compacts the event log once this many events were appended since it last did. */
+const COMPACT_AFTER_EVENTS = 2000;
+
 export interface StartupReport {
   bytes: number;
   /** Every threshold the database is over. */
@@ -233,6 +290,8 @@ export interface StartupReport {
   /** Thresholds crossed since the last warning (the dialog shows these). */
   newWarnings: SizeWarning[];
   retention: ApplyResult | null;
+  /** Event snapshots compacted at this start (`compactEvents`), or null. */
+  compaction: { events: number; bytes: number } | null;
   elapsedMs: number;
 }
 
@@ -259,28 +318,41 @@ export async function enforceAtStartup(
     options.onWarning?.(top);
   }
   let retention: ApplyResult | null = null;
-  if (hasRetentionPolicy(options.config)) {
+  let compaction: StartupReport['compaction'] = null;
+  const compacting = options.config.compactEvents === true;
+  if (hasRetentionPolicy(options.config) || compacting) {
     const now = options.now ?? Date.now();
     const remembered = state.oldest(options.db);
     const reader = await openReader(options.db);
     try {
-      const check = await nothingToDo(reader, options.config, now, remembered);
-      if (check.oldest && check.oldest !== remembered) state.setOldest(options.db, check.oldest);
-      if (!check.idle) {
-        state.save();
-        const writer = await openWriter(options.db);
-        try {
-          retention = await applyWith({ reader, writer }, { ...options, log });
-        } finally {
-          await writer.close();
+      if (hasRetentionPolicy(options.config)) {
+        const check = await nothingToDo(reader, options.config, now, remembered);
+        if (check.oldest && check.oldest !== remembered) state.setOldest(options.db, check.oldest);
+        if (!check.idle) {
+          state.save();
+          const writer = await openWriter(options.db);
+          try {
+            retention = await applyWith({ reader, writer }, { ...options, log });
+          } finally {
+            await writer.close();
+          }
+          // Evictions moved the oldest root: read it afresh next time.
+          state.forgetOldest(options.db);
         }
-        // Evictions moved the oldest root: read it afresh next time.
-        state.forgetOldest(options.db);
+      }
+      // After retention (what it evicted is not compacted first), and only once the log has grown.
+      const mark = compacting ? (await reader.storeSize()).eventLogMark : 0;
+      const last = state.compactedAt(options.db);
+      if (compacting && (last === undefined || mark - last >= COMPACT_AFTER_EVENTS || mark < last)) {
+        const done = await applyCompaction({ db: options.db, maxCompareBytes: STARTUP_COMPARE_LIMIT });
+        compaction = { events: done.compaction.deleted.count, bytes: done.compaction.deleted.bytes };
+        state.setCompacted(options.db, mark);
+        if (compaction.events > 0) log(`session-keeper: compacted OpenCode's event log: ${compaction.events} superseded snapshots (${formatBytes(compaction.bytes)}) removed; every session kept.`);
       }
     } finally {
       await reader.close();
     }
   }
   state.save();
-  return { bytes, crossed, newWarnings, retention, elapsedMs: performance.now() - started };
+  return { bytes, crossed, newWarnings, retention, compaction, elapsedMs: performance.now() - started };
 }

@@ -18,6 +18,8 @@ export interface OldestRoot {
 interface StateFile {
   warned: Record<string, number[]>;
   oldest?: Record<string, OldestRoot>;
+  /** The event log's mark when it was last compacted: startup compacts again only once it has grown. */
+  compacted?: Record<string, number>;
 }
 
 export function defaultStatePath(env: Record<string, string | undefined> = process.env): string {
@@ -85,6 +87,15 @@ export class WarnState {
     const key = WarnState.key(db);
     if (!this.state.oldest?.[key]) return;
     delete this.state.oldest[key];
+    this.changed = true;
+  }
+
+  compactedAt(db: string): number | undefined {
+    return this.state.compacted?.[WarnState.key(db)];
+  }
+
+  setCompacted(db: string, mark: number): void {
+    this.state.compacted = { ...this.state.compacted, [WarnState.key(db)]: mark };
     this.changed = true;
   }
 

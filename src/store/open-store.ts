@@ -8,12 +8,11 @@ import { formatBytes } from '../core/bytes.js';
 import { isConnectionString, type StorageKind } from '../core/storage.js';
 import type { SessionReader } from './reader.js';
 import { SqliteReader } from './sqlite/sqlite-reader.js';
-import { SqliteWriter } from './sqlite/sqlite-writer.js';
+export { fileBytes } from './sqlite/connection.js';
 import type { SessionWriter } from './writer.js';
 
 export { isConnectionString };
 /** The SQLite file and its WAL as the disk holds them (0 for what is missing). */
-export { fileBytes } from './sqlite/sqlite-writer.js';
 
 async function external(): Promise<typeof import('./external/external-store.js')['ExternalStore']> {
   return (await import('./external/external-store.js')).ExternalStore;
@@ -40,6 +39,8 @@ export interface WriterOptions {
 /** A writer for `location` (on a server, our schema is created or upgraded first). */
 export async function openWriter(location: string, options: WriterOptions = {}): Promise<SessionWriter> {
   if (isConnectionString(location)) return (await external()).open(location, { create: true, bulk: options.bulk ?? false });
+  // Loaded when first asked for: a reading command never loads the writer.
+  const { SqliteWriter } = await import('./sqlite/sqlite-writer.js');
   return SqliteWriter.open(location, { create: options.create ?? false });
 }
 

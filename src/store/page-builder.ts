@@ -42,6 +42,11 @@ export interface ContentSource {
   readonly readableLimit: number;
   /** Named in "no session" errors. */
   readonly location: string;
+  /**
+   * For layouts whose messages hold their items inside (OpenCode's session_message): the view of
+   * one reduced message. Without it, a message is `message.data` plus ids and its parts are rows.
+   */
+  messageView?(row: ContentRow, sessionId: string, value: unknown): MessageView;
 }
 
 interface Reduced {
@@ -108,6 +113,18 @@ export async function buildShowPage(source: ContentSource, sessionId: string, op
   let lastIncluded: ContentRow | undefined;
   for (const message of page) {
     if (views.length > 0 && budget <= 0) break;
+    if (source.messageView) {
+      const view = source.messageView.bind(source);
+      let whole: MessageView | undefined;
+      const reduced = await reduce(source, 'message', message, budget, (value) => {
+        whole = view(message, sessionId, value);
+        return whole.info;
+      });
+      budget -= reduced.cost;
+      views.push(whole ?? { info: reduced.value, parts: [] });
+      lastIncluded = message;
+      continue;
+    }
     const info = await reduce(source, 'message', message, budget, (value) => toMessageInfo(message.id, sessionId, value));
     budget -= info.cost;
     const parts: Record<string, unknown>[] = [];

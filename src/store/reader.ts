@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../core/api.js';
+import type { CompactionPlan, PlanOptions } from '../core/compaction.js';
 import type { SessionFacts } from '../core/planner.js';
 import type { StorageKind } from '../core/storage.js';
 import type { SessionItems } from './session-items.js';
@@ -46,6 +47,8 @@ export interface StoreSize {
   /** What the store would occupy after a full reclaim (SQLite: pages in use). */
   liveBytes: number;
   rootSessions: number;
+  /** A number that grows as events are appended (the event table's highest rowid; 0 without one). */
+  eventLogMark: number;
 }
 
 export interface RetentionFacts {
@@ -77,4 +80,6 @@ export interface SessionReader extends PageReader {
   retentionFacts(withBytes: boolean): Promise<RetentionFacts>;
   /** The sessions' rows, one session after another, each read consistently. */
   exportSessions(ids: readonly string[]): SessionItems;
+  /** What compacting the event log would free, per event type (payloads never read into JS). */
+  compactionPlan(options?: PlanOptions): Promise<CompactionPlan>;
 }

@@ -4,9 +4,9 @@
  * as stored, so whatever reads them back gets the same bytes.
  */
 
-/** A column value as stored: payload columns arrive as Buffers. */
-export type RowValue = string | number | bigint | Buffer | null;
-export type Row = Record<string, RowValue>;
+import type { Row } from '../core/table-row.js';
+
+export { BlobValue, type Row, type RowValue } from '../core/table-row.js';
 
 export interface SessionHeader {
   /** The `session` row, every column as stored. */
@@ -40,15 +40,21 @@ export interface PartRecord {
   jsonValid?: boolean;
 }
 
+/** Rows of each table a session owns, by table name, as one side counted them. */
+export type TableCounts = Record<string, number>;
+
 /**
- * One session is `session`, then each `message` followed by its `part`s, then `end`. A message
- * announces its parts' times first, because an archive writes them before the parts themselves.
+ * One session is `session`, then each `message` followed by its `part`s, then the `rows` of the
+ * other tables it owns (the event log, OpenCode 1.18's session_message, ...), table by table in
+ * restore order, then `end` with the rows sent per table. A message announces its parts' times
+ * first, because an archive writes them before the parts themselves.
  */
 export type SessionItem =
   | { kind: 'session'; header: SessionHeader }
   | { kind: 'message'; message: MessageRecord; partTimes: [number, number][] }
   | { kind: 'part'; part: PartRecord }
-  | { kind: 'end'; sessionId: string };
+  | { kind: 'rows'; table: string; rows: Row[] }
+  | { kind: 'end'; sessionId: string; counts: TableCounts };
 
 /** SQLite produces items synchronously, servers asynchronously; consumers take either. */
 export type SessionItems = Iterable<SessionItem> | AsyncIterable<SessionItem>;

@@ -2,8 +2,16 @@
  * What changes a store: deleting session trees, putting sessions back, and giving freed space
  * back to the file system. Every backend answers with the same shapes.
  */
+import type { CompactionResult, CompactOptions } from '../core/compaction.js';
 import type { StorageKind } from '../core/storage.js';
-import type { SessionItems } from './session-items.js';
+import type { SessionItems, TableCounts } from './session-items.js';
+
+/** A session as it left (was archived or copied): what a delete must still find to go ahead. */
+export interface ExpectedSession {
+  updated: number;
+  /** Rows per table as exported; a table missing here is not checked. */
+  counts?: TableCounts;
+}
 
 export interface DeleteResult {
   /** Roots whose trees were deleted. */
@@ -24,7 +32,8 @@ export interface SessionState {
 }
 
 export interface ReclaimResult {
-  mode: 'incremental' | 'vacuum' | 'none';
+  /** `deferred`: a full VACUUM would rewrite a large file for a small gain; the space stays inside, reused by SQLite. */
+  mode: 'incremental' | 'vacuum' | 'none' | 'deferred';
   bytesBefore: number;
   bytesAfter: number;
 }
@@ -60,16 +69,23 @@ export interface SessionWriter {
   sessionStates(ids: readonly string[]): Promise<Map<string, SessionState>>;
   /**
    * Deletes each root with its child sessions and everything that belongs to them. With
-   * `expectedVersions` (each session's `time_updated` when it was archived), a tree that changed
-   * since is left alone, so nothing unarchived is lost.
+   * `expected` (each session as it was archived: its `time_updated` and the rows it owned per
+   * table), a tree that differs now in any way is left alone, so nothing unarchived is lost.
    */
-  deleteTrees(roots: readonly string[], options?: { expectedVersions?: ReadonlyMap<string, number> }): Promise<DeleteResult>;
+  deleteTrees(roots: readonly string[], options?: { expected?: ReadonlyMap<string, ExpectedSession> }): Promise<DeleteResult>;
   /** Puts sessions from a stream in, each whole or not at all. */
   importSessions(items: SessionItems, options: ImportOptions): Promise<ImportResult>;
+  /** Refuses (SkError 'corrupt') when the store is damaged: called before anything destructive. */
+  assertIntact(): Promise<void>;
   /** Makes every earlier write durable before anything elsewhere is deleted on its strength. */
   durable(): Promise<void>;
-  /** Gives freed space back to the file system (a server manages its own: `none`). */
-  reclaim(): Promise<ReclaimResult>;
+  /**
+   * Gives freed space back to the file system (a server manages its own: `none`). With
+   * `onlyWhenWorthIt`, a full rewrite of a large file for a small share of free pages is skipped.
+   */
+  reclaim(options?: { onlyWhenWorthIt?: boolean }): Promise<ReclaimResult>;
+  /** Drops superseded event snapshots of the sessions kept (replay-safe: see event-compaction.ts). */
+  compactEvents(options?: CompactOptions): Promise<CompactionResult>;
   /** SQLite: converts the file to `auto_vacuum=INCREMENTAL` once. */
   convertToIncremental(): Promise<ReclaimResult>;
   close(): Promise<void>;

@@ -20,6 +20,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SkError } from '../core/errors.js';
 import type { ProtocolEvent, Reply } from '../core/utility-protocol.js';
 import { nodeSpawner, UtilityClient, type ClientOptions } from '../main/client.js';
 
@@ -246,10 +247,18 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     });
   });
 
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolveListen());
-  });
+  try {
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, '127.0.0.1', () => resolveListen());
+    });
+  } catch (error) {
+    await client.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new SkError('usage', `port ${options.port} on 127.0.0.1 is in use; choose another with --port, or leave it out for a free one`);
+    if (code === 'EACCES') throw new SkError('usage', `port ${options.port} on 127.0.0.1 needs privileges; choose one above 1023`);
+    throw error;
+  }
   port = (server.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}/?token=${token}`;
 

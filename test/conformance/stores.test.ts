@@ -194,8 +194,8 @@ for (const { backend, skip } of BACKEND_CASES) {
       const versions = await reader.sessionVersions(tree);
 
       // An expected version that is not the stored one: the tree is left alone.
-      const stale = new Map([...versions].map(([id, v]) => [id, v - 1]));
-      const kept = await writer.deleteTrees([root], { expectedVersions: stale });
+      const stale = new Map([...versions].map(([id, v]) => [id, { updated: v - 1 }]));
+      const kept = await writer.deleteTrees([root], { expected: stale });
       expect(kept).toMatchObject({ deleted: [], changed: [root] });
       expect(await reader.missingSessions(tree)).toEqual([]);
 
@@ -205,7 +205,12 @@ for (const { backend, skip } of BACKEND_CASES) {
       if (Symbol.asyncIterator in exported) for await (const item of exported as AsyncIterable<SessionItem>) items.push(item);
       else for (const item of exported as Iterable<SessionItem>) items.push(item);
 
-      const deleted = await writer.deleteTrees([root], { expectedVersions: versions });
+      // Counts that are not the stored ones: kept as well.
+      const wrongCounts = new Map([...versions].map(([id, v]) => [id, { updated: v, counts: { message: (facts.counts.get(id)?.messages ?? 0) + 1 } }]));
+      expect(await writer.deleteTrees([root], { expected: wrongCounts })).toMatchObject({ deleted: [], changed: [root] });
+
+      const exact = new Map([...versions].map(([id, v]) => [id, { updated: v, counts: { message: facts.counts.get(id)?.messages ?? 0, part: facts.counts.get(id)?.parts ?? 0 } }]));
+      const deleted = await writer.deleteTrees([root], { expected: exact });
       expect(deleted.deleted).toEqual([root]);
       expect(deleted.sessionIds.sort()).toEqual([...tree].sort());
       expect(await reader.missingSessions(tree)).toEqual(tree);

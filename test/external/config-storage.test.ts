@@ -34,7 +34,7 @@ describe('the config chooses the store', () => {
   });
 
   it('commands that rewrite the SQLite file say so, in one line', () => {
-    const run = runCli(['retention', '--apply', '--max-sessions', '1'], { env });
+    const run = runCli(['retention', '--apply', '--max-sessions', '1', '--yes'], { env });
     expect(run.status).toBe(2);
     expect(run.stderr.trim()).toBe(
       "session-keeper: retention works on OpenCode's SQLite file: give --db a file (external databases: migrate, restore --from, offload)",

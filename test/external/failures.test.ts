@@ -167,7 +167,7 @@ describe('offload retention', () => {
     copyFileSync(source, original);
     const config = join(dir, 'offload.json');
     writeFileSync(config, JSON.stringify({ session: { maxSessions: 30, archive: false, offload: url } }));
-    const applied = parseJson<{ evicted: string[]; offload: string }>(runCli(['--db', db, '--config', config, '--json', 'retention', '--apply']));
+    const applied = parseJson<{ evicted: string[]; offload: string }>(runCli(['--db', db, '--config', config, '--json', 'retention', '--apply', '--yes']));
     expect(applied.evicted.length).toBeGreaterThan(0);
     expect(applied.offload).toBe(new URL(url).toString().replace(/\/$/, ''));
 
@@ -198,7 +198,7 @@ describe('offload retention', () => {
     const before = rowsDigest(db);
     const config = join(dir, 'offload-fail.json');
     writeFileSync(config, JSON.stringify({ session: { maxSessions: 5, archive: false, offload: 'postgres://postgres:pw@127.0.0.1:1/none' } }));
-    const run = runCli(['--db', db, '--config', config, 'retention', '--apply']);
+    const run = runCli(['--db', db, '--config', config, 'retention', '--apply', '--yes']);
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/cannot connect/);
     expect(run.stderr).not.toContain(':pw@');

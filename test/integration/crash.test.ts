@@ -31,7 +31,7 @@ beforeAll(() => {
 
 function runRetention(db: string, dataHome: string, killAfterMs: number | null): Promise<{ ms: number; killed: boolean }> {
   const started = Date.now();
-  const child = spawn(process.execPath, [CLI, '--db', db, 'retention', '--max-sessions', '4', '--apply'], {
+  const child = spawn(process.execPath, [CLI, '--db', db, 'retention', '--max-sessions', '4', '--apply', '--yes'], {
     env: { ...process.env, XDG_DATA_HOME: dataHome, XDG_CACHE_HOME: join(dataHome, 'cache') },
     stdio: 'ignore',
   });

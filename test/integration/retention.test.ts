@@ -46,6 +46,9 @@ function snapshot(db: string, where = ''): Record<string, string> {
     ['part', `SELECT id, message_id, session_id, time_created, time_updated, data, typeof(data) FROM part ${where ? `WHERE session_id IN (${where})` : ''} ORDER BY id`],
     ['todo', `SELECT * FROM todo ${where ? `WHERE session_id IN (${where})` : ''} ORDER BY session_id, position`],
     ['session_share', `SELECT * FROM session_share ${where ? `WHERE session_id IN (${where})` : ''} ORDER BY session_id`],
+    // The event log goes and comes back with its sessions too.
+    ['event_sequence', `SELECT * FROM event_sequence ${where ? `WHERE aggregate_id IN (${where})` : ''} ORDER BY aggregate_id`],
+    ['event', `SELECT id, aggregate_id, seq, type, data, typeof(data) FROM event ${where ? `WHERE aggregate_id IN (${where})` : ''} ORDER BY id`],
   ];
   for (const [name, sql] of tables) {
     const hash = createHash('sha256');
@@ -97,7 +100,7 @@ describe('retention', () => {
     const { db, env } = freshDb();
     const sizeBefore = statSync(db).size;
     const limitMB = Math.floor(sizeBefore / MB / 2);
-    const run = runCli(['--db', db, '--json', 'retention', '--max-size-mb', String(limitMB), '--apply'], { env });
+    const run = runCli(['--db', db, '--json', 'retention', '--max-size-mb', String(limitMB), '--apply', '--yes'], { env });
     const result = parseJson<{ evicted: string[]; archive: string; bytesBefore: number; bytesAfter: number }>(run);
     expect(run.stderr).toMatch(/^Warning: session-keeper evicted \d+ OpenCode sessions \(to fit \d+ MB\); archived to /m);
     expect(result.evicted.length).toBeGreaterThan(0);
@@ -139,7 +142,7 @@ describe('retention', () => {
     expect(archived.sessions).toBe(withChildren.length);
     expect(statSync(archive).mode & 0o777).toBe(0o600);
 
-    const deleted = parseJson<{ evicted: string[] }>(runCli(['--db', db, '--json', 'delete', ...roots, '--no-archive'], { env }));
+    const deleted = parseJson<{ evicted: string[] }>(runCli(['--db', db, '--json', 'delete', ...roots, '--no-archive', '--yes'], { env }));
     expect(deleted.evicted.sort()).toEqual([...roots].sort());
     expect(count(db, `SELECT count(*) FROM session WHERE id IN (${list})`)).toBe(0);
     for (const p of diffs) expect(existsSync(p)).toBe(false);
@@ -209,7 +212,7 @@ describe('retention', () => {
     const before = snapshot(db);
     const archiveDir = join(env.XDG_DATA_HOME as string, 'opencode', 'archive');
     // 1 MB file-size limit: the archive cannot be completed.
-    const run = spawnSync('bash', ['-c', `ulimit -f 1024; exec "$0" "$@"`, process.execPath, CLI, '--db', db, 'retention', '--max-sessions', '2', '--apply'], {
+    const run = spawnSync('bash', ['-c', `ulimit -f 1024; exec "$0" "$@"`, process.execPath, CLI, '--db', db, 'retention', '--max-sessions', '2', '--apply', '--yes'], {
       encoding: 'utf8',
       env: { ...process.env, ...env },
     });
@@ -225,7 +228,7 @@ describe('retention', () => {
     const { db, home, env } = freshDb();
     const config = join(home, 'opencode.jsonc');
     writeFileSync(config, '{\n  // mine\n  "theme": "dark",\n  "session": { "maxSizeMB": "big" }\n}\n');
-    const run = runCli(['--db', db, '--config', config, 'retention', '--apply'], { env });
+    const run = runCli(['--db', db, '--config', config, 'retention', '--apply', '--yes'], { env });
     expect(run.status).toBe(1);
     expect(run.stderr.trim()).toMatch(/^session-keeper: config .*opencode\.jsonc: session\.maxSizeMB: /);
     writeFileSync(config, '{ "session": { "maxSessions": 3, } // trailing comma and comment\n}');
@@ -238,7 +241,7 @@ describe('retention', () => {
     expect(parseJson<{ mode: string }>(runCli(['--db', db, '--json', 'vacuum', '--incremental'], { env })).mode).toBe('vacuum');
     expect(count(db, 'PRAGMA auto_vacuum')).toBe(2);
     const size = statSync(db).size;
-    const result = parseJson<{ reclaim: string; bytesAfter: number }>(runCli(['--db', db, '--json', 'retention', '--max-sessions', '3', '--apply', '--no-archive'], { env }));
+    const result = parseJson<{ reclaim: string; bytesAfter: number }>(runCli(['--db', db, '--json', 'retention', '--max-sessions', '3', '--apply', '--no-archive', '--yes'], { env }));
     expect(result.reclaim).toBe('incremental');
     expect(result.bytesAfter).toBeLessThan(size);
     expect(count(db, 'PRAGMA freelist_count')).toBe(0);
@@ -300,7 +303,7 @@ describe('a concurrent writer (OpenCode) during retention and vacuum', () => {
     writer.stdout.on('data', (d) => (out += String(d)));
     writer.stderr.on('data', (d) => (err += String(d)));
     await new Promise((r) => setTimeout(r, 300));
-    const run = runCli(['--db', db, '--json', 'retention', '--max-sessions', '3', '--apply'], { env });
+    const run = runCli(['--db', db, '--json', 'retention', '--max-sessions', '3', '--apply', '--yes'], { env });
     expect(run.status).toBe(0);
     await new Promise((r) => writer.once('exit', r));
     const { n, errors } = JSON.parse(out) as { n: number; errors: number };
@@ -331,7 +334,7 @@ describe('the attachment cache after deletes', () => {
     const doomedFile = extract(doomedPart).path;
     const keptFile = extract(keptPart).path;
     expect(existsSync(doomedFile) && existsSync(keptFile)).toBe(true);
-    parseJson(runCli(['--db', db, '--json', 'delete', doomed as string, '--no-archive'], { env, cacheDir }));
+    parseJson(runCli(['--db', db, '--json', 'delete', doomed as string, '--no-archive', '--yes'], { env, cacheDir }));
     expect(existsSync(doomedFile)).toBe(false);
     expect(existsSync(keptFile)).toBe(true);
   });
@@ -348,7 +351,7 @@ describe('a session with very many events', () => {
        INSERT INTO event (id, aggregate_id, seq, type, data) SELECT 'evt_bulk_' || n, ?, 100000 + n, 'message.updated.1', '{}' FROM c`,
     ).run(id);
     conn.close();
-    const result = parseJson<{ evicted: string[] }>(runCli(['--db', db, '--json', 'delete', id, '--no-archive'], { env }));
+    const result = parseJson<{ evicted: string[] }>(runCli(['--db', db, '--json', 'delete', id, '--no-archive', '--yes'], { env }));
     expect(result.evicted).toEqual([id]);
     expect(count(db, `SELECT count(*) FROM event WHERE aggregate_id = '${id}'`)).toBe(0);
     expect(count(db, `SELECT count(*) FROM event_sequence WHERE aggregate_id = '${id}'`)).toBe(0);

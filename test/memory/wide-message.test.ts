@@ -44,7 +44,7 @@ describe('a message with thousands of parts', () => {
     };
     const before = digest();
     expect(runCli(['--db', dbPath, 'archive', '--output', archive, '--session', 'ses_wide'], { nodeArgs: flag, env, cacheDir }).status).toBe(0);
-    expect(runCli(['--db', dbPath, 'delete', 'ses_wide', '--no-archive'], { nodeArgs: flag, env, cacheDir }).status).toBe(0);
+    expect(runCli(['--db', dbPath, 'delete', 'ses_wide', '--no-archive', '--yes'], { nodeArgs: flag, env, cacheDir }).status).toBe(0);
     const restore = runCli(['--db', dbPath, '--json', 'restore', archive], { nodeArgs: flag, env, cacheDir });
     expect(restore.stderr).toBe('');
     expect(JSON.parse(restore.stdout)).toMatchObject({ restored: 1 });

@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { formatBytes } from '../../core/bytes.js';
 import { redactSecrets, SkError } from '../../core/errors.js';
 import { isConnectionString } from '../../core/storage.js';
-import { migrateTo, restoreFrom, type CopyProgress } from '../../main/migration.js';
+import type { CopyProgress } from '../../main/migration.js';
 import { print } from '../format.js';
 
 interface Globals {
@@ -61,6 +61,7 @@ async function progressBar(enabled: boolean): Promise<{ update: (p: CopyProgress
 /** `restore --from <connectionString> <sessionID...>`: sessions back into the SQLite file, byte for byte. */
 export async function restoreFromCommand(globals: Globals, from: string, ids: readonly string[]): Promise<void> {
   requireConnection(from, '--from');
+  const { restoreFrom } = await import('../../main/migration.js');
   const result = await restoreFrom({ db: globals.db, from, roots: ids });
   print(globals.json, { restored: result.copied, skipped: result.skipped, sessions: result.copiedIds }, () =>
     `Restored ${result.copied} sessions from ${redactSecrets(from)}; ${result.skipped} were already present.`,
@@ -81,6 +82,7 @@ export function registerExternalCommands(program: Command, globals: (command: Co
       const bar = await progressBar(options.progress && !g.json);
       let result;
       try {
+        const { migrateTo } = await import('../../main/migration.js');
         result = await migrateTo({ db: g.db, to: options.to, roots: options.session, onProgress: bar.update });
       } finally {
         bar.stop();

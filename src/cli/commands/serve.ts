@@ -5,7 +5,6 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
-import { startWebServer } from '../../web/server.js';
 
 interface ServeGlobals {
   db: string;
@@ -25,6 +24,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'port to listen on (default: a free one)', port, 0)
     .action(async (options: { port: number }, command: Command) => {
       const g = command.optsWithGlobals<ServeGlobals>();
+      const { startWebServer } = await import('../../web/server.js');
       const server = await startWebServer({ db: resolve(g.db), cacheDir: resolve(g.cacheDir), configPath: g.config, port: options.port });
       process.stdout.write(`${server.url}\n`);
       process.stderr.write(`session-keeper: serving ${resolve(g.db)} on 127.0.0.1:${server.port}; Ctrl-C stops\n`);

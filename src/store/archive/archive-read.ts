@@ -5,10 +5,24 @@
  */
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { EXTRA_KEY, idPrefix, MESSAGE_ID_KEYS, PART_ID_KEYS, unwrapRowJson, type MessageExtras, type SessionExtras } from '../../core/archive-format.js';
+import {
+  describeArchiveIssue,
+  exportInfoSchema,
+  EXTRA_KEY,
+  idPrefix,
+  MESSAGE_ID_KEYS,
+  messageExtrasSchema,
+  PART_ID_KEYS,
+  sessionExtrasSchema,
+  TABLES_KEY,
+  unwrapRowJson,
+  type MessageExtras,
+  type SessionExtras,
+} from '../../core/archive-format.js';
+import { decodeTableRow } from '../../core/table-row.js';
 import { SkError } from '../../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
-import type { Row, SessionHeader, SessionItem } from '../session-items.js';
+import type { Row, SessionHeader, SessionItem, TableCounts } from '../session-items.js';
 import { SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 
 /** What the scan of an archive reports, in file order. */
@@ -16,9 +30,10 @@ type ArchiveEvent =
   | { kind: 'session'; index: number; extras: SessionExtras | null; info: Record<string, unknown> | null }
   | { kind: 'message'; extras: MessageExtras | null; raw: Buffer }
   | { kind: 'part'; raw: Buffer }
+  | { kind: 'row'; table: string; raw: Buffer }
   | { kind: 'sessionEnd'; summary: ArchivedSessionSummary };
 
-type Slot = 'sessionExtras' | 'sessionInfo' | 'messageExtras' | 'messageInfo' | 'part' | null;
+type Slot = 'sessionExtras' | 'sessionInfo' | 'messageExtras' | 'messageInfo' | 'part' | 'tableName' | 'row' | null;
 
 function slotOf(path: readonly PathItem[]): Slot {
   if (path.length === 2 && path[1] === EXTRA_KEY) return 'sessionExtras';
@@ -26,7 +41,14 @@ function slotOf(path: readonly PathItem[]): Slot {
   if (path.length === 4 && path[1] === 'messages' && path[3] === EXTRA_KEY) return 'messageExtras';
   if (path.length === 4 && path[1] === 'messages' && path[3] === 'info') return 'messageInfo';
   if (path.length === 5 && path[1] === 'messages' && path[3] === 'parts') return 'part';
+  if (path.length === 4 && path[1] === TABLES_KEY && path[3] === 'table') return 'tableName';
+  if (path.length === 5 && path[1] === TABLES_KEY && path[3] === 'rows') return 'row';
   return null;
+}
+
+/** Rows archived with the session row itself. */
+function headerCounts(extras: SessionExtras | null): TableCounts {
+  return extras ? { todo: extras.todos?.length ?? 0, session_share: extras.share ? 1 : 0 } : {};
 }
 
 /**
@@ -34,7 +56,9 @@ function slotOf(path: readonly PathItem[]): Slot {
  * extras and info are known before any of their rows. With `parts: false` part bytes are only
  * digested, never collected (verification).
  */
-async function* scanArchive(path: string, options: { parts: boolean }): AsyncGenerator<ArchiveEvent> {
+async function* scanArchive(file: string, options: { parts: boolean } & ArchiveFileOptions): AsyncGenerator<ArchiveEvent> {
+  // What messages call the file: its final name while a temporary copy is being checked.
+  const path = options.name ?? file;
   const ready: ArchiveEvent[] = [];
   let sessionIndex = -1;
   let extras: SessionExtras | null = null;
@@ -42,6 +66,7 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
   let announced = false;
   let digest = new SessionDigest();
   let messageExtras: MessageExtras | null = null;
+  let table = '';
   let collected: Buffer[] = [];
 
   const announce = (): void => {
@@ -54,7 +79,7 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
     announce();
     const id = String(extras?.session['id'] ?? info?.['id'] ?? '');
     if (!id) throw new SkError('archive', `${path}: session #${sessionIndex} has no id`);
-    ready.push({ kind: 'sessionEnd', summary: digest.finish(id) });
+    ready.push({ kind: 'sessionEnd', summary: digest.finish(id, headerCounts(extras)) });
   };
 
   const scanner = new JsonStreamScanner({
@@ -69,16 +94,17 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
         return false;
       }
       const slot = slotOf(p);
-      if (slot === 'messageInfo' || slot === 'messageExtras' || slot === 'part') announce();
+      if (slot === 'messageInfo' || slot === 'messageExtras' || slot === 'part' || slot === 'tableName' || slot === 'row') announce();
       if (slot === 'messageInfo') digest.begin('message');
       if (slot === 'part') digest.begin('part');
+      if (slot === 'row') digest.beginRow(table);
       collected = [];
       return slot !== null;
     },
     chunk: (p, bytes) => {
       const slot = slotOf(p);
-      if (slot === 'messageInfo' || slot === 'part') digest.update(bytes);
-      if (slot !== 'part' || options.parts) collected.push(Buffer.from(bytes));
+      if (slot === 'messageInfo' || slot === 'part' || slot === 'row') digest.update(bytes);
+      if ((slot !== 'part' && slot !== 'row') || options.parts) collected.push(Buffer.from(bytes));
     },
     end: (p) => {
       const slot = slotOf(p);
@@ -97,17 +123,30 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
         ready.push({ kind: 'message', extras: messageExtras, raw: raw() });
         messageExtras = null;
       } else if (slot === 'part' && options.parts) ready.push({ kind: 'part', raw: raw() });
+      else if (slot === 'tableName') table = parse<string>();
+      else if (slot === 'row' && options.parts) ready.push({ kind: 'row', table, raw: raw() });
       collected = [];
     },
   });
 
-  const input = createReadStream(path, { highWaterMark: 1024 * 1024 });
-  const stream = path.endsWith('.gz') ? input.pipe(createGunzip()) : input;
+  const input = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  const stream = (options.gzip ?? file.endsWith('.gz')) ? input.pipe(createGunzip()) : input;
+  // A file of one session (`opencode export` output, `archive --split`) reads as an array of one.
+  let single: boolean | null = null;
   try {
     for await (const chunk of stream) {
-      scanner.write(chunk as Buffer);
+      const bytes = chunk as Buffer;
+      if (single === null) {
+        const first = bytes.find((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09);
+        if (first !== undefined) {
+          single = first === 0x7b;
+          if (single) scanner.write(Buffer.from('['));
+        }
+      }
+      scanner.write(bytes);
       yield* ready.splice(0);
     }
+    if (single) scanner.write(Buffer.from(']'));
     scanner.finish();
     closeSession();
     yield* ready.splice(0);
@@ -121,10 +160,17 @@ async function* scanArchive(path: string, options: { parts: boolean }): AsyncGen
   }
 }
 
+export interface ArchiveFileOptions {
+  /** Whether the file is gzipped, for a file whose name does not say (a temporary one). */
+  gzip?: boolean;
+  /** The name the file will have, for messages about a temporary file. */
+  name?: string;
+}
+
 /** Every session of an archive with its counts and digest, read back from the file. */
-export async function readArchiveSummaries(path: string): Promise<ArchivedSessionSummary[]> {
+export async function readArchiveSummaries(path: string, options: ArchiveFileOptions = {}): Promise<ArchivedSessionSummary[]> {
   const found: ArchivedSessionSummary[] = [];
-  for await (const event of scanArchive(path, { parts: false })) if (event.kind === 'sessionEnd') found.push(event.summary);
+  for await (const event of scanArchive(path, { parts: false, ...options })) if (event.kind === 'sessionEnd') found.push(event.summary);
   return found;
 }
 
@@ -132,18 +178,17 @@ export async function readArchiveSummaries(path: string): Promise<ArchivedSessio
  * Reads an archive back and checks it against what was written: every session present with the
  * same message and part counts and the same digest. Throws SkError('archive') on any difference.
  */
-export async function verifyArchive(path: string, expected?: readonly ArchivedSessionSummary[]): Promise<ArchivedSessionSummary[]> {
-  const found = await readArchiveSummaries(path);
+export async function verifyArchive(file: string, expected?: readonly ArchivedSessionSummary[], options: ArchiveFileOptions = {}): Promise<ArchivedSessionSummary[]> {
+  const found = await readArchiveSummaries(file, options);
+  const path = options.name ?? file;
   if (expected) {
     const byId = new Map(found.map((s) => [s.id, s]));
     for (const want of expected) {
       const got = byId.get(want.id);
       if (!got) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} is missing`);
-      if (got.messages !== want.messages || got.parts !== want.parts) {
-        throw new SkError(
-          'archive',
-          `archive ${path} failed verification: session ${want.id} has ${got.messages} messages/${got.parts} parts, expected ${want.messages}/${want.parts}`,
-        );
+      for (const name of new Set([...Object.keys(want.counts), ...Object.keys(got.counts)])) {
+        const [have, wanted] = [got.counts[name] ?? 0, want.counts[name] ?? 0];
+        if (have !== wanted) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} has ${have} ${name} rows, expected ${wanted}`);
       }
       if (got.digest !== want.digest) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} differs`);
     }
@@ -211,9 +256,16 @@ function rowText(prefixFor: (id: string) => string, raw: Buffer, dropKeys: reado
 }
 
 /** The header of an archived session: our extras when present, else what the export object implies. */
-function headerOf(path: string, extras: SessionExtras | null, info: Record<string, unknown> | null): SessionHeader {
-  const session = (extras?.session as Row | undefined) ?? (info ? rowFromInfo(info) : null);
-  if (!session || typeof session['id'] !== 'string' || session['id'] === '') throw new SkError('archive', `${path}: a session without an id`);
+function headerOf(path: string, index: number, extras: SessionExtras | null, info: Record<string, unknown> | null): SessionHeader {
+  const where = (what: string): string => `${path}: session #${index}${typeof info?.['id'] === 'string' ? ` (${info['id']})` : ''}: ${what}`;
+  if (extras) {
+    const checked = sessionExtrasSchema.safeParse(extras);
+    if (!checked.success) throw new SkError('archive', where(`sessionKeeper.${describeArchiveIssue(checked.error)}`));
+  } else {
+    const checked = exportInfoSchema.safeParse(info ?? undefined);
+    if (!checked.success) throw new SkError('archive', where(info ? `info.${describeArchiveIssue(checked.error)}` : 'neither info nor sessionKeeper'));
+  }
+  const session = (extras?.session as Row | undefined) ?? rowFromInfo(info as Record<string, unknown>);
   const diff = extras?.diff;
   return {
     session,
@@ -230,16 +282,29 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
   let messageId = '';
   let messageTimes: MessageExtras | null = null;
   let partIndex = 0;
+  // Rows of one table are handed on in batches, as the store exports them.
+  let rows: { table: string; rows: Row[]; bytes: number } | null = null;
+  const flushRows = (): SessionItem | null => {
+    const batch = rows;
+    rows = null;
+    return batch && batch.rows.length > 0 ? { kind: 'rows', table: batch.table, rows: batch.rows } : null;
+  };
   for await (const event of scanArchive(path, { parts: true })) {
+    if (event.kind !== 'row') {
+      const pending = flushRows();
+      if (pending) yield pending;
+    }
     switch (event.kind) {
       case 'session': {
-        const header = headerOf(path, event.extras, event.info);
+        const header = headerOf(path, event.index, event.extras, event.info);
         sessionId = header.session['id'] as string;
         yield { kind: 'session', header };
         break;
       }
       case 'message': {
+        if (event.extras && !messageExtrasSchema.safeParse(event.extras).success) throw new SkError('archive', `${path}: session ${sessionId}: a message whose sessionKeeper times are not [created, updated]`);
         const { id, data } = rowText((id) => idPrefix([id, sessionId], MESSAGE_ID_KEYS), event.raw, MESSAGE_ID_KEYS);
+        if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a message without an id`);
         messageId = id;
         messageTimes = event.extras;
         partIndex = 0;
@@ -253,13 +318,24 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
       }
       case 'part': {
         const { id, data } = rowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.raw, PART_ID_KEYS);
+        if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a part without an id`);
         const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
         partIndex++;
         yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };
         break;
       }
+      case 'row': {
+        if (rows && (rows.table !== event.table || rows.rows.length >= 500 || rows.bytes >= 8 * 1024 * 1024)) {
+          const pending = flushRows();
+          if (pending) yield pending;
+        }
+        rows ??= { table: event.table, rows: [], bytes: 0 };
+        rows.rows.push(decodeTableRow(event.raw, `${path}: session ${sessionId}, ${event.table}`));
+        rows.bytes += event.raw.length;
+        break;
+      }
       case 'sessionEnd':
-        yield { kind: 'end', sessionId: event.summary.id };
+        yield { kind: 'end', sessionId: event.summary.id, counts: event.summary.counts };
         break;
     }
   }

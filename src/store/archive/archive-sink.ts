@@ -4,9 +4,11 @@
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writevSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { constants, gzipSync } from 'node:zlib';
 import { SkError } from '../../core/errors.js';
+import type { TableCounts } from '../session-items.js';
+import { sweepTempFiles, tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
 
 function writeError(error: unknown, path: string): SkError {
   if (error instanceof SkError) return error;
@@ -50,12 +52,14 @@ export class ArchiveSink {
   constructor(path: string) {
     this.path = path;
     this.gzip = path.endsWith('.gz');
-    this.tmp = join(dirname(path), `.${basename(path)}.${randomUUID().slice(0, 8)}.tmp`);
+    sweepTempFiles(dirname(path));
+    this.tmp = tempNameFor(dirname(path), basename(path), randomUUID().slice(0, 8));
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (error) {
       throw writeError(error, path);
     }
+    trackTempFile(this.tmp);
   }
 
   async write(...chunks: (Buffer | string)[]): Promise<void> {
@@ -93,14 +97,33 @@ export class ArchiveSink {
     }
   }
 
-  /** Flushes, fsyncs and renames into place; the archive exists whole or not at all. */
-  async commit(): Promise<void> {
+  /** The temporary file while it is being written and verified. */
+  get tempPath(): string {
+    return this.tmp;
+  }
+
+  get compressed(): boolean {
+    return this.gzip;
+  }
+
+  /** Flushes and fsyncs the temporary file and closes it: whole on disk, not yet under its name. */
+  seal(): void {
     try {
       this.flush();
       fsyncSync(this.fd as number);
       closeSync(this.fd as number);
       this.fd = undefined;
+    } catch (error) {
+      this.abort();
+      throw writeError(error, this.path);
+    }
+  }
+
+  /** Renames the sealed file into place and fsyncs its folder: the archive exists whole or not at all. */
+  publish(): void {
+    try {
       renameSync(this.tmp, this.path);
+      untrackTempFile(this.tmp);
       const dirFd = openSync(dirname(this.path), 'r');
       try {
         fsyncSync(dirFd);
@@ -124,6 +147,7 @@ export class ArchiveSink {
       this.fd = undefined;
     }
     rmSync(this.tmp, { force: true });
+    untrackTempFile(this.tmp);
   }
 }
 
@@ -132,28 +156,35 @@ export interface ArchivedSessionSummary {
   id: string;
   messages: number;
   parts: number;
-  /** sha256 over every message and part object as archived, in order. */
+  /** Rows per table as archived (messages, parts, and every other table the session owns). */
+  counts: TableCounts;
+  /** sha256 over every message, part and table row as archived, in order. */
   digest: string;
 }
 
 /** Running digest of one session's archived objects, shared by the writer and the reader. */
 export class SessionDigest {
   private readonly hash: Hash = createHash('sha256');
-  messages = 0;
-  parts = 0;
+  readonly counts: TableCounts = {};
 
   begin(kind: 'message' | 'part'): void {
-    if (kind === 'message') this.messages++;
-    else this.parts++;
+    this.counts[kind] = (this.counts[kind] ?? 0) + 1;
     this.hash.update(kind === 'message' ? '\u0001' : '\u0002');
+  }
+
+  /** A row of another table; format-1 archives have none, so their digests stay what they were. */
+  beginRow(table: string): void {
+    this.counts[table] = (this.counts[table] ?? 0) + 1;
+    this.hash.update(`\u0003${table}\u0000`);
   }
 
   update(bytes: Buffer): void {
     this.hash.update(bytes);
   }
 
-  finish(id: string): ArchivedSessionSummary {
-    return { id, messages: this.messages, parts: this.parts, digest: this.hash.digest('hex') };
+  /** `header` adds the rows archived with the session row (todos, the share). */
+  finish(id: string, header: TableCounts = {}): ArchivedSessionSummary {
+    const counts = { message: 0, part: 0, ...this.counts, ...header };
+    return { id, messages: counts['message'] ?? 0, parts: counts['part'] ?? 0, counts, digest: this.hash.digest('hex') };
   }
 }
-

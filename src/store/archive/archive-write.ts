@@ -4,8 +4,8 @@
  * behind their ids, so a restore gets exactly what was stored; a digest of every object is kept
  * per session for the read-back verification.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   ARCHIVE_FORMAT,
   EXTRA_KEY,
@@ -13,14 +13,17 @@ import {
   isWellFormedJson,
   MESSAGE_ID_KEYS,
   PART_ID_KEYS,
+  TABLES_KEY,
   wrapRowJson,
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
 import { SkError } from '../../core/errors.js';
 import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { isSyncIterable, rowId, type SessionItem, type SessionItems } from '../session-items.js';
+import { encodeTableRow } from '../../core/table-row.js';
+import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
+import { verifyArchive } from './archive-read.js';
 
 export interface ArchiveWriteResult {
   path: string;
@@ -29,16 +32,41 @@ export interface ArchiveWriteResult {
   bytes: number;
 }
 
+/**
+ * `archive`: our own members beside the export fields, so a restore is exact; `export`: only
+ * OpenCode's export shape (`{info, messages}`), which `opencode import` reads.
+ */
+type Shape = 'archive' | 'export';
+
 /** Turns items into archive text, one session object at a time. */
 class ArchiveSerializer {
   readonly sessions: ArchivedSessionSummary[] = [];
   private digest = new SessionDigest();
   private sessionId = '';
+  private headerCounts: TableCounts = {};
   private messageOpen = false;
+  private messagesOpen = false;
   private firstMessage = true;
   private firstPart = true;
+  /** The table whose rows are being written, or null before the first. */
+  private table: string | null = null;
+  private firstRow = true;
 
-  constructor(private readonly sink: ArchiveSink) {}
+  constructor(
+    private sink: ArchiveSink,
+    private readonly shape: Shape = 'archive',
+  ) {}
+
+  /** Writes the next session into another file (one file per session). */
+  switchTo(sink: ArchiveSink): void {
+    this.sink = sink;
+    this.sessions.length = 0;
+  }
+
+  /** Sessions written so far are separate documents, not an array: no separator before the next. */
+  private get separator(): string {
+    return this.shape === 'archive' && this.sessions.length > 0 ? ',\n' : '';
+  }
 
   async take(item: SessionItem): Promise<void> {
     const sink = this.sink;
@@ -47,17 +75,25 @@ class ArchiveSerializer {
         const { session, project, todos, share, diff } = item.header;
         this.sessionId = rowId(session);
         this.digest = new SessionDigest();
+        this.headerCounts = { todo: todos.length, session_share: share ? 1 : 0 };
         this.firstMessage = true;
+        this.messagesOpen = true;
+        this.table = null;
+        const info = JSON.stringify(toSessionInfo(session as unknown as SessionRow));
+        if (this.shape === 'export') {
+          await sink.write('{"info":', info, ',"messages":[');
+          return;
+        }
         const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share };
         const extrasJson = JSON.stringify(extras);
         await sink.write(
-          this.sessions.length > 0 ? ',\n' : '',
+          this.separator,
           `{${JSON.stringify(EXTRA_KEY)}:`,
           extrasJson.slice(0, -1),
           ',"diff":',
           diff && isWellFormedJson(diff) ? diff : 'null',
           '},"info":',
-          JSON.stringify(toSessionInfo(session as unknown as SessionRow)),
+          info,
           ',"messages":[',
         );
         return;
@@ -69,7 +105,8 @@ class ArchiveSerializer {
         const info = wrapRowJson(idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS), message.data);
         this.digest.begin('message');
         for (const piece of info) this.digest.update(piece);
-        await sink.write(this.firstMessage ? '' : ',', `{${JSON.stringify(EXTRA_KEY)}:`, JSON.stringify(messageExtras), ',"info":', ...info, ',"parts":[');
+        const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
+        await sink.write(this.firstMessage ? '' : ',', head, ...info, ',"parts":[');
         this.firstMessage = false;
         this.messageOpen = true;
         this.firstPart = true;
@@ -84,12 +121,47 @@ class ArchiveSerializer {
         this.firstPart = false;
         return;
       }
-      case 'end':
-        await this.closeMessage();
-        await sink.write(']}');
-        this.sessions.push(this.digest.finish(this.sessionId));
+      case 'rows': {
+        await this.closeMessages();
+        // OpenCode's export shape has no place for them; the archive keeps them.
+        if (this.shape === 'export') return;
+        if (this.table !== item.table) {
+          await sink.write(this.table === null ? `,${JSON.stringify(TABLES_KEY)}:[` : ']},', `{"table":${JSON.stringify(item.table)},"rows":[`);
+          this.table = item.table;
+          this.firstRow = true;
+        }
+        for (const row of item.rows) {
+          const pieces = encodeTableRow(row);
+          this.digest.beginRow(item.table);
+          for (const piece of pieces) this.digest.update(piece);
+          await sink.write(this.firstRow ? '' : ',', ...pieces);
+          this.firstRow = false;
+        }
         return;
+      }
+      case 'end': {
+        await this.closeMessages();
+        if (this.table !== null) await sink.write(']}]');
+        await sink.write('}');
+        const summary = this.digest.finish(this.sessionId, this.headerCounts);
+        // What was written must be what the store sent: a row lost on the way stops here.
+        for (const [table, rows] of Object.entries(item.counts)) {
+          // OpenCode's export shape carries messages and parts only.
+          if (this.shape === 'export' && table !== 'message' && table !== 'part') continue;
+          if ((summary.counts[table] ?? 0) !== rows) throw new SkError('archive', `session ${this.sessionId}: the store sent ${rows} ${table} rows, ${summary.counts[table] ?? 0} were written`);
+        }
+        this.sessions.push(summary);
+        return;
+      }
     }
+  }
+
+  /** Ends the session's messages array (before its other tables, or its end). */
+  private async closeMessages(): Promise<void> {
+    await this.closeMessage();
+    if (!this.messagesOpen) return;
+    await this.sink.write(']');
+    this.messagesOpen = false;
   }
 
   private async closeMessage(): Promise<void> {
@@ -99,8 +171,18 @@ class ArchiveSerializer {
   }
 }
 
+export interface ArchiveWriteOptions {
+  /**
+   * Read the file back and check every session's counts and digest before it takes its name, so
+   * an archive under its name has always been verified and an interrupted check leaves nothing.
+   */
+  verify?: boolean;
+  /** Runs once the sessions are written, before verification (with the file's temporary path). */
+  beforeVerify?: (tempPath: string) => void | Promise<void>;
+}
+
 /** Writes the sessions of `items` to `path` as one JSON array, atomically (`.gz` when the name ends so). */
-export async function writeArchive(items: SessionItems, path: string): Promise<ArchiveWriteResult> {
+export async function writeArchive(items: SessionItems, path: string, options: ArchiveWriteOptions = {}): Promise<ArchiveWriteResult> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const sink = new ArchiveSink(path);
   const serializer = new ArchiveSerializer(sink);
@@ -110,10 +192,54 @@ export async function writeArchive(items: SessionItems, path: string): Promise<A
     if (isSyncIterable(items)) for (const item of items) await serializer.take(item);
     else for await (const item of items) await serializer.take(item);
     await sink.write(']\n');
-    await sink.commit();
+    sink.seal();
+    if (options.verify) {
+      await options.beforeVerify?.(sink.tempPath);
+      await verifyArchive(sink.tempPath, serializer.sessions, { gzip: sink.compressed, name: path });
+    }
+    sink.publish();
   } catch (error) {
     sink.abort();
     throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
   }
   return { path, sessions: serializer.sessions, bytes: sink.bytes };
+}
+
+/**
+ * One file per session in OpenCode's export shape (`<dir>/<sessionID>.json`, what `opencode
+ * import` reads), each written atomically and mode 0600. Returns the files with their digests.
+ */
+export async function writeExportFiles(items: SessionItems, dir: string, force: boolean, options: Pick<ArchiveWriteOptions, 'verify'> = {}): Promise<ArchiveWriteResult[]> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const written: ArchiveWriteResult[] = [];
+  let sink: ArchiveSink | null = null;
+  let serializer: ArchiveSerializer | null = null;
+  const take = async (item: SessionItem): Promise<void> => {
+    if (item.kind === 'session') {
+      const path = join(dir, `${rowId(item.header.session)}.json`);
+      if (!force && existsSync(path)) throw new SkError('usage', `${path} exists (add --force to replace it)`);
+      sink = new ArchiveSink(path);
+      if (serializer) serializer.switchTo(sink);
+      else serializer = new ArchiveSerializer(sink, 'export');
+    }
+    if (!serializer || !sink) return;
+    await serializer.take(item);
+    if (item.kind === 'end') {
+      const done: ArchiveSink = sink;
+      await done.write('\n');
+      done.seal();
+      if (options.verify) await verifyArchive(done.tempPath, serializer.sessions, { gzip: done.compressed, name: done.path });
+      done.publish();
+      written.push({ path: done.path, sessions: [...serializer.sessions], bytes: done.bytes });
+      sink = null;
+    }
+  };
+  try {
+    if (isSyncIterable(items)) for (const item of items) await take(item);
+    else for await (const item of items) await take(item);
+  } catch (error) {
+    (sink as ArchiveSink | null)?.abort();
+    throw error instanceof SkError ? error : new SkError('archive', `cannot write ${dir}: ${(error as Error).message}`);
+  }
+  return written;
 }

@@ -8,12 +8,14 @@
  */
 import { sql, type RawBuilder } from 'kysely';
 import { SkError } from '../../core/errors.js';
-import { isSyncIterable, rowId, type SessionItem, type SessionItems } from '../session-items.js';
+import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
+import { rowPayloadBytes } from '../../core/table-row.js';
+import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
 import type { BulkRow } from './dialect.js';
-import { rowLine, sessionDigest, sha256Hex, type SessionCheck } from './digest.js';
+import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
 import type { ExternalContext } from './context.js';
-import { deleteSessionRows, insertNewSession, insertSmallAttachments, preparePartBatched, putSessionRow, sessionStates, type SmallAttachment } from './writes.js';
+import { deleteSessionRows, insertNewSession, insertSmallAttachments, preparePartBatched, putSessionRow, sessionStates, storeTableRows, type SmallAttachment } from './writes.js';
 import { messageRow, type MessageRow, type PartRow } from './stored-rows.js';
 
 /** Bytes of row data per INSERT statement. */
@@ -34,6 +36,7 @@ export async function storedCheck(store: ExternalContext, sessionId: string): Pr
   const lines: string[] = [];
   let messages = 0;
   let parts = 0;
+  for (const r of await storedRowLines(store, [sessionId])) lines.push(r.line);
   for (const table of ['sk_message', 'sk_part'] as const) {
     let lastId: string | undefined;
     for (;;) {
@@ -84,11 +87,22 @@ async function storedChecks(store: ExternalContext, sent: readonly SessionCheck[
       else if (c) c.messages++;
     }
   }
+  for (const r of await storedRowLines(store, ids)) lines.get(r.sessionId)?.push(r.line);
   for (const id of ids) {
     const c = counts.get(id) ?? { messages: 0, parts: 0 };
     checks.set(id, { id, messages: c.messages, parts: c.parts, digest: sessionDigest(lines.get(id) ?? []) });
   }
   return checks;
+}
+
+/** The digest lines of sessions' stored table rows (their bodies hashed by the server). */
+async function storedRowLines(store: ExternalContext, ids: readonly string[]): Promise<{ sessionId: string; line: string }[]> {
+  const rows = await store.db
+    .selectFrom('sk_row')
+    .select(['session_id', 'table_name', 'ord', 'attachments', store.dialect.byteLength('body').as('n'), store.dialect.sha256Hex('body').as('sha')])
+    .where('session_id', 'in', ids)
+    .execute();
+  return rows.map((r) => ({ sessionId: r.session_id, line: tableRowLine(r.table_name, Number(r.ord), Number(r.n), String(r.sha).toLowerCase(), r.attachments) }));
 }
 
 /** A promise settled from outside, observed at once so a failure is never unhandled. */
@@ -240,8 +254,13 @@ interface Current {
   lines: string[];
   messages: number;
   parts: number;
+  /** Rows of the session's other tables, per table, and the next row's place among them. */
+  rows: TableCounts;
+  ord: number;
   bytes: number;
   committed: Set<Promise<void>>;
+  /** Rows the header carried (todos, the share). */
+  header: TableCounts;
 }
 
 class BulkImport {
@@ -291,7 +310,7 @@ class BulkImport {
           committed.add(inserted);
         }
         this.options.onRows?.(0, 1);
-        this.current = { id, lines: [], messages: 0, parts: 0, bytes: 0, committed };
+        this.current = { id, lines: [], messages: 0, parts: 0, rows: {}, ord: 0, bytes: 0, committed, header: { todo: todos.length, session_share: share ? 1 : 0 } };
         return;
       }
       case 'message': {
@@ -319,13 +338,31 @@ class BulkImport {
         this.options.onRows?.(row.bytes, 1);
         return;
       }
+      case 'rows': {
+        if (this.skipping || !this.current) return;
+        const cur = this.current;
+        const stored = await storeTableRows(store, cur.id, item.table, item.rows, cur.ord);
+        cur.ord += item.rows.length;
+        cur.rows[item.table] = (cur.rows[item.table] ?? 0) + item.rows.length;
+        for (const line of stored.lines) cur.lines.push(line);
+        const bytes = item.rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
+        // A session's bytes are what it holds now; its event log is sized apart.
+        if (!EVENT_LOG_TABLES.includes(item.table)) cur.bytes += bytes;
+        this.options.onRows?.(bytes, item.rows.length);
+        return;
+      }
       case 'end': {
         if (this.skipping || !this.current) return;
         const cur = this.current;
         this.current = null;
+        // Every row the source sent came through: a table this copy does not carry stops here.
+        const received: TableCounts = { message: cur.messages, part: cur.parts, ...cur.rows, ...cur.header };
+        for (const [table, rows] of Object.entries(item.counts)) {
+          if ((received[table] ?? 0) !== rows) throw new SkError('corrupt', `session ${cur.id}: ${rows} ${table} rows were sent, ${received[table] ?? 0} arrived in ${store.location}`);
+        }
         this.result.bytes += cur.bytes;
         const sent: SentSession = { sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(cur.lines) }, committed: cur.committed, bytes: cur.bytes };
-        const rows = cur.messages + cur.parts;
+        const rows = cur.messages + cur.parts + cur.ord;
         if (this.group.length > 0 && (this.groupRows + rows > VERIFY_ROWS || this.group.length >= VERIFY_SESSIONS)) await this.submit();
         this.group.push(sent);
         this.groupRows += rows;

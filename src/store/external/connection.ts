@@ -22,6 +22,11 @@ export async function parseConnectionString(value: string): Promise<{ conn: Pars
   } catch {
     throw new SkError('connection', `not a valid connection string: ${display}`);
   }
+  // An @ after the host part means a password that was not URL-encoded: the driver would read part of it as the host.
+  const authorityEnd = value.indexOf('/', value.indexOf('://') + 3);
+  if (authorityEnd !== -1 && value.indexOf('@', authorityEnd) !== -1) {
+    throw new SkError('connection', `${display}: a password holding @, / or # must be URL-encoded (%40, %2F, %23)`);
+  }
   const kind = externalKindOf(value);
   if (!kind) throw new SkError('connection', `unsupported database scheme ${url.protocol} in ${display} (postgres, mysql, mariadb, sqlserver)`);
   const database = decodeURIComponent(url.pathname.replace(/^\//, ''));

@@ -17,6 +17,11 @@ export function rowLine(kind: 'm' | 'p', id: string, created: number, updated: n
   return `${kind}\0${id}\0${created}\0${updated}\0${bodyBytes}\0${bodySha}\0${spans ?? ''}`;
 }
 
+/** A stored row of another table: where it stands (table, order), its body's length and sha256, its attachments. */
+export function tableRowLine(table: string, ord: number, bodyBytes: number, bodySha: string, spans: string | null): string {
+  return `r\0${table}\0${ord}\0${bodyBytes}\0${bodySha}\0${spans ?? ''}`;
+}
+
 export function sessionDigest(lines: string[]): string {
   const hash = createHash('sha256');
   for (const line of lines.sort()) hash.update(`${line}\n`);

@@ -5,6 +5,7 @@
  * value at a time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
  * Engine differences are the dialect's (dialect.ts); nothing here asks which engine it is.
  */
+import { emptyCompactionPlan, type CompactionPlan, type CompactionResult } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
@@ -15,8 +16,8 @@ import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
 import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
-import type { Row, SessionItem } from '../session-items.js';
-import type { DeleteResult, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { Row, SessionItem, TableCounts } from '../session-items.js';
+import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
 import { connect, connectionError } from './connection.js';
@@ -25,7 +26,7 @@ import { ExternalContext } from './context.js';
 import { migrateSchema, schemaVersion, SCHEMA_VERSION } from './schema.js';
 import { messageRow, type MessageInput, type PartInput, type StoredSessionExtras } from './stored-rows.js';
 import type { SkTables } from './tables.js';
-import { collectAttachments, deleteSessionRows, preparePart, putSessionRow, recount, requireSession, sessionRowsIn, sessionStates } from './writes.js';
+import { collectAttachments, deleteSessionRows, preparePart, putSessionRow, recount, requireSession, sessionRowsIn, sessionStates, storedCounts, storedTableRows } from './writes.js';
 
 /** Attachment chunks fetched per round trip (about 4 MB). */
 const CHUNKS_PER_READ = 4;
@@ -99,6 +100,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
       return {
         path: this.conn.display,
         schema: `${this.kind} v${SCHEMA_VERSION}`,
+        layout: this.kind,
         fileBytes,
         walBytes: 0,
         freeBytes: 0,
@@ -118,6 +120,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         largest: largest.map((r) => ({ id: r.id, title: r.title, bytes: n(r.bytes) })),
         oversize: [],
         warnings: crossedThresholds(fileBytes, options.warnAtMB),
+        eventsByType: [],
+        compactableBytes: 0,
       };
     });
   }
@@ -289,7 +293,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         .selectFrom('sk_session')
         .select((eb) => eb.fn.sum<number>(eb.case().when('parent_id', 'is', null).then(1).else(0).end()).as('roots'))
         .executeTakeFirst();
-      return { liveBytes: await this.databaseBytes(), rootSessions: Number(row?.roots ?? 0) };
+      return { liveBytes: await this.databaseBytes(), rootSessions: Number(row?.roots ?? 0), eventLogMark: 0 };
     });
   }
 
@@ -333,6 +337,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         kind: 'session',
         header: { session, project, todos: extras.todos, share: extras.share, diff: extras.diff === null || extras.diff === undefined ? null : Buffer.from(extras.diff) },
       };
+      const counts: TableCounts = { message: 0, part: 0 };
       let last: { created: number; id: string } | undefined;
       for (;;) {
         let query = this.db.selectFrom('sk_message').select(['id', 'time_created', 'time_updated', 'body']).where('session_id', '=', id).orderBy('time_created').orderBy('id');
@@ -345,6 +350,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
           const parts = await this.guard('read', () =>
             this.db.selectFrom('sk_part').select(['id', 'time_created', 'time_updated', 'body', 'attachments']).where('message_id', '=', m.id).orderBy('time_created').orderBy('id').execute(),
           );
+          counts['message'] = (counts['message'] ?? 0) + 1;
+          counts['part'] = (counts['part'] ?? 0) + parts.length;
           yield {
             kind: 'message',
             message: { id: m.id, sessionId: id, timeCreated: Number(m.time_created), timeUpdated: Number(m.time_updated), data: m.body },
@@ -360,7 +367,10 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         if (page.length < MESSAGE_PAGE || !tail) break;
         last = { created: Number(tail.time_created), id: tail.id };
       }
-      yield { kind: 'end', sessionId: id };
+      counts['todo'] = extras.todos.length;
+      counts['session_share'] = extras.share ? 1 : 0;
+      yield* storedTableRows(this, id, (body, spans) => collect(this.partBytes(body, spans)), counts);
+      yield { kind: 'end', sessionId: id, counts };
     }
   }
 
@@ -374,6 +384,18 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
   importSessions(items: Parameters<SessionWriter['importSessions']>[0], options: ImportOptions): Promise<ImportResult> {
     return importSessions(this, items, options);
   }
+
+  /** A copy on a server keeps the event log it was given (compacted before, when compaction is on). */
+  async compactionPlan(): Promise<CompactionPlan> {
+    return emptyCompactionPlan();
+  }
+
+  async compactEvents(): Promise<CompactionResult> {
+    throw new SkError('usage', `${this.conn.display}: compaction works on OpenCode's SQLite file`);
+  }
+
+  /** A server keeps its own pages whole. */
+  async assertIntact(): Promise<void> {}
 
   async durable(): Promise<void> {
     await this.guard('flush', () => this.dialect.durableBarrier(this.db));
@@ -432,16 +454,15 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     });
   }
 
-  /** Deletes sessions with their children, messages, parts and now-unreferenced attachments. */
-  async deleteTrees(roots: readonly string[], options: { expectedVersions?: ReadonlyMap<string, number> } = {}): Promise<DeleteResult> {
+  /** Deletes sessions with their children, their rows and now-unreferenced attachments. */
+  async deleteTrees(roots: readonly string[], options: { expected?: ReadonlyMap<string, ExpectedSession> } = {}): Promise<DeleteResult> {
     return this.guard('delete', async () => {
       const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [] };
       for (const root of roots) {
         const tree = await this.sessionTrees([root]);
         const versions = await this.sessionVersions(tree);
         if (!versions.has(root)) continue;
-        const expected = options.expectedVersions;
-        if (expected && tree.some((id) => versions.has(id) && versions.get(id) !== expected.get(id))) {
+        if (options.expected && !(await this.unchanged(tree, versions, options.expected))) {
           result.changed.push(root);
           continue;
         }
@@ -456,7 +477,18 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     });
   }
 
-
+  /** Whether every session of a tree is still what the caller expected: same version, same rows per table. */
+  private async unchanged(tree: readonly string[], versions: ReadonlyMap<string, number>, expected: ReadonlyMap<string, ExpectedSession>): Promise<boolean> {
+    for (const id of tree) {
+      if (!versions.has(id)) continue;
+      const want = expected.get(id);
+      if (!want || versions.get(id) !== want.updated) return false;
+      if (!want.counts) continue;
+      const now = await storedCounts(this, id);
+      for (const [table, rows] of Object.entries(want.counts)) if ((now[table] ?? 0) !== rows) return false;
+    }
+    return true;
+  }
 
   async close(): Promise<void> {
     await this.db.destroy().catch(() => undefined);

@@ -14,6 +14,9 @@
  *   row is not valid JSON for that engine); `attachments` lists each cut as
  *   `{i, o, s, k, n, e}` = index among the part's data URLs, byte offset in body, sha256, kind
  *   (`b` base64 re-encoded canonically, `r` raw payload bytes), decoded bytes, encoded bytes.
+ * - `sk_row` (version 2): every other row a session owns in OpenCode's file (the event log,
+ *   session_message, session_input, session_context_epoch), each encoded value by value
+ *   (core/table-row.ts) in `body`, its attachments cut out as in `sk_part`.
  * - `sk_attachment` + `sk_attachment_chunk`: content-addressed bytes (sha256), stored once however
  *   often referenced, in chunks of at most 1 MB, so no row or read is large.
  */
@@ -72,6 +75,19 @@ export const MIGRATIONS: readonly Migration[] = [
         ...d.tuning,
       ];
     },
+  },
+  {
+    version: 2,
+    name: "rows of a session's other tables: the event log, OpenCode 1.18's session_message, session_input, ...",
+    steps: (d) => [
+      d.createTable(
+        'sk_row',
+        `session_id ${d.types.id} NOT NULL, table_name VARCHAR(64) NOT NULL, ord INT NOT NULL, bytes BIGINT NOT NULL,
+         body ${d.types.blob} NOT NULL, attachments ${d.types.text} NULL,
+         att_count INT NOT NULL DEFAULT 0, att_bytes BIGINT NOT NULL DEFAULT 0, att_encoded BIGINT NOT NULL DEFAULT 0,
+         PRIMARY KEY (session_id, ord)`,
+      ),
+    ],
   },
 ];
 

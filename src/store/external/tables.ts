@@ -41,6 +41,19 @@ export interface SkTables {
     att_bytes: number;
     att_encoded: number;
   };
+  /** A row of another table a session owns (event log, session_message, ...), encoded as core/table-row.ts does. */
+  sk_row: {
+    session_id: string;
+    table_name: string;
+    /** Order of the row among the session's rows, which is the order a restore inserts them in. */
+    ord: number;
+    bytes: number;
+    body: Buffer;
+    attachments: string | null;
+    att_count: number;
+    att_bytes: number;
+    att_encoded: number;
+  };
   sk_attachment: { sha256: string; bytes: number; chunks: number; complete: number };
   sk_attachment_chunk: { sha256: string; seq: number; data: Buffer };
 }

@@ -5,10 +5,12 @@
 import { sql, type Kysely } from 'kysely';
 import { SkError } from '../../core/errors.js';
 import { defaultProjectRow } from '../../core/opencode-format.js';
-import type { Row } from '../session-items.js';
+import { decodeTableRow, encodeTableRow } from '../../core/table-row.js';
+import type { Row, SessionItem, TableCounts } from '../session-items.js';
 import type { SessionState } from '../writer.js';
 import { attachmentChunks, CHUNK_BYTES, cutPart, parseSpans, type CutPart } from './codec.js';
 import type { ExternalContext } from './context.js';
+import { sha256Hex, tableRowLine } from './digest.js';
 import { partRow, sessionValues, type PartInput, type PartRow, type StoredSessionExtras } from './stored-rows.js';
 import type { SkTables } from './tables.js';
 
@@ -160,9 +162,13 @@ export async function deleteSessionRows(ctx: ExternalContext, sessionId: string,
     }
     await ctx.db.deleteFrom('sk_part').where('id', 'in', rows.map((r) => r.id)).execute();
   }
+  for (const r of await ctx.db.selectFrom('sk_row').select('attachments').where('session_id', '=', sessionId).where('att_count', '>', 0).execute()) {
+    for (const s of parseSpans(r.attachments)) shas.add(s.s);
+  }
   await ctx.db.transaction().execute(async (trx) => {
     await trx.deleteFrom('sk_part').where('session_id', '=', sessionId).execute();
     await trx.deleteFrom('sk_message').where('session_id', '=', sessionId).execute();
+    await trx.deleteFrom('sk_row').where('session_id', '=', sessionId).execute();
     if (withSession) await trx.deleteFrom('sk_session').where('id', '=', sessionId).execute();
   });
   await collectAttachments(ctx, [...shas]);
@@ -174,6 +180,8 @@ export async function collectAttachments(ctx: ExternalContext, shas: readonly st
   for (const sha of new Set(shas)) {
     const used = await ctx.dialect.limit(ctx.db.selectFrom('sk_part').select('id').where('att_count', '>', 0).where('attachments', 'like', `%${sha}%`), 1).execute();
     if (used.length > 0) continue;
+    const usedByRow = await ctx.dialect.limit(ctx.db.selectFrom('sk_row').select('ord').where('att_count', '>', 0).where('attachments', 'like', `%${sha}%`), 1).execute();
+    if (usedByRow.length > 0) continue;
     await ctx.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', sha).execute();
     await ctx.db.deleteFrom('sk_attachment').where('sha256', '=', sha).execute();
   }
@@ -196,4 +204,98 @@ export async function sessionStates(ctx: ExternalContext, ids: readonly string[]
   return new Map(
     rows.map((r) => [r.id, { updated: Number(r.time_updated), whole: Number(r.complete) === 1 && r.digest !== null, messages: Number(r.messages), parts: Number(r.parts) }]),
   );
+}
+
+/**
+ * Stores rows of one of a session's other tables, each encoded value by value, its attachments
+ * cut out into the content-addressed table like a part's; returns their digest lines.
+ */
+export async function storeTableRows(
+  ctx: ExternalContext,
+  sessionId: string,
+  table: string,
+  rows: readonly Row[],
+  firstOrd: number,
+): Promise<{ lines: string[] }> {
+  const stored: SkTables['sk_row'][] = [];
+  const small: SmallAttachment[] = [];
+  const lines: string[] = [];
+  for (const [i, row] of rows.entries()) {
+    const body = Buffer.concat(encodeTableRow(row));
+    const cut = cutPart(body, `${sessionId}/${table}/${firstOrd + i}`);
+    for (const source of cut.sources) {
+      if (ctx.dialect.batchesSmallAttachments && source.span.end - source.span.payloadStart <= CHUNK_BYTES) {
+        const chunks = [...attachmentChunks(body, source.span, source.kind)];
+        small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
+      } else await storeAttachment(ctx, body, source);
+    }
+    const attachments = cut.spans.length > 0 ? JSON.stringify(cut.spans) : null;
+    stored.push({
+      session_id: sessionId,
+      table_name: table,
+      ord: firstOrd + i,
+      bytes: body.length,
+      body: cut.body,
+      attachments,
+      att_count: cut.attachmentCount,
+      att_bytes: cut.attachmentBytes,
+      att_encoded: cut.encodedBytes,
+    });
+    lines.push(tableRowLine(table, firstOrd + i, cut.body.length, sha256Hex(cut.body), attachments));
+  }
+  await insertSmallAttachments(ctx, small);
+  // Bounded batches: SQL Server allows 2,100 parameters in a statement, MySQL 16 MB packets.
+  for (let at = 0; at < stored.length; ) {
+    const batch: SkTables['sk_row'][] = [];
+    for (let size = 0; at < stored.length && batch.length < Math.floor(ctx.dialect.batchRows / 2) && (batch.length === 0 || size < 4 * 1024 * 1024); at++) {
+      const row = stored[at] as SkTables['sk_row'];
+      batch.push(row);
+      size += row.body.length;
+    }
+    await ctx.db.insertInto('sk_row').values(batch).execute();
+  }
+  return { lines };
+}
+
+/** A session's stored rows of other tables back as items, table by table, in the order they were stored. */
+export async function* storedTableRows(ctx: ExternalContext, sessionId: string, rebuild: (body: Buffer, spans: ReturnType<typeof parseSpans>) => Promise<Buffer>, counts: TableCounts): AsyncGenerator<SessionItem> {
+  let next = 0;
+  let batch: { table: string; rows: Row[] } | null = null;
+  for (;;) {
+    const page = await ctx.dialect
+      .limit(ctx.db.selectFrom('sk_row').select(['table_name', 'ord', 'body', 'attachments']).where('session_id', '=', sessionId).where('ord', '>=', next).orderBy('ord'), 200)
+      .execute();
+    for (const r of page) {
+      const spans = parseSpans(r.attachments);
+      const body = spans.length > 0 ? await rebuild(r.body, spans) : r.body;
+      const row = decodeTableRow(body, `${ctx.location}: session ${sessionId}, ${r.table_name}`);
+      if (batch && batch.table !== r.table_name) {
+        yield { kind: 'rows', table: batch.table, rows: batch.rows };
+        batch = null;
+      }
+      batch ??= { table: r.table_name, rows: [] };
+      batch.rows.push(row);
+      counts[r.table_name] = (counts[r.table_name] ?? 0) + 1;
+      next = Number(r.ord) + 1;
+    }
+    if (page.length < 200) break;
+  }
+  if (batch) yield { kind: 'rows', table: batch.table, rows: batch.rows };
+}
+
+/** Rows per table a stored session holds. */
+export async function storedCounts(ctx: ExternalContext, sessionId: string): Promise<TableCounts> {
+  const session = await ctx.db.selectFrom('sk_session').select(['messages', 'parts', 'extras_json']).where('id', '=', sessionId).executeTakeFirst();
+  const counts: TableCounts = {};
+  if (!session) return counts;
+  counts['message'] = Number(session.messages);
+  counts['part'] = Number(session.parts);
+  const extras = (session.extras_json ? JSON.parse(session.extras_json) : null) as Pick<StoredSessionExtras, 'todos' | 'share'> | null;
+  if (extras) {
+    counts['todo'] = extras.todos.length;
+    counts['session_share'] = extras.share ? 1 : 0;
+  }
+  const rows = await ctx.db.selectFrom('sk_row').select((eb) => ['table_name', eb.fn.countAll<number>().as('n')]).where('session_id', '=', sessionId).groupBy('table_name').execute();
+  for (const r of rows) counts[r.table_name] = Number(r.n);
+  return counts;
 }

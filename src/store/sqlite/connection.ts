@@ -11,6 +11,7 @@ import { SkError } from '../../core/errors.js';
 import { V8_STRING_LIMIT } from '../../core/page-rules.js';
 import { mapSqliteError } from './errors.js';
 import { OPENCODE_SCHEMA_DDL, V1_TABLES } from './schema.js';
+import { sessionTables, type SessionTables } from './session-tables.js';
 import { loadValueChunks, type ChunkedReadPath } from './value-chunks.js';
 
 export { mapSqliteError };
@@ -28,13 +29,23 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * Which of OpenCode's storage layouts a file holds: `1.x` (message/part), `1.18` (message/part and,
+ * for sessions made through the newer API, session_message/session_input/session_context_epoch),
+ * `2.x` (new sessions in session_v2, every conversation in session_message).
+ */
+export type StorageLayout = '1.x' | '1.18' | '2.x';
+
 export interface SchemaInfo {
   /** '1.x' when OpenCode's session/message/part tables are present. */
   version: '1.x';
+  layout: StorageLayout;
   tables: Set<string>;
   sessionColumns: Set<string>;
   /** OpenCode 2.x tables found beside the 1.x ones (not read). */
   unsupportedTables: string[];
+  /** The tables holding rows of a session, from the file's own foreign keys. */
+  sessionTables: SessionTables;
 }
 
 /** One open connection to OpenCode's file, with what was learnt opening it. */
@@ -123,9 +134,11 @@ export function detectSchema(db: Connection, path: string): SchemaInfo {
   }
   return {
     version: '1.x',
+    layout: tables.has('session_v2') ? '2.x' : tables.has('session_message') ? '1.18' : '1.x',
     tables,
     sessionColumns,
     unsupportedTables: ['session_v2'].filter((t) => tables.has(t)),
+    sessionTables: sessionTables(db, tables),
   };
 }
 
@@ -167,4 +180,16 @@ export function openConnection(path: string, options: OpenOptions = {}): SqliteC
     db?.close();
     throw mapSqliteError(error, path);
   }
+}
+
+/** The file and its WAL, as the disk holds them. */
+export function fileBytes(path: string): number {
+  const size = (p: string): number => {
+    try {
+      return statSync(p).size;
+    } catch {
+      return 0;
+    }
+  };
+  return size(path) + size(`${path}-wal`);
 }

@@ -20,7 +20,7 @@ export class SqliteContentSource implements ContentSource {
    * @param index where a part's attachments are known to lie: only the bytes around them are read.
    */
   constructor(
-    private readonly conn: SqliteConnection,
+    protected readonly conn: SqliteConnection,
     private readonly streamAbove: number,
     private readonly index: PartIndex | null = null,
   ) {}
@@ -65,7 +65,16 @@ export class SqliteContentSource implements ContentSource {
   }
 
   async payload(table: 'message' | 'part', row: ContentRow): Promise<Buffer> {
+    return this.payloadFrom(table, row);
+  }
+
+  protected payloadFrom(table: string, row: ContentRow): Buffer {
     return payloadOf(this.conn, table, row);
+  }
+
+  /** The table a row the page builder calls `table` is stored in (a subclass may keep messages elsewhere). */
+  protected valueTable(table: 'message' | 'part'): string {
+    return table;
   }
 
   /**
@@ -74,15 +83,18 @@ export class SqliteContentSource implements ContentSource {
    * index knows where the part's attachments lie, only the bytes around their payloads are read.
    */
   async scanPayload(table: 'message' | 'part', row: ContentRow, options: ScanOptions): Promise<ScannedPart | null> {
-    if (this.conn.valueReads !== 'chunked' || row.bytes <= this.streamAbove || row.bytes > this.conn.readableLimit) return null;
-    const { rowid, timeUpdated } = row as PayloadRow;
-    const known = table === 'part' ? this.index?.spans(rowid, row.id, timeUpdated, row.bytes) : undefined;
+    const { rowid, timeUpdated } = row as Partial<PayloadRow>;
+    if (this.conn.valueReads !== 'chunked' || rowid === undefined || row.bytes <= this.streamAbove || row.bytes > this.conn.readableLimit) return null;
+    const stored = this.valueTable(table);
+    // Our index knows parts (by rowid, checked against id, time_updated and size).
+    const indexed = stored === 'part' && timeUpdated !== undefined;
+    const known = indexed ? this.index?.spans(rowid, row.id, timeUpdated, row.bytes) : undefined;
     if (known && known.length > 0) {
-      const scanned = this.scanAround(table, rowid, row.bytes, known, options);
+      const scanned = this.scanAround(stored, rowid, row.bytes, known, options);
       if (scanned) return scanned;
     }
-    const scanned = reducePartChunks(valueChunks(this.conn.db, table, 'data', rowid), options);
-    if (table === 'part') {
+    const scanned = reducePartChunks(valueChunks(this.conn.db, stored, 'data', rowid), options);
+    if (indexed) {
       this.index?.record({ row: rowid, id: row.id, timeUpdated, bytes: row.bytes, spans: scanned.attachments });
       this.index?.flush();
     }
@@ -90,7 +102,7 @@ export class SqliteContentSource implements ContentSource {
   }
 
   /** The view read around known payloads; null when what was read does not match what the index said. */
-  private scanAround(table: 'message' | 'part', rowid: number, bytes: number, spans: readonly AttachmentSpan[], options: ScanOptions): ScannedPart | null {
+  private scanAround(table: string, rowid: number, bytes: number, spans: readonly AttachmentSpan[], options: ScanOptions): ScannedPart | null {
     const reducer = new PartReducer(options);
     let from = 0;
     const read = (start: number, stop: number): void => {

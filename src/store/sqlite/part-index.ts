@@ -274,13 +274,21 @@ export class PartIndex {
 
 /** Every part row as an UnindexedPart: what stats read when there is no index. */
 export function everyPart(conn: SqliteConnection, smallBytes: number): IterableIterator<UnindexedPart> {
-  return statement(conn.db, unindexedSql('')).iterate({ small: smallBytes }) as IterableIterator<UnindexedPart>;
+  return rowsOf(conn, 'part', 'data', smallBytes);
+}
+
+/** Every row of another table that may hold attachments (the newer layout's messages and prompts), the same way. */
+export function rowsOf(conn: SqliteConnection, table: string, column: string, smallBytes: number): IterableIterator<UnindexedPart> {
+  return statement(conn.db, unindexedSql('', table, column)).iterate({ small: smallBytes }) as IterableIterator<UnindexedPart>;
 }
 
 /** Sizes from octet_length (no payload read); data only for small values that mention a data URL (instr runs in SQLite). */
-function unindexedSql(join: string): string {
-  return `SELECT p.rowid AS row, p.id, p.time_updated AS timeUpdated, coalesce(octet_length(p.data), -1) AS bytes,
-            CASE WHEN octet_length(p.data) <= @small THEN instr(p.data, '"data:') > 0 END AS mentions,
-            CASE WHEN octet_length(p.data) <= @small AND instr(p.data, '"data:') > 0 THEN CAST(p.data AS BLOB) END AS data
-          FROM part AS p ${join}`;
+function unindexedSql(join: string, table = 'part', column = 'data'): string {
+  const value = `p."${column}"`;
+  // Only parts are indexed: other tables need no time_updated (session_input has none).
+  const updated = table === 'part' ? 'p.time_updated' : '0';
+  return `SELECT p.rowid AS row, p.id, ${updated} AS timeUpdated, coalesce(octet_length(${value}), -1) AS bytes,
+            CASE WHEN octet_length(${value}) <= @small THEN instr(${value}, '"data:') > 0 END AS mentions,
+            CASE WHEN octet_length(${value}) <= @small AND instr(${value}, '"data:') > 0 THEN CAST(${value} AS BLOB) END AS data
+          FROM "${table}" AS p ${join}`;
 }

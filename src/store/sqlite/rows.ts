@@ -102,18 +102,20 @@ export function partsOfMessages(
   return grouped;
 }
 
-/** Refuses, with one line, a value larger than this connection can read (whole or in chunks). */
-export function checkReadable(conn: SqliteConnection, table: 'part' | 'message', row: Pick<PayloadRow, 'id' | 'bytes'>, what = 'read'): void {
+/** Refuses, with one line, a value larger than this connection can read (whole or in chunks). `table` may be `table:column`. */
+export function checkReadable(conn: SqliteConnection, table: string, row: Pick<PayloadRow, 'id' | 'bytes'>, what = 'read'): void {
   if (row.bytes > conn.readableLimit) {
-    throw new SkError('too-big', `${table} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
+    const [name] = table.split(':') as [string];
+    throw new SkError('too-big', `${name} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
   }
 }
 
-/** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). */
-export function payloadOf(conn: SqliteConnection, table: 'part' | 'message', row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
+/** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). `table:column` names another column than `data`. */
+export function payloadOf(conn: SqliteConnection, table: string, row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
   if (row.data) return row.data;
+  const [name, column = 'data'] = table.split(':') as [string, string?];
   checkReadable(conn, table, row, what);
-  const data = statement(conn.db, `SELECT CAST(data AS BLOB) FROM "${table}" WHERE id = ?`).pluck().get(row.id);
+  const data = statement(conn.db, `SELECT CAST("${column}" AS BLOB) FROM "${name}" WHERE id = ?`).pluck().get(row.id);
   if (!Buffer.isBuffer(data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
   return data;
 }
@@ -137,4 +139,11 @@ export function sessionVersions(conn: SqliteConnection, ids: readonly string[]):
     JSON.stringify(ids),
   ) as { id: string; updated: number }[];
   return new Map(rows.map((r) => [r.id, r.updated]));
+}
+
+/** SQL summing the TEXT and BLOB bytes of a row of `table` (what it holds beyond its numbers). */
+export function payloadSum(conn: SqliteConnection, table: string): string {
+  const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[];
+  const terms = columns.map((c) => `CASE WHEN typeof("${c}") IN ('text', 'blob') THEN octet_length("${c}") ELSE 0 END`);
+  return terms.length > 0 ? terms.join(' + ') : '0';
 }

@@ -1,17 +1,65 @@
 /**
- * Sessions out of OpenCode's file as a stream of items (archive, offload, migrate). Each session
- * is read inside one read transaction, so it is consistent however long the consumer takes;
- * rows come in keyset pages, their data as BLOBs, large values one at a time.
+ * Sessions out of OpenCode's file as a stream of items (archive, offload, migrate): every row the
+ * session owns (session-tables.ts), so that an archive holds exactly what a delete removes. Each
+ * session is read inside one read transaction, so it is consistent however long the consumer
+ * takes; rows come in keyset pages, their data as BLOBs, large values one at a time.
  */
 import { SkError } from '../../core/errors.js';
-import type { PartRecord, Row, SessionItem } from '../session-items.js';
+import { BlobValue, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
 import { messagesAfter, partsOfMessages, payloadOf, statement } from './rows.js';
+import type { SessionTable } from './session-tables.js';
 
 const PAGE_ROWS = 200;
 const INLINE_FETCH_BYTES = 256 * 1024;
 const INLINE_TOTAL_BYTES = 8 * 1024 * 1024;
+/** A `rows` item carries at most this many rows or bytes. */
+const ROWS_PER_ITEM = 500;
+const BYTES_PER_ITEM = 8 * 1024 * 1024;
+/** Marks the column of a select that says whether a value is a BLOB. */
+const BLOB_FLAG = ':session-keeper-blob';
+
+/**
+ * Every column of `table`, TEXT read as BLOB (its exact bytes, a Buffer off the V8 heap) and a
+ * flag telling real BLOBs apart, so a restore puts back each value with its own type.
+ */
+function typedColumns(conn: SqliteConnection, table: string): { select: string; columns: string[] } {
+  const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
+  const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
+  const select = columns
+    .map((c) => `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}`)
+    .join(', ');
+  return { select, columns };
+}
+
+/** A session's rows of one table, in rowid order, in items of bounded size. */
+function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts): Generator<SessionItem> {
+  const { select, columns } = typedColumns(conn, table.table);
+  const rows = statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>;
+  let batch: Row[] = [];
+  let bytes = 0;
+  let count = 0;
+  for (const raw of rows) {
+    const row: Row = {};
+    for (const c of columns) {
+      const value = raw[c];
+      if (Buffer.isBuffer(value)) {
+        row[c] = raw[c + BLOB_FLAG] === 1 ? new BlobValue(value) : value;
+        bytes += value.length;
+      } else row[c] = value as Row[string];
+    }
+    batch.push(row);
+    count++;
+    if (batch.length >= ROWS_PER_ITEM || bytes >= BYTES_PER_ITEM) {
+      yield { kind: 'rows', table: table.table, rows: batch };
+      batch = [];
+      bytes = 0;
+    }
+  }
+  if (batch.length > 0) yield { kind: 'rows', table: table.table, rows: batch };
+  counts[table.table] = count;
+}
 
 function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<SessionItem> {
   const { db, schema } = conn;
@@ -21,6 +69,11 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
   const project = (statement(db, 'SELECT * FROM project WHERE id = ?').get(session['project_id']) as Row | undefined) ?? null;
   const todos = has('todo') ? (statement(db, 'SELECT * FROM todo WHERE session_id = ? ORDER BY position').all(sessionId) as Row[]) : [];
   const share = has('session_share') ? ((statement(db, 'SELECT * FROM session_share WHERE session_id = ?').get(sessionId) as Row | undefined) ?? null) : null;
+  let messages = 0;
+  let partCount = 0;
+  const counts: TableCounts = {};
+  if (has('todo')) counts['todo'] = todos.length;
+  if (has('session_share')) counts['session_share'] = share ? 1 : 0;
   yield { kind: 'session', header: { session, project, todos, share, diff: readDiffFile(conn.path, sessionId) } };
 
   let after: [number, string] | null = null;
@@ -30,6 +83,7 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
     const partsByMessage = partsOfMessages(conn, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES);
     for (const message of page) {
       const parts = partsByMessage.get(message.id) ?? [];
+      messages++;
       yield {
         kind: 'message',
         message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payloadOf(conn, 'message', message, 'archive') },
@@ -39,6 +93,7 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
         const data = payloadOf(conn, 'part', part, 'archive');
         const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data };
         if (part.valid !== null) record.jsonValid = part.valid === 1;
+        partCount++;
         yield { kind: 'part', part: record };
       }
     }
@@ -46,7 +101,10 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
     if (page.length < PAGE_ROWS || !last) break;
     after = [last.timeCreated, last.id];
   }
-  yield { kind: 'end', sessionId };
+  counts['message'] = messages;
+  counts['part'] = partCount;
+  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts);
+  yield { kind: 'end', sessionId, counts };
 }
 
 /** The given sessions' items, one session after another. */
@@ -59,4 +117,13 @@ export function* exportSessions(conn: SqliteConnection, ids: readonly string[]):
       if (conn.db.inTransaction) conn.db.exec('COMMIT');
     }
   }
+}
+
+/** Rows each of `ids` owns per table now: what a delete of them would remove. */
+export function ownedRowCounts(conn: SqliteConnection, sessionId: string): TableCounts {
+  const counts: TableCounts = {};
+  for (const table of conn.schema.sessionTables.tables) {
+    counts[table.table] = statement(conn.db, `SELECT count(*) FROM "${table.table}" WHERE "${table.key}" = ?`).pluck().get(sessionId) as number;
+  }
+  return counts;
 }

@@ -7,7 +7,8 @@
  */
 import { SkError } from '../../core/errors.js';
 import { defaultProjectRow } from '../../core/opencode-format.js';
-import { isSyncIterable, rowId, type MessageRecord, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems } from '../session-items.js';
+import { rowPayloadBytes } from '../../core/table-row.js';
+import { BlobValue, isSyncIterable, rowId, type MessageRecord, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
 import { mapSqliteError, type SqliteConnection } from './connection.js';
 import { restoreDiffFile } from './diff-files.js';
@@ -15,6 +16,11 @@ import { statement } from './rows.js';
 
 /** Bytes of one session held before writing starts; a bigger session is written as it arrives. */
 const GATHER_BYTES = 32 * 1024 * 1024;
+
+/** Bytes of the payload values of some rows, for progress and the gathering bound. */
+function rowsBytes(rows: readonly Row[]): number {
+  return rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
+}
 
 class SessionImporter {
   private readonly columns = new Map<string, Set<string>>();
@@ -24,8 +30,7 @@ class SessionImporter {
   private pending: SessionItem[] = [];
   private pendingBytes = 0;
   private writing = false;
-  private messages = 0;
-  private parts = 0;
+  private counts: TableCounts = {};
 
   constructor(
     private readonly conn: SqliteConnection,
@@ -44,6 +49,7 @@ class SessionImporter {
   /** Inserts the columns this database has (an archive from another version may have more or fewer). */
   private insertRow(table: string, row: Row, orIgnore = false): void {
     const present = this.columnsOf(table);
+    if (present.size === 0) throw new SkError('archive', `the archive holds a ${table} row, but ${this.conn.path} has no ${table} table; nothing of this session was restored`);
     const keys = Object.keys(row).filter((k) => present.has(k));
     if (keys.length === 0) return;
     statement(
@@ -89,18 +95,48 @@ class SessionImporter {
     if (header.share) this.insertRow('session_share', header.share);
   }
 
+  /**
+   * Rows of another table the session owns, each value with its own type: TEXT from its bytes
+   * (`CAST(? AS TEXT)`), BLOBs as BLOBs. An `event_sequence` row keeps the higher of two seqs and an
+   * event already there is the same event (OpenCode's own deletes leave orphans behind).
+   */
+  private insertTableRows(table: string, rows: readonly Row[]): void {
+    const present = this.columnsOf(table);
+    if (present.size === 0) {
+      throw new SkError('archive', `the archive holds ${table} rows, but ${this.conn.path} has no ${table} table (an older OpenCode?); nothing of this session was restored`);
+    }
+    for (const row of rows) {
+      const keys = Object.keys(row).filter((k) => present.has(k));
+      const values = keys.map((k) => {
+        const v = row[k] ?? null;
+        return v instanceof BlobValue ? v.bytes : v;
+      });
+      const slots = keys.map((k) => (Buffer.isBuffer(row[k]) ? 'CAST(? AS TEXT)' : '?'));
+      const columns = keys.map((k) => `"${k}"`).join(', ');
+      let sql = `INSERT INTO "${table}" (${columns}) VALUES (${slots.join(', ')})`;
+      if (table === 'event_sequence') sql += ' ON CONFLICT(aggregate_id) DO UPDATE SET seq = max(seq, excluded.seq)';
+      if (table === 'event') sql = sql.replace('INSERT INTO', 'INSERT OR IGNORE INTO');
+      statement(this.conn.db, sql).run(...values);
+    }
+  }
+
   private write(item: SessionItem): void {
     if (item.kind === 'message') {
       this.insertMessage(item.message);
-      this.messages++;
-      this.options.onRows?.(item.message.data.length, 1);
-      this.result.bytes += item.message.data.length;
+      this.count('message', 1, item.message.data.length);
     } else if (item.kind === 'part') {
       this.insertPart(item.part);
-      this.parts++;
-      this.options.onRows?.(item.part.data.length, 1);
-      this.result.bytes += item.part.data.length;
+      this.count('part', 1, item.part.data.length);
+    } else if (item.kind === 'rows') {
+      this.insertTableRows(item.table, item.rows);
+      this.count(item.table, item.rows.length, rowsBytes(item.rows));
     }
+  }
+
+  private count(table: string, rows: number, bytes: number): void {
+    this.counts[table] = (this.counts[table] ?? 0) + rows;
+    this.options.onRows?.(bytes, rows);
+    this.result.bytes += bytes;
   }
 
   async take(item: SessionItem): Promise<void> {
@@ -108,14 +144,13 @@ class SessionImporter {
       this.header = item.header;
       const id = rowId(item.header.session);
       this.skipping = this.options.existing === 'skip' && this.exists(id);
-      this.messages = 0;
-      this.parts = 0;
+      this.counts = {};
       if (this.skipping) this.result.skipped.push(id);
       return;
     }
     if (this.skipping || !this.header) return;
     if (item.kind === 'end') {
-      await this.finishSession();
+      await this.finishSession(item.counts);
       return;
     }
     if (this.writing) {
@@ -123,7 +158,7 @@ class SessionImporter {
       return;
     }
     this.pending.push(item);
-    this.pendingBytes += item.kind === 'message' ? item.message.data.length : item.part.data.length;
+    this.pendingBytes += item.kind === 'message' ? item.message.data.length : item.kind === 'part' ? item.part.data.length : rowsBytes(item.rows);
     // A session too big to gather is written as it arrives, its transaction held until its end.
     if (this.pendingBytes > GATHER_BYTES) this.flushPending();
   }
@@ -135,14 +170,21 @@ class SessionImporter {
     this.pendingBytes = 0;
   }
 
-  private async finishSession(): Promise<void> {
+  private async finishSession(sent: TableCounts): Promise<void> {
     const header = this.header as SessionHeader;
     const id = rowId(header.session);
     this.flushPending();
+    // Whole or not at all: every row the source sent went in (todos and the share with the header).
+    const written: TableCounts = { ...this.counts, todo: header.todos.length, session_share: header.share ? 1 : 0 };
+    for (const [table, rows] of Object.entries(sent)) {
+      if ((written[table] ?? 0) !== rows) {
+        throw new SkError('archive', `session ${id}: ${rows} ${table} rows were sent, ${written[table] ?? 0} went in; nothing of it was restored`);
+      }
+    }
     this.conn.db.exec('COMMIT');
     this.writing = false;
     if (header.diff) restoreDiffFile(this.conn.path, id, header.diff);
-    this.result.imported.push({ id, messages: this.messages, parts: this.parts });
+    this.result.imported.push({ id, messages: this.counts['message'] ?? 0, parts: this.counts['part'] ?? 0 });
     this.header = null;
     await this.options.onSession?.(id);
   }

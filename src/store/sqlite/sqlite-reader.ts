@@ -4,6 +4,7 @@
  * one large value at a time, and reduced before anything is parsed.
  */
 import { existsSync, statSync } from 'node:fs';
+import { emptyCompactionPlan, type CompactionPlan, type PlanOptions } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionSummary, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
@@ -11,6 +12,7 @@ import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
 import { reducePartChunks } from '../../core/part-reduce.js';
 import { attachmentFilename, attachmentRefName, findAttachmentRef, findAttachments, parseAttachmentRef, type AttachmentSpan } from '../../core/part-scan.js';
 import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
+import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
@@ -18,22 +20,17 @@ import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, St
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { SqliteContentSource } from './content-source.js';
+import { compactionPlan } from './event-compaction.js';
+import { SessionMessageSource, usesSessionMessages } from './session-message-source.js';
 import { exportSessions } from './session-export.js';
-import { defaultIndexDir, everyPart, fileState, PartIndex, type UnindexedPart } from './part-index.js';
-import { checkReadable, payloadOf, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
+import { defaultIndexDir, everyPart, fileState, PartIndex, rowsOf, type UnindexedPart } from './part-index.js';
+import { checkReadable, payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
 import { decodeStoredAttachment, findStoredAttachments, valueChunks } from './value-chunks.js';
 
 /** Values up to this size are read whole (a Buffer, freed at once); larger ones in chunks when sk_chunks is loaded. */
 export const WHOLE_READ_BYTES = 1024 * 1024;
 /** Stats remember at least this many of the largest sessions, so any `--largest` up to it is answered from the memo. */
 const LARGEST_REMEMBERED = 100;
-
-/** Payload bytes per table and per session: what stats, the planner and the dialog size things by. */
-interface StoreSizes {
-  tables: Record<'message' | 'part' | 'event', { rows: number; bytes: number; maxBytes: number }>;
-  /** [session id, bytes of its messages, parts and events], every id that has rows. */
-  sessions: [string, number][];
-}
 
 /** Stats as remembered for one file state: all but what depends on the caller's options. */
 interface RememberedStats {
@@ -45,6 +42,48 @@ export interface ReaderOptions extends Omit<OpenOptions, 'readonly'> {
   /** Folder of our part index (default beside the attachment cache); null for none. */
   indexDir?: string | null;
 }
+
+/** A row an attachment can live in, with what sk_chunks needs to read it. */
+interface AttachmentHolder {
+  /** `payloadOf`'s name for it: the table, or `table:column`. */
+  table: string;
+  name: string;
+  column: string;
+  row: Pick<PayloadRow, 'id' | 'bytes' | 'data'> & { rowid: number };
+}
+
+/**
+ * The row an attachment reference points into: a part (`prt_…`), or in the newer layout a whole
+ * message (`msg_…` in session_message) or, failing that, the prompt that carried it (session_input).
+ */
+function attachmentHolder(conn: SqliteConnection, id: string): AttachmentHolder | null {
+  for (const [table, column] of ATTACHMENT_COLUMNS) {
+    if (!conn.schema.tables.has(table)) continue;
+    const row = statement(conn.db, `SELECT rowid, id, octet_length(${column}) AS bytes, NULL AS data FROM "${table}" WHERE id = ?`).get(id) as AttachmentHolder['row'] | undefined;
+    if (row) return { table: column === 'data' ? table : `${table}:${column}`, name: table, column, row };
+  }
+  return null;
+}
+
+/**
+ * Where attachments are stored: parts, and in the newer layout whole messages and the prompts that
+ * carried them (a prompt's files sit in its message and again in its session_input row).
+ */
+const ATTACHMENT_COLUMNS = [
+  ['part', 'data'],
+  ['session_message', 'data'],
+  ['session_input', 'prompt'],
+] as const;
+
+/** The one-line refusal for an attachment a row does not hold: a link to a file on disk is named as such. */
+function noAttachment(head: Buffer, partId: string, found: number, index: number): never {
+  const link = /"(?:url|uri)":"(file:\/\/[^"]{1,300})"/.exec(head.toString('utf8', 0, Math.min(head.length, 64 * 1024)))?.[1];
+  if (link && found === 0) throw new SkError('not-found', `${partId} links to ${link}: a file on disk, not an attachment stored in the database`);
+  throw new SkError('not-found', `part ${partId} has ${found} attachment${found === 1 ? '' : 's'}, no number ${index}`);
+}
+
+/** Largest snapshot `stats` compares with its row (SQLite's memory for a compare is several times it). */
+const STATS_COMPARE_LIMIT = 16 * 1024 * 1024;
 
 /** Pages in use: what the file would be after a full reclaim. */
 export function liveBytes(conn: SqliteConnection): number {
@@ -109,7 +148,8 @@ export class SqliteReader implements SessionReader {
     const remembered = state ? this.index?.memo<RememberedStats>('stats', state) : undefined;
     let base = remembered && remembered.largestLimit >= largestLimit ? remembered : undefined;
     if (!base) {
-      base = { largestLimit: Math.max(largestLimit, LARGEST_REMEMBERED), stats: this.computeStats(Math.max(largestLimit, LARGEST_REMEMBERED), state) };
+      const limit = Math.max(largestLimit, LARGEST_REMEMBERED);
+      base = { largestLimit: limit, stats: this.computeStats(limit) };
       if (state) this.index?.remember('stats', state, base);
     }
     const { stats } = base;
@@ -117,11 +157,11 @@ export class SqliteReader implements SessionReader {
       ...stats,
       largest: stats.largest.slice(0, largestLimit),
       valueReads: this.conn.valueReads,
-      warnings: crossedThresholds(stats.fileBytes + stats.walBytes, options.warnAtMB),
+      warnings: crossedThresholds(stats.fileBytes + stats.walBytes, options.warnAtMB, stats.compactableBytes),
     };
   }
 
-  private computeStats(largestLimit: number, state: string | null): Omit<StatsResult, 'warnings'> {
+  private computeStats(largestLimit: number): Omit<StatsResult, 'warnings'> {
     const { db, path, readableLimit } = this.conn;
     const fileBytes = statSync(path).size;
     const walBytes = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;
@@ -129,43 +169,54 @@ export class SqliteReader implements SessionReader {
     const freePages = db.pragma('freelist_count', { simple: true }) as number;
     const autoVacuumMode = db.pragma('auto_vacuum', { simple: true }) as number;
     const count = (sql: string): number => db.prepare(sql).pluck().get() as number;
-    const sizes = this.storeSizes(state);
 
     const tables: StatsResult['tables'] = [];
-    const small = (name: string, payload: string): void => {
+    for (const [name, payload] of [
+      ['session', 'coalesce(octet_length(summary_diffs),0) + coalesce(octet_length(revert),0)'],
+      ['message', 'octet_length(data)'],
+      ['part', 'octet_length(data)'],
+      ['session_message', 'octet_length(data)'],
+      ['session_input', 'octet_length(prompt)'],
+      ['session_context_epoch', 'coalesce(octet_length(baseline),0) + coalesce(octet_length(snapshot),0)'],
+      ['event', 'octet_length(data)'],
+      ['todo', 'octet_length(content)'],
+    ] as const) {
+      if (!this.has(name)) continue;
+      if (name === 'session' && !this.conn.schema.sessionColumns.has('summary_diffs')) continue;
       const row = db.prepare(`SELECT count(*) AS rows, coalesce(sum(${payload}), 0) AS bytes FROM "${name}"`).get() as { rows: number; bytes: number };
       tables.push({ name, rows: row.rows, payloadBytes: row.bytes });
-    };
-    if (this.conn.schema.sessionColumns.has('summary_diffs')) small('session', 'coalesce(octet_length(summary_diffs),0) + coalesce(octet_length(revert),0)');
-    for (const name of ['message', 'part', 'event'] as const) {
-      if (this.has(name)) tables.push({ name, rows: sizes.tables[name].rows, payloadBytes: sizes.tables[name].bytes });
     }
-    if (this.has('todo')) small('todo', 'octet_length(content)');
 
-    // Values too big for V8: looked for only in tables whose largest value is one.
     const oversize: OversizeValue[] = [];
-    for (const [table, sessionColumn] of [
-      ['part', 'session_id'],
-      ['message', 'session_id'],
-      ['event', 'aggregate_id'],
+    for (const [table, sessionColumn, column] of [
+      ['part', 'session_id', 'data'],
+      ['message', 'session_id', 'data'],
+      ['session_message', 'session_id', 'data'],
+      ['session_input', 'session_id', 'prompt'],
+      ['event', 'aggregate_id', 'data'],
     ] as const) {
-      if (!this.has(table) || sizes.tables[table].maxBytes <= V8_STRING_LIMIT) continue;
+      if (!this.has(table)) continue;
       const rows = db
-        .prepare(`SELECT id, ${sessionColumn} AS sessionId, octet_length(data) AS bytes FROM "${table}" WHERE octet_length(data) > ?`)
+        .prepare(`SELECT id, ${sessionColumn} AS sessionId, octet_length(${column}) AS bytes FROM "${table}" WHERE octet_length(${column}) > ?`)
         .all(V8_STRING_LIMIT) as { id: string; sessionId: string | null; bytes: number }[];
       for (const row of rows) oversize.push({ table, ...row, readable: row.bytes <= readableLimit });
     }
 
-    // The largest sessions: ties by id, sessions without rows at 0, as the old single query ordered them.
-    const bytesOf = new Map(sizes.sessions);
-    const largest = (db.prepare('SELECT id, title FROM session').all() as { id: string; title: string }[])
-      .map((r) => ({ id: r.id, title: r.title, bytes: bytesOf.get(r.id) ?? 0 }))
-      .sort((a, b) => b.bytes - a.bytes || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .slice(0, largestLimit);
+    // Attachments: parts from our index where it knows them, the rest read once (see attachmentTotals).
+    const attachments = this.attachmentTotals();
+
+    // Values too big to compare are left out (kept): SQLite needs ~8x a value to compare it.
+    const plan = this.has('event') ? compactionPlan(this.conn, { maxCompareBytes: STATS_COMPARE_LIMIT }) : emptyCompactionPlan();
+    // A session's own rows (every content table, as in `list`) and its event log.
+    const eventTerm = this.has('event') ? ' + coalesce((SELECT sum(octet_length(data)) FROM event WHERE aggregate_id = s.id), 0)' : '';
+    const largest = db
+      .prepare(`SELECT s.id, s.title, ${this.sessionBytesTerms('s.id').join(' + ')}${eventTerm} AS bytes FROM session s ORDER BY bytes DESC, s.id LIMIT ?`)
+      .all(largestLimit) as { id: string; title: string; bytes: number }[];
 
     return {
       path,
       schema: this.conn.schema.version,
+      layout: this.conn.schema.layout,
       fileBytes,
       walBytes,
       freeBytes: freePages * pageSize,
@@ -173,103 +224,90 @@ export class SqliteReader implements SessionReader {
       autoVacuum: autoVacuumMode === 2 ? 'incremental' : autoVacuumMode === 1 ? 'full' : 'none',
       sessions: count('SELECT count(*) FROM session'),
       rootSessions: count('SELECT count(*) FROM session WHERE parent_id IS NULL'),
-      messages: sizes.tables.message.rows,
-      parts: sizes.tables.part.rows,
-      events: sizes.tables.event.rows,
-      attachments: this.attachmentTotals(),
+      // A message of the newer layout is a session_message row (each session is in one layout).
+      messages: count('SELECT count(*) FROM message') + (this.has('session_message') ? count('SELECT count(*) FROM session_message') : 0),
+      parts: count('SELECT count(*) FROM part'),
+      events: this.has('event') ? count('SELECT count(*) FROM event') : 0,
+      attachments,
       tables,
       largest,
       oversize,
       valueReads: this.conn.valueReads,
+      eventsByType: plan.byType.map((t) => ({ type: t.type, count: t.count, bytes: t.bytes })),
+      compactableBytes: plan.compactable.bytes,
     };
   }
 
   /**
-   * Rows, payload bytes and the largest value per table, and bytes per session, from octet_length
-   * (no payload is read): remembered per file state, shared by stats and the planner.
-   */
-  private storeSizes(state: string | null): StoreSizes {
-    const remembered = state ? this.index?.memo<StoreSizes>('sizes', state) : undefined;
-    if (remembered) return remembered;
-    const { db } = this.conn;
-    const perSession = new Map<string, number>();
-    const empty = { rows: 0, bytes: 0, maxBytes: 0 };
-    const tables: StoreSizes['tables'] = { message: { ...empty }, part: { ...empty }, event: { ...empty } };
-    const groups: [keyof StoreSizes['tables'], string][] = [
-      // Grouped along their session index, which keeps a session's rows together.
-      ['message', 'SELECT session_id AS id, count(*) AS n, coalesce(sum(octet_length(data)), 0) AS b, coalesce(max(octet_length(data)), 0) AS m FROM message GROUP BY session_id'],
-      ['part', 'SELECT session_id AS id, count(*) AS n, coalesce(sum(octet_length(data)), 0) AS b, coalesce(max(octet_length(data)), 0) AS m FROM part GROUP BY session_id'],
-      // Events of sessions that run at once interleave: sizes are taken in one scan first, so the
-      // grouping sorts sizes, not rows (grouping along the index reads the table out of order).
-      [
-        'event',
-        `WITH sized AS MATERIALIZED (SELECT aggregate_id AS id, octet_length(data) AS len FROM event)
-         SELECT id, count(*) AS n, coalesce(sum(len), 0) AS b, coalesce(max(len), 0) AS m FROM sized GROUP BY id`,
-      ],
-    ];
-    for (const [table, sql] of groups) {
-      if (!this.has(table)) continue;
-      const totals = tables[table];
-      for (const row of db.prepare(sql).iterate() as IterableIterator<{ id: string | null; n: number; b: number; m: number }>) {
-        totals.rows += row.n;
-        totals.bytes += row.b;
-        totals.maxBytes = Math.max(totals.maxBytes, row.m);
-        if (row.id !== null) perSession.set(row.id, (perSession.get(row.id) ?? 0) + row.b);
-      }
-    }
-    const sizes: StoreSizes = { tables, sessions: [...perSession] };
-    if (state) this.index?.remember('sizes', state, sizes);
-    return sizes;
-  }
-
-  /**
-   * Attachment count and decoded bytes: from our index for parts it knows in this version, and by
-   * reading the others (small values whole and only when SQLite's instr finds a data URL, large
-   * ones in chunks), whose facts are then filed.
+   * Attachment count and decoded bytes. Parts: from our index for those it knows in this version,
+   * the others read (small values whole and only when SQLite's instr finds a data URL, large ones
+   * in chunks) and their facts filed. The newer layout's messages and prompts are read the same
+   * way, without the index. Each copy of a file counts, since each takes its place on disk.
    */
   private attachmentTotals(): StatsResult['attachments'] {
     const index = this.index;
     const known = index?.totals();
     const totals = { count: known?.count ?? 0, bytes: known?.decoded ?? 0, encodedBytes: known?.encoded ?? 0 };
-    if (known && known.missing === 0) return totals;
-    const rows = index ? index.unindexed(WHOLE_READ_BYTES) : everyPart(this.conn, WHOLE_READ_BYTES);
-    for (const row of rows) {
-      const spans = this.spansOfRow(row);
-      if (!spans) continue;
+    const add = (spans: readonly AttachmentSpan[]): void => {
       for (const span of spans) {
         totals.count++;
         totals.bytes += span.decodedBytes;
         totals.encodedBytes += span.end - span.start;
       }
-      index?.record({ row: row.row, id: row.id, timeUpdated: row.timeUpdated, bytes: row.bytes, spans });
+    };
+    if (!known || known.missing > 0) {
+      for (const row of index ? index.unindexed(WHOLE_READ_BYTES) : everyPart(this.conn, WHOLE_READ_BYTES)) {
+        const spans = this.spansOfRow('part', 'data', row);
+        if (!spans) continue;
+        add(spans);
+        index?.record({ row: row.row, id: row.id, timeUpdated: row.timeUpdated, bytes: row.bytes, spans });
+      }
+      index?.flush();
     }
-    index?.flush();
+    for (const [table, column] of ATTACHMENT_COLUMNS) {
+      if (table === 'part' || !this.has(table)) continue;
+      for (const row of rowsOf(this.conn, table, column, WHOLE_READ_BYTES)) add(this.spansOfRow(table, column, row) ?? []);
+    }
     return totals;
   }
 
-  /** One part's attachments, or null when they cannot be read now (too big for this build, changed meanwhile). */
-  private spansOfRow(row: UnindexedPart): AttachmentSpan[] | null {
+  /** One row's attachments, or null when they cannot be read now (too big for this build, changed meanwhile). */
+  private spansOfRow(table: string, column: string, row: UnindexedPart): AttachmentSpan[] | null {
     if (row.bytes < 0 || row.mentions === 0) return [];
     try {
       if (row.data) return findAttachments(row.data, row.id);
       if (row.bytes > this.conn.readableLimit) return null;
-      return findStoredAttachments(this.conn.db, 'part', 'data', row.row, row.id);
+      return findStoredAttachments(this.conn.db, table, column, row.row, row.id);
     } catch (error) {
-      // A malformed part is reported by `show`, not counted here; anything else is read next time.
+      // A malformed row is reported by `show`, not counted here; anything else is read next time.
       return error instanceof SkError && error.code === 'bad-part' ? [] : null;
     }
   }
 
-  /** Payload bytes of each session's own messages and parts (index-backed; events are in `stats`). */
+  /**
+   * Bytes each session holds now: its messages' and parts' data, and the TEXT and BLOB values of
+   * its other content tables (OpenCode 1.18's session_message, ...). Index-backed; the event log
+   * is sized in `stats`.
+   */
   private sessionBytes(ids: string[]): Map<string, number> {
-    const rows = statement(
-      this.conn.db,
-      `SELECT ids.value AS id,
-         coalesce((SELECT sum(octet_length(data)) FROM message WHERE session_id = ids.value), 0) +
-         coalesce((SELECT sum(octet_length(data)) FROM part WHERE session_id = ids.value), 0) AS bytes
-       FROM json_each(?) AS ids`,
-    ).all(JSON.stringify(ids)) as { id: string; bytes: number }[];
+    const rows = statement(this.conn.db, `SELECT ids.value AS id, ${this.sessionBytesTerms('ids.value').join(' + ')} AS bytes FROM json_each(?) AS ids`).all(JSON.stringify(ids)) as {
+      id: string;
+      bytes: number;
+    }[];
     return new Map(rows.map((r) => [r.id, r.bytes]));
+  }
+
+  /** SQL terms adding up the bytes a session (its id in `idExpression`) holds, one term a table. */
+  private sessionBytesTerms(idExpression: string): string[] {
+    const terms = [
+      `coalesce((SELECT sum(octet_length(data)) FROM message WHERE session_id = ${idExpression}), 0)`,
+      `coalesce((SELECT sum(octet_length(data)) FROM part WHERE session_id = ${idExpression}), 0)`,
+    ];
+    for (const table of this.conn.schema.sessionTables.tables) {
+      if (table.role !== 'rows' || EVENT_LOG_TABLES.includes(table.table) || !table.indexed) continue;
+      terms.push(`coalesce((SELECT sum(${payloadSum(this.conn, table.table)}) FROM "${table.table}" WHERE "${table.key}" = ${idExpression}), 0)`);
+    }
+    return terms;
   }
 
   listSessions(options: PageOptions = {}): Promise<ListResult> {
@@ -299,7 +337,16 @@ export class SqliteReader implements SessionReader {
   }
 
   showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
-    return this.read(() => buildShowPage(new SqliteContentSource(this.conn, WHOLE_READ_BYTES, this.index), sessionId, options));
+    // A session is read from exactly the table that holds it: session_message when it has rows there.
+    return this.read(() =>
+      buildShowPage(
+        usesSessionMessages(this.conn, sessionId)
+          ? new SessionMessageSource(this.conn, WHOLE_READ_BYTES)
+          : new SqliteContentSource(this.conn, WHOLE_READ_BYTES, this.index),
+        sessionId,
+        options,
+      ),
+    );
   }
 
   /** Decodes one attachment into the cache, or straight into `out` when given (no cache entry then). */
@@ -326,49 +373,57 @@ export class SqliteReader implements SessionReader {
   }
 
   /**
-   * Decodes attachment `requested` into the writer `open` gives. With sk_chunks the value is read
-   * a chunk at a time and only up to the attachment's end; the filename is then read from the
-   * ranges around the payload. Without it the value is read whole, as a Buffer, as before.
+   * Decodes attachment `requested` into the writer `open` gives. With sk_chunks a large value is
+   * read a chunk at a time and only up to the attachment's end, the filename then read from the
+   * ranges around the payload; otherwise the value is read whole, as a Buffer, as before.
    */
   private decode(requested: string, cache: AttachmentCache, open: (cache: AttachmentCache, ref: string) => EntryWriter): AttachmentResult {
     const { partId, index } = parseAttachmentRef(requested);
     const ref = attachmentRefName(partId, index);
-    const part = statement(this.conn.db, 'SELECT rowid AS row, id, octet_length(data) AS bytes, NULL AS data FROM part WHERE id = ?').get(partId) as
-      | (Pick<PayloadRow, 'id' | 'bytes' | 'data'> & { row: number })
-      | undefined;
-    if (!part) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
-    if (this.conn.valueReads === 'chunked' && part.bytes > WHOLE_READ_BYTES) {
-      checkReadable(this.conn, 'part', part);
+    const holder = attachmentHolder(this.conn, partId);
+    if (!holder) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
+    const { row } = holder;
+    if (this.conn.valueReads === 'chunked' && row.bytes > WHOLE_READ_BYTES) {
+      checkReadable(this.conn, holder.table, row);
       let span: AttachmentSpan | undefined;
-      const file: CachedFile = AttachmentCache.fill(open(cache, ref), (sink) => {
-        span = decodeStoredAttachment(this.conn.db, 'part', 'data', part.row, { partId, index, sink }).span;
-      });
-      const found = span as AttachmentSpan;
-      return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: found.mime, filename: this.filenameAround(part.row, part.bytes, partId, ref, found) };
+      try {
+        const file: CachedFile = AttachmentCache.fill(open(cache, ref), (sink) => {
+          span = decodeStoredAttachment(this.conn.db, holder.name, holder.column, row.rowid, { partId, index, sink }).span;
+        });
+        const found = span as AttachmentSpan;
+        return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: found.mime, filename: this.filenameAround(holder, partId, ref, found) };
+      } catch (error) {
+        // No such attachment: maybe a link to a file on disk, said as such (its first 64 KiB tell).
+        if (error instanceof SkError && error.code === 'not-found' && / has 0 attachments/.test(error.message)) {
+          noAttachment(Buffer.concat([...valueChunks(this.conn.db, holder.name, holder.column, row.rowid, { stop: 64 * 1024 })]), partId, 0, index);
+        }
+        throw error;
+      }
     }
-    const buf = payloadOf(this.conn, 'part', part);
+    const buf = payloadOf(this.conn, holder.table, row);
     const spans = findAttachments(buf, partId);
     const span = spans[index];
-    if (!span) throw new SkError('not-found', `part ${partId} has ${spans.length} attachment${spans.length === 1 ? '' : 's'}, no number ${index}`);
+    if (!span) noAttachment(buf, partId, spans.length, index);
     const file = cache.decodeSpanInto(open(cache, ref), buf, span, `part ${partId} attachment ${index}`);
     return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename: attachmentFilename(buf, partId, ref) };
   }
 
   /**
-   * The filename OpenCode gave attachment `ref`: the part's JSON read around the payload just
+   * The filename OpenCode gave attachment `ref`: the row's JSON read around the payload just
    * decoded (its other attachments and long strings cut as they stream by), or null.
    */
-  private filenameAround(row: number, bytes: number, partId: string, ref: string, span: AttachmentSpan): string | null {
-    const db = this.conn.db;
+  private filenameAround(holder: AttachmentHolder, partId: string, ref: string, span: AttachmentSpan): string | null {
+    const { db } = this.conn;
+    const { name, column, row } = holder;
     function* around(): Generator<{ bytes: Buffer; at: number }> {
       let at = 0;
-      for (const chunk of valueChunks(db, 'part', 'data', row, { stop: span.payloadStart })) {
+      for (const chunk of valueChunks(db, name, column, row.rowid, { stop: span.payloadStart })) {
         yield { bytes: chunk, at };
         at += chunk.length;
       }
       // The payload's last two bytes carry its padding; the rest of it is left out.
       at = Math.max(span.payloadStart, span.end - 2);
-      for (const chunk of valueChunks(db, 'part', 'data', row, { start: at, stop: bytes })) {
+      for (const chunk of valueChunks(db, name, column, row.rowid, { start: at, stop: row.bytes })) {
         yield { bytes: chunk, at };
         at += chunk.length;
       }
@@ -430,6 +485,7 @@ export class SqliteReader implements SessionReader {
     return this.read(() => ({
       liveBytes: liveBytes(this.conn),
       rootSessions: statement(this.conn.db, 'SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number,
+      eventLogMark: this.has('event') ? ((statement(this.conn.db, 'SELECT coalesce(max(rowid), 0) FROM event').pluck().get() as number) ?? 0) : 0,
     }));
   }
 
@@ -455,16 +511,70 @@ export class SqliteReader implements SessionReader {
       const rows = db
         .prepare(`SELECT id, parent_id AS parentId, title, time_created AS timeCreated, time_updated AS timeUpdated, ${archived} AS timeArchived FROM session`)
         .all() as SessionRowFacts[];
-      const bytesBySession = new Map<string, number>();
-      let payloadTotal = 0;
-      if (withBytes) {
-        const sizes = this.storeSizes(this.index ? fileState(this.conn) : null);
-        for (const [id, bytes] of sizes.sessions) bytesBySession.set(id, bytes);
-        payloadTotal = sizes.tables.message.bytes + sizes.tables.part.bytes + sizes.tables.event.bytes;
+      // Sessions of the newer layout never touch their session row again: their activity is in session_message.
+      const activity = new Map<string, number>();
+      for (const [table, column] of [
+        ['session_message', 'time_updated'],
+        ['session_input', 'time_created'],
+      ] as const) {
+        if (!this.has(table)) continue;
+        for (const r of db.prepare(`SELECT session_id AS id, max(${column}) AS t FROM "${table}" GROUP BY session_id`).all() as { id: string; t: number }[]) {
+          activity.set(r.id, Math.max(activity.get(r.id) ?? 0, r.t));
+        }
       }
+      for (const row of rows) row.timeUpdated = Math.max(row.timeUpdated, activity.get(row.id) ?? 0);
       const storeBytes = liveBytes(this.conn);
-      return { facts: familyFacts(rows, bytesBySession, payloadTotal > 0 ? Math.max(1, storeBytes / payloadTotal) : 1), storeBytes };
+      return { facts: familyFacts(rows, withBytes ? this.rememberedFreedBytes(storeBytes) : new Map(), 1), storeBytes };
     });
+  }
+
+  /** `freedBytes`, remembered per file state (they change with every commit, and only then). */
+  private rememberedFreedBytes(storeBytes: number): Map<string, number> {
+    const state = this.index ? fileState(this.conn) : null;
+    const remembered = state ? this.index?.memo<[string, number][]>('freed', state) : undefined;
+    if (remembered) return new Map(remembered);
+    const freed = this.freedBytes(storeBytes);
+    if (state) this.index?.remember('freed', state, [...freed]);
+    return freed;
+  }
+
+  /**
+   * What evicting each session would free once reclaimed. A row's overflow pages are counted as
+   * SQLite lays them out (whole pages, nearly exact: attachments live there); what stays on the
+   * b-tree pages is scaled so that, over every session, the two add up to the pages in use, which
+   * spreads indexes and page slack over the rows that cause them.
+   */
+  private freedBytes(storeBytes: number): Map<string, number> {
+    const { db, schema } = this.conn;
+    const page = db.pragma('page_size', { simple: true }) as number;
+    const maxLocal = page - 35;
+    const minLocal = Math.floor(((page - 12) * 32) / 255) - 23;
+    const usable = page - 4;
+    // A record is its payload columns plus ids, times and its header: about 64 bytes more.
+    const localOf = `CASE WHEN b <= ${maxLocal} THEN b WHEN ${minLocal} + ((b - ${minLocal}) % ${usable}) <= ${maxLocal} THEN ${minLocal} + ((b - ${minLocal}) % ${usable}) ELSE ${minLocal} END`;
+    const overflow = new Map<string, number>();
+    const local = new Map<string, number>();
+    let overflowTotal = 0;
+    let localTotal = 0;
+    for (const table of schema.sessionTables.tables) {
+      const payload = table.role === 'content' ? 'coalesce(octet_length(data), 0)' : payloadSum(this.conn, table.table);
+      const sql = `WITH r AS (SELECT "${table.key}" AS id, ${payload} + 64 AS b FROM "${table.table}")
+        SELECT id, sum((b - (${localOf}) + ${usable - 1}) / ${usable} * ${page}) AS o, sum(${localOf}) AS l FROM r GROUP BY id`;
+      for (const r of db.prepare(sql).all() as { id: string; o: number; l: number }[]) {
+        overflow.set(r.id, (overflow.get(r.id) ?? 0) + r.o);
+        local.set(r.id, (local.get(r.id) ?? 0) + r.l);
+        overflowTotal += r.o;
+        localTotal += r.l;
+      }
+    }
+    const scale = localTotal > 0 ? Math.max(1, (storeBytes - overflowTotal) / localTotal) : 1;
+    const freed = new Map<string, number>();
+    for (const [id, l] of local) freed.set(id, Math.round((overflow.get(id) ?? 0) + l * scale));
+    return freed;
+  }
+
+  compactionPlan(options: PlanOptions = {}): Promise<CompactionPlan> {
+    return this.read(() => compactionPlan(this.conn, options));
   }
 
   /** The sessions' rows, one session after another; SQLite's failures mapped to one-line errors. */

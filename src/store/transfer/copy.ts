@@ -6,6 +6,7 @@
  */
 import { SkError } from '../../core/errors.js';
 import type { SessionReader } from '../reader.js';
+import { isSyncIterable, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { SessionWriter } from '../writer.js';
 
 export interface CopyProgress {
@@ -22,9 +23,10 @@ export interface CopyOptions {
   ids?: readonly string[];
   /**
    * `changed`: a session the target holds whole at the same `time_updated` is skipped, any other is
-   * (re)copied (migrate, offload). `absent`: only sessions the target lacks are copied (restore).
+   * (re)copied (migrate). `all`: every session is (re)copied, so what was sent is known for each
+   * (offload, before a delete). `absent`: only sessions the target lacks are copied (restore).
    */
-  copy: 'changed' | 'absent';
+  copy: 'changed' | 'all' | 'absent';
   onProgress?: (progress: CopyProgress) => void;
   /** Called after each session is in the target, whole. */
   afterSession?: (id: string) => void | Promise<void>;
@@ -48,6 +50,18 @@ export interface CopyResult {
   bytes: number;
   elapsedMs: number;
   verified: boolean;
+  /** Rows per table of each session copied now, as the source sent them. */
+  counts: Map<string, TableCounts>;
+}
+
+/** The items as they are, noting each session's rows per table as its end goes by. */
+async function* noteCounts(items: SessionItems, counts: Map<string, TableCounts>): AsyncGenerator<SessionItem> {
+  const note = (item: SessionItem): SessionItem => {
+    if (item.kind === 'end') counts.set(item.sessionId, item.counts);
+    return item;
+  };
+  if (isSyncIterable(items)) for (const item of items) yield note(item);
+  else for await (const item of items) yield note(item);
 }
 
 export async function copySessions(source: SessionReader, target: SessionWriter, options: CopyOptions): Promise<CopyResult> {
@@ -58,7 +72,7 @@ export async function copySessions(source: SessionReader, target: SessionWriter,
   const [versions, states] = await Promise.all([source.sessionVersions(ids), target.sessionStates(ids)]);
   const held = (id: string): boolean => {
     const state = states.get(id);
-    if (!state) return false;
+    if (!state || options.copy === 'all') return false;
     return options.copy === 'absent' || (state.whole && state.updated === versions.get(id));
   };
   const toCopy = ids.filter((id) => !held(id));
@@ -83,8 +97,9 @@ export async function copySessions(source: SessionReader, target: SessionWriter,
   report(true);
 
   let rows = 0;
+  const sent = new Map<string, TableCounts>();
   const imported = toCopy.length
-    ? await target.importSessions(source.exportSessions(toCopy), {
+    ? await target.importSessions(noteCounts(source.exportSessions(toCopy), sent), {
         existing: 'replace',
         present: new Set(states.keys()),
         onRows: (bytes, count) => {
@@ -113,7 +128,7 @@ export async function copySessions(source: SessionReader, target: SessionWriter,
     const here = counts.get(id);
     const there = after.get(id);
     if (!here || !there?.whole) throw new SkError('corrupt', `verification failed: session ${id} is not complete in ${target.location}`);
-    if ((options.copy === 'changed' || copiedNow.has(id)) && (here.messages !== there.messages || here.parts !== there.parts)) {
+    if ((options.copy !== 'absent' || copiedNow.has(id)) && (here.messages !== there.messages || here.parts !== there.parts)) {
       throw new SkError('corrupt', `verification failed: session ${id} has ${here.messages}/${here.parts} messages/parts in ${source.location}, ${there.messages}/${there.parts} in ${target.location}`);
     }
     messages += here.messages;
@@ -132,5 +147,6 @@ export async function copySessions(source: SessionReader, target: SessionWriter,
     bytes: imported.bytes,
     elapsedMs: performance.now() - started,
     verified: true,
+    counts: sent,
   };
 }

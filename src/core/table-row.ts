@@ -1,0 +1,145 @@
+/**
+ * One row of a table, as archives and servers carry it: every value with its own type, byte for
+ * byte. As JSON: numbers and nulls as themselves; TEXT that is a JSON object or array embedded
+ * raw (its exact bytes, no escaping, and none parsed on the way back); other UTF-8 TEXT as a JSON
+ * string; BLOBs and TEXT that is not UTF-8 in base64 under the row's "$binary" member.
+ */
+import { isUtf8 } from 'node:buffer';
+import { SkError } from './errors.js';
+import { JsonStreamScanner } from './json-stream.js';
+
+/** A BLOB value as stored (a TEXT value is a plain Buffer of its bytes). */
+export class BlobValue {
+  constructor(readonly bytes: Buffer) {}
+}
+
+/** A column value as stored: payload columns arrive as Buffers. */
+export type RowValue = string | number | bigint | Buffer | BlobValue | null;
+export type Row = Record<string, RowValue>;
+
+const BINARY_KEY = '$binary';
+
+/** Bytes of a row's TEXT and BLOB values (SQLite's octet_length of each): what it occupies beyond its numbers. */
+export function rowPayloadBytes(row: Row): number {
+  let bytes = 0;
+  for (const value of Object.values(row)) {
+    if (Buffer.isBuffer(value)) bytes += value.length;
+    else if (value instanceof BlobValue) bytes += value.bytes.length;
+    else if (typeof value === 'string') bytes += Buffer.byteLength(value);
+  }
+  return bytes;
+}
+
+/** True when `text` can stand in JSON as itself: an object or array, well-formed, nothing around it. */
+function isRawJsonContainer(text: Buffer, knownValid: boolean | undefined): boolean {
+  const first = text[0];
+  const last = text[text.length - 1];
+  if (!((first === 0x7b && last === 0x7d) || (first === 0x5b && last === 0x5d))) return false;
+  if (knownValid !== undefined) return knownValid;
+  try {
+    const scanner = new JsonStreamScanner({ select: () => false, chunk: () => undefined, end: () => undefined });
+    scanner.write(text);
+    scanner.finish();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A Buffer of UTF-8 text as the body of a JSON string, escaped in chunks (never one big string). */
+export function* jsonStringBody(data: Buffer, chunkBytes = 1024 * 1024): Generator<Buffer> {
+  let at = 0;
+  while (at < data.length) {
+    let end = Math.min(data.length, at + chunkBytes);
+    // Never split a UTF-8 sequence: step back over continuation bytes.
+    while (end < data.length && end > at && ((data[end] as number) & 0xc0) === 0x80) end--;
+    yield Buffer.from(JSON.stringify(data.toString('utf8', at, end)).slice(1, -1));
+    at = end;
+  }
+}
+
+/**
+ * The row as JSON pieces (written out in order, they are the row's encoding). `jsonValid` names
+ * columns the caller already knows to be valid JSON text (SQLite's json_valid), to skip a scan.
+ */
+export function encodeTableRow(row: Row, jsonValid: ReadonlyMap<string, boolean> = new Map()): Buffer[] {
+  const pieces: Buffer[] = [];
+  const binary: [string, 'text' | 'blob', string][] = [];
+  let first = true;
+  const key = (name: string): void => {
+    pieces.push(Buffer.from(`${first ? '{' : ','}${JSON.stringify(name)}:`));
+    first = false;
+  };
+  for (const [name, value] of Object.entries(row)) {
+    if (value === null || typeof value === 'number') {
+      key(name);
+      pieces.push(Buffer.from(value === null || Number.isFinite(value) ? JSON.stringify(value) : 'null'));
+    } else if (typeof value === 'bigint') {
+      key(name);
+      pieces.push(Buffer.from(value.toString()));
+    } else if (typeof value === 'string') {
+      key(name);
+      pieces.push(Buffer.from(JSON.stringify(value)));
+    } else if (value instanceof BlobValue) {
+      binary.push([name, 'blob', value.bytes.toString('base64')]);
+    } else if (isRawJsonContainer(value, jsonValid.get(name))) {
+      key(name);
+      pieces.push(value);
+    } else if (isUtf8(value)) {
+      key(name);
+      pieces.push(Buffer.from('"'), ...jsonStringBody(value), Buffer.from('"'));
+    } else {
+      binary.push([name, 'text', value.toString('base64')]);
+    }
+  }
+  if (binary.length > 0) {
+    key(BINARY_KEY);
+    pieces.push(Buffer.from(JSON.stringify(Object.fromEntries(binary.map(([n, t, b]) => [n, [t, b]])))));
+  }
+  pieces.push(Buffer.from(first ? '{}' : '}'));
+  return pieces;
+}
+
+/** Decodes one encoded row (its whole JSON bytes) back into values of the types they had. */
+export function decodeTableRow(bytes: Buffer, where: string): Row {
+  const row: Row = {};
+  const order: string[] = [];
+  let collected: Buffer[] = [];
+  const scanner = new JsonStreamScanner({
+    select: (path) => {
+      if (path.length !== 1) return false;
+      collected = [];
+      return true;
+    },
+    chunk: (_path, chunk) => {
+      collected.push(chunk);
+    },
+    end: (path) => {
+      const name = String(path[0]);
+      const raw = collected.length === 1 ? (collected[0] as Buffer) : Buffer.concat(collected);
+      collected = [];
+      const head = raw[0];
+      if (name === BINARY_KEY) {
+        const entries = JSON.parse(raw.toString('utf8')) as Record<string, ['text' | 'blob', string]>;
+        for (const [column, [type, base64]] of Object.entries(entries)) {
+          const value = Buffer.from(base64, 'base64');
+          row[column] = type === 'blob' ? new BlobValue(value) : value;
+          order.push(column);
+        }
+        return;
+      }
+      order.push(name);
+      // Sliced out of `bytes`, the raw text must not keep the whole row's buffer alive or shared.
+      if (head === 0x7b || head === 0x5b) row[name] = Buffer.from(raw);
+      else if (head === 0x22) row[name] = Buffer.from(JSON.parse(raw.toString('utf8')) as string, 'utf8');
+      else row[name] = JSON.parse(raw.toString('latin1')) as number | null;
+    },
+  });
+  try {
+    scanner.write(bytes);
+    scanner.finish();
+  } catch (error) {
+    throw new SkError('archive', `${where}: a table row that does not parse (${(error as Error).message})`);
+  }
+  return row;
+}

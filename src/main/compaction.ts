@@ -1,0 +1,51 @@
+/**
+ * Compacting OpenCode's event log: what it would free (a plan, read-only), and doing it (the
+ * file checked first, one writer, then the space given back). It removes only snapshots that a
+ * newer one equal to the current row supersedes: every session, its export and its replay stay
+ * the same (see src/store/sqlite/event-compaction.ts for the rule).
+ */
+import type { CompactionPlan, CompactionProgress, CompactionResult } from '../core/compaction.js';
+import { openReader, openWriter } from '../store/open-store.js';
+import type { ReclaimResult } from '../store/writer.js';
+
+/** Values larger than this are not compared at startup: comparing costs SQLite ~8x the value in native memory. */
+export const STARTUP_COMPARE_LIMIT = 64 * 1024 * 1024;
+
+export interface CompactionRequest {
+  db: string;
+  orphans?: boolean;
+  maxCompareBytes?: number;
+  onProgress?: (progress: CompactionProgress) => void;
+  signal?: AbortSignal;
+}
+
+export async function planCompaction(request: Omit<CompactionRequest, 'onProgress' | 'signal'>): Promise<CompactionPlan> {
+  const reader = await openReader(request.db);
+  try {
+    return await reader.compactionPlan({ orphans: request.orphans ?? false, ...(request.maxCompareBytes ? { maxCompareBytes: request.maxCompareBytes } : {}) });
+  } finally {
+    await reader.close();
+  }
+}
+
+export interface CompactionOutcome {
+  compaction: CompactionResult;
+  reclaim: ReclaimResult;
+}
+
+export async function applyCompaction(request: CompactionRequest): Promise<CompactionOutcome> {
+  const writer = await openWriter(request.db);
+  try {
+    await writer.assertIntact();
+    const compaction = await writer.compactEvents({
+      orphans: request.orphans ?? false,
+      ...(request.maxCompareBytes ? { maxCompareBytes: request.maxCompareBytes } : {}),
+      ...(request.onProgress ? { onProgress: request.onProgress } : {}),
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+    const reclaim = await writer.reclaim();
+    return { compaction, reclaim };
+  } finally {
+    await writer.close();
+  }
+}
