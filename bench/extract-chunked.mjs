@@ -1,7 +1,8 @@
 // Extraction of one 300 MB PDF (stored as a base64 data URL in one part, 400 MiB of JSON), each run
 // a fresh process under /usr/bin/time, median of BENCH_N rounds (default 3, methods interleaved):
 //   chunked : sk_chunks, 1 MiB at a time (valueChunks + the streaming decoder)
-//   store   : SqliteStore.extractAttachment, today's whole-value path (CAST(data AS BLOB))
+//   store   : the reader's extractAttachment with the extension (the product's path: chunked too)
+//   store-whole: the same without it (SESSION_KEEPER_NO_CHUNK_EXTENSION=1, CAST(data AS BLOB): the path before sk_chunks)
 //   fallback: valueChunks on a connection without the extension (one whole BLOB read, then chunks)
 //   peer    : sqlite3 CLI, json_extract + substr of the URL, piped through `base64 -d` to a file
 // Ours run with --max-old-space-size=64, as the memory tests do. Every output is checked against
@@ -43,7 +44,8 @@ export async function extractChunked() {
   const sql = `SELECT substr(json_extract(data,'$.url'), instr(json_extract(data,'$.url'), ',')+1) FROM part WHERE id='${fx.partId}'`;
   const methods = [
     { name: 'chunked (sk_chunks, 1 MiB)', key: 'chunked' },
-    { name: 'store.extractAttachment (whole value, today)', key: 'store' },
+    { name: 'reader.extractAttachment (chunked)', key: 'store' },
+    { name: 'reader.extractAttachment, no extension (whole value)', key: 'store-whole', mode: 'store' },
     { name: 'valueChunks fallback (whole value)', key: 'whole' },
     { name: 'sqlite3 | base64 -d', key: 'peer' },
   ].map((m) => ({ ...m, out: join(dir, `${m.key}.pdf`), times: [], rss: [], heap: [] }));
@@ -52,14 +54,15 @@ export async function extractChunked() {
     if (m.key === 'peer') {
       return run(`set -o pipefail; /usr/bin/sqlite3 '${fx.path}' "${sql}" | base64 -d > '${m.out}'`, [], { shell: true });
     }
-    return run(process.execPath, ['--max-old-space-size=64', CHILD, fx.path, fx.partId, m.out, m.key], {
-      env: m.key === 'whole' ? { SESSION_KEEPER_NO_CHUNK_EXTENSION: '1' } : {},
+    return run(process.execPath, ['--max-old-space-size=64', CHILD, fx.path, fx.partId, m.out, m.mode ?? m.key], {
+      env: m.key === 'whole' || m.key === 'store-whole' ? { SESSION_KEEPER_NO_CHUNK_EXTENSION: '1' } : {},
     });
   };
   // Warm the page cache with the peer, then take its output as the reference.
-  const warm = once(methods[3]);
+  const peerMethod = methods.find((m) => m.key === 'peer');
+  const warm = once(peerMethod);
   if (warm.status !== 0) throw new Error(`peer pipeline failed: ${warm.stderr.slice(-300)}`);
-  const expected = await sha256(methods[3].out);
+  const expected = await sha256(peerMethod.out);
   for (let round = 0; round < N; round++) {
     for (const m of methods) {
       const r = once(m);

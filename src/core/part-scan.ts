@@ -50,6 +50,8 @@ export interface ScannedPart {
   value: unknown;
   /** Number of strings cut to a preview. */
   truncatedStrings: number;
+  /** Bytes of the part's JSON kept as they were (all of it when nothing was cut). */
+  keptBytes: number;
 }
 
 /** The reference name of a part's attachment: the part id for the first, `id.N` after. */
@@ -148,10 +150,21 @@ export function findAttachments(buf: Buffer, partId: string): AttachmentSpan[] {
   return spans;
 }
 
-interface Cut {
-  start: number;
-  end: number;
-  placeholder: string;
+/** A string cut out of a part's JSON: an attachment (by its span), or a long text (by its preview). */
+export type PartCut = { kind: 'attachment'; span: AttachmentSpan } | { kind: 'text'; preview: string; length: number };
+
+/**
+ * A part's JSON with some value strings cut out: the bytes kept, as `pieces` with one cut (quotes
+ * included) between each two, so `pieces.length === cuts.length + 1`. What `assembleScan` parses.
+ */
+export interface ReducedPart {
+  pieces: Buffer[];
+  cuts: PartCut[];
+}
+
+/** The text a cut string shows in a page: its preview and how long it was. */
+export function cutText(preview: string, length: number): string {
+  return `${preview}\n…[session-keeper: cut, ${length} bytes in all]`;
 }
 
 /**
@@ -161,11 +174,10 @@ interface Cut {
 export function scanPartData(buf: Buffer, options: ScanOptions): ScannedPart {
   const { partId, maxInlineString } = options;
   const previewBytes = options.previewBytes ?? 4096;
-  const attachments: AttachmentSpan[] = [];
-  const cuts: Cut[] = [];
-  const replacements = new Map<string, { kind: 'attachment'; span: AttachmentSpan } | { kind: 'text'; text: string }>();
-  // A NUL cannot appear in a real OpenCode string unescaped-decoded like this, so the marker cannot collide.
-  const marker = `\u0000sk${Math.random().toString(36).slice(2)}:`;
+  const cuts: PartCut[] = [];
+  const pieces: Buffer[] = [];
+  let last = 0;
+  let attachments = 0;
 
   const quickPath = buf.length <= maxInlineString && buf.indexOf(DATA_PREFIX) < 0;
   if (!quickPath) {
@@ -173,36 +185,48 @@ export function scanPartData(buf: Buffer, options: ScanOptions): ScannedPart {
       const length = close - open - 1;
       const isDataUrl = startsWith(buf, open + 1, DATA_PREFIX);
       if (!isDataUrl && length <= maxInlineString) continue;
-      const placeholder = `${marker}${cuts.length}`;
-      if (isDataUrl) {
-        const span = describeDataUrl(buf, open + 1, close, attachments.length);
-        attachments.push(span);
-        replacements.set(placeholder, { kind: 'attachment', span });
-      } else {
-        const text = `${previewOf(buf, open + 1, close, previewBytes)}\n…[session-keeper: cut, ${length} bytes in all]`;
-        replacements.set(placeholder, { kind: 'text', text });
-      }
-      cuts.push({ start: open, end: close + 1, placeholder });
+      cuts.push(
+        isDataUrl
+          ? { kind: 'attachment', span: describeDataUrl(buf, open + 1, close, attachments++) }
+          : { kind: 'text', preview: previewOf(buf, open + 1, close, previewBytes), length },
+      );
+      pieces.push(buf.subarray(last, open));
+      last = close + 1;
     }
   }
+  pieces.push(buf.subarray(last));
+  return assembleScan({ pieces, cuts }, partId);
+}
 
-  let reduced: string;
+/**
+ * Parses a reduced part and puts references and previews where its cuts were: the one place that
+ * turns kept bytes into a page's value, whether they came from a whole buffer or in chunks.
+ */
+export function assembleScan(reduced: ReducedPart, partId: string): ScannedPart {
+  const { pieces, cuts } = reduced;
+  // A NUL cannot appear in a real OpenCode string unescaped-decoded like this, so the marker cannot
+  // collide; its length is fixed, so an error's JSON position does not depend on the draw.
+  const marker = `\u0000sk${Math.floor(Math.random() * 36 ** 8).toString(36).padStart(8, '0')}:`;
+  const replacements = new Map<string, { kind: 'attachment'; span: AttachmentSpan } | { kind: 'text'; text: string }>();
+  const keptBytes = pieces.reduce((sum, piece) => sum + piece.length, 0);
+  let text: string;
   if (cuts.length === 0) {
-    reduced = buf.toString('utf8');
+    text = pieces.length === 1 ? (pieces[0] as Buffer).toString('utf8') : Buffer.concat(pieces).toString('utf8');
   } else {
-    const pieces: Buffer[] = [];
-    let last = 0;
-    for (const cut of cuts) {
-      pieces.push(buf.subarray(last, cut.start), Buffer.from(JSON.stringify(cut.placeholder)));
-      last = cut.end;
-    }
-    pieces.push(buf.subarray(last));
-    reduced = Buffer.concat(pieces).toString('utf8');
+    const joined: Buffer[] = [];
+    cuts.forEach((cut, i) => {
+      const placeholder = `${marker}${i}`;
+      replacements.set(placeholder, cut.kind === 'attachment' ? cut : { kind: 'text', text: cutText(cut.preview, cut.length) });
+      joined.push(pieces[i] as Buffer, Buffer.from(JSON.stringify(placeholder)));
+    });
+    joined.push(pieces[cuts.length] as Buffer);
+    text = Buffer.concat(joined).toString('utf8');
   }
+  const attachments = cuts.flatMap((cut) => (cut.kind === 'attachment' ? [cut.span] : []));
 
   let parsed: unknown;
   try {
-    parsed = JSON.parse(reduced);
+    parsed = JSON.parse(text);
   } catch (error) {
     throw new SkError('bad-part', `part ${partId}: malformed JSON (${(error as Error).message.split('\n')[0]})`);
   }
@@ -245,7 +269,7 @@ export function scanPartData(buf: Buffer, options: ScanOptions): ScannedPart {
     return node;
   };
   const value = cuts.length === 0 ? parsed : restore(parsed);
-  return { attachments, value, truncatedStrings };
+  return { attachments, value, truncatedStrings, keptBytes };
 }
 
 /** The reference object named `ref` inside a reduced part value, if there is one. */

@@ -6,6 +6,11 @@
  *   request  {type: 'request', id, method, params}
  *   reply    {type: 'reply', id, ok: true, result} | {type: 'reply', id, ok: false, error}
  *   event    {type: 'event', event: ...}             (progress, warnings, startup, restarts)
+ *
+ * Attachment bytes do not travel as replies: a shell opens a stream (`stream-open`) and the
+ * utility answers on it from the file handle it holds, `head` first, then `chunk`s as the shell
+ * asks for them (`pull`), then `end`. In Electron a stream is a MessagePortMain of its own; over
+ * Node's IPC channel its messages travel as `{type: 'stream', stream, body}`.
  */
 import { z } from 'zod';
 import type { SkErrorCode } from './errors.js';
@@ -137,6 +142,8 @@ export interface HealthResult {
   workerHeapPeak: number;
   rss: number;
   workerThreads: number;
+  /** Attachment files the utility holds open (cached handles and ones still being streamed). */
+  attachmentHandles: number;
 }
 
 /** Attachment results carry the path relative to the cache, from which each shell builds its URL. */
@@ -276,4 +283,60 @@ export function apiFromBridge(bridge: SessionKeeperBridge): SessionKeeperApi {
     },
     onEvent: (listener) => bridge.onEvent(listener),
   };
+}
+
+// ---- attachment streams -------------------------------------------------------------------------
+
+/** Bytes per chunk of an attachment stream, and chunks a consumer may ask for ahead. */
+export const STREAM_CHUNK_BYTES = 256 * 1024;
+export const STREAM_WINDOW = 4;
+
+/** What a shell asks to be streamed: an HTTP-like request for a cached attachment by its URL path. */
+export const attachmentStreamRequestSchema = z
+  .object({
+    /** Below the attachment route, still percent-encoded: `ab/<sha256>`. */
+    relPath: z.string().min(1).max(300),
+    method: z.string().max(16).optional(),
+    range: z.string().max(200).optional(),
+    mime: z.string().max(200).nullable().optional(),
+  })
+  .strict();
+export type AttachmentStreamRequest = z.infer<typeof attachmentStreamRequestSchema>;
+
+/** Opens stream number `stream` (unique per shell); in Electron its port travels with this message. */
+export const streamOpenSchema = z.object({ type: z.literal('stream-open'), stream: z.number().int().nonnegative(), params: attachmentStreamRequestSchema });
+export type StreamOpen = z.infer<typeof streamOpenSchema>;
+
+/** Consumer to utility: more chunks may be sent, or none at all any more. */
+export const streamControlSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('pull'), chunks: z.number().int().min(1).max(64) }),
+  z.object({ kind: z.literal('cancel') }),
+]);
+export type StreamControl = z.infer<typeof streamControlSchema>;
+
+/** Utility to consumer: the answer's status and headers, its bytes, its end, or why it stopped. */
+export const streamDataSchema = z.discriminatedUnion('kind', [
+  /** `body`: whether chunks follow (false for HEAD, refusals and an empty range). */
+  z.object({ kind: z.literal('head'), status: z.number().int().min(100).max(599), headers: z.record(z.string(), z.string()), body: z.boolean(), message: z.string().optional() }),
+  z.object({ kind: z.literal('chunk'), bytes: z.instanceof(Uint8Array) }),
+  z.object({ kind: z.literal('end') }),
+  z.object({ kind: z.literal('error'), message: z.string() }),
+]);
+export type StreamData = z.infer<typeof streamDataSchema>;
+
+/** A stream message multiplexed over a channel that carries several (Node's IPC), or its end. */
+export const streamEnvelopeSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('stream'), stream: z.number().int().nonnegative(), body: z.unknown() }),
+  /** One side closed its end: the other's `onClose` runs (a MessagePortMain's 'close'). */
+  z.object({ type: z.literal('stream-close'), stream: z.number().int().nonnegative() }),
+]);
+export type StreamEnvelope = z.infer<typeof streamEnvelopeSchema>;
+
+/** One stream's two-way pipe, whatever carries it (a MessagePortMain, or a StreamMux over IPC). */
+export interface StreamPort {
+  post(body: StreamControl | StreamData): void;
+  onMessage(listener: (body: unknown) => void): void;
+  /** The other side went away: it closed its end, or its process died. */
+  onClose(listener: () => void): void;
+  close(): void;
 }

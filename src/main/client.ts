@@ -2,14 +2,19 @@
  * The shell's side of the utility process (Electron main or web mode): forks it, sends typed
  * requests, matches replies, passes events on, and restarts it with backoff when it dies, telling
  * listeners (`restarting`, `restarted`). Requests in flight when it dies are rejected
- * ('unavailable'); requests made while it restarts wait for the new process.
+ * ('unavailable'); requests made while it restarts wait for the new process. Attachments come
+ * as streams (`openAttachmentStream`): the utility reads them from the file it holds and sends
+ * them in chunks this side pulls, so a shell never opens the attachment cache itself.
  */
 import { fork } from 'node:child_process';
 import {
   ApiError,
   requestBodySchema,
+  STREAM_WINDOW,
+  streamDataSchema,
   utilityMessageSchema,
   describeRequestError,
+  type AttachmentStreamRequest,
   type EventBody,
   type Method,
   type ParamsOf,
@@ -18,7 +23,10 @@ import {
   type RequestBody,
   type ResultOf,
   type StartupResult,
+  type StreamOpen,
+  type StreamPort,
 } from '../core/utility-protocol.js';
+import { StreamMux } from './stream-mux.js';
 
 /** What the client needs of a child: both `utilityProcess.fork` and `child_process.fork` fit. */
 export interface UtilityChild {
@@ -26,7 +34,21 @@ export interface UtilityChild {
   postMessage(message: unknown): void;
   onMessage(listener: (message: unknown) => void): void;
   onExit(listener: (code: number | null, signal: string | null) => void): void;
+  /** Sends `open` with a stream to answer on: a MessagePortMain of its own in Electron, one multiplexed over IPC in Node. */
+  openStream(open: StreamOpen): StreamPort;
   kill(): void;
+}
+
+/** An attachment answered by the utility: status and headers at once, the bytes as they are pulled. */
+export interface AttachmentStream {
+  status: number;
+  headers: Record<string, string>;
+  /** A short plain-text body (refusals). */
+  message?: string | undefined;
+  /** The bytes, pulled a chunk at a time (at most STREAM_WINDOW chunks in flight); null without a body. */
+  body: AsyncIterable<Uint8Array> | null;
+  /** Ends the stream where it is (the reader went away); the utility lets the file go. */
+  cancel(): void;
 }
 
 export type SpawnUtility = () => UtilityChild;
@@ -58,8 +80,13 @@ export function nodeSpawner(
       execArgv: options.execArgv ?? [],
       env: options.env ?? process.env,
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      serialization: 'json',
+      // Structured clone, as Electron's ports use: attachment chunks cross as bytes, not JSON arrays.
+      serialization: 'advanced',
     });
+    const streams = new StreamMux((envelope) => {
+      if (child.connected) child.send(envelope, (error) => void error);
+    });
+    child.on('exit', () => streams.closeAll());
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (text: string) => (options.onStderr ?? ((t: string) => process.stderr.write(t)))(text));
     // A write to a process that just died raises EPIPE asynchronously: the exit handler deals with it.
@@ -71,13 +98,105 @@ export function nodeSpawner(
       postMessage: (message) => {
         if (child.connected) child.send(message as object, (error) => void error);
       },
-      onMessage: (listener) => child.on('message', listener),
+      onMessage: (listener) =>
+        child.on('message', (message: unknown) => {
+          if (!streams.dispatch(message)) listener(message);
+        }),
       onExit: (listener) => child.on('exit', (code, signal) => listener(code, signal)),
+      openStream: (open) => {
+        const port = streams.open(open.stream);
+        if (child.connected) child.send(open, (error) => void error);
+        else port.close();
+        return port;
+      },
       kill: () => {
         child.kill('SIGTERM');
       },
     };
   };
+}
+
+/**
+ * Reads an attachment stream from `port`: resolves at its head; the body pulls STREAM_WINDOW chunks
+ * ahead and one more for each taken, so neither side ever holds more than that in flight.
+ */
+export function readAttachmentStream(port: StreamPort, timeoutMs: number): Promise<AttachmentStream> {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let failure: Error | null = null;
+  let wake: (() => void) | null = null;
+  let settled = false;
+  const finish = (): void => {
+    ended = true;
+    port.close();
+  };
+  return new Promise<AttachmentStream>((resolve, reject) => {
+    const timer = timeoutMs > 0 ? setTimeout(() => fail(new ApiError({ code: 'unavailable', message: `no answer for the attachment within ${timeoutMs} ms` })), timeoutMs) : undefined;
+    const fail = (error: Error): void => {
+      failure ??= error;
+      if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        finish();
+        reject(error);
+      }
+      wake?.();
+    };
+    port.onClose(() => {
+      if (!ended) fail(new ApiError({ code: 'unavailable', message: 'the utility process stopped while sending an attachment' }));
+    });
+    port.onMessage((raw) => {
+      const parsed = streamDataSchema.safeParse(raw);
+      if (!parsed.success) return fail(new ApiError({ code: 'internal', message: 'a malformed message on an attachment stream' }));
+      const data = parsed.data;
+      if (data.kind === 'head') {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const hasBody = data.body;
+        if (!hasBody) finish();
+        resolve({
+          status: data.status,
+          headers: data.headers,
+          message: data.message,
+          body: hasBody ? chunks() : null,
+          cancel: () => {
+            if (ended) return;
+            port.post({ kind: 'cancel' });
+            finish();
+            wake?.();
+          },
+        });
+        return;
+      }
+      if (data.kind === 'chunk') queue.push(data.bytes);
+      else if (data.kind === 'end') ended = true;
+      else fail(new ApiError({ code: 'internal', message: data.message }));
+      wake?.();
+    });
+
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      port.post({ kind: 'pull', chunks: STREAM_WINDOW });
+      try {
+        for (;;) {
+          const next = queue.shift();
+          if (next) {
+            if (!ended) port.post({ kind: 'pull', chunks: 1 });
+            yield next;
+            continue;
+          }
+          if (failure) throw failure;
+          if (ended) return;
+          await new Promise<void>((r) => (wake = r));
+          wake = null;
+        }
+      } finally {
+        // Taken to the end, or left early: either way this side is done with the port.
+        if (!ended) port.post({ kind: 'cancel' });
+        finish();
+      }
+    }
+  });
 }
 
 export interface ClientOptions {
@@ -101,6 +220,7 @@ export class UtilityClient {
   private child: UtilityChild | null = null;
   private generation = 0;
   private nextId = 1;
+  private nextStream = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly waiting: (() => void)[] = [];
   private readonly listeners = new Set<(event: ProtocolEvent) => void>();
@@ -249,6 +369,15 @@ export class UtilityClient {
     const reply = await this.send(params === undefined ? { method } : { method, params });
     if (!reply.ok) throw new ApiError(reply.error);
     return reply.result as ResultOf<M>;
+  }
+
+  /**
+   * An attachment of the cache, as the utility serves it from the file it holds (GET or HEAD,
+   * Range answered): for Electron's protocol handler and web mode, which never open the cache.
+   */
+  async openAttachmentStream(params: AttachmentStreamRequest): Promise<AttachmentStream> {
+    const child = await this.ready();
+    return readAttachmentStream(child.openStream({ type: 'stream-open', stream: this.nextStream++, params }), this.options.timeoutMs);
   }
 
   /** Kills the current process as a crash would (tests; the restart logic takes over). */

@@ -210,6 +210,7 @@ export class RequestHandler {
           workerHeapPeak: service?.workerHeapPeak ?? 0,
           rss: process.memoryUsage.rss(),
           workerThreads: service?.workerThreads() ?? 0,
+          attachmentHandles: service?.handles.open ?? 0,
         };
       case 'startup':
         return this.startup();
@@ -309,6 +310,8 @@ export class RequestHandler {
         onProgress: (p) => this.options.emit({ event: 'progress', requestId, progress: progressView(p) }),
       });
       this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
+      // Deleted sessions' attachments must not stay viewable through the files held open for them.
+      if (result.evicted.length > 0) this.options.service?.handles.clear();
       return result;
     } finally {
       this.applying = false;

@@ -4,16 +4,17 @@
  * commands, or a server) and keeps an LRU cache of small pages bounded in bytes, emptied whenever
  * the reader's data version says another process (OpenCode) committed, so no stale page is served.
  */
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../core/api.js';
 import { approximateBytes } from '../core/approx-size.js';
 import { defaultCacheDir } from '../core/paths.js';
 import { isConnectionString } from '../core/storage.js';
+import { AttachmentCache } from '../store/attachment-cache.js';
 import { openFileReader, openReader } from '../store/open-store.js';
 import type { PageReader } from '../store/reader.js';
 import { PooledReader } from '../worker/pool.js';
+import { AttachmentHandles, type HandleCacheOptions, type HandleLease } from './attachment-handles.js';
 
 export interface ServiceOptions {
   db: string;
@@ -27,6 +28,8 @@ export interface ServiceOptions {
   inline?: boolean;
   /** Approximate heap bytes of pages the LRU cache may hold; default 12 MB. */
   cacheBytes?: number;
+  /** How many attachment files stay open, and for how long unused (see AttachmentHandles). */
+  handles?: HandleCacheOptions;
 }
 
 type CachedValue = ListResult | ShowResult | StatsResult | AttachmentResult;
@@ -36,6 +39,8 @@ export class SessionService {
   readonly cacheDir: string;
   private readonly reader: PageReader;
   private readonly cache: LRUCache<string, CachedValue>;
+  /** Open files of decoded attachments, by content: what streams read, beside the page cache. */
+  readonly handles: AttachmentHandles;
   private seenVersion: number | undefined;
 
   private constructor(db: string, reader: PageReader, options: ServiceOptions) {
@@ -47,6 +52,7 @@ export class SessionService {
       // Sized by walking the page: no string of it is ever built.
       sizeCalculation: (value) => Math.max(1, approximateBytes(value)),
     });
+    this.handles = new AttachmentHandles(options.handles);
   }
 
   /** Opens the reader once, so a bad file or an unreachable server fails here with one line. */
@@ -55,7 +61,10 @@ export class SessionService {
     const db = resolve(options.db);
     // A pool (piscina) loads only when wanted: one-shot CLI commands start faster without it.
     const reader = options.inline ? openFileReader(db) : await PooledReader.open(db, options.threads);
-    return new SessionService(db, reader, options);
+    const service = new SessionService(db, reader, options);
+    // Temporary files of processes that died while decoding (a crash, a kill) go now.
+    new AttachmentCache(service.cacheDir).sweepTemporary(() => true);
+    return service;
   }
 
   /** Drops every cached page when another connection has committed since we last looked. */
@@ -87,14 +96,43 @@ export class SessionService {
     return this.cached(`show:${sessionId}:${options.limit ?? ''}:${options.cursor ?? ''}`, () => this.reader.showSession(sessionId, options));
   }
 
-  /** Decodes an attachment into the cache (or to `out`); the caller gets a path, never the bytes. */
-  attachment(ref: string, out?: string): Promise<AttachmentResult> {
-    if (out) return this.reader.extractAttachment(ref, this.cacheDir, resolve(out));
+  /**
+   * Decodes an attachment into the cache; the caller gets its path, bytes and sha256, never the
+   * bytes themselves. The decoder's open handle is kept (see `handles`): streams read from it, so
+   * nothing opens the cache file by name again. With `out`, the user's file is written from that
+   * handle, which is closed after.
+   */
+  async attachment(ref: string, out?: string): Promise<AttachmentResult> {
+    if (out) {
+      const { result, handle } = await this.reader.openAttachment(ref, this.cacheDir);
+      try {
+        return { ...result, path: await AttachmentCache.writeFromHandle(handle, out) };
+      } finally {
+        await handle.close();
+      }
+    }
     const key = `attachment:${ref}`;
+    // An answer is only as good as the handle behind it: without one, decode again.
     const hit = this.cache.get(key) as AttachmentResult | undefined;
-    // The cache folder is the user's to clear: a cached answer is only good while its file exists.
-    if (hit && !existsSync(hit.path)) this.cache.delete(key);
-    return this.cached(key, () => this.reader.extractAttachment(ref, this.cacheDir));
+    if (hit && !this.handles.has(hit.sha256)) this.cache.delete(key);
+    return this.cached(key, async () => {
+      const { result, handle } = await this.reader.openAttachment(ref, this.cacheDir);
+      this.handles.adopt(result.sha256, handle, result.bytes);
+      return result;
+    });
+  }
+
+  /**
+   * A lease on the open file of cached content `sha256`: the handle an extraction left, or else the
+   * cache file opened once, safely (see AttachmentCache.openEntry). Undefined when neither exists.
+   */
+  async leaseCached(sha256: string): Promise<HandleLease | undefined> {
+    const held = this.handles.lease(sha256);
+    if (held) return held;
+    const handle = await new AttachmentCache(this.cacheDir).openEntry(sha256);
+    if (!handle) return undefined;
+    this.handles.adopt(sha256, handle, (await handle.stat()).size);
+    return this.handles.lease(sha256);
   }
 
   /** Largest V8 heap a worker reported (0 without a pool). */
@@ -113,6 +151,7 @@ export class SessionService {
   }
 
   async close(): Promise<void> {
+    this.handles.clear();
     await this.reader.close();
   }
 }

@@ -10,32 +10,52 @@
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
+import type { MessagePortMain, ParentPort } from 'electron';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
-import type { EventBody, UtilityMessage } from '../core/utility-protocol.js';
+import { streamOpenSchema, type EventBody, type StreamOpen, type StreamPort, type UtilityMessage } from '../core/utility-protocol.js';
+import { AttachmentStreams } from './attachment-streams.js';
 import { RequestHandler } from './handler.js';
 import { SessionService } from './service.js';
-
-/** Electron's `process.parentPort` (a MessagePortMain): messages arrive as `{data}`. */
-interface ParentPortLike {
-  on(event: 'message', listener: (event: { data: unknown }) => void): unknown;
-  postMessage(message: unknown): void;
-}
+import { StreamMux } from './stream-mux.js';
 
 interface Transport {
   send(message: UtilityMessage): void;
   onMessage(listener: (message: unknown) => void): void;
+  /** Streams the shell opens (attachments), each with its port. */
+  onStream(listener: (open: StreamOpen, port: StreamPort) => void): void;
   kind: 'electron' | 'node';
 }
 
+/** A MessagePortMain the shell sent with a `stream-open`, as a stream port. */
+function electronPort(port: MessagePortMain): StreamPort {
+  port.start();
+  return {
+    post: (body) => port.postMessage(body),
+    onMessage: (listener) => port.on('message', (event) => listener(event.data)),
+    onClose: (listener) => port.on('close', listener),
+    close: () => port.close(),
+  };
+}
+
 function transport(): Transport {
-  const parentPort = (process as unknown as { parentPort?: ParentPortLike }).parentPort;
+  // Present only under Electron's utilityProcess; under child_process.fork messages come on process.
+  const parentPort = (process as { parentPort?: ParentPort }).parentPort;
   if (parentPort && typeof parentPort.postMessage === 'function') {
+    let streamListener: (open: StreamOpen, port: StreamPort) => void = () => undefined;
     return {
       kind: 'electron',
       send: (message) => parentPort.postMessage(message),
       onMessage: (listener) => {
-        parentPort.on('message', (event) => listener(event?.data));
+        parentPort.on('message', (event) => {
+          const open = streamOpenSchema.safeParse(event?.data);
+          const port = event?.ports?.[0];
+          if (open.success && port) streamListener(open.data, electronPort(port));
+          else listener(event?.data);
+        });
+      },
+      onStream: (listener) => {
+        streamListener = listener;
       },
     };
   }
@@ -46,13 +66,25 @@ function transport(): Transport {
   }
   // A parent that went away leaves nobody to answer: end rather than linger.
   process.on('disconnect', () => process.exit(0));
+  const streams = new StreamMux((envelope) => {
+    if (process.connected) send(envelope);
+  });
+  let streamListener: (open: StreamOpen, port: StreamPort) => void = () => undefined;
   return {
     kind: 'node',
     send: (message) => {
       if (process.connected) send(message);
     },
     onMessage: (listener) => {
-      process.on('message', (message) => listener(message));
+      process.on('message', (message) => {
+        if (streams.dispatch(message)) return;
+        const open = streamOpenSchema.safeParse(message);
+        if (open.success) streamListener(open.data, streams.open(open.data.stream));
+        else listener(message);
+      });
+    },
+    onStream: (listener) => {
+      streamListener = listener;
     },
   };
 }
@@ -97,6 +129,13 @@ async function main(): Promise<void> {
       .then((reply) => channel.send(reply))
       .catch((error: unknown) => process.stderr.write(`session-keeper utility: cannot reply: ${oneLine(error)}\n`));
   });
+  let streamsReady: (streams: AttachmentStreams) => void = () => undefined;
+  const attachmentStreams = new Promise<AttachmentStreams>((r) => {
+    streamsReady = r;
+  });
+  channel.onStream((open, port) => {
+    void attachmentStreams.then((streams) => streams.serve(port, open.params));
+  });
 
   let service: SessionService | null = null;
   let openError: SkError | undefined;
@@ -116,6 +155,7 @@ async function main(): Promise<void> {
     testHooks: process.env['SESSION_KEEPER_TEST_HOOKS'] === '1',
   });
   ready(handler);
+  streamsReady(new AttachmentStreams(service, opts.cacheDir));
   await handler.startup();
 }
 

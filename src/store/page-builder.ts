@@ -8,7 +8,7 @@ import { decodeMessageCursor, encodeCursor } from '../core/cursor.js';
 import { SkError } from '../core/errors.js';
 import { toMessageInfo, toPartInfo, toSessionInfo, type SessionRow } from '../core/opencode-format.js';
 import { DEFAULT_MESSAGE_PAGE, PAGE_RULES, stringLimits } from '../core/page-rules.js';
-import { scanPartData } from '../core/part-scan.js';
+import { scanPartData, type ScannedPart, type ScanOptions } from '../core/part-scan.js';
 
 /** One message or part row as a page sees it first: its size, and its data when small. */
 export interface ContentRow {
@@ -33,6 +33,11 @@ export interface ContentSource {
   parts(messageId: string, pageIds: readonly string[]): Promise<ContentRow[]>;
   /** A row's whole data. */
   payload(table: 'message' | 'part', row: ContentRow): Promise<Buffer>;
+  /**
+   * A row's page view without its whole data in memory (read in chunks, attachments left out),
+   * when the backend can do better than `payload` + `scanPartData` for this row; null otherwise.
+   */
+  scanPayload?(table: 'message' | 'part', row: ContentRow, options: ScanOptions): Promise<ScannedPart | null>;
   /** Largest value the backend can hand over; larger ones are listed as unreadable. */
   readonly readableLimit: number;
   /** Named in "no session" errors. */
@@ -80,11 +85,12 @@ async function reduce(
     return unreadable(`${table} ${row.id} is ${row.fetchBytes ?? row.bytes} bytes, over the ${source.readableLimit}-byte limit this build can read`);
   }
   try {
-    const buf = row.data ?? (await source.payload(table, row));
-    const scanned = scanPartData(buf, { partId: row.id, maxInlineString, previewBytes });
+    const options: ScanOptions = { partId: row.id, maxInlineString, previewBytes };
+    const streamed = row.data === null && source.scanPayload ? await source.scanPayload(table, row, options) : null;
+    const scanned = streamed ?? scanPartData(row.data ?? (await source.payload(table, row)), options);
     if (row.refBytes && scanned.attachments.length > 0) patchRefBytes(scanned.value, row.refBytes);
     const value = wrap(scanned.value);
-    const cost = scanned.attachments.length === 0 && scanned.truncatedStrings === 0 ? buf.length : JSON.stringify(value).length;
+    const cost = scanned.attachments.length === 0 && scanned.truncatedStrings === 0 ? scanned.keptBytes : JSON.stringify(value).length;
     return { value, cost };
   } catch (error) {
     if (!(error instanceof SkError) || (error.code !== 'bad-part' && error.code !== 'too-big')) throw error;

@@ -3,11 +3,19 @@
  * the facts retention plans from and the session streams transfers move (SessionReader). Reads
  * are paged and sized without loading payloads; attachments leave as files, never as strings.
  */
+import type { FileHandle } from 'node:fs/promises';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../core/api.js';
 import type { CompactionPlan, PlanOptions } from '../core/compaction.js';
 import type { SessionFacts } from '../core/planner.js';
 import type { StorageKind } from '../core/storage.js';
 import type { SessionItems } from './session-items.js';
+
+/** An attachment decoded into the cache, with the handle it was written through (the caller closes it). */
+export interface OpenedAttachment {
+  result: AttachmentResult;
+  /** Open for reading: the bytes just decoded, whatever later happens to the cache file's name. */
+  handle: FileHandle;
+}
 
 export interface PageReader {
   readonly kind: StorageKind;
@@ -25,6 +33,8 @@ export interface PageReader {
   showSession(sessionId: string, options?: PageOptions): Promise<ShowResult>;
   /** Decodes one attachment into the cache directory, or straight into `out` when given. */
   extractAttachment(ref: string, cacheDir: string, out?: string): Promise<AttachmentResult>;
+  /** Decodes one attachment into the cache and hands over the open handle: consumers read that, never the path. */
+  openAttachment(ref: string, cacheDir: string): Promise<OpenedAttachment>;
   close(): Promise<void>;
 }
 

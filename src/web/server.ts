@@ -10,7 +10,9 @@
  *   GET  /                      the renderer (dist/renderer)
  *   POST /api                   {method, params} -> reply envelope (src/core/utility-protocol.ts)
  *   GET  /api/events            server-sent events: progress, warnings, startup, restarts
- *   GET  /attachment/<path>     a file from the attachment cache, Range supported
+ *   GET  /attachment/<path>     an attachment by content (`<sha256[0:2]>/<sha256>`), Range supported:
+ *                               streamed from the utility process, which reads it from the file
+ *                               handle it holds; this process never opens the cache
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
@@ -20,7 +22,6 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SkError } from '../core/errors.js';
 import type { ProtocolEvent, Reply } from '../core/utility-protocol.js';
-import { attachmentStream, resolveAttachmentRequest } from '../main/attachment-http.js';
 import { nodeSpawner, UtilityClient, type ClientOptions } from '../main/client.js';
 
 export interface WebServerOptions {
@@ -105,6 +106,19 @@ function readBody(req: IncomingMessage): Promise<string | null> {
   });
 }
 
+/** Resolves when `res` can take more, or is gone (then the next write is dropped and the stream cancelled). */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolveDrained) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolveDrained();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 /** HTTP status for a reply: the envelope is the body either way. */
 function statusOf(reply: Reply): number {
   if (reply.ok) return 200;
@@ -127,6 +141,7 @@ function statusOf(reply: Reply): number {
 export async function startWebServer(options: WebServerOptions): Promise<WebServer> {
   const token = options.token ?? randomBytes(24).toString('base64url');
   const rendererDir = resolve(options.rendererDir ?? DEFAULT_RENDERER_DIR);
+  // Only passed on: the utility process owns the cache.
   const cacheDir = resolve(options.cacheDir);
   const client = new UtilityClient(
     nodeSpawner({
@@ -208,19 +223,20 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
         return;
       }
       if (rawPath.startsWith('/attachment/')) {
-        const answer = resolveAttachmentRequest(cacheDir, rawPath.slice('/attachment/'.length), {
+        const stream = await client.openAttachmentStream({
+          relPath: rawPath.slice('/attachment/'.length),
           method: req.method,
           range: req.headers.range,
           mime: query.get('mime'),
         });
-        res.writeHead(answer.status, answer.headers);
-        const stream = attachmentStream(answer);
-        if (stream) {
-          stream.on('error', () => res.destroy());
-          stream.pipe(res);
-        } else {
-          res.end(answer.message ?? '');
+        res.writeHead(stream.status, stream.headers);
+        if (!stream.body) return void res.end(stream.message ?? '');
+        // The browser went away: the utility lets the file go.
+        res.once('close', () => stream.cancel());
+        for await (const chunk of stream.body) {
+          if (!res.write(chunk)) await drained(res);
         }
+        res.end();
         return;
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');

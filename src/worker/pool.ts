@@ -9,7 +9,8 @@ import type { Piscina } from 'piscina';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../core/api.js';
 import { SkError } from '../core/errors.js';
 import { openFileReader } from '../store/open-store.js';
-import type { PageReader } from '../store/reader.js';
+import { AttachmentCache } from '../store/attachment-cache.js';
+import type { OpenedAttachment, PageReader } from '../store/reader.js';
 import type { WorkerReply, WorkerTask } from './task-protocol.js';
 
 const WORKER_FILE = new URL('./tasks.js', import.meta.url).href;
@@ -40,17 +41,29 @@ export class PooledReader implements PageReader {
     return this.watcher.location;
   }
 
-  private async run<T>(task: WorkerTask): Promise<T> {
+  private async reply<T>(task: WorkerTask): Promise<WorkerReply<T> & { ok: true }> {
     let reply: WorkerReply<T>;
     try {
       reply = (await this.pool.run(task)) as WorkerReply<T>;
     } catch (error) {
-      // A worker that died (crash, abort) is replaced by piscina; this request fails cleanly.
+      // A worker that died (crash, abort) is replaced by piscina; this request fails cleanly. Node
+      // closed the handles it held; the temporary files it was writing are removed here.
+      if ('cacheDir' in task) this.sweep(task.cacheDir);
       throw new SkError('internal', `worker failed: ${(error as Error).message}`);
     }
     this.workerHeapPeak = Math.max(this.workerHeapPeak, reply.heapUsed);
     if (!reply.ok) throw new SkError(reply.code, reply.message);
-    return reply.value;
+    return reply;
+  }
+
+  private async run<T>(task: WorkerTask): Promise<T> {
+    return (await this.reply<T>(task)).value;
+  }
+
+  /** Temporary files of threads of this process that are gone (and of processes that are). */
+  private sweep(cacheDir: string): void {
+    const live = new Set(this.pool.threads.map((thread) => thread.threadId));
+    new AttachmentCache(cacheDir).sweepTemporary((pid, threadId) => pid !== process.pid || live.has(threadId));
   }
 
   dataVersion(): Promise<number> {
@@ -71,6 +84,13 @@ export class PooledReader implements PageReader {
 
   extractAttachment(ref: string, cacheDir: string, out?: string): Promise<AttachmentResult> {
     return this.run(out ? { op: 'attachment', db: this.location, ref, cacheDir, out } : { op: 'attachment', db: this.location, ref, cacheDir });
+  }
+
+  /** Decoded by a worker into the cache; its FileHandle arrives moved through the transfer list. */
+  async openAttachment(ref: string, cacheDir: string): Promise<OpenedAttachment> {
+    const reply = await this.reply<OpenedAttachment['result']>({ op: 'attachment-handle', db: this.location, ref, cacheDir });
+    if (!reply.handle) throw new SkError('internal', `worker sent attachment ${ref} without its handle`);
+    return { result: reply.value, handle: reply.handle };
   }
 
   /** Worker threads alive. */

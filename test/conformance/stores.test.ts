@@ -174,6 +174,18 @@ for (const { backend, skip } of BACKEND_CASES) {
       }
     });
 
+    it('hands over the attachment as the open handle it was decoded through', async () => {
+      const opened = await reader.openAttachment(fixture.hugePartId as string, join(dir, `cache-handle-${backend}`));
+      try {
+        const bytes = await opened.handle.readFile();
+        expect(bytes.length).toBe(2 * MB);
+        expect(createHash('sha256').update(bytes).digest('hex')).toBe(opened.result.sha256);
+      } finally {
+        await opened.handle.close();
+      }
+      await expect(reader.openAttachment(`${fixture.hugePartId as string}.9`, join(dir, `cache-handle-${backend}`))).rejects.toThrow(/no number 9/);
+    });
+
     it('deletes whole trees, keeps a tree that changed, and imports an exported tree back whole', async () => {
       const family = facts.sessions.find((s) => s.parentId !== null);
       const root = family?.parentId as string;

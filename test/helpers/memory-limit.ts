@@ -65,6 +65,16 @@ export function memoryEnforcement(): { enforcement: MemoryEnforcement; detail: s
   return probed;
 }
 
+/**
+ * The command line that runs `command args` under `rssBytes` of memory (RLIMIT_DATA where that
+ * works, else as given): for callers that spawn it themselves and talk to it while it runs.
+ */
+export function limitedCommand(command: string, args: readonly string[], rssBytes: number): { file: string; args: string[]; enforcement: MemoryEnforcement } {
+  const enforcement = memoryEnforcement().enforcement;
+  if (enforcement !== 'rlimit-data') return { file: command, args: [...args], enforcement };
+  return { file: '/bin/sh', args: ['-c', `ulimit -d ${Math.ceil(rssBytes / 1024)} && exec "$@"`, 'sh', command, ...args], enforcement };
+}
+
 /** Runs `command args` synchronously under `options.rssBytes` of memory; see the file comment for how. */
 export function runUnderMemoryLimit(command: string, args: readonly string[], options: MemoryLimitOptions): MemoryLimitedRun {
   const isNode = command === process.execPath || basename(command) === 'node';

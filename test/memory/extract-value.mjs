@@ -2,7 +2,8 @@
 // (sha256, bytes, peak heap and Buffer memory seen between chunks, peak RSS) as its last line:
 //   chunked : valueChunks through the sk_chunks extension (a few MB at a time, in SQLite too)
 //   whole   : the same code on a connection without the extension (one whole BLOB read)
-//   store   : the reader's extractAttachment, the store's current whole-value path
+//   store   : the reader's extractAttachment (through sk_chunks when the extension is loaded, whole
+//             without it: run with SESSION_KEEPER_NO_CHUNK_EXTENSION=1 for the whole-value path)
 // Usage: node extract-value.mjs <db> <partId> <out> <chunked|whole|store> [chunkBytes]
 import Database from 'better-sqlite3';
 import { closeSync, openSync, rmSync } from 'node:fs';

@@ -2,8 +2,10 @@
  * Main-process wiring, one call: `installSessionKeeper(app, options)` before `app` is ready.
  * - forks the utility process (`utilityProcess.fork` of dist/main/utility.js) and restarts it
  *   with backoff when it dies, telling every window (`restarting`, `restarted` events);
- * - registers the attachment scheme (`sk-attachment://cache/<path>`) with `protocol.handle`:
- *   files from the attachment cache only, streamed, Range answered with 206;
+ * - registers the attachment scheme (`sk-attachment://cache/<sha256[0:2]>/<sha256>`) with
+ *   `protocol.handle`: the bytes come from the utility process, which reads them from the file
+ *   handle its worker decoded into and sends them in bounded chunks over a MessagePortMain of
+ *   their own; Range is answered with 206. This process never opens the attachment cache;
  * - answers the renderer's typed requests (`ipcMain.handle`, validated) and forwards events;
  * - opens the size-check dialog when the utility reports a threshold crossed at startup.
  *
@@ -11,12 +13,11 @@
  * entry can be imported under plain Node too.
  */
 import { createRequire } from 'node:module';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { App, BrowserWindow, BrowserWindowConstructorOptions, WebContents } from 'electron';
 import { defaultCacheDir, defaultDbPath } from '../../core/paths.js';
 import type { ProtocolEvent, StartupResult } from '../../core/utility-protocol.js';
-import { attachmentStream, resolveAttachmentRequest } from '../attachment-http.js';
+import { attachmentResponse } from '../attachment-http.js';
 import { UtilityClient, utilityArgs, type ClientOptions, type UtilityChild } from '../client.js';
 import { ATTACHMENT_SCHEME, EVENT_CHANNEL, REQUEST_CHANNEL } from './channels.js';
 
@@ -63,7 +64,7 @@ function loadElectron(): ElectronModule {
 
 export function installSessionKeeper(app: App, options: SessionKeeperOptions = {}): SessionKeeperHandle {
   const electron = loadElectron();
-  const { BrowserWindow: Window, ipcMain, protocol, utilityProcess } = electron;
+  const { BrowserWindow: Window, ipcMain, MessageChannelMain, protocol, utilityProcess } = electron;
 
   // Must happen before `ready`.
   protocol.registerSchemesAsPrivileged([{ scheme: ATTACHMENT_SCHEME, privileges: { standard: true, secure: true, stream: true, supportFetchAPI: true } }]);
@@ -79,6 +80,18 @@ export function installSessionKeeper(app: App, options: SessionKeeperOptions = {
       postMessage: (message) => child.postMessage(message),
       onMessage: (listener) => child.on('message', listener),
       onExit: (listener) => child.on('exit', (code) => listener(code, null)),
+      openStream: (open) => {
+        // A port per stream: its end is the stream's end, and the utility sees it close if we go.
+        const { port1, port2 } = new MessageChannelMain();
+        child.postMessage(open, [port2]);
+        port1.start();
+        return {
+          post: (body) => port1.postMessage(body),
+          onMessage: (listener) => port1.on('message', (event) => listener(event.data)),
+          onClose: (listener) => port1.on('close', listener),
+          close: () => port1.close(),
+        };
+      },
       kill: () => {
         child.kill();
       },
@@ -128,20 +141,15 @@ export function installSessionKeeper(app: App, options: SessionKeeperOptions = {
   });
 
   void app.whenReady().then(() => {
-    protocol.handle(ATTACHMENT_SCHEME, (request) => answer(cacheDir, new URL(request.url), request));
+    protocol.handle(ATTACHMENT_SCHEME, async (request) => {
+      try {
+        return await attachmentResponse(client, request);
+      } catch (error) {
+        return new Response(`attachment unavailable: ${(error as Error).message}`, { status: 503, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+      }
+    });
     client.start();
   });
-
-  function answer(dir: string, url: URL, request: Request): Response {
-    const result = resolveAttachmentRequest(dir, url.pathname.replace(/^\/+/, ''), {
-      method: request.method,
-      range: request.headers.get('range') ?? undefined,
-      mime: url.searchParams.get('mime'),
-    });
-    const stream = attachmentStream(result);
-    const body = stream ? (Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>) : result.message ?? null;
-    return new Response(body, { status: result.status, headers: result.headers });
-  }
 
   app.on('will-quit', () => {
     void client.close();

@@ -13,9 +13,9 @@ import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
 import { attachmentFilename, attachmentRefName, describeDataUrl, parseAttachmentRef } from '../../core/part-scan.js';
 import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
 import { crossedThresholds } from '../../core/thresholds.js';
-import { AttachmentCache } from '../attachment-cache.js';
+import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
-import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
+import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
 import type { Row, SessionItem, TableCounts } from '../session-items.js';
 import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
@@ -182,6 +182,25 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
   }
 
   async extractAttachment(requested: string, cacheDir: string, out?: string): Promise<AttachmentResult> {
+    const cache = new AttachmentCache(cacheDir);
+    return this.decode(requested, cache, (ref) => cache.writerFor(ref, out));
+  }
+
+  /** Decodes one attachment into the cache and hands back the handle it was written through, open. */
+  async openAttachment(requested: string, cacheDir: string): Promise<OpenedAttachment> {
+    const cache = new AttachmentCache(cacheDir);
+    const { partId, index } = parseAttachmentRef(requested);
+    const { writer, handle } = await cache.createEntry(attachmentRefName(partId, index));
+    try {
+      return { result: await this.decode(requested, cache, () => writer), handle };
+    } catch (error) {
+      // Removes what was written (nothing, for a part not found) and closes the handle.
+      writer.abort();
+      throw error;
+    }
+  }
+
+  private async decode(requested: string, cache: AttachmentCache, open: (ref: string) => EntryWriter): Promise<AttachmentResult> {
     const { partId, index } = parseAttachmentRef(requested);
     const ref = attachmentRefName(partId, index);
     const part = await this.guard('attachment', () => this.db.selectFrom('sk_part').select(['body', 'attachments', 'att_count']).where('id', '=', partId).executeTakeFirst());
@@ -192,10 +211,9 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     const span = spans.find((s) => s.i === index);
     // The URL's header is still in the body, just before where the payload goes back.
     const headerStart = span ? part.body.lastIndexOf(0x22, span.o - 1) + 1 : 0;
-    const cache = new AttachmentCache(cacheDir);
     let file;
     if (span?.k === 'b') {
-      file = await cache.writeChunks(this.chunks(span.s), ref, out);
+      file = await AttachmentCache.fillAsync(open(ref), this.chunks(span.s));
     } else {
       // Raw payloads (percent-encoded, or base64 written unusually) decode as the SQLite store decodes them.
       const pieces: Buffer[] = [];
@@ -206,7 +224,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         pieces.push(Buffer.from('data:,'));
       }
       const url = Buffer.concat(pieces);
-      file = cache.writeSpan(url, describeDataUrl(url, 0, url.length, index), ref, `part ${partId} attachment ${index}`, out);
+      file = cache.decodeSpanInto(open(ref), url, describeDataUrl(url, 0, url.length, index), `part ${partId} attachment ${index}`);
     }
     const header = span ? part.body.toString('latin1', headerStart, Math.min(span.o, headerStart + 1024)) : 'data:,';
     const mime = describeDataUrl(Buffer.from(header, 'latin1'), 0, header.length, index).mime;

@@ -1,6 +1,7 @@
 /**
  * Opening OpenCode's database: refuse what is not ours with one clear line, set OpenCode's
- * pragmas, raise the value-length limit when our extension is built, and detect the schema.
+ * pragmas, load our extensions when they are built (the value-length limit raised, values read in
+ * chunks), and detect the schema.
  */
 import Database from 'better-sqlite3';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
@@ -8,8 +9,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SkError } from '../../core/errors.js';
 import { V8_STRING_LIMIT } from '../../core/page-rules.js';
+import { mapSqliteError } from './errors.js';
 import { OPENCODE_SCHEMA_DDL, V1_TABLES } from './schema.js';
 import { sessionTables, type SessionTables } from './session-tables.js';
+import { loadValueChunks, type ChunkedReadPath } from './value-chunks.js';
+
+export { mapSqliteError };
 
 export type Connection = Database.Database;
 
@@ -50,6 +55,8 @@ export interface SqliteConnection {
   schema: SchemaInfo;
   /** Largest value this connection can read. */
   readableLimit: number;
+  /** How large values are read: in chunks through sk_chunks, or whole (no extension built, or turned off). */
+  valueReads: ChunkedReadPath;
 }
 
 const extensionPath = (() => {
@@ -59,35 +66,6 @@ const extensionPath = (() => {
 })();
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
-
-/** Turns SQLite's error codes into our one-line errors, naming the file. */
-export function mapSqliteError(error: unknown, path: string): SkError {
-  if (error instanceof SkError) return error;
-  const code = (error as { code?: unknown }).code;
-  const message = error instanceof Error ? error.message : String(error);
-  // Extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_IOERR_SHORT_READ, ...) map by their primary code.
-  switch (typeof code === 'string' ? code.split('_').slice(0, 2).join('_') : '') {
-    case 'SQLITE_NOTADB':
-      return new SkError('not-sqlite', `${path} is not a SQLite database`);
-    case 'SQLITE_CORRUPT':
-      return new SkError('corrupt', `${path} is corrupt (${message}); run 'sqlite3 ${path} ".recover"' on a copy`);
-    case 'SQLITE_BUSY':
-    case 'SQLITE_LOCKED':
-      return new SkError('locked', `${path} is locked by another process (${message}); close OpenCode or try again`);
-    case 'SQLITE_FULL':
-      return new SkError('disk-full', `disk full while writing ${path}`);
-    case 'SQLITE_READONLY':
-      return new SkError('read-only', `${path} is read-only (${message})`);
-    case 'SQLITE_CANTOPEN':
-      return new SkError('not-found', `cannot open ${path} (${message})`);
-    case 'SQLITE_TOOBIG':
-      return new SkError('too-big', `a value in ${path} is larger than this connection can read (${message})`);
-    case 'SQLITE_IOERR':
-      return new SkError('corrupt', `I/O error reading ${path} (${message})`);
-    default:
-      return new SkError('internal', `${path}: ${message}`);
-  }
-}
 
 /** Checks the 100-byte header: magic, page size, and that the file holds every page it claims. */
 function checkHeader(path: string): void {
@@ -183,6 +161,8 @@ export function openConnection(path: string, options: OpenOptions = {}): SqliteC
         // without it, values over V8's string limit are listed by size but unreadable
       }
     }
+    // Without it (no compiler at install, SESSION_KEEPER_NO_CHUNK_EXTENSION=1) values are read whole.
+    const valueReads: ChunkedReadPath = loadValueChunks(db) ? 'chunked' : 'whole';
     if (!readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
@@ -195,7 +175,7 @@ export function openConnection(path: string, options: OpenOptions = {}): SqliteC
       if (empty) db.exec(OPENCODE_SCHEMA_DDL);
     }
     const schema = detectSchema(db, path);
-    return { db, path, schema, readableLimit: probeReadableLimit(db) };
+    return { db, path, schema, readableLimit: probeReadableLimit(db), valueReads };
   } catch (error) {
     db?.close();
     throw mapSqliteError(error, path);

@@ -8,6 +8,8 @@ import { SkError } from '../../core/errors.js';
 import type { SqliteConnection } from './connection.js';
 
 export interface PayloadRow {
+  /** The row's rowid: what sk_chunks and our part index know it by. */
+  rowid: number;
   id: string;
   timeCreated: number;
   timeUpdated: number;
@@ -41,7 +43,7 @@ export function statement(db: Database.Database, sql: string): Database.Statemen
 
 /** Columns of a message page: sizes, and data only up to `inlineBytes`. */
 const messageColumns = (inlineBytes: number): string =>
-  `id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
+  `rowid, id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
    CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN CAST(data AS BLOB) END AS data`;
 
 /** Up to `limit` messages of a session after (time_created, id), in that order. */
@@ -79,7 +81,7 @@ export function partsOfMessages(
   const grouped = new Map<string, PartRow[]>(messageIds.map((id) => [id, []]));
   const rows = statement(
     conn.db,
-    `SELECT p.id, p.message_id AS messageId, p.time_created AS timeCreated, p.time_updated AS timeUpdated,
+    `SELECT p.rowid AS rowid, p.id, p.message_id AS messageId, p.time_created AS timeCreated, p.time_updated AS timeUpdated,
             octet_length(p.data) AS bytes, CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END AS data,
             CASE WHEN octet_length(p.data) <= @inlineBytes THEN json_valid(p.data) END AS valid
      FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))`,
@@ -100,13 +102,19 @@ export function partsOfMessages(
   return grouped;
 }
 
+/** Refuses, with one line, a value larger than this connection can read (whole or in chunks). `table` may be `table:column`. */
+export function checkReadable(conn: SqliteConnection, table: string, row: Pick<PayloadRow, 'id' | 'bytes'>, what = 'read'): void {
+  if (row.bytes > conn.readableLimit) {
+    const [name] = table.split(':') as [string];
+    throw new SkError('too-big', `${name} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
+  }
+}
+
 /** A payload row's data: inline when it came so, else fetched alone (or refused past the limit). `table:column` names another column than `data`. */
 export function payloadOf(conn: SqliteConnection, table: string, row: Pick<PayloadRow, 'id' | 'bytes' | 'data'>, what = 'read'): Buffer {
   if (row.data) return row.data;
   const [name, column = 'data'] = table.split(':') as [string, string?];
-  if (row.bytes > conn.readableLimit) {
-    throw new SkError('too-big', `${name} ${row.id} is ${row.bytes} bytes, over the ${conn.readableLimit}-byte limit this build can ${what}`);
-  }
+  checkReadable(conn, table, row, what);
   const data = statement(conn.db, `SELECT CAST("${column}" AS BLOB) FROM "${name}" WHERE id = ?`).pluck().get(row.id);
   if (!Buffer.isBuffer(data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
   return data;

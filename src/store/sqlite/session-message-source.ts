@@ -20,7 +20,7 @@ export function usesSessionMessages(conn: SqliteConnection, sessionId: string): 
 
 export class SessionMessageSource extends SqliteContentSource {
   override async messages(sessionId: string, after: readonly [number, string] | null, limit: number): Promise<ContentRow[]> {
-    const columns = `id, time_created AS timeCreated, octet_length(data) AS bytes,
+    const columns = `rowid, id, time_created AS timeCreated, octet_length(data) AS bytes,
       CASE WHEN octet_length(data) <= ${inlineFetchBytes} THEN CAST(data AS BLOB) END AS data, type`;
     if (!after) {
       return statement(this.conn.db, `SELECT ${columns} FROM session_message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`).all(sessionId, limit) as ContentRow[];
@@ -39,6 +39,11 @@ export class SessionMessageSource extends SqliteContentSource {
 
   override async payload(_table: 'message' | 'part', row: ContentRow): Promise<Buffer> {
     return super.payloadFrom('session_message', row);
+  }
+
+  /** Large messages are read in chunks from where they are (the base class's scanPayload). */
+  protected override valueTable(): string {
+    return 'session_message';
   }
 
   /** `{info: the message without its content, parts: its content items}`, as OpenCode's API shows them. */

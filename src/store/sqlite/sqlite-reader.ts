@@ -9,36 +9,77 @@ import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionS
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
 import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
-import { attachmentFilename, attachmentRefName, findAttachments, parseAttachmentRef } from '../../core/part-scan.js';
+import { reducePartChunks } from '../../core/part-reduce.js';
+import { attachmentFilename, attachmentRefName, findAttachmentRef, findAttachments, parseAttachmentRef, type AttachmentSpan } from '../../core/part-scan.js';
 import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
-import { AttachmentCache } from '../attachment-cache.js';
+import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
-import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
+import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { SqliteContentSource } from './content-source.js';
 import { compactionPlan } from './event-compaction.js';
 import { SessionMessageSource, usesSessionMessages } from './session-message-source.js';
 import { exportSessions } from './session-export.js';
-import { payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
+import { defaultIndexDir, everyPart, fileState, PartIndex, rowsOf, type UnindexedPart } from './part-index.js';
+import { checkReadable, payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
+import { decodeStoredAttachment, findStoredAttachments, valueChunks } from './value-chunks.js';
+
+/** Values up to this size are read whole (a Buffer, freed at once); larger ones in chunks when sk_chunks is loaded. */
+export const WHOLE_READ_BYTES = 1024 * 1024;
+/** Stats remember at least this many of the largest sessions, so any `--largest` up to it is answered from the memo. */
+const LARGEST_REMEMBERED = 100;
+
+/** Stats as remembered for one file state: all but what depends on the caller's options. */
+interface RememberedStats {
+  largestLimit: number;
+  stats: Omit<StatsResult, 'warnings'>;
+}
+
+export interface ReaderOptions extends Omit<OpenOptions, 'readonly'> {
+  /** Folder of our part index (default beside the attachment cache); null for none. */
+  indexDir?: string | null;
+}
+
+/** A row an attachment can live in, with what sk_chunks needs to read it. */
+interface AttachmentHolder {
+  /** `payloadOf`'s name for it: the table, or `table:column`. */
+  table: string;
+  name: string;
+  column: string;
+  row: Pick<PayloadRow, 'id' | 'bytes' | 'data'> & { rowid: number };
+}
 
 /**
  * The row an attachment reference points into: a part (`prt_…`), or in the newer layout a whole
  * message (`msg_…` in session_message) or, failing that, the prompt that carried it (session_input).
  */
-function attachmentHolder(conn: SqliteConnection, id: string): { table: string; row: Pick<PayloadRow, 'id' | 'bytes' | 'data'> } | null {
-  for (const [table, column] of [
-    ['part', 'data'],
-    ['session_message', 'data'],
-    ['session_input', 'prompt'],
-  ] as const) {
+function attachmentHolder(conn: SqliteConnection, id: string): AttachmentHolder | null {
+  for (const [table, column] of ATTACHMENT_COLUMNS) {
     if (!conn.schema.tables.has(table)) continue;
-    const row = statement(conn.db, `SELECT id, octet_length(${column}) AS bytes, NULL AS data FROM "${table}" WHERE id = ?`).get(id) as Pick<PayloadRow, 'id' | 'bytes' | 'data'> | undefined;
-    if (row) return { table: column === 'data' ? table : `${table}:${column}`, row };
+    const row = statement(conn.db, `SELECT rowid, id, octet_length(${column}) AS bytes, NULL AS data FROM "${table}" WHERE id = ?`).get(id) as AttachmentHolder['row'] | undefined;
+    if (row) return { table: column === 'data' ? table : `${table}:${column}`, name: table, column, row };
   }
   return null;
+}
+
+/**
+ * Where attachments are stored: parts, and in the newer layout whole messages and the prompts that
+ * carried them (a prompt's files sit in its message and again in its session_input row).
+ */
+const ATTACHMENT_COLUMNS = [
+  ['part', 'data'],
+  ['session_message', 'data'],
+  ['session_input', 'prompt'],
+] as const;
+
+/** The one-line refusal for an attachment a row does not hold: a link to a file on disk is named as such. */
+function noAttachment(head: Buffer, partId: string, found: number, index: number): never {
+  const link = /"(?:url|uri)":"(file:\/\/[^"]{1,300})"/.exec(head.toString('utf8', 0, Math.min(head.length, 64 * 1024)))?.[1];
+  if (link && found === 0) throw new SkError('not-found', `${partId} links to ${link}: a file on disk, not an attachment stored in the database`);
+  throw new SkError('not-found', `part ${partId} has ${found} attachment${found === 1 ? '' : 's'}, no number ${index}`);
 }
 
 /** Largest snapshot `stats` compares with its row (SQLite's memory for a compare is several times it). */
@@ -55,13 +96,24 @@ export class SqliteReader implements SessionReader {
   readonly kind = 'sqlite' as const;
   readonly pagesCacheable = true;
   readonly conn: SqliteConnection;
+  /** Where our index lives (null: none); it is opened when first needed, so `list` never pays for it. */
+  private readonly indexDir: string | null;
+  private opened: PartIndex | null | undefined;
 
-  constructor(conn: SqliteConnection) {
+  constructor(conn: SqliteConnection, indexDir: string | null = null) {
     this.conn = conn;
+    this.indexDir = indexDir;
   }
 
-  static open(path: string, options: Omit<OpenOptions, 'readonly'> = {}): SqliteReader {
-    return new SqliteReader(openConnection(path, { ...options, readonly: true }));
+  static open(path: string, options: ReaderOptions = {}): SqliteReader {
+    const { indexDir, ...open } = options;
+    return new SqliteReader(openConnection(path, { ...open, readonly: true }), indexDir === undefined ? defaultIndexDir() : indexDir);
+  }
+
+  /** Our index beside the attachment cache, or null (none wanted, or it cannot be opened). */
+  get index(): PartIndex | null {
+    if (this.opened === undefined) this.opened = PartIndex.open(this.conn, this.indexDir);
+    return this.opened;
   }
 
   get location(): string {
@@ -90,6 +142,29 @@ export class SqliteReader implements SessionReader {
   }
 
   private statsNow(options: StatsOptions): StatsResult {
+    const largestLimit = options.largest ?? 10;
+    // The state is read first: figures read after it are never filed under an older one.
+    const state = this.index ? fileState(this.conn) : null;
+    const remembered = state ? this.index?.memo<RememberedStats>('stats', state) : undefined;
+    let base = remembered && remembered.largestLimit >= largestLimit ? remembered : undefined;
+    if (!base) {
+      const limit = Math.max(largestLimit, LARGEST_REMEMBERED);
+      base = { largestLimit: limit, stats: this.computeStats(limit) };
+      if (state) this.index?.remember('stats', state, base);
+    }
+    // Fields in the order `--json` has always printed them, the ones added since at the end.
+    const { eventsByType, compactableBytes, valueReads: _reads, ...stats } = base.stats;
+    return {
+      ...stats,
+      largest: stats.largest.slice(0, largestLimit),
+      warnings: crossedThresholds(stats.fileBytes + stats.walBytes, options.warnAtMB, compactableBytes),
+      eventsByType,
+      compactableBytes,
+      valueReads: this.conn.valueReads,
+    };
+  }
+
+  private computeStats(largestLimit: number): Omit<StatsResult, 'warnings'> {
     const { db, path, readableLimit } = this.conn;
     const fileBytes = statSync(path).size;
     const walBytes = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;
@@ -130,39 +205,23 @@ export class SqliteReader implements SessionReader {
       for (const row of rows) oversize.push({ table, ...row, readable: row.bytes <= readableLimit });
     }
 
-    // Attachments: only parts that mention a data URL are read, one at a time, as Buffers.
-    let attachmentCount = 0;
-    let attachmentBytes = 0;
-    let encodedBytes = 0;
-    // In the newer layout a prompt's files sit in the message and again in its session_input row:
-    // each copy is counted, since each takes its place on disk.
-    for (const [table, column] of [
-      ['part', 'data'],
-      ['session_message', 'data'],
-      ['session_input', 'prompt'],
-    ] as const) {
-      if (!this.has(table)) continue;
-      const withData = db.prepare(`SELECT id, CAST(${column} AS BLOB) AS data FROM "${table}" WHERE octet_length(${column}) <= ? AND instr(${column}, '"data:') > 0`);
-      for (const row of withData.iterate(readableLimit) as IterableIterator<{ id: string; data: Buffer }>) {
-        try {
-          for (const span of findAttachments(row.data, row.id)) {
-            attachmentCount++;
-            attachmentBytes += span.decodedBytes;
-            encodedBytes += span.end - span.start;
-          }
-        } catch {
-          // a malformed row is reported by `show`, not counted here
-        }
-      }
-    }
+    // Attachments: parts from our index where it knows them, the rest read once (see attachmentTotals).
+    const attachments = this.attachmentTotals();
 
     // Values too big to compare are left out (kept): SQLite needs ~8x a value to compare it.
     const plan = this.has('event') ? compactionPlan(this.conn, { maxCompareBytes: STATS_COMPARE_LIMIT }) : emptyCompactionPlan();
-    const largestLimit = options.largest ?? 10;
-    // A session's own rows (every content table, as in `list`) and its event log.
-    const eventTerm = this.has('event') ? ' + coalesce((SELECT sum(octet_length(data)) FROM event WHERE aggregate_id = s.id), 0)' : '';
+    // A session's own rows (every content table, as in `list`) and its event log. The log is summed
+    // in one pass: a sum per session scans the whole log for each one where event.aggregate_id has
+    // no index (files of OpenCode before 1.18), minutes on a 1 GB file; the OFFSET keeps the sizes
+    // a co-routine, so the grouping sorts lengths, not payloads.
+    const events = this.has('event')
+      ? {
+          join: `LEFT JOIN (SELECT aggregate_id AS id, sum(len) AS b FROM (SELECT aggregate_id, octet_length(data) AS len FROM event LIMIT -1 OFFSET 0) GROUP BY aggregate_id) AS e ON e.id = s.id`,
+          term: ' + coalesce(e.b, 0)',
+        }
+      : { join: '', term: '' };
     const largest = db
-      .prepare(`SELECT s.id, s.title, ${this.sessionBytesTerms('s.id').join(' + ')}${eventTerm} AS bytes FROM session s ORDER BY bytes DESC, s.id LIMIT ?`)
+      .prepare(`SELECT s.id, s.title, ${this.sessionBytesTerms('s.id').join(' + ')}${events.term} AS bytes FROM session s ${events.join} ORDER BY bytes DESC, s.id LIMIT ?`)
       .all(largestLimit) as { id: string; title: string; bytes: number }[];
 
     return {
@@ -180,14 +239,60 @@ export class SqliteReader implements SessionReader {
       messages: count('SELECT count(*) FROM message') + (this.has('session_message') ? count('SELECT count(*) FROM session_message') : 0),
       parts: count('SELECT count(*) FROM part'),
       events: this.has('event') ? count('SELECT count(*) FROM event') : 0,
-      attachments: { count: attachmentCount, bytes: attachmentBytes, encodedBytes },
+      attachments,
       tables,
       largest,
       oversize,
-      warnings: crossedThresholds(fileBytes + walBytes, options.warnAtMB, plan.compactable.bytes),
+      valueReads: this.conn.valueReads,
       eventsByType: plan.byType.map((t) => ({ type: t.type, count: t.count, bytes: t.bytes })),
       compactableBytes: plan.compactable.bytes,
     };
+  }
+
+  /**
+   * Attachment count and decoded bytes. Parts: from our index for those it knows in this version,
+   * the others read (small values whole and only when SQLite's instr finds a data URL, large ones
+   * in chunks) and their facts filed. The newer layout's messages and prompts are read the same
+   * way, without the index. Each copy of a file counts, since each takes its place on disk.
+   */
+  private attachmentTotals(): StatsResult['attachments'] {
+    const index = this.index;
+    const known = index?.totals();
+    const totals = { count: known?.count ?? 0, bytes: known?.decoded ?? 0, encodedBytes: known?.encoded ?? 0 };
+    const add = (spans: readonly AttachmentSpan[]): void => {
+      for (const span of spans) {
+        totals.count++;
+        totals.bytes += span.decodedBytes;
+        totals.encodedBytes += span.end - span.start;
+      }
+    };
+    if (!known || known.missing > 0) {
+      for (const row of index ? index.unindexed(WHOLE_READ_BYTES) : everyPart(this.conn, WHOLE_READ_BYTES)) {
+        const spans = this.spansOfRow('part', 'data', row);
+        if (!spans) continue;
+        add(spans);
+        index?.record({ row: row.row, id: row.id, timeUpdated: row.timeUpdated, bytes: row.bytes, spans });
+      }
+      index?.flush();
+    }
+    for (const [table, column] of ATTACHMENT_COLUMNS) {
+      if (table === 'part' || !this.has(table)) continue;
+      for (const row of rowsOf(this.conn, table, column, WHOLE_READ_BYTES)) add(this.spansOfRow(table, column, row) ?? []);
+    }
+    return totals;
+  }
+
+  /** One row's attachments, or null when they cannot be read now (too big for this build, changed meanwhile). */
+  private spansOfRow(table: string, column: string, row: UnindexedPart): AttachmentSpan[] | null {
+    if (row.bytes < 0 || row.mentions === 0) return [];
+    try {
+      if (row.data) return findAttachments(row.data, row.id);
+      if (row.bytes > this.conn.readableLimit) return null;
+      return findStoredAttachments(this.conn.db, table, column, row.row, row.id);
+    } catch (error) {
+      // A malformed row is reported by `show`, not counted here; anything else is read next time.
+      return error instanceof SkError && error.code === 'bad-part' ? [] : null;
+    }
   }
 
   /**
@@ -244,28 +349,103 @@ export class SqliteReader implements SessionReader {
 
   showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
     // A session is read from exactly the table that holds it: session_message when it has rows there.
-    return this.read(() => buildShowPage(usesSessionMessages(this.conn, sessionId) ? new SessionMessageSource(this.conn) : new SqliteContentSource(this.conn), sessionId, options));
+    return this.read(() =>
+      buildShowPage(
+        usesSessionMessages(this.conn, sessionId)
+          ? new SessionMessageSource(this.conn, WHOLE_READ_BYTES)
+          : new SqliteContentSource(this.conn, WHOLE_READ_BYTES, this.index),
+        sessionId,
+        options,
+      ),
+    );
   }
 
-  extractAttachment(requested: string, cacheDir: string, out?: string): Promise<AttachmentResult> {
-    return this.read(() => {
-      const { partId, index } = parseAttachmentRef(requested);
-      const ref = attachmentRefName(partId, index);
-      const holder = attachmentHolder(this.conn, partId);
-      if (!holder) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
-      const buf = payloadOf(this.conn, holder.table, holder.row);
-      const spans = findAttachments(buf, partId);
-      const span = spans[index];
-      if (!span) {
-        const link = /"(?:url|uri)":"(file:\/\/[^"]{1,300})"/.exec(buf.toString('utf8', 0, Math.min(buf.length, 64 * 1024)))?.[1];
-        if (link && spans.length === 0) throw new SkError('not-found', `${partId} links to ${link}: a file on disk, not an attachment stored in the database`);
-        throw new SkError('not-found', `part ${partId} has ${spans.length} attachment${spans.length === 1 ? '' : 's'}, no number ${index}`);
+  /** Decodes one attachment into the cache, or straight into `out` when given (no cache entry then). */
+  async extractAttachment(requested: string, cacheDir: string, out?: string): Promise<AttachmentResult> {
+    if (out) return this.read(() => this.decode(requested, new AttachmentCache(cacheDir), (cache, ref) => cache.writerFor(ref, out)));
+    const opened = await this.openAttachment(requested, cacheDir);
+    await opened.handle.close();
+    return opened.result;
+  }
+
+  /** Decodes one attachment into the cache and hands back the handle it was written through, open. */
+  async openAttachment(requested: string, cacheDir: string): Promise<OpenedAttachment> {
+    const cache = new AttachmentCache(cacheDir);
+    const { partId, index } = parseAttachmentRef(requested);
+    const { writer, handle } = await cache.createEntry(attachmentRefName(partId, index));
+    try {
+      const result = await this.read(() => this.decode(requested, cache, () => writer));
+      return { result, handle };
+    } catch (error) {
+      // Removes what was written (nothing, for a part not found) and closes the handle.
+      writer.abort();
+      throw error;
+    }
+  }
+
+  /**
+   * Decodes attachment `requested` into the writer `open` gives. With sk_chunks a large value is
+   * read a chunk at a time and only up to the attachment's end, the filename then read from the
+   * ranges around the payload; otherwise the value is read whole, as a Buffer, as before.
+   */
+  private decode(requested: string, cache: AttachmentCache, open: (cache: AttachmentCache, ref: string) => EntryWriter): AttachmentResult {
+    const { partId, index } = parseAttachmentRef(requested);
+    const ref = attachmentRefName(partId, index);
+    const holder = attachmentHolder(this.conn, partId);
+    if (!holder) throw new SkError('not-found', `no part ${partId} in ${this.conn.path}`);
+    const { row } = holder;
+    if (this.conn.valueReads === 'chunked' && row.bytes > WHOLE_READ_BYTES) {
+      checkReadable(this.conn, holder.table, row);
+      let span: AttachmentSpan | undefined;
+      try {
+        const file: CachedFile = AttachmentCache.fill(open(cache, ref), (sink) => {
+          span = decodeStoredAttachment(this.conn.db, holder.name, holder.column, row.rowid, { partId, index, sink }).span;
+        });
+        const found = span as AttachmentSpan;
+        return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: found.mime, filename: this.filenameAround(holder, partId, ref, found) };
+      } catch (error) {
+        // No such attachment: maybe a link to a file on disk, said as such (its first 64 KiB tell).
+        if (error instanceof SkError && error.code === 'not-found' && / has 0 attachments/.test(error.message)) {
+          noAttachment(Buffer.concat([...valueChunks(this.conn.db, holder.name, holder.column, row.rowid, { stop: 64 * 1024 })]), partId, 0, index);
+        }
+        throw error;
       }
-      const cache = new AttachmentCache(cacheDir);
-      // With --out the bytes go straight to the user's file, not through the cache and a copy.
-      const file = cache.writeSpan(buf, span, ref, `part ${partId} attachment ${index}`, out);
-      return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename: attachmentFilename(buf, partId, ref) };
-    });
+    }
+    const buf = payloadOf(this.conn, holder.table, row);
+    const spans = findAttachments(buf, partId);
+    const span = spans[index];
+    if (!span) noAttachment(buf, partId, spans.length, index);
+    const file = cache.decodeSpanInto(open(cache, ref), buf, span, `part ${partId} attachment ${index}`);
+    return { ref, path: file.path, bytes: file.bytes, sha256: file.sha256, mime: span.mime, filename: attachmentFilename(buf, partId, ref) };
+  }
+
+  /**
+   * The filename OpenCode gave attachment `ref`: the row's JSON read around the payload just
+   * decoded (its other attachments and long strings cut as they stream by), or null.
+   */
+  private filenameAround(holder: AttachmentHolder, partId: string, ref: string, span: AttachmentSpan): string | null {
+    const { db } = this.conn;
+    const { name, column, row } = holder;
+    function* around(): Generator<{ bytes: Buffer; at: number }> {
+      let at = 0;
+      for (const chunk of valueChunks(db, name, column, row.rowid, { stop: span.payloadStart })) {
+        yield { bytes: chunk, at };
+        at += chunk.length;
+      }
+      // The payload's last two bytes carry its padding; the rest of it is left out.
+      at = Math.max(span.payloadStart, span.end - 2);
+      for (const chunk of valueChunks(db, name, column, row.rowid, { start: at, stop: row.bytes })) {
+        yield { bytes: chunk, at };
+        at += chunk.length;
+      }
+    }
+    try {
+      const scanned = reducePartChunks(around(), { partId, maxInlineString: 4096, previewBytes: 0 });
+      return findAttachmentRef(scanned.value, ref)?.filename ?? null;
+    } catch {
+      // the attachment itself is intact; only its name is unknown
+      return null;
+    }
   }
 
   missingSessions(ids: readonly string[]): Promise<string[]> {
@@ -355,8 +535,18 @@ export class SqliteReader implements SessionReader {
       }
       for (const row of rows) row.timeUpdated = Math.max(row.timeUpdated, activity.get(row.id) ?? 0);
       const storeBytes = liveBytes(this.conn);
-      return { facts: familyFacts(rows, withBytes ? this.freedBytes(storeBytes) : new Map(), 1), storeBytes };
+      return { facts: familyFacts(rows, withBytes ? this.rememberedFreedBytes(storeBytes) : new Map(), 1), storeBytes };
     });
+  }
+
+  /** `freedBytes`, remembered per file state (they change with every commit, and only then). */
+  private rememberedFreedBytes(storeBytes: number): Map<string, number> {
+    const state = this.index ? fileState(this.conn) : null;
+    const remembered = state ? this.index?.memo<[string, number][]>('freed', state) : undefined;
+    if (remembered) return new Map(remembered);
+    const freed = this.freedBytes(storeBytes);
+    if (state) this.index?.remember('freed', state, [...freed]);
+    return freed;
   }
 
   /**
@@ -379,7 +569,9 @@ export class SqliteReader implements SessionReader {
     let localTotal = 0;
     for (const table of schema.sessionTables.tables) {
       const payload = table.role === 'content' ? 'coalesce(octet_length(data), 0)' : payloadSum(this.conn, table.table);
-      const sql = `WITH r AS (SELECT "${table.key}" AS id, ${payload} + 64 AS b FROM "${table.table}")
+      // The OFFSET keeps r a co-routine: flattened into the grouping, SQLite's sorter would copy
+      // every payload value instead of its size (seconds on a 1 GB file).
+      const sql = `WITH r AS (SELECT "${table.key}" AS id, ${payload} + 64 AS b FROM "${table.table}" LIMIT -1 OFFSET 0)
         SELECT id, sum((b - (${localOf}) + ${usable - 1}) / ${usable} * ${page}) AS o, sum(${localOf}) AS l FROM r GROUP BY id`;
       for (const r of db.prepare(sql).all() as { id: string; o: number; l: number }[]) {
         overflow.set(r.id, (overflow.get(r.id) ?? 0) + r.o);
@@ -408,6 +600,7 @@ export class SqliteReader implements SessionReader {
   }
 
   async close(): Promise<void> {
+    this.opened?.close();
     this.conn.db.close();
   }
 }

@@ -42,7 +42,7 @@ import {
 } from '../../core/attachment-stream.js';
 import { SkError } from '../../core/errors.js';
 import type { AttachmentSpan } from '../../core/part-scan.js';
-import { mapSqliteError } from './connection.js';
+import { mapSqliteError } from './errors.js';
 
 /**
  * Chunk size when the caller gives none. Each chunk is a new Buffer, freed only when the garbage
