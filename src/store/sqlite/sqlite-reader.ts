@@ -14,6 +14,7 @@ import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache } from '../attachment-cache.js';
+import { dataFolderPlaces } from './data-folder/places.js';
 import { buildShowPage } from '../page-builder.js';
 import type { RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
@@ -187,6 +188,7 @@ export class SqliteReader implements SessionReader {
       warnings: crossedThresholds(fileBytes + walBytes, options.warnAtMB, plan.compactable.bytes),
       eventsByType: plan.byType.map((t) => ({ type: t.type, count: t.count, bytes: t.bytes })),
       compactableBytes: plan.compactable.bytes,
+      files: dataFolderPlaces(this.conn, { freeBytes: freePages * pageSize }),
     };
   }
 
