@@ -233,6 +233,11 @@ describe('another writer beside the database', () => {
     expect(vacuum.stderr).toContain(`another process (pid ${writer.pid} node) has ${db} open`);
     expect(vacuum.stderr).toMatch(/nothing was changed; run again with OpenCode closed \(or --yes\)/);
 
+    // Retention beside a process that holds the file (the writer's own updates would keep its sessions active).
+    writer.kill('SIGKILL');
+    const holder = spawn(process.execPath, ['-e', `require('fs').openSync(${JSON.stringify(db)}, 'r'); console.log('open'); setInterval(() => {}, 1000)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(holder);
+    await new Promise((resolve) => holder.stdout?.once('data', resolve));
     const lines: string[] = [];
     const config = parseSessionConfig({ maxSessions: 2, archiveDir: join(folder, 'archive') }, 'test');
     const result = await applyRetention({ db, config, cacheDir: join(folder, 'cache'), besideWriter: 'detect', log: (line) => lines.push(line) });

@@ -14,6 +14,7 @@ import { mapSqliteError, openConnection, type OpenOptions, type SqliteConnection
 import { removeDiffFile } from './diff-files.js';
 import { compactEvents } from './event-compaction.js';
 import { acquireRunLock, type RunLock } from './run-lock.js';
+import { assertIntact } from './integrity.js';
 import { sessionTrees, statement } from './rows.js';
 import { importSessions } from './session-import.js';
 import type { SessionTable } from './session-tables.js';
@@ -62,14 +63,7 @@ export class SqliteWriter implements SessionWriter {
 
   /** `PRAGMA quick_check`: a damaged file is refused before anything is changed in it. */
   assertIntact(): Promise<void> {
-    return this.run(() => {
-      const problems = this.conn.db.prepare('PRAGMA quick_check(3)').pluck().all() as string[];
-      if (problems.length === 1 && problems[0] === 'ok') return;
-      throw new SkError(
-        'corrupt',
-        `${this.conn.path} is damaged (quick_check: ${problems.join('; ').slice(0, 300)}); nothing was changed. Run 'sqlite3 ${this.conn.path} ".recover"' on a copy`,
-      );
-    });
+    return this.run(() => assertIntact(this.conn));
   }
 
   get location(): string {

@@ -10,7 +10,9 @@ import { dirname, join, relative } from 'node:path';
 import { planFrees, SNAPSHOT_TEMP_MIN_AGE_MS, type CleanFile, type CleanPlan, type CleanResult, type CleanTarget } from '../../../core/data-folder.js';
 import { SkError } from '../../../core/errors.js';
 import { verifyFilesArchive, writeFilesArchive, type FileToArchive } from '../../archive/files-archive.js';
-import { openConnection } from '../connection.js';
+import { mapSqliteError, openConnection } from '../connection.js';
+import { assertIntact } from '../integrity.js';
+import { acquireRunLock, type RunLock } from '../run-lock.js';
 import { processesHolding } from './open-files.js';
 import { SessionPresence } from './presence.js';
 import { findOrphanDiffs, findSnapshotTemp, LEGACY_JSON_DIRS, legacyJsonFiles, surveyLegacyJson } from './survey.js';
@@ -78,7 +80,30 @@ export interface ApplyFolderClean {
   now?: number;
 }
 
+/**
+ * Applies a plan under the database's run lock (one changing session-keeper at a time), after a
+ * quick_check: the orphan and legacy checks read the database, so a damaged one is refused. The
+ * database is only read (a read-only connection never checkpoints or removes OpenCode's -wal).
+ */
 export async function applyFolderClean(dbPath: string, request: ApplyFolderClean): Promise<CleanResult> {
+  const conn = openConnection(dbPath, { readonly: true });
+  let lock: RunLock;
+  try {
+    assertIntact(conn);
+    lock = acquireRunLock(conn.path);
+  } catch (error) {
+    conn.db.close();
+    throw mapSqliteError(error, dbPath);
+  }
+  conn.db.close();
+  try {
+    return await cleanUnderLock(dbPath, request);
+  } finally {
+    lock.release();
+  }
+}
+
+async function cleanUnderLock(dbPath: string, request: ApplyFolderClean): Promise<CleanResult> {
   const { plan } = request;
   const now = request.now ?? Date.now();
   const result: CleanResult = { archive: null, removed: { diffs: 0, snapshotTemp: 0, legacyJson: 0 }, skipped: 0, freedBytes: 0 };
