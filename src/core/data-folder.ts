@@ -200,6 +200,6 @@ export function describeWriters(presence: WriterPresence, db: string): string | 
   const others = presence.processes.filter((p) => !p.isOpenCode);
   const named = (list: HoldingProcess[]): string => list.slice(0, 3).map((p) => `pid ${p.pid} ${p.name}`).join(', ') + (list.length > 3 ? ` and ${list.length - 3} more` : '');
   const who = [opencode.length ? `OpenCode (${named(opencode)})` : '', others.length ? `another process (${named(others)})` : ''].filter(Boolean).join(' and ');
-  if (who) return `${who} has ${db} open${presence.committing ? ' and is writing to it' : ''}`;
+  if (who) return `${who} ${opencode.length && others.length ? 'have' : 'has'} ${db} open${presence.committing ? ' and is writing to it' : ''}`;
   return `another program committed to ${db} while session-keeper watched it for ${presence.watchedMs} ms (OpenCode running?)`;
 }
