@@ -15,7 +15,7 @@ import { assertIntact } from '../integrity.js';
 import { acquireRunLock, type RunLock } from '../run-lock.js';
 import { processesHolding } from './open-files.js';
 import { SessionPresence } from './presence.js';
-import { findOrphanDiffs, findSnapshotTemp, LEGACY_JSON_DIRS, legacyJsonFiles, surveyLegacyJson } from './survey.js';
+import { diffSessionId, findOrphanDiffs, findSnapshotTemp, LEGACY_JSON_DIRS, legacyJsonFiles, sessionDiffDir, snapshotDir, surveyLegacyJson } from './survey.js';
 import { folderEntries } from './walk.js';
 
 function withPresence<T>(dbPath: string, fn: (presence: SessionPresence, folder: string) => T): T {
@@ -109,8 +109,8 @@ async function cleanUnderLock(dbPath: string, request: ApplyFolderClean): Promis
   const result: CleanResult = { archive: null, removed: { diffs: 0, snapshotTemp: 0, legacyJson: 0 }, skipped: 0, freedBytes: 0 };
   const checked = withPresence(dbPath, (presence, folder) => {
     const diffs = (plan.diffs?.files ?? []).filter((f) => {
-      const id = /(ses_[0-9A-Za-z]+)\.json$/.exec(f.path)?.[1];
-      return id !== undefined && dirname(f.path) === join(folder, 'storage', 'session_diff') && unchanged(f) && !presence.hasSession(id);
+      const id = diffSessionId(f.path);
+      return id !== null && dirname(f.path) === sessionDiffDir(folder) && unchanged(f) && !presence.hasSession(id);
     });
     let legacy = false;
     if (plan.legacyJson?.ready) {
@@ -123,7 +123,7 @@ async function cleanUnderLock(dbPath: string, request: ApplyFolderClean): Promis
   });
   const { folder } = checked;
   const held = processesHolding((plan.snapshotTemp?.files ?? []).map((f) => f.path)).holders;
-  const packs = (plan.snapshotTemp?.files ?? []).filter((f) => f.path.startsWith(join(folder, 'snapshot') + '/') && unchanged(f) && now - f.mtimeMs >= SNAPSHOT_TEMP_MIN_AGE_MS && !held.has(f.path));
+  const packs = (plan.snapshotTemp?.files ?? []).filter((f) => f.path.startsWith(`${snapshotDir(folder)}/`) && unchanged(f) && now - f.mtimeMs >= SNAPSHOT_TEMP_MIN_AGE_MS && !held.has(f.path));
   result.skipped = (plan.diffs?.files.length ?? 0) - checked.diffs.length + (plan.snapshotTemp?.files.length ?? 0) - packs.length;
 
   // What goes: the archived files exactly (or, with archiving off, the checked ones).

@@ -11,7 +11,7 @@ import { PLACE_TEXT, type FolderPlace, type PlaceName } from '../../../core/data
 import { JsonStreamScanner } from '../../../core/json-stream.js';
 import type { SqliteConnection } from '../connection.js';
 import { OPENCODE_DB_NAME, SessionPresence } from './presence.js';
-import { findOrphanDiffs, findSnapshotTemp, LEGACY_JSON_DIRS, surveyLegacyJson } from './survey.js';
+import { findOrphanDiffs, findSnapshotTemp, LEGACY_JSON_DIRS, sessionDiffDir, snapshotDir, surveyLegacyJson } from './survey.js';
 import { folderEntries, UsageCounter, type DiskUsage } from './walk.js';
 
 type Env = Record<string, string | undefined>;
@@ -101,9 +101,9 @@ export function dataFolderPlaces(conn: SqliteConnection, options: PlacesOptions)
       }
       if (others.entries > 0) places.push(place('other-databases', folder, others));
       const snapshot = findSnapshotTemp(folder, options.now ?? Date.now(), counter);
-      places.push(place('snapshot', join(folder, 'snapshot'), snapshot.usage, snapshot.bytes));
+      places.push(place('snapshot', snapshotDir(folder), snapshot.usage, snapshot.bytes));
       const diffs = findOrphanDiffs(folder, presence, counter);
-      places.push(place('session-diffs', join(folder, 'storage', 'session_diff'), diffs.usage, diffs.bytes));
+      places.push(place('session-diffs', sessionDiffDir(folder), diffs.usage, diffs.bytes));
       const legacy = surveyLegacyJson(folder, presence, counter);
       places.push(place('legacy-json', join(folder, 'storage'), { bytes: legacy.bytes, entries: legacy.entries }, legacy.ready ? legacy.bytes : 0));
       // The rest of storage/: the folder itself, the migration marker, anything OpenCode adds.

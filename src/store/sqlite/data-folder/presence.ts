@@ -3,7 +3,7 @@
  * `opencode.db` and the other release channels' `opencode-<channel>.db`, which share the one
  * `storage/` folder. Lookups are by primary key, one id at a time.
  */
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Statement } from 'better-sqlite3';
 import { openConnection, type Connection, type SqliteConnection } from '../connection.js';
 import { folderEntries } from './walk.js';
@@ -77,4 +77,3 @@ export class SessionPresence {
   }
 }
 
-export const isMainDatabaseName = (path: string): boolean => OPENCODE_DB_NAME.test(basename(path));

@@ -29,6 +29,9 @@ const lstatOrNull = (path: string): Stats | null => {
   }
 };
 
+/** The session a diff file belongs to, from its name (`ses_….json`), or null for anything else. */
+export const diffSessionId = (path: string): string | null => /^(ses_[0-9A-Za-z]+)\.json$/.exec(basename(path))?.[1] ?? null;
+
 const fileOf = (path: string, stat: Stats): CleanFile => ({ path, bytes: stat.size, mtimeMs: stat.mtimeMs });
 
 /** Diff files (`ses_….json`) whose session is in no OpenCode database of the folder. */
@@ -37,7 +40,7 @@ export function findOrphanDiffs(folder: string, presence: SessionPresence, count
   const files: CleanFile[] = [];
   const usage = counter.tree(dir, (path, stat, parents) => {
     if (parents.length !== 1 || !stat.isFile()) return;
-    const id = /^(ses_[0-9A-Za-z]+)\.json$/.exec(basename(path))?.[1];
+    const id = diffSessionId(path);
     if (id && !presence.hasSession(id)) files.push(fileOf(path, stat));
   });
   return { files, bytes: files.reduce((n, f) => n + f.bytes, 0), usage };
