@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CleanPlan, CleanResult } from '../../src/core/data-folder.js';
@@ -203,6 +203,26 @@ describe('clean --diffs and --snapshot-temp', () => {
     expect(result.skipped).toBe(1);
     expect(existsSync(a)).toBe(false);
     expect(readFileSync(b, 'utf8')).toBe('[2] ');
+  });
+
+  it('refuses on a damaged database, in one line, and removes nothing', () => {
+    const { db, folder, env } = freshFolder();
+    const diffDir = join(folder, 'storage', 'session_diff');
+    mkdirSync(diffDir, { recursive: true });
+    const orphan = join(diffDir, 'ses_orphanofadamagedfile00001.json');
+    writeFileSync(orphan, '[]');
+    const conn = new Database(db);
+    conn.pragma('wal_checkpoint(TRUNCATE)');
+    conn.close();
+    const fd = openSync(db, 'r+');
+    // Scribble over a few pages past the schema: the tables' b-trees no longer hold together.
+    for (let at = 6 * 4096; at < statSync(db).size; at += 16 * 4096) writeSync(fd, Buffer.alloc(1024, 0xa5), 0, 1024, at);
+    closeSync(fd);
+    const run = runCli(['--db', db, 'clean', '--diffs', '--apply', '--yes'], { env });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/damaged|corrupt/);
+    expect(existsSync(orphan)).toBe(true);
   });
 
   it('says one line for a server location, and nothing else is read', () => {

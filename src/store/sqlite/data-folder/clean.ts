@@ -27,6 +27,8 @@ function withPresence<T>(dbPath: string, fn: (presence: SessionPresence, folder:
     } finally {
       presence.close();
     }
+  } catch (error) {
+    throw mapSqliteError(error, conn.path);
   } finally {
     conn.db.close();
   }
