@@ -1,6 +1,7 @@
 /** Human-readable output for the CLI; `--json` bypasses all of this. */
 import type { ListResult, ShowResult, StatsResult } from '../core/api.js';
 import type { CompactionPlan } from '../core/compaction.js';
+import type { FolderPlace } from '../core/data-folder.js';
 import type { SessionConfig } from '../core/config.js';
 import type { DryRunResult } from '../main/retention.js';
 import { formatBytes as bytes } from '../core/bytes.js';
@@ -98,8 +99,40 @@ export function formatStats(s: StatsResult): string {
       `Oversize     ${o.table} ${o.id} holds ${bytes(o.bytes)} in one value${o.readable ? '' : ' (unreadable by this build)'}`,
     );
   }
+  if (s.files && s.files.length > 0) lines.push('', ...formatFolder(s.files));
   if (s.warnings[0]) lines.push('', s.warnings[0].message);
   return lines.join('\n');
+}
+
+const PLACE_LABELS: Record<FolderPlace['name'], string> = {
+  database: 'database (+ -wal, -shm)',
+  'other-databases': 'other channels\' databases',
+  snapshot: 'snapshot/',
+  'session-diffs': 'storage/session_diff/',
+  'legacy-json': 'pre-SQLite JSON tree',
+  'storage-other': 'storage/ (the rest)',
+  'tool-output': 'tool-output/',
+  log: 'log/',
+  repos: 'repos/',
+  archive: 'archive/',
+  other: 'everything else',
+  'desktop-state': 'OpenCode Desktop state',
+};
+
+/** The data folder, place by place: size, what it is, what a clean-up frees now and what the rest costs. */
+function formatFolder(files: FolderPlace[]): string[] {
+  const inside = files.filter((f) => f.inDataFolder);
+  const total = inside.reduce((n, f) => n + f.bytes, 0);
+  const root = inside.find((f) => f.name === 'other')?.path;
+  const lines = [root ? `Data folder ${root}: ${bytes(total)}` : 'Data folder (not walked: the database is not in an OpenCode data folder)'];
+  for (const f of files) {
+    if (f.name !== 'database' && f.bytes === 0) continue;
+    const free = f.reclaimable > 0 ? `; ${bytes(f.reclaimable)} can go now: ${f.reclaim}` : '';
+    const keys = f.keys?.length ? ` (${f.keys.slice(0, 2).map((k) => `${k.key} ${bytes(k.bytes)}`).join(', ')})` : '';
+    lines.push(`  ${PLACE_LABELS[f.name].padEnd(26)} ${bytes(f.bytes).padStart(9)}  ${f.what}${keys}${free}`);
+    lines.push(`  ${''.padEnd(26)} ${''.padStart(9)}  cost: ${f.cost}`);
+  }
+  return lines;
 }
 
 export function formatList(list: ListResult): string {

@@ -16,6 +16,8 @@ import { isConnectionString } from '../core/storage.js';
 import { loadConfig } from '../main/config-file.js';
 import { registerExternalCommands } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
+import { besideWriter, confirm, interactive } from './commands/ask.js';
+import { registerClean } from './commands/clean.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
@@ -43,24 +45,6 @@ const wholeNumber = (value: string): number => {
   return Number(value);
 };
 
-/**
- * Asks on a terminal before something destructive; `--yes` goes ahead without asking. Without a
- * terminal (a script, a pipe) and without `--yes` nothing destructive runs: nobody saw the plan.
- * False means the user said no.
- */
-async function confirm(question: string, yes: boolean | undefined): Promise<boolean> {
-  if (yes) return true;
-  if (!interactive()) throw new SkError('usage', `${question.replace(/\?$/, '')}: not asked, since this is not a terminal; nothing was changed (add --yes to go ahead)`);
-  const { createInterface } = await import('node:readline/promises');
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
-  } finally {
-    rl.close();
-  }
-}
-
-const interactive = (): boolean => process.stdin.isTTY === true && process.stderr.isTTY === true;
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {
@@ -198,6 +182,7 @@ export function buildProgram(): Command {
         print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
         return;
       }
+      const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
       let seen: Set<string> | undefined;
       if (!options.yes) {
         // The plan is shown first, then asked about, and only what was shown is evicted.
@@ -211,7 +196,7 @@ export function buildProgram(): Command {
         if (!(await confirm(`${config.archive ? 'Archive and delete' : 'Delete, without archiving,'} these ${sessions} sessions?`, false))) throw new SkError('usage', 'nothing was changed');
         seen = new Set(plan.evict.map((e) => e.id));
       }
-      const result = await (await retention()).applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen });
+      const result = await (await retention()).applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen, besideWriter: beside });
       print(g.json, result, () =>
         result.evicted.length === 0
           ? 'Nothing to evict.'
@@ -278,11 +263,12 @@ export function buildProgram(): Command {
       const config = settings(g, { archive: options.archive === false ? false : undefined });
       const missing = await (await maintenance()).missingSessions(g.db, ids);
       if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${g.db}`);
+      const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
       const what = `${ids.length} session${ids.length === 1 ? '' : 's'} (with their child sessions)`;
       if (!(await confirm(config.archive ? `Archive to ${config.archiveDir} and delete ${what}?` : `Delete ${what} without archiving?`, options.yes))) {
         throw new SkError('usage', 'nothing was deleted');
       }
-      const result = await (await retention()).archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log, reclaim: 'when-worth-it' }, ids);
+      const result = await (await retention()).archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log, reclaim: 'when-worth-it', besideWriter: beside }, ids);
       print(g.json, result, () =>
         `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}` +
           (result.reclaim === 'deferred' ? ` (the freed space stays inside the file, where SQLite reuses it; 'session-keeper vacuum' gives it back to the disk).` : '.'),
@@ -293,8 +279,10 @@ export function buildProgram(): Command {
     .command('vacuum')
     .description('reclaim free pages (VACUUM), or with --incremental convert the file to auto_vacuum=INCREMENTAL once')
     .option('--incremental', 'convert to auto_vacuum=INCREMENTAL so later deletes shrink the file in small steps')
-    .action(async (options: { incremental?: boolean }, command: Command) => {
+    .option('--yes', 'run even while OpenCode uses the database (its writes wait)')
+    .action(async (options: { incremental?: boolean; yes?: boolean }, command: Command) => {
       const g = sqliteFile(command, 'vacuum');
+      if (await besideWriter(g.db, { yes: options.yes, unsafe: 'VACUUM', yesRunsUnsafe: true })) throw new SkError('locked', `OpenCode is using ${g.db}: nothing was changed; run again with OpenCode closed (or --yes)`);
       const result = await (await maintenance()).reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
       print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
     });
@@ -319,10 +307,11 @@ export function buildProgram(): Command {
         print(g.json, { compaction: null, reclaim: null, freesBytes: 0 }, () => 'Nothing to compact.');
         return;
       }
+      const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
       if (!(await confirm(`Remove ${plan.compactable.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(plan.freesBytes)})? Every session stays as it is.`, options.yes))) {
         throw new SkError('usage', 'nothing was changed');
       }
-      const outcome = await applyCompaction({ db: g.db, orphans: options.orphans ?? false });
+      const outcome = await applyCompaction({ db: g.db, orphans: options.orphans ?? false, besideWriter: beside });
       print(g.json, outcome, () =>
         `Removed ${outcome.compaction.deleted.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(outcome.compaction.deleted.bytes)})` +
           `${outcome.compaction.orphansDeleted.count ? ` and ${outcome.compaction.orphansDeleted.count.toLocaleString('en-US')} orphan events` : ''}; ` +
@@ -331,6 +320,7 @@ export function buildProgram(): Command {
     });
 
   registerServe(program);
+  registerClean(program, { sqliteFile, settings });
 
   registerExternalCommands(program, globals);
 

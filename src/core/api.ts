@@ -4,6 +4,7 @@
  * added, these stay. Validated with zod wherever they cross a process boundary.
  */
 import { z } from 'zod';
+import { folderPlaceSchema } from './data-folder.js';
 
 export const sessionSummarySchema = z.object({
   id: z.string(),
@@ -65,6 +66,8 @@ export const statsResultSchema = z.object({
   compactableBytes: z.number(),
   /** How large values are read: `chunked` through our extension, `whole` without it. */
   valueReads: z.enum(['chunked', 'whole']).optional(),
+  /** Each place of OpenCode's data folder (SQLite only): sizes as `du -sb`, what a clean-up frees, what the rest costs. */
+  files: z.array(folderPlaceSchema).optional(),
 });
 export type StatsResult = z.infer<typeof statsResultSchema>;
 

@@ -17,9 +17,11 @@ export interface CompactionRequest {
   maxCompareBytes?: number;
   onProgress?: (progress: CompactionProgress) => void;
   signal?: AbortSignal;
+  /** OpenCode is using the file: the deletes run (short transactions), the VACUUM after them waits. */
+  besideWriter?: boolean;
 }
 
-export async function planCompaction(request: Omit<CompactionRequest, 'onProgress' | 'signal'>): Promise<CompactionPlan> {
+export async function planCompaction(request: Omit<CompactionRequest, 'onProgress' | 'signal' | 'besideWriter'>): Promise<CompactionPlan> {
   const reader = await openReader(request.db);
   try {
     return await reader.compactionPlan({ orphans: request.orphans ?? false, ...(request.maxCompareBytes ? { maxCompareBytes: request.maxCompareBytes } : {}) });
@@ -43,7 +45,7 @@ export async function applyCompaction(request: CompactionRequest): Promise<Compa
       ...(request.onProgress ? { onProgress: request.onProgress } : {}),
       ...(request.signal ? { signal: request.signal } : {}),
     });
-    const reclaim = await writer.reclaim();
+    const reclaim = await writer.reclaim({ besideWriter: request.besideWriter ?? false });
     return { compaction, reclaim };
   } finally {
     await writer.close();

@@ -306,6 +306,8 @@ export class RequestHandler {
         db: this.options.db,
         config,
         cacheDir: this.options.cacheDir,
+        // Beside a running OpenCode only the steps safe beside a writer run (no VACUUM).
+        besideWriter: 'detect',
         log: (line) => this.options.emit({ event: 'log', message: redactSecrets(line) }),
         onProgress: (p) => this.options.emit({ event: 'progress', requestId, progress: progressView(p) }),
       });

@@ -1,5 +1,6 @@
 /** Small one-shot store operations the commands share: checking ids, reclaiming space. */
-import { openReader, openWriter } from '../store/open-store.js';
+import type { WriterPresence } from '../core/data-folder.js';
+import { detectWriters, openReader, openWriter, refuseWhenLocked } from '../store/open-store.js';
 import type { ReclaimResult } from '../store/writer.js';
 
 /** Those of `ids` that are not sessions in `db`, in the given order. */
@@ -13,11 +14,21 @@ export async function missingSessions(db: string, ids: readonly string[]): Promi
 }
 
 /** Gives free pages back (`reclaim`), or converts the file to auto_vacuum=INCREMENTAL once. */
-export async function reclaimSpace(db: string, how: 'reclaim' | 'convert-incremental'): Promise<ReclaimResult> {
+export async function reclaimSpace(db: string, how: 'reclaim' | 'convert-incremental', options: { besideWriter?: boolean } = {}): Promise<ReclaimResult> {
   const writer = await openWriter(db);
   try {
-    return how === 'reclaim' ? await writer.reclaim() : await writer.convertToIncremental();
+    return how === 'reclaim' ? await writer.reclaim(options) : await writer.convertToIncremental();
   } finally {
     await writer.close();
   }
+}
+
+/** Refuses (one line naming it) when another session-keeper is changing `db`. */
+export function refuseWhenBusy(db: string): void {
+  refuseWhenLocked(db);
+}
+
+/** Who else uses the database: processes holding it open (Linux /proc), commits seen while watching `watchMs`. */
+export function whoElseWrites(db: string, watchMs?: number): Promise<WriterPresence> {
+  return detectWriters(db, watchMs === undefined ? {} : { watchMs });
 }

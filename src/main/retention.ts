@@ -13,9 +13,10 @@ import { hasRetentionPolicy } from '../core/config.js';
 import { redactSecrets, SkError } from '../core/errors.js';
 import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan } from '../core/planner.js';
 import { crossedThresholds, MB, type SizeWarning } from '../core/thresholds.js';
+import { describeWriters } from '../core/data-folder.js';
 import { writeArchive } from '../store/archive/archive-write.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
-import { fileBytes, openReader, openWriter } from '../store/open-store.js';
+import { detectWriters, fileBytes, openReader, openWriter } from '../store/open-store.js';
 import type { SessionReader } from '../store/reader.js';
 import { copySessions } from '../store/transfer/copy.js';
 import type { TableCounts } from '../store/session-items.js';
@@ -41,6 +42,11 @@ export interface RetentionOptions {
   seen?: ReadonlySet<string>;
   /** Test seam: runs with the archive's temporary file once written, before it is verified. */
   afterArchive?: (path: string) => void | Promise<void>;
+  /**
+   * OpenCode is using the file: only steps safe beside a writer run (deletes are short
+   * transactions; the VACUUM after them waits). `detect` looks first (the utility process).
+   */
+  besideWriter?: boolean | 'detect';
 }
 
 export type RetentionProgress =
@@ -95,10 +101,11 @@ export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | '
   }
 }
 
-function archiveName(archiveDir: string, now: number): string {
+/** A new archive's name in `archiveDir`: `<kind>-<time>.json.gz` (sessions), or another kind and ending. */
+export function archiveName(archiveDir: string, now: number, kind = 'opencode-sessions', ending = '.json.gz'): string {
   const stamp = new Date(now).toISOString().replace(/[:.]/g, '-');
-  let path = join(archiveDir, `opencode-sessions-${stamp}.json.gz`);
-  for (let n = 2; existsSync(path); n++) path = join(archiveDir, `opencode-sessions-${stamp}-${n}.json.gz`);
+  let path = join(archiveDir, `${kind}-${stamp}${ending}`);
+  for (let n = 2; existsSync(path); n++) path = join(archiveDir, `${kind}-${stamp}-${n}${ending}`);
   return path;
 }
 
@@ -180,7 +187,7 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
   let reclaimed: ReclaimResult;
   try {
-    reclaimed = await writer.reclaim({ onlyWhenWorthIt: options.reclaim === 'when-worth-it' });
+    reclaimed = await writer.reclaim({ onlyWhenWorthIt: options.reclaim === 'when-worth-it', besideWriter: options.besideWriter === true });
   } catch (error) {
     if (!(error instanceof SkError)) throw error;
     const what = `${deleted.deleted.length} session${deleted.deleted.length === 1 ? ' was' : 's were'} deleted${archive ? ` (archived to ${archive})` : ''}`;
@@ -244,8 +251,17 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
 }
 
 /** Plans and applies retention; repeats (a few rounds) while the file is still over `maxSizeMB`. */
-export function applyRetention(options: RetentionOptions): Promise<ApplyResult> {
-  return withStores(options.db, (stores) => applyWith(stores, options));
+export async function applyRetention(options: RetentionOptions): Promise<ApplyResult> {
+  const besideWriter = await resolveBesideWriter(options);
+  return withStores(options.db, (stores) => applyWith(stores, { ...options, besideWriter }));
+}
+
+/** `detect`: whether another process uses the file, said in the log when one does. */
+async function resolveBesideWriter(options: Pick<RetentionOptions, 'db' | 'besideWriter' | 'log'>): Promise<boolean> {
+  if (options.besideWriter !== 'detect') return options.besideWriter ?? false;
+  const line = describeWriters(await detectWriters(options.db), options.db);
+  if (line) options.log?.(`session-keeper: ${line}; sessions are removed in short transactions beside it, and the VACUUM that gives the space back to the disk waits for a time OpenCode is closed (session-keeper vacuum).`);
+  return line !== null;
 }
 
 /**
@@ -319,6 +335,8 @@ export async function enforceAtStartup(
   }
   let retention: ApplyResult | null = null;
   let compaction: StartupReport['compaction'] = null;
+  /** Looked up once, before the first destructive step (the utility process runs beside OpenCode). */
+  let besideWriter: boolean | undefined;
   const compacting = options.config.compactEvents === true;
   if (hasRetentionPolicy(options.config) || compacting) {
     const now = options.now ?? Date.now();
@@ -330,9 +348,10 @@ export async function enforceAtStartup(
         if (check.oldest && check.oldest !== remembered) state.setOldest(options.db, check.oldest);
         if (!check.idle) {
           state.save();
+          besideWriter ??= await resolveBesideWriter({ ...options, besideWriter: options.besideWriter ?? 'detect', log });
           const writer = await openWriter(options.db);
           try {
-            retention = await applyWith({ reader, writer }, { ...options, log });
+            retention = await applyWith({ reader, writer }, { ...options, log, besideWriter });
           } finally {
             await writer.close();
           }
@@ -344,7 +363,8 @@ export async function enforceAtStartup(
       const mark = compacting ? (await reader.storeSize()).eventLogMark : 0;
       const last = state.compactedAt(options.db);
       if (compacting && (last === undefined || mark - last >= COMPACT_AFTER_EVENTS || mark < last)) {
-        const done = await applyCompaction({ db: options.db, maxCompareBytes: STARTUP_COMPARE_LIMIT });
+        besideWriter ??= await resolveBesideWriter({ ...options, besideWriter: options.besideWriter ?? 'detect', log });
+        const done = await applyCompaction({ db: options.db, maxCompareBytes: STARTUP_COMPARE_LIMIT, besideWriter });
         compaction = { events: done.compaction.deleted.count, bytes: done.compaction.deleted.bytes };
         state.setCompacted(options.db, mark);
         if (compaction.events > 0) log(`session-keeper: compacted OpenCode's event log: ${compaction.events} superseded snapshots (${formatBytes(compaction.bytes)}) removed; every session kept.`);

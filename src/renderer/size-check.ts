@@ -32,6 +32,24 @@ export function spaceBreakdown(stats: StatsResult): SpaceSlice[] {
   ];
 }
 
+const FOLDER_LABELS: Partial<Record<string, string>> = {
+  snapshot: 'Snapshots (undo/revert history)',
+  'session-diffs': 'Session diffs',
+  'legacy-json': 'Pre-SQLite JSON files',
+  'tool-output': 'Full tool outputs',
+  log: 'Logs',
+  repos: 'Fetched repositories',
+  archive: 'Archives',
+  'other-databases': "Other channels' databases",
+};
+
+/** The rest of OpenCode's data folder (stats' `files`), one slice per place that holds anything. */
+export function folderSlices(stats: StatsResult): SpaceSlice[] {
+  return (stats.files ?? [])
+    .filter((f) => f.inDataFolder && f.bytes > 0 && FOLDER_LABELS[f.name])
+    .map((f) => ({ key: 'folder', label: `${FOLDER_LABELS[f.name]}${f.reclaimable > 0 ? ` (${bytes(f.reclaimable)} unused)` : ''}`, bytes: f.bytes }));
+}
+
 export function chart(slices: SpaceSlice[], total: number): HTMLElement {
   const max = Math.max(1, ...slices.map((s) => s.bytes));
   const summary = slices.map((s) => `${s.label}: ${bytes(s.bytes)}`).join('; ');
@@ -133,8 +151,9 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     laterBtn.addEventListener('click', () => {
       void api.request('remindLater').finally(close);
     });
+    const folder = folderSlices(stats);
     render(
-      h('div', { class: 'columns' }, chart(spaceBreakdown(stats), total), largestTable(stats)),
+      h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], total + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats)),
       h('div', { class: 'actions' }, cleanBtn, settingsBtn, laterBtn),
     );
     cleanBtn.focus();
@@ -232,7 +251,8 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
       h(
         'p',
         { id: 'apply-result', 'data-reclaimed': reclaimed, 'data-after': outcome.bytesAfter },
-        `Reclaimed ${bytes(reclaimed)}: the database went from ${bytes(outcome.bytesBefore)} to ${bytes(outcome.bytesAfter)}. ${plural(outcome.evicted.length, 'session')} removed.`,
+        `Reclaimed ${bytes(reclaimed)}: the database went from ${bytes(outcome.bytesBefore)} to ${bytes(outcome.bytesAfter)}. ${plural(outcome.evicted.length, 'session')} removed.` +
+          (outcome.reclaim === 'deferred' ? ' OpenCode is using the file, so the freed space stays inside it (SQLite reuses it) until a VACUUM runs with OpenCode closed.' : ''),
       ),
       outcome.archive ? h('p', {}, 'Archive: ', h('code', { id: 'apply-archive' }, outcome.archives.join(', '))) : h('p', {}, 'No archive was written (archiving is off).'),
       h('div', { class: 'actions' }, done),

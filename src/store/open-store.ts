@@ -68,3 +68,8 @@ export async function probeLocation(location: string): Promise<LocationProbe> {
     await reader.close();
   }
 }
+
+/** The data folder beside a SQLite file: who else has it open, and the clean-ups of what nothing references. */
+export { detectWriters } from './sqlite/data-folder/writers.js';
+export { refuseWhenLocked } from './sqlite/run-lock.js';
+export { applyFolderClean, planFolderClean } from './sqlite/data-folder/clean.js';

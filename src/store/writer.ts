@@ -38,6 +38,12 @@ export interface ReclaimResult {
   bytesAfter: number;
 }
 
+export interface ReclaimOptions {
+  onlyWhenWorthIt?: boolean;
+  /** Another process is writing the file: incremental steps and a passive checkpoint only (`deferred` otherwise). */
+  besideWriter?: boolean;
+}
+
 export interface ImportOptions {
   /** `skip`: a session already present is left as it is (restore); `replace`: its old copy goes first (migrate). */
   existing: 'skip' | 'replace';
@@ -81,9 +87,10 @@ export interface SessionWriter {
   durable(): Promise<void>;
   /**
    * Gives freed space back to the file system (a server manages its own: `none`). With
-   * `onlyWhenWorthIt`, a full rewrite of a large file for a small share of free pages is skipped.
+   * `onlyWhenWorthIt`, a full rewrite of a large file for a small share of free pages is skipped;
+   * with `besideWriter` (OpenCode is using the file) only what is safe beside it runs: no VACUUM.
    */
-  reclaim(options?: { onlyWhenWorthIt?: boolean }): Promise<ReclaimResult>;
+  reclaim(options?: ReclaimOptions): Promise<ReclaimResult>;
   /** Drops superseded event snapshots of the sessions kept (replay-safe: see event-compaction.ts). */
   compactEvents(options?: CompactOptions): Promise<CompactionResult>;
   /** SQLite: converts the file to `auto_vacuum=INCREMENTAL` once. */

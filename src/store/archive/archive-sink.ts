@@ -97,6 +97,12 @@ export class ArchiveSink {
     }
   }
 
+  /** Seals and publishes at once, for a file verified after it is in place. */
+  async commit(): Promise<void> {
+    this.seal();
+    this.publish();
+  }
+
   /** The temporary file while it is being written and verified. */
   get tempPath(): string {
     return this.tmp;

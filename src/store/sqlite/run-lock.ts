@@ -38,6 +38,17 @@ function readOwner(path: string): LockOwner | null {
   }
 }
 
+/** Throws SkError('locked') naming the holder when a live session-keeper holds the lock; takes nothing. */
+export function refuseWhenLocked(db: string): void {
+  const owner = readOwner(lockPath(db));
+  if (owner && !(owner.pid === process.pid && owner.host === hostname()) && alive(owner)) throw lockedBy(owner, db);
+}
+
+function lockedBy(owner: LockOwner, db: string): SkError {
+  const since = new Date(owner.since).toISOString().slice(11, 19);
+  return new SkError('locked', `another session-keeper (pid ${owner.pid} on ${owner.host}, since ${since} UTC) is changing ${db}; try again when it has finished`);
+}
+
 /** Takes the database's lock, or throws SkError('locked') naming the process that holds it. */
 export function acquireRunLock(db: string): RunLock {
   const path = lockPath(db);
@@ -51,10 +62,7 @@ export function acquireRunLock(db: string): RunLock {
       if (owner && owner.pid === process.pid && owner.host === hostname()) {
         throw new SkError('locked', `${db} is already being changed by this process`);
       }
-      if (owner && alive(owner)) {
-        const since = new Date(owner.since).toISOString().slice(11, 19);
-        throw new SkError('locked', `another session-keeper (pid ${owner.pid} on ${owner.host}, since ${since} UTC) is changing ${db}; try again when it has finished`);
-      }
+      if (owner && alive(owner)) throw lockedBy(owner, db);
       // Its owner is gone (killed, crashed): the lock is stale.
       rmSync(path, { force: true });
       continue;

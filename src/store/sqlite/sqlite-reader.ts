@@ -15,6 +15,7 @@ import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
+import { dataFolderPlaces } from './data-folder/places.js';
 import { buildShowPage } from '../page-builder.js';
 import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
@@ -35,7 +36,7 @@ const LARGEST_REMEMBERED = 100;
 /** Stats as remembered for one file state: all but what depends on the caller's options. */
 interface RememberedStats {
   largestLimit: number;
-  stats: Omit<StatsResult, 'warnings'>;
+  stats: Omit<StatsResult, 'warnings' | 'files'>;
 }
 
 export interface ReaderOptions extends Omit<OpenOptions, 'readonly'> {
@@ -161,10 +162,12 @@ export class SqliteReader implements SessionReader {
       eventsByType,
       compactableBytes,
       valueReads: this.conn.valueReads,
+      // The folder beside the file changes without the file: measured each time, never remembered.
+      files: dataFolderPlaces(this.conn, { freeBytes: stats.freeBytes }),
     };
   }
 
-  private computeStats(largestLimit: number): Omit<StatsResult, 'warnings'> {
+  private computeStats(largestLimit: number): Omit<StatsResult, 'warnings' | 'files'> {
     const { db, path, readableLimit } = this.conn;
     const fileBytes = statSync(path).size;
     const walBytes = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;

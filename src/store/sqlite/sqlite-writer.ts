@@ -9,11 +9,12 @@ import { dirname } from 'node:path';
 import type { CompactionResult, CompactOptions } from '../../core/compaction.js';
 import { SkError } from '../../core/errors.js';
 import type { SessionItems, TableCounts } from '../session-items.js';
-import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimOptions, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { fileBytes, mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
 import { removeDiffFile } from './diff-files.js';
 import { compactEvents } from './event-compaction.js';
 import { acquireRunLock, type RunLock } from './run-lock.js';
+import { assertIntact } from './integrity.js';
 import { sessionTrees, statement } from './rows.js';
 import { importSessions } from './session-import.js';
 import type { SessionTable } from './session-tables.js';
@@ -50,16 +51,7 @@ export class SqliteWriter implements SessionWriter {
 
   /** `PRAGMA quick_check`: a damaged file is refused before anything is changed in it. */
   assertIntact(): Promise<void> {
-    return this.run(() => {
-      const problems = this.conn.db.prepare('PRAGMA quick_check(3)').pluck().all() as string[];
-      if (problems.length === 1 && problems[0] === 'ok') return;
-      // Each answer may span lines and starts with a '*** in database main ***' heading: one line each.
-      const found = problems.flatMap((p) => p.split('\n')).filter((line) => line !== '' && !line.startsWith('*** in database'));
-      throw new SkError(
-        'corrupt',
-        `${this.conn.path} is damaged (quick_check: ${found.join('; ').slice(0, 300)}); nothing was changed. Run 'sqlite3 ${this.conn.path} ".recover"' on a copy`,
-      );
-    });
+    return this.run(() => assertIntact(this.conn));
   }
 
   get location(): string {
@@ -252,17 +244,21 @@ export class SqliteWriter implements SessionWriter {
    * is in incremental mode, otherwise a full VACUUM (after checking there is room for its copy),
    * then a WAL checkpoint that truncates the WAL.
    */
-  reclaim(options: { onlyWhenWorthIt?: boolean } = {}): Promise<ReclaimResult> {
+  reclaim(options: ReclaimOptions = {}): Promise<ReclaimResult> {
     const { db, path } = this.conn;
     const bytesBefore = fileBytes(path);
+    // Beside another writer a TRUNCATE checkpoint would hold its writes back while waiting: PASSIVE never waits.
+    const checkpoint = options.besideWriter ? 'wal_checkpoint(PASSIVE)' : 'wal_checkpoint(TRUNCATE)';
     return this.run(() => {
       const autoVacuum = db.pragma('auto_vacuum', { simple: true }) as number;
       const freePages = db.pragma('freelist_count', { simple: true }) as number;
       const pageCount = db.pragma('page_count', { simple: true }) as number;
       const pageSize = db.pragma('page_size', { simple: true }) as number;
-      // A VACUUM copies every live page: for a few free pages in a big file, not worth the wait.
-      if (options.onlyWhenWorthIt && autoVacuum !== 2 && pageCount * pageSize > WORTH_IT_FILE_BYTES && freePages < pageCount * WORTH_IT_SHARE) {
-        db.pragma('wal_checkpoint(TRUNCATE)');
+      // A VACUUM copies every live page: for a few free pages in a big file, not worth the wait;
+      // beside a writer, never (it holds the write lock from start to end).
+      const notWorthIt = options.onlyWhenWorthIt && pageCount * pageSize > WORTH_IT_FILE_BYTES && freePages < pageCount * WORTH_IT_SHARE;
+      if (autoVacuum !== 2 && (notWorthIt || (options.besideWriter && freePages > 0))) {
+        db.pragma(checkpoint);
         return { mode: 'deferred', bytesBefore, bytesAfter: fileBytes(path) };
       }
       let mode: ReclaimResult['mode'] = 'none';
@@ -277,7 +273,7 @@ export class SqliteWriter implements SessionWriter {
         this.checkRoomForVacuum();
         db.exec('VACUUM');
       }
-      db.pragma('wal_checkpoint(TRUNCATE)');
+      db.pragma(checkpoint);
       return { mode, bytesBefore, bytesAfter: fileBytes(path) };
     });
   }
