@@ -1,7 +1,9 @@
 /**
  * The renderer's one way to the back end: the same `SessionKeeperApi` whether the preload script
  * exposed it (Electron, contextIsolation) or we are in a browser (web mode: fetch + server-sent
- * events, with the token from the URL).
+ * events). In web mode every request carries the token in a header (the server refuses a POST on
+ * the cookie alone): from the URL the page was opened with, else from `GET /api/token`, which the
+ * server answers only to its own origin's page holding the cookie.
  */
 import { ApiError, apiFromBridge, type Method, type ParamsOf, type ProtocolEvent, type ReplyError, type ResultOf, type SessionKeeperApi, type SessionKeeperBridge } from '../core/utility-protocol.js';
 
@@ -11,16 +13,31 @@ declare global {
   }
 }
 
-function webApi(): SessionKeeperApi {
+/** The token from the URL or this tab's storage; else asked of the server with the cookie. */
+async function webToken(): Promise<string> {
   const params = new URLSearchParams(location.search);
-  const token = params.get('token') ?? sessionStorage.getItem('sk-token') ?? '';
-  sessionStorage.setItem('sk-token', token);
+  const known = params.get('token') ?? sessionStorage.getItem('sk-token');
   // Keep the token out of the address bar (and of screenshots, and of history).
   if (params.has('token')) history.replaceState(null, '', location.pathname + location.hash);
+  if (known) {
+    sessionStorage.setItem('sk-token', known);
+    return known;
+  }
+  const response = await fetch('/api/token', { credentials: 'same-origin' });
+  if (!response.ok) return '';
+  const body = (await response.json()) as { token?: unknown };
+  const token = typeof body.token === 'string' ? body.token : '';
+  sessionStorage.setItem('sk-token', token);
+  return token;
+}
+
+function webApi(): SessionKeeperApi {
+  const tokenReady = webToken().catch(() => '');
   const listeners = new Set<(event: ProtocolEvent) => void>();
-  let source: EventSource | null = null;
-  const open = (): void => {
-    source = new EventSource(`/api/events?token=${encodeURIComponent(token)}`);
+  let opened = false;
+  const open = async (): Promise<void> => {
+    const token = await tokenReady;
+    const source = new EventSource(`/api/events?token=${encodeURIComponent(token)}`);
     source.onmessage = (message: MessageEvent<string>) => {
       let event: ProtocolEvent;
       try {
@@ -36,6 +53,7 @@ function webApi(): SessionKeeperApi {
     transport: 'web',
     async request<M extends Method>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> {
       let response: Response;
+      const token = await tokenReady;
       try {
         response = await fetch('/api', {
           method: 'POST',
@@ -56,7 +74,10 @@ function webApi(): SessionKeeperApi {
     },
     onEvent(listener) {
       listeners.add(listener);
-      if (!source) open();
+      if (!opened) {
+        opened = true;
+        void open();
+      }
       return () => listeners.delete(listener);
     },
   };

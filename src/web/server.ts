@@ -3,13 +3,19 @@
  * OpenCode without the desktop app (and for the browser tests). The utility process is forked
  * exactly as Electron's main does it, so the web mode has the same memory rules and restarts.
  *
- * Every request needs the random token: `?token=` (the printed URL), the `x-session-keeper-token`
- * header, or the cookie set when the page was opened with a valid token. The Host header must be
- * the address we listen on (no DNS rebinding).
+ * Who may do what. The Host header must be the address we listen on (no DNS rebinding). Reading
+ * (`GET` of the page, its files and attachments) needs the random token: `?token=` (the printed
+ * URL), the `x-session-keeper-token` header, or the cookie set when the page was opened with a
+ * valid token. Acting (`POST /api`) needs the token in the header, an `Origin` equal to our own
+ * and a JSON body: the cookie alone never acts, since SameSite does not separate two ports of
+ * 127.0.0.1 and another local page's request would carry it. The page learns the token from its
+ * URL, or from `GET /api/token` (cookie and same origin).
  *
  *   GET  /                      the renderer (dist/renderer)
  *   POST /api                   {method, params} -> reply envelope (src/core/utility-protocol.ts)
- *   GET  /api/events            server-sent events: progress, warnings, startup, restarts
+ *   GET  /api/token             {token}, for a page opened by its cookie (same origin only)
+ *   GET  /api/events            server-sent events: progress, warnings, startup, restarts (token
+ *                               in the header or `?token=`: EventSource sends no headers)
  *   GET  /attachment/<path>     an attachment by content (`<sha256[0:2]>/<sha256>`), Range supported:
  *                               streamed from the utility process, which reads it from the file
  *                               handle it holds; this process never opens the cache
@@ -88,22 +94,46 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, JSON.stringify(value), 'application/json; charset=utf-8');
 }
 
+/** The body, or null once it passes MAX_BODY: the rest is read and dropped so the 413 reaches the client. */
 function readBody(req: IncomingMessage): Promise<string | null> {
   return new Promise((resolveBody, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
+    let over = false;
     req.on('data', (chunk: Buffer) => {
+      if (over) return;
       length += chunk.length;
       if (length > MAX_BODY) {
+        over = true;
+        chunks.length = 0;
         resolveBody(null);
-        req.destroy();
         return;
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolveBody(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    req.on('end', () => {
+      if (!over) resolveBody(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', (error) => {
+      if (!over) reject(error);
+    });
   });
+}
+
+/** Answers 413 at once and closes the connection after it; a client still sending is cut off after a grace period. */
+function tooLarge(req: IncomingMessage, res: ServerResponse): void {
+  res.shouldKeepAlive = false;
+  sendJson(res, 413, { type: 'reply', id: null, ok: false, error: { code: 'bad-request', message: `request too large (at most ${MAX_BODY / 1024} KiB)` } });
+  req.resume();
+  const cut = setTimeout(() => req.destroy(), 10_000);
+  cut.unref();
+  req.once('end', () => clearTimeout(cut));
+  req.once('close', () => clearTimeout(cut));
+}
+
+/** An `application/json` media type, with or without parameters. */
+function isJson(contentType: string | undefined): boolean {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'application/json';
 }
 
 /** Resolves when `res` can take more, or is gone (then the next write is dropped and the stream cancelled). */
@@ -191,16 +221,27 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
       const queryAt = rawTarget.indexOf('?');
       const rawPath = queryAt === -1 ? rawTarget : rawTarget.slice(0, queryAt);
       const query = new URLSearchParams(queryAt === -1 ? '' : rawTarget.slice(queryAt + 1));
-      const headerToken = req.headers['x-session-keeper-token'];
+      try {
+        decodeURIComponent(rawPath);
+      } catch {
+        return send(res, 400, 'malformed path');
+      }
+      const header = req.headers['x-session-keeper-token'];
+      const headerToken = typeof header === 'string' ? header : undefined;
       const queryToken = query.get('token') ?? undefined;
-      const authorised =
-        sameToken(queryToken, token) || sameToken(typeof headerToken === 'string' ? headerToken : undefined, token) || sameToken(cookieToken(req), token);
-      if (!authorised) return send(res, 401, 'a valid token is required (use the URL session-keeper serve printed)');
+      const ownOrigin = `http://${req.headers.host}`;
+      // Null when the request names no origin (a navigation, curl); else whether it is ours.
+      const origin = req.headers.origin;
+      const crossSite = (origin !== undefined && origin !== ownOrigin) || (req.headers['sec-fetch-site'] !== undefined && req.headers['sec-fetch-site'] !== 'same-origin' && req.headers['sec-fetch-site'] !== 'none');
 
       if (rawPath === '/api' || rawPath === '/api/') {
         if (req.method !== 'POST') return send(res, 405, 'POST only', undefined, { allow: 'POST' });
+        if (!sameToken(headerToken, token)) return send(res, 403, 'POST /api needs the token in the x-session-keeper-token header');
+        if (origin !== ownOrigin) return send(res, 403, `POST /api needs Origin ${ownOrigin}`);
+        if (!isJson(req.headers['content-type'])) return send(res, 415, 'POST /api takes application/json');
+        if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) return tooLarge(req, res);
         const text = await readBody(req);
-        if (text === null) return sendJson(res, 413, { type: 'reply', id: null, ok: false, error: { code: 'bad-request', message: 'request too large' } });
+        if (text === null) return tooLarge(req, res);
         let body: unknown;
         try {
           body = JSON.parse(text);
@@ -210,6 +251,15 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
         const reply = await client.send(body);
         return sendJson(res, statusOf(reply), reply);
       }
+      if (rawPath === '/api/token') {
+        if (req.method !== 'GET') return send(res, 405, 'GET only', undefined, { allow: 'GET' });
+        if (crossSite || !sameToken(cookieToken(req), token)) return send(res, 403, 'the token is given to the page itself only');
+        return sendJson(res, 200, { token });
+      }
+      if (rawPath === '/api/events' && !sameToken(headerToken ?? queryToken, token)) return send(res, 401, 'the event stream needs the token');
+      const authorised = sameToken(queryToken, token) || sameToken(headerToken, token) || sameToken(cookieToken(req), token);
+      if (!authorised) return send(res, 401, 'a valid token is required (use the URL session-keeper serve printed)');
+
       if (rawPath === '/api/events') {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
         res.write(': session-keeper events\n\n');

@@ -105,7 +105,7 @@ describe('web mode over HTTP', () => {
   it('answers the typed API and rejects malformed bodies', async () => {
     expect((await server.client.request('ping')).pong).toBe(true);
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: server.port, path: '/api', method: 'POST', headers: { 'x-session-keeper-token': 'test-token', 'content-type': 'application/json' } }, (r) => {
+      const req = request({ host: '127.0.0.1', port: server.port, path: '/api', method: 'POST', headers: { 'x-session-keeper-token': 'test-token', 'content-type': 'application/json', origin: `http://127.0.0.1:${server.port}` } }, (r) => {
         let body = '';
         r.on('data', (c: Buffer) => (body += c.toString()));
         r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
