@@ -23,6 +23,7 @@ const id = z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]);
 const sessionId = z.string().min(1).max(128);
 const cursor = z.string().max(512).nullable().optional();
 const limit = z.number().int().min(1).max(1000).optional();
+const planId = z.string().min(1).max(64);
 
 /**
  * Settings as the user typed them: the `session` block's input form, keys optional. A key set to
@@ -52,13 +53,24 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('showSession'), params: z.object({ sessionId, limit, cursor }).strict() }),
   z.object({ method: z.literal('attachment'), params: z.object({ ref: z.string().min(1).max(160) }).strict() }),
   z.object({ method: z.literal('stats'), params: z.object({ largest: z.number().int().min(0).max(100).optional() }).strict().optional() }),
-  /** Dry run: the saved settings, or `settings` (unsaved form values: the live preview), with `policy` over them. */
+  /**
+   * Dry run: the saved settings, or `settings` (unsaved form values: the live preview, never
+   * applicable), with `policy` over them and `exclude` kept out of this one clean-up. The answer
+   * is a plan object: its id, its inputs and the exact set of root sessions it removes.
+   */
   z.object({
     method: z.literal('plan'),
-    params: z.object({ settings: settingsInputSchema.optional(), policy: policyOverrideSchema.optional() }).strict().optional(),
+    params: z
+      .object({ settings: settingsInputSchema.optional(), policy: policyOverrideSchema.optional(), exclude: z.array(sessionId).max(1000).optional() })
+      .strict()
+      .optional(),
   }),
-  /** Archive and clean up now: progress arrives as events carrying this request's id. */
-  z.object({ method: z.literal('apply'), params: z.object({ policy: policyOverrideSchema.optional() }).strict().optional() }),
+  /**
+   * Archive and clean up exactly the plan `planId` names, after the utility checked that the same
+   * inputs still give the same set (else a `stale-plan` error carrying the new plan). Progress
+   * arrives as events carrying this request's id.
+   */
+  z.object({ method: z.literal('apply'), params: z.object({ planId }).strict() }),
   z.object({ method: z.literal('getSettings'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
   z.object({
@@ -86,14 +98,25 @@ export interface FieldError {
 /** One root to evict, with its children and reasons: the planner's own shape. */
 export type PlanEntry = PlannedEviction;
 
-/** Same fields as `retention --dry-run --json`. */
+/** Same fields as `retention --dry-run --json`, plus what makes the plan an object apply can name. */
 export interface PlanResult {
+  /** What `apply` takes: the utility keeps the plan's inputs and set under it. */
+  planId: string;
+  /** False for a preview of unsaved settings: only a plan of the saved settings can be applied. */
+  applicable: boolean;
+  /** The root sessions it removes, in eviction order (each with its children). */
   evict: PlanEntry[];
   freesBytes: number;
   storeBytes: number;
   unmetSize: boolean;
+  /** Root sessions in the store now: "removes 1,141 of 2,622". */
+  rootSessions: number;
+  /** Whether removed sessions are archived first (the settings' `archive`). */
+  archive: boolean;
   /** The limits the plan was made for. */
   policy: { maxSizeMB: number | null; maxAgeDays: number | null; maxSessions: number | null };
+  /** Sessions the user kept out of this clean-up. */
+  exclude: string[];
 }
 
 /** Same fields as `retention --apply --json`. */
@@ -172,14 +195,16 @@ export type ResultOf<M extends Method> = ResultMap[M];
 export const errorCodes = [
   'usage', 'not-found', 'not-sqlite', 'truncated', 'corrupt', 'foreign-schema', 'unsupported-schema', 'locked',
   'read-only', 'disk-full', 'too-big', 'bad-part', 'bad-attachment', 'config', 'archive', 'connection', 'internal',
-  'bad-request', 'unavailable', 'busy',
-] as const satisfies readonly (SkErrorCode | 'bad-request' | 'unavailable' | 'busy')[];
+  'bad-request', 'unavailable', 'busy', 'stale-plan',
+] as const satisfies readonly (SkErrorCode | 'bad-request' | 'unavailable' | 'busy' | 'stale-plan')[];
 export type ProtocolErrorCode = (typeof errorCodes)[number];
 
 export const replyErrorSchema = z.object({
   code: z.enum(errorCodes),
   message: z.string(),
   fields: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  /** With `stale-plan`: the plan the same inputs give now, for the user to look at. */
+  plan: z.custom<PlanResult>((v) => typeof v === 'object' && v !== null && typeof (v as { planId?: unknown }).planId === 'string').optional(),
 });
 export type ReplyError = z.infer<typeof replyErrorSchema>;
 
@@ -219,8 +244,8 @@ export type ProtocolEvent = z.infer<typeof eventSchema>;
 export const utilityMessageSchema = z.union([replySchema, eventSchema]);
 export type UtilityMessage = z.infer<typeof utilityMessageSchema>;
 
-export function errorReply(requestId: string | number | null, code: ProtocolErrorCode, message: string, fields?: FieldError[]): Reply {
-  return { type: 'reply', id: requestId, ok: false, error: fields ? { code, message, fields } : { code, message } };
+export function errorReply(requestId: string | number | null, code: ProtocolErrorCode, message: string, fields?: FieldError[], plan?: PlanResult): Reply {
+  return { type: 'reply', id: requestId, ok: false, error: { code, message, ...(fields ? { fields } : {}), ...(plan ? { plan } : {}) } };
 }
 
 /** The request's id when one can be read from a malformed message, so its sender is not left waiting. */
@@ -255,10 +280,13 @@ export class ApiError extends Error {
   override readonly name = 'ApiError';
   readonly code: ProtocolErrorCode;
   readonly fields: FieldError[];
+  /** With `stale-plan`: the new plan. */
+  readonly plan: PlanResult | undefined;
   constructor(error: ReplyError) {
     super(error.message);
     this.code = error.code;
     this.fields = error.fields ?? [];
+    this.plan = error.plan;
   }
 }
 

@@ -3,12 +3,14 @@
  * config file. Transport-free: the utility process feeds it messages from `process.parentPort`
  * or `process.send`; tests may call it directly. Never throws: every failure is an error reply.
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { parse as parseJsonc } from 'jsonc-parser';
 import { checkSessionConfig, describeIssue, issuePath, mergeOverrides, unknownSessionKeys, type SessionConfig, type SessionConfigInput } from '../core/config.js';
 import { oneLine, redactSecrets, SkError } from '../core/errors.js';
+import type { PlannedEviction } from '../core/planner.js';
 import {
   describeRequestError,
   errorReply,
@@ -65,12 +67,44 @@ export class ProtocolError extends Error {
   }
 }
 
+/** `apply` refused a plan whose set changed: carries the new one. */
+export class StalePlanError extends Error {
+  constructor(readonly plan: PlanResult) {
+    super('the database changed since this plan was made; here is the new plan (nothing was removed)');
+  }
+}
+
 export class FieldsError extends SkError {
   constructor(
     message: string,
     readonly fields: FieldError[],
   ) {
     super('config', message);
+  }
+}
+
+/** A plan as the utility keeps it: what `apply` re-checks and then runs. */
+interface PlanRecord {
+  result: PlanResult;
+  /** The resolved settings it was made with (the saved ones, with its policy and exclusions). */
+  config: SessionConfig;
+  policy: PolicyOverride | undefined;
+  exclude: string[];
+  /** Its roots with their latest activity and children: the same inputs must give exactly this. */
+  fingerprint: string;
+}
+
+/** Plans kept for `apply`; older ones are forgotten (the UI plans again). */
+const KEPT_PLANS = 32;
+
+function fingerprintOf(evict: readonly PlannedEviction[]): string {
+  return JSON.stringify(evict.map((e) => [e.id, e.timeUpdated, [...e.children].sort()]));
+}
+
+/** The same inputs no longer give the same set: refused, with the plan they give now. */
+class StalePlan extends Error {
+  constructor() {
+    super('the database changed since this plan was made; here is the new plan (nothing was removed)');
   }
 }
 
@@ -94,6 +128,7 @@ export class RequestHandler {
   private startupReport: StartupResult | null = null;
   private startupPromise: Promise<StartupResult> | null = null;
   private applying = false;
+  private readonly plans = new Map<string, PlanRecord>();
 
   constructor(options: HandlerOptions) {
     this.options = options;
@@ -186,6 +221,7 @@ export class RequestHandler {
 
   private failure(id: string | number, error: unknown): Reply {
     if (error instanceof FieldsError) return errorReply(id, 'config', error.message, error.fields);
+    if (error instanceof StalePlanError) return errorReply(id, 'stale-plan', error.message, undefined, error.plan);
     if (error instanceof ProtocolError) return errorReply(id, error.code, oneLine(error));
     const code: ProtocolErrorCode =
       error instanceof SkError && (errorCodes as readonly string[]).includes(error.code) ? (error.code as ProtocolErrorCode) : 'internal';
@@ -233,10 +269,10 @@ export class RequestHandler {
         return this.need().stats({ largest: request.params?.largest ?? 10, warnAtMB: this.config.warnAtMB });
       case 'plan':
         await this.startup();
-        return this.plan(request.params?.settings, request.params?.policy);
+        return this.plan(request.params?.settings, request.params?.policy, request.params?.exclude ?? []);
       case 'apply':
         await this.startup();
-        return this.apply(request.id, request.params?.policy);
+        return this.apply(request.id, request.params.planId);
       case 'getSettings':
         return this.settings();
       case 'saveSettings':
@@ -283,38 +319,85 @@ export class RequestHandler {
     throw new FieldsError(`invalid settings: ${describeIssue(merged, checked.issues[0] ?? { path: [], message: 'invalid' })}`, fields);
   }
 
-  private async plan(settings: SettingsInput | undefined, policy: PolicyOverride | undefined): Promise<PlanResult> {
+  /** The settings a plan runs with: saved (or previewed) ones, its policy over them, its exclusions pinned. */
+  private planConfig(settings: SettingsInput | undefined, policy: PolicyOverride | undefined, exclude: readonly string[]): SessionConfig {
+    if (this.configError && !settings) throw new SkError('config', this.configError);
     let config = settings ? this.validate(settings).config : this.config;
     if (policy) config = mergeOverrides(config, policy, this.env);
+    if (exclude.length > 0) config = { ...config, keep: [...new Set([...config.keep, ...exclude])] };
+    return config;
+  }
+
+  private async plan(settings: SettingsInput | undefined, policy: PolicyOverride | undefined, exclude: string[]): Promise<PlanResult> {
+    const config = this.planConfig(settings, policy, exclude);
     const result = await dryRun({ db: this.options.db, config });
-    return {
+    const plan: PlanResult = {
+      planId: randomUUID(),
+      applicable: settings === undefined,
       evict: result.evict,
       freesBytes: result.freesBytes,
       storeBytes: result.storeBytes,
       unmetSize: result.unmetSize,
+      rootSessions: result.rootSessions,
+      archive: config.archive,
       policy: { maxSizeMB: config.maxSizeMB ?? null, maxAgeDays: config.maxAgeDays ?? null, maxSessions: config.maxSessions ?? null },
+      exclude,
     };
+    if (plan.applicable) {
+      this.plans.set(plan.planId, { result: plan, config, policy, exclude, fingerprint: fingerprintOf(plan.evict) });
+      for (const old of this.plans.keys()) {
+        if (this.plans.size <= KEPT_PLANS) break;
+        this.plans.delete(old);
+      }
+    }
+    return plan;
   }
 
-  private async apply(requestId: string | number, policy: PolicyOverride | undefined): Promise<ApplyOutcome> {
+  /**
+   * Runs the plan `planId` names and nothing else: the saved settings must still be the ones it
+   * was made with, and planning again inside the run (same reader as the deletes) must give the
+   * same roots with the same latest activity; otherwise nothing is written and the new plan is
+   * returned with the refusal.
+   */
+  private async apply(requestId: string | number, planId: string): Promise<ApplyOutcome> {
     if (this.applying) throw new ProtocolError('busy', 'a clean-up is already running');
+    const record = this.plans.get(planId);
+    if (!record) throw new SkError('not-found', 'this plan is no longer known (session-keeper restarted, or it was applied): plan again');
+    this.config = this.loadSettings();
     if (this.configError) throw new SkError('config', this.configError);
-    const config = policy ? mergeOverrides(this.config, policy, this.env) : this.config;
+    const stale = async (): Promise<never> => {
+      this.plans.delete(planId);
+      const fresh = await this.plan(undefined, record.policy, record.exclude);
+      throw new StalePlanError(fresh);
+    };
+    const config = this.planConfig(undefined, record.policy, record.exclude);
+    if (JSON.stringify(config) !== JSON.stringify(record.config)) return stale();
     this.applying = true;
     try {
       const result = await applyRetention({
         db: this.options.db,
         config,
         cacheDir: this.options.cacheDir,
+        seen: new Set(record.result.evict.map((e) => e.id)),
+        confirmPlan: (plan) => {
+          if (fingerprintOf(plan.evict) !== record.fingerprint) throw new StalePlan();
+        },
         // Beside a running OpenCode only the steps safe beside a writer run (no VACUUM).
         besideWriter: 'detect',
         log: (line) => this.options.emit({ event: 'log', message: redactSecrets(line) }),
         onProgress: (p) => this.options.emit({ event: 'progress', requestId, progress: progressView(p) }),
       });
+      this.plans.delete(planId);
       this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
       // Deleted sessions' attachments must not stay viewable through the files held open for them.
       if (result.evicted.length > 0) this.options.service?.handles.clear();
       return result;
+    } catch (error) {
+      if (error instanceof StalePlan) {
+        this.applying = false;
+        return stale();
+      }
+      throw error;
     } finally {
       this.applying = false;
     }

@@ -40,6 +40,11 @@ export interface RetentionOptions {
    * since (OpenCode wrote meanwhile) is left for the next plan, never evicted unseen.
    */
   seen?: ReadonlySet<string>;
+  /**
+   * Called with the plan this run made, before anything is written: throws to refuse a run whose
+   * plan is not the one the user saw (the UI's plan objects).
+   */
+  confirmPlan?: (plan: RetentionPlan) => void;
   /** Test seam: runs with the archive's temporary file once written, before it is verified. */
   afterArchive?: (path: string) => void | Promise<void>;
   /**
@@ -59,6 +64,8 @@ export type RetentionProgress =
 /** `retention --dry-run --json`: roots only, their children inside, with why each goes. */
 export interface DryRunResult {
   evict: PlannedEviction[];
+  /** Root sessions in the store when planned. */
+  rootSessions: number;
   freesBytes: number;
   storeBytes: number;
   unmetSize: boolean;
@@ -95,7 +102,13 @@ export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | '
   const reader = await openReader(options.db);
   try {
     const plan = await planWith(reader, options.config, options.now ?? Date.now(), true);
-    return { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
+    return {
+      evict: plan.evict,
+      rootSessions: plan.remainingSessions + plan.evict.length,
+      freesBytes: plan.freesBytes,
+      storeBytes: plan.remainingBytes + plan.freesBytes,
+      unmetSize: plan.unmetSize,
+    };
   } finally {
     await reader.close();
   }
@@ -221,6 +234,7 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   const bytesBefore = fileBytes(options.db);
   const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none', unmetBytes: 0 };
   const plan = await planWith(stores.reader, config, now);
+  options.confirmPlan?.(plan);
   const seen = options.seen;
   const roots = plan.evict.map((e) => e.id).filter((id) => seen === undefined || seen.has(id));
   const unseen = plan.evict.length - roots.length;

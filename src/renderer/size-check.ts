@@ -105,6 +105,41 @@ export function planTable(plan: PlanResult, limit = 8): HTMLElement {
   return table;
 }
 
+/** The target the dialog suggests: just below the threshold that fired, so the oldest sessions go and recent work stays. */
+export function suggestedTarget(thresholdMB: number | null, totalBytes: number): number {
+  const base = thresholdMB ?? totalBytes / 1024 / 1024;
+  return Math.max(1, Math.floor(base * 0.9));
+}
+
+/** The size field, read the way a person types it; messages say what to type. */
+export function parseTargetMB(text: string): { ok: true; value: number } | { ok: false; message: string } {
+  const t = text.trim().replace(/\s*mb$/i, '');
+  if (t === '') return { ok: false, message: 'Enter a size in MB, for example 500.' };
+  const value = Number(t);
+  if (!Number.isFinite(value)) return { ok: false, message: `"${text.trim().slice(0, 20)}" is not a number: enter a size in MB, for example 500.` };
+  if (value <= 0) return { ok: false, message: 'Enter a size greater than 0 MB.' };
+  return { ok: true, value };
+}
+
+/** "1,141 sessions" */
+export function count(n: number, word: string): string {
+  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** More than half the sessions, or no archive: the plan needs a second, explicit yes. */
+export function needsConfirmation(plan: Pick<PlanResult, 'evict' | 'rootSessions' | 'archive'>): boolean {
+  return plan.evict.length > plan.rootSessions / 2 || (!plan.archive && plan.evict.length > 0);
+}
+
+export function confirmationText(plan: Pick<PlanResult, 'evict' | 'rootSessions' | 'archive'>): string {
+  const n = plan.evict.length;
+  const share = plan.rootSessions > 0 ? Math.round((n / plan.rootSessions) * 100) : 100;
+  const what = `This removes ${count(n, 'session')} of ${plan.rootSessions.toLocaleString('en-US')} (${share}%), with their subtasks.`;
+  return plan.archive
+    ? `${what} They are archived first and can be restored from the archive.`
+    : `${what} Archiving is off: they cannot be restored.`;
+}
+
 const PHASES: Record<ProgressView['phase'], { pct: number; text: string }> = {
   plan: { pct: 5, text: 'Planning…' },
   archive: { pct: 15, text: 'Writing the archive…' },
@@ -130,9 +165,8 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   const crossed = startup.crossed[0] ?? stats.warnings[0] ?? null;
   const close = (): void => dialog.close();
 
-  const lowest = [...startup.crossed].map((w) => w.thresholdMB).sort((a, b) => a - b)[0];
   const configured = settings.resolved?.['maxSizeMB'];
-  const suggested = typeof configured === 'number' ? configured : Math.max(1, Math.floor((lowest ?? total / 1024 / 1024) * 0.8));
+  const suggested = typeof configured === 'number' ? configured : suggestedTarget(startup.crossed[0]?.thresholdMB ?? stats.warnings[0]?.thresholdMB ?? null, total);
 
   const body = h('div', { class: 'dialog-body' });
   const render = (...children: Node[]): void => {
@@ -159,49 +193,85 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     cleanBtn.focus();
   };
 
-  const showPlan = async (): Promise<void> => {
-    const sizeInput = h('input', { id: 'plan-max-size', type: 'text', inputmode: 'decimal', value: String(suggested), 'aria-describedby': 'plan-max-size-help', size: 6 });
-    const planBox = h('div', { class: 'plan-box', 'aria-live': 'polite', id: 'plan-box' }, h('p', {}, 'Planning…'));
+  /**
+   * The plan step. What is shown is a plan object; Apply sends its id. While a new plan is being
+   * made the old one stays visible but marked out of date, and Apply waits for the new one.
+   */
+  const showPlan = async (initial?: { plan: PlanResult; notice: string; target: string }): Promise<void> => {
+    const sizeInput = h('input', { id: 'plan-max-size', type: 'text', inputmode: 'decimal', value: initial?.target ?? String(suggested), 'aria-describedby': 'plan-max-size-help', size: 6 });
+    const inputError = h('p', { class: 'field-error', id: 'plan-max-size-error', role: 'alert' });
+    const staleNote = h('p', { class: 'stale-note', id: 'plan-stale', hidden: true }, 'Updating the plan for the new value… Apply waits for it.');
+    const planView = h('div', { id: 'plan-view' }, h('p', {}, 'Planning…'));
+    const planBox = h('div', { class: 'plan-box', 'aria-live': 'polite', id: 'plan-box', 'aria-busy': 'true' }, staleNote, planView);
     const goBtn = h('button', { type: 'button', class: 'primary', id: 'btn-apply', disabled: true }, 'Archive and clean up');
     const backBtn = h('button', { type: 'button', id: 'btn-back' }, 'Back');
     backBtn.addEventListener('click', overview);
     let current: PlanResult | null = null;
+    let stale = true;
     let seq = 0;
+    const markStale = (): void => {
+      stale = true;
+      goBtn.disabled = true;
+      planBox.classList.add('stale');
+      planBox.setAttribute('aria-busy', 'true');
+      staleNote.hidden = current === null;
+    };
+    const showResult = (plan: PlanResult, notice = ''): void => {
+      current = plan;
+      stale = false;
+      planBox.classList.remove('stale');
+      planBox.setAttribute('aria-busy', 'false');
+      staleNote.hidden = true;
+      const archiveNote = plan.archive ? `Archived first to ${String(settings.resolved?.['archiveDir'] ?? 'the archive folder')}.` : 'Archiving is off in settings: removed sessions will not be kept.';
+      planView.replaceChildren(
+        notice ? h('p', { class: 'warn', id: 'plan-notice', role: 'alert' }, notice) : '',
+        h(
+          'p',
+          { id: 'plan-summary', 'data-plan-id': plan.planId, 'data-evict': plan.evict.length, 'data-frees': plan.freesBytes, 'data-ids': plan.evict.map((e) => e.id).join(' ') },
+          `${count(plan.evict.length, 'session')} of ${count(plan.rootSessions, 'session').replace(/ sessions?$/, '')} would be removed, freeing about ${bytes(plan.freesBytes)} (${bytes(plan.storeBytes)} → ${bytes(Math.max(0, plan.storeBytes - plan.freesBytes))}). ${archiveNote}`,
+        ),
+        plan.unmetSize ? h('p', { class: 'note' }, 'Pinned or recently active sessions keep the database above this size.') : '',
+        planTable(plan),
+      );
+      goBtn.disabled = plan.evict.length === 0;
+    };
     const refresh = async (): Promise<void> => {
       const mine = ++seq;
-      const value = Number(sizeInput.value);
-      if (!Number.isFinite(value) || value <= 0) {
-        planBox.replaceChildren(h('p', { class: 'field-error', role: 'alert' }, 'Enter a size in MB greater than 0.'));
-        goBtn.disabled = true;
+      const checked = parseTargetMB(sizeInput.value);
+      if (!checked.ok) {
+        inputError.textContent = checked.message;
+        sizeInput.setAttribute('aria-invalid', 'true');
+        markStale();
+        staleNote.hidden = true;
         return;
       }
+      inputError.textContent = '';
+      sizeInput.removeAttribute('aria-invalid');
       try {
-        const plan = await api.request('plan', { policy: { maxSizeMB: value } });
+        const plan = await api.request('plan', { policy: { maxSizeMB: checked.value } });
         if (mine !== seq) return;
-        current = plan;
-        const archiveNote = settings.resolved?.['archive'] === false ? 'Archiving is off in settings: removed sessions will not be kept.' : `Archived first to ${String(settings.resolved?.['archiveDir'] ?? 'the archive folder')}.`;
-        planBox.replaceChildren(
-          h(
-            'p',
-            { id: 'plan-summary', 'data-evict': plan.evict.length, 'data-frees': plan.freesBytes, 'data-ids': plan.evict.map((e) => e.id).join(' ') },
-            `${plural(plan.evict.length, 'session')} would be removed, freeing about ${bytes(plan.freesBytes)} (${bytes(plan.storeBytes)} → ${bytes(Math.max(0, plan.storeBytes - plan.freesBytes))}). ${archiveNote}`,
-          ),
-          plan.unmetSize ? h('p', { class: 'note' }, 'Pinned or recently active sessions keep the database above this size.') : '',
-          planTable(plan),
-        );
-        goBtn.disabled = plan.evict.length === 0;
+        showResult(plan);
       } catch (error) {
-        planBox.replaceChildren(h('p', { class: 'field-error', role: 'alert' }, (error as Error).message));
-        goBtn.disabled = true;
+        if (mine !== seq) return;
+        current = null;
+        planView.replaceChildren(h('p', { class: 'field-error', role: 'alert' }, (error as Error).message));
+        markStale();
       }
     };
     let timer: number | undefined;
     sizeInput.addEventListener('input', () => {
+      // At once, not after the pause: the plan on screen no longer answers what was typed.
+      ++seq;
+      markStale();
       window.clearTimeout(timer);
       timer = window.setTimeout(() => void refresh(), 250);
     });
     goBtn.addEventListener('click', () => {
-      if (current) void run(Number(sizeInput.value));
+      const plan = current;
+      if (!plan || stale || plan.evict.length === 0) return;
+      const target = sizeInput.value;
+      if (needsConfirmation(plan)) confirmStep(plan, target);
+      else void run(plan, target);
     });
     render(
       h('h3', {}, 'Plan (dry run: nothing changes until you confirm)'),
@@ -212,14 +282,32 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
         sizeInput,
         h('span', { id: 'plan-max-size-help' }, ' MB (oldest sessions go first; pinned and active ones stay)'),
       ),
+      inputError,
       planBox,
       h('div', { class: 'actions' }, goBtn, backBtn),
     );
     sizeInput.focus();
-    await refresh();
+    if (initial) showResult(initial.plan, initial.notice);
+    else await refresh();
   };
 
-  const run = async (maxSizeMB: number): Promise<void> => {
+  /** Removing more than half the sessions, or without an archive, is said with its count and asked again. */
+  const confirmStep = (plan: PlanResult, target: string): void => {
+    const n = plan.evict.length;
+    const yes = h('button', { type: 'button', class: 'danger', id: 'btn-confirm-apply' }, plan.archive ? `Archive and remove ${count(n, 'session')}` : `Remove ${count(n, 'session')} without an archive`);
+    const no = h('button', { type: 'button', id: 'btn-confirm-cancel' }, 'Cancel');
+    yes.addEventListener('click', () => void run(plan, target));
+    no.addEventListener('click', () => void showPlan({ plan, notice: '', target }));
+    render(
+      h('h3', { id: 'confirm-title' }, `Remove ${count(n, 'session')} of ${plan.rootSessions.toLocaleString('en-US')}?`),
+      h('p', { id: 'confirm-text', 'data-evict': n }, confirmationText(plan)),
+      h('div', { class: 'actions' }, no, yes),
+    );
+    // The safe answer has the focus: Enter twice along the default focus removes nothing.
+    no.focus();
+  };
+
+  const run = async (plan: PlanResult, target: string): Promise<void> => {
     const bar = h('progress', { id: 'apply-progress', max: 100, value: 0, 'aria-labelledby': 'apply-phase' });
     const phase = h('p', { id: 'apply-phase', 'aria-live': 'polite' }, 'Starting…');
     render(h('h3', {}, 'Archiving and cleaning up'), bar, phase);
@@ -231,9 +319,13 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     });
     let outcome: ApplyOutcome;
     try {
-      outcome = await api.request('apply', { policy: { maxSizeMB } });
+      outcome = await api.request('apply', { planId: plan.planId });
     } catch (error) {
       off();
+      if (error instanceof ApiError && error.code === 'stale-plan' && error.plan) {
+        await showPlan({ plan: error.plan, notice: 'The database changed since that plan was made, so nothing was removed. Here is the new plan.', target });
+        return;
+      }
       const back = h('button', { type: 'button', id: 'btn-back' }, 'Back');
       back.addEventListener('click', overview);
       render(h('h3', {}, 'Clean-up failed'), h('p', { class: 'field-error', role: 'alert' }, error instanceof ApiError ? error.message : String(error)), h('p', {}, 'Nothing was removed without a verified archive.'), h('div', { class: 'actions' }, back));

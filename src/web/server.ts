@@ -160,6 +160,7 @@ function statusOf(reply: Reply): number {
     case 'not-found':
       return 404;
     case 'busy':
+    case 'stale-plan':
       return 409;
     case 'unavailable':
       return 503;

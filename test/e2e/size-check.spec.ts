@@ -1,6 +1,27 @@
+import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { CLI, expect, snap, test } from './fixtures.js';
+
+function sessionIds(db: string): Set<string> {
+  const conn = new Database(db, { readonly: true });
+  try {
+    return new Set((conn.prepare('SELECT id FROM session').all() as { id: string }[]).map((r) => r.id));
+  } finally {
+    conn.close();
+  }
+}
+
+/** The root sessions among `ids`. */
+function rootIds(db: string, ids: Set<string>): string[] {
+  const conn = new Database(db, { readonly: true });
+  try {
+    const children = new Set((conn.prepare('SELECT id FROM session WHERE parent_id IS NOT NULL').all() as { id: string }[]).map((r) => r.id));
+    return [...ids].filter((id) => !children.has(id));
+  } finally {
+    conn.close();
+  }
+}
 
 test('the size-check dialog opens at startup for a database over a threshold', async ({ app, env }, testInfo) => {
   const dialog = app.locator('#size-dialog');
@@ -26,7 +47,8 @@ test('the plan preview matches retention --dry-run --json', async ({ app, env })
   const dialog = app.locator('#size-dialog');
   await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
   const input = dialog.getByLabel('Keep the database under');
-  await expect(input).toHaveValue('16');
+  // Just below the threshold that fired (20 MB), not a fraction of the smallest one.
+  await expect(input).toHaveValue('18');
   await input.fill('12');
   const summary = dialog.locator('#plan-summary');
   await expect(summary).toBeVisible();
@@ -46,9 +68,18 @@ test('"archive and clean up" leaves an archive and a smaller database', async ({
   const before = statSync(env.db).size;
   const dialog = app.locator('#size-dialog');
   await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
-  await expect(dialog.locator('#plan-summary')).toBeVisible();
+  const summary = dialog.locator('#plan-summary');
+  await expect(summary).toBeVisible();
+  const planned = Number(await summary.getAttribute('data-evict'));
   await dialog.getByRole('button', { name: 'Archive and clean up', exact: true }).click();
+  // More than half the sessions: said with the count and asked again, the safe answer focused.
+  await expect(dialog.locator('#confirm-title')).toContainText(`Remove ${planned} sessions of 93?`);
+  await expect(dialog.locator('#confirm-text')).toContainText(`This removes ${planned} sessions of 93`);
+  await expect(dialog.getByRole('button', { name: 'Cancel' })).toBeFocused();
+  await snap(app, `confirm-${testInfo.project.name}`, testInfo);
+  await dialog.getByRole('button', { name: `Archive and remove ${planned} sessions` }).click();
   await expect(dialog.locator('#apply-result')).toBeVisible({ timeout: 60_000 });
+  await expect(dialog.locator('#apply-result')).toContainText(`${planned} sessions removed`);
   await expect(dialog.locator('#apply-result')).toContainText('Reclaimed');
   await expect(dialog.locator('#apply-progress')).toHaveAttribute('value', '100');
   await snap(app, `clean-up-done-${testInfo.project.name}`, testInfo);
@@ -57,7 +88,7 @@ test('"archive and clean up" leaves an archive and a smaller database', async ({
   expect(statSync(`${env.archiveDir}/${archives[0]}`).size).toBeGreaterThan(0);
   const after = statSync(env.db).size;
   expect(after).toBeLessThan(before);
-  expect(after).toBeLessThanOrEqual(16 * 1024 * 1024);
+  expect(after).toBeLessThanOrEqual(18 * 1024 * 1024);
   for (const name of archives) await expect(dialog.locator('#apply-archive')).toContainText(name);
 });
 
@@ -67,4 +98,69 @@ test('"Remind me later" closes the dialog and it comes back at the next start', 
   await expect(dialog).toBeHidden();
   await app.reload();
   await expect(app.locator('#size-dialog')).toBeVisible();
+});
+
+test('Enter twice along the default focus removes nothing', async ({ app, env }) => {
+  const dialog = app.locator('#size-dialog');
+  await expect(dialog.getByRole('button', { name: 'Archive and clean up now…' })).toBeFocused();
+  await app.keyboard.press('Enter');
+  await expect(dialog.locator('#plan-summary')).toBeVisible();
+  await app.keyboard.press('Enter');
+  await app.keyboard.press('Enter');
+  await app.waitForTimeout(500);
+  expect(existsSync(env.archiveDir) ? readdirSync(env.archiveDir) : []).toEqual([]);
+  await expect(dialog.locator('#apply-progress')).toHaveCount(0);
+});
+
+test('stale plan: while a new plan is made Apply waits, and it runs the plan on screen', async ({ app, env }) => {
+  const dialog = app.locator('#size-dialog');
+  const applies: string[] = [];
+  app.on('request', (r) => {
+    const body = r.postData() ?? '';
+    if (r.url().endsWith('/api') && body.includes('"apply"')) applies.push(body);
+  });
+  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
+  const summary = dialog.locator('#plan-summary');
+  await expect(summary).toBeVisible();
+  const oldPlan = await summary.getAttribute('data-plan-id');
+  const oldIds = await summary.getAttribute('data-ids');
+  // Planning is slow on a large file: hold every plan answer back by 2 s, as a 1 GB file would.
+  await app.route('**/api', async (route) => {
+    if ((route.request().postData() ?? '').includes('"plan"')) await new Promise((r) => setTimeout(r, 2000));
+    await route.continue();
+  });
+  const input = dialog.getByLabel('Keep the database under');
+  await input.fill('30');
+  const apply = dialog.getByRole('button', { name: 'Archive and clean up', exact: true });
+  // At once: the old plan is marked out of date and Apply is disabled.
+  await expect(apply).toBeDisabled();
+  await expect(dialog.locator('#plan-stale')).toBeVisible();
+  await expect(dialog.locator('#plan-box')).toHaveClass(/stale/);
+  await expect(dialog.locator('#plan-box')).toHaveAttribute('aria-busy', 'true');
+  // Every way of pressing it meanwhile does nothing.
+  await apply.click({ force: true });
+  await apply.evaluate((b: HTMLButtonElement) => b.click());
+  await apply.focus();
+  await app.keyboard.press('Enter');
+  await app.waitForTimeout(300);
+  expect(applies).toEqual([]);
+  // The new plan arrives: a new id, fewer sessions, Apply enabled for it.
+  await expect(apply).toBeEnabled({ timeout: 10_000 });
+  await expect(dialog.locator('#plan-stale')).toBeHidden();
+  const newPlan = await summary.getAttribute('data-plan-id');
+  const newIds = (await summary.getAttribute('data-ids'))!.split(' ');
+  expect(newPlan).not.toBe(oldPlan);
+  expect(newIds.join(' ')).not.toBe(oldIds);
+  await app.unroute('**/api');
+  const before = sessionIds(env.db);
+  const roots = rootIds(env.db, before);
+  await apply.click();
+  await expect(dialog.locator('#apply-result')).toBeVisible({ timeout: 60_000 });
+  expect(applies).toHaveLength(1);
+  expect(JSON.parse(applies[0]!)).toEqual({ method: 'apply', params: { planId: newPlan } });
+  const after = sessionIds(env.db);
+  const removedRoots = [...before].filter((id) => !after.has(id) && newIds.includes(id));
+  expect(removedRoots.sort()).toEqual([...newIds].sort());
+  // Nothing beyond the plan on screen: every root not in it is still there.
+  for (const id of roots) if (!newIds.includes(id)) expect(after.has(id), id).toBe(true);
 });

@@ -161,7 +161,7 @@ describe.runIf(process.platform === 'linux')('attachments handed over as file ha
       const extracted = await server.client.request('attachment', { ref: ref as string });
       const url = `sk-attachment://cache/${extracted.relPath}`;
       expect((await attachmentResponse(server.client, new Request(url))).status).toBe(200);
-      const applied = await server.client.request('apply', { policy: { maxSessions: 1 } });
+      const applied = await server.client.request('apply', { planId: plan.planId });
       expect(applied.evicted.length).toBeGreaterThan(0);
       const after = await attachmentResponse(server.client, new Request(url));
       expect(after.status).toBe(404);
