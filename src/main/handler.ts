@@ -32,6 +32,7 @@ import {
   type SettingsResult,
   type StartupResult,
 } from '../core/utility-protocol.js';
+import { checkSettingsForm } from '../core/settings-form.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
 import { dryRun, enforceAtStartup, applyRetention, type RetentionProgress } from './retention.js';
@@ -305,6 +306,9 @@ export class RequestHandler {
    * meaning "remove": validated the way the config file is, with errors per field.
    */
   private validate(settings: SettingsInput): { config: SessionConfig; merged: Record<string, unknown> } {
+    // The form's own check first (the renderer ran the same one): its messages say what to type.
+    const formErrors = checkSettingsForm(settings);
+    if (formErrors.length > 0) throw new FieldsError(`Not saved: ${formErrors[0]!.message}`, formErrors);
     const merged: Record<string, unknown> = { ...this.rawBlock() };
     for (const [key, value] of Object.entries(settings)) {
       if (value === null) delete merged[key];

@@ -1,12 +1,16 @@
 /**
  * The settings panel: retention on/off and its limits, archiving, warning thresholds, storage
- * backend with "Test connection", and a live preview of what the values would evict. Saving
- * writes the `session` block back (comments kept); invalid values show next to their field and
- * nothing is saved.
+ * backend with "Test connection", and a live preview of what the values would evict at the next
+ * start. Values are checked on every keystroke with the same schema the utility uses (instant);
+ * invalid values show next to their field and nothing is saved. Saving values that would remove
+ * more than half the sessions at the next start, or that turn archiving off, asks first with the
+ * count. Saving writes the `session` block back (comments kept).
  */
-import type { FieldError, SessionKeeperApi, SettingsInput, SettingsResult } from '../core/utility-protocol.js';
+import { checkSettingsForm } from '../core/settings-form.js';
+import type { FieldError, PlanResult, SessionKeeperApi, SettingsInput, SettingsResult } from '../core/utility-protocol.js';
 import { ApiError } from './api.js';
-import { bytes, h, plural } from './util.js';
+import { count, needsConfirmation } from './confirm.js';
+import { bytes, h } from './util.js';
 
 const LIMITS = ['maxSizeMB', 'maxAgeDays', 'maxSessions'] as const;
 
@@ -72,6 +76,7 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
   const saveBtn = h('button', { type: 'submit', class: 'primary', id: 'btn-save' }, 'Save');
   const revertBtn = h('button', { type: 'button', id: 'btn-revert' }, 'Revert');
   const status = h('p', { id: 'save-status', class: 'status', role: 'status', 'aria-live': 'polite' });
+  const confirmBox = h('div', { id: 'save-confirm', class: 'confirm-box', role: 'alertdialog', 'aria-labelledby': 'save-confirm-text', hidden: true });
   const fileLine = h('p', { class: 'help', id: 'settings-file' });
 
   const form = h(
@@ -118,7 +123,7 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
         h('section', { class: 'preview-box', 'aria-labelledby': 'preview-title' }, h('h3', { id: 'preview-title' }, 'With these values'), preview),
       ),
     ),
-    h('div', { class: 'actions sticky' }, saveBtn, revertBtn, status),
+    h('div', { class: 'actions sticky' }, confirmBox, saveBtn, revertBtn, status),
   );
   root.replaceChildren(h('h2', { id: 'settings-title' }, 'Settings'), form);
 
@@ -159,10 +164,24 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
     }
   };
 
+  /** The form checked here, at once: true when every value is fine. */
+  const checkHere = (): boolean => {
+    const errors = checkSettingsForm(values());
+    showErrors(errors);
+    return errors.length === 0;
+  };
+
+  const previewText = (plan: PlanResult): string =>
+    `At next start: ${count(plan.evict.length, 'session')} of ${plan.rootSessions.toLocaleString('en-US')} would be removed, freeing about ${bytes(plan.freesBytes)} (${bytes(plan.storeBytes)} → ${bytes(Math.max(0, plan.storeBytes - plan.freesBytes))}).`;
+
   let previewSeq = 0;
   let previewTimer: number | undefined;
   const refreshPreview = async (): Promise<void> => {
     const mine = ++previewSeq;
+    if (!checkHere()) {
+      preview.replaceChildren(h('p', { id: 'preview-summary', 'data-evict': '' }, 'Fix the marked fields to see what these values would remove.'));
+      return;
+    }
     try {
       const plan = await api.request('plan', { settings: values() });
       if (mine !== previewSeq) return;
@@ -170,11 +189,7 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
       const limits = [plan.policy.maxSizeMB, plan.policy.maxAgeDays, plan.policy.maxSessions].some((v) => v !== null);
       preview.replaceChildren(
         limits
-          ? h(
-              'p',
-              { id: 'preview-summary', 'data-evict': plan.evict.length, 'data-frees': plan.freesBytes },
-              `${plural(plan.evict.length, 'session')} would be removed at the next start, freeing about ${bytes(plan.freesBytes)} (${bytes(plan.storeBytes)} → ${bytes(Math.max(0, plan.storeBytes - plan.freesBytes))}).`,
-            )
+          ? h('p', { id: 'preview-summary', 'data-evict': plan.evict.length, 'data-frees': plan.freesBytes, class: needsConfirmation(plan) ? 'warn' : '' }, previewText(plan))
           : h('p', { id: 'preview-summary', 'data-evict': 0, 'data-frees': 0 }, 'No limits set: nothing is ever removed.'),
         plan.unmetSize ? h('p', { class: 'note' }, 'Pinned or recently active sessions keep the database above the size limit.') : '',
       );
@@ -182,7 +197,7 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
       if (mine !== previewSeq) return;
       if (error instanceof ApiError && error.fields.length) {
         showErrors(error.fields);
-        preview.replaceChildren(h('p', {}, 'Fix the marked fields to see a preview.'));
+        preview.replaceChildren(h('p', {}, 'Fix the marked fields to see what these values would remove.'));
       } else {
         preview.replaceChildren(h('p', { class: 'field-error' }, (error as Error).message));
       }
@@ -231,6 +246,8 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
     edits += 1;
     syncEnabled();
     status.textContent = '';
+    confirmBox.hidden = true;
+    checkHere();
     schedulePreview();
   });
   form.addEventListener('change', () => {
@@ -257,8 +274,8 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
         testResult.textContent = (error as Error).message;
       });
   });
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
+  const save = (): void => {
+    confirmBox.hidden = true;
     status.className = 'status';
     status.textContent = 'Saving…';
     void api
@@ -274,8 +291,60 @@ export function renderSettings(root: HTMLElement, api: SessionKeeperApi, onSaved
         if (error instanceof ApiError && error.fields.length) {
           showErrors(error.fields);
           status.textContent = 'Not saved: fix the marked fields.';
-          const first = fields.get(error.fields[0]!.field.replace(/[[.].*$/, ''));
-          first?.input.focus();
+          fields.get(error.fields[0]!.field.replace(/[[.].*$/, ''))?.input.focus();
+        } else {
+          status.textContent = `Not saved: ${(error as Error).message}`;
+        }
+      });
+  };
+
+  /** Asks before values that remove more than half the sessions at the next start, or turn archiving off. */
+  const confirmSave = (plan: PlanResult, archiveOff: boolean): void => {
+    const n = plan.evict.length;
+    const lines: string[] = [];
+    if (n > 0) lines.push(`${previewText(plan)}${plan.archive ? ' They are archived first.' : ' They will not be archived and cannot be restored.'}`);
+    if (archiveOff) lines.push('Archiving turns off: sessions removed from now on cannot be restored.');
+    const yes = h('button', { type: 'button', class: 'danger', id: 'btn-confirm-save' }, n > 0 ? `Save: remove ${count(n, 'session')} at next start` : 'Save with archiving off');
+    const no = h('button', { type: 'button', id: 'btn-cancel-save' }, 'Cancel');
+    yes.addEventListener('click', save);
+    no.addEventListener('click', () => {
+      confirmBox.hidden = true;
+      status.textContent = 'Not saved.';
+      saveBtn.focus();
+    });
+    confirmBox.replaceChildren(h('p', { id: 'save-confirm-text', 'data-evict': n }, lines.join(' ')), h('div', { class: 'actions' }, no, yes));
+    confirmBox.hidden = false;
+    // The safe answer has the focus: Enter again does not save.
+    no.focus();
+  };
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (!checkHere()) {
+      status.className = 'status bad';
+      status.textContent = 'Not saved: fix the marked fields.';
+      const first = checkSettingsForm(values())[0];
+      if (first) fields.get(first.field.replace(/[[.].*$/, ''))?.input.focus();
+      return;
+    }
+    status.className = 'status';
+    status.textContent = 'Checking what these values would remove…';
+    const archiveOff = loaded?.raw['archive'] !== false && !archive.box.checked;
+    void api
+      .request('plan', { settings: values() })
+      .then((plan) => {
+        if (needsConfirmation(plan) || archiveOff) {
+          status.textContent = '';
+          confirmSave(plan, archiveOff);
+        } else {
+          save();
+        }
+      })
+      .catch((error: unknown) => {
+        status.className = 'status bad';
+        if (error instanceof ApiError && error.fields.length) {
+          showErrors(error.fields);
+          status.textContent = 'Not saved: fix the marked fields.';
         } else {
           status.textContent = `Not saved: ${(error as Error).message}`;
         }

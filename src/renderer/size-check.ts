@@ -6,6 +6,7 @@
 import type { ApplyOutcome, PlanResult, ProgressView, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
 import type { StatsResult } from '../core/api.js';
 import { ApiError } from './api.js';
+import { confirmationText, count, needsConfirmation } from './confirm.js';
 import { bytes, day, h, plural } from './util.js';
 
 export interface SpaceSlice {
@@ -119,25 +120,6 @@ export function parseTargetMB(text: string): { ok: true; value: number } | { ok:
   if (!Number.isFinite(value)) return { ok: false, message: `"${text.trim().slice(0, 20)}" is not a number: enter a size in MB, for example 500.` };
   if (value <= 0) return { ok: false, message: 'Enter a size greater than 0 MB.' };
   return { ok: true, value };
-}
-
-/** "1,141 sessions" */
-export function count(n: number, word: string): string {
-  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** More than half the sessions, or no archive: the plan needs a second, explicit yes. */
-export function needsConfirmation(plan: Pick<PlanResult, 'evict' | 'rootSessions' | 'archive'>): boolean {
-  return plan.evict.length > plan.rootSessions / 2 || (!plan.archive && plan.evict.length > 0);
-}
-
-export function confirmationText(plan: Pick<PlanResult, 'evict' | 'rootSessions' | 'archive'>): string {
-  const n = plan.evict.length;
-  const share = plan.rootSessions > 0 ? Math.round((n / plan.rootSessions) * 100) : 100;
-  const what = `This removes ${count(n, 'session')} of ${plan.rootSessions.toLocaleString('en-US')} (${share}%), with their subtasks.`;
-  return plan.archive
-    ? `${what} They are archived first and can be restored from the archive.`
-    : `${what} Archiving is off: they cannot be restored.`;
 }
 
 const PHASES: Record<ProgressView['phase'], { pct: number; text: string }> = {
