@@ -121,4 +121,8 @@ export interface ApplyResult {
   reclaim: 'incremental' | 'vacuum' | 'none' | 'deferred';
   /** Bytes the file is still over `maxSizeMB` after this run (0 when it fits): the next run plans for them. */
   unmetBytes: number;
+  /** Set when the run was cancelled: it stopped between two session trees (the UI's Cancel). */
+  cancelled?: boolean;
+  /** Planned roots a cancelled run did not reach: still in the store, whole. */
+  notReached?: string[];
 }

@@ -71,6 +71,10 @@ export const requestBodySchema = z.discriminatedUnion('method', [
    * arrives as events carrying this request's id.
    */
   z.object({ method: z.literal('apply'), params: z.object({ planId }).strict() }),
+  /** Stops the running clean-up between two session trees (nothing half-deleted; the archive kept). */
+  z.object({ method: z.literal('cancelRun'), params: z.object({}).strict().optional() }),
+  /** The clean-up running now (a reopened dialog or a reloaded page shows it), and the last one that ended. */
+  z.object({ method: z.literal('runStatus'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('getSettings'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
   z.object({
@@ -172,6 +176,31 @@ export interface HealthResult {
 /** Attachment results carry the path relative to the cache, from which each shell builds its URL. */
 export type AttachmentView = AttachmentResult & { relPath: string };
 
+/** A clean-up the utility runs (`apply`), as a UI that was not there when it started sees it. */
+export interface RunView {
+  requestId: string | number;
+  planId: string;
+  /** Roots of its plan. */
+  sessions: number;
+  startedAt: number;
+  /** Its latest progress, or null before the first. */
+  progress: ProgressView | null;
+  cancelling: boolean;
+}
+
+export interface RunEnd {
+  requestId: string | number;
+  endedAt: number;
+  /** The outcome, or null when it failed (then `error`). */
+  outcome: ApplyOutcome | null;
+  error: string | null;
+}
+
+export interface RunStatusResult {
+  running: RunView | null;
+  last: RunEnd | null;
+}
+
 export interface ResultMap {
   ping: { pong: true; pid: number };
   health: HealthResult;
@@ -183,6 +212,8 @@ export interface ResultMap {
   stats: StatsResult;
   plan: PlanResult;
   apply: ApplyOutcome;
+  cancelRun: { cancelling: boolean };
+  runStatus: RunStatusResult;
   getSettings: SettingsResult;
   saveSettings: SettingsResult;
   testConnection: TestConnectionResult;
@@ -214,13 +245,23 @@ export const replySchema = z.discriminatedUnion('ok', [
 ]);
 export type Reply = z.infer<typeof replySchema>;
 
+/**
+ * Where a clean-up is, from the work itself: `archive` and `verify` count sessions (`done` of
+ * `sessions`) and the archive's bytes; `delete` counts trees (`deleted` of `of`) and the bytes the
+ * plan said they free (`bytes` of `ofBytes`); `reclaim` has the file's size before and after.
+ */
 const progressSchema = z.object({
   phase: z.enum(['plan', 'archive', 'verify', 'delete', 'reclaim', 'done']),
   evict: z.number().optional(),
   path: z.string().optional(),
   sessions: z.number().optional(),
+  done: z.number().optional(),
+  bytes: z.number().optional(),
   deleted: z.number().optional(),
   of: z.number().optional(),
+  ofBytes: z.number().optional(),
+  bytesBefore: z.number().optional(),
+  bytesAfter: z.number().optional(),
   mode: z.string().optional(),
 });
 export type ProgressView = z.infer<typeof progressSchema>;
@@ -228,6 +269,8 @@ export type ProgressView = z.infer<typeof progressSchema>;
 export const eventBodySchema = z.discriminatedUnion('event', [
   /** Retention progress; `requestId` null for retention at startup. */
   z.object({ event: z.literal('progress'), requestId: id.nullable(), progress: progressSchema }),
+  /** A clean-up ended (done, cancelled or failed): every open UI says so and refreshes its figures. */
+  z.object({ event: z.literal('runEnded'), end: z.custom<RunEnd>((v) => typeof v === 'object' && v !== null && 'requestId' in v) }),
   z.object({ event: z.literal('warning'), thresholdMB: z.number(), message: z.string() }),
   z.object({ event: z.literal('log'), message: z.string() }),
   /** The utility process finished its startup work (size check, retention). */

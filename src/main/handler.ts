@@ -24,6 +24,8 @@ import {
   type PolicyOverride,
   type PlanResult,
   type ProgressView,
+  type RunEnd,
+  type RunView,
   type ProtocolErrorCode,
   type Reply,
   type Request,
@@ -130,6 +132,9 @@ export class RequestHandler {
   private startupPromise: Promise<StartupResult> | null = null;
   private applying = false;
   private readonly plans = new Map<string, PlanRecord>();
+  /** The clean-up running now, with what stops it. */
+  private running: (RunView & { controller: AbortController; lastSent: number }) | null = null;
+  private lastRun: RunEnd | null = null;
 
   constructor(options: HandlerOptions) {
     this.options = options;
@@ -274,6 +279,15 @@ export class RequestHandler {
       case 'apply':
         await this.startup();
         return this.apply(request.id, request.params.planId);
+      case 'cancelRun':
+        if (!this.running) return { cancelling: false };
+        this.running.cancelling = true;
+        this.running.controller.abort();
+        return { cancelling: true };
+      case 'runStatus': {
+        const run = this.running;
+        return { running: run ? { requestId: run.requestId, planId: run.planId, sessions: run.sessions, startedAt: run.startedAt, progress: run.progress, cancelling: run.cancelling } : null, last: this.lastRun };
+      }
       case 'getSettings':
         return this.settings();
       case 'saveSettings':
@@ -377,34 +391,59 @@ export class RequestHandler {
     const config = this.planConfig(undefined, record.policy, record.exclude);
     if (JSON.stringify(config) !== JSON.stringify(record.config)) return stale();
     this.applying = true;
+    const controller = new AbortController();
+    const run = { requestId, planId, sessions: record.result.evict.length, startedAt: Date.now(), progress: null, cancelling: false, controller, lastSent: 0 };
+    this.running = run;
+    const end = (outcome: ApplyOutcome | null, error: string | null): void => {
+      this.running = null;
+      this.lastRun = { requestId, endedAt: Date.now(), outcome, error };
+      this.options.emit({ event: 'runEnded', end: this.lastRun });
+    };
     try {
       const result = await applyRetention({
         db: this.options.db,
         config,
         cacheDir: this.options.cacheDir,
         seen: new Set(record.result.evict.map((e) => e.id)),
+        signal: controller.signal,
         confirmPlan: (plan) => {
           if (fingerprintOf(plan.evict) !== record.fingerprint) throw new StalePlan();
         },
         // Beside a running OpenCode only the steps safe beside a writer run (no VACUUM).
         besideWriter: 'detect',
         log: (line) => this.options.emit({ event: 'log', message: redactSecrets(line) }),
-        onProgress: (p) => this.options.emit({ event: 'progress', requestId, progress: progressView(p) }),
+        onProgress: (p) => this.progress(run, p),
       });
       this.plans.delete(planId);
       this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
       // Deleted sessions' attachments must not stay viewable through the files held open for them.
       if (result.evicted.length > 0) this.options.service?.handles.clear();
+      end(result, null);
       return result;
     } catch (error) {
       if (error instanceof StalePlan) {
+        this.running = null;
         this.applying = false;
         return stale();
       }
+      end(null, oneLine(error));
       throw error;
     } finally {
+      if (this.running === run) this.running = null;
       this.applying = false;
     }
+  }
+
+  /** Progress as it happens, at most every 100 ms within a phase (a phase's first and last always go). */
+  private progress(run: RunView & { lastSent: number }, progress: RetentionProgress): void {
+    const view = progressView(progress);
+    const now = performance.now();
+    const last = view.phase === 'delete' ? view.deleted === view.of : view.phase === 'reclaim' ? view.mode !== undefined : view.done !== undefined && view.done === view.sessions;
+    const changed = run.progress?.phase !== view.phase;
+    run.progress = view;
+    if (!changed && !last && now - run.lastSent < 100) return;
+    run.lastSent = now;
+    this.options.emit({ event: 'progress', requestId: run.requestId, progress: view });
   }
 
   private settings(): SettingsResult {

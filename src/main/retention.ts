@@ -45,6 +45,8 @@ export interface RetentionOptions {
    * plan is not the one the user saw (the UI's plan objects).
    */
   confirmPlan?: (plan: RetentionPlan) => void;
+  /** Aborted (the UI's Cancel): the run stops between two session trees, whatever phase it is in. */
+  signal?: AbortSignal;
   /** Test seam: runs with the archive's temporary file once written, before it is verified. */
   afterArchive?: (path: string) => void | Promise<void>;
   /**
@@ -54,12 +56,17 @@ export interface RetentionOptions {
   besideWriter?: boolean | 'detect';
 }
 
+/**
+ * Where a run is, from the work itself: sessions written to the archive (`done` of `sessions`, with
+ * the bytes written), read back verified, trees deleted (`deleted` of `of`, with the bytes the plan
+ * said they free), and the reclaim (the file's size before, then the mode and size after).
+ */
 export type RetentionProgress =
   | { phase: 'plan'; evict: number }
-  | { phase: 'archive'; path: string; sessions: number }
-  | { phase: 'verify'; path: string }
-  | { phase: 'delete'; deleted: number; of: number }
-  | { phase: 'reclaim'; mode: ReclaimResult['mode'] };
+  | { phase: 'archive'; path: string; sessions: number; done: number; bytes: number }
+  | { phase: 'verify'; path: string; sessions: number; done: number; bytes: number }
+  | { phase: 'delete'; deleted: number; of: number; bytes: number; ofBytes: number }
+  | { phase: 'reclaim'; bytesBefore: number; mode?: ReclaimResult['mode']; bytesAfter?: number };
 
 /** `retention --dry-run --json`: roots only, their children inside, with why each goes. */
 export interface DryRunResult {
@@ -129,6 +136,8 @@ export type EvictOptions = Omit<RetentionOptions, 'config'> & {
   offload?: string | undefined;
   /** `when-worth-it`: a small delete from a large file leaves the space inside it rather than rewriting it. */
   reclaim?: 'always' | 'when-worth-it';
+  /** What the plan said each root frees: the delete phase's byte figures. */
+  rootBytes?: ReadonlyMap<string, number>;
 };
 export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives' | 'unmetBytes'> & { bytesFreedRows: number };
 
@@ -147,19 +156,38 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   /** Rows per table of each session, as archived (or copied): a delete must find exactly these. */
   let counts: ReadonlyMap<string, TableCounts> | undefined;
   let archive: string | null = null;
+  const cancelled = (): EvictResult => ({ evicted: [], archive: null, offload: null, bytesAfter: fileBytes(options.db), changed: [], reclaim: 'none', bytesFreedRows: 0, cancelled: true, notReached: [...roots] });
   if (options.archive) {
     const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
-    options.onProgress?.({ phase: 'archive', path, sessions: ids.length });
+    options.onProgress?.({ phase: 'archive', path, sessions: ids.length, done: 0, bytes: 0 });
+    let archivedBytes = 0;
     // Verified before it takes its name: an archive under its name has always been checked.
-    const written = await writeArchive(reader.exportSessions(ids), path, {
-      verify: true,
-      beforeVerify: async (tempPath) => {
-        await options.afterArchive?.(tempPath);
-        options.onProgress?.({ phase: 'verify', path });
-      },
-    });
+    let written: Awaited<ReturnType<typeof writeArchive>>;
+    try {
+      written = await writeArchive(reader.exportSessions(ids), path, {
+        verify: true,
+        signal: options.signal,
+        onSession: (done, bytes) => {
+          archivedBytes = bytes;
+          options.onProgress?.({ phase: 'archive', path, sessions: ids.length, done, bytes });
+        },
+        beforeVerify: async (tempPath) => {
+          await options.afterArchive?.(tempPath);
+          options.onProgress?.({ phase: 'verify', path, sessions: ids.length, done: 0, bytes: archivedBytes });
+        },
+        onVerified: (done) => options.onProgress?.({ phase: 'verify', path, sessions: ids.length, done, bytes: archivedBytes }),
+      });
+    } catch (error) {
+      // Cancelled while archiving: the unfinished file is gone and nothing was deleted.
+      if (options.signal?.aborted) return cancelled();
+      throw error;
+    }
     archive = path;
     counts = new Map(written.sessions.map((s) => [s.id, s.counts]));
+  }
+  if (options.signal?.aborted) {
+    if (archive) rmSync(archive, { force: true });
+    return cancelled();
   }
   const unused = async (error: unknown): Promise<never> => {
     // When nothing was deleted, an archive written for this run is an orphan: removed, not left to pile up.
@@ -187,8 +215,20 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   }
   const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id) }]));
   let deleted: Awaited<ReturnType<SessionWriter['deleteTrees']>>;
+  const ofBytes = roots.reduce((n, root) => n + (options.rootBytes?.get(root) ?? 0), 0);
+  let done = 0;
+  let freed = 0;
+  options.onProgress?.({ phase: 'delete', deleted: 0, of: roots.length, bytes: 0, ofBytes });
   try {
-    deleted = await writer.deleteTrees(roots, { expected });
+    deleted = await writer.deleteTrees(roots, {
+      expected,
+      signal: options.signal,
+      onTree: (root, gone) => {
+        done += 1;
+        if (gone) freed += options.rootBytes?.get(root) ?? 0;
+        options.onProgress?.({ phase: 'delete', deleted: done, of: roots.length, bytes: freed, ofBytes });
+      },
+    });
   } catch (error) {
     return unused(error);
   }
@@ -196,8 +236,23 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     rmSync(archive, { force: true });
     archive = null;
   }
-  options.onProgress?.({ phase: 'delete', deleted: deleted.deleted.length, of: roots.length });
   new AttachmentCache(options.cacheDir).forgetParts(new Set(deleted.partIds));
+  if (deleted.notReached.length > 0) {
+    // Cancelled between two trees: what was deleted is whole, the rest is untouched, the archive
+    // (which holds both) stays; the VACUUM is left for later (SQLite reuses the free pages).
+    return {
+      evicted: deleted.deleted,
+      archive,
+      offload: offloaded,
+      bytesAfter: fileBytes(options.db),
+      changed: deleted.changed,
+      reclaim: 'none',
+      bytesFreedRows: 0,
+      cancelled: true,
+      notReached: deleted.notReached,
+    };
+  }
+  options.onProgress?.({ phase: 'reclaim', bytesBefore: fileBytes(options.db) });
   let reclaimed: ReclaimResult;
   try {
     reclaimed = await writer.reclaim({ onlyWhenWorthIt: options.reclaim === 'when-worth-it', besideWriter: options.besideWriter === true });
@@ -206,7 +261,7 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     const what = `${deleted.deleted.length} session${deleted.deleted.length === 1 ? ' was' : 's were'} deleted${archive ? ` (archived to ${archive})` : ''}`;
     throw new SkError(error.code, `${what}, but ${error.message}`);
   }
-  options.onProgress?.({ phase: 'reclaim', mode: reclaimed.mode });
+  options.onProgress?.({ phase: 'reclaim', bytesBefore: reclaimed.bytesBefore, mode: reclaimed.mode, bytesAfter: reclaimed.bytesAfter });
   return {
     evicted: deleted.deleted,
     archive,
@@ -233,14 +288,20 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   const now = options.now ?? Date.now();
   const bytesBefore = fileBytes(options.db);
   const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none', unmetBytes: 0 };
-  const plan = await planWith(stores.reader, config, now);
+  // A run someone follows is shown in bytes too: its plan needs them whatever the limits.
+  const plan = await planWith(stores.reader, config, now, config.maxSizeMB !== undefined || options.onProgress !== undefined);
   options.confirmPlan?.(plan);
   const seen = options.seen;
   const roots = plan.evict.map((e) => e.id).filter((id) => seen === undefined || seen.has(id));
   const unseen = plan.evict.length - roots.length;
   options.onProgress?.({ phase: 'plan', evict: roots.length });
   if (roots.length === 0) return result;
-  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
+  const rootBytes = new Map(plan.evict.map((e) => [e.id, e.bytes]));
+  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload, rootBytes }, roots);
+  if (done.cancelled) {
+    result.cancelled = true;
+    result.notReached = done.notReached ?? [];
+  }
   if (done.offload) result.offload = done.offload;
   result.evicted = done.evicted;
   result.changed = done.changed;
@@ -259,6 +320,7 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
       `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
       (done.changed.length ? ` ${done.changed.length} changed after they were archived and were kept.` : '') +
       (unseen > 0 ? ` ${unseen} more qualified after the plan was shown and were left for the next run.` : '') +
+      (done.cancelled ? ` Cancelled: ${done.notReached?.length ?? 0} planned sessions were left as they were.` : '') +
       (result.unmetBytes > 0 ? ` Still ${formatBytes(result.unmetBytes)} over ${config.maxSizeMB} MB: the next run plans more.` : ''),
   );
   return result;

@@ -22,6 +22,16 @@ export interface DeleteResult {
   partIds: string[];
   /** Roots left alone because they changed after the version the caller expected (archived). */
   changed: string[];
+  /** Roots not reached because `signal` was aborted: the run stopped between two trees. */
+  notReached: string[];
+}
+
+export interface DeleteOptions {
+  expected?: ReadonlyMap<string, ExpectedSession>;
+  /** After each root: whether its tree was deleted (false: it changed and was kept). */
+  onTree?: (root: string, deleted: boolean) => void;
+  /** Aborted: stop between two trees; every tree is deleted whole or not at all. */
+  signal?: AbortSignal;
 }
 
 export interface SessionState {
@@ -78,7 +88,7 @@ export interface SessionWriter {
    * `expected` (each session as it was archived: its `time_updated` and the rows it owned per
    * table), a tree that differs now in any way is left alone, so nothing unarchived is lost.
    */
-  deleteTrees(roots: readonly string[], options?: { expected?: ReadonlyMap<string, ExpectedSession> }): Promise<DeleteResult>;
+  deleteTrees(roots: readonly string[], options?: DeleteOptions): Promise<DeleteResult>;
   /** Puts sessions from a stream in, each whole or not at all. */
   importSessions(items: SessionItems, options: ImportOptions): Promise<ImportResult>;
   /** Refuses (SkError 'corrupt') when the store is damaged: called before anything destructive. */

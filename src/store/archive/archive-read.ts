@@ -165,12 +165,18 @@ export interface ArchiveFileOptions {
   gzip?: boolean;
   /** The name the file will have, for messages about a temporary file. */
   name?: string;
+  /** After each session read back, with how many were read so far (progress; may throw to stop). */
+  onSessionRead?: (sessions: number) => void;
 }
 
 /** Every session of an archive with its counts and digest, read back from the file. */
 export async function readArchiveSummaries(path: string, options: ArchiveFileOptions = {}): Promise<ArchivedSessionSummary[]> {
   const found: ArchivedSessionSummary[] = [];
-  for await (const event of scanArchive(path, { parts: false, ...options })) if (event.kind === 'sessionEnd') found.push(event.summary);
+  for await (const event of scanArchive(path, { parts: false, gzip: options.gzip, name: options.name })) {
+    if (event.kind !== 'sessionEnd') continue;
+    found.push(event.summary);
+    options.onSessionRead?.(found.length);
+  }
   return found;
 }
 

@@ -179,6 +179,12 @@ export interface ArchiveWriteOptions {
   verify?: boolean;
   /** Runs once the sessions are written, before verification (with the file's temporary path). */
   beforeVerify?: (tempPath: string) => void | Promise<void>;
+  /** After each session written: how many so far and the uncompressed bytes written. */
+  onSession?: (sessions: number, bytes: number) => void;
+  /** After each session read back by the verification. */
+  onVerified?: (sessions: number) => void;
+  /** Aborted: stops before the next session; the temporary file is removed, nothing takes the name. */
+  signal?: AbortSignal;
 }
 
 /** Writes the sessions of `items` to `path` as one JSON array, atomically (`.gz` when the name ends so). */
@@ -188,18 +194,38 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   const serializer = new ArchiveSerializer(sink);
   try {
     await sink.write('[');
+    let breathed = performance.now();
+    const take = async (item: SessionItem): Promise<void> => {
+      if (item.kind === 'session') options.signal?.throwIfAborted();
+      await serializer.take(item);
+      if (item.kind !== 'end' || (!options.onSession && !options.signal)) return;
+      options.onSession?.(serializer.sessions.length, sink.bytes);
+      // Synchronous rows would hold the event loop for the whole archive: let progress out and a cancel in.
+      if (performance.now() - breathed > 50) {
+        await new Promise<void>((r) => setImmediate(r));
+        breathed = performance.now();
+      }
+    };
     // SQLite's items come synchronously: a plain loop spares a microtask per row.
-    if (isSyncIterable(items)) for (const item of items) await serializer.take(item);
-    else for await (const item of items) await serializer.take(item);
+    if (isSyncIterable(items)) for (const item of items) await take(item);
+    else for await (const item of items) await take(item);
     await sink.write(']\n');
     sink.seal();
     if (options.verify) {
       await options.beforeVerify?.(sink.tempPath);
-      await verifyArchive(sink.tempPath, serializer.sessions, { gzip: sink.compressed, name: path });
+      await verifyArchive(sink.tempPath, serializer.sessions, {
+        gzip: sink.compressed,
+        name: path,
+        onSessionRead: (n) => {
+          options.signal?.throwIfAborted();
+          options.onVerified?.(n);
+        },
+      });
     }
     sink.publish();
   } catch (error) {
     sink.abort();
+    if (options.signal?.aborted && error === options.signal.reason) throw error;
     throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
   }
   return { path, sessions: serializer.sessions, bytes: sink.bytes };

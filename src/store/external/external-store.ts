@@ -17,7 +17,7 @@ import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
 import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
 import type { Row, SessionItem, TableCounts } from '../session-items.js';
-import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { DeleteOptions, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
 import { connect, connectionError } from './connection.js';
@@ -455,15 +455,20 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
   }
 
   /** Deletes sessions with their children, their rows and now-unreferenced attachments. */
-  async deleteTrees(roots: readonly string[], options: { expected?: ReadonlyMap<string, ExpectedSession> } = {}): Promise<DeleteResult> {
+  async deleteTrees(roots: readonly string[], options: DeleteOptions = {}): Promise<DeleteResult> {
     return this.guard('delete', async () => {
-      const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [] };
-      for (const root of roots) {
+      const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [], notReached: [] };
+      for (const [index, root] of roots.entries()) {
+        if (options.signal?.aborted) {
+          result.notReached.push(...roots.slice(index));
+          break;
+        }
         const tree = await this.sessionTrees([root]);
         const versions = await this.sessionVersions(tree);
         if (!versions.has(root)) continue;
         if (options.expected && !(await this.unchanged(tree, versions, options.expected))) {
           result.changed.push(root);
+          options.onTree?.(root, false);
           continue;
         }
         for (const id of tree) {
@@ -472,6 +477,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
           result.sessionIds.push(id);
         }
         result.deleted.push(root);
+        options.onTree?.(root, true);
       }
       return result;
     });

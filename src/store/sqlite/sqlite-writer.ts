@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import type { CompactionResult, CompactOptions } from '../../core/compaction.js';
 import { SkError } from '../../core/errors.js';
 import type { SessionItems, TableCounts } from '../session-items.js';
-import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimOptions, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { DeleteOptions, DeleteResult, ImportOptions, ImportResult, ReclaimOptions, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { fileBytes, mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
 import { removeDiffFile } from './diff-files.js';
 import { compactEvents } from './event-compaction.js';
@@ -101,10 +101,10 @@ export class SqliteWriter implements SessionWriter {
     }
   }
 
-  deleteTrees(roots: readonly string[], options: { expected?: ReadonlyMap<string, ExpectedSession> } = {}): Promise<DeleteResult> {
+  deleteTrees(roots: readonly string[], options: DeleteOptions = {}): Promise<DeleteResult> {
     const { db, schema } = this.conn;
     const expected = options.expected;
-    const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [] };
+    const result: DeleteResult = { deleted: [], sessionIds: [], partIds: [], changed: [], notReached: [] };
     const tables = schema.sessionTables.tables;
     const updatedOf = statement(db, 'SELECT time_updated FROM session WHERE id = ?').pluck();
     const partIdsOf = statement(db, 'SELECT id FROM part WHERE session_id = ?').pluck();
@@ -145,12 +145,13 @@ export class SqliteWriter implements SessionWriter {
       return true;
     };
 
-    return this.run(() => {
+    return this.run(async () => {
       this.refuseUnknownTables();
       const trees = roots.map((root) => ({ root, tree: sessionTrees(this.conn, [root]) }));
       const scannedCounts = this.countByScan(scanned, trees.flatMap((t) => t.tree));
       let next = 0;
       while (next < trees.length) {
+        if (options.signal?.aborted) break;
         // Whole trees only, as many as fit in about TRANSACTION_BUDGET_MS: the write lock is held
         // briefly, and thousands of small sessions do not pay a commit each.
         db.transaction(() => {
@@ -160,13 +161,18 @@ export class SqliteWriter implements SessionWriter {
             if (tree.length === 0) continue;
             if (!deleteTree(tree, scannedCounts)) {
               result.changed.push(root);
+              options.onTree?.(root, false);
               continue;
             }
             result.deleted.push(root);
             for (const id of tree) result.sessionIds.push(id);
-          } while (next < trees.length && performance.now() - started < TRANSACTION_BUDGET_MS);
+            options.onTree?.(root, true);
+          } while (next < trees.length && performance.now() - started < TRANSACTION_BUDGET_MS && !options.signal?.aborted);
         }).immediate();
+        // Between two transactions (none is open): progress goes out and a cancel can arrive.
+        if (options.onTree || options.signal) await new Promise<void>((r) => setImmediate(r));
       }
+      for (const { root } of trees.slice(next)) result.notReached.push(root);
       if (scanned.length > 0 && result.sessionIds.length > 0) this.deleteScanned(scanned, result.sessionIds, scannedCounts);
       for (const id of result.sessionIds) removeDiffFile(this.conn.path, id);
       return result;
