@@ -58,6 +58,8 @@ export interface HandlerOptions {
   emit: (event: EventBody) => void;
   /** Answers `debugKillWorker` (tests only). */
   testHooks?: boolean;
+  /** Tests only (with testHooks): each clean-up pauses this long between writing and verifying its archive, so a UI can be seen mid-run. */
+  testRunPauseMs?: number;
 }
 
 /** A failure with a protocol-only code (busy, unavailable). */
@@ -406,6 +408,7 @@ export class RequestHandler {
         cacheDir: this.options.cacheDir,
         seen: new Set(record.result.evict.map((e) => e.id)),
         signal: controller.signal,
+        afterArchive: this.options.testHooks && this.options.testRunPauseMs ? () => new Promise<void>((r) => setTimeout(r, this.options.testRunPauseMs)) : undefined,
         confirmPlan: (plan) => {
           if (fingerprintOf(plan.evict) !== record.fingerprint) throw new StalePlan();
         },

@@ -172,8 +172,8 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
           options.onProgress?.({ phase: 'archive', path, sessions: ids.length, done, bytes });
         },
         beforeVerify: async (tempPath) => {
-          await options.afterArchive?.(tempPath);
           options.onProgress?.({ phase: 'verify', path, sessions: ids.length, done: 0, bytes: archivedBytes });
+          await options.afterArchive?.(tempPath);
         },
         onVerified: (done) => options.onProgress?.({ phase: 'verify', path, sessions: ids.length, done, bytes: archivedBytes }),
       });

@@ -6,7 +6,8 @@
  * under Node's `child_process.fork` (`process.send`), which is how the tests and web mode drive it.
  *
  *   arguments: --db PATH [--cache-dir DIR] [--config FILE] [--state FILE]
- *   environment: SESSION_KEEPER_TEST_HOOKS=1 enables `debugKillWorker`
+ *   environment: SESSION_KEEPER_TEST_HOOKS=1 enables `debugKillWorker` (and, with
+ *   SESSION_KEEPER_TEST_RUN_PAUSE_MS, a pause in each clean-up after its archive is written)
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -153,6 +154,7 @@ async function main(): Promise<void> {
     statePath: opts.statePath,
     emit,
     testHooks: process.env['SESSION_KEEPER_TEST_HOOKS'] === '1',
+    testRunPauseMs: Number(process.env['SESSION_KEEPER_TEST_RUN_PAUSE_MS'] ?? 0) || undefined,
   });
   ready(handler);
   streamsReady(new AttachmentStreams(service, opts.cacheDir));

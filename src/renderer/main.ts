@@ -38,14 +38,18 @@ function note(text: string, kind: 'info' | 'bad' = 'info'): void {
 async function refreshHome(): Promise<void> {
   const body = byId('home-body');
   try {
-    const stats = await api.request('stats', { largest: 5 });
+    const [stats, settings] = await Promise.all([api.request('stats', { largest: 5 }), api.request('getSettings').catch(() => null)]);
+    const resolved = settings?.resolved ?? {};
+    const retentionOn = ['maxSizeMB', 'maxAgeDays', 'maxSessions'].some((k) => resolved[k] !== undefined && resolved[k] !== null);
     const total = stats.fileBytes + stats.walBytes;
     byId('db-line').textContent = `${stats.path} · ${bytes(total)}`;
     const openBtn = h('button', { type: 'button', id: 'btn-size-check', class: 'primary' }, 'Size check and clean-up…');
     openBtn.addEventListener('click', () => void openDialog());
     body.replaceChildren(
       h('p', {}, `${plural(stats.rootSessions, 'session')} (${stats.sessions} with subtasks), ${plural(stats.messages, 'message')}, ${bytes(stats.attachments.bytes)} of attachments.`),
-      stats.warnings[0] ? h('p', { class: 'warn' }, stats.warnings[0].message.replace(/^Warning: /, '')) : '',
+      stats.warnings[0]
+        ? h('p', { class: 'warn', id: 'home-warning' }, stats.warnings[0].message.replace(/^Warning: /, '').replace(' Consider archiving or enabling auto-retention.', retentionOn ? ' Auto-retention is on: it runs at the next start.' : ' Consider archiving or enabling auto-retention.'))
+        : '',
       chart(spaceBreakdown(stats), total),
       h('div', { class: 'actions' }, openBtn),
     );
@@ -74,6 +78,15 @@ api.onEvent((event: ProtocolEvent) => {
     void refreshHome();
   }
   if (event.event === 'progress' && event.requestId === null) note(`Retention at startup: ${event.progress.phase}…`);
+  if (event.event === 'runEnded') {
+    // Whether or not the dialog was watching: say how it ended, and read every figure again.
+    const { outcome, error } = event.end;
+    if (!outcome) note(`The clean-up failed: ${error ?? 'unknown error'}. Nothing was removed without a verified archive.`, 'bad');
+    else if (outcome.cancelled) note(`The clean-up was cancelled: ${plural(outcome.evicted.length, 'session')} removed, ${plural(outcome.notReached?.length ?? 0, 'session')} left as they were.`);
+    else note(`The clean-up finished: ${plural(outcome.evicted.length, 'session')} removed, ${bytes(outcome.bytesBefore)} → ${bytes(outcome.bytesAfter)}.`);
+    banner.dataset['run'] = 'ended';
+    void refreshHome();
+  }
 });
 
 byId('nav-size').addEventListener('click', () => {

@@ -7,6 +7,7 @@ import type { ApplyOutcome, PlanResult, ProgressView, SessionKeeperApi, StartupR
 import type { StatsResult } from '../core/api.js';
 import { ApiError } from './api.js';
 import { confirmationText, count, needsConfirmation } from './confirm.js';
+import { followRun } from './run-view.js';
 import { bytes, day, h, plural } from './util.js';
 
 export interface SpaceSlice {
@@ -122,15 +123,6 @@ export function parseTargetMB(text: string): { ok: true; value: number } | { ok:
   return { ok: true, value };
 }
 
-const PHASES: Record<ProgressView['phase'], { pct: number; text: string }> = {
-  plan: { pct: 5, text: 'Planning…' },
-  archive: { pct: 15, text: 'Writing the archive…' },
-  verify: { pct: 45, text: 'Verifying the archive…' },
-  delete: { pct: 65, text: 'Removing sessions…' },
-  reclaim: { pct: 90, text: 'Reclaiming disk space…' },
-  done: { pct: 100, text: 'Done.' },
-};
-
 export interface SizeCheckContext {
   api: SessionKeeperApi;
   startup: StartupResult;
@@ -139,16 +131,57 @@ export interface SizeCheckContext {
   changed: () => void;
 }
 
-/** Fills and opens the `<dialog>`. */
+/** Set while a clean-up this page follows is running: closing the dialog then asks first. */
+let following = false;
+
+/** "It has crossed the 1 GB warning threshold." from the figures now, not those at startup. */
+function headline(stats: StatsResult): { title: string; summary: string } {
+  const total = stats.fileBytes + stats.walBytes;
+  const crossed = stats.warnings[0] ?? null;
+  const mb = (n: number): string => (n >= 1024 ? `${n / 1024} GB` : `${n} MB`);
+  const counts = `${count(stats.rootSessions, 'session')}, ${bytes(stats.attachments.bytes)} of attachments.`;
+  return {
+    title: `Your OpenCode database is ${bytes(total)}`,
+    summary: crossed ? `It has crossed the ${mb(crossed.thresholdMB)} warning threshold. ${counts}` : `It is under every warning threshold. ${counts}`,
+  };
+}
+
+/** Fills and opens the `<dialog>`; a clean-up running in the utility is shown instead of the overview. */
 export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckContext): Promise<void> {
   const { api, startup } = ctx;
-  const [stats, settings] = await Promise.all([api.request('stats', { largest: 5 }), api.request('getSettings')]);
-  const total = stats.fileBytes + stats.walBytes;
-  const crossed = startup.crossed[0] ?? stats.warnings[0] ?? null;
-  const close = (): void => dialog.close();
+  const [firstStats, settings, status] = await Promise.all([api.request('stats', { largest: 5 }), api.request('getSettings'), api.request('runStatus')]);
+  let stats = firstStats;
+  const warning = h('div', { class: 'close-warning', id: 'close-warning', role: 'alertdialog', 'aria-labelledby': 'close-warning-text', hidden: true });
+  const reallyClose = (): void => {
+    warning.hidden = true;
+    dialog.close();
+  };
+  /** Closing during a run says what happens to it, and asks. */
+  const close = (): void => {
+    if (!following) return reallyClose();
+    const stay = h('button', { type: 'button', class: 'primary', id: 'btn-keep-watching' }, 'Keep watching');
+    const leave = h('button', { type: 'button', id: 'btn-close-anyway' }, 'Close, let it run');
+    stay.addEventListener('click', () => {
+      warning.hidden = true;
+      (dialog.querySelector('#btn-cancel-run') as HTMLButtonElement | null)?.focus();
+    });
+    leave.addEventListener('click', reallyClose);
+    warning.replaceChildren(
+      h('p', { id: 'close-warning-text' }, 'A clean-up is running. If you close this window it goes on in the background, and a note says when it ends. To stop it, use Cancel.'),
+      h('div', { class: 'actions' }, stay, leave),
+    );
+    warning.hidden = false;
+    stay.focus();
+  };
+  // Escape: the same question, not a silent close.
+  dialog.oncancel = (event) => {
+    if (!following) return;
+    event.preventDefault();
+    close();
+  };
 
   const configured = settings.resolved?.['maxSizeMB'];
-  const suggested = typeof configured === 'number' ? configured : suggestedTarget(startup.crossed[0]?.thresholdMB ?? stats.warnings[0]?.thresholdMB ?? null, total);
+  const suggested = typeof configured === 'number' ? configured : suggestedTarget(startup.crossed[0]?.thresholdMB ?? stats.warnings[0]?.thresholdMB ?? null, stats.fileBytes + stats.walBytes);
 
   const body = h('div', { class: 'dialog-body' });
   const render = (...children: Node[]): void => {
@@ -169,7 +202,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     });
     const folder = folderSlices(stats);
     render(
-      h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], total + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats)),
+      h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], stats.fileBytes + stats.walBytes + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats)),
       h('div', { class: 'actions' }, cleanBtn, settingsBtn, laterBtn),
     );
     cleanBtn.focus();
@@ -289,64 +322,73 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     no.focus();
   };
 
-  const run = async (plan: PlanResult, target: string): Promise<void> => {
-    const bar = h('progress', { id: 'apply-progress', max: 100, value: 0, 'aria-labelledby': 'apply-phase' });
-    const phase = h('p', { id: 'apply-phase', 'aria-live': 'polite' }, 'Starting…');
-    render(h('h3', {}, 'Archiving and cleaning up'), bar, phase);
-    const off = api.onEvent((event) => {
-      if (event.event !== 'progress') return;
-      const step = PHASES[event.progress.phase];
-      bar.value = step.pct;
-      phase.textContent = step.text;
-    });
-    let outcome: ApplyOutcome;
-    try {
-      outcome = await api.request('apply', { planId: plan.planId });
-    } catch (error) {
-      off();
-      if (error instanceof ApiError && error.code === 'stale-plan' && error.plan) {
-        await showPlan({ plan: error.plan, notice: 'The database changed since that plan was made, so nothing was removed. Here is the new plan.', target });
-        return;
-      }
+  const run = (plan: PlanResult, target: string): Promise<void> => {
+    const applying = api.request('apply', { planId: plan.planId });
+    return follow({ startedAt: Date.now(), progress: null, cancelling: false }, applying, target);
+  };
+
+  /** Shows the run until it ends, then what it did, with every figure read again. */
+  const follow = async (start: { startedAt: number; progress: ProgressView | null; cancelling: boolean }, own: Promise<ApplyOutcome> | undefined, target: string): Promise<void> => {
+    following = true;
+    const view = h('div', { class: 'run-view' });
+    render(view);
+    (view.querySelector('#btn-cancel-run') as HTMLButtonElement | null)?.focus();
+    const handle = followRun(view, api, start, own);
+    (view.querySelector('#btn-cancel-run') as HTMLButtonElement | null)?.focus();
+    const end = await handle.ended;
+    following = false;
+    warning.hidden = true;
+    const refusal = own ? await own.then(() => null, (error: unknown) => error) : null;
+    if (refusal instanceof ApiError && refusal.code === 'stale-plan' && refusal.plan) {
+      await showPlan({ plan: refusal.plan, notice: 'The database changed since that plan was made, so nothing was removed. Here is the new plan.', target });
+      return;
+    }
+    stats = await api.request('stats', { largest: 5 }).catch(() => stats);
+    const line = headline(stats);
+    heading.textContent = line.title;
+    summary.textContent = line.summary;
+    ctx.changed();
+    const outcome = end.outcome;
+    if (!outcome) {
       const back = h('button', { type: 'button', id: 'btn-back' }, 'Back');
       back.addEventListener('click', overview);
-      render(h('h3', {}, 'Clean-up failed'), h('p', { class: 'field-error', role: 'alert' }, error instanceof ApiError ? error.message : String(error)), h('p', {}, 'Nothing was removed without a verified archive.'), h('div', { class: 'actions' }, back));
+      render(h('h3', {}, 'Clean-up failed'), h('p', { class: 'field-error', role: 'alert' }, end.error ?? 'unknown error'), h('p', {}, 'Nothing was removed without a verified archive.'), h('div', { class: 'actions' }, back));
       back.focus();
       return;
     }
-    off();
-    bar.value = 100;
     const reclaimed = Math.max(0, outcome.bytesBefore - outcome.bytesAfter);
     const done = h('button', { type: 'button', class: 'primary', id: 'btn-done' }, 'Close');
-    done.addEventListener('click', close);
+    done.addEventListener('click', reallyClose);
+    const bar = h('progress', { id: 'apply-progress', max: 100, value: outcome.cancelled ? 0 : 100 });
     render(
-      h('h3', {}, 'Done'),
+      h('h3', { id: 'run-title' }, outcome.cancelled ? 'Cancelled' : 'Done'),
       bar,
       h(
         'p',
-        { id: 'apply-result', 'data-reclaimed': reclaimed, 'data-after': outcome.bytesAfter },
-        `Reclaimed ${bytes(reclaimed)}: the database went from ${bytes(outcome.bytesBefore)} to ${bytes(outcome.bytesAfter)}. ${plural(outcome.evicted.length, 'session')} removed.` +
-          (outcome.reclaim === 'deferred' ? ' OpenCode is using the file, so the freed space stays inside it (SQLite reuses it) until a VACUUM runs with OpenCode closed.' : ''),
+        { id: 'apply-result', 'data-reclaimed': reclaimed, 'data-after': outcome.bytesAfter, 'data-evicted': outcome.evicted.length, 'data-cancelled': outcome.cancelled ? 'yes' : 'no' },
+        outcome.cancelled
+          ? `Cancelled: ${count(outcome.evicted.length, 'session')} removed, ${count(outcome.notReached?.length ?? 0, 'session')} left as they were. Nothing is half-deleted.`
+          : `Reclaimed ${bytes(reclaimed)}: the database went from ${bytes(outcome.bytesBefore)} to ${bytes(outcome.bytesAfter)}. ${count(outcome.evicted.length, 'session')} removed.` +
+              (outcome.reclaim === 'deferred' ? ' OpenCode is using the file, so the freed space stays inside it (SQLite reuses it) until a VACUUM runs with OpenCode closed.' : ''),
       ),
-      outcome.archive ? h('p', {}, 'Archive: ', h('code', { id: 'apply-archive' }, outcome.archives.join(', '))) : h('p', {}, 'No archive was written (archiving is off).'),
+      outcome.archive ? h('p', {}, 'Archive: ', h('code', { id: 'apply-archive' }, outcome.archives.join(', '))) : h('p', {}, outcome.evicted.length ? 'No archive was written (archiving is off).' : 'Nothing was removed, so no archive was kept.'),
       h('div', { class: 'actions' }, done),
     );
     done.focus();
-    ctx.changed();
   };
 
-  const heading = h('h2', { id: 'dialog-title' }, `Your OpenCode database is ${bytes(total)}`);
-  const summary = h(
-    'p',
-    { id: 'dialog-summary' },
-    crossed
-      ? `It has crossed the ${crossed.thresholdMB >= 1024 ? `${crossed.thresholdMB / 1024} GB` : `${crossed.thresholdMB} MB`} warning threshold. ${plural(stats.rootSessions, 'session')}, ${bytes(stats.attachments.bytes)} of attachments.`
-      : `${plural(stats.rootSessions, 'session')}, ${bytes(stats.attachments.bytes)} of attachments.`,
-  );
+  const line = headline(stats);
+  const heading = h('h2', { id: 'dialog-title' }, line.title);
+  const summary = h('p', { id: 'dialog-summary' }, line.summary);
   const x = h('button', { type: 'button', class: 'close-x', 'aria-label': 'Close' }, '×');
   x.addEventListener('click', close);
-  dialog.replaceChildren(h('div', { class: 'dialog-head' }, heading, x), summary, body);
-  overview();
+  dialog.replaceChildren(h('div', { class: 'dialog-head' }, heading, x), warning, summary, body);
   if (!dialog.open) dialog.showModal();
+  if (status.running) {
+    // Opened again during a run (or after a reload): the run, not a new plan.
+    void follow({ startedAt: status.running.startedAt, progress: status.running.progress, cancelling: status.running.cancelling }, undefined, String(suggested));
+    return;
+  }
+  overview();
   (dialog.querySelector('#btn-clean') as HTMLButtonElement | null)?.focus();
 }

@@ -42,6 +42,8 @@ export interface AppEnv {
 interface Fixtures {
   env: AppEnv;
   app: Page;
+  /** Extra environment for the served utility (test hooks), set with test.use. */
+  serveEnv: Record<string, string>;
 }
 
 interface WorkerFixtures {
@@ -49,6 +51,8 @@ interface WorkerFixtures {
 }
 
 export const test = base.extend<Fixtures, WorkerFixtures>({
+  serveEnv: [{}, { option: true }],
+
   baseDb: [
     async ({}, use) => {
       const dir = mkdtempSync(join(tmpdir(), 'sk-e2e-base-'));
@@ -76,8 +80,8 @@ export const test = base.extend<Fixtures, WorkerFixtures>({
   },
 
   // Not the built-in `page`: that would launch a browser for the electron project too.
-  app: async ({ env, playwright }, use, testInfo) => {
-    const childEnv = { ...process.env, XDG_DATA_HOME: env.dataHome, XDG_CONFIG_HOME: join(env.dir, 'config-home') };
+  app: async ({ env, playwright, serveEnv }, use, testInfo) => {
+    const childEnv = { ...process.env, XDG_DATA_HOME: env.dataHome, XDG_CONFIG_HOME: join(env.dir, 'config-home'), ...serveEnv };
     if (testInfo.project.name === 'electron') {
       const electronPath = process.env['ELECTRON_PATH'];
       const main = join(ROOT, 'out', 'main', 'index.js');
