@@ -89,20 +89,44 @@ function largestTable(stats: StatsResult, count = 5): HTMLElement {
   return table;
 }
 
-export function planTable(plan: PlanResult, limit = 8): HTMLElement {
-  const table = h('table', { class: 'plan', 'data-testid': 'plan-table' }, h('caption', {}, `Sessions to archive and remove (${plan.evict.length})`));
+/**
+ * The sessions a plan removes, the first `limit` rows and a button for the rest (never a dead
+ * "...and 1133 more"); with `onKeep`, each row can be kept out of this clean-up.
+ */
+export function planTable(plan: PlanResult, limit = 8, onKeep?: (id: string) => void): HTMLElement {
+  const table = h('table', { class: 'plan', 'data-testid': 'plan-table' }, h('caption', {}, `Sessions to archive and remove (${plan.evict.length.toLocaleString('en-US')})`));
+  const cols = onKeep ? 4 : 3;
   table.append(
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Session'), h('th', { scope: 'col' }, 'Created'), h('th', { scope: 'col', class: 'num' }, 'Size'))),
+    h(
+      'thead',
+      {},
+      h('tr', {}, h('th', { scope: 'col' }, 'Session'), h('th', { scope: 'col' }, 'Created'), h('th', { scope: 'col', class: 'num' }, 'Size'), onKeep ? h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Keep')) : null),
+    ),
   );
   const body = h('tbody');
-  for (const e of plan.evict.slice(0, limit)) {
-    const kids = e.children.length ? ` (+${plural(e.children.length, 'subtask')})` : '';
-    body.append(
-      h('tr', { 'data-session-id': e.id }, h('td', { class: 'title-cell', title: e.id }, `${e.title || e.id}${kids}`), h('td', {}, day(e.timeCreated)), h('td', { class: 'num' }, bytes(e.bytes))),
-    );
+  const rows = (from: number, to: number): void => {
+    for (const e of plan.evict.slice(from, to)) {
+      const kids = e.children.length ? ` (+${plural(e.children.length, 'subtask')})` : '';
+      let keep: HTMLElement | null = null;
+      if (onKeep) {
+        const btn = h('button', { type: 'button', class: 'small', 'data-keep': e.id, 'aria-label': `Keep "${e.title || e.id}" this time` }, 'Keep');
+        btn.addEventListener('click', () => onKeep(e.id));
+        keep = h('td', {}, btn);
+      }
+      body.append(h('tr', { 'data-session-id': e.id }, h('td', { class: 'title-cell', title: e.id }, `${e.title || e.id}${kids}`), h('td', {}, day(e.timeCreated)), h('td', { class: 'num' }, bytes(e.bytes)), keep));
+    }
+  };
+  rows(0, limit);
+  if (plan.evict.length > limit) {
+    const more = h('button', { type: 'button', class: 'link', id: 'btn-plan-all' }, `Show all ${plan.evict.length.toLocaleString('en-US')}`);
+    const moreRow = h('tr', {}, h('td', { colspan: cols, class: 'more' }, `…and ${(plan.evict.length - limit).toLocaleString('en-US')} more. `, more));
+    more.addEventListener('click', () => {
+      moreRow.remove();
+      rows(limit, plan.evict.length);
+    });
+    body.append(moreRow);
   }
-  if (plan.evict.length > limit) body.append(h('tr', {}, h('td', { colspan: 3, class: 'more' }, `…and ${plan.evict.length - limit} more`)));
-  if (plan.evict.length === 0) body.append(h('tr', {}, h('td', { colspan: 3 }, 'Nothing to remove with these limits.')));
+  if (plan.evict.length === 0) body.append(h('tr', {}, h('td', { colspan: cols }, 'Nothing to remove with these limits.')));
   table.append(body);
   return table;
 }
@@ -221,9 +245,17 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     const goBtn = h('button', { type: 'button', class: 'primary', id: 'btn-apply', disabled: true }, 'Archive and clean up');
     const backBtn = h('button', { type: 'button', id: 'btn-back' }, 'Back');
     backBtn.addEventListener('click', overview);
-    let current: PlanResult | null = null;
+    let current: PlanResult | null = initial?.plan ?? null;
     let stale = true;
     let seq = 0;
+    /** Sessions kept out of this one clean-up (they stay; settings are not changed). */
+    const excluded = new Set<string>(initial?.plan.exclude ?? []);
+    const keepThisTime = (id: string): void => {
+      excluded.add(id);
+      ++seq;
+      markStale();
+      void refresh();
+    };
     const markStale = (): void => {
       stale = true;
       goBtn.disabled = true;
@@ -246,9 +278,21 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
           `${count(plan.evict.length, 'session')} of ${count(plan.rootSessions, 'session').replace(/ sessions?$/, '')} would be removed, freeing about ${bytes(plan.freesBytes)} (${bytes(plan.storeBytes)} → ${bytes(Math.max(0, plan.storeBytes - plan.freesBytes))}). ${archiveNote}`,
         ),
         plan.unmetSize ? h('p', { class: 'note' }, 'Pinned or recently active sessions keep the database above this size.') : '',
-        planTable(plan),
+        excludedLine(),
+        planTable(plan, 8, keepThisTime),
       );
       goBtn.disabled = plan.evict.length === 0;
+    };
+    const excludedLine = (): HTMLElement | string => {
+      if (excluded.size === 0) return '';
+      const undo = h('button', { type: 'button', class: 'link', id: 'btn-unexclude' }, 'put them back in the plan');
+      undo.addEventListener('click', () => {
+        excluded.clear();
+        ++seq;
+        markStale();
+        void refresh();
+      });
+      return h('p', { id: 'plan-excluded', 'data-excluded': [...excluded].join(' ') }, `Kept out of this clean-up: ${count(excluded.size, 'session')} (`, undo, ').');
     };
     const refresh = async (): Promise<void> => {
       const mine = ++seq;
@@ -263,7 +307,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
       inputError.textContent = '';
       sizeInput.removeAttribute('aria-invalid');
       try {
-        const plan = await api.request('plan', { policy: { maxSizeMB: checked.value } });
+        const plan = await api.request('plan', { policy: { maxSizeMB: checked.value }, ...(excluded.size ? { exclude: [...excluded] } : {}) });
         if (mine !== seq) return;
         showResult(plan);
       } catch (error) {

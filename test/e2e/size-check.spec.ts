@@ -164,3 +164,23 @@ test('stale plan: while a new plan is made Apply waits, and it runs the plan on 
   // Nothing beyond the plan on screen: every root not in it is still there.
   for (const id of roots) if (!newIds.includes(id)) expect(after.has(id), id).toBe(true);
 });
+
+test('the whole plan can be seen, and a session kept out of this clean-up stays', async ({ app, env }) => {
+  const dialog = app.locator('#size-dialog');
+  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
+  await dialog.getByLabel('Keep the database under').fill('30');
+  const summary = dialog.locator('#plan-summary');
+  await expect(summary).toHaveAttribute('data-evict', '26');
+  await dialog.getByRole('button', { name: 'Show all 26' }).click();
+  await expect(dialog.locator('table.plan tbody tr[data-session-id]')).toHaveCount(26);
+  const first = (await summary.getAttribute('data-ids'))!.split(' ')[0]!;
+  await dialog.locator(`button[data-keep="${first}"]`).click();
+  await expect(dialog.locator('#plan-excluded')).toHaveAttribute('data-excluded', first);
+  await expect(summary).not.toHaveAttribute('data-ids', new RegExp(first));
+  const planned = (await summary.getAttribute('data-ids'))!.split(' ');
+  await dialog.getByRole('button', { name: 'Archive and clean up', exact: true }).click();
+  await expect(dialog.locator('#apply-result')).toBeVisible({ timeout: 60_000 });
+  const after = sessionIds(env.db);
+  expect(after.has(first)).toBe(true);
+  for (const id of planned) expect(after.has(id), id).toBe(false);
+});
