@@ -16,6 +16,7 @@ import { z } from 'zod';
 import type { SkErrorCode } from './errors.js';
 import type { ApplyResult, AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
 import type { PlannedEviction } from './planner.js';
+import { BROWSE_SORTS, type BrowseResult } from './browse.js';
 import { STORAGE_KINDS } from './storage.js';
 
 /** Strings from the renderer are bounded: nothing it sends may be large. */
@@ -75,6 +76,22 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('cancelRun'), params: z.object({}).strict().optional() }),
   /** The clean-up running now (a reopened dialog or a reloaded page shows it), and the last one that ended. */
   z.object({ method: z.literal('runStatus'), params: z.object({}).strict().optional() }),
+  /** One page of root sessions for the session browser: search by title, sort, one project; totals per project. */
+  z.object({
+    method: z.literal('browseSessions'),
+    params: z
+      .object({
+        search: z.string().max(200).optional(),
+        sort: z.enum(BROWSE_SORTS).optional(),
+        project: z.string().max(256).optional(),
+        offset: z.number().int().min(0).max(10_000_000).optional(),
+        limit: z.number().int().min(1).max(200).optional(),
+      })
+      .strict()
+      .optional(),
+  }),
+  /** Pins (never evicted) or unpins a session: writes `keep` in the config file, comments kept. */
+  z.object({ method: z.literal('setPinned'), params: z.object({ sessionId, pinned: z.boolean() }).strict() }),
   z.object({ method: z.literal('getSettings'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
   z.object({
@@ -214,6 +231,8 @@ export interface ResultMap {
   apply: ApplyOutcome;
   cancelRun: { cancelling: boolean };
   runStatus: RunStatusResult;
+  browseSessions: BrowseResult;
+  setPinned: { keep: string[] };
   getSettings: SettingsResult;
   saveSettings: SettingsResult;
   testConnection: TestConnectionResult;

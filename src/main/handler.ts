@@ -34,7 +34,9 @@ import {
   type SettingsResult,
   type StartupResult,
 } from '../core/utility-protocol.js';
+import { browseSessions, type BrowseQuery, type BrowseResult } from '../core/browse.js';
 import { checkSettingsForm } from '../core/settings-form.js';
+import { openReader } from '../store/open-store.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
 import { dryRun, enforceAtStartup, applyRetention, type RetentionProgress } from './retention.js';
@@ -290,6 +292,11 @@ export class RequestHandler {
         const run = this.running;
         return { running: run ? { requestId: run.requestId, planId: run.planId, sessions: run.sessions, startedAt: run.startedAt, progress: run.progress, cancelling: run.cancelling } : null, last: this.lastRun };
       }
+      case 'browseSessions':
+        await this.startup();
+        return this.browse(request.params ?? {});
+      case 'setPinned':
+        return this.setPinned(request.params.sessionId, request.params.pinned);
       case 'getSettings':
         return this.settings();
       case 'saveSettings':
@@ -435,6 +442,28 @@ export class RequestHandler {
       if (this.running === run) this.running = null;
       this.applying = false;
     }
+  }
+
+  /** A page of the session browser, from the facts the planner uses (sizes, never payloads). */
+  private async browse(query: BrowseQuery): Promise<BrowseResult> {
+    const reader = await openReader(this.options.db);
+    try {
+      const [{ facts }, projects] = await Promise.all([reader.retentionFacts(true), reader.sessionProjects?.() ?? Promise.resolve(null)]);
+      this.config = this.loadSettings();
+      return browseSessions({ facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [], pinned: new Set(this.config.keep) }, query);
+    } finally {
+      await reader.close();
+    }
+  }
+
+  /** `keep` as written in the file, with `sessionId` added or removed; the rest of the file untouched. */
+  private setPinned(sessionId: string, pinned: boolean): { keep: string[] } {
+    const raw = this.rawBlock()['keep'];
+    const keep = Array.isArray(raw) ? raw.filter((k): k is string => typeof k === 'string') : [];
+    const next = pinned ? (keep.includes(sessionId) ? keep : [...keep, sessionId]) : keep.filter((k) => k !== sessionId);
+    if (JSON.stringify(next) !== JSON.stringify(keep)) saveSessionBlock(this.configFile, { keep: next });
+    this.config = this.loadSettings();
+    return { keep: next };
   }
 
   /** Progress as it happens, at most every 100 ms within a phase (a phase's first and last always go). */

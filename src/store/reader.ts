@@ -58,6 +58,12 @@ export interface RetentionFacts {
   storeBytes: number;
 }
 
+export interface SessionProjects {
+  /** Root session id -> project id. */
+  rootProject: Map<string, string>;
+  projects: { id: string; name: string | null; worktree: string }[];
+}
+
 export interface SessionReader extends PageReader {
   /** Those of `ids` that are not sessions here, in the given order. */
   missingSessions(ids: readonly string[]): Promise<string[]>;
@@ -78,6 +84,8 @@ export interface SessionReader extends PageReader {
   oldestRoot(): Promise<{ created: number | null; updated: number | null }>;
   /** Per-root facts for the planner; with `withBytes`, what evicting each would free. */
   retentionFacts(withBytes: boolean): Promise<RetentionFacts>;
+  /** Which project each root session belongs to, and the projects' names (the session browser). Not every backend has it. */
+  sessionProjects?(): Promise<SessionProjects>;
   /** The sessions' rows, one session after another, each read consistently. */
   exportSessions(ids: readonly string[]): SessionItems;
   /** What compacting the event log would free, per event type (payloads never read into JS). */

@@ -17,7 +17,7 @@ import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
 import { dataFolderPlaces } from './data-folder/places.js';
 import { buildShowPage } from '../page-builder.js';
-import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
+import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { SqliteContentSource } from './content-source.js';
@@ -501,6 +501,15 @@ export class SqliteReader implements SessionReader {
       rootSessions: statement(this.conn.db, 'SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number,
       eventLogMark: this.has('event') ? ((statement(this.conn.db, 'SELECT coalesce(max(rowid), 0) FROM event').pluck().get() as number) ?? 0) : 0,
     }));
+  }
+
+  sessionProjects(): Promise<SessionProjects> {
+    return this.read(() => {
+      const db = this.conn.db;
+      const roots = db.prepare('SELECT id, project_id AS projectId FROM session WHERE parent_id IS NULL').all() as { id: string; projectId: string }[];
+      const projects = this.has('project') ? (db.prepare('SELECT id, name, worktree FROM project ORDER BY id').all() as SessionProjects['projects']) : [];
+      return { rootProject: new Map(roots.map((r) => [r.id, r.projectId])), projects };
+    });
   }
 
   oldestRoot(): Promise<{ created: number | null; updated: number | null }> {
