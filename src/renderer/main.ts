@@ -1,10 +1,11 @@
 /**
  * The renderer: a small page with the database overview and the settings panel; the size-check
  * dialog opens by itself when the utility process reports a threshold crossed at startup.
- * `#settings` opens the settings panel directly; `#size-check` opens the dialog.
+ * `#settings` opens the settings panel directly, `#sessions` the session browser; `#size-check` opens the dialog.
  */
 import type { ProtocolEvent, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
 import { connectApi } from './api.js';
+import { renderBrowser } from './browser.js';
 import { renderSettings } from './settings.js';
 import { chart, openSizeCheck, spaceBreakdown } from './size-check.js';
 import { byId, bytes, h, plural } from './util.js';
@@ -14,15 +15,23 @@ const dialog = byId<HTMLDialogElement>('size-dialog');
 const banner = byId('banner');
 const home = byId('view-home');
 const settingsView = byId('view-settings');
+const sessionsView = byId('view-sessions');
 let startup: StartupResult | null = null;
 
 const settings = renderSettings(settingsView, api, () => void refreshHome());
+const browser = renderBrowser(sessionsView, api);
 
-function show(view: 'home' | 'settings'): void {
+type View = 'home' | 'settings' | 'sessions';
+const viewOfHash = (): View => (location.hash === '#settings' ? 'settings' : location.hash === '#sessions' ? 'sessions' : 'home');
+
+function show(view: View): void {
   home.hidden = view !== 'home';
   settingsView.hidden = view !== 'settings';
+  sessionsView.hidden = view !== 'sessions';
   byId('nav-size').setAttribute('aria-current', String(view === 'home'));
+  byId('nav-sessions').setAttribute('aria-current', String(view === 'sessions'));
   byId('nav-settings').setAttribute('aria-current', String(view === 'settings'));
+  if (view === 'sessions') void browser.load();
   if (view === 'settings') {
     void settings.load();
     (settingsView.querySelector('input, select') as HTMLElement | null)?.focus();
@@ -86,6 +95,7 @@ api.onEvent((event: ProtocolEvent) => {
     else note(`The clean-up finished: ${plural(outcome.evicted.length, 'session')} removed, ${bytes(outcome.bytesBefore)} → ${bytes(outcome.bytesAfter)}.`);
     banner.dataset['run'] = 'ended';
     void refreshHome();
+    if (!sessionsView.hidden) void browser.load();
   }
 });
 
@@ -97,17 +107,21 @@ byId('nav-settings').addEventListener('click', () => {
   location.hash = '#settings';
   show('settings');
 });
-window.addEventListener('hashchange', () => show(location.hash === '#settings' ? 'settings' : 'home'));
+byId('nav-sessions').addEventListener('click', () => {
+  location.hash = '#sessions';
+  show('sessions');
+});
+window.addEventListener('hashchange', () => show(viewOfHash()));
 
 async function boot(): Promise<void> {
-  show(location.hash === '#settings' ? 'settings' : 'home');
+  show(viewOfHash());
   startup = await api.request('startup');
   if (startup.error) note(startup.error, 'bad');
   else if (startup.retention && startup.retention.evicted.length > 0) {
     note(`Retention at startup removed ${plural(startup.retention.evicted.length, 'session')}: ${bytes(startup.retention.bytesBefore)} → ${bytes(startup.retention.bytesAfter)}.`);
   }
   await refreshHome();
-  if ((startup.showDialog && location.hash !== '#settings') || location.hash === '#size-check') await openDialog();
+  if ((startup.showDialog && viewOfHash() === 'home') || location.hash === '#size-check') await openDialog();
   document.body.dataset['ready'] = 'true';
 }
 

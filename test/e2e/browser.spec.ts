@@ -1,0 +1,71 @@
+/**
+ * The session browser in Chromium: search, sort by size, a project's sessions from the totals,
+ * and a pin that lands in the JSONC config with its comments kept.
+ */
+import Database from 'better-sqlite3';
+import { readFileSync } from 'node:fs';
+import type { Page } from '@playwright/test';
+import { expect, test } from './fixtures.js';
+
+function sql<T>(db: string, query: string, ...args: unknown[]): T[] {
+  const conn = new Database(db, { readonly: true });
+  try {
+    return conn.prepare(query).all(...args) as T[];
+  } finally {
+    conn.close();
+  }
+}
+
+async function openBrowser(app: Page): Promise<void> {
+  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
+  await app.locator('#size-dialog').evaluate((d: HTMLDialogElement) => d.open && d.close());
+  await app.getByRole('button', { name: 'Sessions', exact: true }).click();
+  await expect(app.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
+}
+
+test('search, sort and projects page through the sessions; pin writes keep with comments kept', async ({ app, env }) => {
+  await openBrowser(app);
+  const table = app.locator('#browse-table');
+  await expect(table).toHaveAttribute('data-total', '93');
+  await expect(table.locator('tbody tr')).toHaveCount(50);
+  await expect(app.locator('#browse-range')).toHaveText('1–50 of 93 sessions');
+  await app.getByRole('button', { name: 'Next' }).click();
+  await expect(app.locator('#browse-range')).toHaveText('51–93 of 93 sessions');
+  await app.getByRole('button', { name: 'Previous' }).click();
+
+  // Largest first: sizes descending down the page.
+  await app.getByLabel('Sort', { exact: true }).selectOption('size');
+  await expect(async () => {
+    const sizes = (await table.locator('tbody tr').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-bytes')))));
+    expect(sizes.length).toBe(50);
+    expect(sizes).toEqual([...sizes].sort((a, b) => b - a));
+  }).toPass();
+
+  // Search: exactly the titles SQL finds.
+  const word = sql<{ title: string }>(env.db, 'SELECT title FROM session WHERE parent_id IS NULL ORDER BY id LIMIT 1')[0]!.title.split(/\s+/).find((w) => w.length > 3)!;
+  const matching = sql<{ n: number }>(env.db, "SELECT count(*) AS n FROM session WHERE parent_id IS NULL AND title LIKE '%' || ? || '%'", word)[0]!.n;
+  await app.getByLabel('Search', { exact: true }).fill(word);
+  await expect(table).toHaveAttribute('data-total', String(matching));
+  await app.getByLabel('Search', { exact: true }).fill('');
+  await expect(table).toHaveAttribute('data-total', '93');
+
+  // A project from the totals: its sessions, as many as SQL counts.
+  const top = sql<{ project: string; n: number }>(env.db, 'SELECT project_id AS project, count(*) AS n FROM session WHERE parent_id IS NULL GROUP BY project_id ORDER BY n DESC LIMIT 1')[0]!;
+  await app.locator(`button.project[data-project="${top.project}"]`).click();
+  await expect(table).toHaveAttribute('data-total', String(top.n));
+  await expect(app.locator(`button.project[data-project="${top.project}"]`)).toHaveAttribute('aria-pressed', 'true');
+  await app.getByRole('button', { name: /^All projects/ }).click();
+
+  // Pin the first row.
+  const first = (await table.locator('tbody tr').first().getAttribute('data-session-id'))!;
+  await app.locator(`button[data-pin="${first}"]`).click();
+  await expect(app.locator(`button[data-pin="${first}"]`)).toHaveAttribute('aria-pressed', 'true');
+  const text = readFileSync(env.config, 'utf8');
+  expect(text).toContain("// OpenCode's own settings stay as they are");
+  expect(text).toContain('/* inline comment */');
+  expect(text).toContain('// warn early for the test database');
+  expect(text).toMatch(new RegExp(`"keep": \\[\\s*"${first}"\\s*\\]`));
+  await app.locator(`button[data-pin="${first}"]`).click();
+  await expect(app.locator(`button[data-pin="${first}"]`)).toHaveAttribute('aria-pressed', 'false');
+  expect(readFileSync(env.config, 'utf8')).not.toContain(first);
+});

@@ -1,0 +1,44 @@
+/**
+ * Screenshots of the size-check dialog (overview and plan), the session browser and the settings
+ * at 1280x800 and 800x600, light and dark, into test-results/screenshots/ (named in the README).
+ */
+import { expect, snap, test } from './fixtures.js';
+
+const SIZES = [
+  { width: 1280, height: 800 },
+  { width: 800, height: 600 },
+];
+
+test('dialog, browser and settings at two sizes in both themes', async ({ app }, testInfo) => {
+  test.setTimeout(120_000);
+  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
+  const shoot = async (what: string): Promise<void> => {
+    for (const size of SIZES) {
+      await app.setViewportSize(size);
+      for (const scheme of ['light', 'dark'] as const) {
+        await app.emulateMedia({ colorScheme: scheme });
+        await snap(app, `${what}-${size.width}x${size.height}-${scheme}-${testInfo.project.name}`, testInfo);
+      }
+    }
+  };
+  const dialog = app.locator('#size-dialog');
+  await expect(dialog.locator('table.largest tbody tr')).toHaveCount(5);
+  await shoot('dialog');
+  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
+  await expect(dialog.locator('#plan-summary')).toBeVisible();
+  await shoot('dialog-plan');
+  await dialog.getByRole('button', { name: 'Archive and clean up', exact: true }).click();
+  await expect(dialog.locator('#confirm-title')).toBeVisible();
+  await shoot('dialog-confirm');
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await dialog.evaluate((d: HTMLDialogElement) => d.close());
+  await app.getByRole('button', { name: 'Sessions', exact: true }).click();
+  await expect(app.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
+  await shoot('browser');
+  await app.getByRole('button', { name: 'Settings', exact: true }).click();
+  await expect(app.locator('#settings-form[data-loaded="true"]')).toBeVisible();
+  await app.getByLabel('Remove old sessions automatically at startup').check();
+  await app.getByLabel('Largest database size (MB)').fill('30');
+  await expect(app.locator('#preview-summary')).toContainText('At next start');
+  await shoot('settings');
+});
