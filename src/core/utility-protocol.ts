@@ -92,6 +92,14 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   }),
   /** Pins (never evicted) or unpins a session: writes `keep` in the config file, comments kept. */
   z.object({ method: z.literal('setPinned'), params: z.object({ sessionId, pinned: z.boolean() }).strict() }),
+  /** The session archives in `archiveDir`: name, sessions, size, date. */
+  z.object({ method: z.literal('listArchives'), params: z.object({}).strict().optional() }),
+  /** The root sessions one archive (by its name in `archiveDir`) holds, and whether each is in the store now. */
+  z.object({ method: z.literal('archiveContents'), params: z.object({ name: z.string().min(1).max(200) }).strict() }),
+  /** Puts sessions back from an archive: the trees of `sessionIds`, or all; ones present are skipped. */
+  z.object({ method: z.literal('restoreArchive'), params: z.object({ name: z.string().min(1).max(200), sessionIds: z.array(sessionId).min(1).max(10_000).optional() }).strict() }),
+  /** Past clean-ups of this database, newest first. */
+  z.object({ method: z.literal('history'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('getSettings'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
   z.object({
@@ -218,6 +226,41 @@ export interface RunStatusResult {
   last: RunEnd | null;
 }
 
+export interface ArchiveListEntry {
+  name: string;
+  path: string;
+  bytes: number;
+  /** Written (epoch ms). */
+  time: number;
+  /** Sessions in it, subtasks included, and root sessions. */
+  sessions: number;
+  roots: number;
+  /** Set when it cannot be read. */
+  error: string | null;
+}
+
+export interface ArchiveSessionEntry {
+  id: string;
+  title: string;
+  timeCreated: number;
+  subtasks: number;
+  /** Whether the store has this session now (restoring it would skip it). */
+  present: boolean;
+}
+
+/** One past clean-up. */
+export interface HistoryEntry {
+  at: number;
+  db: string;
+  kind: 'clean-up' | 'startup' | 'restore';
+  removed: number;
+  bytesBefore: number;
+  bytesAfter: number;
+  /** Archive names in archiveDir. */
+  archives: string[];
+  cancelled: boolean;
+}
+
 export interface ResultMap {
   ping: { pong: true; pid: number };
   health: HealthResult;
@@ -233,6 +276,10 @@ export interface ResultMap {
   runStatus: RunStatusResult;
   browseSessions: BrowseResult;
   setPinned: { keep: string[] };
+  listArchives: { archiveDir: string; archives: ArchiveListEntry[] };
+  archiveContents: { name: string; sessions: ArchiveSessionEntry[] };
+  restoreArchive: { restored: string[]; skipped: string[] };
+  history: { entries: HistoryEntry[] };
   getSettings: SettingsResult;
   saveSettings: SettingsResult;
   testConnection: TestConnectionResult;

@@ -37,6 +37,7 @@ import {
 import { browseSessions, type BrowseQuery, type BrowseResult } from '../core/browse.js';
 import { checkSettingsForm } from '../core/settings-form.js';
 import { openReader } from '../store/open-store.js';
+import { archivePath, archiveSessions, listArchives, readHistory, recordRun, restoreFromArchive } from './archive-shelf.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
 import { dryRun, enforceAtStartup, applyRetention, type RetentionProgress } from './retention.js';
@@ -188,6 +189,13 @@ export class RequestHandler {
           onWarning: (w) => this.options.emit({ event: 'warning', thresholdMB: w.thresholdMB, message: w.message }),
           onProgress: (p) => this.options.emit({ event: 'progress', requestId: null, progress: progressView(p) }),
         });
+        if (report.retention && report.retention.evicted.length > 0) {
+          try {
+            recordRun(this.statePath, this.options.db, 'startup', report.retention);
+          } catch {
+            // the history is a convenience: retention itself succeeded
+          }
+        }
         this.startupReport = {
           db: this.options.db,
           bytes: report.bytes,
@@ -297,6 +305,17 @@ export class RequestHandler {
         return this.browse(request.params ?? {});
       case 'setPinned':
         return this.setPinned(request.params.sessionId, request.params.pinned);
+      case 'listArchives':
+        this.config = this.loadSettings();
+        return { archiveDir: this.config.archiveDir, archives: await listArchives(this.config.archiveDir) };
+      case 'archiveContents':
+        await this.startup();
+        return { name: request.params.name, sessions: await archiveSessions(this.options.db, archivePath(this.config.archiveDir, request.params.name)) };
+      case 'restoreArchive':
+        await this.startup();
+        return this.restore(request.params.name, request.params.sessionIds);
+      case 'history':
+        return { entries: readHistory(this.statePath, this.options.db) };
       case 'getSettings':
         return this.settings();
       case 'saveSettings':
@@ -429,6 +448,11 @@ export class RequestHandler {
       // Deleted sessions' attachments must not stay viewable through the files held open for them.
       if (result.evicted.length > 0) this.options.service?.handles.clear();
       end(result, null);
+      try {
+        recordRun(this.statePath, this.options.db, 'clean-up', result);
+      } catch (error) {
+        this.options.emit({ event: 'log', message: `session-keeper: the clean-up is not in the history: ${oneLine(error)}` });
+      }
       return result;
     } catch (error) {
       if (error instanceof StalePlan) {
@@ -440,6 +464,20 @@ export class RequestHandler {
       throw error;
     } finally {
       if (this.running === run) this.running = null;
+      this.applying = false;
+    }
+  }
+
+  /** Restores from an archive in archiveDir; one run at a time, as with clean-ups. */
+  private async restore(name: string, sessionIds: string[] | undefined): Promise<{ restored: string[]; skipped: string[] }> {
+    if (this.applying) throw new ProtocolError('busy', 'a clean-up is running; restore when it has ended');
+    this.config = this.loadSettings();
+    const path = archivePath(this.config.archiveDir, name);
+    this.applying = true;
+    try {
+      const result = await restoreFromArchive(this.options.db, path, sessionIds);
+      return { restored: result.imported.map((s) => s.id), skipped: result.skipped };
+    } finally {
       this.applying = false;
     }
   }

@@ -64,7 +64,7 @@ export interface RunHandle {
  */
 export function followRun(root: HTMLElement, api: SessionKeeperApi, start: { startedAt: number; progress: ProgressView | null; cancelling: boolean }, own?: Promise<ApplyOutcome>): RunHandle {
   const bar = h('progress', { id: 'apply-progress', max: 100, value: 0, 'aria-labelledby': 'apply-phase' });
-  const phaseText = h('p', { id: 'apply-phase', 'aria-live': 'polite' }, 'Starting…');
+  const phaseText = h('span', { id: 'apply-phase', 'aria-live': 'polite' }, 'Starting…');
   const eta = h('span', { id: 'apply-eta', class: 'muted' });
   const rows = new Map<Phase, { row: HTMLElement; figure: HTMLElement }>();
   const list = h('ol', { class: 'phases', id: 'apply-phases' });
