@@ -1,10 +1,11 @@
 /**
  * The renderer: a small page with the database overview and the settings panel; the size-check
  * dialog opens by itself when the utility process reports a threshold crossed at startup.
- * `#settings` opens the settings panel directly, `#sessions` the session browser; `#size-check` opens the dialog.
+ * `#settings` opens the settings panel directly, `#sessions` the session browser, `#archives` the archives and history; `#size-check` opens the dialog.
  */
 import type { ProtocolEvent, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
 import { connectApi } from './api.js';
+import { renderArchives } from './archives.js';
 import { renderBrowser } from './browser.js';
 import { renderSettings } from './settings.js';
 import { chart, openSizeCheck, spaceBreakdown } from './size-check.js';
@@ -16,22 +17,28 @@ const banner = byId('banner');
 const home = byId('view-home');
 const settingsView = byId('view-settings');
 const sessionsView = byId('view-sessions');
+const archivesView = byId('view-archives');
 let startup: StartupResult | null = null;
 
 const settings = renderSettings(settingsView, api, () => void refreshHome());
 const browser = renderBrowser(sessionsView, api);
+const archives = renderArchives(archivesView, api, () => void refreshHome());
 
-type View = 'home' | 'settings' | 'sessions';
-const viewOfHash = (): View => (location.hash === '#settings' ? 'settings' : location.hash === '#sessions' ? 'sessions' : 'home');
+type View = 'home' | 'settings' | 'sessions' | 'archives';
+const VIEWS: readonly View[] = ['home', 'settings', 'sessions', 'archives'];
+const viewOfHash = (): View => VIEWS.find((v) => location.hash === `#${v}`) ?? 'home';
 
 function show(view: View): void {
   home.hidden = view !== 'home';
   settingsView.hidden = view !== 'settings';
   sessionsView.hidden = view !== 'sessions';
+  archivesView.hidden = view !== 'archives';
+  byId('nav-archives').setAttribute('aria-current', String(view === 'archives'));
   byId('nav-size').setAttribute('aria-current', String(view === 'home'));
   byId('nav-sessions').setAttribute('aria-current', String(view === 'sessions'));
   byId('nav-settings').setAttribute('aria-current', String(view === 'settings'));
   if (view === 'sessions') void browser.load();
+  if (view === 'archives') void archives.load();
   if (view === 'settings') {
     void settings.load();
     (settingsView.querySelector('input, select') as HTMLElement | null)?.focus();
@@ -96,6 +103,7 @@ api.onEvent((event: ProtocolEvent) => {
     banner.dataset['run'] = 'ended';
     void refreshHome();
     if (!sessionsView.hidden) void browser.load();
+    if (!archivesView.hidden) void archives.load();
   }
 });
 
@@ -106,6 +114,10 @@ byId('nav-size').addEventListener('click', () => {
 byId('nav-settings').addEventListener('click', () => {
   location.hash = '#settings';
   show('settings');
+});
+byId('nav-archives').addEventListener('click', () => {
+  location.hash = '#archives';
+  show('archives');
 });
 byId('nav-sessions').addEventListener('click', () => {
   location.hash = '#sessions';
