@@ -88,3 +88,15 @@ export function connectApi(): SessionKeeperApi {
 }
 
 export { ApiError };
+
+/**
+ * The URL an extracted attachment is served at (relative to the cache: `AttachmentView.relPath`):
+ * Electron's registered scheme, or web mode's `/attachment/` route (the cookie opens it). Never a
+ * data: URL: the bytes stay in the utility's file.
+ */
+export function attachmentUrl(relPath: string, mime: string): string {
+  const path = relPath.split('/').map(encodeURIComponent).join('/');
+  const bridge = window.sessionKeeperBridge;
+  if (bridge) return `${bridge.attachmentScheme}://cache/${path}`;
+  return `/attachment/${path}?mime=${encodeURIComponent(mime)}`;
+}

@@ -1,10 +1,13 @@
 /**
  * The session browser: root sessions a page at a time from the utility (never the whole table
  * here), searched by title, sorted by size, creation or last activity, narrowed to one project
- * from the per-project totals, and pinned or unpinned (`keep` in the config file).
+ * from the per-project totals, and pinned or unpinned (`keep` in the config file). A session
+ * opens with its messages a page at a time from the paged API; attachments are links to the
+ * attachment URL, never their bytes in the page.
  */
 import type { BrowseResult, BrowseRow, BrowseSort } from '../core/browse.js';
 import type { SessionKeeperApi } from '../core/utility-protocol.js';
+import { attachmentUrl } from './api.js';
 import { count } from './confirm.js';
 import { bytes, day, h } from './util.js';
 
@@ -42,6 +45,71 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
   let offset = 0;
   let project: string | undefined;
   let seq = 0;
+  const viewer = h('section', { id: 'session-view', class: 'session-view', 'aria-live': 'polite', hidden: true });
+  root.append(viewer);
+
+  /** One part, as text a person reads: long text cut, tools by name, attachments as links. */
+  const partView = (part: Record<string, unknown>): HTMLElement | null => {
+    const type = String(part['type'] ?? '');
+    const attachment = part['attachment'] as { ref: string; mime: string; filename: string | null; bytes: number } | undefined;
+    if (attachment) {
+      const link = h('a', { href: '#', class: 'attachment-link', 'data-ref': attachment.ref }, `${attachment.filename ?? attachment.ref} (${attachment.mime}, ${bytes(attachment.bytes)})`);
+      link.addEventListener('click', (event) => {
+        event.preventDefault();
+        link.textContent = `${attachment.filename ?? attachment.ref} (preparing…)`;
+        void api
+          .request('attachment', { ref: attachment.ref })
+          .then((file) => {
+            link.href = attachmentUrl(file.relPath, file.mime);
+            link.target = '_blank';
+            link.rel = 'noopener';
+            link.textContent = `${attachment.filename ?? attachment.ref} (${attachment.mime}, ${bytes(attachment.bytes)})`;
+            window.open(link.href, '_blank', 'noopener');
+          })
+          .catch((error: unknown) => {
+            link.textContent = `${attachment.filename ?? attachment.ref}: ${(error as Error).message}`;
+          });
+      });
+      return h('p', { class: 'part part-file' }, 'Attachment: ', link);
+    }
+    if (type === 'text' || type === 'reasoning') {
+      const text = String(part['text'] ?? '');
+      return h('p', { class: `part part-${type}` }, type === 'reasoning' ? h('span', { class: 'muted' }, 'Thinking: ') : '', text.length > 2000 ? `${text.slice(0, 2000)}…` : text);
+    }
+    if (type === 'tool') return h('p', { class: 'part part-tool muted' }, `Tool: ${String(part['tool'] ?? 'tool')}`);
+    return null;
+  };
+
+  const openSession = async (row: BrowseRow): Promise<void> => {
+    const back = h('button', { type: 'button', id: 'btn-session-back' }, 'Back to the list');
+    const more = h('button', { type: 'button', id: 'btn-session-more', hidden: true }, 'Load more messages');
+    const list = h('ol', { class: 'messages', id: 'session-messages' });
+    back.addEventListener('click', () => {
+      viewer.hidden = true;
+      for (const el of root.querySelectorAll<HTMLElement>('.browse-controls, .browse-grid')) el.hidden = false;
+      (root.querySelector(`tr[data-session-id="${row.id}"] .open-session`) as HTMLElement | null)?.focus();
+    });
+    viewer.replaceChildren(h('h3', { id: 'session-title' }, row.title || row.id), h('p', { class: 'help' }, `${row.project} · created ${day(row.timeCreated)} · ${bytes(row.bytes)}`), h('div', { class: 'actions' }, back), list, more);
+    for (const el of root.querySelectorAll<HTMLElement>('.browse-controls, .browse-grid')) el.hidden = true;
+    viewer.hidden = false;
+    back.focus();
+    let cursor: string | null = null;
+    const page = async (): Promise<void> => {
+      more.disabled = true;
+      const result = await api.request('showSession', { sessionId: row.id, limit: 20, cursor });
+      for (const message of result.messages) {
+        const role = String(message.info['role'] ?? 'message');
+        const parts = message.parts.map(partView).filter((p): p is HTMLElement => p !== null);
+        list.append(h('li', { class: `message message-${role}` }, h('p', { class: 'role' }, role === 'user' ? 'You' : role === 'assistant' ? 'Assistant' : role), ...parts));
+      }
+      cursor = result.nextCursor;
+      more.hidden = cursor === null;
+      more.disabled = false;
+      viewer.dataset['loaded'] = 'true';
+    };
+    more.addEventListener('click', () => void page());
+    await page().catch((error: unknown) => list.append(h('li', { class: 'field-error' }, (error as Error).message)));
+  };
 
   const pinButton = (row: BrowseRow): HTMLElement => {
     const btn = h('button', { type: 'button', class: 'small pin', 'aria-pressed': String(row.pinned), 'data-pin': row.id, 'aria-label': `${row.pinned ? 'Unpin' : 'Pin'} "${row.title || row.id}"` }, row.pinned ? 'Pinned' : 'Pin');
@@ -55,6 +123,12 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
           btn.removeAttribute('disabled');
         });
     });
+    return btn;
+  };
+
+  const openButton = (row: BrowseRow, label: string): HTMLElement => {
+    const btn = h('button', { type: 'button', class: 'link open-session', 'data-open-session': row.id }, label);
+    btn.addEventListener('click', () => void openSession(row));
     return btn;
   };
 
@@ -83,7 +157,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
         h(
           'tr',
           { 'data-session-id': row.id, 'data-bytes': row.bytes },
-          h('td', { class: 'title-cell', title: row.id }, `${row.title || row.id}${kids}`),
+          h('td', { class: 'title-cell', title: row.id }, openButton(row, `${row.title || row.id}${kids}`)),
           h('td', { class: 'project-cell' }, row.project),
           h('td', {}, day(row.timeCreated)),
           h('td', {}, day(row.timeUpdated)),

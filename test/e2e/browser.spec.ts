@@ -69,3 +69,32 @@ test('search, sort and projects page through the sessions; pin writes keep with 
   await expect(app.locator(`button[data-pin="${first}"]`)).toHaveAttribute('aria-pressed', 'false');
   expect(readFileSync(env.config, 'utf8')).not.toContain(first);
 });
+
+test('a session opens with its messages paged, attachments as links to the attachment URL, never base64', async ({ app, env }) => {
+  await openBrowser(app);
+  await app.getByLabel('Sort', { exact: true }).selectOption('size');
+  // The root session holding the largest attachment.
+  const rootId = sql<{ session: string }>(
+    env.db,
+    "SELECT session_id AS session FROM part WHERE instr(data, '\"data:') > 0 AND session_id IN (SELECT id FROM session WHERE parent_id IS NULL) ORDER BY length(data) DESC LIMIT 1",
+  )[0]!.session;
+  await app.getByLabel('Search', { exact: true }).fill(sql<{ title: string }>(env.db, 'SELECT title FROM session WHERE id = ?', rootId)[0]!.title);
+  await app.locator(`button[data-open-session="${rootId}"]`).click();
+  const viewer = app.locator('#session-view');
+  await expect(viewer).toHaveAttribute('data-loaded', 'true');
+  await expect(viewer.locator('#session-messages > li').first()).toBeVisible();
+  while ((await viewer.locator('a.attachment-link').count()) === 0 && (await app.locator('#btn-session-more').isVisible())) {
+    await app.locator('#btn-session-more').click();
+    await expect(app.locator('#btn-session-more')).toBeEnabled();
+  }
+  const link = viewer.locator('a.attachment-link').first();
+  await expect(link).toBeVisible();
+  expect(await app.content()).not.toMatch(/base64,/);
+  const response = app.context().waitForEvent('response', (r) => r.url().includes('/attachment/'));
+  await link.click();
+  const answer = await response;
+  expect(answer.status()).toBe(200);
+  expect(Number(answer.headers()['content-length'])).toBeGreaterThan(1000);
+  await app.getByRole('button', { name: 'Back to the list' }).click();
+  await expect(app.locator('#browse-table')).toBeVisible();
+});
