@@ -62,7 +62,13 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   z.object({
     method: z.literal('plan'),
     params: z
-      .object({ settings: settingsInputSchema.optional(), policy: policyOverrideSchema.optional(), exclude: z.array(sessionId).max(1000).optional() })
+      .object({
+        settings: settingsInputSchema.optional(),
+        policy: policyOverrideSchema.optional(),
+        exclude: z.array(sessionId).max(1000).optional(),
+        /** Exactly these root sessions (the browser's selection) instead of the limits. */
+        sessions: z.array(sessionId).min(1).max(1000).optional(),
+      })
       .strict()
       .optional(),
   }),
@@ -146,6 +152,8 @@ export interface PlanResult {
   policy: { maxSizeMB: number | null; maxAgeDays: number | null; maxSessions: number | null };
   /** Sessions the user kept out of this clean-up. */
   exclude: string[];
+  /** For a plan of chosen sessions: those it does not remove, and why (pinned, active, not found). */
+  held?: { id: string; why: 'pinned' | 'active' | 'not-found' }[];
 }
 
 /** Same fields as `retention --apply --json`. */

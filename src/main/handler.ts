@@ -10,7 +10,7 @@ import { getHeapStatistics } from 'node:v8';
 import { parse as parseJsonc } from 'jsonc-parser';
 import { checkSessionConfig, describeIssue, issuePath, mergeOverrides, unknownSessionKeys, type SessionConfig, type SessionConfigInput } from '../core/config.js';
 import { oneLine, redactSecrets, SkError } from '../core/errors.js';
-import type { PlannedEviction } from '../core/planner.js';
+import { ACTIVE_WINDOW_MS, type PlannedEviction, type SessionFacts } from '../core/planner.js';
 import {
   describeRequestError,
   errorReply,
@@ -36,11 +36,11 @@ import {
 } from '../core/utility-protocol.js';
 import { browseSessions, type BrowseQuery, type BrowseResult } from '../core/browse.js';
 import { checkSettingsForm } from '../core/settings-form.js';
-import { openReader } from '../store/open-store.js';
+import { fileBytes, openReader } from '../store/open-store.js';
 import { archivePath, archiveSessions, listArchives, readHistory, recordRun, restoreFromArchive } from './archive-shelf.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
-import { dryRun, enforceAtStartup, applyRetention, type RetentionProgress } from './retention.js';
+import { archiveThenDelete, dryRun, enforceAtStartup, applyRetention, resolveBesideWriter, type RetentionProgress } from './retention.js';
 import type { SessionService } from './service.js';
 import { defaultStatePath, WarnState } from './warn-state.js';
 
@@ -98,6 +98,8 @@ interface PlanRecord {
   config: SessionConfig;
   policy: PolicyOverride | undefined;
   exclude: string[];
+  /** A plan of chosen root sessions (the browser), not of limits. */
+  sessions: string[] | undefined;
   /** Its roots with their latest activity and children: the same inputs must give exactly this. */
   fingerprint: string;
 }
@@ -287,6 +289,7 @@ export class RequestHandler {
         return this.need().stats({ largest: request.params?.largest ?? 10, warnAtMB: this.config.warnAtMB });
       case 'plan':
         await this.startup();
+        if (request.params?.sessions) return this.chosenPlan(request.params.sessions);
         return this.plan(request.params?.settings, request.params?.policy, request.params?.exclude ?? []);
       case 'apply':
         await this.startup();
@@ -390,12 +393,62 @@ export class RequestHandler {
       exclude,
     };
     if (plan.applicable) {
-      this.plans.set(plan.planId, { result: plan, config, policy, exclude, fingerprint: fingerprintOf(plan.evict) });
-      for (const old of this.plans.keys()) {
-        if (this.plans.size <= KEPT_PLANS) break;
-        this.plans.delete(old);
-      }
+      this.keepPlan({ result: plan, config, policy, exclude, sessions: undefined, fingerprint: fingerprintOf(plan.evict) });
     }
+    return plan;
+  }
+
+  private keepPlan(record: PlanRecord): void {
+    this.plans.set(record.result.planId, record);
+    for (const old of this.plans.keys()) {
+      if (this.plans.size <= KEPT_PLANS) break;
+      this.plans.delete(old);
+    }
+  }
+
+  /**
+   * A plan of chosen root sessions: each with its subtasks, except pinned ones and ones active in
+   * the last hour (OpenCode may have them open), which it holds back and names.
+   */
+  private async chosenPlan(sessions: string[]): Promise<PlanResult> {
+    this.config = this.loadSettings();
+    if (this.configError) throw new SkError('config', this.configError);
+    const config = this.config;
+    const reader = await openReader(this.options.db);
+    let facts: SessionFacts[];
+    let storeBytes: number;
+    try {
+      ({ facts, storeBytes } = await reader.retentionFacts(true));
+    } finally {
+      await reader.close();
+    }
+    const byId = new Map(facts.map((f) => [f.id, f]));
+    const pinned = new Set(config.keep);
+    const activeSince = Date.now() - ACTIVE_WINDOW_MS;
+    const evict: PlannedEviction[] = [];
+    const held: NonNullable<PlanResult['held']> = [];
+    for (const id of [...new Set(sessions)]) {
+      const f = byId.get(id);
+      if (!f) held.push({ id, why: 'not-found' });
+      else if (pinned.has(id) || f.children.some((c) => pinned.has(c))) held.push({ id, why: 'pinned' });
+      else if (f.timeUpdated > activeSince) held.push({ id, why: 'active' });
+      else evict.push({ id: f.id, title: f.title, timeCreated: f.timeCreated, timeUpdated: f.timeUpdated, bytes: f.bytes, children: f.children, timeArchived: f.timeArchived, reasons: [] });
+    }
+    const freesBytes = evict.reduce((n, e) => n + e.bytes, 0);
+    const plan: PlanResult = {
+      planId: randomUUID(),
+      applicable: true,
+      evict,
+      freesBytes,
+      storeBytes,
+      unmetSize: false,
+      rootSessions: facts.length,
+      archive: config.archive,
+      policy: { maxSizeMB: null, maxAgeDays: null, maxSessions: null },
+      exclude: [],
+      held,
+    };
+    this.keepPlan({ result: plan, config, policy: undefined, exclude: [], sessions, fingerprint: fingerprintOf(evict) });
     return plan;
   }
 
@@ -413,11 +466,17 @@ export class RequestHandler {
     if (this.configError) throw new SkError('config', this.configError);
     const stale = async (): Promise<never> => {
       this.plans.delete(planId);
-      const fresh = await this.plan(undefined, record.policy, record.exclude);
+      const fresh = record.sessions ? await this.chosenPlan(record.sessions) : await this.plan(undefined, record.policy, record.exclude);
       throw new StalePlanError(fresh);
     };
-    const config = this.planConfig(undefined, record.policy, record.exclude);
+    const config = record.sessions ? this.config : this.planConfig(undefined, record.policy, record.exclude);
     if (JSON.stringify(config) !== JSON.stringify(record.config)) return stale();
+    if (record.sessions) {
+      // The same choice must give the same trees with the same activity, or it is not what was shown.
+      const again = await this.chosenPlan(record.sessions);
+      this.plans.delete(again.planId);
+      if (fingerprintOf(again.evict) !== record.fingerprint) return stale();
+    }
     this.applying = true;
     const controller = new AbortController();
     const run = { requestId, planId, sessions: record.result.evict.length, startedAt: Date.now(), progress: null, cancelling: false, controller, lastSent: 0 };
@@ -428,7 +487,9 @@ export class RequestHandler {
       this.options.emit({ event: 'runEnded', end: this.lastRun });
     };
     try {
-      const result = await applyRetention({
+      const result = record.sessions
+        ? await this.removeChosen(record, config, controller.signal, (p) => this.progress(run, p))
+        : await applyRetention({
         db: this.options.db,
         config,
         cacheDir: this.options.cacheDir,
@@ -466,6 +527,30 @@ export class RequestHandler {
       if (this.running === run) this.running = null;
       this.applying = false;
     }
+  }
+
+  /** Archives (verified) and removes the chosen trees, as `delete` does, with the run's progress and Cancel. */
+  private async removeChosen(record: PlanRecord, config: SessionConfig, signal: AbortSignal, onProgress: (p: RetentionProgress) => void): Promise<ApplyOutcome> {
+    const log = (line: string): void => this.options.emit({ event: 'log', message: redactSecrets(line) });
+    const bytesBefore = fileBytes(this.options.db);
+    const roots = record.result.evict.map((e) => e.id);
+    const besideWriter = await resolveBesideWriter({ db: this.options.db, besideWriter: 'detect', log });
+    onProgress({ phase: 'plan', evict: roots.length });
+    const done = await archiveThenDelete(
+      { db: this.options.db, cacheDir: this.options.cacheDir, archive: config.archive, archiveDir: config.archiveDir, besideWriter, signal, onProgress, log, reclaim: 'when-worth-it', rootBytes: new Map(record.result.evict.map((e) => [e.id, e.bytes])) },
+      roots,
+    );
+    return {
+      evicted: done.evicted,
+      archive: done.archive,
+      archives: done.archive ? [done.archive] : [],
+      bytesBefore,
+      bytesAfter: done.bytesAfter,
+      changed: done.changed,
+      reclaim: done.reclaim,
+      unmetBytes: 0,
+      ...(done.cancelled ? { cancelled: true, notReached: done.notReached ?? [] } : {}),
+    };
   }
 
   /** Restores from an archive in archiveDir; one run at a time, as with clean-ups. */

@@ -333,7 +333,7 @@ export async function applyRetention(options: RetentionOptions): Promise<ApplyRe
 }
 
 /** `detect`: whether another process uses the file, said in the log when one does. */
-async function resolveBesideWriter(options: Pick<RetentionOptions, 'db' | 'besideWriter' | 'log'>): Promise<boolean> {
+export async function resolveBesideWriter(options: Pick<RetentionOptions, 'db' | 'besideWriter' | 'log'>): Promise<boolean> {
   if (options.besideWriter !== 'detect') return options.besideWriter ?? false;
   const line = describeWriters(await detectWriters(options.db), options.db);
   if (line) options.log?.(`session-keeper: ${line}; sessions are removed in short transactions beside it, and the VACUUM that gives the space back to the disk waits for a time OpenCode is closed (session-keeper vacuum).`);

@@ -139,4 +139,33 @@ describe('plans are objects; apply names one', () => {
     expect(excluding.evict.map((e) => e.id)).not.toContain(kept);
     expect(excluding.evict.length).toBe(plain.evict.length);
   }, 60_000);
+
+  it('a plan of chosen sessions removes exactly those trees, holds pinned ones back, and is refused once one changed', async () => {
+    const { server, db, archiveDir } = await open();
+    const reading = new Database(db, { readonly: true });
+    const roots = reading.prepare('SELECT id FROM session WHERE parent_id IS NULL ORDER BY time_created').pluck().all() as string[];
+    reading.close();
+    const [a, b, c] = roots as [string, string, string];
+    await server.client.request('setPinned', { sessionId: c, pinned: true });
+    const plan = await server.client.request('plan', { sessions: [a, b, c, 'ses_missing'] });
+    expect(plan.evict.map((e) => e.id)).toEqual([a, b]);
+    expect(plan.held).toEqual([
+      { id: c, why: 'pinned' },
+      { id: 'ses_missing', why: 'not-found' },
+    ]);
+    const conn = new Database(db);
+    conn.prepare('UPDATE session SET time_updated = time_updated + 1 WHERE id = ?').run(b);
+    conn.close();
+    const refused = await refusal(server.client.request('apply', { planId: plan.planId }));
+    expect(refused.code).toBe('stale-plan');
+    const fresh = refused.plan as PlanResult;
+    const before = sessionIds(db);
+    const outcome = await server.client.request('apply', { planId: fresh.planId });
+    expect(outcome.evicted.sort()).toEqual([a, b].sort());
+    const after = sessionIds(db);
+    const gone = [...before].filter((id) => !after.has(id)).sort();
+    expect(gone).toEqual(fresh.evict.flatMap((e) => [e.id, ...e.children]).sort());
+    expect(after.has(c)).toBe(true);
+    expect(readdirSync(archiveDir).filter((f) => f.endsWith('.json.gz'))).toHaveLength(1);
+  }, 60_000);
 });
