@@ -6,14 +6,15 @@
  * attachment URL, never their bytes in the page.
  */
 import type { BrowseResult, BrowseRow, BrowseSort } from '../core/browse.js';
-import type { SessionKeeperApi } from '../core/utility-protocol.js';
-import { attachmentUrl } from './api.js';
-import { count } from './confirm.js';
+import type { PlanResult, SessionKeeperApi } from '../core/utility-protocol.js';
+import { ApiError, attachmentUrl } from './api.js';
+import { confirmationText, count } from './confirm.js';
+import { followRun } from './run-view.js';
 import { bytes, day, h } from './util.js';
 
 const PAGE = 50;
 
-export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load: () => Promise<void> } {
+export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChanged: () => void = () => undefined): { load: () => Promise<void> } {
   const search = h('input', { type: 'search', id: 'browse-search', placeholder: 'Search titles', autocomplete: 'off', spellcheck: 'false' });
   const sort = h('select', { id: 'browse-sort' });
   for (const [value, label] of [
@@ -29,6 +30,17 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
   const prev = h('button', { type: 'button', id: 'browse-prev' }, 'Previous');
   const next = h('button', { type: 'button', id: 'browse-next' }, 'Next');
   const range = h('span', { id: 'browse-range', class: 'muted' });
+  /** Chosen rows, kept across pages and searches. */
+  const selected = new Set<string>();
+  const removeBtn = h('button', { type: 'button', class: 'danger', id: 'btn-remove-selected', disabled: true }, 'Archive and remove selected…');
+  const clearBtn = h('button', { type: 'button', id: 'btn-clear-selection', disabled: true }, 'Clear selection');
+  const selectionLine = h('span', { id: 'browse-selection', class: 'muted' }, 'None selected.');
+  const action = h('div', { class: 'selection-action', id: 'selection-action', hidden: true });
+  const syncSelection = (): void => {
+    selectionLine.textContent = selected.size ? `${count(selected.size, 'session')} selected.` : 'None selected.';
+    removeBtn.disabled = selected.size === 0;
+    clearBtn.disabled = selected.size === 0;
+  };
   root.replaceChildren(
     h('h2', { id: 'sessions-title' }, 'Sessions'),
     h(
@@ -39,7 +51,12 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
       h('label', { for: 'browse-sort' }, 'Sort'),
       sort,
     ),
-    h('div', { class: 'browse-grid' }, h('section', { 'aria-labelledby': 'projects-title' }, h('h3', { id: 'projects-title' }, 'By project'), projects), h('div', {}, table, h('div', { class: 'actions' }, prev, next, range), status)),
+    h(
+      'div',
+      { class: 'browse-grid' },
+      h('section', { 'aria-labelledby': 'projects-title' }, h('h3', { id: 'projects-title' }, 'By project'), projects),
+      h('div', {}, h('div', { class: 'actions selection-bar' }, selectionLine, removeBtn, clearBtn), action, table, h('div', { class: 'actions' }, prev, next, range), status),
+    ),
   );
 
   let offset = 0;
@@ -126,6 +143,65 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
     return btn;
   };
 
+  const selectBox = (row: BrowseRow): HTMLElement => {
+    const box = h('input', { type: 'checkbox', 'data-select': row.id, 'aria-label': `Select "${row.title || row.id}"`, checked: selected.has(row.id) });
+    box.addEventListener('change', () => {
+      if (box.checked) selected.add(row.id);
+      else selected.delete(row.id);
+      syncSelection();
+    });
+    return box;
+  };
+
+  /** Archive and remove the chosen sessions: a plan of exactly those, said with its count and asked, then the run. */
+  const removeSelected = async (): Promise<void> => {
+    action.hidden = false;
+    action.replaceChildren(h('p', {}, 'Planning…'));
+    let plan: PlanResult;
+    try {
+      plan = await api.request('plan', { sessions: [...selected] });
+    } catch (error) {
+      action.replaceChildren(h('p', { class: 'field-error', role: 'alert' }, (error as Error).message));
+      return;
+    }
+    const held = plan.held ?? [];
+    const why = { pinned: 'pinned', active: 'active in the last hour', 'not-found': 'no longer in the database' } as const;
+    const yes = h('button', { type: 'button', class: 'danger', id: 'btn-confirm-remove', disabled: plan.evict.length === 0 }, plan.archive ? `Archive and remove ${count(plan.evict.length, 'session')}` : `Remove ${count(plan.evict.length, 'session')} without an archive`);
+    const no = h('button', { type: 'button', id: 'btn-cancel-remove' }, 'Cancel');
+    no.addEventListener('click', () => {
+      action.hidden = true;
+      removeBtn.focus();
+    });
+    yes.addEventListener('click', () => void run(plan));
+    action.replaceChildren(
+      h('p', { id: 'remove-text', 'data-evict': plan.evict.length, 'data-plan-id': plan.planId }, `${confirmationText(plan)} About ${bytes(plan.freesBytes)} freed.`),
+      held.length ? h('p', { class: 'note', id: 'remove-held' }, `Kept: ${held.map((x) => `${x.id} (${why[x.why]})`).join(', ')}.`) : '',
+      h('div', { class: 'actions' }, no, yes),
+    );
+    no.focus();
+  };
+
+  const run = async (plan: PlanResult): Promise<void> => {
+    const own = api.request('apply', { planId: plan.planId });
+    const handle = followRun(action, api, { startedAt: Date.now(), progress: null, cancelling: false }, own);
+    const end = await handle.ended;
+    const refusal = await own.then(() => null, (error: unknown) => error);
+    if (refusal instanceof ApiError && refusal.code === 'stale-plan') {
+      action.replaceChildren(h('p', { class: 'warn', role: 'alert', id: 'remove-result' }, 'The database changed since the selection was planned, so nothing was removed. Choose Archive and remove again to see the new plan.'));
+    } else if (end.outcome) {
+      const o = end.outcome;
+      for (const id of o.evicted) selected.delete(id);
+      syncSelection();
+      action.replaceChildren(
+        h('p', { class: 'status ok', id: 'remove-result', 'data-evicted': o.evicted.length }, o.cancelled ? `Cancelled: ${count(o.evicted.length, 'session')} removed, the rest left as they were.` : `${count(o.evicted.length, 'session')} archived and removed: ${bytes(o.bytesBefore)} → ${bytes(o.bytesAfter)}.`),
+      );
+    } else {
+      action.replaceChildren(h('p', { class: 'field-error', role: 'alert', id: 'remove-result' }, `Not removed: ${end.error ?? 'unknown error'}`));
+    }
+    onChanged();
+    await load();
+  };
+
   const openButton = (row: BrowseRow, label: string): HTMLElement => {
     const btn = h('button', { type: 'button', class: 'link open-session', 'data-open-session': row.id }, label);
     btn.addEventListener('click', () => void openSession(row));
@@ -141,6 +217,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
         h(
           'tr',
           {},
+          h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Select')),
           h('th', { scope: 'col' }, 'Session'),
           h('th', { scope: 'col' }, 'Project'),
           h('th', { scope: 'col' }, 'Created'),
@@ -157,6 +234,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
         h(
           'tr',
           { 'data-session-id': row.id, 'data-bytes': row.bytes },
+          h('td', {}, selectBox(row)),
           h('td', { class: 'title-cell', title: row.id }, openButton(row, `${row.title || row.id}${kids}`)),
           h('td', { class: 'project-cell' }, row.project),
           h('td', {}, day(row.timeCreated)),
@@ -166,7 +244,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
         ),
       );
     }
-    if (page.sessions.length === 0) body.append(h('tr', {}, h('td', { colspan: 6 }, search.value.trim() ? `No session title contains "${search.value.trim()}".` : 'No sessions.')));
+    if (page.sessions.length === 0) body.append(h('tr', {}, h('td', { colspan: 7 }, search.value.trim() ? `No session title contains "${search.value.trim()}".` : 'No sessions.')));
     table.append(body);
     const from = page.total === 0 ? 0 : page.offset + 1;
     range.textContent = `${from.toLocaleString('en-US')}–${(page.offset + page.sessions.length).toLocaleString('en-US')} of ${count(page.total, 'session')}`;
@@ -208,6 +286,13 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi): { load:
       if (mine === seq) root.setAttribute('aria-busy', 'false');
     }
   };
+
+  removeBtn.addEventListener('click', () => void removeSelected());
+  clearBtn.addEventListener('click', () => {
+    selected.clear();
+    syncSelection();
+    for (const box of table.querySelectorAll<HTMLInputElement>('input[data-select]')) box.checked = false;
+  });
 
   let timer: number | undefined;
   search.addEventListener('input', () => {

@@ -21,7 +21,7 @@ const archivesView = byId('view-archives');
 let startup: StartupResult | null = null;
 
 const settings = renderSettings(settingsView, api, () => void refreshHome());
-const browser = renderBrowser(sessionsView, api);
+const browser = renderBrowser(sessionsView, api, () => void refreshHome());
 const archives = renderArchives(archivesView, api, () => void refreshHome());
 
 type View = 'home' | 'settings' | 'sessions' | 'archives';

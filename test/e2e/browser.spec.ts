@@ -3,7 +3,7 @@
  * and a pin that lands in the JSONC config with its comments kept.
  */
 import Database from 'better-sqlite3';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Page } from '@playwright/test';
 import { expect, test } from './fixtures.js';
 
@@ -97,4 +97,29 @@ test('a session opens with its messages paged, attachments as links to the attac
   expect(Number(answer.headers()['content-length'])).toBeGreaterThan(1000);
   await app.getByRole('button', { name: 'Back to the list' }).click();
   await expect(app.locator('#browse-table')).toBeVisible();
+});
+
+test('sessions chosen in the browser are archived and removed, after a confirmation that states the count', async ({ app, env }) => {
+  await openBrowser(app);
+  await app.getByLabel('Sort', { exact: true }).selectOption('size');
+  const rows = app.locator('#browse-table tbody tr');
+  await expect(rows).toHaveCount(50);
+  // Old enough to be removable: the generated sessions are all older than an hour.
+  const first = (await rows.nth(0).getAttribute('data-session-id'))!;
+  await app.locator(`input[data-select="${first}"]`).check();
+  await app.getByRole('button', { name: 'Next' }).click();
+  await expect(app.locator('#browse-range')).toHaveText('51–93 of 93 sessions');
+  const second = (await rows.nth(0).getAttribute('data-session-id'))!;
+  await app.locator(`input[data-select="${second}"]`).check();
+  await expect(app.locator('#browse-selection')).toHaveText('2 sessions selected.');
+  await app.getByRole('button', { name: 'Archive and remove selected…' }).click();
+  await expect(app.locator('#remove-text')).toContainText('This removes 2 sessions of 93');
+  await expect(app.getByRole('button', { name: 'Cancel' })).toBeFocused();
+  await app.getByRole('button', { name: 'Archive and remove 2 sessions' }).click();
+  await expect(app.locator('#remove-result')).toContainText('2 sessions archived and removed', { timeout: 60_000 });
+  await expect(app.locator('#browse-table')).toHaveAttribute('data-total', '91');
+  const left = new Set(sql<{ id: string }>(env.db, 'SELECT id FROM session').map((r) => r.id));
+  expect(left.has(first)).toBe(false);
+  expect(left.has(second)).toBe(false);
+  expect(readdirSync(env.archiveDir).filter((f) => f.endsWith('.json.gz'))).toHaveLength(1);
 });
