@@ -77,14 +77,21 @@ export function chart(slices: SpaceSlice[], total: number): HTMLElement {
   return h('figure', { class: 'chart', role: 'group', 'aria-label': `What the space is made of. ${summary}` }, stack, rows);
 }
 
-function largestTable(stats: StatsResult, count = 5): HTMLElement {
+/** The largest sessions; with `onRemove`, each can be archived and removed on its own. */
+function largestTable(stats: StatsResult, rows = 5, onRemove?: (id: string) => void): HTMLElement {
   const table = h('table', { class: 'largest' }, h('caption', {}, 'Largest sessions'));
-  table.append(h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Session'), h('th', { scope: 'col', class: 'num' }, 'Size'))));
+  table.append(h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Session'), h('th', { scope: 'col', class: 'num' }, 'Size'), onRemove ? h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Remove')) : null)));
   const body = h('tbody');
-  for (const s of stats.largest.slice(0, count)) {
-    body.append(h('tr', {}, h('td', { class: 'title-cell', title: s.id }, s.title || s.id), h('td', { class: 'num' }, bytes(s.bytes))));
+  for (const s of stats.largest.slice(0, rows)) {
+    let remove: HTMLElement | null = null;
+    if (onRemove) {
+      const btn = h('button', { type: 'button', class: 'small', 'data-remove': s.id, 'aria-label': `Archive and remove "${s.title || s.id}"` }, 'Remove…');
+      btn.addEventListener('click', () => onRemove(s.id));
+      remove = h('td', {}, btn);
+    }
+    body.append(h('tr', { 'data-session-id': s.id }, h('td', { class: 'title-cell', title: s.id }, s.title || s.id), h('td', { class: 'num' }, bytes(s.bytes)), remove));
   }
-  if (stats.largest.length === 0) body.append(h('tr', {}, h('td', { colspan: 2 }, 'No sessions.')));
+  if (stats.largest.length === 0) body.append(h('tr', {}, h('td', { colspan: onRemove ? 3 : 2 }, 'No sessions.')));
   table.append(body);
   return table;
 }
@@ -208,7 +215,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   const suggested = typeof configured === 'number' ? configured : suggestedTarget(startup.crossed[0]?.thresholdMB ?? stats.warnings[0]?.thresholdMB ?? null, stats.fileBytes + stats.walBytes);
 
   const body = h('div', { class: 'dialog-body' });
-  const render = (...children: Node[]): void => {
+  const render = (...children: (Node | string)[]): void => {
     body.replaceChildren(...children);
   };
 
@@ -226,7 +233,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     });
     const folder = folderSlices(stats);
     render(
-      h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], stats.fileBytes + stats.walBytes + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats)),
+      h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], stats.fileBytes + stats.walBytes + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats, 5, (id) => void removeOne(id))),
       h('div', { class: 'actions' }, cleanBtn, settingsBtn, laterBtn),
     );
     cleanBtn.focus();
@@ -351,15 +358,39 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   };
 
   /** Removing more than half the sessions, or without an archive, is said with its count and asked again. */
-  const confirmStep = (plan: PlanResult, target: string): void => {
+  /** "Remove this one" from the largest sessions: a plan of just that session, always asked about. */
+  const removeOne = async (id: string): Promise<void> => {
+    let plan: PlanResult;
+    try {
+      plan = await api.request('plan', { sessions: [id] });
+    } catch (error) {
+      render(h('p', { class: 'field-error', role: 'alert' }, (error as Error).message));
+      return;
+    }
+    if (plan.evict.length === 0) {
+      const back = h('button', { type: 'button', id: 'btn-back' }, 'Back');
+      back.addEventListener('click', overview);
+      const why = plan.held?.[0]?.why;
+      render(
+        h('p', { id: 'confirm-text', role: 'alert' }, why === 'pinned' ? 'This session is pinned: unpin it in Sessions first.' : why === 'active' ? 'This session was active in the last hour and may be open in OpenCode: it is not removed.' : 'This is a subtask: it is removed with the session it belongs to (find it in Sessions).'),
+        h('div', { class: 'actions' }, back),
+      );
+      back.focus();
+      return;
+    }
+    confirmStep(plan, String(suggested), overview);
+  };
+
+  const confirmStep = (plan: PlanResult, target: string, back?: () => void): void => {
     const n = plan.evict.length;
     const yes = h('button', { type: 'button', class: 'danger', id: 'btn-confirm-apply' }, plan.archive ? `Archive and remove ${count(n, 'session')}` : `Remove ${count(n, 'session')} without an archive`);
     const no = h('button', { type: 'button', id: 'btn-confirm-cancel' }, 'Cancel');
     yes.addEventListener('click', () => void run(plan, target));
-    no.addEventListener('click', () => void showPlan({ plan, notice: '', target }));
+    no.addEventListener('click', () => (back ? back() : void showPlan({ plan, notice: '', target })));
     render(
       h('h3', { id: 'confirm-title' }, `Remove ${count(n, 'session')} of ${plan.rootSessions.toLocaleString('en-US')}?`),
       h('p', { id: 'confirm-text', 'data-evict': n }, confirmationText(plan)),
+      plan.evict.length === 1 ? h('p', {}, `"${plan.evict[0]!.title || plan.evict[0]!.id}", ${bytes(plan.evict[0]!.bytes)}.`) : '',
       h('div', { class: 'actions' }, no, yes),
     );
     // The safe answer has the focus: Enter twice along the default focus removes nothing.

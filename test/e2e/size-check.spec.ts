@@ -184,3 +184,19 @@ test('the whole plan can be seen, and a session kept out of this clean-up stays'
   expect(after.has(first)).toBe(true);
   for (const id of planned) expect(after.has(id), id).toBe(false);
 });
+
+test('one of the largest sessions can be archived and removed on its own, after a confirmation', async ({ app, env }) => {
+  const dialog = app.locator('#size-dialog');
+  await expect(dialog.locator('table.largest tbody tr[data-session-id]')).toHaveCount(5);
+  const ids = await dialog.locator('table.largest tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-session-id') ?? ''));
+  const roots = new Set(rootIds(env.db, new Set(ids)));
+  const id = ids.find((i) => roots.has(i))!;
+  expect(id).toBeDefined();
+  await dialog.locator(`button[data-remove="${id}"]`).click();
+  await expect(dialog.locator('#confirm-title')).toHaveText('Remove 1 session of 93?');
+  await expect(dialog.getByRole('button', { name: 'Cancel' })).toBeFocused();
+  await dialog.getByRole('button', { name: 'Archive and remove 1 session' }).click();
+  await expect(dialog.locator('#apply-result')).toContainText('1 session removed', { timeout: 60_000 });
+  expect(sessionIds(env.db).has(id)).toBe(false);
+  expect(readdirSync(env.archiveDir).filter((f) => f.endsWith('.json.gz'))).toHaveLength(1);
+});
