@@ -55,7 +55,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
       'div',
       { class: 'browse-grid' },
       h('section', { 'aria-labelledby': 'projects-title' }, h('h3', { id: 'projects-title' }, 'By project'), projects),
-      h('div', {}, h('div', { class: 'actions selection-bar' }, selectionLine, removeBtn, clearBtn), action, table, h('div', { class: 'actions' }, prev, next, range), status),
+      h('div', { class: 'browse-main' }, h('div', { class: 'actions selection-bar' }, selectionLine, removeBtn, clearBtn), action, h('div', { class: 'browse-table-wrap' }, table), h('div', { class: 'actions' }, prev, next, range), status),
     ),
   );
 
