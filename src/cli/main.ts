@@ -255,9 +255,11 @@ export function buildProgram(): Command {
       const result = await (await archives()).restoreArchive(g.db, args[0] as string);
       const restored = result.imported.map((s) => s.id);
       const putBack = result.putBack ?? [];
-      print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored, putBack }, () =>
+      const absent = result.absent ?? [];
+      print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored, putBack, absent }, () =>
         `Restored ${restored.length} sessions; ${result.skipped.length} were already present.` +
-          (putBack.length ? ` Put the trimmed content back into ${putBack.length} session${putBack.length === 1 ? '' : 's'} (${putBack.reduce((n, s) => n + s.rows, 0)} rows).` : ''),
+          (putBack.length ? ` Put the trimmed content back into ${putBack.length} session${putBack.length === 1 ? '' : 's'} (${putBack.reduce((n, s) => n + s.rows, 0)} rows).` : '') +
+          (absent.length ? ` ${absent.length} trimmed session${absent.length === 1 ? ' is' : 's are'} not in the database (${absent.slice(0, 3).join(', ')}): this archive holds only what was trimmed; restore the session's own archive first, then this one.` : ''),
       );
     });
 

@@ -48,6 +48,11 @@ export interface TrimTarget {
   freesBytes: number;
   /** Attachments: JSON paths of the data: URLs replaced, and their 0-based attachment index in the row. */
   urls?: { path: string; index: number }[];
+  /**
+   * Attachments of a row too big for SQLite's JSON functions: the byte ranges of its data: URLs
+   * (inside their JSON strings), cut out by streaming the value instead of parsing it.
+   */
+  cuts?: { start: number; end: number; index: number }[];
 }
 
 export interface TrimPlan {

@@ -11,7 +11,7 @@ import { attachmentPlaceholder, summarizeTargets, trimmedRowsBySession, type Tri
 import { writeArchive } from '../store/archive/archive-write.js';
 import { fileBytes, openReader, openWriter } from '../store/open-store.js';
 import type { SessionReader } from '../store/reader.js';
-import type { SessionItem, SessionItems } from '../store/session-items.js';
+import type { SessionItem, SessionItems, TableCounts } from '../store/session-items.js';
 import { archiveName } from './retention.js';
 
 export interface TrimRunOptions {
@@ -66,14 +66,52 @@ export async function planTrimRun(options: TrimRunOptions): Promise<TrimPlan> {
 
 const targetKey = (t: TrimTarget): string => `${t.table}\u0000${t.id}\u0000${t.mode}\u0000${t.bytes}\u0000${t.timeUpdated}`;
 
-/** Each session's header carries the rows about to be trimmed from it. */
-async function* withTrimmedRows(items: SessionItems, plan: TrimPlan): AsyncGenerator<SessionItem> {
+/**
+ * A trim's archive holds, per session, its header (naming the rows about to be trimmed) and only
+ * those rows as they are now (with the messages they belong to): what restore puts back, and no
+ * more, so the archive is about the size of what the trim frees, not of the sessions.
+ */
+export async function* trimmedRowsOnly(items: SessionItems, plan: TrimPlan): AsyncGenerator<SessionItem> {
   const trimmed = trimmedRowsBySession(plan.targets);
+  let keep: Map<string, Set<string>> = new Map();
+  let counts: TableCounts = {};
+  let message: { item: Extract<SessionItem, { kind: 'message' }>; times: [number, number][]; parts: SessionItem[]; index: number } | null = null;
+  const add = (table: string, n: number): void => void (counts[table] = (counts[table] ?? 0) + n);
+  function* flush(): Generator<SessionItem> {
+    if (message && message.parts.length > 0) {
+      yield { ...message.item, partTimes: message.times };
+      yield* message.parts;
+      add('message', 1);
+      add('part', message.parts.length);
+    }
+    message = null;
+  }
   for await (const item of items) {
+    if (item.kind !== 'part') yield* flush();
     if (item.kind === 'session') {
-      const rows = trimmed.get(String(item.header.session['id']));
-      yield rows ? { kind: 'session', header: { ...item.header, trimmed: rows } } : item;
-    } else yield item;
+      const rows = trimmed.get(String(item.header.session['id'])) ?? {};
+      keep = new Map(Object.entries(rows).map(([table, ids]) => [table, new Set(ids)]));
+      counts = {};
+      yield { kind: 'session', header: { ...item.header, todos: [], share: null, diff: null, trimmed: rows } };
+    } else if (item.kind === 'message') {
+      message = { item, times: [], parts: [], index: 0 };
+    } else if (item.kind === 'part') {
+      const current = message as { item: Extract<SessionItem, { kind: 'message' }>; times: [number, number][]; parts: SessionItem[]; index: number } | null;
+      if (current && keep.get('part')?.has(item.part.id)) {
+        current.times.push(current.item.partTimes[current.index] ?? [item.part.timeCreated, item.part.timeUpdated]);
+        current.parts.push(item);
+      }
+      if (current) current.index++;
+    } else if (item.kind === 'rows') {
+      const ids = keep.get(item.table);
+      const rows = ids ? item.rows.filter((row) => ids.has(String(row['id']))) : [];
+      if (rows.length > 0) {
+        add(item.table, rows.length);
+        yield { kind: 'rows', table: item.table, rows };
+      }
+    } else {
+      yield { kind: 'end', sessionId: item.sessionId, counts };
+    }
   }
 }
 
@@ -98,7 +136,7 @@ export async function applyTrimRun(options: TrimRunOptions): Promise<TrimOutcome
       if (plan.targets.length === 0) return outcome;
       if (options.archive) {
         const path = archiveName(resolve(options.archiveDir), now, 'opencode-trim');
-        await writeArchive(withTrimmedRows(reader.exportSessions(plan.sessions), plan), path, { verify: true });
+        await writeArchive(trimmedRowsOnly(reader.exportSessions(plan.sessions), plan), path, { verify: true });
         outcome.archive = path;
       }
       // The originals of trimmed attachments stay readable from the cache too (a session_input

@@ -67,6 +67,8 @@ export interface ImportResult {
   skipped: string[];
   /** Sessions present whose trimmed rows (a trim's archive) were put back, with how many rows. */
   putBack?: { id: string; rows: number }[];
+  /** Sessions of a trim's archive that are not here: it holds only their trimmed rows (restore their own archive first). */
+  absent?: string[];
   /** Bytes of message and part data written. */
   bytes: number;
 }

@@ -201,6 +201,24 @@ describe('trim --attachments --older-than-days N', () => {
   });
 });
 
+describe('the archive of a trim', () => {
+  it('holds only the trimmed rows, and never makes a session that is gone', () => {
+    const { db, env } = fresh();
+    const outcome = parseJson<TrimOutcome>(runCli(['--db', db, '--json', 'trim', '--reasoning', '--apply', '--yes'], { env }));
+    const archive = outcome.archive as string;
+    const reasoningBytes = count(base, "SELECT sum(length(CAST(data AS BLOB))) FROM part WHERE json_extract(data, '$.type') = 'reasoning'");
+    // gzip'd, and about what was trimmed (plus each session's header and its messages), far less than the file.
+    expect(statSync(archive).size).toBeLessThan(statSync(base).size / 4);
+    expect(statSync(archive).size).toBeGreaterThan(reasoningBytes / 20);
+    const gone = outcome.sessions[0] as string;
+    parseJson(runCli(['--db', db, '--json', 'delete', gone, '--no-archive', '--yes'], { env }));
+    const restored = parseJson<{ restored: number; absent: string[] }>(runCli(['--db', db, '--json', 'restore', archive], { env }));
+    expect(restored.restored).toBe(0);
+    expect(restored.absent).toEqual([gone]);
+    expect(count(db, 'SELECT count(*) FROM session WHERE id = ?', gone)).toBe(0);
+  });
+});
+
 describe('guards', () => {
   it('refuses an OpenCode 2.x file in one line, changing nothing', () => {
     const { db, env } = fresh();

@@ -163,9 +163,10 @@ class SessionImporter {
       const trimmed = item.header.trimmed;
       this.putBackKept = 0;
       this.putBack = present && trimmed ? new Map(Object.entries(trimmed).map(([table, ids]) => [table, new Set(ids)])) : null;
-      this.skipping = present && this.putBack === null;
+      // A trim's archive holds only the trimmed rows: it completes a session present, never makes one.
+      this.skipping = (present && this.putBack === null) || (!present && trimmed !== undefined);
       this.counts = {};
-      if (this.skipping) this.result.skipped.push(id);
+      if (this.skipping) (present ? this.result.skipped : (this.result.absent ??= [])).push(id);
       return;
     }
     if (this.skipping || !this.header) return;
@@ -223,9 +224,10 @@ class SessionImporter {
     const id = rowId(header.session);
     this.flushPending();
     if (this.putBack) {
-      const expected = [...this.putBack.values()].reduce((n, ids) => n + ids.size, 0);
+      // Every trimmed row the archive holds went back, or was kept as newer.
+      const expected = [...this.putBack.keys()].reduce((n, table) => n + (sent[table] ?? 0), 0);
       const written = Object.values(this.counts).reduce((n, rows) => n + rows, 0);
-      if (written + this.putBackKept !== expected) throw new SkError('archive', `session ${id}: the archive lists ${expected} trimmed rows but holds ${written} of them; nothing of it was put back`);
+      if (written + this.putBackKept !== expected) throw new SkError('archive', `session ${id}: the archive holds ${expected} trimmed rows, ${written} went back; nothing of it was put back`);
       this.conn.db.exec('COMMIT');
       this.writing = false;
       (this.result.putBack ??= []).push({ id, rows: written });

@@ -12,9 +12,17 @@ import { SkError } from '../../core/errors.js';
 import { COMPACTED_OUTPUT, MIN_TRIMMED_URL_BYTES, PLACEHOLDER_MIME, PLACEHOLDER_PREFIX, summarizeTargets, type TrimPlan, type TrimTable, type TrimTarget } from '../../core/trim.js';
 import type { SqliteConnection } from './connection.js';
 import { statement } from './rows.js';
+import { findStoredAttachments, valueChunks } from './value-chunks.js';
 import type { TrimRequest } from '../reader.js';
 import type { AppliedTrim } from '../writer.js';
 
+
+/**
+ * Rows bigger than this never go through SQLite's JSON functions, which hold a parsed copy of the
+ * value in memory: their type is read from their first bytes and their data: URLs are found and
+ * cut out by streaming the value a chunk at a time (value-chunks.ts).
+ */
+export const BIG_ROW_BYTES = 16 * 1024 * 1024;
 
 /** A write transaction stops taking more rows after this long. */
 const TRANSACTION_BUDGET_MS = 50;
@@ -53,12 +61,43 @@ function dataUrls(conn: SqliteConnection, table: TrimTable, ids: string, before:
               (row_number() OVER (PARTITION BY r.id ORDER BY j.id)) - 1 AS "index",
               substr(j.value, 1, ${PLACEHOLDER_PREFIX.length}) AS head
        FROM "${table}" r, json_tree(r.${column}) j
-       WHERE r.${session} IN (SELECT value FROM json_each(?)) AND r.time_created < ? AND json_valid(r.${column}) ${extraWhere}
+       WHERE r.${session} IN (SELECT value FROM json_each(?)) AND r.time_created < ? AND octet_length(r.${column}) <= ${BIG_ROW_BYTES} AND json_valid(r.${column}) ${extraWhere}
          AND j.key IN ('url', 'uri') AND j.type = 'text' AND substr(j.value, 1, 5) = 'data:'
        ORDER BY r.${session}, r.id, j.id`,
     )
     .all(ids, before) as (UrlRow & { head: string })[];
   return rows.filter((r) => r.head !== PLACEHOLDER_PREFIX && r.urlBytes >= MIN_TRIMMED_URL_BYTES).map(({ head: _head, ...r }) => r);
+}
+
+interface BigRow {
+  table: TrimTable;
+  id: string;
+  sessionId: string;
+  timeUpdated: number | null;
+  timeCreated: number;
+  bytes: number;
+  /** A part's `type`, read from its first bytes (OpenCode writes it first), or null. */
+  type: string | null;
+}
+
+/** The rows of these sessions too big for the JSON functions (sizes from octet_length: nothing is read). */
+function bigRows(conn: SqliteConnection, ids: string): BigRow[] {
+  const out: BigRow[] = [];
+  for (const table of ['part', 'session_message', 'session_input'] as const) {
+    if (!conn.schema.tables.has(table)) continue;
+    const { column, updated, session } = CONTENT[table];
+    const rows = conn.db
+      .prepare(
+        `SELECT id, ${session} AS sessionId, ${updated ? 'time_updated' : 'NULL'} AS timeUpdated, time_created AS timeCreated, octet_length(${column}) AS bytes
+         FROM "${table}" WHERE ${session} IN (SELECT value FROM json_each(?)) AND octet_length(${column}) > ${BIG_ROW_BYTES} ORDER BY ${session}, time_created, id`,
+      )
+      .all(ids) as Omit<BigRow, 'table' | 'type'>[];
+    for (const r of rows) {
+      const head = table === 'part' ? Buffer.concat([...valueChunks(conn.db, table, column, { id: r.id }, { stop: 256 })]).toString('utf8') : '';
+      out.push({ table, ...r, type: /^\{\s*"type"\s*:\s*"([^"]+)"/.exec(head)?.[1] ?? null });
+    }
+  }
+  return out;
 }
 
 /** The rows `request` would change, row facts taken now. */
@@ -70,12 +109,19 @@ export function planTrim(conn: SqliteConnection, request: TrimRequest): TrimPlan
   const hasPart = schema.tables.has('part');
   const hasMessages = schema.tables.has('session_message');
   const compacted = new Set<string>();
+  const big = bigRows(conn, ids);
+  const bigParts = big.filter((r) => r.table === 'part');
+  // A big tool part is rare (a compacted read of a huge file): it alone goes through the JSON query.
+  const bigTools = bigParts.filter((r) => r.type === 'tool').map((r) => r.id);
+  // (Reasoning items inside a newer-layout message over BIG_ROW_BYTES, one carrying a huge tool
+  // file, are left: finding them would parse the whole value.)
   if (request.modes.includes('reasoning')) {
+    for (const r of bigParts) if (r.type === 'reasoning') targets.push({ table: 'part', id: r.id, sessionId: r.sessionId, timeUpdated: r.timeUpdated, bytes: r.bytes, mode: 'reasoning', action: 'delete', freesBytes: r.bytes });
     if (hasPart) {
       const rows = db
         .prepare(
           `SELECT id, session_id AS sessionId, time_updated AS timeUpdated, octet_length(data) AS bytes FROM part
-           WHERE session_id IN (SELECT value FROM json_each(?)) AND json_valid(data) AND data ->> '$.type' = 'reasoning' ORDER BY session_id, time_created, id`,
+           WHERE session_id IN (SELECT value FROM json_each(?)) AND octet_length(data) <= ${BIG_ROW_BYTES} AND json_valid(data) AND data ->> '$.type' = 'reasoning' ORDER BY session_id, time_created, id`,
         )
         .all(ids) as { id: string; sessionId: string; timeUpdated: number; bytes: number }[];
       for (const r of rows) targets.push({ table: 'part', ...r, mode: 'reasoning', action: 'delete', freesBytes: r.bytes });
@@ -85,7 +131,7 @@ export function planTrim(conn: SqliteConnection, request: TrimRequest): TrimPlan
         .prepare(
           `SELECT m.id, m.session_id AS sessionId, m.time_updated AS timeUpdated, octet_length(m.data) AS bytes, sum(octet_length(j.value)) AS freed
            FROM session_message m, json_each(m.data, '$.content') j
-           WHERE m.session_id IN (SELECT value FROM json_each(?)) AND json_valid(m.data) AND json_type(m.data, '$.content') = 'array' AND j.value ->> '$.type' = 'reasoning'
+           WHERE m.session_id IN (SELECT value FROM json_each(?)) AND octet_length(m.data) <= ${BIG_ROW_BYTES} AND json_valid(m.data) AND json_type(m.data, '$.content') = 'array' AND j.value ->> '$.type' = 'reasoning'
            GROUP BY m.id ORDER BY m.session_id, m.seq`,
         )
         .all(ids) as { id: string; sessionId: string; timeUpdated: number; bytes: number; freed: number }[];
@@ -97,12 +143,12 @@ export function planTrim(conn: SqliteConnection, request: TrimRequest): TrimPlan
       .prepare(
         `SELECT id, session_id AS sessionId, time_updated AS timeUpdated, octet_length(data) AS bytes,
                 coalesce(octet_length(data ->> '$.state.output'), 0) + coalesce(octet_length(data -> '$.state.attachments'), 0) AS freed
-         FROM part WHERE session_id IN (SELECT value FROM json_each(?)) AND json_valid(data) AND data ->> '$.type' = 'tool'
+         FROM part WHERE session_id IN (SELECT value FROM json_each(?)) AND (octet_length(data) <= ${BIG_ROW_BYTES} OR id IN (SELECT value FROM json_each(?))) AND json_valid(data) AND data ->> '$.type' = 'tool'
            AND data -> '$.state.time.compacted' IS NOT NULL
            AND (coalesce(data ->> '$.state.output', '') NOT IN ('', ?) OR coalesce(json_array_length(data, '$.state.attachments'), 0) > 0)
          ORDER BY session_id, time_created, id`,
       )
-      .all(ids, COMPACTED_OUTPUT) as { id: string; sessionId: string; timeUpdated: number; bytes: number; freed: number }[];
+      .all(ids, JSON.stringify(bigTools), COMPACTED_OUTPUT) as { id: string; sessionId: string; timeUpdated: number; bytes: number; freed: number }[];
     for (const r of rows) {
       compacted.add(r.id);
       targets.push({ table: 'part', id: r.id, sessionId: r.sessionId, timeUpdated: r.timeUpdated, bytes: r.bytes, mode: 'compacted-outputs', action: 'rewrite', freesBytes: Math.max(0, r.freed - COMPACTED_OUTPUT.length) });
@@ -114,6 +160,15 @@ export function planTrim(conn: SqliteConnection, request: TrimRequest): TrimPlan
     if (hasPart) tables.push('part');
     if (hasMessages) tables.push('session_message');
     if (schema.tables.has('session_input')) tables.push('session_input');
+    for (const r of big) {
+      if (!tables.includes(r.table) || r.timeCreated >= before) continue;
+      if (r.table === 'part' && (compacted.has(r.id) || (r.type === 'reasoning' && request.modes.includes('reasoning')))) continue;
+      const cuts = findStoredAttachments(db, r.table, CONTENT[r.table].column, { id: r.id }, r.id)
+        .filter((s) => s.end - s.start >= MIN_TRIMMED_URL_BYTES)
+        .map((s) => ({ start: s.start, end: s.end, index: s.index }));
+      if (cuts.length === 0) continue;
+      targets.push({ table: r.table, id: r.id, sessionId: r.sessionId, timeUpdated: r.timeUpdated, bytes: r.bytes, mode: 'attachments', action: 'rewrite', freesBytes: cuts.reduce((n, c) => n + c.end - c.start, 0), urls: cuts.map((c) => ({ path: '', index: c.index })), cuts });
+    }
     for (const table of tables) {
       const byRow = new Map<string, TrimTarget>();
       // Reasoning parts go whole and compacted tool parts lose their attachments anyway.
@@ -136,6 +191,20 @@ export function planTrim(conn: SqliteConnection, request: TrimRequest): TrimPlan
   return summarizeTargets([...request.modes], sessions, targets);
 }
 
+
+/** A big row's value with the URL byte ranges `cuts` replaced by `placeholder`, read a chunk at a time. */
+function cutValue(conn: SqliteConnection, table: TrimTable, column: string, id: string, cuts: readonly { start: number; end: number }[], placeholder: string): Buffer {
+  const pieces: Buffer[] = [];
+  const replacement = Buffer.from(placeholder, 'utf8');
+  let at = 0;
+  for (const cut of [...cuts].sort((a, b) => a.start - b.start)) {
+    if (cut.start > at) pieces.push(...valueChunks(conn.db, table, column, { id }, { start: at, stop: cut.start }));
+    pieces.push(replacement);
+    at = cut.end;
+  }
+  pieces.push(...valueChunks(conn.db, table, column, { id }, { start: at }));
+  return Buffer.concat(pieces);
+}
 
 /**
  * Applies a plan: each row's changes in one statement, the rows of a few sessions per short
@@ -160,11 +229,31 @@ export function applyTrim(conn: SqliteConnection, plan: TrimPlan, placeholder: s
     if (targets.some((t) => t.action === 'delete')) {
       changes = statement(db, `DELETE FROM "${first.table}" WHERE ${guard}`).run(...guardArgs).changes;
     } else {
-      // Attachments innermost (their paths are the planned row's), reasoning items outermost.
       let expression = column;
       const args: unknown[] = [];
       const attachments = targets.find((t) => t.mode === 'attachments');
-      if (attachments?.urls?.length) {
+      let whereSql = guard;
+      let whereArgs: unknown[] = guardArgs;
+      if (attachments?.cuts?.length) {
+        // A big row: rebuilt from the bytes around its URLs, read in chunks; then the small result
+        // is an ordinary row, whose replaced files get the placeholder's mime.
+        const rebuilt = cutValue(conn, first.table, column, first.id, attachments.cuts, placeholder);
+        if (statement(db, `UPDATE "${first.table}" SET ${column} = CAST(? AS TEXT) WHERE ${guard}`).run(rebuilt, ...guardArgs).changes === 0) {
+          result.changed++;
+          return;
+        }
+        const mimes = (
+          db
+            .prepare(`SELECT j.fullkey FROM "${first.table}" r, json_tree(r.${column}) j WHERE r.id = ? AND j.key IN ('url', 'uri') AND substr(j.value, 1, ${PLACEHOLDER_PREFIX.length}) = ?`)
+            .pluck()
+            .all(first.id, PLACEHOLDER_PREFIX) as string[]
+        ).map((path) => path.replace(/\.(url|uri)$/, '.mime'));
+        if (mimes.length > 0) statement(db, `UPDATE "${first.table}" SET ${column} = json_replace(${column}, ${mimes.map(() => `?, '${PLACEHOLDER_MIME}'`).join(', ')}) WHERE id = ?`).run(...mimes, first.id);
+        whereSql = 'id = ?';
+        whereArgs = [first.id];
+      }
+      // Attachments innermost (their paths are the planned row's), reasoning items outermost.
+      if (attachments?.urls?.length && !attachments.cuts) {
         const mimes = attachments.urls.map((u) => u.path.replace(/\.(url|uri)$/, '.mime'));
         expression = `json_replace(${expression}, ${mimes.map(() => `?, '${PLACEHOLDER_MIME}'`).join(', ')})`;
         args.push(...mimes);
@@ -180,7 +269,7 @@ export function applyTrim(conn: SqliteConnection, plan: TrimPlan, placeholder: s
         // The inner expression appears twice: its arguments are bound twice.
         args.push(...args);
       }
-      changes = statement(db, `UPDATE "${first.table}" SET ${column} = ${expression} WHERE ${guard}`).run(...args, ...guardArgs).changes;
+      changes = expression === column ? 1 : statement(db, `UPDATE "${first.table}" SET ${column} = ${expression} WHERE ${whereSql}`).run(...args, ...whereArgs).changes;
     }
     if (changes === 0) {
       result.changed++;
