@@ -4,14 +4,14 @@
  * the rows about to be trimmed named in the archive, so `restore` puts exactly those back),
  * copies trimmed attachments into the attachment cache, trims, and reclaims the space.
  */
+import { rmSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { SkError } from '../core/errors.js';
 import { selectorNarrows, type SessionSelector } from '../core/selectors.js';
-import { attachmentPlaceholder, summarizeTargets, trimmedRowsBySession, type TrimMode, type TrimOutcome, type TrimPlan, type TrimTarget } from '../core/trim.js';
+import { attachmentPlaceholder, trimmedRowsBySession, type TrimMode, type TrimOutcome, type TrimPlan } from '../core/trim.js';
 import { writeArchive } from '../store/archive/archive-write.js';
 import { fileBytes, openReader, openWriter } from '../store/open-store.js';
 import type { SessionReader } from '../store/reader.js';
-import type { SessionItem, SessionItems, TableCounts } from '../store/session-items.js';
 import { archiveName } from './retention.js';
 
 export interface TrimRunOptions {
@@ -64,57 +64,6 @@ export async function planTrimRun(options: TrimRunOptions): Promise<TrimPlan> {
   }
 }
 
-const targetKey = (t: TrimTarget): string => `${t.table}\u0000${t.id}\u0000${t.mode}\u0000${t.bytes}\u0000${t.timeUpdated}`;
-
-/**
- * A trim's archive holds, per session, its header (naming the rows about to be trimmed) and only
- * those rows as they are now (with the messages they belong to): what restore puts back, and no
- * more, so the archive is about the size of what the trim frees, not of the sessions.
- */
-export async function* trimmedRowsOnly(items: SessionItems, plan: TrimPlan): AsyncGenerator<SessionItem> {
-  const trimmed = trimmedRowsBySession(plan.targets);
-  let keep: Map<string, Set<string>> = new Map();
-  let counts: TableCounts = {};
-  let message: { item: Extract<SessionItem, { kind: 'message' }>; times: [number, number][]; parts: SessionItem[]; index: number } | null = null;
-  const add = (table: string, n: number): void => void (counts[table] = (counts[table] ?? 0) + n);
-  function* flush(): Generator<SessionItem> {
-    if (message && message.parts.length > 0) {
-      yield { ...message.item, partTimes: message.times };
-      yield* message.parts;
-      add('message', 1);
-      add('part', message.parts.length);
-    }
-    message = null;
-  }
-  for await (const item of items) {
-    if (item.kind !== 'part') yield* flush();
-    if (item.kind === 'session') {
-      const rows = trimmed.get(String(item.header.session['id'])) ?? {};
-      keep = new Map(Object.entries(rows).map(([table, ids]) => [table, new Set(ids)]));
-      counts = {};
-      yield { kind: 'session', header: { ...item.header, todos: [], share: null, diff: null, trimmed: rows } };
-    } else if (item.kind === 'message') {
-      message = { item, times: [], parts: [], index: 0 };
-    } else if (item.kind === 'part') {
-      const current = message as { item: Extract<SessionItem, { kind: 'message' }>; times: [number, number][]; parts: SessionItem[]; index: number } | null;
-      if (current && keep.get('part')?.has(item.part.id)) {
-        current.times.push(current.item.partTimes[current.index] ?? [item.part.timeCreated, item.part.timeUpdated]);
-        current.parts.push(item);
-      }
-      if (current) current.index++;
-    } else if (item.kind === 'rows') {
-      const ids = keep.get(item.table);
-      const rows = ids ? item.rows.filter((row) => ids.has(String(row['id']))) : [];
-      if (rows.length > 0) {
-        add(item.table, rows.length);
-        yield { kind: 'rows', table: item.table, rows };
-      }
-    } else {
-      yield { kind: 'end', sessionId: item.sessionId, counts };
-    }
-  }
-}
-
 /** Archives (verified), keeps attachments in the cache, trims, reclaims. */
 export async function applyTrimRun(options: TrimRunOptions): Promise<TrimOutcome> {
   const now = options.now ?? Date.now();
@@ -125,18 +74,14 @@ export async function applyTrimRun(options: TrimRunOptions): Promise<TrimOutcome
     const reader = await openReader(options.db);
     try {
       await writer.assertIntact();
-      let plan = await planWith(reader, options, now);
-      if (options.seen) {
-        const seen = new Set(options.seen.targets.map(targetKey));
-        plan = summarizeTargets(plan.modes, plan.sessions, plan.targets.filter((t) => seen.has(targetKey(t))));
-        const sessions = new Set(plan.targets.map((t) => t.sessionId));
-        plan = { ...plan, sessions: plan.sessions.filter((id) => sessions.has(id)) };
-      }
+      // The plan the user saw is applied as it is: each row is archived as it is now and trimmed
+      // only while its size and time_updated are what the plan says; one added since waits.
+      const plan = options.seen ?? (await planWith(reader, options, now));
       const outcome: TrimOutcome = { modes: plan.modes, archive: null, sessions: plan.sessions, rows: {}, changed: 0, freesBytes: plan.freesBytes, bytesBefore, bytesAfter: bytesBefore, reclaim: 'none' };
       if (plan.targets.length === 0) return outcome;
       if (options.archive) {
         const path = archiveName(resolve(options.archiveDir), now, 'opencode-trim');
-        await writeArchive(trimmedRowsOnly(reader.exportSessions(plan.sessions), plan), path, { verify: true });
+        await writeArchive(reader.exportTrimmedRows(trimmedRowsBySession(plan.targets)), path, { verify: true });
         outcome.archive = path;
       }
       // The originals of trimmed attachments stay readable from the cache too (a session_input
@@ -148,6 +93,11 @@ export async function applyTrimRun(options: TrimRunOptions): Promise<TrimOutcome
       const applied = await writer.applyTrim(plan, attachmentPlaceholder(outcome.archive ? basename(outcome.archive) : null));
       outcome.rows = applied.rows;
       outcome.changed = applied.changed;
+      // Every row changed since it was planned: the archive holds nothing that left the file.
+      if (Object.keys(applied.rows).length === 0 && outcome.archive) {
+        rmSync(outcome.archive, { force: true });
+        outcome.archive = null;
+      }
       const reclaimed = await writer.reclaim({ onlyWhenWorthIt: true, besideWriter: options.besideWriter === true });
       outcome.bytesAfter = reclaimed.bytesAfter;
       outcome.reclaim = reclaimed.mode;

@@ -53,7 +53,7 @@ const MODE_TEXT: Record<TrimMode, string> = {
 
 export function formatTrimPlan(plan: TrimPlan, archiveDir: string | null): string {
   const lines = plan.byMode.map((m) => `${MODE_TEXT[m.mode].padEnd(42)}${`${m.rows.toLocaleString('en-US')} rows`.padStart(12)}${formatBytes(m.bytes).padStart(10)}`);
-  lines.push('', `${plan.sessions.length} session${plan.sessions.length === 1 ? '' : 's'} would be trimmed, freeing about ${formatBytes(plan.freesBytes)}.${archiveDir ? ` They are archived whole first, to ${archiveDir}; 'session-keeper restore <archive>' puts the trimmed content back.` : plan.targets.length ? ' Nothing is archived (archiving is off).' : ''}`);
+  lines.push('', `${plan.sessions.length} session${plan.sessions.length === 1 ? '' : 's'} would be trimmed, freeing about ${formatBytes(plan.freesBytes)}.${archiveDir ? ` What is trimmed is archived first, to ${archiveDir}; 'session-keeper restore <archive>' puts it back.` : plan.targets.length ? ' Nothing is archived (archiving is off).' : ''}`);
   lines.push('Nothing was changed (dry run). Apply with --apply.');
   return lines.join('\n');
 }

@@ -413,6 +413,11 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     return Promise.reject(new SkError('usage', `${this.conn.display}: session selectors work on OpenCode's SQLite file`));
   }
 
+  // eslint-disable-next-line require-yield
+  async *exportTrimmedRows(): AsyncGenerator<SessionItem> {
+    throw new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`);
+  }
+
   trimPlan(): Promise<TrimPlan> {
     return Promise.reject(new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`));
   }

@@ -4,7 +4,8 @@
  * one large value at a time, and reduced before anything is parsed.
  */
 import type { SelectedSession, SessionSelector } from '../../core/selectors.js';
-import type { TrimPlan } from '../../core/trim.js';
+import type { TrimmedRows, TrimPlan } from '../../core/trim.js';
+import { exportTrimmedRows } from './session-export.js';
 import type { TrimRequest } from '../reader.js';
 import { selectSessions } from './selectors.js';
 import { planTrim } from './trim.js';
@@ -600,6 +601,14 @@ export class SqliteReader implements SessionReader {
 
   selectSessions(selector: SessionSelector, now: number): Promise<SelectedSession[]> {
     return this.read(() => selectSessions(this.conn, selector, now, (id) => this.sessionBytesTerms(id)));
+  }
+
+  *exportTrimmedRows(trimmed: ReadonlyMap<string, TrimmedRows>): Generator<SessionItem> {
+    try {
+      yield* exportTrimmedRows(this.conn, trimmed);
+    } catch (error) {
+      throw mapSqliteError(error, this.conn.path);
+    }
   }
 
   trimPlan(request: TrimRequest): Promise<TrimPlan> {
