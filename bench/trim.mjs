@@ -17,6 +17,12 @@ function copyDb(from, to) {
 }
 
 const bytesOf = (db) => statSync(db).size;
+/** User + system seconds from /usr/bin/time's report (the machine is shared: wall time is noisy). */
+const cpuMs = (r) => {
+  const user = /User time \(seconds\): ([\d.]+)/.exec(r.report ?? '');
+  const sys = /System time \(seconds\): ([\d.]+)/.exec(r.report ?? '');
+  return user && sys ? (Number(user[1]) + Number(sys[1])) * 1000 : 0;
+};
 const count = (db, sql) => Number(run(SQLITE, [db, sql]).stdout.trim());
 
 export async function trimBench({ label = process.env.BENCH_TRIM_SIZE ?? '1GB' } = {}) {
@@ -40,7 +46,7 @@ export async function trimBench({ label = process.env.BENCH_TRIM_SIZE ?? '1GB' }
   copyDb(fx.db, db);
   const bare = cli(['trim', '--reasoning', '--apply', '--no-archive', '--yes']);
   const deferred = bare.result.reclaim === 'deferred';
-  const vacuum = deferred ? cli(['vacuum', '--yes']) : { ms: 0, maxRssKB: 0 };
+  const vacuum = deferred ? cli(['vacuum', '--yes']) : { ms: 0, maxRssKB: 0, report: '' };
   const bareAfter = bytesOf(db);
   const left = count(db, "SELECT count(*) FROM part WHERE json_extract(data, '$.type') = 'reasoning'");
   if (left !== 0) throw new Error(`ours left ${left} reasoning parts`);
@@ -49,7 +55,7 @@ export async function trimBench({ label = process.env.BENCH_TRIM_SIZE ?? '1GB' }
   copyDb(fx.db, db);
   rmSync(join(work, 'data'), { recursive: true, force: true });
   const archived = cli(['trim', '--reasoning', '--apply', '--yes']);
-  const archivedVacuum = archived.result.reclaim === 'deferred' ? cli(['vacuum', '--yes']) : { ms: 0 };
+  const archivedVacuum = archived.result.reclaim === 'deferred' ? cli(['vacuum', '--yes']) : { ms: 0, report: '' };
   const archiveBytes = archived.result.archive ? statSync(archived.result.archive).size : 0;
   const archivedAfter = bytesOf(db);
 
@@ -65,17 +71,22 @@ export async function trimBench({ label = process.env.BENCH_TRIM_SIZE ?? '1GB' }
   rmSync(work, { recursive: true, force: true });
 
   const bareMs = bare.ms + vacuum.ms;
+  const bareCpu = cpuMs(bare) + cpuMs(vacuum);
+  const archivedMs = archived.ms + archivedVacuum.ms;
+  const archivedCpu = cpuMs(archived) + cpuMs(archivedVacuum);
+  const peerCpu = cpuMs(peer);
   const rss = (r) => `${((r.maxRssKB ?? 0) / 1024).toFixed(0)} MB`;
+  const cells = (ms, cpu) => [fmtMs(ms), fmtMs(cpu), fmtRatio(ms / peer.ms), peerCpu ? fmtRatio(cpu / peerCpu) : '-'];
   const rows = [
-    [`ours: trim --reasoning --no-archive${deferred ? ' (VACUUM deferred) + vacuum' : ''}`, fmtMs(bareMs), fmtBytes(original - bareAfter), fmtRatio(bareMs / peer.ms), rss(bare)],
-    ...(deferred ? [['ours: the trim alone (deletes, space left inside the file)', fmtMs(bare.ms), `0 (${fmtBytes(bare.result.freesBytes)} reusable inside)`, fmtRatio(bare.ms / peer.ms), rss(bare)]] : []),
-    [`ours: verified .json.gz archive first, trim${archivedVacuum.ms ? ' + vacuum' : ''}`, fmtMs(archived.ms + archivedVacuum.ms), `${fmtBytes(original - archivedAfter)} (+ ${fmtBytes(archiveBytes)} archive)`, fmtRatio((archived.ms + archivedVacuum.ms) / peer.ms), rss(archived)],
-    ['sqlite3 CLI: DELETE reasoning parts; VACUUM', fmtMs(peer.ms), fmtBytes(original - peerAfter), '1.00x', rss(peer)],
+    [`ours: trim --reasoning --no-archive${deferred ? ' (VACUUM deferred) + vacuum' : ''}`, ...cells(bareMs, bareCpu), fmtBytes(original - bareAfter), rss(bare)],
+    ...(deferred ? [['ours: the trim alone (deletes, space left inside the file)', ...cells(bare.ms, cpuMs(bare)), `0 (${fmtBytes(bare.result.freesBytes)} reusable inside)`, rss(bare)]] : []),
+    [`ours: verified .json.gz archive first, trim${archivedVacuum.ms ? ' + vacuum' : ''}`, ...cells(archivedMs, archivedCpu), `${fmtBytes(original - archivedAfter)} (+ ${fmtBytes(archiveBytes)} archive)`, rss(archived)],
+    ['sqlite3 CLI: DELETE reasoning parts; VACUUM', ...cells(peer.ms, peerCpu), fmtBytes(original - peerAfter), rss(peer)],
   ];
   const markdown = [
-    `Trim reasoning: ${fmtBytes(original)} generated database, ${reasoning.toLocaleString('en-US')} reasoning parts holding ${fmtBytes(reasoningBytes)}; each side on its own identical copy, warm page cache. Ratio: time / the peer's time (lower is faster).`,
+    `Trim reasoning: ${fmtBytes(original)} generated database, ${reasoning.toLocaleString('en-US')} reasoning parts holding ${fmtBytes(reasoningBytes)}; each side on its own identical copy, warm page cache. Ratios: ours / the peer's (lower is faster); cpu is user + system time, steadier than wall time on a shared machine.`,
     '',
-    table(['what', 'time', 'bytes freed', 'ratio', 'peak RSS'], rows),
+    table(['what', 'wall', 'cpu', 'wall ratio', 'cpu ratio', 'bytes freed', 'peak RSS'], rows),
   ].join('\n');
   return { markdown, machine: machine() };
 }
