@@ -5,6 +5,7 @@
  * attachments' originals in the cache; `restore` of the archive puts every byte back.
  */
 import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { MB } from '../../src/core/bytes.js';
 import { COMPACTED_OUTPUT, PLACEHOLDER_PREFIX, type TrimOutcome, type TrimPlan } from '../../src/core/trim.js';
 import { generateFixture } from '../fixtures/generate.js';
-import { parseJson, runCli, tempDir } from '../helpers/env.js';
+import { CLI, parseJson, runCli, tempDir } from '../helpers/env.js';
 
 const dir = tempDir('sk-trim-');
 const base = join(dir, 'base', 'opencode.db');
@@ -217,6 +218,46 @@ describe('the archive of a trim', () => {
     expect(restored.absent).toEqual([gone]);
     expect(count(db, 'SELECT count(*) FROM session WHERE id = ?', gone)).toBe(0);
   });
+});
+
+describe('trim killed with SIGKILL', () => {
+  /** Runs `trim --reasoning --apply --yes`, killed after `delay` ms (null: never); whether it was killed. */
+  function trimKilledAfter(db: string, env: Record<string, string>, delay: number | null): Promise<{ ms: number; killed: boolean }> {
+    return new Promise((resolve, reject) => {
+      const started = Date.now();
+      const child = spawn(process.execPath, [CLI, '--db', db, '--json', 'trim', '--reasoning', '--compacted-outputs', '--attachments', '--apply', '--yes'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+      const timer = delay === null ? undefined : setTimeout(() => child.kill('SIGKILL'), delay);
+      child.on('error', reject);
+      child.on('exit', (_code, signal) => {
+        clearTimeout(timer);
+        resolve({ ms: Date.now() - started, killed: signal === 'SIGKILL' });
+      });
+    });
+  }
+
+  it('loses nothing: whatever was trimmed when the kill came, its archive puts back every byte', async () => {
+    const probe = fresh();
+    const full = await trimKilledAfter(probe.db, probe.env, null);
+    expect(full.killed).toBe(false);
+    let killed = 0;
+    for (const share of [0.15, 0.3, 0.45, 0.6, 0.7, 0.8, 0.9, 0.95]) {
+      const { db, env, archiveDir } = fresh();
+      const before = snapshot(db);
+      const run = await trimKilledAfter(db, env, Math.round(full.ms * share));
+      if (run.killed) killed++;
+      expect(count(db, 'SELECT count(*) FROM pragma_quick_check WHERE quick_check <> \'ok\''), `quick_check after a kill at ${share}`).toBe(0);
+      const archives = existsSync(archiveDir) ? readdirSync(archiveDir).filter((n) => n.endsWith('.json.gz')) : [];
+      if (archives.length === 0) {
+        // Killed before the archive took its name: nothing was trimmed.
+        expect(snapshot(db), `kill at ${share}`).toEqual(before);
+        continue;
+      }
+      expect(archives).toHaveLength(1);
+      parseJson(runCli(['--db', db, '--json', 'restore', join(archiveDir, archives[0] as string)], { env }));
+      expect(snapshot(db), `restored after a kill at ${share}`).toEqual(before);
+    }
+    expect(killed).toBeGreaterThanOrEqual(5);
+  }, 120_000);
 });
 
 describe('guards', () => {
