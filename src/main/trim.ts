@@ -1,8 +1,8 @@
 /**
  * `trim`: shrinking sessions without deleting them. Sessions are chosen by ids or selectors, the
- * plan is shown (a dry run by default), and applying it archives the whole sessions first (with
- * the rows about to be trimmed named in the archive, so `restore` puts exactly those back),
- * copies trimmed attachments into the attachment cache, trims, and reclaims the space.
+ * plan is shown (a dry run by default), and applying it archives the rows about to be trimmed
+ * first (named per session in the archive, so `restore` puts exactly those back), copies trimmed
+ * attachments into the attachment cache, trims, and reclaims the space.
  */
 import { rmSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
