@@ -18,6 +18,7 @@ import { registerExternalCommands } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
 import { besideWriter, confirm, interactive } from './commands/ask.js';
 import { registerClean } from './commands/clean.js';
+import { registerPluginCommands } from './commands/plugin.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
@@ -321,6 +322,7 @@ export function buildProgram(): Command {
 
   registerServe(program);
   registerClean(program, { sqliteFile, settings });
+  registerPluginCommands(program, { sqliteFile, settings });
 
   registerExternalCommands(program, globals);
 
