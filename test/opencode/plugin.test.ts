@@ -8,13 +8,15 @@
  * locked by another session-keeper, OpenCode answers as usual and its log has one line from us.
  */
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseJson, runCli } from '../helpers/env.js';
-import { exportSession, OPENCODE_DATA_TIMEOUT_MS, realOpenCodeData, runOpenCode, type ModelServer, type OpenCodeData } from '../helpers/opencode.ts';
+import { runCli } from '../helpers/env.js';
+import { exportSession, OPENCODE_DATA_TIMEOUT_MS, realOpenCodeData, runOpenCode, type OpenCodeData } from '../helpers/opencode.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MB = 1024 * 1024;
@@ -28,9 +30,55 @@ export default async () => ({
 });
 `;
 
+/**
+ * In front of the harness's scripted model: a prompt with `[[call NAME]]` gets one call of the
+ * offered tool NAME (no arguments) before the scripted model answers; everything else is passed on.
+ */
+async function toolCallingModel(upstream: string): Promise<{ baseURL: string; close(): Promise<void> }> {
+  const target = new URL(upstream);
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      type Body = { messages?: { role: string; content?: unknown }[]; tools?: { function: { name: string } }[] };
+      let body: Body = {};
+      try {
+        body = JSON.parse(raw.toString('utf8')) as Body;
+      } catch {
+        // not JSON (a GET): passed on
+      }
+      const messages = body.messages ?? [];
+      const lastUser = messages.map((m) => m.role).lastIndexOf('user');
+      const text = JSON.stringify(messages[lastUser]?.content ?? '');
+      const wanted = /\[\[call (\w+)\]\]/.exec(text)?.[1];
+      const answered = messages.slice(lastUser + 1).some((m) => m.role === 'tool');
+      if (req.method === 'POST' && wanted !== undefined && !answered && (body.tools ?? []).some((t) => t.function.name === wanted)) {
+        const chunk = (delta: object, finish: string | null): string =>
+          `data: ${JSON.stringify({ id: 'chatcmpl-tool', object: 'chat.completion.chunk', created: 0, model: 'scripted-1', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(chunk({ role: 'assistant', content: '' }, null));
+        res.write(chunk({ tool_calls: [{ index: 0, id: 'call_storage', type: 'function', function: { name: wanted, arguments: '{}' } }] }, null));
+        res.write(chunk({}, 'tool_calls'));
+        res.end('data: [DONE]\n\n');
+        return;
+      }
+      const forward = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      forward.on('error', () => res.destroy());
+      forward.end(raw);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return { baseURL: `http://127.0.0.1:${port}${target.pathname}`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
 interface Plugged {
   data: OpenCodeData;
-  model: ModelServer;
+  model: { close(): Promise<void> };
   env: Record<string, string>;
   toastsFile: string;
   logFile: string;
@@ -47,7 +95,12 @@ async function plugged(): Promise<Plugged> {
   expect(install.status, install.stderr).toBe(0);
   const toastsFile = join(data.root, 'toasts.jsonl');
   writeFileSync(join(data.layout.configHome, 'opencode', 'plugins', 'zz-toast-observer.js'), TOAST_OBSERVER(toastsFile));
-  const model = await data.startModel();
+  const scripted = await data.startModel();
+  const proxy = await toolCallingModel(scripted.baseURL);
+  const config = JSON.parse(readFileSync(data.layout.configFile, 'utf8')) as { provider: Record<string, { options: { baseURL: string } }> };
+  for (const provider of Object.values(config.provider)) provider.options.baseURL = proxy.baseURL;
+  writeFileSync(data.layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
+  const model = { close: async () => { await proxy.close(); await scripted.close(); } };
   const logFile = join(data.dataDir, 'log', 'opencode.log');
   const pluginRoot = join(data.layout.dataHome, 'session-keeper', 'plugin');
   return {
@@ -145,9 +198,9 @@ describe('the OpenCode plugin in the real OpenCode', () => {
     expect(threshold).toBeGreaterThan(1);
     setSessionConfig(p, { maxSessions, warnAtMB: [threshold] });
 
-    const outputs: string[] = [];
     for (let n = 1; n <= 3; n++) {
-      outputs.push((await run(p, `Plugin run ${n}: say hi.`)).stdout);
+      // The third asks the agent's tool why the database is big.
+      await run(p, n === 3 ? 'Plugin run 3: [[call session_storage]]' : `Plugin run ${n}: say hi.`);
       await checksFinished(p, n);
     }
 
@@ -187,6 +240,11 @@ describe('the OpenCode plugin in the real OpenCode', () => {
     const last = newest.at(-1)?.id as string;
     const { exported } = await exportSession(p.data.env, last, { cwd: p.data.projectDir });
     expect(JSON.stringify(exported.messages)).toContain('Plugin run 3');
+    const toolParts = exported.messages.flatMap((m) => m.parts).filter((part) => (part as { tool?: string }).tool === 'session_storage') as { state: { status: string; output: string } }[];
+    expect(toolParts).toHaveLength(1);
+    expect(toolParts[0]?.state.status).toBe('completed');
+    expect(toolParts[0]?.state.output).toContain('Payload by table');
+    expect(toolParts[0]?.state.output).toContain(db);
 
     // Crossing another threshold warns again, once.
     setSessionConfig(p, { maxSessions, warnAtMB: [threshold, threshold - 1] });
@@ -204,6 +262,84 @@ describe('the OpenCode plugin in the real OpenCode', () => {
     for (const s of before) {
       const messages = countRows(db, 'SELECT count(*) FROM message WHERE session_id = ?', s.id) + countRows(db, 'SELECT count(*) FROM session_message WHERE session_id = ?', s.id);
       expect(messages, s.id).toBe(messagesBefore.get(s.id));
+    }
+  }, 600_000);
+});
+
+/** A PATH with every command of the machine's PATH except `node`. */
+function pathWithoutNode(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sk-no-node-'));
+  for (const source of (process.env['PATH'] ?? '').split(':')) {
+    if (!source || !existsSync(source)) continue;
+    for (const name of readdirSync(source)) {
+      if (name === 'node' || name === 'nodejs' || existsSync(join(dir, name))) continue;
+      symlinkSync(join(source, name), join(dir, name));
+    }
+  }
+  return dir;
+}
+
+describe('the plugin when something is wrong: OpenCode answers as usual, and its log says so in one line', () => {
+  let p: Plugged;
+  let noNode: string;
+  beforeAll(async () => {
+    p = await plugged();
+    noNode = pathWithoutNode();
+  }, OPENCODE_DATA_TIMEOUT_MS);
+  afterAll(async () => {
+    await p?.model.close();
+    p?.data.remove();
+    if (noNode) rmSync(noNode, { recursive: true, force: true });
+  });
+
+  /** New lines of ours since `seen`, and failures still waiting for the next start (a check that outlived its OpenCode). */
+  const surfaced = (seen: number): { lines: string[]; pending: string[] } => ({
+    lines: ourLogLines(p).slice(seen),
+    pending: reportFiles(p.reports).map((n) => readFileSync(join(p.reports, n), 'utf8')),
+  });
+
+  it('Node missing from PATH, a broken session block, a database locked by another session-keeper', async () => {
+    const db = p.data.dbPath;
+    ageSessions(db);
+    const roots = rootsByAge(db).length;
+
+    // No node on PATH: nothing is started, one line says why.
+    setSessionConfig(p, { maxSessions: 1, warnAtMB: [1] });
+    const bare = await run(p, 'No node here: say hi.', { ...p.env, PATH: noNode });
+    expect(bare.stdout).toContain('scripted');
+    let seen = 0;
+    const missing = surfaced(seen);
+    expect(missing.lines).toHaveLength(1);
+    expect(missing.lines[0]).toContain('Node.js was not found on PATH');
+    expect(reportFiles(p.reports).length + reportFiles(p.delivered).length).toBe(0);
+    expect(rootsByAge(db).length).toBe(roots + 1);
+    seen += 1;
+
+    // A session block OpenCode keeps but we cannot use: the check refuses, naming the key.
+    setSessionConfig(p, { maxSessions: 'many' });
+    const broken = await run(p, 'Broken config: say hi.');
+    expect(broken.stdout).toContain('scripted');
+    await checksFinished(p, 1);
+    const config = surfaced(seen);
+    expect(config.lines.length + config.pending.length, JSON.stringify(config)).toBe(1);
+    expect([...config.lines, ...config.pending].join('')).toMatch(/did not run: config .*opencode\.json: session\.maxSessions|"ok":false.*session\.maxSessions/);
+    expect(rootsByAge(db).length).toBe(roots + 2);
+    seen += config.lines.length;
+
+    // Another session-keeper holds the database's run lock: nothing is deleted, one line names the holder.
+    setSessionConfig(p, { maxSessions: 1, warnAtMB: [100_000] });
+    writeFileSync(`${db}.session-keeper.lock`, JSON.stringify({ pid: process.pid, host: hostname(), since: Date.now() }));
+    try {
+      const locked = await run(p, 'Locked: say hi.');
+      expect(locked.stdout).toContain('scripted');
+      await checksFinished(p, 2);
+      const lock = surfaced(seen);
+      const said = [...lock.lines, ...lock.pending].filter((l) => l.includes('another session-keeper'));
+      expect(said, JSON.stringify(lock)).toHaveLength(1);
+      expect(said[0]).toContain(`pid ${process.pid}`);
+      expect(rootsByAge(db).length).toBe(roots + 3);
+    } finally {
+      rmSync(`${db}.session-keeper.lock`, { force: true });
     }
   }, 600_000);
 });
