@@ -6,7 +6,7 @@
 //
 // Needs the real OpenCode and its cached data folder under .cache/opencode/1.18.33/ (any
 // test/opencode test installs and builds them). BENCH_PLUGIN_PAIRS=N (default 10).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -157,6 +157,22 @@ async function main() {
   const sorted = [...ratios].sort((x, y) => x - y);
   console.log(`\nwith / without, median of the ${PAIRS} paired ratios: ${fmtRatio(median(ratios))} (lowest ${fmtRatio(sorted[0])}, highest ${fmtRatio(sorted.at(-1))}); ratio of medians ${fmtRatio(b.median / a.median)}`);
   console.log(`the background startup check (in its own Node process, after OpenCode's start): median ${fmtMs(median(checkTimes))} inside enforceAtStartup`);
+  const inits = [];
+  for (let i = 0; i < 10; i++) inits.push(pluginInitMs());
+  console.log(`the plugin's own share of the start (importing the module and calling it, in a fresh Node process; OpenCode runs it in Bun): median ${fmtMs(median(inits))}`);
+}
+
+/** Import + the plugin call until it returns its hooks, timed in a fresh process (the background work is scheduled after). */
+function pluginInitMs() {
+  const entry = join(ROOT, 'dist', 'plugin', 'opencode-plugin.js');
+  const script = `const t = performance.now();
+const { default: plugin } = await import(${JSON.stringify(`file://${entry}`)});
+const client = { app: { log: async () => true }, tui: { showToast: async () => true } };
+await plugin({ client, directory: process.cwd(), worktree: process.cwd() }, { startup: false, recheckMinutes: 0 });
+process.stdout.write(String(performance.now() - t));
+process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  return Number(r.stdout);
 }
 
 main().catch((error) => {

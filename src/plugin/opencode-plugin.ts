@@ -10,7 +10,7 @@
  * The shapes below are the part of `@opencode-ai/plugin` 1.18.33's `PluginInput` and `Hooks` this
  * plugin uses, written out so the package does not depend on it.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { findNode, runCaptured, startDetached, ensureDir, type NodeLookup } from './node-child.js';
 import { lastErrorLine, newReportId, reportFolders, takeReports, type ReportFolders, type Taken } from './reports.js';
@@ -172,11 +172,13 @@ class SessionKeeperShell {
       child.exited.then(
         async (code) => {
           this.running = false;
-          const before = await this.deliverCounting(id);
-          if (!before && code !== 0) {
-            const why = lastErrorLine(this.folders, id) ?? `exited with ${code === null ? 'a signal' : `code ${code}`}`;
-            await this.log('error', `session-keeper: the startup check failed: ${why}`);
+          const reported = await this.deliverCounting(id);
+          if (!reported && code !== 0) {
+            // Died before writing its report (killed, out of memory): its last stderr line says why.
+            const why = lastErrorLine(this.folders, id)?.replace(/^session-keeper: /, '') ?? `exited with ${code === null ? 'a signal' : `code ${code}`}`;
+            await this.log('error', `session-keeper: the ${mode === 'startup' ? 'startup check' : 'size check'} failed: ${why}`);
           }
+          rmSync(join(this.folders.reports, `${id}.log`), { force: true });
         },
         async (error: Error) => {
           this.running = false;
@@ -189,16 +191,10 @@ class SessionKeeperShell {
     }
   }
 
-  /** Delivers what is there; true when the report of `id` was among it. */
+  /** Delivers what is there; true when the check `id` left a report (shown now, or already by another OpenCode). */
   private async deliverCounting(id: string): Promise<boolean> {
-    let present = false;
-    try {
-      present = readdirSync(this.folders.reports).includes(`${id}.json`);
-    } catch {
-      present = false;
-    }
     await this.deliver();
-    return present;
+    return existsSync(join(this.folders.delivered, `${id}.json`)) || existsSync(join(this.folders.reports, `${id}.json`));
   }
 
   onIdle(): void {
