@@ -131,6 +131,26 @@ describe('startup (what the plugin runs)', () => {
     expect(readdirSync(h.root).filter((n) => n.includes('.tmp'))).toEqual([]);
   });
 
+  it('compacts the event log when compactEvents is on, and not again until it has grown', () => {
+    const h = home({ compactEvents: true });
+    const events = (): number => {
+      const conn = new Database(h.db, { readonly: true });
+      try {
+        return conn.prepare('SELECT count(*) FROM event').pluck().get() as number;
+      } finally {
+        conn.close();
+      }
+    };
+    const before = events();
+    const first = JSON.parse(runCli(['--json', 'startup', '--yes'], { env: h.env }).stdout) as { notes: string[] };
+    const removed = before - events();
+    expect(removed).toBeGreaterThan(0);
+    expect(first.notes.some((n) => n.includes(`compacted OpenCode's event log: ${removed} superseded snapshots`))).toBe(true);
+    expect(roots(h.db)).toBe(12);
+    const second = JSON.parse(runCli(['--json', 'startup', '--yes'], { env: h.env }).stdout) as { notes: string[] };
+    expect(second.notes).toEqual([]);
+  });
+
   it('a broken session block is a failure report naming the key, and nothing changes', () => {
     const h = home({ maxSessions: 'many' });
     const report = join(h.root, 'report.json');
