@@ -20,6 +20,7 @@ import { besideWriter, confirm, interactive } from './commands/ask.js';
 import { registerClean } from './commands/clean.js';
 import { addSelectorOptions, registerTrim, selectorOf } from './commands/trim.js';
 import type { SelectorFlags } from '../core/selectors.js';
+import { registerPluginCommands } from './commands/plugin.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
@@ -349,6 +350,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerClean(program, { sqliteFile, settings });
   registerTrim(program, { sqliteFile, settings });
+  registerPluginCommands(program, { sqliteFile, settings });
 
   registerExternalCommands(program, globals);
 
