@@ -18,6 +18,7 @@ import { registerExternalCommands } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
 import { besideWriter, confirm, interactive } from './commands/ask.js';
 import { registerClean } from './commands/clean.js';
+import { registerSync } from './commands/sync.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
@@ -323,6 +324,7 @@ export function buildProgram(): Command {
   registerClean(program, { sqliteFile, settings });
 
   registerExternalCommands(program, globals);
+  registerSync(program);
 
   return program;
 }
