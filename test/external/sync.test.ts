@@ -11,12 +11,11 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSync, type SyncOptions } from '../../src/main/sync.js';
-import { openReader } from '../../src/store/open-store.js';
-import type { SessionItem } from '../../src/store/session-items.js';
 import type { SessionResult } from '../../src/store/transfer/mirror.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { tempDir } from '../helpers/env.js';
 import { BACKENDS, freshDatabase, serverQuery, type FreshDatabase } from './servers.js';
+import { sessionsAsText } from './sync-helpers.js';
 
 const MB = 1024 * 1024;
 const dir = tempDir('sk-sync-');
@@ -43,44 +42,6 @@ const fileHash = (path: string): string => createHash('sha256').update(readFileS
 function sync(db: string, to: string, extra: Partial<SyncOptions> = {}): Promise<Awaited<ReturnType<typeof runSync>> & { results: SessionResult[] }> {
   const results: SessionResult[] = [];
   return runSync({ db, to, once: true, stateDir: join(dir, 'state'), onSession: (r) => results.push(r), ...extra }).then((s) => ({ ...s, results }));
-}
-
-/** Every item of every session, as a comparable text: ids, times, exact bytes of every value, every table. */
-async function sessionsAsText(location: string, ids?: readonly string[]): Promise<Map<string, string>> {
-  const reader = await openReader(location);
-  try {
-    const out = new Map<string, string>();
-    const all = ids ?? (await reader.allSessionIds());
-    const items = reader.exportSessions(all);
-    let hash = createHash('sha256');
-    const norm = (value: unknown): unknown =>
-      Buffer.isBuffer(value) ? `b:${createHash('sha256').update(value).digest('hex')}` : value && typeof value === 'object' && 'bytes' in (value as object) ? `B:${createHash('sha256').update((value as { bytes: Buffer }).bytes).digest('hex')}` : typeof value === 'bigint' ? value.toString() : value;
-    const rowText = (row: Record<string, unknown>): string => JSON.stringify(Object.keys(row).sort().map((k) => [k, norm(row[k])]));
-    const take = (item: SessionItem): void => {
-      switch (item.kind) {
-        case 'session':
-          hash = createHash('sha256');
-          hash.update(rowText(item.header.session)).update(JSON.stringify(item.header.todos.map(rowText))).update(item.header.share ? rowText(item.header.share) : '-');
-          hash.update(item.header.diff ?? Buffer.alloc(0));
-          return;
-        case 'message':
-          hash.update(`m${item.message.id}${item.message.timeCreated}${item.message.timeUpdated}`).update(item.message.data);
-          return;
-        case 'part':
-          hash.update(`p${item.part.id}${item.part.messageId}${item.part.timeCreated}${item.part.timeUpdated}`).update(item.part.data);
-          return;
-        case 'rows':
-          for (const row of item.rows) hash.update(`${item.table}:${rowText(row)}`);
-          return;
-        case 'end':
-          out.set(item.sessionId, `${JSON.stringify(Object.entries(item.counts).filter(([, n]) => n > 0).sort())}:${hash.digest('hex')}`);
-      }
-    };
-    for await (const item of items as AsyncIterable<SessionItem>) take(item);
-    return out;
-  } finally {
-    await reader.close();
-  }
 }
 
 describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
