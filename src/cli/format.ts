@@ -192,6 +192,7 @@ export function formatPlan(plan: DryRunResult, config: SessionConfig): string {
       const notes = [
         e.children.length ? `+${e.children.length} subtask${e.children.length === 1 ? '' : 's'}` : '',
         e.timeArchived ? 'archived in OpenCode' : '',
+        plan.mirrored?.includes(e.id) ? 'mirrored, no archive needed' : '',
       ].filter(Boolean);
       lines.push(`  ${e.id}  created ${date(e.timeCreated)} (${days(e.timeCreated)} ago)  ${bytes(e.bytes).padStart(9)}  ${clip(e.title, 50)}${notes.length ? ` (${notes.join(', ')})` : ''}`);
     }

@@ -118,6 +118,8 @@ export interface ApplyResult {
   changed: string[];
   /** The external database evicted sessions were moved to (password masked), when offloading. */
   offload?: string | null;
+  /** Roots evicted without an archive because the mirror's server holds them exactly (an external primary). */
+  mirrored?: string[];
   reclaim: 'incremental' | 'vacuum' | 'none' | 'deferred';
   /** Bytes the file is still over `maxSizeMB` after this run (0 when it fits): the next run plans for them. */
   unmetBytes: number;

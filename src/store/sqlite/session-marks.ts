@@ -1,8 +1,10 @@
 /**
  * Change marks of sessions, for the mirror: a short string per session that changes whenever any
  * row it owns does (inserted, updated in place, deleted), read from counters and times alone. No
- * payload is read: per table, the rows' count, highest rowid and newest `time_updated`/`seq`, plus
- * the session row's own times and title and its diff file's size and mtime. `session.time_updated`
+ * payload is read: per table, the rows' count, highest rowid, newest `time_updated`/`seq` and the
+ * bytes of its `data` values, plus the session row's own times and title and its diff file's size
+ * and mtime. An edit in place that keeps every time and size is not seen here (OpenCode's writes
+ * always move `time_updated` and append an event); what must be exact (an eviction) compares digests. `session.time_updated`
  * alone is not enough: OpenCode updates parts and messages after the session row.
  */
 import { createHash } from 'node:crypto';
@@ -19,6 +21,8 @@ const quoted = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 function tableFigures(conn: SqliteConnection, table: string, key: string, ids: readonly string[] | null): Map<string, string> {
   const columns = new Set(conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[]);
   const moving = ['time_updated', 'seq'].filter((c) => columns.has(c)).map((c) => `max(${quoted(c)})`);
+  // Sizes from the record header (octet_length reads no payload): an in-place edit that changes a value's size moves the mark.
+  if (columns.has('data')) moving.push('total(octet_length("data"))');
   const figures = ['count(*)', 'max(rowid)', ...moving].map((e) => `coalesce(${e}, '')`).join(" || ':' || ");
   const select = `SELECT ${quoted(key)} AS id, ${figures} AS f FROM ${quoted(table)}`;
   const out = new Map<string, string>();
@@ -58,7 +62,9 @@ export function sessionMarks(conn: SqliteConnection, ids: readonly string[] | nu
   const sessions = ids
     ? ids.map((id) => statement(conn.db, `${sessionSql} WHERE id = ?`).get(id) as { id: string; updated: number; archived: number | null; title: string } | undefined).filter((r) => r !== undefined)
     : (statement(conn.db, sessionSql).all() as { id: string; updated: number; archived: number | null; title: string }[]);
-  const tables = conn.schema.sessionTables.tables.map((t) => ({ name: t.table, figures: tableFigures(conn, t.table, t.key, ids) }));
+  // A table with no index on its session key (the event log before 1.18) would cost a full scan per session: its
+  // appends still move the mark through event_sequence, but a compaction of it alone does not.
+  const tables = conn.schema.sessionTables.tables.filter((t) => t.indexed).map((t) => ({ name: t.table, figures: tableFigures(conn, t.table, t.key, ids) }));
   const diffs = diffFigures(conn.path, ids);
   const marks = new Map<string, SessionMark>();
   for (const s of sessions) {
