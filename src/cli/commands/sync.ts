@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { SkError } from '../../core/errors.js';
 import { isConnectionString } from '../../core/storage.js';
 import { loadConfig } from '../../main/config-file.js';
-import type { SyncStatus } from '../../main/sync.js';
+import { syncStatusLine as statusLine } from '../../core/sync-status.js';
 import { print } from '../format.js';
 
 interface SyncGlobals {
@@ -21,13 +21,6 @@ const milliseconds = (value: string): number => {
   if (!/^\d+$/.test(value) || Number(value) < 10) throw new InvalidArgumentError('expected milliseconds (10 or more)');
   return Number(value);
 };
-
-/** "mirrored 2,341 sessions; 3 pending; last 4 s ago": the status the dialog shows too. */
-export function statusLine(s: SyncStatus, now = Date.now()): string {
-  const ago = s.lastSyncedAt === null ? 'nothing yet' : `last ${Math.max(0, Math.round((now - s.lastSyncedAt) / 1000))} s ago`;
-  const extra = [s.conflicts ? `${s.conflicts} in conflict` : '', s.serverNewer ? `${s.serverNewer} newer on the server` : ''].filter(Boolean).join('; ');
-  return `${s.state === 'offline' ? 'offline: ' : ''}mirrored ${s.mirrored.toLocaleString('en-US')} sessions; ${s.pending.toLocaleString('en-US')} pending; ${ago}${extra ? `; ${extra}` : ''}`;
-}
 
 export function registerSync(program: Command): void {
   program

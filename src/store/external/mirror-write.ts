@@ -48,28 +48,45 @@ function prepareHeader(header: SessionHeader): Prepared {
   return { header, values: sessionValues(session, { todos, share, diff: diff ? diff.toString('utf8') : null }) };
 }
 
-/** The stored lines of a session: `m:<id>`, `p:<id>`, `r:<ord>` to their digest lines, and the session's own line. */
-async function storedLines(db: Kysely<SkTables>, ctx: ExternalContext, sessionId: string): Promise<{ rows: Map<string, string>; session: string | null }> {
+/** Keys of a session's rows (`m:<id>`, `p:<id>`, `r:<ord>`) split by table, in batches a statement's parameters allow. */
+function keyBatches(keys: Iterable<string>): { m: string[][]; p: string[][]; r: number[][] } {
+  const out = { m: [] as string[][], p: [] as string[][], r: [] as number[][] };
+  const push = <T>(lists: T[][], value: T): void => {
+    const last = lists[lists.length - 1];
+    if (last && last.length < 500) last.push(value);
+    else lists.push([value]);
+  };
+  for (const key of keys) {
+    if (key.startsWith('m:')) push(out.m, key.slice(2));
+    else if (key.startsWith('p:')) push(out.p, key.slice(2));
+    else push(out.r, Number(key.slice(2)));
+  }
+  return out;
+}
+
+/**
+ * The stored lines of a session (`m:<id>`, `p:<id>`, `r:<ord>` to their digest lines, bodies hashed
+ * by the server), all of them or only the rows `only` names, and the session's own line.
+ */
+async function storedLines(db: Kysely<SkTables>, ctx: ExternalContext, sessionId: string, only?: Iterable<string>): Promise<{ rows: Map<string, string>; session: string | null }> {
   const rows = new Map<string, string>();
   const d = ctx.dialect;
-  const messages = await db
-    .selectFrom('sk_message')
-    .select(['id', 'time_created', 'time_updated', d.byteLength('body').as('n'), d.sha256Hex('body').as('sha')])
-    .where('session_id', '=', sessionId)
-    .execute();
-  for (const r of messages) rows.set(`m:${r.id}`, rowLine('m', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), null));
-  const parts = await db
-    .selectFrom('sk_part')
-    .select(['id', 'time_created', 'time_updated', 'attachments', d.byteLength('body').as('n'), d.sha256Hex('body').as('sha')])
-    .where('session_id', '=', sessionId)
-    .execute();
-  for (const r of parts) rows.set(`p:${r.id}`, rowLine('p', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), r.attachments));
-  const others = await db
-    .selectFrom('sk_row')
-    .select(['table_name', 'ord', 'attachments', d.byteLength('body').as('n'), d.sha256Hex('body').as('sha')])
-    .where('session_id', '=', sessionId)
-    .execute();
-  for (const r of others) rows.set(`r:${Number(r.ord)}`, tableRowLine(r.table_name, Number(r.ord), Number(r.n), String(r.sha).toLowerCase(), r.attachments));
+  const batches = only ? keyBatches(only) : null;
+  for (const ids of batches ? batches.m : [null]) {
+    let query = db.selectFrom('sk_message').select(['id', 'time_created', 'time_updated', d.byteLength('body').as('n'), d.sha256Hex('body').as('sha')]).where('session_id', '=', sessionId);
+    if (ids) query = query.where('id', 'in', ids);
+    for (const r of await query.execute()) rows.set(`m:${r.id}`, rowLine('m', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), null));
+  }
+  for (const ids of batches ? batches.p : [null]) {
+    let query = db.selectFrom('sk_part').select(['id', 'time_created', 'time_updated', 'attachments', d.byteLength('body').as('n'), d.sha256Hex('body').as('sha')]).where('session_id', '=', sessionId);
+    if (ids) query = query.where('id', 'in', ids);
+    for (const r of await query.execute()) rows.set(`p:${r.id}`, rowLine('p', r.id, Number(r.time_created), Number(r.time_updated), Number(r.n), String(r.sha).toLowerCase(), r.attachments));
+  }
+  for (const ords of batches ? batches.r : [null]) {
+    let query = db.selectFrom('sk_row').select(['table_name', 'ord', 'attachments', d.byteLength('body').as('n'), d.sha256Hex('body').as('sha')]).where('session_id', '=', sessionId);
+    if (ords) query = query.where('ord', 'in', ords);
+    for (const r of await query.execute()) rows.set(`r:${Number(r.ord)}`, tableRowLine(r.table_name, Number(r.ord), Number(r.n), String(r.sha).toLowerCase(), r.attachments));
+  }
   const session = await db.selectFrom('sk_session').select(['row_json', 'extras_json']).where('id', '=', sessionId).executeTakeFirst();
   return { rows, session: session ? sessionLine(session.row_json, session.extras_json) : null };
 }
@@ -158,6 +175,43 @@ export async function digestOfSession(ctx: ExternalContext, items: SessionItems)
   return { digest: mirrorDigest(lines, sessionLine(header.values.row_json, header.values.extras_json)), updated: header.values.time_updated };
 }
 
+/**
+ * The verified lines of sessions this process wrote last, by digest: a session OpenCode is writing
+ * is sent again and again, and while its held digest is still the one written here its rows need
+ * not be hashed again on the server. Bounded in lines.
+ */
+class LineCache {
+  private readonly entries = new Map<string, { digest: string; lines: Map<string, string> }>();
+  private size = 0;
+  constructor(private readonly maxLines = 200_000) {}
+  get(id: string, digest: string | null): Map<string, string> | undefined {
+    const entry = this.entries.get(id);
+    return entry && digest !== null && entry.digest === digest ? entry.lines : undefined;
+  }
+  set(id: string, digest: string, lines: Map<string, string>): void {
+    this.drop(id);
+    if (lines.size > this.maxLines) return;
+    this.entries.set(id, { digest, lines });
+    this.size += lines.size;
+    for (const key of this.entries.keys()) {
+      if (this.size <= this.maxLines) break;
+      this.drop(key);
+    }
+  }
+  private drop(id: string): void {
+    const old = this.entries.get(id);
+    if (!old) return;
+    this.size -= old.lines.size;
+    this.entries.delete(id);
+  }
+}
+const lineCaches = new WeakMap<ExternalContext, LineCache>();
+const cacheOf = (store: ExternalContext): LineCache => {
+  let cache = lineCaches.get(store);
+  if (!cache) lineCaches.set(store, (cache = new LineCache()));
+  return cache;
+};
+
 /** Thrown inside the transaction when the held copy moved: rolls it back. */
 class Moved extends Error {}
 
@@ -197,6 +251,8 @@ async function recordState(trx: Kysely<SkTables>, sessionId: string, sourceId: s
 
 async function writeOnce(store: ExternalContext, items: SessionItems, write: MirrorWrite, jsonCopies: boolean): Promise<{ outcome: MirrorOutcome; orphans: string[] }> {
   const orphans: string[] = [];
+  const cache = cacheOf(store);
+  const verified: { value: { id: string; digest: string; lines: Map<string, string> } | null } = { value: null };
   const outcome = await store.db.transaction().execute(async (trx): Promise<MirrorOutcome> => {
     const t = new ExternalContext(trx, store.conn, store.dialect);
     const messages = new Inserts<MessageRow>(trx, 'sk_message', store.dialect.batchRows);
@@ -207,6 +263,14 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
     let rows = 0;
     let bytes = 0;
     let mark: string | null = null;
+    /** Rows left as they were (their lines as the server gave them) and rows written now. */
+    const kept = new Map<string, string>();
+    const changed = new Set<string>();
+    let newRows: { table: string; first: number; rows: Row[] } | null = null;
+    const flushRows = async (): Promise<void> => {
+      if (newRows && newRows.rows.length > 0 && header) await storeTableRows(t, header.values.id, newRows.table, newRows.rows, newRows.first);
+      newRows = null;
+    };
     for await (const step of readyRows(t, items, jsonCopies)) {
       if ('header' in step) {
         header = step.header;
@@ -216,7 +280,8 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
         const now = await trx.selectFrom('sk_session').select(['digest', 'complete']).where('id', '=', id).executeTakeFirst();
         const digestNow = now && Number(now.complete) === 1 ? now.digest : null;
         if (digestNow !== write.expect) throw new Moved();
-        held = (await storedLines(trx, t, id)).rows;
+        const known = cache.get(id, digestNow);
+        held = known ? new Map(known) : (await storedLines(trx, t, id)).rows;
         await insertProject(t, header.header.project ?? defaultProjectRow(header.header.session['project_id']));
         await trx.deleteFrom('sk_session').where('id', '=', id).execute();
         await trx.insertInto('sk_session').values({ ...header.values, messages: 0, parts: 0, bytes: 0, digest: null, complete: 0 }).execute();
@@ -233,7 +298,11 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
       bytes += step.bytes;
       const before = held.get(step.key);
       held.delete(step.key);
-      if (before === step.line) continue;
+      if (before === step.line) {
+        kept.set(step.key, before);
+        continue;
+      }
+      changed.add(step.key);
       rows++;
       if (step.kind === 'message') {
         if (before !== undefined) await trx.deleteFrom('sk_message').where('id', '=', step.row.id).execute();
@@ -248,9 +317,15 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
         await parts.add(step.row);
       } else {
         if (before !== undefined) await trx.deleteFrom('sk_row').where('session_id', '=', id).where('ord', '=', step.ord).execute();
-        await storeTableRows(t, id, step.table, [step.row], step.ord);
+        // Consecutive new rows of one table go in together (an event log is thousands of rows).
+        if (!newRows || newRows.table !== step.table || newRows.first + newRows.rows.length !== step.ord || newRows.rows.length >= 500) {
+          await flushRows();
+          newRows = { table: step.table, first: step.ord, rows: [] };
+        }
+        newRows.rows.push(step.row);
       }
     }
+    await flushRows();
     if (!header) throw new SkError('internal', 'a session without its session row');
     const id = header.values.id;
     // Rows the held copy has and the local file no longer does.
@@ -267,12 +342,15 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
     await messages.flush();
     await parts.flush();
     const digest = mirrorDigest(sent, sessionLine(header.values.row_json, header.values.extras_json));
-    // Verified before the commit: what the server holds now, hashed by the server, is what was sent.
-    const stored = await storedLines(trx, t, id);
-    const storedDigest = stored.session === null ? '' : mirrorDigest(stored.rows.values(), stored.session);
+    // Verified before the commit: what the server holds now, hashed by the server, is what was sent
+    // (the rows written now read back; the rows kept as the server gave them under this transaction's lock).
+    const readBack = await storedLines(trx, t, id, changed);
+    const storedRows = new Map([...kept, ...readBack.rows]);
+    const storedDigest = readBack.session === null ? '' : mirrorDigest(storedRows.values(), readBack.session);
     if (storedDigest !== digest) throw new SkError('corrupt', `session ${id} did not verify in ${store.location}: the digest read back differs from what was sent`);
+    verified.value = { id, digest, lines: storedRows };
     const counted = { messages: 0, parts: 0 };
-    for (const key of stored.rows.keys()) {
+    for (const key of storedRows.keys()) {
       if (key.startsWith('m:')) counted.messages++;
       else if (key.startsWith('p:')) counted.parts++;
     }
@@ -281,6 +359,8 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
     await recordState(trx, id, write.sourceId, { updated: header.values.time_updated, mark, digest }, true);
     return { kind: 'written', digest, updated: header.values.time_updated, mark, rows, bytes };
   });
+  // Committed: the next version of this session starts from these lines.
+  if (verified.value) cache.set(verified.value.id, verified.value.digest, verified.value.lines);
   return { outcome, orphans };
 }
 
