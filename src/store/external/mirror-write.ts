@@ -13,6 +13,7 @@ import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorWrite } from '../mir
 import { isSyncIterable, type Row, type SessionHeader, type SessionItem, type SessionItems } from '../session-items.js';
 import { cutPart, parseSpans } from './codec.js';
 import { ExternalContext } from './context.js';
+import type { BulkRow, EngineDialect } from './dialect.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine } from './digest.js';
 import { messageRow, partRow, sessionValues, type MessageRow, type PartRow } from './stored-rows.js';
 import type { SkTables } from './tables.js';
@@ -98,8 +99,8 @@ function mirrorDigest(rowLines: Iterable<string>, session: string): string {
 
 /** One row made ready: its key among the session's rows, its digest line, and how to store it. */
 type ReadyRow =
-  | { key: string; line: string; kind: 'message'; row: MessageRow; bytes: number }
-  | { key: string; line: string; kind: 'part'; row: PartRow; data: Buffer; cut: ReturnType<typeof cutPart>; bytes: number }
+  | { key: string; line: string; kind: 'message'; row: MessageRow; json: boolean; bytes: number }
+  | { key: string; line: string; kind: 'part'; row: PartRow; json: boolean; data: Buffer; cut: ReturnType<typeof cutPart>; bytes: number }
   | { key: string; line: string; kind: 'row'; table: string; ord: number; row: Row; bytes: number };
 
 /** Turns a session's items into ready rows, with the session header first and the sent counts checked at the end. */
@@ -107,6 +108,7 @@ async function* readyRows(ctx: ExternalContext, items: SessionItems, jsonCopies:
   const all: AsyncIterable<SessionItem> | Iterable<SessionItem> = items;
   let ord = 0;
   let sessionId: string | null = null;
+  const serverJson = ctx.dialect.serverJson;
   const received: Record<string, number> = {};
   const take = function* (item: SessionItem): Generator<{ header: Prepared } | ReadyRow | { end: true }> {
     switch (item.kind) {
@@ -121,20 +123,21 @@ async function* readyRows(ctx: ExternalContext, items: SessionItems, jsonCopies:
       }
       case 'message': {
         const m = item.message;
-        const row = messageRow(m, ctx.dialect);
-        if (!jsonCopies) row.data = null;
+        // Where the server builds the JSON copy from the body itself, the body crosses the wire once.
+        const row = messageRow(m, ctx.dialect, serverJson !== null || !jsonCopies);
+        const json = jsonCopies && serverJson !== null && serverJson.acceptable(row.body);
         received['message'] = (received['message'] ?? 0) + 1;
-        yield { key: `m:${m.id}`, line: rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null), kind: 'message', row, bytes: m.data.length };
+        yield { key: `m:${m.id}`, line: rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null), kind: 'message', row, json, bytes: m.data.length };
         return;
       }
       case 'part': {
         const p = item.part;
         const data = p.data;
         const cut = cutPart(data, p.id);
-        const row = partRow(p, data.length, cut, ctx.dialect);
-        if (!jsonCopies) row.data = null;
+        const row = partRow(p, data.length, cut, ctx.dialect, serverJson !== null || !jsonCopies);
+        const json = jsonCopies && serverJson !== null && serverJson.acceptable(row.body);
         received['part'] = (received['part'] ?? 0) + 1;
-        yield { key: `p:${p.id}`, line: rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments), kind: 'part', row, data, cut, bytes: data.length };
+        yield { key: `p:${p.id}`, line: rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments), kind: 'part', row, json, data, cut, bytes: data.length };
         return;
       }
       case 'rows': {
@@ -217,24 +220,26 @@ class Moved extends Error {}
 
 /** INSERTs of one table for one session, in batches bounded in rows and bytes. */
 class Inserts<T extends MessageRow | PartRow> {
-  private rows: T[] = [];
+  private rows: BulkRow[] = [];
   private bytes = 0;
   constructor(
     private readonly trx: Kysely<SkTables>,
     private readonly table: 'sk_message' | 'sk_part',
-    private readonly maxRows: number,
+    private readonly dialect: EngineDialect,
   ) {}
-  async add(row: T): Promise<void> {
-    this.rows.push(row);
+  async add(row: T, json: boolean): Promise<void> {
+    this.rows.push({ row: row as unknown as Record<string, unknown>, json });
     this.bytes += row.body.length + (row.data?.length ?? 0);
-    if (this.rows.length >= this.maxRows || this.bytes >= BATCH_BYTES) await this.flush();
+    if (this.rows.length >= this.dialect.batchRows || this.bytes >= BATCH_BYTES) await this.flush();
   }
   async flush(): Promise<void> {
     if (this.rows.length === 0) return;
     const rows = this.rows;
     this.rows = [];
     this.bytes = 0;
-    await this.trx.insertInto(this.table).values(rows as never).execute();
+    const serverJson = this.dialect.serverJson;
+    if (serverJson) await this.trx.executeQuery(serverJson.bulkInsert(this.table, rows));
+    else await this.trx.insertInto(this.table).values(rows.map((r) => r.row) as never).execute();
   }
 }
 
@@ -255,8 +260,8 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
   const verified: { value: { id: string; digest: string; lines: Map<string, string> } | null } = { value: null };
   const outcome = await store.db.transaction().execute(async (trx): Promise<MirrorOutcome> => {
     const t = new ExternalContext(trx, store.conn, store.dialect);
-    const messages = new Inserts<MessageRow>(trx, 'sk_message', store.dialect.batchRows);
-    const parts = new Inserts<PartRow>(trx, 'sk_part', store.dialect.batchRows);
+    const messages = new Inserts<MessageRow>(trx, 'sk_message', store.dialect);
+    const parts = new Inserts<PartRow>(trx, 'sk_part', store.dialect);
     let header: Prepared | null = null;
     let held: Map<string, string> = new Map();
     const sent: string[] = [];
@@ -306,7 +311,7 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
       rows++;
       if (step.kind === 'message') {
         if (before !== undefined) await trx.deleteFrom('sk_message').where('id', '=', step.row.id).execute();
-        await messages.add(step.row);
+        await messages.add(step.row, step.json);
       } else if (step.kind === 'part') {
         if (before !== undefined) {
           const old = await trx.selectFrom('sk_part').select('attachments').where('id', '=', step.row.id).executeTakeFirst();
@@ -314,7 +319,7 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
           await trx.deleteFrom('sk_part').where('id', '=', step.row.id).execute();
         }
         for (const source of step.cut.sources) await storeAttachment(t, step.data, source);
-        await parts.add(step.row);
+        await parts.add(step.row, step.json);
       } else {
         if (before !== undefined) await trx.deleteFrom('sk_row').where('session_id', '=', id).where('ord', '=', step.ord).execute();
         // Consecutive new rows of one table go in together (an event log is thousands of rows).
