@@ -101,6 +101,14 @@ export function buildProgram(): Command {
     return g;
   };
 
+  /** With --db a file and `storage` naming a server in the config, that server: list, show and stats cover both. */
+  const mirrorFor = (g: GlobalOptions): string | undefined => {
+    if (isConnectionString(g.db)) return undefined;
+    const { config } = loadConfig({ path: g.config });
+    return config.storage !== 'sqlite' ? config.connectionString : undefined;
+  };
+  const oneView = () => import('../main/one-view.js');
+
   program
     .command('stats')
     .description('file, WAL and free-page bytes; row counts; attachments; largest sessions; warnings')
@@ -108,6 +116,8 @@ export function buildProgram(): Command {
     .action(async (options: { largest: number }, command: Command) => {
       const g = globals(command);
       const stats = await withService(g, (s) => s.stats({ largest: options.largest }));
+      const mirror = mirrorFor(g);
+      if (mirror) stats.mirror = await (await oneView()).mirrorFigures(g.db, mirror);
       print(g.json, stats, () => formatStats(stats));
     });
 
@@ -118,7 +128,10 @@ export function buildProgram(): Command {
     .option('--cursor <cursor>', 'continue after a previous page')
     .action(async (options: { limit: number; cursor?: string }, command: Command) => {
       const g = globals(command);
-      const list = await withService(g, (s) => s.listSessions({ limit: options.limit, cursor: options.cursor ?? null }));
+      const mirror = mirrorFor(g);
+      const list = mirror
+        ? await (await oneView()).listBoth(g.db, mirror, { limit: options.limit, cursor: options.cursor ?? null })
+        : await withService(g, (s) => s.listSessions({ limit: options.limit, cursor: options.cursor ?? null }));
       print(g.json, list, () => formatList(list));
     });
 
@@ -130,9 +143,10 @@ export function buildProgram(): Command {
     .option('--cursor <cursor>', 'continue after a previous page')
     .action(async (sessionId: string, options: { limit: number; cursor?: string }, command: Command) => {
       const g = globals(command);
-      const page = await withService(g, (s) =>
-        s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }),
-      );
+      const mirror = mirrorFor(g);
+      const page = mirror
+        ? await (await oneView()).showBoth(g.db, mirror, sessionId, { limit: options.limit, cursor: options.cursor ?? null })
+        : await withService(g, (s) => s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }));
       print(g.json, page, () => formatShow(page));
     });
 
