@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SkError } from '../core/errors.js';
 import { cacheHome } from '../core/paths.js';
-import { openMirrorSource, openMirrorTarget } from '../store/open-store.js';
+import { checkConnectionString, openMirrorSource, openMirrorTarget } from '../store/open-store.js';
 import type { MirrorTarget } from '../store/mirror-target.js';
 import { Mirror, type MirrorConflict, type MirrorStatus, type SessionResult } from '../store/transfer/mirror.js';
 
@@ -98,6 +98,8 @@ export async function runSync(options: SyncOptions): Promise<SyncSummary> {
   const started = performance.now();
   const log = options.log ?? (() => undefined);
   const pollMs = options.pollMs ?? 250;
+  // A string no retry can fix fails now; a server that is merely away is waited for below.
+  await checkConnectionString(options.to);
   const source = openMirrorSource(options.db);
   const { sourceId, name } = sourceIdFor(options.db, options.stateDir);
   let target: MirrorTarget | null = null;

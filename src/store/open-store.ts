@@ -52,6 +52,16 @@ export async function openMirrorTarget(location: string): Promise<MirrorTarget> 
   return (await external()).open(location, { create: true });
 }
 
+/** Refuses a connection string that no retry could make work (bad syntax, unknown scheme, no database), without connecting. */
+export async function checkConnectionString(location: string): Promise<void> {
+  const { parseConnectionString } = await import('./external/connection.js');
+  try {
+    await parseConnectionString(location);
+  } catch (error) {
+    throw error instanceof SkError ? new SkError('usage', error.message) : error;
+  }
+}
+
 /** The SQLite file's reader with its change marks, for the mirror (read-only: the mirror never writes OpenCode's file). */
 export function openMirrorSource(path: string): SessionReader & ChangeMarks {
   return SqliteReader.open(path);

@@ -182,7 +182,6 @@ describe('sync faults (PostgreSQL)', () => {
       // A kill that counts landed inside a pass: sessions were written in it, and the server is still behind the file.
       const progressed = (await syncedMark(target.url)) !== syncedBefore;
       if (!finishedFirst && ended.signal === 'SIGKILL' && progressed && (await behind(db, target.url))) killedMidWrite++;
-      if (process.env['SK_SYNC_DEBUG']) console.log(round, finishedFirst, ended.signal, progressed, killedMidWrite);
     }
     expect(killedMidWrite).toBeGreaterThanOrEqual(20);
     // What a kill left is never a half-written session: every one on the server is complete and verified.

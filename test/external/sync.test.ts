@@ -155,3 +155,13 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
     expect(Number(after?.n)).toBe(Number(before?.n));
   });
 });
+
+describe('sync refuses what no retry can fix', () => {
+  it('a connection string without a database fails at once, even when running until stopped, with the password masked', async () => {
+    const db = copyOfSeed();
+    const started = Date.now();
+    await expect(runSync({ db, to: 'postgres://user:hunter2-secret@127.0.0.1:5432', stateDir: join(dir, 'state') })).rejects.toThrow(/no database name/);
+    await expect(runSync({ db, to: 'postgres://user:hunter2-secret@127.0.0.1:5432', stateDir: join(dir, 'state') })).rejects.not.toThrow(/hunter2/);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
