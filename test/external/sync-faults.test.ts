@@ -1,9 +1,9 @@
 /**
- * The mirror's faults, through the built CLI in child processes against real PostgreSQL: the
+ * The mirror's faults, through the built CLI in child processes against real servers: the
  * server unreachable mid-run (a TCP proxy in front of it is cut and brought back on the same port,
- * never the shared server) queues the work, says so once and catches up; SIGKILL of the mirror at
+ * never the shared server; PostgreSQL) queues the work, says so once and catches up; SIGKILL of the mirror at
  * 20+ random points while the local file keeps changing leaves nothing duplicated or missing on
- * the server, and the mirror never changes the local file.
+ * the server (PostgreSQL and MariaDB), and the mirror never changes the local file.
  */
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -30,8 +30,8 @@ afterAll(async () => {
   for (const d of databases) await d.drop();
 });
 
-async function fresh(): Promise<FreshDatabase> {
-  const d = await freshDatabase('postgres');
+async function fresh(backend: 'postgres' | 'mysql' = 'postgres'): Promise<FreshDatabase> {
+  const d = await freshDatabase(backend);
   databases.push(d);
   return d;
 }
@@ -124,7 +124,7 @@ async function syncedMark(url: string): Promise<string> {
   }
 }
 
-describe('sync faults (PostgreSQL)', () => {
+describe('sync faults', () => {
   it('the server unreachable mid-run: the work is queued, said once, and caught up when it is back', async () => {
     const target = await fresh();
     const db = join(dir, 'outage.db');
@@ -159,9 +159,9 @@ describe('sync faults (PostgreSQL)', () => {
     }
   });
 
-  it('SIGKILL at 22 random points while the file changes: nothing duplicated or missing, the local file untouched by the mirror', async () => {
-    const target = await fresh();
-    const db = join(dir, 'kills.db');
+  it.each(['postgres', 'mysql'] as const)('SIGKILL at 22 random points while the file changes (%s): nothing duplicated or missing, the local file untouched by the mirror', async (backend) => {
+    const target = await fresh(backend);
+    const db = join(dir, `kills-${backend}.db`);
     copyFileSync(seed, db);
     let killedMidWrite = 0;
     let random = 7;
