@@ -169,6 +169,8 @@ export class RequestHandler {
         };
       }
       this.options.emit({ event: 'startup', report: this.startupReport });
+      // After startup retention (what it evicts is not sent first), before the first status is asked.
+      if (this.startupReport.error === null) this.startMirror();
       return this.startupReport;
     })();
     return this.startupPromise;
@@ -282,6 +284,7 @@ export class RequestHandler {
       case 'testConnection':
         return testConnection(request.params.storage, request.params.connectionString, { db: this.options.db });
       case 'syncStatus': {
+        await this.startup();
         const status: SyncStatusView = this.mirror?.status ?? { state: 'off', target: null, mirrored: 0, pending: 0, conflicts: 0, serverNewer: 0, lastSyncedAt: null, error: null };
         return { ...status, line: syncStatusLine(status) };
       }

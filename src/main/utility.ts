@@ -156,10 +156,9 @@ async function main(): Promise<void> {
   });
   ready(handler);
   streamsReady(new AttachmentStreams(service, opts.cacheDir));
+  // With a server as the primary store, startup also starts the mirror, for as long as the app runs.
+  // A kill needs no handler: the server rolls back the session being written when the connection drops.
   await handler.startup();
-  // With a server as the primary store, the file is mirrored into it while the app runs. A kill
-  // needs no handler: the server rolls back the session being written when the connection drops.
-  handler.startMirror();
 }
 
 // A bug in one request must not take every later request with it; the shell restarts us if we do die.
