@@ -18,6 +18,7 @@
 import { z } from 'zod';
 import { JsonStreamScanner } from './json-stream.js';
 import { jsonStringBody } from './table-row.js';
+import { trimmedRowsSchema, type TrimmedRows } from './trim.js';
 
 /** 2: the session's other tables (event log, session_message, ...) under `sessionKeeperTables`. */
 export const ARCHIVE_FORMAT = 2;
@@ -35,6 +36,8 @@ export interface SessionExtras {
   share: Record<string, unknown> | null;
   /** `storage/session_diff/<id>.json`, parsed, when it existed. */
   diff: unknown;
+  /** A trim's archive: the rows trimmed from this session, per table. */
+  trimmed?: TrimmedRows;
 }
 
 /** Row facts for one message and its parts (in the order of `parts`). */
@@ -113,6 +116,7 @@ export const sessionExtrasSchema = z.object({
   todos: z.array(z.record(z.string(), z.unknown())).default([]),
   share: z.record(z.string(), z.unknown()).nullable().default(null),
   diff: z.unknown().optional(),
+  trimmed: trimmedRowsSchema.optional(),
 });
 
 /** An `opencode export` session (no extras of ours): what OpenCode's own Session.Info must have. */

@@ -60,6 +60,7 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   }),
   /** Archive and clean up now: progress arrives as events carrying this request's id. */
   z.object({ method: z.literal('apply'), params: z.object({ policy: policyOverrideSchema.optional() }).strict().optional() }),
+  z.object({ method: z.literal('compact'), params: z.object({ orphans: z.boolean().optional() }).strict().optional() }),
   z.object({ method: z.literal('getSettings'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
   z.object({
@@ -100,6 +101,17 @@ export interface PlanResult {
 
 /** Same fields as `retention --apply --json`. */
 export type ApplyOutcome = ApplyResult;
+
+/** What `compact` removed from the event log, and the space given back afterwards. */
+export interface CompactOutcome {
+  eventsDeleted: number;
+  bytesDeleted: number;
+  orphanEventsDeleted: number;
+  /** how the space came back: `deferred` beside a running OpenCode (it stays inside the file, reused) */
+  reclaim: 'incremental' | 'vacuum' | 'none' | 'deferred';
+  bytesBefore: number;
+  bytesAfter: number;
+}
 
 export interface SizeWarningView {
   thresholdMB: number;
@@ -162,6 +174,7 @@ export interface ResultMap {
   stats: StatsResult;
   plan: PlanResult;
   apply: ApplyOutcome;
+  compact: CompactOutcome;
   getSettings: SettingsResult;
   saveSettings: SettingsResult;
   testConnection: TestConnectionResult;
@@ -194,13 +207,15 @@ export const replySchema = z.discriminatedUnion('ok', [
 export type Reply = z.infer<typeof replySchema>;
 
 const progressSchema = z.object({
-  phase: z.enum(['plan', 'archive', 'verify', 'delete', 'reclaim', 'done']),
+  phase: z.enum(['plan', 'archive', 'verify', 'delete', 'compact', 'reclaim', 'done']),
   evict: z.number().optional(),
   path: z.string().optional(),
   sessions: z.number().optional(),
   deleted: z.number().optional(),
   of: z.number().optional(),
   mode: z.string().optional(),
+  /** bytes removed so far (compaction) */
+  bytes: z.number().optional(),
 });
 export type ProgressView = z.infer<typeof progressSchema>;
 

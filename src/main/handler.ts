@@ -16,6 +16,7 @@ import {
   requestSchema,
   salvageId,
   type ApplyOutcome,
+  type CompactOutcome,
   type EventBody,
   type FieldError,
   type Method,
@@ -30,6 +31,7 @@ import {
   type SettingsResult,
   type StartupResult,
 } from '../core/utility-protocol.js';
+import { applyCompaction, STARTUP_COMPARE_LIMIT } from './compaction.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
 import { dryRun, enforceAtStartup, applyRetention, mirrorOf, type RetentionProgress } from './retention.js';
@@ -277,6 +279,9 @@ export class RequestHandler {
       case 'apply':
         await this.startup();
         return this.apply(request.id, request.params?.policy);
+      case 'compact':
+        await this.startup();
+        return this.compact(request.id, request.params?.orphans ?? false);
       case 'getSettings':
         return this.settings();
       case 'saveSettings':
@@ -360,6 +365,35 @@ export class RequestHandler {
       // Deleted sessions' attachments must not stay viewable through the files held open for them.
       if (result.evicted.length > 0) this.options.service?.handles.clear();
       return result;
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  /** The size-check dialog's "Compact history": every session stays; one run at a time with clean-ups. */
+  private async compact(requestId: string | number, orphans: boolean): Promise<CompactOutcome> {
+    if (this.applying) throw new ProtocolError('busy', 'a clean-up is already running');
+    this.applying = true;
+    try {
+      const emit = (progress: ProgressView): void => this.options.emit({ event: 'progress', requestId, progress });
+      const outcome = await applyCompaction({
+        db: this.options.db,
+        orphans,
+        // The utility's own heap stays small: values this large keep their snapshots (see STARTUP_COMPARE_LIMIT).
+        maxCompareBytes: STARTUP_COMPARE_LIMIT,
+        besideWriter: 'detect',
+        log: (line) => this.options.emit({ event: 'log', message: redactSecrets(line) }),
+        onProgress: (p) => emit({ phase: 'compact', sessions: p.aggregatesDone, of: p.aggregatesTotal, deleted: p.eventsDeleted, bytes: p.bytesDeleted }),
+      });
+      emit({ phase: 'done' });
+      return {
+        eventsDeleted: outcome.compaction.deleted.count,
+        bytesDeleted: outcome.compaction.deleted.bytes,
+        orphanEventsDeleted: outcome.compaction.orphansDeleted.count,
+        reclaim: outcome.reclaim.mode,
+        bytesBefore: outcome.reclaim.bytesBefore,
+        bytesAfter: outcome.reclaim.bytesAfter,
+      };
     } finally {
       this.applying = false;
     }

@@ -12,6 +12,7 @@ import type { SessionConfig } from '../core/config.js';
 import { hasRetentionPolicy } from '../core/config.js';
 import { redactSecrets, SkError } from '../core/errors.js';
 import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan } from '../core/planner.js';
+import { selectorNarrows, type SessionSelector } from '../core/selectors.js';
 import { crossedThresholds, MB, type SizeWarning } from '../core/thresholds.js';
 import { describeWriters } from '../core/data-folder.js';
 import { writeArchive } from '../store/archive/archive-write.js';
@@ -47,6 +48,11 @@ export interface RetentionOptions {
    * transactions; the VACUUM after them waits). `detect` looks first (the utility process).
    */
   besideWriter?: boolean | 'detect';
+  /**
+   * Only these sessions are considered (`--project`, `--larger-than`, `--keep-latest`, ...); the
+   * limits apply to them, and with no limit set every selected session is evicted.
+   */
+  selector?: SessionSelector;
 }
 
 export type RetentionProgress =
@@ -87,9 +93,14 @@ async function withStores<T>(db: string, fn: (stores: Stores) => Promise<T>): Pr
 }
 
 /** Bytes are needed to meet `maxSizeMB` and to show a plan; applying age or count limits needs none. */
-async function planWith(reader: SessionReader, policy: RetentionPolicyInput, now: number, withBytes = policy.maxSizeMB !== undefined): Promise<RetentionPlan> {
+async function planWith(reader: SessionReader, policy: RetentionPolicyInput, now: number, withBytes = policy.maxSizeMB !== undefined, selector?: SessionSelector): Promise<RetentionPlan> {
   const { facts, storeBytes } = await reader.retentionFacts(withBytes);
-  return planRetention({ sessions: facts, storeBytes, now, policy });
+  if (!selector || !selectorNarrows(selector)) return planRetention({ sessions: facts, storeBytes, now, policy });
+  if (selector.subagents) throw new SkError('usage', 'retention evicts whole session families; for child sessions alone use delete --subagents (or trim --subagents)');
+  const chosen = new Set((await reader.selectSessions(selector, now)).map((s) => s.id));
+  // Selectors without a limit: every selected session goes (pinned and active ones excepted).
+  const limited = policy.maxAgeDays !== undefined || policy.maxSessions !== undefined || policy.maxSizeMB !== undefined;
+  return planRetention({ sessions: facts.filter((f) => chosen.has(f.id)), storeBytes, now, policy: limited ? policy : { ...policy, maxSessions: 0 } });
 }
 
 /** The server the file is mirrored into when the config makes a server the primary store. */
@@ -98,10 +109,10 @@ export function mirrorOf(config: Pick<SessionConfig, 'storage' | 'connectionStri
 }
 
 /** The plan, changing nothing (with a mirror, which planned roots its server holds exactly: no archive needed for those). */
-export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now' | 'log'>): Promise<DryRunResult> {
+export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now' | 'selector' | 'log'>): Promise<DryRunResult> {
   const reader = await openReader(options.db);
   try {
-    const plan = await planWith(reader, options.config, options.now ?? Date.now(), true);
+    const plan = await planWith(reader, options.config, options.now ?? Date.now(), true, options.selector);
     const result: DryRunResult = { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
     const mirror = mirrorOf(options.config);
     if (mirror && plan.evict.length > 0) result.mirrored = [...(await mirroredTrees(reader, options.db, mirror, plan.evict.map((e) => e.id), false, options.log)).roots];
@@ -254,7 +265,7 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   const now = options.now ?? Date.now();
   const bytesBefore = fileBytes(options.db);
   const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none', unmetBytes: 0 };
-  const plan = await planWith(stores.reader, config, now);
+  const plan = await planWith(stores.reader, config, now, undefined, options.selector);
   const seen = options.seen;
   const roots = plan.evict.map((e) => e.id).filter((id) => seen === undefined || seen.has(id));
   const unseen = plan.evict.length - roots.length;

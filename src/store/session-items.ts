@@ -5,6 +5,7 @@
  */
 
 import type { Row } from '../core/table-row.js';
+import type { TrimmedRows } from '../core/trim.js';
 
 export { BlobValue, type Row, type RowValue } from '../core/table-row.js';
 
@@ -17,6 +18,8 @@ export interface SessionHeader {
   share: Row | null;
   /** `storage/session_diff/<id>.json` beside the database, as written, when there is one. */
   diff: Buffer | null;
+  /** Set in the archive of a trim: the rows that were trimmed, which a restore puts back into the session present. */
+  trimmed?: TrimmedRows;
 }
 
 export interface MessageRecord {

@@ -257,10 +257,12 @@ function rowText(prefixFor: (id: string) => string, raw: Buffer, dropKeys: reado
 
 /** The header of an archived session: our extras when present, else what the export object implies. */
 function headerOf(path: string, index: number, extras: SessionExtras | null, info: Record<string, unknown> | null): SessionHeader {
+  let trimmed: SessionHeader['trimmed'];
   const where = (what: string): string => `${path}: session #${index}${typeof info?.['id'] === 'string' ? ` (${info['id']})` : ''}: ${what}`;
   if (extras) {
     const checked = sessionExtrasSchema.safeParse(extras);
     if (!checked.success) throw new SkError('archive', where(`sessionKeeper.${describeArchiveIssue(checked.error)}`));
+    trimmed = checked.data.trimmed;
   } else {
     const checked = exportInfoSchema.safeParse(info ?? undefined);
     if (!checked.success) throw new SkError('archive', where(info ? `info.${describeArchiveIssue(checked.error)}` : 'neither info nor sessionKeeper'));
@@ -273,6 +275,7 @@ function headerOf(path: string, index: number, extras: SessionExtras | null, inf
     todos: (extras?.todos as Row[] | undefined) ?? [],
     share: (extras?.share as Row | null | undefined) ?? null,
     diff: diff === undefined || diff === null ? null : Buffer.from(JSON.stringify(diff)),
+    ...(trimmed ? { trimmed } : {}),
   };
 }
 

@@ -72,7 +72,7 @@ class ArchiveSerializer {
     const sink = this.sink;
     switch (item.kind) {
       case 'session': {
-        const { session, project, todos, share, diff } = item.header;
+        const { session, project, todos, share, diff, trimmed } = item.header;
         this.sessionId = rowId(session);
         this.digest = new SessionDigest();
         this.headerCounts = { todo: todos.length, session_share: share ? 1 : 0 };
@@ -84,7 +84,7 @@ class ArchiveSerializer {
           await sink.write('{"info":', info, ',"messages":[');
           return;
         }
-        const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share };
+        const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share, ...(trimmed ? { trimmed } : {}) };
         const extrasJson = JSON.stringify(extras);
         await sink.write(
           this.separator,

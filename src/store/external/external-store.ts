@@ -5,6 +5,8 @@
  * value at a time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
  * Engine differences are the dialect's (dialect.ts); nothing here asks which engine it is.
  */
+import type { SelectedSession } from '../../core/selectors.js';
+import type { TrimPlan } from '../../core/trim.js';
 import { emptyCompactionPlan, type CompactionPlan, type CompactionResult } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
@@ -19,7 +21,7 @@ import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, St
 import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite } from '../mirror-target.js';
 import type { Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
 import { digestOfSession, heldVersions, mirrorBases, mirrorSession, recordBase, registerSource } from './mirror-write.js';
-import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { AppliedTrim, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
 import { connect, connectionError } from './connection.js';
@@ -406,6 +408,23 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
   async reclaim(): Promise<ReclaimResult> {
     const bytes = await this.databaseBytes();
     return { mode: 'none', bytesBefore: bytes, bytesAfter: bytes };
+  }
+
+  selectSessions(): Promise<SelectedSession[]> {
+    return Promise.reject(new SkError('usage', `${this.conn.display}: session selectors work on OpenCode's SQLite file`));
+  }
+
+  // eslint-disable-next-line require-yield
+  async *exportTrimmedRows(): AsyncGenerator<SessionItem> {
+    throw new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`);
+  }
+
+  trimPlan(): Promise<TrimPlan> {
+    return Promise.reject(new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`));
+  }
+
+  applyTrim(): Promise<AppliedTrim> {
+    return Promise.reject(new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`));
   }
 
   convertToIncremental(): Promise<ReclaimResult> {

@@ -8,7 +8,8 @@ import { SkError } from '../../core/errors.js';
 import { BlobValue, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
-import { messagesAfter, partsOfMessages, payloadOf, statement } from './rows.js';
+import { messagesAfter, partsOfMessages, payloadOf, statement, type PayloadRow } from './rows.js';
+import type { TrimmedRows } from '../../core/trim.js';
 import type { SessionTable } from './session-tables.js';
 
 const PAGE_ROWS = 200;
@@ -126,4 +127,73 @@ export function ownedRowCounts(conn: SqliteConnection, sessionId: string): Table
     counts[table.table] = statement(conn.db, `SELECT count(*) FROM "${table.table}" WHERE "${table.key}" = ?`).pluck().get(sessionId) as number;
   }
   return counts;
+}
+
+/**
+ * A trim's archive: per session its header (naming the rows about to be trimmed) and only those
+ * rows, with the messages their parts belong to. Nothing else is read, so archiving what a trim
+ * removes costs about what it removes.
+ */
+export function* exportTrimmedRows(conn: SqliteConnection, trimmed: ReadonlyMap<string, TrimmedRows>): Generator<SessionItem> {
+  const { db } = conn;
+  const byTime = <T extends { timeCreated: number; id: string }>(a: T, b: T): number => a.timeCreated - b.timeCreated || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  for (const [sessionId, rows] of trimmed) {
+    db.exec('BEGIN');
+    try {
+      const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as Row | undefined;
+      // Deleted since the plan: its rows went with it, and the trim finds none of them.
+      if (!session) continue;
+      const project = (statement(db, 'SELECT * FROM project WHERE id = ?').get(session['project_id']) as Row | undefined) ?? null;
+      yield { kind: 'session', header: { session, project, todos: [], share: null, diff: null, trimmed: rows } };
+      const counts: TableCounts = {};
+      const partIds = rows.part ?? [];
+      if (partIds.length > 0) {
+        const parts = (
+          db
+            .prepare(
+              `SELECT rowid, id, message_id AS messageId, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes, NULL AS data
+               FROM part WHERE id IN (SELECT value FROM json_each(?))`,
+            )
+            .all(JSON.stringify(partIds)) as (PayloadRow & { messageId: string })[]
+        ).sort(byTime);
+        const messages = (
+          db
+            .prepare(`SELECT rowid, id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes, NULL AS data FROM message WHERE id IN (SELECT value FROM json_each(?))`)
+            .all(JSON.stringify([...new Set(parts.map((p) => p.messageId))])) as PayloadRow[]
+        ).sort(byTime);
+        for (const message of messages) {
+          const mine = parts.filter((p) => p.messageId === message.id);
+          yield {
+            kind: 'message',
+            message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payloadOf(conn, 'message', message, 'archive') },
+            partTimes: mine.map((p) => [p.timeCreated, p.timeUpdated]),
+          };
+          for (const part of mine) {
+            yield { kind: 'part', part: { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data: payloadOf(conn, 'part', part, 'archive') } };
+          }
+        }
+        counts['message'] = messages.length;
+        counts['part'] = messages.reduce((n, m) => n + parts.filter((p) => p.messageId === m.id).length, 0);
+      }
+      for (const table of ['session_message', 'session_input'] as const) {
+        const ids = rows[table] ?? [];
+        if (ids.length === 0 || !conn.schema.tables.has(table)) continue;
+        const { select, columns } = typedColumns(conn, table);
+        const found: Row[] = [];
+        for (const raw of statement(db, `SELECT ${select} FROM "${table}" WHERE id IN (SELECT value FROM json_each(?)) ORDER BY rowid`).iterate(JSON.stringify(ids)) as IterableIterator<Record<string, unknown>>) {
+          const row: Row = {};
+          for (const c of columns) {
+            const value = raw[c];
+            row[c] = Buffer.isBuffer(value) && raw[c + BLOB_FLAG] === 1 ? new BlobValue(value) : (value as Row[string]);
+          }
+          found.push(row);
+        }
+        if (found.length > 0) yield { kind: 'rows', table, rows: found };
+        counts[table] = found.length;
+      }
+      yield { kind: 'end', sessionId, counts };
+    } finally {
+      if (db.inTransaction) db.exec('COMMIT');
+    }
+  }
 }

@@ -31,6 +31,9 @@ class SessionImporter {
   private pendingBytes = 0;
   private writing = false;
   private counts: TableCounts = {};
+  /** A trim's archive of a session still present: only the rows it lists go back, over what the trim left. */
+  private putBack: Map<string, Set<string>> | null = null;
+  private putBackKept = 0;
 
   constructor(
     private readonly conn: SqliteConnection,
@@ -68,10 +71,10 @@ class SessionImporter {
     );
   }
 
-  private insertPart(p: PartRecord): void {
+  private insertPart(p: PartRecord, replace = false): void {
     statement(
       this.conn.db,
-      'INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT))',
+      `INSERT ${replace ? 'OR REPLACE ' : ''}INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT))`,
     ).run(p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated, p.data);
   }
 
@@ -84,6 +87,7 @@ class SessionImporter {
     const id = rowId(header.session);
     this.conn.db.exec('BEGIN IMMEDIATE');
     this.writing = true;
+    if (this.putBack) return;
     if (this.options.existing === 'replace' && this.exists(id)) {
       statement(this.conn.db, 'DELETE FROM part WHERE session_id = ?').run(id);
       statement(this.conn.db, 'DELETE FROM message WHERE session_id = ?').run(id);
@@ -100,7 +104,7 @@ class SessionImporter {
    * (`CAST(? AS TEXT)`), BLOBs as BLOBs. An `event_sequence` row keeps the higher of two seqs and an
    * event already there is the same event (OpenCode's own deletes leave orphans behind).
    */
-  private insertTableRows(table: string, rows: readonly Row[]): void {
+  private insertTableRows(table: string, rows: readonly Row[], replace = false): void {
     const present = this.columnsOf(table);
     if (present.size === 0) {
       throw new SkError('archive', `the archive holds ${table} rows, but ${this.conn.path} has no ${table} table (an older OpenCode?); nothing of this session was restored`);
@@ -116,12 +120,24 @@ class SessionImporter {
       let sql = `INSERT INTO "${table}" (${columns}) VALUES (${slots.join(', ')})`;
       if (table === 'event_sequence') sql += ' ON CONFLICT(aggregate_id) DO UPDATE SET seq = max(seq, excluded.seq)';
       if (table === 'event') sql = sql.replace('INSERT INTO', 'INSERT OR IGNORE INTO');
+      else if (replace) sql = sql.replace('INSERT INTO', 'INSERT OR REPLACE INTO');
       statement(this.conn.db, sql).run(...values);
     }
   }
 
   private write(item: SessionItem): void {
-    if (item.kind === 'message') {
+    const replace = this.putBack !== null;
+    if (replace && item.kind === 'part') {
+      if (this.changedSinceTrim('part', item.part.id, item.part.timeUpdated)) return;
+      this.insertPart(item.part, true);
+      this.count('part', 1, item.part.data.length);
+    } else if (replace && item.kind === 'rows') {
+      const rows = item.rows.filter((row) => !this.changedSinceTrim(item.table, String(row['id']), row['time_updated']));
+      this.insertTableRows(item.table, rows, true);
+      this.count(item.table, rows.length, rowsBytes(rows));
+    } else if (replace) {
+      return;
+    } else if (item.kind === 'message') {
       this.insertMessage(item.message);
       this.count('message', 1, item.message.data.length);
     } else if (item.kind === 'part') {
@@ -143,12 +159,22 @@ class SessionImporter {
     if (item.kind === 'session') {
       this.header = item.header;
       const id = rowId(item.header.session);
-      this.skipping = this.options.existing === 'skip' && this.exists(id);
+      const present = this.options.existing === 'skip' && this.exists(id);
+      const trimmed = item.header.trimmed;
+      this.putBackKept = 0;
+      this.putBack = present && trimmed ? new Map(Object.entries(trimmed).map(([table, ids]) => [table, new Set(ids)])) : null;
+      // A trim's archive holds only the trimmed rows: it completes a session present, never makes one.
+      this.skipping = (present && this.putBack === null) || (!present && trimmed !== undefined);
       this.counts = {};
-      if (this.skipping) this.result.skipped.push(id);
+      if (this.skipping) (present ? this.result.skipped : (this.result.absent ??= [])).push(id);
       return;
     }
     if (this.skipping || !this.header) return;
+    if (this.putBack && item.kind !== 'end') {
+      const kept = this.keptForPutBack(item);
+      if (!kept) return;
+      item = kept;
+    }
     if (item.kind === 'end') {
       await this.finishSession(item.counts);
       return;
@@ -158,9 +184,32 @@ class SessionImporter {
       return;
     }
     this.pending.push(item);
-    this.pendingBytes += item.kind === 'message' ? item.message.data.length : item.kind === 'part' ? item.part.data.length : rowsBytes(item.rows);
+    this.pendingBytes += item.kind === 'message' ? item.message.data.length : item.kind === 'part' ? item.part.data.length : item.kind === 'rows' ? rowsBytes(item.rows) : 0;
     // A session too big to gather is written as it arrives, its transaction held until its end.
     if (this.pendingBytes > GATHER_BYTES) this.flushPending();
+  }
+
+  /**
+   * A trim keeps each row's `time_updated`: a row whose time differs now was changed by OpenCode
+   * after the trim and is newer than the archive's copy, so it stays (and is counted as kept).
+   */
+  private changedSinceTrim(table: string, id: string, archivedUpdated: unknown): boolean {
+    if (!this.columnsOf(table).has('time_updated')) return false;
+    const now = statement(this.conn.db, `SELECT time_updated FROM "${table}" WHERE id = ?`).pluck().get(id);
+    if (now === undefined || now === archivedUpdated) return false;
+    this.putBackKept++;
+    return true;
+  }
+
+  /** Of an item of a trimmed session, only the rows the trim changed (null: none of it). */
+  private keptForPutBack(item: SessionItem): SessionItem | null {
+    const rows = this.putBack as Map<string, Set<string>>;
+    if (item.kind === 'part') return rows.get('part')?.has(item.part.id) ? item : null;
+    if (item.kind !== 'rows') return null;
+    const ids = rows.get(item.table);
+    if (!ids) return null;
+    const kept = item.rows.filter((row) => ids.has(String(row['id'])));
+    return kept.length > 0 ? { kind: 'rows', table: item.table, rows: kept } : null;
   }
 
   private flushPending(): void {
@@ -174,6 +223,19 @@ class SessionImporter {
     const header = this.header as SessionHeader;
     const id = rowId(header.session);
     this.flushPending();
+    if (this.putBack) {
+      // Every trimmed row the archive holds went back, or was kept as newer.
+      const expected = [...this.putBack.keys()].reduce((n, table) => n + (sent[table] ?? 0), 0);
+      const written = Object.values(this.counts).reduce((n, rows) => n + rows, 0);
+      if (written + this.putBackKept !== expected) throw new SkError('archive', `session ${id}: the archive holds ${expected} trimmed rows, ${written} went back; nothing of it was put back`);
+      this.conn.db.exec('COMMIT');
+      this.writing = false;
+      (this.result.putBack ??= []).push({ id, rows: written });
+      this.header = null;
+      this.putBack = null;
+      await this.options.onSession?.(id);
+      return;
+    }
     // Whole or not at all: every row the source sent went in (todos and the share with the header).
     const written: TableCounts = { ...this.counts, todo: header.todos.length, session_share: header.share ? 1 : 0 };
     for (const [table, rows] of Object.entries(sent)) {

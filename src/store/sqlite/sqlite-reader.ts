@@ -3,6 +3,12 @@
  * sized with octet_length (which reads no payload), fetched as BLOBs (Buffers outside the V8 heap)
  * one large value at a time, and reduced before anything is parsed.
  */
+import type { SelectedSession, SessionSelector } from '../../core/selectors.js';
+import type { TrimmedRows, TrimPlan } from '../../core/trim.js';
+import { exportTrimmedRows } from './session-export.js';
+import type { TrimRequest } from '../reader.js';
+import { selectSessions } from './selectors.js';
+import { planTrim } from './trim.js';
 import { existsSync, statSync } from 'node:fs';
 import { emptyCompactionPlan, type CompactionPlan, type PlanOptions } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionSummary, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
@@ -597,6 +603,22 @@ export class SqliteReader implements SessionReader, ChangeMarks {
   /** Change marks from counters and times (session-marks.ts): what the mirror compares between polls. */
   sessionMarks(ids?: readonly string[]): Promise<Map<string, SessionMark>> {
     return this.read(() => sessionMarks(this.conn, ids ?? null));
+  }
+
+  selectSessions(selector: SessionSelector, now: number): Promise<SelectedSession[]> {
+    return this.read(() => selectSessions(this.conn, selector, now, (id) => this.sessionBytesTerms(id)));
+  }
+
+  *exportTrimmedRows(trimmed: ReadonlyMap<string, TrimmedRows>): Generator<SessionItem> {
+    try {
+      yield* exportTrimmedRows(this.conn, trimmed);
+    } catch (error) {
+      throw mapSqliteError(error, this.conn.path);
+    }
+  }
+
+  trimPlan(request: TrimRequest): Promise<TrimPlan> {
+    return this.read(() => planTrim(this.conn, request));
   }
 
   /** The sessions' rows, one session after another; SQLite's failures mapped to one-line errors. */

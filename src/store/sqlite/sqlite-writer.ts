@@ -9,7 +9,9 @@ import { dirname } from 'node:path';
 import type { CompactionResult, CompactOptions } from '../../core/compaction.js';
 import { SkError } from '../../core/errors.js';
 import type { SessionItems, TableCounts } from '../session-items.js';
-import type { DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimOptions, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { TrimPlan } from '../../core/trim.js';
+import { applyTrim } from './trim.js';
+import type { AppliedTrim, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimOptions, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { fileBytes, mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
 import { removeDiffFile } from './diff-files.js';
 import { compactEvents } from './event-compaction.js';
@@ -302,6 +304,10 @@ export class SqliteWriter implements SessionWriter {
       this.refuseUnverifiedLayout();
       return compactEvents(this.conn, options);
     });
+  }
+
+  applyTrim(plan: TrimPlan, placeholder: string): Promise<AppliedTrim> {
+    return this.run(() => applyTrim(this.conn, plan, placeholder));
   }
 
   /** Converts the file to auto_vacuum=INCREMENTAL once (a VACUUM rewrites it), so later deletes can shrink it in steps. */
