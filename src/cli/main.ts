@@ -18,6 +18,7 @@ import { registerExternalCommands } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
 import { besideWriter, confirm, interactive } from './commands/ask.js';
 import { registerClean } from './commands/clean.js';
+import { registerSync } from './commands/sync.js';
 import { addSelectorOptions, registerTrim, selectorOf } from './commands/trim.js';
 import type { SelectorFlags } from '../core/selectors.js';
 import { registerPluginCommands } from './commands/plugin.js';
@@ -103,6 +104,14 @@ export function buildProgram(): Command {
     return g;
   };
 
+  /** With --db a file and `storage` naming a server in the config, that server: list, show and stats cover both. */
+  const mirrorFor = (g: GlobalOptions): string | undefined => {
+    if (isConnectionString(g.db)) return undefined;
+    const { config } = loadConfig({ path: g.config });
+    return config.storage !== 'sqlite' ? config.connectionString : undefined;
+  };
+  const oneView = () => import('../main/one-view.js');
+
   program
     .command('stats')
     .description('file, WAL and free-page bytes; row counts; attachments; largest sessions; warnings')
@@ -110,6 +119,8 @@ export function buildProgram(): Command {
     .action(async (options: { largest: number }, command: Command) => {
       const g = globals(command);
       const stats = await withService(g, (s) => s.stats({ largest: options.largest }));
+      const mirror = mirrorFor(g);
+      if (mirror) stats.mirror = await (await oneView()).mirrorFigures(g.db, mirror);
       print(g.json, stats, () => formatStats(stats));
     });
 
@@ -120,7 +131,10 @@ export function buildProgram(): Command {
     .option('--cursor <cursor>', 'continue after a previous page')
     .action(async (options: { limit: number; cursor?: string }, command: Command) => {
       const g = globals(command);
-      const list = await withService(g, (s) => s.listSessions({ limit: options.limit, cursor: options.cursor ?? null }));
+      const mirror = mirrorFor(g);
+      const list = mirror
+        ? await (await oneView()).listBoth(g.db, mirror, { limit: options.limit, cursor: options.cursor ?? null })
+        : await withService(g, (s) => s.listSessions({ limit: options.limit, cursor: options.cursor ?? null }));
       print(g.json, list, () => formatList(list));
     });
 
@@ -132,9 +146,10 @@ export function buildProgram(): Command {
     .option('--cursor <cursor>', 'continue after a previous page')
     .action(async (sessionId: string, options: { limit: number; cursor?: string }, command: Command) => {
       const g = globals(command);
-      const page = await withService(g, (s) =>
-        s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }),
-      );
+      const mirror = mirrorFor(g);
+      const page = mirror
+        ? await (await oneView()).showBoth(g.db, mirror, sessionId, { limit: options.limit, cursor: options.cursor ?? null })
+        : await withService(g, (s) => s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }));
       print(g.json, page, () => formatShow(page));
     });
 
@@ -184,7 +199,7 @@ export function buildProgram(): Command {
       });
       if (!options.apply) {
         const plan = await (await retention()).dryRun({ db: g.db, config, selector });
-        print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
+        print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize, ...(plan.mirrored ? { mirrored: plan.mirrored } : {}) }, () => formatPlan(plan, config));
         return;
       }
       const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
@@ -353,6 +368,7 @@ export function buildProgram(): Command {
   registerPluginCommands(program, { sqliteFile, settings });
 
   registerExternalCommands(program, globals);
+  registerSync(program);
 
   return program;
 }

@@ -13,6 +13,7 @@
  * Node's IPC channel its messages travel as `{type: 'stream', stream, body}`.
  */
 import { z } from 'zod';
+import type { SyncStatusView } from './sync-status.js';
 import type { SkErrorCode } from './errors.js';
 import type { ApplyResult, AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
 import type { PlannedEviction } from './planner.js';
@@ -67,6 +68,7 @@ export const requestBodySchema = z.discriminatedUnion('method', [
     params: z.object({ storage: z.enum(STORAGE_KINDS), connectionString: z.string().max(4096).optional() }).strict(),
   }),
   /** Test seam, answered only when SESSION_KEEPER_TEST_HOOKS=1: ends one worker thread. */
+  z.object({ method: z.literal('syncStatus'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('debugKillWorker'), params: z.object({}).strict().optional() }),
 ]);
 export type RequestBody = z.infer<typeof requestBodySchema>;
@@ -177,6 +179,8 @@ export interface ResultMap {
   saveSettings: SettingsResult;
   testConnection: TestConnectionResult;
   debugKillWorker: { killed: boolean; threads: number };
+  /** The mirror into the configured server (`storage` names one): its status and the dialog's line. */
+  syncStatus: SyncStatusView & { line: string };
 }
 export type ResultOf<M extends Method> = ResultMap[M];
 

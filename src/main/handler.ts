@@ -34,7 +34,8 @@ import {
 import { applyCompaction, STARTUP_COMPARE_LIMIT } from './compaction.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
-import { dryRun, enforceAtStartup, applyRetention, type RetentionProgress } from './retention.js';
+import { dryRun, enforceAtStartup, applyRetention, mirrorOf, type RetentionProgress } from './retention.js';
+import { syncStatusLine, type SyncStatusView } from '../core/sync-status.js';
 import type { SessionService } from './service.js';
 import { defaultStatePath, WarnState } from './warn-state.js';
 
@@ -96,6 +97,8 @@ export class RequestHandler {
   private startupReport: StartupResult | null = null;
   private startupPromise: Promise<StartupResult> | null = null;
   private applying = false;
+  /** The mirror into the configured server, when `storage` names one (started after startup). */
+  private mirror: { status: SyncStatusView; stop: AbortController; done: Promise<void> } | null = null;
 
   constructor(options: HandlerOptions) {
     this.options = options;
@@ -168,9 +171,46 @@ export class RequestHandler {
         };
       }
       this.options.emit({ event: 'startup', report: this.startupReport });
+      // After startup retention (what it evicts is not sent first), before the first status is asked.
+      if (this.startupReport.error === null) this.startMirror();
       return this.startupReport;
     })();
     return this.startupPromise;
+  }
+
+  /**
+   * With a server as the primary store (`storage` + `connectionString`), mirrors the file into it
+   * for as long as the process runs, beside OpenCode (the file is only read). Once, after startup.
+   */
+  startMirror(): void {
+    const to = mirrorOf(this.config);
+    if (this.mirror || !to || !this.options.service) return;
+    const stop = new AbortController();
+    const status: SyncStatusView = { state: 'starting', target: redactSecrets(to), mirrored: 0, pending: 0, conflicts: 0, serverNewer: 0, lastSyncedAt: null, error: null };
+    const log = (line: string): void => this.options.emit({ event: 'log', message: redactSecrets(line) });
+    const done = (async (): Promise<void> => {
+      const { runSync, defaultSyncStateDir } = await import('./sync.js');
+      await runSync({
+        db: this.options.db,
+        to,
+        signal: stop.signal,
+        stateDir: defaultSyncStateDir(this.env),
+        log,
+        onStatus: (s) => Object.assign(status, { state: s.state, target: s.target || status.target, mirrored: s.mirrored, pending: s.pending, conflicts: s.conflicts, serverNewer: s.serverNewer, lastSyncedAt: s.lastSyncedAt }),
+      });
+      status.state = 'stopped';
+    })().catch((error: unknown) => {
+      status.state = 'stopped';
+      status.error = redactSecrets(oneLine(error));
+      log(`sync: the mirror stopped: ${status.error}`);
+    });
+    this.mirror = { status, stop, done };
+  }
+
+  /** Stops the mirror (the session being written is rolled back whole on the server). */
+  async stopMirror(): Promise<void> {
+    this.mirror?.stop.abort();
+    await this.mirror?.done;
   }
 
   /** Parses one incoming message and answers it; never throws. */
@@ -248,6 +288,11 @@ export class RequestHandler {
         return this.saveSettings(request.params.settings);
       case 'testConnection':
         return testConnection(request.params.storage, request.params.connectionString, { db: this.options.db });
+      case 'syncStatus': {
+        await this.startup();
+        const status: SyncStatusView = this.mirror?.status ?? { state: 'off', target: null, mirrored: 0, pending: 0, conflicts: 0, serverNewer: 0, lastSyncedAt: null, error: null };
+        return { ...status, line: syncStatusLine(status) };
+      }
       case 'debugKillWorker': {
         if (!this.options.testHooks) throw new SkError('usage', 'debugKillWorker is answered only with SESSION_KEEPER_TEST_HOOKS=1');
         const killed = await this.need().terminateWorker();

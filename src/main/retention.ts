@@ -68,6 +68,8 @@ export interface DryRunResult {
   freesBytes: number;
   storeBytes: number;
   unmetSize: boolean;
+  /** With an external primary: roots whose trees its server holds exactly now ("mirrored, no archive needed"). */
+  mirrored?: string[];
 }
 
 /** The reader and writer one run works with. */
@@ -101,12 +103,20 @@ async function planWith(reader: SessionReader, policy: RetentionPolicyInput, now
   return planRetention({ sessions: facts.filter((f) => chosen.has(f.id)), storeBytes, now, policy: limited ? policy : { ...policy, maxSessions: 0 } });
 }
 
-/** The plan, changing nothing. */
-export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now' | 'selector'>): Promise<DryRunResult> {
+/** The server the file is mirrored into when the config makes a server the primary store. */
+export function mirrorOf(config: Pick<SessionConfig, 'storage' | 'connectionString'>): string | undefined {
+  return config.storage !== 'sqlite' ? config.connectionString : undefined;
+}
+
+/** The plan, changing nothing (with a mirror, which planned roots its server holds exactly: no archive needed for those). */
+export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now' | 'selector' | 'log'>): Promise<DryRunResult> {
   const reader = await openReader(options.db);
   try {
     const plan = await planWith(reader, options.config, options.now ?? Date.now(), true, options.selector);
-    return { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
+    const result: DryRunResult = { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.remainingBytes + plan.freesBytes, unmetSize: plan.unmetSize };
+    const mirror = mirrorOf(options.config);
+    if (mirror && plan.evict.length > 0) result.mirrored = [...(await mirroredTrees(reader, options.db, mirror, plan.evict.map((e) => e.id), false, options.log)).roots];
+    return result;
   } finally {
     await reader.close();
   }
@@ -125,10 +135,30 @@ export type EvictOptions = Omit<RetentionOptions, 'config'> & {
   archiveDir: string;
   archivePath?: string;
   offload?: string | undefined;
+  /** The external primary the file is mirrored into (`storage` + `connectionString`): trees it holds exactly need no archive. */
+  mirror?: string | undefined;
   /** `when-worth-it`: a small delete from a large file leaves the space inside it rather than rewriting it. */
   reclaim?: 'always' | 'when-worth-it';
 };
 export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives' | 'unmetBytes'> & { bytesFreedRows: number };
+
+/** The roots whose whole trees the mirror's server holds exactly as they are now, with the marks a delete must still find. */
+async function mirroredTrees(
+  reader: SessionReader,
+  db: string,
+  mirror: string,
+  roots: readonly string[],
+  catchUp: boolean,
+  log?: (line: string) => void,
+): Promise<{ roots: Set<string>; marks: Map<string, string> }> {
+  const trees = new Map<string, string[]>();
+  for (const root of roots) trees.set(root, await reader.sessionTrees([root]));
+  const { mirroredExactly } = await import('./mirror-check.js');
+  const check = await mirroredExactly(db, reader, mirror, [...trees.values()].flat(), { catchUp });
+  if (check.unavailable) log?.(`session-keeper: the mirror's server cannot be asked (${check.unavailable}); evicted sessions are archived as usual`);
+  const mirrored = new Set([...trees].filter(([, tree]) => tree.every((id) => check.mirrored.has(id))).map(([root]) => root));
+  return { roots: mirrored, marks: check.marks };
+}
 
 /**
  * Archives (and verifies) the trees of `roots`, then deletes them, then reclaims. Throws before
@@ -142,14 +172,17 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   const ids = await reader.sessionTrees(roots);
   // What each session was when it left: a tree that changes after this is kept.
   const versions = await reader.sessionVersions(ids);
+  // With an external primary, trees its server holds exactly (verified, unchanged since) need no archive.
+  const mirrored = options.mirror ? await mirroredTrees(reader, options.db, options.mirror, roots, true, options.log) : { roots: new Set<string>(), marks: new Map<string, string>() };
+  const leaving = mirrored.roots.size ? await reader.sessionTrees(roots.filter((r) => !mirrored.roots.has(r))) : ids;
   /** Rows per table of each session, as archived (or copied): a delete must find exactly these. */
   let counts: ReadonlyMap<string, TableCounts> | undefined;
   let archive: string | null = null;
-  if (options.archive) {
+  if (options.archive && leaving.length > 0) {
     const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
-    options.onProgress?.({ phase: 'archive', path, sessions: ids.length });
+    options.onProgress?.({ phase: 'archive', path, sessions: leaving.length });
     // Verified before it takes its name: an archive under its name has always been checked.
-    const written = await writeArchive(reader.exportSessions(ids), path, {
+    const written = await writeArchive(reader.exportSessions(leaving), path, {
       verify: true,
       beforeVerify: async (tempPath) => {
         await options.afterArchive?.(tempPath);
@@ -165,14 +198,14 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     throw error;
   };
   let offloaded: string | null = null;
-  if (options.offload) {
+  if (options.offload && leaving.length > 0) {
     // The trees are copied into the external database and verified there (counts and digests)
     // before anything leaves the local file; a failure throws before the delete.
     options.log?.(`session-keeper: moving ${ids.length} session${ids.length === 1 ? '' : 's'} to ${redactSecrets(options.offload)} before deleting them here`);
     try {
       const target = await openWriter(options.offload, { bulk: true });
       try {
-        const copied = await copySessions(reader, target, { ids, copy: 'all' });
+        const copied = await copySessions(reader, target, { ids: leaving, copy: 'all' });
         if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
         offloaded = copied.target;
         counts ??= copied.counts;
@@ -183,7 +216,7 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
       return unused(error);
     }
   }
-  const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id) }]));
+  const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id), mark: mirrored.marks.get(id) }]));
   let deleted: Awaited<ReturnType<SessionWriter['deleteTrees']>>;
   try {
     deleted = await writer.deleteTrees(roots, { expected });
@@ -207,6 +240,7 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   options.onProgress?.({ phase: 'reclaim', mode: reclaimed.mode });
   return {
     evicted: deleted.deleted,
+    mirrored: deleted.deleted.filter((root) => mirrored.roots.has(root)),
     archive,
     offload: offloaded,
     bytesAfter: reclaimed.bytesAfter,
@@ -237,8 +271,9 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   const unseen = plan.evict.length - roots.length;
   options.onProgress?.({ phase: 'plan', evict: roots.length });
   if (roots.length === 0) return result;
-  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload }, roots);
+  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload, mirror: mirrorOf(config) }, roots);
   if (done.offload) result.offload = done.offload;
+  if (done.mirrored?.length) result.mirrored = done.mirrored;
   result.evicted = done.evicted;
   result.changed = done.changed;
   if (done.archive) result.archives.push(done.archive);
@@ -253,7 +288,8 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   ].filter(Boolean);
   options.log?.(
     `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
-      `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
+      `${done.mirrored?.length ? `; ${done.mirrored.length} held exactly by ${redactSecrets(mirrorOf(config) ?? '')} (mirrored, no archive needed)` : ''}` +
+      `${done.archive ? `; archived to ${done.archive}` : done.mirrored?.length === done.evicted.length ? '' : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
       (done.changed.length ? ` ${done.changed.length} changed after they were archived and were kept.` : '') +
       (unseen > 0 ? ` ${unseen} more qualified after the plan was shown and were left for the next run.` : '') +
       (result.unmetBytes > 0 ? ` Still ${formatBytes(result.unmetBytes)} over ${config.maxSizeMB} MB: the next run plans more.` : ''),

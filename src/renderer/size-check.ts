@@ -159,11 +159,28 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
         : null;
     compactBtn?.addEventListener('click', () => void runCompact());
     const folder = folderSlices(stats);
+    const mirrorLine = h('p', { class: 'sync-status', id: 'sync-status', 'aria-live': 'polite', hidden: true });
     render(
       h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], total + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats)),
+      mirrorLine,
       h('div', { class: 'actions' }, cleanBtn, settingsBtn, laterBtn, ...(compactBtn ? [compactBtn] : [])),
     );
     cleanBtn.focus();
+    // With a server as the primary store: the mirror's line, refreshed while this view is shown.
+    const showMirror = async (first = false): Promise<void> => {
+      // Stops once this view is replaced or the dialog is gone.
+      if (!first && !mirrorLine.isConnected) return;
+      try {
+        const status = await api.request('syncStatus');
+        if (status.state === 'off') return;
+        mirrorLine.hidden = false;
+        mirrorLine.textContent = `Server copy (${status.target ?? ''}): ${status.line}`;
+      } catch {
+        return; // an older utility process without the request: no line
+      }
+      setTimeout(() => void showMirror(), 2000);
+    };
+    void showMirror(true);
   };
 
   const showPlan = async (): Promise<void> => {

@@ -98,3 +98,15 @@ export interface TrimRequest {
   /** Attachments: only rows created before this (epoch ms). */
   attachmentsBefore?: number;
 }
+
+/** A session's change mark: `time_updated`, and a short string that changes whenever any row it owns does. */
+export interface SessionMark {
+  updated: number;
+  mark: string;
+}
+
+/** A store that can tell cheaply which sessions changed (OpenCode's SQLite file): what the mirror polls. */
+export interface ChangeMarks {
+  /** Marks of every session (no `ids`), or of those of `ids` that exist; read inside an export, they describe what it exported. */
+  sessionMarks(ids?: readonly string[]): Promise<Map<string, SessionMark>>;
+}

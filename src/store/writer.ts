@@ -12,6 +12,8 @@ export interface ExpectedSession {
   updated: number;
   /** Rows per table as exported; a table missing here is not checked. */
   counts?: TableCounts;
+  /** The session's change mark (ChangeMarks) when it was mirrored: any change since, even in place, keeps it. */
+  mark?: string;
 }
 
 export interface DeleteResult {

@@ -19,6 +19,7 @@ import { acquireRunLock, type RunLock } from './run-lock.js';
 import { assertIntact } from './integrity.js';
 import { sessionTrees, statement } from './rows.js';
 import { importSessions } from './session-import.js';
+import { sessionMarks } from './session-marks.js';
 import type { SessionTable } from './session-tables.js';
 
 const EVENT_DELETE_BATCH = 500;
@@ -122,6 +123,8 @@ export class SqliteWriter implements SessionWriter {
       if (!expected) return true;
       const want = expected.get(id);
       if (!want || updatedOf.get(id) !== want.updated) return false;
+      // Read inside the delete's own transaction: nothing can change between this look and the delete.
+      if (want.mark !== undefined && sessionMarks(this.conn, [id]).get(id)?.mark !== want.mark) return false;
       if (!want.counts) return true;
       for (const table of tables) {
         const archived = want.counts[table.table];
