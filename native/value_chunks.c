@@ -21,13 +21,27 @@
  *  - direct use only (SQLITE_VTAB_DIRECTONLY): a view or trigger in a hostile database file
  *    cannot use it to read other tables;
  *  - rows come in seq order and ORDER BY seq is consumed, so SQLite never sorts (buffers) chunks.
+ *
+ * sk_file_text: the write side, for a value too big to pass through JS whole.
+ *
+ *   INSERT INTO part (..., data) VALUES (..., sk_file_text(:path, :offset, :length))
+ *
+ * returns `length` bytes of the file at `path` from byte `offset` as TEXT (their UTF-8 as is),
+ * read straight into the buffer SQLite then owns: the value exists once as this result and once
+ * in the record SQLite builds from it, never in JS. (A TEXT value cannot be written lazily: a
+ * zeroblob placeholder filled through sqlite3_blob_write would stay a BLOB, which OpenCode cannot
+ * read as text, and `data || ?` appends rewrite the whole value per chunk.) Direct use only, so a
+ * view or trigger of a hostile database cannot read files through it; a short file is an error.
  */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 /* Bumped when the columns or arguments change; the JS side checks it. */
-#define SK_CHUNKS_VERSION 1
+#define SK_CHUNKS_VERSION 2
 /* A chunk is one result value: keep it far below any length limit a connection may set. */
 #define SK_CHUNK_MAX (256 * 1024 * 1024)
 
@@ -285,6 +299,54 @@ static void versionFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3_result_int(ctx, SK_CHUNKS_VERSION);
 }
 
+/* sk_file_text(path, offset, length): see the file comment. */
+static void fileTextFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  const char *path = (const char *)sqlite3_value_text(argv[0]);
+  sqlite3_int64 offset = 0, length = 0;
+  if (path == 0) {
+    sqlite3_result_error(ctx, "sk_file_text: path must be text", -1);
+    return;
+  }
+  if (!integerArg(argv[1], &offset) || offset < 0 || !integerArg(argv[2], &length) || length < 0) {
+    sqlite3_result_error(ctx, "sk_file_text: offset and length must be non-negative integers", -1);
+    return;
+  }
+  if (length > sqlite3_limit(sqlite3_context_db_handle(ctx), SQLITE_LIMIT_LENGTH, -1)) {
+    sqlite3_result_error_toobig(ctx);
+    return;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    char *message = sqlite3_mprintf("sk_file_text: cannot open %s: %s", path, strerror(errno));
+    sqlite3_result_error(ctx, message ? message : "sk_file_text: cannot open the file", -1);
+    sqlite3_free(message);
+    return;
+  }
+  /* One byte more for the terminator SQLite would otherwise add by copying. */
+  unsigned char *bytes = sqlite3_malloc64((sqlite3_uint64)length + 1);
+  if (bytes == 0) {
+    close(fd);
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_int64 got = 0;
+  while (got < length) {
+    ssize_t n = pread(fd, bytes + got, (size_t)(length - got), (off_t)(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += n;
+  }
+  close(fd);
+  if (got != length) {
+    sqlite3_free(bytes);
+    sqlite3_result_error(ctx, "sk_file_text: the file is shorter than the value", -1);
+    return;
+  }
+  bytes[length] = 0;
+  sqlite3_result_text64(ctx, (const char *)bytes, (sqlite3_uint64)length, sqlite3_free, SQLITE_UTF8);
+}
+
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
@@ -296,5 +358,10 @@ int sqlite3_valuechunks_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_rou
     rc = sqlite3_create_function(db, "sk_chunks_version", 0, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
                                  0, versionFunc, 0, 0);
   }
+#ifndef _WIN32
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_file_text", 3, SQLITE_UTF8 | SQLITE_DIRECTONLY, 0, fileTextFunc, 0, 0);
+  }
+#endif
   return rc;
 }

@@ -16,6 +16,7 @@
  * value by value (table-row.ts); `opencode import` ignores them, our restore puts them back.
  */
 import { z } from 'zod';
+import { SkError } from './errors.js';
 import { JsonStreamScanner } from './json-stream.js';
 import { jsonStringBody } from './table-row.js';
 
@@ -83,6 +84,74 @@ export function wrapRowJson(prefix: string, data: Buffer, knownValid?: boolean):
     return [Buffer.from(`${prefix},`), data.subarray(1)];
   }
   return [Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`), ...jsonStringBody(data), Buffer.from('"}')];
+}
+
+/** A large value that can be read more than once, in chunks, in order. */
+export interface ChunkSource {
+  chunks(): Iterable<Buffer>;
+}
+
+/** True when the chunks together are one complete, well-formed JSON document (read once, never whole). */
+export function isWellFormedJsonChunks(source: ChunkSource): boolean {
+  const scanner = new JsonStreamScanner({ select: () => false, chunk: () => undefined, end: () => undefined });
+  try {
+    for (const chunk of source.chunks()) scanner.write(chunk);
+    scanner.finish();
+    return true;
+  } catch (error) {
+    if (error instanceof SkError && /^malformed JSON/.test(error.message)) return false;
+    throw error; // a read error of the store is not a verdict on the JSON
+  }
+}
+
+/** Length of the longest head of `bytes` that ends on a whole UTF-8 sequence. */
+function wholeUtf8Length(bytes: Buffer): number {
+  let end = bytes.length;
+  let back = 0;
+  while (end > 0 && back < 3 && ((bytes[end - 1] as number) & 0xc0) === 0x80) {
+    end--;
+    back++;
+  }
+  if (end === 0) return bytes.length;
+  const lead = bytes[end - 1] as number;
+  const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return need > back + 1 ? end - 1 : bytes.length;
+}
+
+/** The chunks as the body of a JSON string, never splitting a UTF-8 sequence (what jsonStringBody does for a whole value). */
+export function* jsonStringBodyChunks(chunks: Iterable<Buffer>): Generator<Buffer> {
+  let carry: Buffer = Buffer.alloc(0);
+  for (const chunk of chunks) {
+    const bytes = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
+    const cut = wholeUtf8Length(bytes);
+    if (cut > 0) yield* jsonStringBody(bytes.subarray(0, cut));
+    carry = Buffer.from(bytes.subarray(cut));
+  }
+  if (carry.length > 0) yield* jsonStringBody(carry);
+}
+
+/**
+ * wrapRowJson for a value read in chunks: the same bytes, as pieces in order. The value is read
+ * twice, once to check it is a JSON object, once to write it; neither pass holds it whole.
+ */
+export function* wrapRowJsonChunks(prefix: string, source: ChunkSource): Generator<Buffer> {
+  let head: Buffer | undefined;
+  for (const chunk of source.chunks()) {
+    head = chunk.subarray(0, 2);
+    break;
+  }
+  if (head && head[0] === 0x7b && head.length === 2 && head[1] !== 0x7d && isWellFormedJsonChunks(source)) {
+    yield Buffer.from(`${prefix},`);
+    let first = true;
+    for (const chunk of source.chunks()) {
+      yield first ? chunk.subarray(1) : chunk;
+      first = false;
+    }
+    return;
+  }
+  yield Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`);
+  yield* jsonStringBodyChunks(source.chunks());
+  yield Buffer.from('"}');
 }
 
 /**

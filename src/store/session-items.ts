@@ -19,13 +19,50 @@ export interface SessionHeader {
   diff: Buffer | null;
 }
 
+/**
+ * A value too big to hold whole, handed on as chunks (the store reads it through sk_chunks, an
+ * archive being restored from a spill file). It is readable until the consumer asks for the next
+ * item; `chunks()` may be called more than once (a check pass, then a write pass).
+ */
+export class ChunkedValue {
+  constructor(
+    /** Bytes of the whole value. */
+    readonly bytes: number,
+    private readonly read: () => Iterable<Buffer>,
+    /** Where the bytes lie in a file of ours, whole and in order, when they do (a writer may load them from there). */
+    readonly file: { path: string; offset: number } | null = null,
+  ) {}
+
+  chunks(): Iterable<Buffer> {
+    return this.read();
+  }
+}
+
+/** A row's JSON bytes: whole, or in chunks when it is large. */
+export type Payload = Buffer | ChunkedValue;
+
+export const payloadBytes = (value: Payload): number => (Buffer.isBuffer(value) ? value.length : value.bytes);
+
+/** The whole value, for consumers that have no chunked path (its memory is the value's size). */
+export function wholePayload(value: Payload): Buffer {
+  if (Buffer.isBuffer(value)) return value;
+  const whole = Buffer.allocUnsafe(value.bytes);
+  let at = 0;
+  for (const chunk of value.chunks()) {
+    if (at + chunk.length > whole.length) throw new RangeError(`a chunked value longer than its ${value.bytes} bytes`);
+    at += chunk.copy(whole, at);
+  }
+  if (at !== whole.length) throw new RangeError(`a chunked value of ${at} bytes, ${value.bytes} announced`);
+  return whole;
+}
+
 export interface MessageRecord {
   id: string;
   sessionId: string;
   timeCreated: number;
   timeUpdated: number;
   /** `message.data`, the row's own JSON bytes. */
-  data: Buffer;
+  data: Payload;
 }
 
 export interface PartRecord {
@@ -34,8 +71,8 @@ export interface PartRecord {
   messageId: string;
   timeCreated: number;
   timeUpdated: number;
-  /** `part.data`, the row's own JSON bytes. */
-  data: Buffer;
+  /** `part.data`, the row's own JSON bytes (in chunks when large). */
+  data: Payload;
   /** Whether `data` is well-formed JSON, when the store already knows (spares the reader a parse). */
   jsonValid?: boolean;
 }

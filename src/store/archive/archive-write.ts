@@ -15,6 +15,7 @@ import {
   PART_ID_KEYS,
   TABLES_KEY,
   wrapRowJson,
+  wrapRowJsonChunks,
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
@@ -102,11 +103,12 @@ class ArchiveSerializer {
         await this.closeMessage();
         const { message } = item;
         const messageExtras: MessageExtras = { time: [message.timeCreated, message.timeUpdated], parts: item.partTimes };
-        const info = wrapRowJson(idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS), message.data);
+        const prefix = idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS);
         this.digest.begin('message');
-        for (const piece of info) this.digest.update(piece);
         const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
-        await sink.write(this.firstMessage ? '' : ',', head, ...info, ',"parts":[');
+        await sink.write(this.firstMessage ? '' : ',', head);
+        await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data) : wrapRowJsonChunks(prefix, message.data));
+        await sink.write(',"parts":[');
         this.firstMessage = false;
         this.messageOpen = true;
         this.firstPart = true;
@@ -114,10 +116,11 @@ class ArchiveSerializer {
       }
       case 'part': {
         const { part } = item;
-        const wrapped = wrapRowJson(idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS), part.data, part.jsonValid);
+        const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         this.digest.begin('part');
-        for (const piece of wrapped) this.digest.update(piece);
-        await sink.write(this.firstPart ? '' : ',', ...wrapped);
+        await sink.write(this.firstPart ? '' : ',');
+        // A large value goes through in chunks: hashed and written as it is read, never whole.
+        await this.writeDigested(Buffer.isBuffer(part.data) ? wrapRowJson(prefix, part.data, part.jsonValid) : wrapRowJsonChunks(prefix, part.data));
         this.firstPart = false;
         return;
       }
@@ -153,6 +156,14 @@ class ArchiveSerializer {
         this.sessions.push(summary);
         return;
       }
+    }
+  }
+
+  /** Writes pieces of one archived object, each into the session's digest on its way. */
+  private async writeDigested(pieces: Iterable<Buffer>): Promise<void> {
+    for (const piece of pieces) {
+      this.digest.update(piece);
+      await this.sink.write(piece);
     }
   }
 

@@ -5,10 +5,11 @@
  * takes; rows come in keyset pages, their data as BLOBs, large values one at a time.
  */
 import { SkError } from '../../core/errors.js';
-import { BlobValue, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
+import { BlobValue, ChunkedValue, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
-import { messagesAfter, partsOfMessages, payloadOf, statement } from './rows.js';
+import { messagesAfter, partsOfMessages, payloadOf, statement, type PayloadRow } from './rows.js';
+import { valueChunks } from './value-chunks.js';
 import type { SessionTable } from './session-tables.js';
 
 const PAGE_ROWS = 200;
@@ -17,6 +18,18 @@ const INLINE_TOTAL_BYTES = 8 * 1024 * 1024;
 /** A `rows` item carries at most this many rows or bytes. */
 const ROWS_PER_ITEM = 500;
 const BYTES_PER_ITEM = 8 * 1024 * 1024;
+/** A value at least this big is handed on in chunks when the connection reads in chunks. */
+export const CHUNKED_VALUE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A row's data: inline when it came so, in chunks through sk_chunks when it is large (read in
+ * the session's read transaction, so every pass sees the same bytes), else fetched whole.
+ */
+function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row: PayloadRow): Payload {
+  if (row.data || row.bytes < CHUNKED_VALUE_BYTES || conn.valueReads !== 'chunked') return payloadOf(conn, table, row, 'archive');
+  return new ChunkedValue(row.bytes, () => valueChunks(conn.db, table, 'data', row.rowid));
+}
+
 /** Marks the column of a select that says whether a value is a BLOB. */
 const BLOB_FLAG = ':session-keeper-blob';
 
@@ -86,11 +99,11 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
       messages++;
       yield {
         kind: 'message',
-        message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payloadOf(conn, 'message', message, 'archive') },
+        message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) },
         partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]),
       };
       for (const part of parts) {
-        const data = payloadOf(conn, 'part', part, 'archive');
+        const data = exportedPayload(conn, 'part', part);
         const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data };
         if (part.valid !== null) record.jsonValid = part.valid === 1;
         partCount++;

@@ -8,11 +8,12 @@
 import { SkError } from '../../core/errors.js';
 import { defaultProjectRow } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
-import { BlobValue, isSyncIterable, rowId, type MessageRecord, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
+import { BlobValue, isSyncIterable, payloadBytes, rowId, wholePayload, type MessageRecord, type Payload, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
 import { mapSqliteError, type SqliteConnection } from './connection.js';
 import { restoreDiffFile } from './diff-files.js';
 import { statement } from './rows.js';
+import { fileTextAvailable } from './value-chunks.js';
 
 /** Bytes of one session held before writing starts; a bigger session is written as it arrives. */
 const GATHER_BYTES = 32 * 1024 * 1024;
@@ -58,21 +59,34 @@ class SessionImporter {
     ).run(...keys.map((k) => row[k] ?? null));
   }
 
+  /**
+   * The SQL for a data value and its parameters: a value in a file of ours is read by SQLite
+   * itself (sk_file_text), so it never passes through JS; anything else is bound whole.
+   */
+  private dataValue(data: Payload): { sql: string; params: (Buffer | string | number)[] } {
+    if (!Buffer.isBuffer(data) && data.file && fileTextAvailable(this.conn.db)) {
+      return { sql: 'sk_file_text(?, ?, ?)', params: [data.file.path, data.file.offset, data.bytes] };
+    }
+    return { sql: 'CAST(? AS TEXT)', params: [wholePayload(data)] };
+  }
+
   private insertMessage(m: MessageRecord): void {
-    statement(this.conn.db, 'INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, CAST(? AS TEXT))').run(
+    const data = this.dataValue(m.data);
+    statement(this.conn.db, `INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ${data.sql})`).run(
       m.id,
       m.sessionId,
       m.timeCreated,
       m.timeUpdated,
-      m.data,
+      ...data.params,
     );
   }
 
   private insertPart(p: PartRecord): void {
+    const data = this.dataValue(p.data);
     statement(
       this.conn.db,
-      'INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT))',
-    ).run(p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated, p.data);
+      `INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, ${data.sql})`,
+    ).run(p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated, ...data.params);
   }
 
   private exists(id: string): boolean {
@@ -123,10 +137,10 @@ class SessionImporter {
   private write(item: SessionItem): void {
     if (item.kind === 'message') {
       this.insertMessage(item.message);
-      this.count('message', 1, item.message.data.length);
+      this.count('message', 1, payloadBytes(item.message.data));
     } else if (item.kind === 'part') {
       this.insertPart(item.part);
-      this.count('part', 1, item.part.data.length);
+      this.count('part', 1, payloadBytes(item.part.data));
     } else if (item.kind === 'rows') {
       this.insertTableRows(item.table, item.rows);
       this.count(item.table, item.rows.length, rowsBytes(item.rows));
@@ -158,7 +172,7 @@ class SessionImporter {
       return;
     }
     this.pending.push(item);
-    this.pendingBytes += item.kind === 'message' ? item.message.data.length : item.kind === 'part' ? item.part.data.length : rowsBytes(item.rows);
+    this.pendingBytes += item.kind === 'message' ? payloadBytes(item.message.data) : item.kind === 'part' ? payloadBytes(item.part.data) : rowsBytes(item.rows);
     // A session too big to gather is written as it arrives, its transaction held until its end.
     if (this.pendingBytes > GATHER_BYTES) this.flushPending();
   }
