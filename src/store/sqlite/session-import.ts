@@ -23,6 +23,33 @@ function rowsBytes(rows: readonly Row[]): number {
   return rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
 }
 
+/** How a value from a file goes into `table` on a connection (see SessionImporter.insertPayloadRow). */
+type LargeValueWrite = 'lazy' | 'file' | 'whole';
+const largeWrites = new WeakMap<SqliteConnection, Map<string, LargeValueWrite>>();
+
+function largeValueWrites(conn: SqliteConnection, table: string): LargeValueWrite {
+  let known = largeWrites.get(conn);
+  if (!known) largeWrites.set(conn, (known = new Map()));
+  let path = known.get(table);
+  if (path === undefined) {
+    path = !fileTextAvailable(conn.db) ? 'whole' : lazyTextAvailable(conn.db, table) ? 'lazy' : 'file';
+    known.set(table, path);
+  }
+  return path;
+}
+
+/** Zeros then filled in place: only in a UTF-8 file, and never under a trigger (it would see the zeros). */
+function lazyTextAvailable(db: SqliteConnection['db'], table: string): boolean {
+  try {
+    if (db.pragma('encoding', { simple: true }) !== 'UTF-8') return false;
+    if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?").get(table) !== undefined) return false;
+    // sk_text_zeros refuses (an error) wherever SQLite is not the build it knows.
+    return db.prepare('SELECT typeof(sk_text_zeros(4))').pluck().get() === 'text';
+  } catch {
+    return false;
+  }
+}
+
 class SessionImporter {
   private readonly columns = new Map<string, Set<string>>();
   private readonly result: ImportResult = { imported: [], skipped: [], bytes: 0 };
@@ -60,33 +87,35 @@ class SessionImporter {
   }
 
   /**
-   * The SQL for a data value and its parameters: a value in a file of ours is read by SQLite
-   * itself (sk_file_text), so it never passes through JS; anything else is bound whole.
+   * Inserts a message or part row. A value waiting in a file of ours never passes through JS:
+   * 'lazy' writes a TEXT value of zeros that SQLite never allocates, then fills it from the file
+   * through one blob handle (sk_text_zeros + sk_blob_write_file, memory of a chunk); 'file' has
+   * SQLite read the file into the value (sk_file_text, the value twice in SQLite's memory while
+   * the record is built); anything else is bound whole.
    */
-  private dataValue(data: Payload): { sql: string; params: (Buffer | string | number)[] } {
-    if (!Buffer.isBuffer(data) && data.file && fileTextAvailable(this.conn.db)) {
-      return { sql: 'sk_file_text(?, ?, ?)', params: [data.file.path, data.file.offset, data.bytes] };
+  private insertPayloadRow(table: 'message' | 'part', columns: readonly string[], values: readonly (string | number)[], data: Payload): void {
+    const names = [...columns, 'data'].map((c) => `"${c}"`).join(', ');
+    const slots = columns.map(() => '?').join(', ');
+    const path = Buffer.isBuffer(data) || !data.file ? 'whole' : largeValueWrites(this.conn, table);
+    if (path === 'lazy' && !Buffer.isBuffer(data) && data.file) {
+      const { lastInsertRowid } = statement(this.conn.db, `INSERT INTO "${table}" (${names}) VALUES (${slots}, sk_text_zeros(?))`).run(...values, data.bytes);
+      const written = statement(this.conn.db, 'SELECT sk_blob_write_file(?, ?, ?, ?, ?)').pluck().get(table, 'data', lastInsertRowid, data.file.path, data.file.offset);
+      if (written !== data.bytes) throw new SkError('archive', `${table} ${String(values[0])}: ${String(written)} of ${data.bytes} bytes went in`);
+      return;
     }
-    return { sql: 'CAST(? AS TEXT)', params: [wholePayload(data)] };
+    if (path === 'file' && !Buffer.isBuffer(data) && data.file) {
+      statement(this.conn.db, `INSERT INTO "${table}" (${names}) VALUES (${slots}, sk_file_text(?, ?, ?))`).run(...values, data.file.path, data.file.offset, data.bytes);
+      return;
+    }
+    statement(this.conn.db, `INSERT INTO "${table}" (${names}) VALUES (${slots}, CAST(? AS TEXT))`).run(...values, wholePayload(data));
   }
 
   private insertMessage(m: MessageRecord): void {
-    const data = this.dataValue(m.data);
-    statement(this.conn.db, `INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ${data.sql})`).run(
-      m.id,
-      m.sessionId,
-      m.timeCreated,
-      m.timeUpdated,
-      ...data.params,
-    );
+    this.insertPayloadRow('message', ['id', 'session_id', 'time_created', 'time_updated'], [m.id, m.sessionId, m.timeCreated, m.timeUpdated], m.data);
   }
 
   private insertPart(p: PartRecord): void {
-    const data = this.dataValue(p.data);
-    statement(
-      this.conn.db,
-      `INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, ${data.sql})`,
-    ).run(p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated, ...data.params);
+    this.insertPayloadRow('part', ['id', 'message_id', 'session_id', 'time_created', 'time_updated'], [p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated], p.data);
   }
 
   private exists(id: string): boolean {
