@@ -203,7 +203,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     if (isSyncIterable(items)) for (const item of items) await serializer.take(item);
     else for await (const item of items) await serializer.take(item);
     await sink.write(']\n');
-    sink.seal();
+    await sink.seal();
     if (options.verify) {
       await options.beforeVerify?.(sink.tempPath);
       await verifyArchive(sink.tempPath, serializer.sessions, { gzip: sink.compressed, name: path });
@@ -238,7 +238,7 @@ export async function writeExportFiles(items: SessionItems, dir: string, force: 
     if (item.kind === 'end') {
       const done: ArchiveSink = sink;
       await done.write('\n');
-      done.seal();
+      await done.seal();
       if (options.verify) await verifyArchive(done.tempPath, serializer.sessions, { gzip: done.compressed, name: done.path });
       done.publish();
       written.push({ path: done.path, sessions: [...serializer.sessions], bytes: done.bytes });
