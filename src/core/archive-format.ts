@@ -18,7 +18,7 @@
 import { z } from 'zod';
 import { SkError } from './errors.js';
 import { JsonStreamScanner } from './json-stream.js';
-import { jsonStringBody } from './table-row.js';
+import { jsonStringBody, jsonStringBodyChunks } from './table-row.js';
 
 /** 2: the session's other tables (event log, session_message, ...) under `sessionKeeperTables`. */
 export const ARCHIVE_FORMAT = 2;
@@ -102,32 +102,6 @@ export function isWellFormedJsonChunks(source: ChunkSource): boolean {
     if (error instanceof SkError && /^malformed JSON/.test(error.message)) return false;
     throw error; // a read error of the store is not a verdict on the JSON
   }
-}
-
-/** Length of the longest head of `bytes` that ends on a whole UTF-8 sequence. */
-function wholeUtf8Length(bytes: Buffer): number {
-  let end = bytes.length;
-  let back = 0;
-  while (end > 0 && back < 3 && ((bytes[end - 1] as number) & 0xc0) === 0x80) {
-    end--;
-    back++;
-  }
-  if (end === 0) return bytes.length;
-  const lead = bytes[end - 1] as number;
-  const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-  return need > back + 1 ? end - 1 : bytes.length;
-}
-
-/** The chunks as the body of a JSON string, never splitting a UTF-8 sequence (what jsonStringBody does for a whole value). */
-export function* jsonStringBodyChunks(chunks: Iterable<Buffer>): Generator<Buffer> {
-  let carry: Buffer = Buffer.alloc(0);
-  for (const chunk of chunks) {
-    const bytes = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
-    const cut = wholeUtf8Length(bytes);
-    if (cut > 0) yield* jsonStringBody(bytes.subarray(0, cut));
-    carry = Buffer.from(bytes.subarray(cut));
-  }
-  if (carry.length > 0) yield* jsonStringBody(carry);
 }
 
 /**

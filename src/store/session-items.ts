@@ -4,9 +4,10 @@
  * as stored, so whatever reads them back gets the same bytes.
  */
 
+import { ChunkedValue } from '../core/table-row.js';
 import type { Row } from '../core/table-row.js';
 
-export { BlobValue, type Row, type RowValue } from '../core/table-row.js';
+export { BlobValue, ChunkedValue, type Row, type RowValue } from '../core/table-row.js';
 
 export interface SessionHeader {
   /** The `session` row, every column as stored. */
@@ -17,25 +18,6 @@ export interface SessionHeader {
   share: Row | null;
   /** `storage/session_diff/<id>.json` beside the database, as written, when there is one. */
   diff: Buffer | null;
-}
-
-/**
- * A value too big to hold whole, handed on as chunks (the store reads it through sk_chunks, an
- * archive being restored from a spill file). It is readable until the consumer asks for the next
- * item; `chunks()` may be called more than once (a check pass, then a write pass).
- */
-export class ChunkedValue {
-  constructor(
-    /** Bytes of the whole value. */
-    readonly bytes: number,
-    private readonly read: () => Iterable<Buffer>,
-    /** Where the bytes lie in a file of ours, whole and in order, when they do (a writer may load them from there). */
-    readonly file: { path: string; offset: number } | null = null,
-  ) {}
-
-  chunks(): Iterable<Buffer> {
-    return this.read();
-  }
 }
 
 /** A row's JSON bytes: whole, or in chunks when it is large. */

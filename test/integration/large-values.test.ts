@@ -24,11 +24,15 @@ const sha = (b: Buffer | string): string => createHash('sha256').update(b).diges
 const objectPart = `{"type":"file","mime":"application/pdf","url":"data:application/pdf;base64,${Buffer.alloc(9 * MB, 7).toString('base64')}"}`;
 const notJsonPart = `not json: ${'€'.repeat((10 * MB) / 3)}`;
 const messageData = JSON.stringify({ role: 'user', time: { created: 1 }, note: 'x'.repeat(9 * MB) });
+/** The event log's copy of the object part, and an event whose data is text that is not JSON. */
+const eventData = JSON.stringify({ part: JSON.parse(objectPart) as unknown });
 
 function rows(path: string): { id: string; type: string; sha256: string }[] {
   const db = new Database(path, { readonly: true });
   try {
-    const found = db.prepare("SELECT id, typeof(data) AS type, data FROM part UNION ALL SELECT id, typeof(data), data FROM message ORDER BY id").all() as { id: string; type: string; data: string }[];
+    const found = db
+      .prepare('SELECT id, typeof(data) AS type, data FROM part UNION ALL SELECT id, typeof(data), data FROM message UNION ALL SELECT id, typeof(data), data FROM event ORDER BY id')
+      .all() as { id: string; type: string; data: string }[];
     return found.map((r) => ({ id: r.id, type: r.type, sha256: sha(r.data) }));
   } finally {
     db.close();
@@ -50,6 +54,10 @@ beforeAll(() => {
   insertRawPart(db, 'prt_object', 'msg_big', 'ses_big', 1, objectPart);
   insertRawPart(db, 'prt_raw', 'msg_big', 'ses_big', 2, notJsonPart);
   insertRawPart(db, 'prt_small', 'msg_big', 'ses_big', 3, '{"type":"text","text":"small"}');
+  db.prepare("INSERT INTO event_sequence (aggregate_id, seq) VALUES ('ses_big', 2)").run();
+  const event = db.prepare("INSERT INTO event (id, aggregate_id, seq, type, data) VALUES (?, 'ses_big', ?, ?, ?)");
+  event.run('evt_1', 1, 'message.part.updated.1', eventData);
+  event.run('evt_2', 2, 'session.note', notJsonPart);
   db.close();
 });
 
@@ -70,6 +78,8 @@ describe('large values through archive and restore', () => {
     const text = readFileSync(chunkedArchive, 'utf8');
     expect(text).toContain(`"sessionKeeperRaw":${JSON.stringify(notJsonPart).slice(0, 40)}`);
     expect(text).toContain(objectPart.slice(1, 80));
+    expect(text).toContain(eventData.slice(0, 80)); // the event's object embedded raw
+    expect(rows(source).map((r) => r.id)).toEqual(['evt_1', 'evt_2', 'msg_big', 'prt_object', 'prt_raw', 'prt_small']);
   });
 
   const paths: [string, (db: Database.Database) => void, boolean][] = [

@@ -21,7 +21,7 @@ import {
 } from '../../core/archive-format.js';
 import { SkError } from '../../core/errors.js';
 import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { encodeTableRow } from '../../core/table-row.js';
+import { encodeTableRowPieces } from '../../core/table-row.js';
 import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 import { verifyArchive } from './archive-read.js';
@@ -134,10 +134,9 @@ class ArchiveSerializer {
           this.firstRow = true;
         }
         for (const row of item.rows) {
-          const pieces = encodeTableRow(row);
           this.digest.beginRow(item.table);
-          for (const piece of pieces) this.digest.update(piece);
-          await sink.write(this.firstRow ? '' : ',', ...pieces);
+          await sink.write(this.firstRow ? '' : ',');
+          await this.writeDigested(encodeTableRowPieces(row));
           this.firstRow = false;
         }
         return;

@@ -33,22 +33,33 @@ function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row:
 /** Marks the column of a select that says whether a value is a BLOB. */
 const BLOB_FLAG = ':session-keeper-blob';
 
+/** Marks the column of a select that holds a large TEXT value's length (the value itself left out). */
+const LARGE_FLAG = ':session-keeper-large';
+
 /**
  * Every column of `table`, TEXT read as BLOB (its exact bytes, a Buffer off the V8 heap) and a
- * flag telling real BLOBs apart, so a restore puts back each value with its own type.
+ * flag telling real BLOBs apart, so a restore puts back each value with its own type. With
+ * `chunked`, a TEXT value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
  */
-function typedColumns(conn: SqliteConnection, table: string): { select: string; columns: string[] } {
+function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
   const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
   const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
+  const large = (c: string): string => `typeof(${quoted(c)}) = 'text' AND octet_length(${quoted(c)}) >= ${CHUNKED_VALUE_BYTES}`;
   const select = columns
-    .map((c) => `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}`)
+    .map((c) =>
+      chunked
+        ? `CASE WHEN ${large(c)} THEN NULL WHEN typeof(${quoted(c)}) = 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, ` +
+          `typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}, CASE WHEN ${large(c)} THEN octet_length(${quoted(c)}) END AS ${quoted(c + LARGE_FLAG)}`
+        : `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}`,
+    )
     .join(', ');
-  return { select, columns };
+  return { select: chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ${select}` : select, columns };
 }
 
-/** A session's rows of one table, in rowid order, in items of bounded size. */
+/** A session's rows of one table, in rowid order, in items of bounded size; large TEXT values in chunks. */
 function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts): Generator<SessionItem> {
-  const { select, columns } = typedColumns(conn, table.table);
+  const chunked = conn.valueReads === 'chunked' && isRowidTable(conn, table.table);
+  const { select, columns } = typedColumns(conn, table.table, chunked);
   const rows = statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>;
   let batch: Row[] = [];
   let bytes = 0;
@@ -57,7 +68,11 @@ function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: stri
     const row: Row = {};
     for (const c of columns) {
       const value = raw[c];
-      if (Buffer.isBuffer(value)) {
+      const large = raw[c + LARGE_FLAG];
+      if (typeof large === 'number') {
+        const rowid = raw[`rowid${LARGE_FLAG}`] as number;
+        row[c] = new ChunkedValue(large, () => valueChunks(conn.db, table.table, c, rowid));
+      } else if (Buffer.isBuffer(value)) {
         row[c] = raw[c + BLOB_FLAG] === 1 ? new BlobValue(value) : value;
         bytes += value.length;
       } else row[c] = value as Row[string];
@@ -72,6 +87,13 @@ function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: stri
   }
   if (batch.length > 0) yield { kind: 'rows', table: table.table, rows: batch };
   counts[table.table] = count;
+}
+
+/** sk_chunks reads rowid tables with plain column names only. */
+function isRowidTable(conn: SqliteConnection, table: string): boolean {
+  const info = conn.db.prepare("SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(table) as { type: string; wr: number } | undefined;
+  const names = conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[];
+  return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
 }
 
 function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<SessionItem> {

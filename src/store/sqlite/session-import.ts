@@ -8,7 +8,7 @@
 import { SkError } from '../../core/errors.js';
 import { defaultProjectRow } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
-import { BlobValue, isSyncIterable, payloadBytes, rowId, wholePayload, type MessageRecord, type Payload, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
+import { BlobValue, ChunkedValue, isSyncIterable, payloadBytes, rowId, wholePayload, type MessageRecord, type Payload, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
 import { mapSqliteError, type SqliteConnection } from './connection.js';
 import { restoreDiffFile } from './diff-files.js';
@@ -152,9 +152,10 @@ class SessionImporter {
       const keys = Object.keys(row).filter((k) => present.has(k));
       const values = keys.map((k) => {
         const v = row[k] ?? null;
-        return v instanceof BlobValue ? v.bytes : v;
+        // A chunked TEXT value goes in whole here (archives hand rows over whole; this is for direct copies).
+        return v instanceof BlobValue ? v.bytes : v instanceof ChunkedValue ? wholePayload(v) : v;
       });
-      const slots = keys.map((k) => (Buffer.isBuffer(row[k]) ? 'CAST(? AS TEXT)' : '?'));
+      const slots = keys.map((k) => (Buffer.isBuffer(row[k]) || row[k] instanceof ChunkedValue ? 'CAST(? AS TEXT)' : '?'));
       const columns = keys.map((k) => `"${k}"`).join(', ');
       let sql = `INSERT INTO "${table}" (${columns}) VALUES (${slots.join(', ')})`;
       if (table === 'event_sequence') sql += ' ON CONFLICT(aggregate_id) DO UPDATE SET seq = max(seq, excluded.seq)';
