@@ -181,6 +181,20 @@ class ArchiveSerializer {
   }
 }
 
+/**
+ * A pause for the event loop every 50 ms: a loop of resolved promises runs only microtasks, so a
+ * Ctrl-C (or a request to the utility process) would otherwise wait for the whole archive.
+ */
+function eventLoopTurns(): () => Promise<void> | undefined {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - last < 50) return undefined;
+    last = now;
+    return new Promise((resolve) => setImmediate(resolve));
+  };
+}
+
 export interface ArchiveWriteOptions {
   /**
    * Read the file back and check every session's counts and digest before it takes its name, so
@@ -199,8 +213,13 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   try {
     await sink.write('[');
     // SQLite's items come synchronously: a plain loop spares a microtask per row.
-    if (isSyncIterable(items)) for (const item of items) await serializer.take(item);
-    else for await (const item of items) await serializer.take(item);
+    if (isSyncIterable(items)) {
+      const turn = eventLoopTurns();
+      for (const item of items) {
+        await serializer.take(item);
+        await turn();
+      }
+    } else for await (const item of items) await serializer.take(item);
     await sink.write(']\n');
     await sink.seal();
     if (options.verify) {

@@ -39,15 +39,16 @@ const LARGE_FLAG = ':session-keeper-large';
 /**
  * Every column of `table`, TEXT read as BLOB (its exact bytes, a Buffer off the V8 heap) and a
  * flag telling real BLOBs apart, so a restore puts back each value with its own type. With
- * `chunked`, a TEXT value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
+ * `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
  */
 function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
   const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
   const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
   const large = (c: string): string => `typeof(${quoted(c)}) = 'text' AND octet_length(${quoted(c)}) >= ${CHUNKED_VALUE_BYTES}`;
+  // Only payload columns (OpenCode names them `data`) can be large: the check costs on every row.
   const select = columns
     .map((c) =>
-      chunked
+      chunked && c === 'data'
         ? `CASE WHEN ${large(c)} THEN NULL WHEN typeof(${quoted(c)}) = 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, ` +
           `typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}, CASE WHEN ${large(c)} THEN octet_length(${quoted(c)}) END AS ${quoted(c + LARGE_FLAG)}`
         : `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}`,
