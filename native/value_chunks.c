@@ -47,7 +47,7 @@
  * expected in the layout expected, else an error the caller answers by taking sk_file_text.
  * sk_blob_write_file then fills the TEXT value in place through ONE sqlite3_blob handle (a write
  * keeps the value's type), 1 MiB at a time, reads each chunk back and compares it, and returns
- * the bytes written; a value whose size differs from the file's bytes from offset is an error.
+ * the bytes written (the value's size); a file shorter than that from offset is an error.
  */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
@@ -434,11 +434,8 @@ static void blobWriteFileFunc(sqlite3_context *ctx, int argc, sqlite3_value **ar
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) { error = "sk_blob_write_file: cannot read the file"; break; }
     if (n == 0) {
-      /* The value must end where the file does. */
-      unsigned char probe;
-      ssize_t more;
-      do more = pread(fd, &probe, 1, (off_t)(offset + at)); while (more < 0 && errno == EINTR);
-      if (at != size || more != 0) error = "sk_blob_write_file: the file and the value differ in length";
+      /* The file must hold the whole value from offset (more after it is the caller's business). */
+      if (at != size) error = "sk_blob_write_file: the file is shorter than the value";
       break;
     }
     if (sqlite3_blob_write(blob, bytes, (int)n, (int)at) != SQLITE_OK ||

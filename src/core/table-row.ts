@@ -207,46 +207,103 @@ export function* encodeTableRowPieces(row: Row, jsonValid: ReadonlyMap<string, b
   yield* pieces;
 }
 
+/** Decodes one member of an encoded row (its whole JSON bytes) into `row`. */
+function decodeRowMember(row: Row, name: string, raw: Buffer): void {
+  const head = raw[0];
+  if (name === BINARY_KEY) {
+    const entries = JSON.parse(raw.toString('utf8')) as Record<string, ['text' | 'blob', string]>;
+    for (const [column, [type, base64]] of Object.entries(entries)) {
+      const value = Buffer.from(base64, 'base64');
+      row[column] = type === 'blob' ? new BlobValue(value) : value;
+    }
+    return;
+  }
+  // Sliced out of a larger buffer, the raw text must not keep it alive or shared.
+  if (head === 0x7b || head === 0x5b) row[name] = Buffer.from(raw);
+  else if (head === 0x22) row[name] = Buffer.from(JSON.parse(raw.toString('utf8')) as string, 'utf8');
+  else row[name] = JSON.parse(raw.toString('latin1')) as number | null;
+}
+
 /** Decodes one encoded row (its whole JSON bytes) back into values of the types they had. */
 export function decodeTableRow(bytes: Buffer, where: string): Row {
+  return decodeTableRowPieces([{ offset: 0, bytes }], where);
+}
+
+/** A piece of an encoded row with its offset in the file that holds the row. */
+export interface RowPiece {
+  offset: number;
+  bytes: Buffer;
+}
+
+/**
+ * decodeTableRow over the pieces of a row. With `file` (the pieces are that file's bytes, and
+ * `reread` gives them again from an offset), a member embedded raw (a JSON object or array) of at least
+ * `largeBytes` is not collected: it becomes a ChunkedValue read back from the file.
+ */
+export function decodeTableRowPieces(pieces: Iterable<RowPiece>, where: string, file?: { path: string; reread: (from: number) => Iterable<RowPiece>; largeBytes: number }): Row {
   const row: Row = {};
-  const order: string[] = [];
   let collected: Buffer[] = [];
+  let collectedBytes = 0;
+  /** A large raw member: where it starts in the file and how far it has come, contiguously. */
+  let large: { offset: number; end: number } | null = null;
+  let current: { offset: number; bytes: Buffer } | null = null;
   const scanner = new JsonStreamScanner({
     select: (path) => {
       if (path.length !== 1) return false;
       collected = [];
+      collectedBytes = 0;
+      large = null;
       return true;
     },
     chunk: (_path, chunk) => {
+      const at = current && chunk.buffer === current.bytes.buffer ? current.offset + (chunk.byteOffset - current.bytes.byteOffset) : -1;
+      if (large) {
+        if (at === large.end) {
+          large.end += chunk.length;
+          return;
+        }
+        throw new SkError('internal', `${where}: a large value did not come contiguously`);
+      }
       collected.push(chunk);
+      collectedBytes += chunk.length;
+      const first = collected[0] as Buffer;
+      if (file && at >= 0 && collectedBytes >= file.largeBytes && (first[0] === 0x7b || first[0] === 0x5b)) {
+        const start = at + chunk.length - collectedBytes;
+        large = { offset: start, end: at + chunk.length };
+        collected = [];
+      }
     },
     end: (path) => {
       const name = String(path[0]);
-      const raw = collected.length === 1 ? (collected[0] as Buffer) : Buffer.concat(collected);
+      const span = large as { offset: number; end: number } | null;
+      if (span && file) {
+        const { offset, end } = span;
+        const source = file;
+        row[name] = new ChunkedValue(end - offset, () => rangeOf(source.reread(offset), offset, end), { path: source.path, offset });
+      } else decodeRowMember(row, name, collected.length === 1 ? (collected[0] as Buffer) : Buffer.concat(collected));
       collected = [];
-      const head = raw[0];
-      if (name === BINARY_KEY) {
-        const entries = JSON.parse(raw.toString('utf8')) as Record<string, ['text' | 'blob', string]>;
-        for (const [column, [type, base64]] of Object.entries(entries)) {
-          const value = Buffer.from(base64, 'base64');
-          row[column] = type === 'blob' ? new BlobValue(value) : value;
-          order.push(column);
-        }
-        return;
-      }
-      order.push(name);
-      // Sliced out of `bytes`, the raw text must not keep the whole row's buffer alive or shared.
-      if (head === 0x7b || head === 0x5b) row[name] = Buffer.from(raw);
-      else if (head === 0x22) row[name] = Buffer.from(JSON.parse(raw.toString('utf8')) as string, 'utf8');
-      else row[name] = JSON.parse(raw.toString('latin1')) as number | null;
+      large = null;
     },
   });
   try {
-    scanner.write(bytes);
+    for (const piece of pieces) {
+      current = piece;
+      scanner.write(piece.bytes);
+    }
     scanner.finish();
   } catch (error) {
+    if (error instanceof SkError && error.code === 'internal') throw error;
     throw new SkError('archive', `${where}: a table row that does not parse (${(error as Error).message})`);
   }
   return row;
+}
+
+/** The bytes from `start` to `end` of chunks that carry their offsets. */
+function* rangeOf(pieces: Iterable<RowPiece>, start: number, end: number): Generator<Buffer> {
+  for (const { offset, bytes } of pieces) {
+    const from = Math.max(start, offset);
+    const to = Math.min(end, offset + bytes.length);
+    if (to > from) yield bytes.subarray(from - offset, to - offset);
+    if (offset + bytes.length >= end) return;
+  }
 }

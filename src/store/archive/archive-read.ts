@@ -23,7 +23,7 @@ import {
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
-import { decodeTableRow } from '../../core/table-row.js';
+import { decodeTableRow, decodeTableRowPieces, type RowPiece } from '../../core/table-row.js';
 import { SkError } from '../../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
 import { ChunkedValue, type Row, type SessionHeader, type SessionItem, type TableCounts } from '../session-items.js';
@@ -36,6 +36,7 @@ type ArchiveEvent =
   | { kind: 'message'; extras: MessageExtras | null; raw: Buffer }
   | { kind: 'part'; raw: Buffer }
   | { kind: 'largePart'; spill: SpilledValue }
+  | { kind: 'largeRow'; table: string; spill: SpilledValue }
   | { kind: 'row'; table: string; raw: Buffer }
   | { kind: 'sessionEnd'; summary: ArchivedSessionSummary };
 
@@ -91,7 +92,12 @@ class SpilledValue {
   }
 
   *chunks(offset: number): Generator<Buffer> {
-    for (let at = offset; at < this.bytes; at += READ_CHUNK_BYTES) yield this.read(at, Math.min(READ_CHUNK_BYTES, this.bytes - at));
+    for (const piece of this.pieces(offset)) yield piece.bytes;
+  }
+
+  /** The bytes from `offset` on, in chunks that say where they lie. */
+  *pieces(offset: number): Generator<RowPiece> {
+    for (let at = offset; at < this.bytes; at += READ_CHUNK_BYTES) yield { offset: at, bytes: this.read(at, Math.min(READ_CHUNK_BYTES, this.bytes - at)) };
   }
 
   remove(): void {
@@ -165,7 +171,7 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
       if (slot === 'messageInfo' || slot === 'part' || slot === 'row') digest.update(bytes);
       if ((slot !== 'part' && slot !== 'row') || options.parts) {
         if (spill) spill.append(bytes);
-        else if (slot === 'part' && options.spillDir && collectedBytes + bytes.length > SPILL_BYTES) {
+        else if ((slot === 'part' || slot === 'row') && options.spillDir && collectedBytes + bytes.length > SPILL_BYTES) {
           spill = new SpilledValue(options.spillDir);
           for (const piece of collected) spill.append(piece);
           spill.append(bytes);
@@ -197,7 +203,10 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
         spill = null;
       } else if (slot === 'part' && options.parts) ready.push({ kind: 'part', raw: raw() });
       else if (slot === 'tableName') table = parse<string>();
-      else if (slot === 'row' && options.parts) ready.push({ kind: 'row', table, raw: raw() });
+      else if (slot === 'row' && spill) {
+        ready.push({ kind: 'largeRow', table, spill });
+        spill = null;
+      } else if (slot === 'row' && options.parts) ready.push({ kind: 'row', table, raw: raw() });
       collected = [];
     },
   });
@@ -431,6 +440,23 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
           const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
           partIndex++;
           yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };
+          break;
+        }
+        case 'largeRow': {
+          // Its large values stay in the spill file; the rest of the row is small.
+          spilled.push(event.spill);
+          const spill = event.spill;
+          const row = decodeTableRowPieces(spill.pieces(0), `${path}: session ${sessionId}, ${event.table}`, {
+            path: spill.path,
+            reread: (from) => spill.pieces(from),
+            largeBytes: SPILL_BYTES,
+          });
+          if (rows && rows.table !== event.table) {
+            const pending = flushRows();
+            if (pending) yield pending;
+          }
+          rows ??= { table: event.table, rows: [], bytes: 0 };
+          rows.rows.push(row);
           break;
         }
         case 'row': {

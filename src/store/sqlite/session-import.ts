@@ -150,17 +150,40 @@ class SessionImporter {
     }
     for (const row of rows) {
       const keys = Object.keys(row).filter((k) => present.has(k));
-      const values = keys.map((k) => {
+      const slots: string[] = [];
+      const values: unknown[] = [];
+      /** Values SQLite fills from a file of ours after the insert (the 'lazy' path). */
+      const fills: { column: string; path: string; offset: number }[] = [];
+      for (const k of keys) {
         const v = row[k] ?? null;
-        // A chunked TEXT value goes in whole here (archives hand rows over whole; this is for direct copies).
-        return v instanceof BlobValue ? v.bytes : v instanceof ChunkedValue ? wholePayload(v) : v;
-      });
-      const slots = keys.map((k) => (Buffer.isBuffer(row[k]) || row[k] instanceof ChunkedValue ? 'CAST(? AS TEXT)' : '?'));
+        const path = v instanceof ChunkedValue && v.file ? largeValueWrites(this.conn, table) : 'whole';
+        if (v instanceof ChunkedValue && v.file && path === 'lazy') {
+          slots.push('sk_text_zeros(?)');
+          values.push(v.bytes);
+          fills.push({ column: k, path: v.file.path, offset: v.file.offset });
+        } else if (v instanceof ChunkedValue && v.file && path === 'file') {
+          slots.push('sk_file_text(?, ?, ?)');
+          values.push(v.file.path, v.file.offset, v.bytes);
+        } else if (v instanceof ChunkedValue || Buffer.isBuffer(v)) {
+          slots.push('CAST(? AS TEXT)');
+          values.push(wholePayload(v));
+        } else {
+          slots.push('?');
+          values.push(v instanceof BlobValue ? v.bytes : v);
+        }
+      }
       const columns = keys.map((k) => `"${k}"`).join(', ');
       let sql = `INSERT INTO "${table}" (${columns}) VALUES (${slots.join(', ')})`;
       if (table === 'event_sequence') sql += ' ON CONFLICT(aggregate_id) DO UPDATE SET seq = max(seq, excluded.seq)';
       if (table === 'event') sql = sql.replace('INSERT INTO', 'INSERT OR IGNORE INTO');
-      statement(this.conn.db, sql).run(...values);
+      const { changes, lastInsertRowid } = statement(this.conn.db, sql).run(...values);
+      // An event already there is the same event: nothing to fill.
+      if (changes !== 1) continue;
+      for (const fill of fills) {
+        const bytes = (row[fill.column] as ChunkedValue).bytes;
+        const written = statement(this.conn.db, 'SELECT sk_blob_write_file(?, ?, ?, ?, ?)').pluck().get(table, fill.column, lastInsertRowid, fill.path, fill.offset);
+        if (written !== bytes) throw new SkError('archive', `${table}.${fill.column}: ${String(written)} of ${bytes} bytes went in`);
+      }
     }
   }
 
