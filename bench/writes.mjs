@@ -7,6 +7,8 @@
 // Ours: fresh `node dist/cli/main.js` processes under /usr/bin/time (peak RSS of the whole process
 // tree, user + system cpu), V8 heap from --trace-gc. Median of BENCH_N runs (default 1: each run
 // moves a gigabyte). Run with `nice -n 10 node bench/writes.mjs`; prints a markdown section.
+// BENCH_DB=<file> runs it on an existing database instead (the 1 GB fixture's event log has no
+// index on aggregate_id, so every session's rows scan the whole log: minutes, before and after this work).
 import { copyFileSync, existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -69,8 +71,17 @@ function copyDb(from, to) {
   copyFileSync(from, to);
 }
 
+/** BENCH_DB=<file>: an existing database instead of the generated one (e.g. test/fixtures/huge-part.ts's). */
+function givenDb(path) {
+  const db = new Database(path, { readonly: true });
+  const count = (table) => db.prepare(`SELECT count(*) FROM ${table}`).pluck().get();
+  const summary = { fileBytes: statSync(path).size, sessions: count('session'), parts: count('part') };
+  db.close();
+  return { db: path, key: path, summary };
+}
+
 export async function writes() {
-  const fx = await fixture({ label: '1GB', targetBytes: 1 * GB, hugeAttachmentBytes: HUGE });
+  const fx = process.env.BENCH_DB ? givenDb(process.env.BENCH_DB) : await fixture({ label: '1GB', targetBytes: 1 * GB, hugeAttachmentBytes: HUGE });
   const dir = scratchDir('writes');
   const env = { XDG_CACHE_HOME: join(dir, 'xdg-cache'), XDG_DATA_HOME: join(dir, 'xdg-data'), XDG_CONFIG_HOME: join(dir, 'xdg-config'), TMPDIR: dir };
   const before = process.env.BENCH_BEFORE;
