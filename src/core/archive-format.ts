@@ -16,8 +16,9 @@
  * value by value (table-row.ts); `opencode import` ignores them, our restore puts them back.
  */
 import { z } from 'zod';
+import { SkError } from './errors.js';
 import { JsonStreamScanner } from './json-stream.js';
-import { jsonStringBody } from './table-row.js';
+import { jsonStringBody, jsonStringBodyChunks } from './table-row.js';
 import { trimmedRowsSchema, type TrimmedRows } from './trim.js';
 
 /** 2: the session's other tables (event log, session_message, ...) under `sessionKeeperTables`. */
@@ -86,6 +87,48 @@ export function wrapRowJson(prefix: string, data: Buffer, knownValid?: boolean):
     return [Buffer.from(`${prefix},`), data.subarray(1)];
   }
   return [Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`), ...jsonStringBody(data), Buffer.from('"}')];
+}
+
+/** A large value that can be read more than once, in chunks, in order. */
+export interface ChunkSource {
+  chunks(): Iterable<Buffer>;
+}
+
+/** True when the chunks together are one complete, well-formed JSON document (read once, never whole). */
+export function isWellFormedJsonChunks(source: ChunkSource): boolean {
+  const scanner = new JsonStreamScanner({ select: () => false, chunk: () => undefined, end: () => undefined });
+  try {
+    for (const chunk of source.chunks()) scanner.write(chunk);
+    scanner.finish();
+    return true;
+  } catch (error) {
+    if (error instanceof SkError && /^malformed JSON/.test(error.message)) return false;
+    throw error; // a read error of the store is not a verdict on the JSON
+  }
+}
+
+/**
+ * wrapRowJson for a value read in chunks: the same bytes, as pieces in order. The value is read
+ * twice, once to check it is a JSON object, once to write it; neither pass holds it whole.
+ */
+export function* wrapRowJsonChunks(prefix: string, source: ChunkSource): Generator<Buffer> {
+  let head: Buffer | undefined;
+  for (const chunk of source.chunks()) {
+    head = chunk.subarray(0, 2);
+    break;
+  }
+  if (head && head[0] === 0x7b && head.length === 2 && head[1] !== 0x7d && isWellFormedJsonChunks(source)) {
+    yield Buffer.from(`${prefix},`);
+    let first = true;
+    for (const chunk of source.chunks()) {
+      yield first ? chunk.subarray(1) : chunk;
+      first = false;
+    }
+    return;
+  }
+  yield Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`);
+  yield* jsonStringBodyChunks(source.chunks());
+  yield Buffer.from('"}');
 }
 
 /**

@@ -15,12 +15,13 @@ import {
   PART_ID_KEYS,
   TABLES_KEY,
   wrapRowJson,
+  wrapRowJsonChunks,
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
 import { SkError } from '../../core/errors.js';
 import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { encodeTableRow } from '../../core/table-row.js';
+import { encodeTableRowPieces } from '../../core/table-row.js';
 import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 import { verifyArchive } from './archive-read.js';
@@ -102,11 +103,12 @@ class ArchiveSerializer {
         await this.closeMessage();
         const { message } = item;
         const messageExtras: MessageExtras = { time: [message.timeCreated, message.timeUpdated], parts: item.partTimes };
-        const info = wrapRowJson(idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS), message.data);
+        const prefix = idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS);
         this.digest.begin('message');
-        for (const piece of info) this.digest.update(piece);
         const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
-        await sink.write(this.firstMessage ? '' : ',', head, ...info, ',"parts":[');
+        await sink.write(this.firstMessage ? '' : ',', head);
+        await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data) : wrapRowJsonChunks(prefix, message.data));
+        await sink.write(',"parts":[');
         this.firstMessage = false;
         this.messageOpen = true;
         this.firstPart = true;
@@ -114,10 +116,11 @@ class ArchiveSerializer {
       }
       case 'part': {
         const { part } = item;
-        const wrapped = wrapRowJson(idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS), part.data, part.jsonValid);
+        const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         this.digest.begin('part');
-        for (const piece of wrapped) this.digest.update(piece);
-        await sink.write(this.firstPart ? '' : ',', ...wrapped);
+        await sink.write(this.firstPart ? '' : ',');
+        // A large value goes through in chunks: hashed and written as it is read, never whole.
+        await this.writeDigested(Buffer.isBuffer(part.data) ? wrapRowJson(prefix, part.data, part.jsonValid) : wrapRowJsonChunks(prefix, part.data));
         this.firstPart = false;
         return;
       }
@@ -131,10 +134,9 @@ class ArchiveSerializer {
           this.firstRow = true;
         }
         for (const row of item.rows) {
-          const pieces = encodeTableRow(row);
           this.digest.beginRow(item.table);
-          for (const piece of pieces) this.digest.update(piece);
-          await sink.write(this.firstRow ? '' : ',', ...pieces);
+          await sink.write(this.firstRow ? '' : ',');
+          await this.writeDigested(encodeTableRowPieces(row));
           this.firstRow = false;
         }
         return;
@@ -156,6 +158,14 @@ class ArchiveSerializer {
     }
   }
 
+  /** Writes pieces of one archived object, each into the session's digest on its way. */
+  private async writeDigested(pieces: Iterable<Buffer>): Promise<void> {
+    for (const piece of pieces) {
+      this.digest.update(piece);
+      await this.sink.write(piece);
+    }
+  }
+
   /** Ends the session's messages array (before its other tables, or its end). */
   private async closeMessages(): Promise<void> {
     await this.closeMessage();
@@ -169,6 +179,20 @@ class ArchiveSerializer {
     await this.sink.write(']}');
     this.messageOpen = false;
   }
+}
+
+/**
+ * A pause for the event loop every 50 ms: a loop of resolved promises runs only microtasks, so a
+ * Ctrl-C (or a request to the utility process) would otherwise wait for the whole archive.
+ */
+function eventLoopTurns(): () => Promise<void> | undefined {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - last < 50) return undefined;
+    last = now;
+    return new Promise((resolve) => setImmediate(resolve));
+  };
 }
 
 export interface ArchiveWriteOptions {
@@ -189,10 +213,15 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   try {
     await sink.write('[');
     // SQLite's items come synchronously: a plain loop spares a microtask per row.
-    if (isSyncIterable(items)) for (const item of items) await serializer.take(item);
-    else for await (const item of items) await serializer.take(item);
+    if (isSyncIterable(items)) {
+      const turn = eventLoopTurns();
+      for (const item of items) {
+        await serializer.take(item);
+        await turn();
+      }
+    } else for await (const item of items) await serializer.take(item);
     await sink.write(']\n');
-    sink.seal();
+    await sink.seal();
     if (options.verify) {
       await options.beforeVerify?.(sink.tempPath);
       await verifyArchive(sink.tempPath, serializer.sessions, { gzip: sink.compressed, name: path });
@@ -227,7 +256,7 @@ export async function writeExportFiles(items: SessionItems, dir: string, force: 
     if (item.kind === 'end') {
       const done: ArchiveSink = sink;
       await done.write('\n');
-      done.seal();
+      await done.seal();
       if (options.verify) await verifyArchive(done.tempPath, serializer.sessions, { gzip: done.compressed, name: done.path });
       done.publish();
       written.push({ path: done.path, sessions: [...serializer.sessions], bytes: done.bytes });

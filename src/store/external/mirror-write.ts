@@ -10,7 +10,7 @@ import { SkError } from '../../core/errors.js';
 import { defaultProjectRow, EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { encodeTableRow, rowPayloadBytes } from '../../core/table-row.js';
 import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorWrite } from '../mirror-target.js';
-import { isSyncIterable, type Row, type SessionHeader, type SessionItem, type SessionItems } from '../session-items.js';
+import { isSyncIterable, wholePayload, type Row, type SessionHeader, type SessionItem, type SessionItems } from '../session-items.js';
 import { cutPart, parseSpans } from './codec.js';
 import { ExternalContext } from './context.js';
 import type { BulkRow, EngineDialect } from './dialect.js';
@@ -122,7 +122,8 @@ async function* readyRows(ctx: ExternalContext, items: SessionItems, jsonCopies:
         return;
       }
       case 'message': {
-        const m = item.message;
+        // The server's copy is built from whole values, as migration does (see bulk-import.ts).
+        const m = { ...item.message, data: wholePayload(item.message.data) };
         // Where the server builds the JSON copy from the body itself, the body crosses the wire once.
         const row = messageRow(m, ctx.dialect, serverJson !== null || !jsonCopies);
         const json = jsonCopies && serverJson !== null && serverJson.acceptable(row.body);
@@ -131,7 +132,7 @@ async function* readyRows(ctx: ExternalContext, items: SessionItems, jsonCopies:
         return;
       }
       case 'part': {
-        const p = item.part;
+        const p = { ...item.part, data: wholePayload(item.part.data) };
         const data = p.data;
         const cut = cutPart(data, p.id);
         const row = partRow(p, data.length, cut, ctx.dialect, serverJson !== null || !jsonCopies);
