@@ -21,13 +21,43 @@
  *  - direct use only (SQLITE_VTAB_DIRECTONLY): a view or trigger in a hostile database file
  *    cannot use it to read other tables;
  *  - rows come in seq order and ORDER BY seq is consumed, so SQLite never sorts (buffers) chunks.
+ *
+ * sk_file_text: the write side, for a value too big to pass through JS whole.
+ *
+ *   INSERT INTO part (..., data) VALUES (..., sk_file_text(:path, :offset, :length))
+ *
+ * returns `length` bytes of the file at `path` from byte `offset` as TEXT (their UTF-8 as is),
+ * read straight into the buffer SQLite then owns: the value exists once as this result and once
+ * in the record SQLite builds from it, never in JS. (A TEXT value cannot be written lazily: a
+ * zeroblob placeholder filled through sqlite3_blob_write would stay a BLOB, which OpenCode cannot
+ * read as text, and `data || ?` appends rewrite the whole value per chunk.) Direct use only, so a
+ * view or trigger of a hostile database cannot read files through it; a short file is an error.
+ *
+ * sk_text_zeros and sk_blob_write_file: the same without the value ever whole in memory.
+ *
+ *   INSERT INTO part (..., data) VALUES (..., sk_text_zeros(:length));
+ *   SELECT sk_blob_write_file('part', 'data', :rowid, :path, :offset);
+ *
+ * A zeroblob is written to the pages lazily (SQLite never allocates its zeros), but it is a BLOB.
+ * SQLite's record builder also takes a TEXT value with lazy zeros (OP_MakeRecord adds MEM_Zero's
+ * count to the serial type of a MEM_Str as of a MEM_Blob), yet no public API makes one: so
+ * sk_text_zeros asks for a zeroblob and turns its flags from BLOB to TEXT. That touches SQLite's
+ * private `Mem` struct, hence every guard we can have: only when the SQLite running is the one
+ * compiled against (better-sqlite3 bundles it), only when the result is exactly the zeroblob
+ * expected in the layout expected, else an error the caller answers by taking sk_file_text.
+ * sk_blob_write_file then fills the TEXT value in place through ONE sqlite3_blob handle (a write
+ * keeps the value's type), 1 MiB at a time, reads each chunk back and compares it, and returns
+ * the bytes written (the value's size); a file shorter than that from offset is an error.
  */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 /* Bumped when the columns or arguments change; the JS side checks it. */
-#define SK_CHUNKS_VERSION 1
+#define SK_CHUNKS_VERSION 2
 /* A chunk is one result value: keep it far below any length limit a connection may set. */
 #define SK_CHUNK_MAX (256 * 1024 * 1024)
 
@@ -285,6 +315,146 @@ static void versionFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3_result_int(ctx, SK_CHUNKS_VERSION);
 }
 
+/* sk_file_text(path, offset, length): see the file comment. */
+static void fileTextFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  const char *path = (const char *)sqlite3_value_text(argv[0]);
+  sqlite3_int64 offset = 0, length = 0;
+  if (path == 0) {
+    sqlite3_result_error(ctx, "sk_file_text: path must be text", -1);
+    return;
+  }
+  if (!integerArg(argv[1], &offset) || offset < 0 || !integerArg(argv[2], &length) || length < 0) {
+    sqlite3_result_error(ctx, "sk_file_text: offset and length must be non-negative integers", -1);
+    return;
+  }
+  if (length > sqlite3_limit(sqlite3_context_db_handle(ctx), SQLITE_LIMIT_LENGTH, -1)) {
+    sqlite3_result_error_toobig(ctx);
+    return;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    char *message = sqlite3_mprintf("sk_file_text: cannot open %s: %s", path, strerror(errno));
+    sqlite3_result_error(ctx, message ? message : "sk_file_text: cannot open the file", -1);
+    sqlite3_free(message);
+    return;
+  }
+  /* One byte more for the terminator SQLite would otherwise add by copying. */
+  unsigned char *bytes = sqlite3_malloc64((sqlite3_uint64)length + 1);
+  if (bytes == 0) {
+    close(fd);
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_int64 got = 0;
+  while (got < length) {
+    ssize_t n = pread(fd, bytes + got, (size_t)(length - got), (off_t)(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += n;
+  }
+  close(fd);
+  if (got != length) {
+    sqlite3_free(bytes);
+    sqlite3_result_error(ctx, "sk_file_text: the file is shorter than the value", -1);
+    return;
+  }
+  bytes[length] = 0;
+  sqlite3_result_text64(ctx, (const char *)bytes, (sqlite3_uint64)length, sqlite3_free, SQLITE_UTF8);
+}
+
+/* The head of SQLite's private Mem (sqlite3.c, struct sqlite3_value), as of 3.53; checked at run time. */
+typedef struct SkMemHead {
+  union { double r; sqlite3_int64 i; int nZero; const char *zPType; void *pDef; } u;
+  char *z;
+  int n;
+  unsigned short flags;
+  unsigned char enc;
+  unsigned char eSubtype;
+} SkMemHead;
+#define SK_MEM_Str  0x0002
+#define SK_MEM_Blob 0x0010
+#define SK_MEM_Zero 0x0400
+
+/* sk_text_zeros(length): a TEXT value of `length` zero bytes that SQLite writes lazily; see the file comment. */
+static void textZerosFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  sqlite3_int64 length = 0;
+  if (!integerArg(argv[0], &length) || length < 0 || length > 0x7fffffff) {
+    sqlite3_result_error(ctx, "sk_text_zeros: length must be a non-negative integer", -1);
+    return;
+  }
+  if (sqlite3_libversion_number() != SQLITE_VERSION_NUMBER || SQLITE_VERSION_NUMBER / 1000 != 3053) {
+    sqlite3_result_error(ctx, "sk_text_zeros: not supported by this SQLite build", -1);
+    return;
+  }
+  if (sqlite3_result_zeroblob64(ctx, (sqlite3_uint64)length) != SQLITE_OK) return; /* too big: the error is set */
+  SkMemHead *out = *(SkMemHead **)ctx; /* sqlite3_context's first member is its result Mem */
+  if (out == 0 || out->flags != (SK_MEM_Blob | SK_MEM_Zero) || out->n != 0 || out->z != 0 || out->u.nZero != (int)length ||
+      out->enc != SQLITE_UTF8 || sqlite3_value_type((sqlite3_value *)out) != SQLITE_BLOB ||
+      sqlite3_value_bytes((sqlite3_value *)out) != (int)length) {
+    sqlite3_result_error(ctx, "sk_text_zeros: not supported by this SQLite build", -1);
+    return;
+  }
+  out->flags = SK_MEM_Str | SK_MEM_Zero;
+}
+
+/* sk_blob_write_file(table, column, rowid, path, offset): see the file comment. */
+static void blobWriteFileFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  sqlite3 *db = sqlite3_context_db_handle(ctx);
+  const char *table = (const char *)sqlite3_value_text(argv[0]);
+  const char *column = (const char *)sqlite3_value_text(argv[1]);
+  const char *path = (const char *)sqlite3_value_text(argv[3]);
+  sqlite3_int64 rowid = 0, offset = 0;
+  if (table == 0 || column == 0 || path == 0 || !integerArg(argv[2], &rowid) || !integerArg(argv[4], &offset) || offset < 0) {
+    sqlite3_result_error(ctx, "sk_blob_write_file: needs (table, column, rowid, path, offset)", -1);
+    return;
+  }
+  sqlite3_blob *blob = 0;
+  if (sqlite3_blob_open(db, "main", table, column, rowid, 1, &blob) != SQLITE_OK) {
+    char *message = sqlite3_mprintf("sk_blob_write_file: %s", sqlite3_errmsg(db));
+    if (blob) sqlite3_blob_close(blob);
+    sqlite3_result_error(ctx, message ? message : "sk_blob_write_file: cannot open the value", -1);
+    sqlite3_free(message);
+    return;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  const int chunk = 1024 * 1024;
+  unsigned char *bytes = sqlite3_malloc(chunk);
+  unsigned char *back = sqlite3_malloc(chunk);
+  const char *error = 0;
+  int size = sqlite3_blob_bytes(blob);
+  sqlite3_int64 at = 0;
+  if (fd < 0) error = "sk_blob_write_file: cannot open the file";
+  else if (bytes == 0 || back == 0) error = "sk_blob_write_file: out of memory";
+  while (error == 0) {
+    int want = size - at < chunk ? (int)(size - at) : chunk;
+    ssize_t n = want == 0 ? 0 : pread(fd, bytes, (size_t)want, (off_t)(offset + at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) { error = "sk_blob_write_file: cannot read the file"; break; }
+    if (n == 0) {
+      /* The file must hold the whole value from offset (more after it is the caller's business). */
+      if (at != size) error = "sk_blob_write_file: the file is shorter than the value";
+      break;
+    }
+    if (sqlite3_blob_write(blob, bytes, (int)n, (int)at) != SQLITE_OK ||
+        sqlite3_blob_read(blob, back, (int)n, (int)at) != SQLITE_OK) {
+      error = "sk_blob_write_file: cannot write the value";
+      break;
+    }
+    if (memcmp(bytes, back, (size_t)n) != 0) { error = "sk_blob_write_file: the value read back differs"; break; }
+    at += n;
+  }
+  if (fd >= 0) close(fd);
+  sqlite3_free(bytes);
+  sqlite3_free(back);
+  int rc = sqlite3_blob_close(blob);
+  if (error == 0 && rc != SQLITE_OK) error = "sk_blob_write_file: cannot close the value";
+  if (error) sqlite3_result_error(ctx, error, -1);
+  else sqlite3_result_int64(ctx, at);
+}
+
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
@@ -296,5 +466,16 @@ int sqlite3_valuechunks_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_rou
     rc = sqlite3_create_function(db, "sk_chunks_version", 0, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
                                  0, versionFunc, 0, 0);
   }
+#ifndef _WIN32
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_file_text", 3, SQLITE_UTF8 | SQLITE_DIRECTONLY, 0, fileTextFunc, 0, 0);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_text_zeros", 1, SQLITE_UTF8 | SQLITE_DIRECTONLY, 0, textZerosFunc, 0, 0);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_blob_write_file", 5, SQLITE_UTF8 | SQLITE_DIRECTONLY, 0, blobWriteFileFunc, 0, 0);
+  }
+#endif
   return rc;
 }

@@ -86,6 +86,7 @@ export function formatStats(s: StatsResult): string {
     `Rows         ${count(s.messages)} messages, ${count(s.parts)} parts, ${count(s.events)} events`,
     `Attachments  ${count(s.attachments.count)} files, ${bytes(s.attachments.bytes)} decoded (${bytes(s.attachments.encodedBytes)} as base64)`,
   ];
+  if (s.mirror) lines.push(`Mirror       ${s.mirror.target}: ${count(s.mirror.sessions)} sessions, ${count(s.mirror.serverOnly)} only there (evicted from the file), ${count(s.mirror.localOnly)} not mirrored yet`);
   if (s.tables.length > 0) {
     lines.push('', 'Payload by table:');
     for (const t of s.tables) lines.push(`  ${t.name.padEnd(22)} ${bytes(t.payloadBytes).padStart(8)}  ${count(t.rows)} rows`);
@@ -137,7 +138,7 @@ function formatFolder(files: FolderPlace[]): string[] {
 
 export function formatList(list: ListResult): string {
   const lines = list.sessions.map(
-    (s) => `${s.id}  ${date(s.timeUpdated)}  ${bytes(s.bytes).padStart(9)}  ${s.parentId ? '  ↳ ' : ''}${clip(s.title, 60)}`,
+    (s) => `${s.id}  ${date(s.timeUpdated)}  ${bytes(s.bytes).padStart(9)}  ${s.where ? `${s.where.padEnd(6)}  ` : ''}${s.parentId ? '  ↳ ' : ''}${clip(s.title, 60)}`,
   );
   if (lines.length === 0) lines.push('No sessions.');
   if (list.nextCursor) lines.push(`… more: --cursor ${list.nextCursor}`);
@@ -166,7 +167,11 @@ function describePart(part: Record<string, unknown>): string {
 
 export function formatShow(show: ShowResult): string {
   const s = show.session as { id?: string; title?: string; time?: { created?: number; updated?: number } };
-  const lines = [`${printable(String(s.id))}  ${printable(s.title ?? '')}`, `created ${date(s.time?.created ?? 0)}, updated ${date(s.time?.updated ?? 0)}`, ''];
+  const lines = [
+    `${printable(String(s.id))}  ${printable(s.title ?? '')}`,
+    `created ${date(s.time?.created ?? 0)}, updated ${date(s.time?.updated ?? 0)}${show.where === 'server' ? ' (from the server: the file no longer holds it; restore --from brings it back)' : ''}`,
+    '',
+  ];
   for (const m of show.messages) {
     const info = m.info as { id?: string; role?: string; time?: { created?: number } };
     lines.push(`  ${info.role ?? '?'} ${info.id} ${date(info.time?.created ?? 0)}`);
@@ -192,6 +197,7 @@ export function formatPlan(plan: DryRunResult, config: SessionConfig): string {
       const notes = [
         e.children.length ? `+${e.children.length} subtask${e.children.length === 1 ? '' : 's'}` : '',
         e.timeArchived ? 'archived in OpenCode' : '',
+        plan.mirrored?.includes(e.id) ? 'mirrored, no archive needed' : '',
       ].filter(Boolean);
       lines.push(`  ${e.id}  created ${date(e.timeCreated)} (${days(e.timeCreated)} ago)  ${bytes(e.bytes).padStart(9)}  ${clip(e.title, 50)}${notes.length ? ` (${notes.join(', ')})` : ''}`);
     }

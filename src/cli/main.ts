@@ -18,6 +18,10 @@ import { registerExternalCommands } from './commands/external.js';
 import { registerServe } from './commands/serve.js';
 import { besideWriter, confirm, interactive } from './commands/ask.js';
 import { registerClean } from './commands/clean.js';
+import { registerSync } from './commands/sync.js';
+import { addSelectorOptions, registerTrim, selectorOf } from './commands/trim.js';
+import type { SelectorFlags } from '../core/selectors.js';
+import { registerPluginCommands } from './commands/plugin.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
 
@@ -100,6 +104,14 @@ export function buildProgram(): Command {
     return g;
   };
 
+  /** With --db a file and `storage` naming a server in the config, that server: list, show and stats cover both. */
+  const mirrorFor = (g: GlobalOptions): string | undefined => {
+    if (isConnectionString(g.db)) return undefined;
+    const { config } = loadConfig({ path: g.config });
+    return config.storage !== 'sqlite' ? config.connectionString : undefined;
+  };
+  const oneView = () => import('../main/one-view.js');
+
   program
     .command('stats')
     .description('file, WAL and free-page bytes; row counts; attachments; largest sessions; warnings')
@@ -107,6 +119,8 @@ export function buildProgram(): Command {
     .action(async (options: { largest: number }, command: Command) => {
       const g = globals(command);
       const stats = await withService(g, (s) => s.stats({ largest: options.largest }));
+      const mirror = mirrorFor(g);
+      if (mirror) stats.mirror = await (await oneView()).mirrorFigures(g.db, mirror);
       print(g.json, stats, () => formatStats(stats));
     });
 
@@ -117,7 +131,10 @@ export function buildProgram(): Command {
     .option('--cursor <cursor>', 'continue after a previous page')
     .action(async (options: { limit: number; cursor?: string }, command: Command) => {
       const g = globals(command);
-      const list = await withService(g, (s) => s.listSessions({ limit: options.limit, cursor: options.cursor ?? null }));
+      const mirror = mirrorFor(g);
+      const list = mirror
+        ? await (await oneView()).listBoth(g.db, mirror, { limit: options.limit, cursor: options.cursor ?? null })
+        : await withService(g, (s) => s.listSessions({ limit: options.limit, cursor: options.cursor ?? null }));
       print(g.json, list, () => formatList(list));
     });
 
@@ -129,9 +146,10 @@ export function buildProgram(): Command {
     .option('--cursor <cursor>', 'continue after a previous page')
     .action(async (sessionId: string, options: { limit: number; cursor?: string }, command: Command) => {
       const g = globals(command);
-      const page = await withService(g, (s) =>
-        s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }),
-      );
+      const mirror = mirrorFor(g);
+      const page = mirror
+        ? await (await oneView()).showBoth(g.db, mirror, sessionId, { limit: options.limit, cursor: options.cursor ?? null })
+        : await withService(g, (s) => s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }));
       print(g.json, page, () => formatShow(page));
     });
 
@@ -158,18 +176,20 @@ export function buildProgram(): Command {
     process.stderr.write(`${line}\n`);
   };
 
-  program
+  const retentionCommand = program
     .command('retention')
-    .description('plan (--dry-run, the default) or apply (--apply) the retention policy from the config and flags')
+    .description('plan (--dry-run, the default) or apply (--apply) the retention policy from the config and flags; selectors narrow it to some sessions')
     .option('--max-size-mb <n>', 'evict oldest until the database fits', positiveInt)
     .option('--max-age-days <n>', 'evict sessions older than this', positiveInt)
-    .option('--max-sessions <n>', 'keep at most this many root sessions', positiveInt)
+    .option('--max-sessions <n>', 'keep at most this many root sessions', positiveInt);
+  addSelectorOptions(retentionCommand)
     .option('--dry-run', 'print the plan and change nothing (default)')
     .option('--apply', 'archive, evict and reclaim')
     .option('--no-archive', 'evict without archiving first')
     .option('--yes', 'do not ask before applying')
-    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean; yes?: boolean }, command: Command) => {
+    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean; yes?: boolean } & SelectorFlags, command: Command) => {
       const g = sqliteFile(command, 'retention');
+      const selector = selectorOf(options);
       if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
       const config = settings(g, {
         maxSizeMB: options.maxSizeMb,
@@ -178,15 +198,15 @@ export function buildProgram(): Command {
         archive: options.archive === false ? false : undefined,
       });
       if (!options.apply) {
-        const plan = await (await retention()).dryRun({ db: g.db, config });
-        print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize }, () => formatPlan(plan, config));
+        const plan = await (await retention()).dryRun({ db: g.db, config, selector });
+        print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize, ...(plan.mirrored ? { mirrored: plan.mirrored } : {}) }, () => formatPlan(plan, config));
         return;
       }
       const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
       let seen: Set<string> | undefined;
       if (!options.yes) {
         // The plan is shown first, then asked about, and only what was shown is evicted.
-        const plan = await (await retention()).dryRun({ db: g.db, config });
+        const plan = await (await retention()).dryRun({ db: g.db, config, selector });
         if (plan.evict.length === 0) {
           print(g.json, { evicted: [], archive: null, archives: [], bytesBefore: 0, bytesAfter: 0, changed: [], reclaim: 'none', unmetBytes: 0 }, () => 'Nothing to evict.');
           return;
@@ -196,7 +216,7 @@ export function buildProgram(): Command {
         if (!(await confirm(`${config.archive ? 'Archive and delete' : 'Delete, without archiving,'} these ${sessions} sessions?`, false))) throw new SkError('usage', 'nothing was changed');
         seen = new Set(plan.evict.map((e) => e.id));
       }
-      const result = await (await retention()).applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen, besideWriter: beside });
+      const result = await (await retention()).applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen, besideWriter: beside, selector });
       print(g.json, result, () =>
         result.evicted.length === 0
           ? 'Nothing to evict.'
@@ -207,22 +227,25 @@ export function buildProgram(): Command {
       );
     });
 
-  program
+  const archiveCommand = program
     .command('archive')
     .description('write sessions (with their child sessions) to a JSON archive; .gz when the name ends so')
     .requiredOption('--output <file>', 'archive file (with --split, a folder)')
     .option('--session <id...>', 'sessions to archive (default: every session)')
-    .option('--older-than-days <n>', 'root sessions created more than N days ago', wholeNumber)
+    .option('--older-than-days <n>', 'root sessions created more than N days ago', wholeNumber);
+  addSelectorOptions(archiveCommand)
     .option('--split', "one <sessionID>.json per session in OpenCode's export shape, for `opencode import`")
     .option('--force', 'replace existing files')
-    .action(async (options: { output: string; session?: string[]; olderThanDays?: number; split?: boolean; force?: boolean }, command: Command) => {
+    .action(async (options: { output: string; session?: string[]; olderThanDays?: number; split?: boolean; force?: boolean } & SelectorFlags, command: Command) => {
       const g = sqliteFile(command, 'archive');
+      // --older-than-days is the --older-than selector in days: both narrow the same sessions.
+      const selector = selectorOf(options);
       const result = await (await archives()).archiveSessions({
         db: g.db,
         cacheDir: g.cacheDir,
         output: options.output,
         sessions: options.session,
-        olderThanDays: options.olderThanDays,
+        selector,
         split: options.split ?? false,
         force: options.force ?? false,
       });
@@ -247,24 +270,44 @@ export function buildProgram(): Command {
       if (args.length !== 1) throw new SkError('usage', 'restore takes one archive file (or --from <connectionString> <sessionID...>)');
       const result = await (await archives()).restoreArchive(g.db, args[0] as string);
       const restored = result.imported.map((s) => s.id);
-      print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored }, () =>
-        `Restored ${restored.length} sessions; ${result.skipped.length} were already present.`,
+      const putBack = result.putBack ?? [];
+      const absent = result.absent ?? [];
+      print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored, putBack, absent }, () =>
+        `Restored ${restored.length} sessions; ${result.skipped.length} were already present.` +
+          (putBack.length ? ` Put the trimmed content back into ${putBack.length} session${putBack.length === 1 ? '' : 's'} (${putBack.reduce((n, s) => n + s.rows, 0)} rows).` : '') +
+          (absent.length ? ` ${absent.length} trimmed session${absent.length === 1 ? ' is' : 's are'} not in the database (${absent.slice(0, 3).join(', ')}): this archive holds only what was trimmed; restore the session's own archive first, then this one.` : ''),
       );
     });
 
-  program
+  const deleteCommand = program
     .command('delete')
-    .description('delete sessions with their children, events and diff files (archived first), and reclaim the space')
-    .argument('<sessionID...>')
+    .description('delete sessions (given, or chosen by selectors) with their children, events and diff files (archived first), and reclaim the space')
+    .argument('[sessionID...]');
+  addSelectorOptions(deleteCommand)
     .option('--no-archive', 'delete without archiving first')
     .option('--yes', 'do not ask before deleting')
-    .action(async (ids: string[], options: { archive: boolean; yes?: boolean }, command: Command) => {
+    .action(async (given: string[], options: { archive: boolean; yes?: boolean } & SelectorFlags, command: Command) => {
       const g = sqliteFile(command, 'delete');
       const config = settings(g, { archive: options.archive === false ? false : undefined });
+      const selector = selectorOf(options);
+      const { selectorNarrows } = await import('../core/selectors.js');
+      if (given.length > 0 && selectorNarrows(selector)) throw new SkError('usage', 'give session ids or selectors, not both');
+      if (given.length === 0 && !selectorNarrows(selector)) throw new SkError('usage', 'delete which sessions? give their ids, or selectors (--subagents, --larger-than, --keep-latest, --project, --older-than)');
+      const selected = given.length > 0 ? [] : await (await maintenance()).selectedSessions(g.db, selector);
+      const ids = given.length > 0 ? given : selected.map((s) => s.id);
+      if (ids.length === 0) {
+        print(g.json, { evicted: [], archive: null, bytesAfter: 0, changed: [], reclaim: 'none' }, () => 'No session matches.');
+        return;
+      }
+      // The sessions chosen are shown before the question: what is deleted is exactly these.
+      if (interactive() && !options.yes && selected.length > 0) {
+        for (const s of selected.slice(0, 20)) process.stderr.write(`  ${s.id}  ${formatBytes(s.bytes).padStart(8)}  ${s.title.slice(0, 60)}\n`);
+        if (selected.length > 20) process.stderr.write(`  ... and ${selected.length - 20} more\n`);
+      }
       const missing = await (await maintenance()).missingSessions(g.db, ids);
       if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${g.db}`);
       const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
-      const what = `${ids.length} session${ids.length === 1 ? '' : 's'} (with their child sessions)`;
+      const what = `${ids.length} ${selector.subagents ? 'child ' : ''}session${ids.length === 1 ? '' : 's'} (with their child sessions)`;
       if (!(await confirm(config.archive ? `Archive to ${config.archiveDir} and delete ${what}?` : `Delete ${what} without archiving?`, options.yes))) {
         throw new SkError('usage', 'nothing was deleted');
       }
@@ -321,8 +364,11 @@ export function buildProgram(): Command {
 
   registerServe(program);
   registerClean(program, { sqliteFile, settings });
+  registerTrim(program, { sqliteFile, settings });
+  registerPluginCommands(program, { sqliteFile, settings });
 
   registerExternalCommands(program, globals);
+  registerSync(program);
 
   return program;
 }

@@ -15,6 +15,8 @@ export const sessionSummarySchema = z.object({
   timeArchived: z.number().nullable(),
   /** Bytes of the session's own rows: the session, its messages, parts and events. */
   bytes: z.number(),
+  /** With a mirror configured: `local` (the file only), `both` (the file and the server), `server` (the server only). */
+  where: z.enum(['local', 'both', 'server']).optional(),
 });
 export type SessionSummary = z.infer<typeof sessionSummarySchema>;
 
@@ -68,6 +70,8 @@ export const statsResultSchema = z.object({
   valueReads: z.enum(['chunked', 'whole']).optional(),
   /** Each place of OpenCode's data folder (SQLite only): sizes as `du -sb`, what a clean-up frees, what the rest costs. */
   files: z.array(folderPlaceSchema).optional(),
+  /** With a mirror configured: the server's sessions, and how many of them the file no longer holds. */
+  mirror: z.object({ target: z.string(), sessions: z.number(), serverOnly: z.number(), localOnly: z.number() }).optional(),
 });
 export type StatsResult = z.infer<typeof statsResultSchema>;
 
@@ -82,6 +86,8 @@ export const showResultSchema = z.object({
   session: z.record(z.string(), z.unknown()),
   messages: z.array(messageViewSchema),
   nextCursor: z.string().nullable(),
+  /** With a mirror configured: where this page was read (`server` for a session the file no longer holds). */
+  where: z.enum(['local', 'both', 'server']).optional(),
 });
 export type ShowResult = z.infer<typeof showResultSchema>;
 
@@ -118,6 +124,8 @@ export interface ApplyResult {
   changed: string[];
   /** The external database evicted sessions were moved to (password masked), when offloading. */
   offload?: string | null;
+  /** Roots evicted without an archive because the mirror's server holds them exactly (an external primary). */
+  mirrored?: string[];
   reclaim: 'incremental' | 'vacuum' | 'none' | 'deferred';
   /** Bytes the file is still over `maxSizeMB` after this run (0 when it fits): the next run plans for them. */
   unmetBytes: number;

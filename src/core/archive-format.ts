@@ -16,8 +16,10 @@
  * value by value (table-row.ts); `opencode import` ignores them, our restore puts them back.
  */
 import { z } from 'zod';
+import { SkError } from './errors.js';
 import { JsonStreamScanner } from './json-stream.js';
-import { jsonStringBody } from './table-row.js';
+import { jsonStringBody, jsonStringBodyChunks } from './table-row.js';
+import { trimmedRowsSchema, type TrimmedRows } from './trim.js';
 
 /** 2: the session's other tables (event log, session_message, ...) under `sessionKeeperTables`. */
 export const ARCHIVE_FORMAT = 2;
@@ -35,6 +37,8 @@ export interface SessionExtras {
   share: Record<string, unknown> | null;
   /** `storage/session_diff/<id>.json`, parsed, when it existed. */
   diff: unknown;
+  /** A trim's archive: the rows trimmed from this session, per table. */
+  trimmed?: TrimmedRows;
 }
 
 /** Row facts for one message and its parts (in the order of `parts`). */
@@ -85,6 +89,48 @@ export function wrapRowJson(prefix: string, data: Buffer, knownValid?: boolean):
   return [Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`), ...jsonStringBody(data), Buffer.from('"}')];
 }
 
+/** A large value that can be read more than once, in chunks, in order. */
+export interface ChunkSource {
+  chunks(): Iterable<Buffer>;
+}
+
+/** True when the chunks together are one complete, well-formed JSON document (read once, never whole). */
+export function isWellFormedJsonChunks(source: ChunkSource): boolean {
+  const scanner = new JsonStreamScanner({ select: () => false, chunk: () => undefined, end: () => undefined });
+  try {
+    for (const chunk of source.chunks()) scanner.write(chunk);
+    scanner.finish();
+    return true;
+  } catch (error) {
+    if (error instanceof SkError && /^malformed JSON/.test(error.message)) return false;
+    throw error; // a read error of the store is not a verdict on the JSON
+  }
+}
+
+/**
+ * wrapRowJson for a value read in chunks: the same bytes, as pieces in order. The value is read
+ * twice, once to check it is a JSON object, once to write it; neither pass holds it whole.
+ */
+export function* wrapRowJsonChunks(prefix: string, source: ChunkSource): Generator<Buffer> {
+  let head: Buffer | undefined;
+  for (const chunk of source.chunks()) {
+    head = chunk.subarray(0, 2);
+    break;
+  }
+  if (head && head[0] === 0x7b && head.length === 2 && head[1] !== 0x7d && isWellFormedJsonChunks(source)) {
+    yield Buffer.from(`${prefix},`);
+    let first = true;
+    for (const chunk of source.chunks()) {
+      yield first ? chunk.subarray(1) : chunk;
+      first = false;
+    }
+    return;
+  }
+  yield Buffer.from(`${prefix},${JSON.stringify(RAW_KEY)}:"`);
+  yield* jsonStringBodyChunks(source.chunks());
+  yield Buffer.from('"}');
+}
+
 /**
  * The row's own JSON text back from a wrapped object, or null when the object does not start
  * with exactly our prefix (an archive made by something else).
@@ -113,6 +159,7 @@ export const sessionExtrasSchema = z.object({
   todos: z.array(z.record(z.string(), z.unknown())).default([]),
   share: z.record(z.string(), z.unknown()).nullable().default(null),
   diff: z.unknown().optional(),
+  trimmed: trimmedRowsSchema.optional(),
 });
 
 /** An `opencode export` session (no extras of ours): what OpenCode's own Session.Info must have. */

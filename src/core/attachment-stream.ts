@@ -17,6 +17,7 @@
  */
 import { SkError } from './errors.js';
 import type { AttachmentSpan } from './part-scan.js';
+import { BACKSLASH, closingQuote, QUOTE, trailingBackslashes } from './json-string-end.js';
 
 /** Where the decoded bytes of the chosen attachment go, synchronously and in order. */
 export interface AttachmentSink {
@@ -39,8 +40,6 @@ export interface DecodedAttachment {
   bytes: number;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
 const COLON = 0x3a;
 const COMMA = 0x2c;
 const EQUALS = 0x3d;
@@ -420,32 +419,11 @@ export class AttachmentScanner {
 
   /** Index of the quote that ends the current string, or -1 when it goes on past this chunk. */
   private closingQuote(chunk: Buffer, from: number): number {
-    const low = Math.max(0, this.stringStart - this.offset);
-    let at = from;
-    for (;;) {
-      const quote = chunk.indexOf(QUOTE, at);
-      if (quote < 0) return -1;
-      let run = 0;
-      let k = quote - 1;
-      while (k >= low && chunk[k] === BACKSLASH) {
-        run++;
-        k--;
-      }
-      if (k < low) run += this.backslashRun;
-      if (run % 2 === 0) return quote;
-      at = quote + 1;
-    }
+    return closingQuote(chunk, from, Math.max(0, this.stringStart - this.offset), this.backslashRun);
   }
 
   private carryBackslashes(chunk: Buffer): void {
-    const low = Math.max(0, this.stringStart - this.offset);
-    let run = 0;
-    let k = chunk.length - 1;
-    while (k >= low && chunk[k] === BACKSLASH) {
-      run++;
-      k--;
-    }
-    this.backslashRun = k < low ? this.backslashRun + run : run;
+    this.backslashRun = trailingBackslashes(chunk, Math.max(0, this.stringStart - this.offset), this.backslashRun);
   }
 
   private beginString(start: number): void {

@@ -8,6 +8,7 @@
  * cost little.
  */
 import { SkError } from './errors.js';
+import { BACKSLASH, QUOTE } from './json-string-end.js';
 
 export type PathItem = string | number;
 
@@ -34,8 +35,6 @@ interface Frame {
   index: number;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
 const MAX_KEY_BYTES = 4096;
 
 function isSpace(byte: number): boolean {

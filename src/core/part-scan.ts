@@ -7,9 +7,8 @@
  * part's size. The spans found here are what attachment extraction streams from.
  */
 import { SkError } from './errors.js';
+import { BACKSLASH, QUOTE } from './json-string-end.js';
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
 const COLON = 0x3a;
 const DATA_PREFIX = Buffer.from('data:');
 

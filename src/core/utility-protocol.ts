@@ -13,6 +13,7 @@
  * Node's IPC channel its messages travel as `{type: 'stream', stream, body}`.
  */
 import { z } from 'zod';
+import type { SyncStatusView } from './sync-status.js';
 import type { SkErrorCode } from './errors.js';
 import type { ApplyResult, AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
 import type { PlannedEviction } from './planner.js';
@@ -106,6 +107,7 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('restoreArchive'), params: z.object({ name: z.string().min(1).max(200), sessionIds: z.array(sessionId).min(1).max(10_000).optional() }).strict() }),
   /** Past clean-ups of this database, newest first. */
   z.object({ method: z.literal('history'), params: z.object({}).strict().optional() }),
+  z.object({ method: z.literal('compact'), params: z.object({ orphans: z.boolean().optional() }).strict().optional() }),
   z.object({ method: z.literal('getSettings'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('saveSettings'), params: z.object({ settings: settingsInputSchema }).strict() }),
   z.object({
@@ -113,6 +115,7 @@ export const requestBodySchema = z.discriminatedUnion('method', [
     params: z.object({ storage: z.enum(STORAGE_KINDS), connectionString: z.string().max(4096).optional() }).strict(),
   }),
   /** Test seam, answered only when SESSION_KEEPER_TEST_HOOKS=1: ends one worker thread. */
+  z.object({ method: z.literal('syncStatus'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('debugKillWorker'), params: z.object({}).strict().optional() }),
 ]);
 export type RequestBody = z.infer<typeof requestBodySchema>;
@@ -158,6 +161,17 @@ export interface PlanResult {
 
 /** Same fields as `retention --apply --json`. */
 export type ApplyOutcome = ApplyResult;
+
+/** What `compact` removed from the event log, and the space given back afterwards. */
+export interface CompactOutcome {
+  eventsDeleted: number;
+  bytesDeleted: number;
+  orphanEventsDeleted: number;
+  /** how the space came back: `deferred` beside a running OpenCode (it stays inside the file, reused) */
+  reclaim: 'incremental' | 'vacuum' | 'none' | 'deferred';
+  bytesBefore: number;
+  bytesAfter: number;
+}
 
 export interface SizeWarningView {
   thresholdMB: number;
@@ -288,10 +302,13 @@ export interface ResultMap {
   archiveContents: { name: string; sessions: ArchiveSessionEntry[] };
   restoreArchive: { restored: string[]; skipped: string[] };
   history: { entries: HistoryEntry[] };
+  compact: CompactOutcome;
   getSettings: SettingsResult;
   saveSettings: SettingsResult;
   testConnection: TestConnectionResult;
   debugKillWorker: { killed: boolean; threads: number };
+  /** The mirror into the configured server (`storage` names one): its status and the dialog's line. */
+  syncStatus: SyncStatusView & { line: string };
 }
 export type ResultOf<M extends Method> = ResultMap[M];
 
@@ -321,11 +338,11 @@ export type Reply = z.infer<typeof replySchema>;
 
 /**
  * Where a clean-up is, from the work itself: `archive` and `verify` count sessions (`done` of
- * `sessions`) and the archive's bytes; `delete` counts trees (`deleted` of `of`) and the bytes the
+ * `sessions`) and the archive's bytes (`compact`: sessions of `of`, and `bytes` removed so far); `delete` counts trees (`deleted` of `of`) and the bytes the
  * plan said they free (`bytes` of `ofBytes`); `reclaim` has the file's size before and after.
  */
 const progressSchema = z.object({
-  phase: z.enum(['plan', 'archive', 'verify', 'delete', 'reclaim', 'done']),
+  phase: z.enum(['plan', 'archive', 'verify', 'delete', 'compact', 'reclaim', 'done']),
   evict: z.number().optional(),
   path: z.string().optional(),
   sessions: z.number().optional(),

@@ -4,6 +4,7 @@
  */
 import { DAY_MS } from '../core/planner.js';
 import { SkError } from '../core/errors.js';
+import { selectorNarrows, type SessionSelector } from '../core/selectors.js';
 import { archiveItems } from '../store/archive/archive-read.js';
 import { writeArchive, writeExportFiles } from '../store/archive/archive-write.js';
 import { openReader, openWriter } from '../store/open-store.js';
@@ -19,6 +20,8 @@ export interface ArchiveRequest {
   sessions?: readonly string[];
   /** Root sessions created more than this many days ago. */
   olderThanDays?: number;
+  /** Sessions chosen by selectors (`--subagents`, `--project`, `--larger-than`, `--keep-latest`, `--older-than`). */
+  selector?: SessionSelector;
   /** One file per session in OpenCode's export shape, for `opencode import`. */
   split?: boolean;
   /** Replace existing files. */
@@ -48,7 +51,9 @@ export async function archiveSessions(request: ArchiveRequest): Promise<ArchiveO
     if (request.olderThanDays !== undefined) {
       for (const id of await reader.rootsCreatedBefore((request.now ?? Date.now()) - request.olderThanDays * DAY_MS)) roots.push(id);
     }
-    const everything = request.sessions === undefined && request.olderThanDays === undefined;
+    const narrows = request.selector !== undefined && selectorNarrows(request.selector);
+    if (request.selector && narrows) for (const s of await reader.selectSessions(request.selector, request.now ?? Date.now())) roots.push(s.id);
+    const everything = request.sessions === undefined && request.olderThanDays === undefined && !narrows;
     const ids = everything ? await reader.allSessionIds() : await reader.sessionTrees(roots);
     if (request.split) {
       const files = await writeExportFiles(reader.exportSessions(ids), output, context.force, { verify: true });

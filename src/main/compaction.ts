@@ -5,7 +5,8 @@
  * the same (see src/store/sqlite/event-compaction.ts for the rule).
  */
 import type { CompactionPlan, CompactionProgress, CompactionResult } from '../core/compaction.js';
-import { openReader, openWriter } from '../store/open-store.js';
+import { describeWriters } from '../core/data-folder.js';
+import { detectWriters, openReader, openWriter } from '../store/open-store.js';
 import type { ReclaimResult } from '../store/writer.js';
 
 /** Values larger than this are not compared at startup: comparing costs SQLite ~8x the value in native memory. */
@@ -17,8 +18,12 @@ export interface CompactionRequest {
   maxCompareBytes?: number;
   onProgress?: (progress: CompactionProgress) => void;
   signal?: AbortSignal;
-  /** OpenCode is using the file: the deletes run (short transactions), the VACUUM after them waits. */
-  besideWriter?: boolean;
+  /**
+   * OpenCode is using the file: the deletes run (short transactions), the VACUUM after them waits.
+   * `detect`: find out (what was found is said through `log`).
+   */
+  besideWriter?: boolean | 'detect';
+  log?: (line: string) => void;
 }
 
 export async function planCompaction(request: Omit<CompactionRequest, 'onProgress' | 'signal' | 'besideWriter'>): Promise<CompactionPlan> {
@@ -36,6 +41,12 @@ export interface CompactionOutcome {
 }
 
 export async function applyCompaction(request: CompactionRequest): Promise<CompactionOutcome> {
+  let besideWriter = request.besideWriter ?? false;
+  if (besideWriter === 'detect') {
+    const line = describeWriters(await detectWriters(request.db), request.db);
+    if (line) request.log?.(`session-keeper: ${line}; snapshots are removed in short transactions beside it, and the VACUUM that gives the space back waits for a time OpenCode is closed (session-keeper vacuum).`);
+    besideWriter = line !== null;
+  }
   const writer = await openWriter(request.db);
   try {
     await writer.assertIntact();
@@ -45,7 +56,7 @@ export async function applyCompaction(request: CompactionRequest): Promise<Compa
       ...(request.onProgress ? { onProgress: request.onProgress } : {}),
       ...(request.signal ? { signal: request.signal } : {}),
     });
-    const reclaim = await writer.reclaim({ besideWriter: request.besideWriter ?? false });
+    const reclaim = await writer.reclaim({ besideWriter });
     return { compaction, reclaim };
   } finally {
     await writer.close();

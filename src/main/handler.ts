@@ -18,6 +18,7 @@ import {
   requestSchema,
   salvageId,
   type ApplyOutcome,
+  type CompactOutcome,
   type EventBody,
   type FieldError,
   type Method,
@@ -36,11 +37,13 @@ import {
 } from '../core/utility-protocol.js';
 import { browseSessions, type BrowseQuery, type BrowseResult } from '../core/browse.js';
 import { checkSettingsForm } from '../core/settings-form.js';
+import { syncStatusLine, type SyncStatusView } from '../core/sync-status.js';
 import { fileBytes, openReader } from '../store/open-store.js';
 import { archivePath, archiveSessions, listArchives, readHistory, recordRun, restoreFromArchive } from './archive-shelf.js';
+import { applyCompaction, STARTUP_COMPARE_LIMIT } from './compaction.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
-import { archiveThenDelete, dryRun, enforceAtStartup, applyRetention, resolveBesideWriter, type RetentionProgress } from './retention.js';
+import { archiveThenDelete, dryRun, enforceAtStartup, applyRetention, mirrorOf, resolveBesideWriter, type RetentionProgress } from './retention.js';
 import type { SessionService } from './service.js';
 import { defaultStatePath, WarnState } from './warn-state.js';
 
@@ -142,6 +145,8 @@ export class RequestHandler {
   /** The clean-up running now, with what stops it. */
   private running: (RunView & { controller: AbortController; lastSent: number }) | null = null;
   private lastRun: RunEnd | null = null;
+  /** The mirror into the configured server, when `storage` names one (started after startup). */
+  private mirror: { status: SyncStatusView; stop: AbortController; done: Promise<void> } | null = null;
 
   constructor(options: HandlerOptions) {
     this.options = options;
@@ -221,9 +226,46 @@ export class RequestHandler {
         };
       }
       this.options.emit({ event: 'startup', report: this.startupReport });
+      // After startup retention (what it evicts is not sent first), before the first status is asked.
+      if (this.startupReport.error === null) this.startMirror();
       return this.startupReport;
     })();
     return this.startupPromise;
+  }
+
+  /**
+   * With a server as the primary store (`storage` + `connectionString`), mirrors the file into it
+   * for as long as the process runs, beside OpenCode (the file is only read). Once, after startup.
+   */
+  startMirror(): void {
+    const to = mirrorOf(this.config);
+    if (this.mirror || !to || !this.options.service) return;
+    const stop = new AbortController();
+    const status: SyncStatusView = { state: 'starting', target: redactSecrets(to), mirrored: 0, pending: 0, conflicts: 0, serverNewer: 0, lastSyncedAt: null, error: null };
+    const log = (line: string): void => this.options.emit({ event: 'log', message: redactSecrets(line) });
+    const done = (async (): Promise<void> => {
+      const { runSync, defaultSyncStateDir } = await import('./sync.js');
+      await runSync({
+        db: this.options.db,
+        to,
+        signal: stop.signal,
+        stateDir: defaultSyncStateDir(this.env),
+        log,
+        onStatus: (s) => Object.assign(status, { state: s.state, target: s.target || status.target, mirrored: s.mirrored, pending: s.pending, conflicts: s.conflicts, serverNewer: s.serverNewer, lastSyncedAt: s.lastSyncedAt }),
+      });
+      status.state = 'stopped';
+    })().catch((error: unknown) => {
+      status.state = 'stopped';
+      status.error = redactSecrets(oneLine(error));
+      log(`sync: the mirror stopped: ${status.error}`);
+    });
+    this.mirror = { status, stop, done };
+  }
+
+  /** Stops the mirror (the session being written is rolled back whole on the server). */
+  async stopMirror(): Promise<void> {
+    this.mirror?.stop.abort();
+    await this.mirror?.done;
   }
 
   /** Parses one incoming message and answers it; never throws. */
@@ -319,12 +361,20 @@ export class RequestHandler {
         return this.restore(request.params.name, request.params.sessionIds);
       case 'history':
         return { entries: readHistory(this.statePath, this.options.db) };
+      case 'compact':
+        await this.startup();
+        return this.compact(request.id, request.params?.orphans ?? false);
       case 'getSettings':
         return this.settings();
       case 'saveSettings':
         return this.saveSettings(request.params.settings);
       case 'testConnection':
         return testConnection(request.params.storage, request.params.connectionString, { db: this.options.db });
+      case 'syncStatus': {
+        await this.startup();
+        const status: SyncStatusView = this.mirror?.status ?? { state: 'off', target: null, mirrored: 0, pending: 0, conflicts: 0, serverNewer: 0, lastSyncedAt: null, error: null };
+        return { ...status, line: syncStatusLine(status) };
+      }
       case 'debugKillWorker': {
         if (!this.options.testHooks) throw new SkError('usage', 'debugKillWorker is answered only with SESSION_KEEPER_TEST_HOOKS=1');
         const killed = await this.need().terminateWorker();
@@ -599,6 +649,35 @@ export class RequestHandler {
     if (!changed && !last && now - run.lastSent < 100) return;
     run.lastSent = now;
     this.options.emit({ event: 'progress', requestId: run.requestId, progress: view });
+  }
+
+  /** The size-check dialog's "Compact history": every session stays; one run at a time with clean-ups. */
+  private async compact(requestId: string | number, orphans: boolean): Promise<CompactOutcome> {
+    if (this.applying) throw new ProtocolError('busy', 'a clean-up is already running');
+    this.applying = true;
+    try {
+      const emit = (progress: ProgressView): void => this.options.emit({ event: 'progress', requestId, progress });
+      const outcome = await applyCompaction({
+        db: this.options.db,
+        orphans,
+        // The utility's own heap stays small: values this large keep their snapshots (see STARTUP_COMPARE_LIMIT).
+        maxCompareBytes: STARTUP_COMPARE_LIMIT,
+        besideWriter: 'detect',
+        log: (line) => this.options.emit({ event: 'log', message: redactSecrets(line) }),
+        onProgress: (p) => emit({ phase: 'compact', sessions: p.aggregatesDone, of: p.aggregatesTotal, deleted: p.eventsDeleted, bytes: p.bytesDeleted }),
+      });
+      emit({ phase: 'done' });
+      return {
+        eventsDeleted: outcome.compaction.deleted.count,
+        bytesDeleted: outcome.compaction.deleted.bytes,
+        orphanEventsDeleted: outcome.compaction.orphansDeleted.count,
+        reclaim: outcome.reclaim.mode,
+        bytesBefore: outcome.reclaim.bytesBefore,
+        bytesAfter: outcome.reclaim.bytesAfter,
+      };
+    } finally {
+      this.applying = false;
+    }
   }
 
   private settings(): SettingsResult {

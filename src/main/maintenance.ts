@@ -1,5 +1,6 @@
 /** Small one-shot store operations the commands share: checking ids, reclaiming space. */
 import type { WriterPresence } from '../core/data-folder.js';
+import type { SelectedSession, SessionSelector } from '../core/selectors.js';
 import { detectWriters, openReader, openWriter, refuseWhenLocked } from '../store/open-store.js';
 import type { ReclaimResult } from '../store/writer.js';
 
@@ -8,6 +9,16 @@ export async function missingSessions(db: string, ids: readonly string[]): Promi
   const reader = await openReader(db);
   try {
     return await reader.missingSessions(ids);
+  } finally {
+    await reader.close();
+  }
+}
+
+/** The sessions a selector chooses in `db`, most recently active first. */
+export async function selectedSessions(db: string, selector: SessionSelector, now = Date.now()): Promise<SelectedSession[]> {
+  const reader = await openReader(db);
+  try {
+    return await reader.selectSessions(selector, now);
   } finally {
     await reader.close();
   }

@@ -12,6 +12,7 @@ import type { SessionConfig } from '../core/config.js';
 import { hasRetentionPolicy } from '../core/config.js';
 import { redactSecrets, SkError } from '../core/errors.js';
 import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type RetentionPlan } from '../core/planner.js';
+import { selectorNarrows, type SessionSelector } from '../core/selectors.js';
 import { crossedThresholds, MB, type SizeWarning } from '../core/thresholds.js';
 import { describeWriters } from '../core/data-folder.js';
 import { writeArchive } from '../store/archive/archive-write.js';
@@ -54,6 +55,11 @@ export interface RetentionOptions {
    * transactions; the VACUUM after them waits). `detect` looks first (the utility process).
    */
   besideWriter?: boolean | 'detect';
+  /**
+   * Only these sessions are considered (`--project`, `--larger-than`, `--keep-latest`, ...); the
+   * limits apply to them, and with no limit set every selected session is evicted.
+   */
+  selector?: SessionSelector;
 }
 
 /**
@@ -76,6 +82,8 @@ export interface DryRunResult {
   freesBytes: number;
   storeBytes: number;
   unmetSize: boolean;
+  /** With an external primary: roots whose trees its server holds exactly now ("mirrored, no archive needed"). */
+  mirrored?: string[];
 }
 
 /** The reader and writer one run works with. */
@@ -99,23 +107,36 @@ async function withStores<T>(db: string, fn: (stores: Stores) => Promise<T>): Pr
 }
 
 /** Bytes are needed to meet `maxSizeMB` and to show a plan; applying age or count limits needs none. */
-async function planWith(reader: SessionReader, policy: RetentionPolicyInput, now: number, withBytes = policy.maxSizeMB !== undefined): Promise<RetentionPlan> {
+async function planWith(reader: SessionReader, policy: RetentionPolicyInput, now: number, withBytes = policy.maxSizeMB !== undefined, selector?: SessionSelector): Promise<RetentionPlan> {
   const { facts, storeBytes } = await reader.retentionFacts(withBytes);
-  return planRetention({ sessions: facts, storeBytes, now, policy });
+  if (!selector || !selectorNarrows(selector)) return planRetention({ sessions: facts, storeBytes, now, policy });
+  if (selector.subagents) throw new SkError('usage', 'retention evicts whole session families; for child sessions alone use delete --subagents (or trim --subagents)');
+  const chosen = new Set((await reader.selectSessions(selector, now)).map((s) => s.id));
+  // Selectors without a limit: every selected session goes (pinned and active ones excepted).
+  const limited = policy.maxAgeDays !== undefined || policy.maxSessions !== undefined || policy.maxSizeMB !== undefined;
+  return planRetention({ sessions: facts.filter((f) => chosen.has(f.id)), storeBytes, now, policy: limited ? policy : { ...policy, maxSessions: 0 } });
 }
 
-/** The plan, changing nothing. */
-export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now'>): Promise<DryRunResult> {
+/** The server the file is mirrored into when the config makes a server the primary store. */
+export function mirrorOf(config: Pick<SessionConfig, 'storage' | 'connectionString'>): string | undefined {
+  return config.storage !== 'sqlite' ? config.connectionString : undefined;
+}
+
+/** The plan, changing nothing (with a mirror, which planned roots its server holds exactly: no archive needed for those). */
+export async function dryRun(options: Pick<RetentionOptions, 'db' | 'config' | 'now' | 'selector' | 'log'>): Promise<DryRunResult> {
   const reader = await openReader(options.db);
   try {
-    const plan = await planWith(reader, options.config, options.now ?? Date.now(), true);
-    return {
+    const plan = await planWith(reader, options.config, options.now ?? Date.now(), true, options.selector);
+    const result: DryRunResult = {
       evict: plan.evict,
       rootSessions: plan.remainingSessions + plan.evict.length,
       freesBytes: plan.freesBytes,
       storeBytes: plan.remainingBytes + plan.freesBytes,
       unmetSize: plan.unmetSize,
     };
+    const mirror = mirrorOf(options.config);
+    if (mirror && plan.evict.length > 0) result.mirrored = [...(await mirroredTrees(reader, options.db, mirror, plan.evict.map((e) => e.id), false, options.log)).roots];
+    return result;
   } finally {
     await reader.close();
   }
@@ -134,12 +155,32 @@ export type EvictOptions = Omit<RetentionOptions, 'config'> & {
   archiveDir: string;
   archivePath?: string;
   offload?: string | undefined;
+  /** The external primary the file is mirrored into (`storage` + `connectionString`): trees it holds exactly need no archive. */
+  mirror?: string | undefined;
   /** `when-worth-it`: a small delete from a large file leaves the space inside it rather than rewriting it. */
   reclaim?: 'always' | 'when-worth-it';
   /** What the plan said each root frees: the delete phase's byte figures. */
   rootBytes?: ReadonlyMap<string, number>;
 };
 export type EvictResult = Omit<ApplyResult, 'bytesBefore' | 'archives' | 'unmetBytes'> & { bytesFreedRows: number };
+
+/** The roots whose whole trees the mirror's server holds exactly as they are now, with the marks a delete must still find. */
+async function mirroredTrees(
+  reader: SessionReader,
+  db: string,
+  mirror: string,
+  roots: readonly string[],
+  catchUp: boolean,
+  log?: (line: string) => void,
+): Promise<{ roots: Set<string>; marks: Map<string, string> }> {
+  const trees = new Map<string, string[]>();
+  for (const root of roots) trees.set(root, await reader.sessionTrees([root]));
+  const { mirroredExactly } = await import('./mirror-check.js');
+  const check = await mirroredExactly(db, reader, mirror, [...trees.values()].flat(), { catchUp });
+  if (check.unavailable) log?.(`session-keeper: the mirror's server cannot be asked (${check.unavailable}); evicted sessions are archived as usual`);
+  const mirrored = new Set([...trees].filter(([, tree]) => tree.every((id) => check.mirrored.has(id))).map(([root]) => root));
+  return { roots: mirrored, marks: check.marks };
+}
 
 /**
  * Archives (and verifies) the trees of `roots`, then deletes them, then reclaims. Throws before
@@ -153,29 +194,32 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   const ids = await reader.sessionTrees(roots);
   // What each session was when it left: a tree that changes after this is kept.
   const versions = await reader.sessionVersions(ids);
+  // With an external primary, trees its server holds exactly (verified, unchanged since) need no archive.
+  const mirrored = options.mirror ? await mirroredTrees(reader, options.db, options.mirror, roots, true, options.log) : { roots: new Set<string>(), marks: new Map<string, string>() };
+  const leaving = mirrored.roots.size ? await reader.sessionTrees(roots.filter((r) => !mirrored.roots.has(r))) : ids;
   /** Rows per table of each session, as archived (or copied): a delete must find exactly these. */
   let counts: ReadonlyMap<string, TableCounts> | undefined;
   let archive: string | null = null;
   const cancelled = (): EvictResult => ({ evicted: [], archive: null, offload: null, bytesAfter: fileBytes(options.db), changed: [], reclaim: 'none', bytesFreedRows: 0, cancelled: true, notReached: [...roots] });
-  if (options.archive) {
+  if (options.archive && leaving.length > 0) {
     const path = options.archivePath ?? archiveName(resolve(options.archiveDir), now);
-    options.onProgress?.({ phase: 'archive', path, sessions: ids.length, done: 0, bytes: 0 });
+    options.onProgress?.({ phase: 'archive', path, sessions: leaving.length, done: 0, bytes: 0 });
     let archivedBytes = 0;
     // Verified before it takes its name: an archive under its name has always been checked.
     let written: Awaited<ReturnType<typeof writeArchive>>;
     try {
-      written = await writeArchive(reader.exportSessions(ids), path, {
+      written = await writeArchive(reader.exportSessions(leaving), path, {
         verify: true,
         signal: options.signal,
         onSession: (done, bytes) => {
           archivedBytes = bytes;
-          options.onProgress?.({ phase: 'archive', path, sessions: ids.length, done, bytes });
+          options.onProgress?.({ phase: 'archive', path, sessions: leaving.length, done, bytes });
         },
         beforeVerify: async (tempPath) => {
-          options.onProgress?.({ phase: 'verify', path, sessions: ids.length, done: 0, bytes: archivedBytes });
+          options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done: 0, bytes: archivedBytes });
           await options.afterArchive?.(tempPath);
         },
-        onVerified: (done) => options.onProgress?.({ phase: 'verify', path, sessions: ids.length, done, bytes: archivedBytes }),
+        onVerified: (done) => options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done, bytes: archivedBytes }),
       });
     } catch (error) {
       // Cancelled while archiving: the unfinished file is gone and nothing was deleted.
@@ -195,14 +239,14 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     throw error;
   };
   let offloaded: string | null = null;
-  if (options.offload) {
+  if (options.offload && leaving.length > 0) {
     // The trees are copied into the external database and verified there (counts and digests)
     // before anything leaves the local file; a failure throws before the delete.
     options.log?.(`session-keeper: moving ${ids.length} session${ids.length === 1 ? '' : 's'} to ${redactSecrets(options.offload)} before deleting them here`);
     try {
       const target = await openWriter(options.offload, { bulk: true });
       try {
-        const copied = await copySessions(reader, target, { ids, copy: 'all' });
+        const copied = await copySessions(reader, target, { ids: leaving, copy: 'all' });
         if (!copied.verified) throw new SkError('corrupt', `offload to ${copied.target} did not verify; nothing was deleted`);
         offloaded = copied.target;
         counts ??= copied.counts;
@@ -213,7 +257,7 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
       return unused(error);
     }
   }
-  const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id) }]));
+  const expected = new Map(ids.map((id) => [id, { updated: versions.get(id) ?? Number.NaN, counts: counts?.get(id), mark: mirrored.marks.get(id) }]));
   let deleted: Awaited<ReturnType<SessionWriter['deleteTrees']>>;
   const ofBytes = roots.reduce((n, root) => n + (options.rootBytes?.get(root) ?? 0), 0);
   let done = 0;
@@ -264,6 +308,7 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
   options.onProgress?.({ phase: 'reclaim', bytesBefore: reclaimed.bytesBefore, mode: reclaimed.mode, bytesAfter: reclaimed.bytesAfter });
   return {
     evicted: deleted.deleted,
+    mirrored: deleted.deleted.filter((root) => mirrored.roots.has(root)),
     archive,
     offload: offloaded,
     bytesAfter: reclaimed.bytesAfter,
@@ -289,7 +334,7 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   const bytesBefore = fileBytes(options.db);
   const result: ApplyResult = { evicted: [], archive: null, archives: [], bytesBefore, bytesAfter: bytesBefore, changed: [], reclaim: 'none', unmetBytes: 0 };
   // A run someone follows is shown in bytes too: its plan needs them whatever the limits.
-  const plan = await planWith(stores.reader, config, now, config.maxSizeMB !== undefined || options.onProgress !== undefined);
+  const plan = await planWith(stores.reader, config, now, config.maxSizeMB !== undefined || options.onProgress !== undefined, options.selector);
   options.confirmPlan?.(plan);
   const seen = options.seen;
   const roots = plan.evict.map((e) => e.id).filter((id) => seen === undefined || seen.has(id));
@@ -297,12 +342,13 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   options.onProgress?.({ phase: 'plan', evict: roots.length });
   if (roots.length === 0) return result;
   const rootBytes = new Map(plan.evict.map((e) => [e.id, e.bytes]));
-  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload, rootBytes }, roots);
+  const done = await evictTrees(stores, { ...options, archive: config.archive, archiveDir: config.archiveDir, offload: config.offload, mirror: mirrorOf(config), rootBytes }, roots);
   if (done.cancelled) {
     result.cancelled = true;
     result.notReached = done.notReached ?? [];
   }
   if (done.offload) result.offload = done.offload;
+  if (done.mirrored?.length) result.mirrored = done.mirrored;
   result.evicted = done.evicted;
   result.changed = done.changed;
   if (done.archive) result.archives.push(done.archive);
@@ -317,7 +363,8 @@ async function applyWith(stores: Stores, options: RetentionOptions): Promise<App
   ].filter(Boolean);
   options.log?.(
     `Warning: session-keeper evicted ${done.evicted.length} OpenCode session${done.evicted.length === 1 ? '' : 's'} (${reasons.join(', ')})` +
-      `${done.archive ? `; archived to ${done.archive}` : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
+      `${done.mirrored?.length ? `; ${done.mirrored.length} held exactly by ${redactSecrets(mirrorOf(config) ?? '')} (mirrored, no archive needed)` : ''}` +
+      `${done.archive ? `; archived to ${done.archive}` : done.mirrored?.length === done.evicted.length ? '' : '; not archived (archiving is off)'}${done.offload ? `; moved to ${done.offload}` : ''}. Database ${formatBytes(bytesBefore)} -> ${formatBytes(done.bytesAfter)}.` +
       (done.changed.length ? ` ${done.changed.length} changed after they were archived and were kept.` : '') +
       (unseen > 0 ? ` ${unseen} more qualified after the plan was shown and were left for the next run.` : '') +
       (done.cancelled ? ` Cancelled: ${done.notReached?.length ?? 0} planned sessions were left as they were.` : '') +

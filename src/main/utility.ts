@@ -158,6 +158,8 @@ async function main(): Promise<void> {
   });
   ready(handler);
   streamsReady(new AttachmentStreams(service, opts.cacheDir));
+  // With a server as the primary store, startup also starts the mirror, for as long as the app runs.
+  // A kill needs no handler: the server rolls back the session being written when the connection drops.
   await handler.startup();
 }
 

@@ -154,6 +154,17 @@ export function parseTargetMB(text: string): { ok: true; value: number } | { ok:
   return { ok: true, value };
 }
 
+/** Compaction's steps (the clean-up's run has its own view, run-view.ts). */
+const PHASES: Record<ProgressView['phase'], { pct: number; text: string }> = {
+  plan: { pct: 5, text: 'Planning…' },
+  archive: { pct: 15, text: 'Writing the archive…' },
+  verify: { pct: 45, text: 'Verifying the archive…' },
+  delete: { pct: 65, text: 'Removing sessions…' },
+  compact: { pct: 50, text: 'Removing superseded history…' },
+  reclaim: { pct: 90, text: 'Reclaiming disk space…' },
+  done: { pct: 100, text: 'Done.' },
+};
+
 export interface SizeCheckContext {
   api: SessionKeeperApi;
   startup: StartupResult;
@@ -231,12 +242,35 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     laterBtn.addEventListener('click', () => {
       void api.request('remindLater').finally(close);
     });
+    // Compaction removes only snapshots a newer equal one supersedes: no session goes, so no plan to confirm.
+    const compactBtn =
+      stats.compactableBytes > 0
+        ? h('button', { type: 'button', id: 'btn-compact', 'data-frees': stats.compactableBytes }, `Compact history: frees ${bytes(stats.compactableBytes)}, keeps every session`)
+        : null;
+    compactBtn?.addEventListener('click', () => void runCompact());
     const folder = folderSlices(stats);
+    const mirrorLine = h('p', { class: 'sync-status', id: 'sync-status', 'aria-live': 'polite', hidden: true });
     render(
       h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], stats.fileBytes + stats.walBytes + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats, 5, (id) => void removeOne(id))),
-      h('div', { class: 'actions' }, cleanBtn, settingsBtn, laterBtn),
+      mirrorLine,
+      h('div', { class: 'actions' }, cleanBtn, settingsBtn, laterBtn, ...(compactBtn ? [compactBtn] : [])),
     );
     cleanBtn.focus();
+    // With a server as the primary store: the mirror's line, refreshed while this view is shown.
+    const showMirror = async (first = false): Promise<void> => {
+      // Stops once this view is replaced or the dialog is gone.
+      if (!first && !mirrorLine.isConnected) return;
+      try {
+        const status = await api.request('syncStatus');
+        if (status.state === 'off') return;
+        mirrorLine.hidden = false;
+        mirrorLine.textContent = `Server copy (${status.target ?? ''}): ${status.line}`;
+      } catch {
+        return; // an older utility process without the request: no line
+      }
+      setTimeout(() => void showMirror(), 2000);
+    };
+    void showMirror(true);
   };
 
   /**
@@ -450,6 +484,46 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
       h('div', { class: 'actions' }, done),
     );
     done.focus();
+  };
+
+  const runCompact = async (): Promise<void> => {
+    const bar = h('progress', { id: 'compact-progress', max: 100, value: 0, 'aria-labelledby': 'compact-phase' });
+    const phase = h('p', { id: 'compact-phase', 'aria-live': 'polite' }, 'Starting…');
+    render(h('h3', {}, "Compacting OpenCode's history"), bar, phase);
+    const off = api.onEvent((event) => {
+      if (event.event !== 'progress') return;
+      const p = event.progress;
+      if (p.phase === 'compact' && p.of) {
+        bar.value = Math.round((90 * (p.sessions ?? 0)) / p.of);
+        phase.textContent = `Sessions ${(p.sessions ?? 0).toLocaleString()} of ${p.of.toLocaleString()}: ${bytes(p.bytes ?? 0)} of superseded snapshots removed…`;
+      } else {
+        bar.value = Math.max(bar.value, PHASES[p.phase].pct);
+        phase.textContent = PHASES[p.phase].text;
+      }
+    });
+    const back = h('button', { type: 'button', class: 'primary', id: 'btn-done' }, 'Close');
+    back.addEventListener('click', close);
+    try {
+      const outcome = await api.request('compact');
+      bar.value = 100;
+      render(
+        h('h3', {}, 'Done'),
+        bar,
+        h(
+          'p',
+          { id: 'compact-result', 'data-deleted': outcome.eventsDeleted, 'data-after': outcome.bytesAfter },
+          `Removed ${plural(outcome.eventsDeleted, 'superseded snapshot')} (${bytes(outcome.bytesDeleted)}); every session kept. The database went from ${bytes(outcome.bytesBefore)} to ${bytes(outcome.bytesAfter)}.` +
+            (outcome.reclaim === 'deferred' ? ' OpenCode is using the file, so the freed space stays inside it (SQLite reuses it) until a VACUUM runs with OpenCode closed.' : ''),
+        ),
+        h('div', { class: 'actions' }, back),
+      );
+      ctx.changed();
+    } catch (error) {
+      render(h('h3', {}, 'Compaction failed'), h('p', { class: 'field-error', role: 'alert' }, error instanceof ApiError ? error.message : String(error)), h('p', {}, 'Every session is as it was.'), h('div', { class: 'actions' }, back));
+    } finally {
+      off();
+    }
+    back.focus();
   };
 
   const line = headline(stats);

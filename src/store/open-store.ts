@@ -6,7 +6,9 @@
 import { statSync } from 'node:fs';
 import { formatBytes } from '../core/bytes.js';
 import { isConnectionString, type StorageKind } from '../core/storage.js';
-import type { SessionReader } from './reader.js';
+import type { ChangeMarks, SessionReader } from './reader.js';
+import type { MirrorTarget } from './mirror-target.js';
+import { SkError } from '../core/errors.js';
 import { SqliteReader } from './sqlite/sqlite-reader.js';
 export { fileBytes } from './sqlite/connection.js';
 import type { SessionWriter } from './writer.js';
@@ -42,6 +44,27 @@ export async function openWriter(location: string, options: WriterOptions = {}):
   // Loaded when first asked for: a reading command never loads the writer.
   const { SqliteWriter } = await import('./sqlite/sqlite-writer.js');
   return SqliteWriter.open(location, { create: options.create ?? false });
+}
+
+/** The store a mirror writes into (a server: our schema created, or a newer one refused). */
+export async function openMirrorTarget(location: string): Promise<MirrorTarget> {
+  if (!isConnectionString(location)) throw new SkError('usage', `sync mirrors into a server: give a connection string (postgres://, mysql://, mariadb://, sqlserver://), not ${location}`);
+  return (await external()).open(location, { create: true });
+}
+
+/** Refuses a connection string that no retry could make work (bad syntax, unknown scheme, no database), without connecting. */
+export async function checkConnectionString(location: string): Promise<void> {
+  const { parseConnectionString } = await import('./external/connection.js');
+  try {
+    await parseConnectionString(location);
+  } catch (error) {
+    throw error instanceof SkError ? new SkError('usage', error.message) : error;
+  }
+}
+
+/** The SQLite file's reader with its change marks, for the mirror (read-only: the mirror never writes OpenCode's file). */
+export function openMirrorSource(path: string): SessionReader & ChangeMarks {
+  return SqliteReader.open(path);
 }
 
 export interface LocationProbe {

@@ -8,6 +8,8 @@ import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOption
 import type { CompactionPlan, PlanOptions } from '../core/compaction.js';
 import type { SessionFacts } from '../core/planner.js';
 import type { StorageKind } from '../core/storage.js';
+import type { SelectedSession, SessionSelector } from '../core/selectors.js';
+import type { TrimmedRows, TrimMode, TrimPlan } from '../core/trim.js';
 import type { SessionItems } from './session-items.js';
 
 /** An attachment decoded into the cache, with the handle it was written through (the caller closes it). */
@@ -90,4 +92,29 @@ export interface SessionReader extends PageReader {
   exportSessions(ids: readonly string[]): SessionItems;
   /** What compacting the event log would free, per event type (payloads never read into JS). */
   compactionPlan(options?: PlanOptions): Promise<CompactionPlan>;
+  /** The sessions a selector chooses (`--subagents`, `--project`, `--keep-latest`, `--larger-than`, `--older-than`), most recently active first. */
+  selectSessions(selector: SessionSelector, now: number): Promise<SelectedSession[]>;
+  /** A trim's archive: per session its header naming `trimmed`, and only those rows (with their parts' messages). */
+  exportTrimmedRows(trimmed: ReadonlyMap<string, TrimmedRows>): SessionItems;
+  /** The rows trimming these sessions would change (sizes and JSON paths only). */
+  trimPlan(request: TrimRequest): Promise<TrimPlan>;
+}
+
+export interface TrimRequest {
+  sessions: readonly string[];
+  modes: readonly TrimMode[];
+  /** Attachments: only rows created before this (epoch ms). */
+  attachmentsBefore?: number;
+}
+
+/** A session's change mark: `time_updated`, and a short string that changes whenever any row it owns does. */
+export interface SessionMark {
+  updated: number;
+  mark: string;
+}
+
+/** A store that can tell cheaply which sessions changed (OpenCode's SQLite file): what the mirror polls. */
+export interface ChangeMarks {
+  /** Marks of every session (no `ids`), or of those of `ids` that exist; read inside an export, they describe what it exported. */
+  sessionMarks(ids?: readonly string[]): Promise<Map<string, SessionMark>>;
 }

@@ -4,9 +4,11 @@
  * as stored, so whatever reads them back gets the same bytes.
  */
 
+import { ChunkedValue } from '../core/table-row.js';
 import type { Row } from '../core/table-row.js';
+import type { TrimmedRows } from '../core/trim.js';
 
-export { BlobValue, type Row, type RowValue } from '../core/table-row.js';
+export { BlobValue, ChunkedValue, type Row, type RowValue } from '../core/table-row.js';
 
 export interface SessionHeader {
   /** The `session` row, every column as stored. */
@@ -17,6 +19,26 @@ export interface SessionHeader {
   share: Row | null;
   /** `storage/session_diff/<id>.json` beside the database, as written, when there is one. */
   diff: Buffer | null;
+  /** Set in the archive of a trim: the rows that were trimmed, which a restore puts back into the session present. */
+  trimmed?: TrimmedRows;
+}
+
+/** A row's JSON bytes: whole, or in chunks when it is large. */
+export type Payload = Buffer | ChunkedValue;
+
+export const payloadBytes = (value: Payload): number => (Buffer.isBuffer(value) ? value.length : value.bytes);
+
+/** The whole value, for consumers that have no chunked path (its memory is the value's size). */
+export function wholePayload(value: Payload): Buffer {
+  if (Buffer.isBuffer(value)) return value;
+  const whole = Buffer.allocUnsafe(value.bytes);
+  let at = 0;
+  for (const chunk of value.chunks()) {
+    if (at + chunk.length > whole.length) throw new RangeError(`a chunked value longer than its ${value.bytes} bytes`);
+    at += chunk.copy(whole, at);
+  }
+  if (at !== whole.length) throw new RangeError(`a chunked value of ${at} bytes, ${value.bytes} announced`);
+  return whole;
 }
 
 export interface MessageRecord {
@@ -25,7 +47,7 @@ export interface MessageRecord {
   timeCreated: number;
   timeUpdated: number;
   /** `message.data`, the row's own JSON bytes. */
-  data: Buffer;
+  data: Payload;
 }
 
 export interface PartRecord {
@@ -34,8 +56,8 @@ export interface PartRecord {
   messageId: string;
   timeCreated: number;
   timeUpdated: number;
-  /** `part.data`, the row's own JSON bytes. */
-  data: Buffer;
+  /** `part.data`, the row's own JSON bytes (in chunks when large). */
+  data: Payload;
   /** Whether `data` is well-formed JSON, when the store already knows (spares the reader a parse). */
   jsonValid?: boolean;
 }

@@ -4,6 +4,7 @@
  */
 import type { CompactionResult, CompactOptions } from '../core/compaction.js';
 import type { StorageKind } from '../core/storage.js';
+import type { TrimPlan } from '../core/trim.js';
 import type { SessionItems, TableCounts } from './session-items.js';
 
 /** A session as it left (was archived or copied): what a delete must still find to go ahead. */
@@ -11,6 +12,8 @@ export interface ExpectedSession {
   updated: number;
   /** Rows per table as exported; a table missing here is not checked. */
   counts?: TableCounts;
+  /** The session's change mark (ChangeMarks) when it was mirrored: any change since, even in place, keeps it. */
+  mark?: string;
 }
 
 export interface DeleteResult {
@@ -74,8 +77,21 @@ export interface ImportedSession {
 export interface ImportResult {
   imported: ImportedSession[];
   skipped: string[];
+  /** Sessions present whose trimmed rows (a trim's archive) were put back, with how many rows. */
+  putBack?: { id: string; rows: number }[];
+  /** Sessions of a trim's archive that are not here: it holds only their trimmed rows (restore their own archive first). */
+  absent?: string[];
   /** Bytes of message and part data written. */
   bytes: number;
+}
+
+export interface AppliedTrim {
+  /** Rows changed or removed, per table. */
+  rows: Record<string, number>;
+  /** Rows left alone: they changed after they were planned (and archived). */
+  changed: number;
+  /** Part ids changed or removed. */
+  partIds: string[];
 }
 
 export interface SessionWriter {
@@ -103,6 +119,11 @@ export interface SessionWriter {
   reclaim(options?: ReclaimOptions): Promise<ReclaimResult>;
   /** Drops superseded event snapshots of the sessions kept (replay-safe: see event-compaction.ts). */
   compactEvents(options?: CompactOptions): Promise<CompactionResult>;
+  /**
+   * Applies a trim plan (after its sessions were archived): each row only while it is still what
+   * was planned; attachments become `placeholder`.
+   */
+  applyTrim(plan: TrimPlan, placeholder: string): Promise<AppliedTrim>;
   /** SQLite: converts the file to `auto_vacuum=INCREMENTAL` once. */
   convertToIncremental(): Promise<ReclaimResult>;
   close(): Promise<void>;

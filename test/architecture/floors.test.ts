@@ -45,6 +45,7 @@ const FLOORS: [prefix: string, floor: number][] = [
   ['main/', 3],
   ['web/', 4],
   ['cli/', 5],
+  ['plugin/', 5],
   ['index.ts', 6],
 ];
 const floorOf = (path: string): number => {
@@ -77,6 +78,24 @@ describe('floors', () => {
   it('nothing above the store floor imports a backend: only the store interfaces', () => {
     const reaching = edges.filter((e) => !e.from.startsWith('store/') && (e.to.startsWith('store/sqlite/') || e.to.startsWith('store/external/')));
     expect(reaching.map((e) => `${e.from} -> ${e.to}`)).toEqual([]);
+  });
+
+  it("the OpenCode plugin, which runs in OpenCode's Bun process, reaches only the pure core: never a database driver", () => {
+    const beyond = edges.filter((e) => e.from.startsWith('plugin/') && !e.to.startsWith('core/') && !e.to.startsWith('plugin/'));
+    expect(beyond.map((e) => `${e.from} -> ${e.to}`)).toEqual([]);
+    const pluginFiles = sourceFiles(join(SRC, 'plugin'));
+    expect(pluginFiles.length).toBeGreaterThan(0);
+    const reached = new Set(pluginFiles.map((f) => relative(SRC, f).split(sep).join('/')));
+    for (let size = 0; size !== reached.size; ) {
+      size = reached.size;
+      for (const e of edges) if (reached.has(e.from)) reached.add(e.to);
+    }
+    expect(reached.has('core/plugin-report.ts')).toBe(true);
+    // Bare packages the plugin's files and the core files they reach import: only zod, and node: built-ins.
+    const bare = [...reached].flatMap((path) =>
+      [...readFileSync(join(SRC, path), 'utf8').matchAll(/(?:from\s+|import\s*\(\s*)['"]([^.'"][^'"]*)['"]/g)].map((m) => m[1] as string),
+    );
+    expect([...new Set(bare.filter((name) => !name.startsWith('node:')))]).toEqual(['zod']);
   });
 
   it('the SQLite and external backends never import each other', () => {

@@ -200,3 +200,27 @@ test('one of the largest sessions can be archived and removed on its own, after 
   expect(sessionIds(env.db).has(id)).toBe(false);
   expect(readdirSync(env.archiveDir).filter((f) => f.endsWith('.json.gz'))).toHaveLength(1);
 });
+
+test('"Compact history" frees the superseded snapshots stats counted and keeps every session', async ({ app, env }) => {
+  const count = (sql: string): number => Number(spawnSync('sqlite3', [env.db, sql], { encoding: 'utf8' }).stdout.trim());
+  const sessionsBefore = count('SELECT count(*) FROM session');
+  const partsBefore = count('SELECT count(*) FROM part');
+  const eventsBefore = count('SELECT count(*) FROM event');
+  const stats = spawnSync(process.execPath, [CLI, ...env.cliArgs, '--json', 'stats'], { encoding: 'utf8' });
+  expect(stats.status, stats.stderr).toBe(0);
+  const compactable = (JSON.parse(stats.stdout) as { compactableBytes: number }).compactableBytes;
+  expect(compactable).toBeGreaterThan(0);
+  const dialog = app.locator('#size-dialog');
+  const button = dialog.locator('#btn-compact');
+  await expect(button).toContainText('keeps every session');
+  expect(Number(await button.getAttribute('data-frees'))).toBe(compactable);
+  await button.click();
+  const result = dialog.locator('#compact-result');
+  await expect(result).toBeVisible({ timeout: 60_000 });
+  const deleted = Number(await result.getAttribute('data-deleted'));
+  expect(deleted).toBeGreaterThan(0);
+  expect(count('SELECT count(*) FROM event')).toBe(eventsBefore - deleted);
+  expect(count('SELECT count(*) FROM session')).toBe(sessionsBefore);
+  expect(count('SELECT count(*) FROM part')).toBe(partsBefore);
+  expect(spawnSync('sqlite3', [env.db, 'PRAGMA integrity_check'], { encoding: 'utf8' }).stdout.trim()).toBe('ok');
+});

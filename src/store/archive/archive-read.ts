@@ -3,7 +3,10 @@
  * against what was written, and as session items for a restore. Nothing here holds a whole
  * archive in memory; a part is collected whole only when a restore asks for its bytes.
  */
-import { createReadStream } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { closeSync, createReadStream, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import {
   describeArchiveIssue,
@@ -13,16 +16,18 @@ import {
   MESSAGE_ID_KEYS,
   messageExtrasSchema,
   PART_ID_KEYS,
+  RAW_KEY,
   sessionExtrasSchema,
   TABLES_KEY,
   unwrapRowJson,
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
-import { decodeTableRow } from '../../core/table-row.js';
+import { decodeTableRow, decodeTableRowPieces, type RowPiece } from '../../core/table-row.js';
 import { SkError } from '../../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
-import type { Row, SessionHeader, SessionItem, TableCounts } from '../session-items.js';
+import { ChunkedValue, type Row, type SessionHeader, type SessionItem, type TableCounts } from '../session-items.js';
+import { trackTempFile, untrackTempFile } from '../temp-files.js';
 import { SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 
 /** What the scan of an archive reports, in file order. */
@@ -30,6 +35,8 @@ type ArchiveEvent =
   | { kind: 'session'; index: number; extras: SessionExtras | null; info: Record<string, unknown> | null }
   | { kind: 'message'; extras: MessageExtras | null; raw: Buffer }
   | { kind: 'part'; raw: Buffer }
+  | { kind: 'largePart'; spill: SpilledValue }
+  | { kind: 'largeRow'; table: string; spill: SpilledValue }
   | { kind: 'row'; table: string; raw: Buffer }
   | { kind: 'sessionEnd'; summary: ArchivedSessionSummary };
 
@@ -46,6 +53,61 @@ function slotOf(path: readonly PathItem[]): Slot {
   return null;
 }
 
+/** A part at least this big is spilled to a file of ours as it streams by, never collected whole. */
+export const SPILL_BYTES = 8 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/** Bytes of one archived object in a temporary file (mode 0600), removed when its session is done. */
+class SpilledValue {
+  readonly path: string;
+  private fd: number | undefined;
+  bytes = 0;
+
+  constructor(dir: string) {
+    this.path = join(dir, `${randomUUID()}.part`);
+    this.fd = openSync(this.path, 'wx+', 0o600);
+    trackTempFile(this.path);
+  }
+
+  append(bytes: Buffer): void {
+    let written = 0;
+    while (written < bytes.length) written += writeSync(this.fd as number, bytes, written, bytes.length - written, this.bytes + written);
+    this.bytes += bytes.length;
+  }
+
+  /** Replaces one byte (the object's separator before the row text becomes the row's `{`). */
+  put(byte: number, at: number): void {
+    writeSync(this.fd as number, Buffer.from([byte]), 0, 1, at);
+  }
+
+  read(offset: number, length: number): Buffer {
+    const bytes = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const n = readSync(this.fd as number, bytes, got, length - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return bytes.subarray(0, got);
+  }
+
+  *chunks(offset: number): Generator<Buffer> {
+    for (const piece of this.pieces(offset)) yield piece.bytes;
+  }
+
+  /** The bytes from `offset` on, in chunks that say where they lie. */
+  *pieces(offset: number): Generator<RowPiece> {
+    for (let at = offset; at < this.bytes; at += READ_CHUNK_BYTES) yield { offset: at, bytes: this.read(at, Math.min(READ_CHUNK_BYTES, this.bytes - at)) };
+  }
+
+  remove(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    rmSync(this.path, { force: true });
+    untrackTempFile(this.path);
+  }
+}
+
 /** Rows archived with the session row itself. */
 function headerCounts(extras: SessionExtras | null): TableCounts {
   return extras ? { todo: extras.todos?.length ?? 0, session_share: extras.share ? 1 : 0 } : {};
@@ -56,7 +118,7 @@ function headerCounts(extras: SessionExtras | null): TableCounts {
  * extras and info are known before any of their rows. With `parts: false` part bytes are only
  * digested, never collected (verification).
  */
-async function* scanArchive(file: string, options: { parts: boolean } & ArchiveFileOptions): AsyncGenerator<ArchiveEvent> {
+async function* scanArchive(file: string, options: { parts: boolean; spillDir?: string } & ArchiveFileOptions): AsyncGenerator<ArchiveEvent> {
   // What messages call the file: its final name while a temporary copy is being checked.
   const path = options.name ?? file;
   const ready: ArchiveEvent[] = [];
@@ -68,6 +130,8 @@ async function* scanArchive(file: string, options: { parts: boolean } & ArchiveF
   let messageExtras: MessageExtras | null = null;
   let table = '';
   let collected: Buffer[] = [];
+  let collectedBytes = 0;
+  let spill: SpilledValue | null = null;
 
   const announce = (): void => {
     if (announced || sessionIndex < 0) return;
@@ -99,12 +163,24 @@ async function* scanArchive(file: string, options: { parts: boolean } & ArchiveF
       if (slot === 'part') digest.begin('part');
       if (slot === 'row') digest.beginRow(table);
       collected = [];
+      collectedBytes = 0;
       return slot !== null;
     },
     chunk: (p, bytes) => {
       const slot = slotOf(p);
       if (slot === 'messageInfo' || slot === 'part' || slot === 'row') digest.update(bytes);
-      if ((slot !== 'part' && slot !== 'row') || options.parts) collected.push(Buffer.from(bytes));
+      if ((slot !== 'part' && slot !== 'row') || options.parts) {
+        if (spill) spill.append(bytes);
+        else if ((slot === 'part' || slot === 'row') && options.spillDir && collectedBytes + bytes.length > SPILL_BYTES) {
+          spill = new SpilledValue(options.spillDir);
+          for (const piece of collected) spill.append(piece);
+          spill.append(bytes);
+          collected = [];
+        } else {
+          collected.push(Buffer.from(bytes));
+          collectedBytes += bytes.length;
+        }
+      }
     },
     end: (p) => {
       const slot = slotOf(p);
@@ -122,9 +198,15 @@ async function* scanArchive(file: string, options: { parts: boolean } & ArchiveF
       else if (slot === 'messageInfo') {
         ready.push({ kind: 'message', extras: messageExtras, raw: raw() });
         messageExtras = null;
+      } else if (slot === 'part' && spill) {
+        ready.push({ kind: 'largePart', spill });
+        spill = null;
       } else if (slot === 'part' && options.parts) ready.push({ kind: 'part', raw: raw() });
       else if (slot === 'tableName') table = parse<string>();
-      else if (slot === 'row' && options.parts) ready.push({ kind: 'row', table, raw: raw() });
+      else if (slot === 'row' && spill) {
+        ready.push({ kind: 'largeRow', table, spill });
+        spill = null;
+      } else if (slot === 'row' && options.parts) ready.push({ kind: 'row', table, raw: raw() });
       collected = [];
     },
   });
@@ -157,6 +239,7 @@ async function* scanArchive(file: string, options: { parts: boolean } & ArchiveF
     throw new SkError('archive', `${path} is not a readable archive (${(error as Error).message})`);
   } finally {
     input.destroy();
+    (spill as SpilledValue | null)?.remove(); // set by the scanner's callbacks
   }
 }
 
@@ -261,12 +344,36 @@ function rowText(prefixFor: (id: string) => string, raw: Buffer, dropKeys: reado
   return { id: rowId, data: Buffer.from(JSON.stringify(object)) };
 }
 
+/**
+ * rowText for a part spilled to a file: our own prefix is checked on the file's head and the row
+ * text handed on in chunks from the file, its `{` written over the separator before it; anything
+ * else (a row kept as a string, an archive made by something else) is read back whole.
+ */
+function spilledRowText(prefixFor: (id: string) => string, spill: SpilledValue, dropKeys: readonly string[]): { id: string; data: ChunkedValue | Buffer } {
+  const headText = spill.read(0, 4096);
+  const id = /^\{"id":("(?:[^"\\]|\\.)*")/.exec(headText.toString('utf8', 0, 300))?.[1];
+  const parsedId = id ? (JSON.parse(id) as string) : undefined;
+  if (parsedId) {
+    const head = Buffer.from(`${prefixFor(parsedId)},`);
+    const raw = Buffer.from(`${JSON.stringify(RAW_KEY)}:`);
+    const ours = headText.length > head.length && headText.compare(head, 0, head.length, 0, head.length) === 0;
+    if (ours && headText.compare(raw, 0, raw.length, head.length, head.length + raw.length) !== 0) {
+      const offset = head.length - 1;
+      spill.put(0x7b, offset);
+      return { id: parsedId, data: new ChunkedValue(spill.bytes - offset, () => spill.chunks(offset), { path: spill.path, offset }) };
+    }
+  }
+  return rowText(prefixFor, spill.read(0, spill.bytes), dropKeys);
+}
+
 /** The header of an archived session: our extras when present, else what the export object implies. */
 function headerOf(path: string, index: number, extras: SessionExtras | null, info: Record<string, unknown> | null): SessionHeader {
+  let trimmed: SessionHeader['trimmed'];
   const where = (what: string): string => `${path}: session #${index}${typeof info?.['id'] === 'string' ? ` (${info['id']})` : ''}: ${what}`;
   if (extras) {
     const checked = sessionExtrasSchema.safeParse(extras);
     if (!checked.success) throw new SkError('archive', where(`sessionKeeper.${describeArchiveIssue(checked.error)}`));
+    trimmed = checked.data.trimmed;
   } else {
     const checked = exportInfoSchema.safeParse(info ?? undefined);
     if (!checked.success) throw new SkError('archive', where(info ? `info.${describeArchiveIssue(checked.error)}` : 'neither info nor sessionKeeper'));
@@ -279,6 +386,7 @@ function headerOf(path: string, index: number, extras: SessionExtras | null, inf
     todos: (extras?.todos as Row[] | undefined) ?? [],
     share: (extras?.share as Row | null | undefined) ?? null,
     diff: diff === undefined || diff === null ? null : Buffer.from(JSON.stringify(diff)),
+    ...(trimmed ? { trimmed } : {}),
   };
 }
 
@@ -295,54 +403,90 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
     rows = null;
     return batch && batch.rows.length > 0 ? { kind: 'rows', table: batch.table, rows: batch.rows } : null;
   };
-  for await (const event of scanArchive(path, { parts: true })) {
-    if (event.kind !== 'row') {
-      const pending = flushRows();
-      if (pending) yield pending;
-    }
-    switch (event.kind) {
-      case 'session': {
-        const header = headerOf(path, event.index, event.extras, event.info);
-        sessionId = header.session['id'] as string;
-        yield { kind: 'session', header };
-        break;
+  // Large parts wait in files of ours until their session has been taken whole.
+  const spillDir = mkdtempSync(join(tmpdir(), 'session-keeper-restore-'));
+  let spilled: SpilledValue[] = [];
+  try {
+    for await (const event of scanArchive(path, { parts: true, spillDir })) {
+      if (event.kind !== 'row') {
+        const pending = flushRows();
+        if (pending) yield pending;
       }
-      case 'message': {
-        if (event.extras && !messageExtrasSchema.safeParse(event.extras).success) throw new SkError('archive', `${path}: session ${sessionId}: a message whose sessionKeeper times are not [created, updated]`);
-        const { id, data } = rowText((id) => idPrefix([id, sessionId], MESSAGE_ID_KEYS), event.raw, MESSAGE_ID_KEYS);
-        if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a message without an id`);
-        messageId = id;
-        messageTimes = event.extras;
-        partIndex = 0;
-        const created = event.extras?.time[0] ?? Number((JSON.parse(data.toString('utf8')) as { time?: { created?: number } }).time?.created ?? 0);
-        yield {
-          kind: 'message',
-          message: { id, sessionId, timeCreated: created, timeUpdated: event.extras?.time[1] ?? created, data },
-          partTimes: event.extras?.parts ?? [],
-        };
-        break;
-      }
-      case 'part': {
-        const { id, data } = rowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.raw, PART_ID_KEYS);
-        if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a part without an id`);
-        const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
-        partIndex++;
-        yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };
-        break;
-      }
-      case 'row': {
-        if (rows && (rows.table !== event.table || rows.rows.length >= 500 || rows.bytes >= 8 * 1024 * 1024)) {
-          const pending = flushRows();
-          if (pending) yield pending;
+      switch (event.kind) {
+        case 'session': {
+          const header = headerOf(path, event.index, event.extras, event.info);
+          sessionId = header.session['id'] as string;
+          yield { kind: 'session', header };
+          break;
         }
-        rows ??= { table: event.table, rows: [], bytes: 0 };
-        rows.rows.push(decodeTableRow(event.raw, `${path}: session ${sessionId}, ${event.table}`));
-        rows.bytes += event.raw.length;
-        break;
+        case 'message': {
+          if (event.extras && !messageExtrasSchema.safeParse(event.extras).success) throw new SkError('archive', `${path}: session ${sessionId}: a message whose sessionKeeper times are not [created, updated]`);
+          const { id, data } = rowText((id) => idPrefix([id, sessionId], MESSAGE_ID_KEYS), event.raw, MESSAGE_ID_KEYS);
+          if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a message without an id`);
+          messageId = id;
+          messageTimes = event.extras;
+          partIndex = 0;
+          const created = event.extras?.time[0] ?? Number((JSON.parse(data.toString('utf8')) as { time?: { created?: number } }).time?.created ?? 0);
+          yield {
+            kind: 'message',
+            message: { id, sessionId, timeCreated: created, timeUpdated: event.extras?.time[1] ?? created, data },
+            partTimes: event.extras?.parts ?? [],
+          };
+          break;
+        }
+        case 'part': {
+          const { id, data } = rowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.raw, PART_ID_KEYS);
+          if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a part without an id`);
+          const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
+          partIndex++;
+          yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };
+          break;
+        }
+        case 'largePart': {
+          spilled.push(event.spill);
+          const { id, data } = spilledRowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.spill, PART_ID_KEYS);
+          if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a part without an id`);
+          const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
+          partIndex++;
+          yield { kind: 'part', part: { id, sessionId, messageId, timeCreated: times[0], timeUpdated: times[1], data } };
+          break;
+        }
+        case 'largeRow': {
+          // Its large values stay in the spill file; the rest of the row is small.
+          spilled.push(event.spill);
+          const spill = event.spill;
+          const row = decodeTableRowPieces(spill.pieces(0), `${path}: session ${sessionId}, ${event.table}`, {
+            path: spill.path,
+            reread: (from) => spill.pieces(from),
+            largeBytes: SPILL_BYTES,
+          });
+          if (rows && rows.table !== event.table) {
+            const pending = flushRows();
+            if (pending) yield pending;
+          }
+          rows ??= { table: event.table, rows: [], bytes: 0 };
+          rows.rows.push(row);
+          break;
+        }
+        case 'row': {
+          if (rows && (rows.table !== event.table || rows.rows.length >= 500 || rows.bytes >= 8 * 1024 * 1024)) {
+            const pending = flushRows();
+            if (pending) yield pending;
+          }
+          rows ??= { table: event.table, rows: [], bytes: 0 };
+          rows.rows.push(decodeTableRow(event.raw, `${path}: session ${sessionId}, ${event.table}`));
+          rows.bytes += event.raw.length;
+          break;
+        }
+        case 'sessionEnd':
+          yield { kind: 'end', sessionId: event.summary.id, counts: event.summary.counts };
+          for (const spill of spilled) spill.remove();
+          spilled = [];
+          break;
       }
-      case 'sessionEnd':
-        yield { kind: 'end', sessionId: event.summary.id, counts: event.summary.counts };
-        break;
     }
+  } finally {
+    for (const spill of spilled) spill.remove();
+    rmSync(spillDir, { recursive: true, force: true });
   }
 }

@@ -5,7 +5,8 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writevSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { constants, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { constants, gzip } from 'node:zlib';
 import { SkError } from '../../core/errors.js';
 import type { TableCounts } from '../session-items.js';
 import { sweepTempFiles, tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
@@ -20,6 +21,9 @@ function writeError(error: unknown, path: string): SkError {
 }
 
 const FLUSH_BYTES = 1024 * 1024;
+/** Gzip members being deflated on libuv's threads at once, written in order as they finish. */
+const GZIP_IN_FLIGHT = 4;
+const gzipAsync = promisify(gzip);
 
 /** True when a chunk is mostly base64 (an attachment payload): deflate's match search only wastes time there. */
 function looksLikeBase64(chunk: Buffer): boolean {
@@ -46,6 +50,8 @@ export class ArchiveSink {
   /** Small pieces gathered into one write (writev, or one gzip member) per megabyte. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Gzip members on their way, oldest first: deflated off the main thread while it reads on. */
+  private deflating: Promise<Buffer>[] = [];
   /** Uncompressed bytes written. */
   bytes = 0;
 
@@ -70,20 +76,41 @@ export class ArchiveSink {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
-    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= 512) this.flush();
+    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= 512) await this.flush();
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     if (this.pending.length === 0) return;
-    let pieces = this.pending;
+    const pieces = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
+    if (!this.gzip) {
+      this.writeOut(pieces);
+      return;
+    }
+    const block = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+    const strategy = looksLikeBase64(block) ? constants.Z_RLE : constants.Z_DEFAULT_STRATEGY;
+    const member = gzipAsync(block, { level: 1, strategy });
+    member.catch(() => undefined); // awaited in order below; an abort may drop it first
+    this.deflating.push(member);
+    while (this.deflating.length >= GZIP_IN_FLIGHT) await this.writeOldestMember();
+  }
+
+  private async writeOldestMember(): Promise<void> {
+    const member = this.deflating[0] as Promise<Buffer>;
+    let bytes: Buffer;
     try {
-      if (this.gzip) {
-        const block = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
-        const strategy = looksLikeBase64(block) ? constants.Z_RLE : constants.Z_DEFAULT_STRATEGY;
-        pieces = [gzipSync(block, { level: 1, strategy })];
-      }
+      bytes = await member;
+    } catch (error) {
+      throw writeError(error, this.path);
+    }
+    this.deflating.shift();
+    this.writeOut([bytes]);
+  }
+
+  private writeOut(written: Buffer[]): void {
+    let pieces = written;
+    try {
       while (pieces.length > 0) {
         let written = writevSync(this.fd as number, pieces);
         // A short write: drop what went out, trim the first piece that went out partly.
@@ -99,7 +126,7 @@ export class ArchiveSink {
 
   /** Seals and publishes at once, for a file verified after it is in place. */
   async commit(): Promise<void> {
-    this.seal();
+    await this.seal();
     this.publish();
   }
 
@@ -113,9 +140,10 @@ export class ArchiveSink {
   }
 
   /** Flushes and fsyncs the temporary file and closes it: whole on disk, not yet under its name. */
-  seal(): void {
+  async seal(): Promise<void> {
     try {
-      this.flush();
+      await this.flush();
+      while (this.deflating.length > 0) await this.writeOldestMember();
       fsyncSync(this.fd as number);
       closeSync(this.fd as number);
       this.fd = undefined;
@@ -144,6 +172,7 @@ export class ArchiveSink {
 
   /** Removes the partial file. */
   abort(): void {
+    this.deflating = [];
     if (this.fd !== undefined) {
       try {
         closeSync(this.fd);

@@ -15,12 +15,13 @@ import {
   PART_ID_KEYS,
   TABLES_KEY,
   wrapRowJson,
+  wrapRowJsonChunks,
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
 import { SkError } from '../../core/errors.js';
 import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
-import { encodeTableRow } from '../../core/table-row.js';
+import { encodeTableRowPieces } from '../../core/table-row.js';
 import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 import { verifyArchive } from './archive-read.js';
@@ -72,7 +73,7 @@ class ArchiveSerializer {
     const sink = this.sink;
     switch (item.kind) {
       case 'session': {
-        const { session, project, todos, share, diff } = item.header;
+        const { session, project, todos, share, diff, trimmed } = item.header;
         this.sessionId = rowId(session);
         this.digest = new SessionDigest();
         this.headerCounts = { todo: todos.length, session_share: share ? 1 : 0 };
@@ -84,7 +85,7 @@ class ArchiveSerializer {
           await sink.write('{"info":', info, ',"messages":[');
           return;
         }
-        const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share };
+        const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share, ...(trimmed ? { trimmed } : {}) };
         const extrasJson = JSON.stringify(extras);
         await sink.write(
           this.separator,
@@ -102,11 +103,12 @@ class ArchiveSerializer {
         await this.closeMessage();
         const { message } = item;
         const messageExtras: MessageExtras = { time: [message.timeCreated, message.timeUpdated], parts: item.partTimes };
-        const info = wrapRowJson(idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS), message.data);
+        const prefix = idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS);
         this.digest.begin('message');
-        for (const piece of info) this.digest.update(piece);
         const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
-        await sink.write(this.firstMessage ? '' : ',', head, ...info, ',"parts":[');
+        await sink.write(this.firstMessage ? '' : ',', head);
+        await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data) : wrapRowJsonChunks(prefix, message.data));
+        await sink.write(',"parts":[');
         this.firstMessage = false;
         this.messageOpen = true;
         this.firstPart = true;
@@ -114,10 +116,11 @@ class ArchiveSerializer {
       }
       case 'part': {
         const { part } = item;
-        const wrapped = wrapRowJson(idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS), part.data, part.jsonValid);
+        const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         this.digest.begin('part');
-        for (const piece of wrapped) this.digest.update(piece);
-        await sink.write(this.firstPart ? '' : ',', ...wrapped);
+        await sink.write(this.firstPart ? '' : ',');
+        // A large value goes through in chunks: hashed and written as it is read, never whole.
+        await this.writeDigested(Buffer.isBuffer(part.data) ? wrapRowJson(prefix, part.data, part.jsonValid) : wrapRowJsonChunks(prefix, part.data));
         this.firstPart = false;
         return;
       }
@@ -131,10 +134,9 @@ class ArchiveSerializer {
           this.firstRow = true;
         }
         for (const row of item.rows) {
-          const pieces = encodeTableRow(row);
           this.digest.beginRow(item.table);
-          for (const piece of pieces) this.digest.update(piece);
-          await sink.write(this.firstRow ? '' : ',', ...pieces);
+          await sink.write(this.firstRow ? '' : ',');
+          await this.writeDigested(encodeTableRowPieces(row));
           this.firstRow = false;
         }
         return;
@@ -156,6 +158,14 @@ class ArchiveSerializer {
     }
   }
 
+  /** Writes pieces of one archived object, each into the session's digest on its way. */
+  private async writeDigested(pieces: Iterable<Buffer>): Promise<void> {
+    for (const piece of pieces) {
+      this.digest.update(piece);
+      await this.sink.write(piece);
+    }
+  }
+
   /** Ends the session's messages array (before its other tables, or its end). */
   private async closeMessages(): Promise<void> {
     await this.closeMessage();
@@ -169,6 +179,20 @@ class ArchiveSerializer {
     await this.sink.write(']}');
     this.messageOpen = false;
   }
+}
+
+/**
+ * A pause for the event loop every 50 ms: a loop of resolved promises runs only microtasks, so a
+ * Ctrl-C (or a request to the utility process) would otherwise wait for the whole archive.
+ */
+function eventLoopTurns(): () => Promise<void> | undefined {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - last < 50) return undefined;
+    last = now;
+    return new Promise((resolve) => setImmediate(resolve));
+  };
 }
 
 export interface ArchiveWriteOptions {
@@ -194,23 +218,22 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   const serializer = new ArchiveSerializer(sink);
   try {
     await sink.write('[');
-    let breathed = performance.now();
     const take = async (item: SessionItem): Promise<void> => {
       if (item.kind === 'session') options.signal?.throwIfAborted();
       await serializer.take(item);
       if (item.kind !== 'end' || (!options.onSession && !options.signal)) return;
       options.onSession?.(serializer.sessions.length, sink.bytes);
-      // Synchronous rows would hold the event loop for the whole archive: let progress out and a cancel in.
-      if (performance.now() - breathed > 50) {
-        await new Promise<void>((r) => setImmediate(r));
-        breathed = performance.now();
-      }
     };
     // SQLite's items come synchronously: a plain loop spares a microtask per row.
-    if (isSyncIterable(items)) for (const item of items) await take(item);
-    else for await (const item of items) await take(item);
+    if (isSyncIterable(items)) {
+      const turn = eventLoopTurns();
+      for (const item of items) {
+        await take(item);
+        await turn();
+      }
+    } else for await (const item of items) await take(item);
     await sink.write(']\n');
-    sink.seal();
+    await sink.seal();
     if (options.verify) {
       await options.beforeVerify?.(sink.tempPath);
       await verifyArchive(sink.tempPath, serializer.sessions, {
@@ -253,7 +276,7 @@ export async function writeExportFiles(items: SessionItems, dir: string, force: 
     if (item.kind === 'end') {
       const done: ArchiveSink = sink;
       await done.write('\n');
-      done.seal();
+      await done.seal();
       if (options.verify) await verifyArchive(done.tempPath, serializer.sessions, { gzip: done.compressed, name: done.path });
       done.publish();
       written.push({ path: done.path, sessions: [...serializer.sessions], bytes: done.bytes });

@@ -10,7 +10,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { SkError } from '../../core/errors.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
-import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
+import { isSyncIterable, rowId, wholePayload, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
 import type { BulkRow } from './dialect.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
@@ -315,7 +315,8 @@ class BulkImport {
       }
       case 'message': {
         if (this.skipping || !this.current) return;
-        const m = item.message;
+        // Servers take each value whole (one bound parameter): a chunked one is gathered here.
+        const m = { ...item.message, data: wholePayload(item.message.data) };
         const row = messageRow(m, store.dialect, this.serverJson);
         const cur = this.current;
         cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
@@ -328,7 +329,7 @@ class BulkImport {
       }
       case 'part': {
         if (this.skipping || !this.current) return;
-        const p = item.part;
+        const p = { ...item.part, data: wholePayload(item.part.data) };
         const { row, small, json } = await preparePartBatched(store, p);
         const cur = this.current;
         cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));

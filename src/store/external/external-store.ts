@@ -5,6 +5,8 @@
  * value at a time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
  * Engine differences are the dialect's (dialect.ts); nothing here asks which engine it is.
  */
+import type { SelectedSession } from '../../core/selectors.js';
+import type { TrimPlan } from '../../core/trim.js';
 import { emptyCompactionPlan, type CompactionPlan, type CompactionResult } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
@@ -16,8 +18,10 @@ import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
 import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
-import type { Row, SessionItem, TableCounts } from '../session-items.js';
-import type { DeleteOptions, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite } from '../mirror-target.js';
+import type { Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
+import { digestOfSession, heldVersions, mirrorBases, mirrorSession, recordBase, registerSource } from './mirror-write.js';
+import type { AppliedTrim, DeleteOptions, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
 import { connect, connectionError } from './connection.js';
@@ -32,7 +36,7 @@ import { collectAttachments, deleteSessionRows, preparePart, putSessionRow, reco
 const CHUNKS_PER_READ = 4;
 const MESSAGE_PAGE = 200;
 
-export class ExternalStore extends ExternalContext implements SessionReader, SessionWriter {
+export class ExternalStore extends ExternalContext implements SessionReader, SessionWriter, MirrorTarget {
   /** Other writers of a server leave no cheap version mark: its pages are never cached. */
   readonly pagesCacheable = false;
 
@@ -44,12 +48,11 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     const { db, conn, dialect } = await connect(connectionString, options.poolSize, options.bulk);
     const store = new ExternalStore(db, conn, dialect);
     try {
+      const version = await schemaVersion(db);
+      // A newer build's tables are never written by this one (nor read: their meaning may have changed).
+      if (version > SCHEMA_VERSION) throw new SkError('unsupported-schema', `${conn.display} has schema version ${version}, written by a newer session-keeper; this build knows up to ${SCHEMA_VERSION}: nothing was changed`);
       if (options.create) await migrateSchema(db, dialect);
-      else {
-        const version = await schemaVersion(db);
-        if (version === 0) throw new SkError('not-found', `${conn.display} holds no session-keeper tables (run: session-keeper migrate --to <connectionString>)`);
-        if (version > SCHEMA_VERSION) throw new SkError('unsupported-schema', `${conn.display} has schema version ${version}; this build knows up to ${SCHEMA_VERSION}`);
-      }
+      else if (version === 0) throw new SkError('not-found', `${conn.display} holds no session-keeper tables (run: session-keeper migrate --to <connectionString>)`);
     } catch (error) {
       await db.destroy().catch(() => undefined);
       throw connectionError(error, conn, 'schema');
@@ -407,6 +410,23 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     return { mode: 'none', bytesBefore: bytes, bytesAfter: bytes };
   }
 
+  selectSessions(): Promise<SelectedSession[]> {
+    return Promise.reject(new SkError('usage', `${this.conn.display}: session selectors work on OpenCode's SQLite file`));
+  }
+
+  // eslint-disable-next-line require-yield
+  async *exportTrimmedRows(): AsyncGenerator<SessionItem> {
+    throw new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`);
+  }
+
+  trimPlan(): Promise<TrimPlan> {
+    return Promise.reject(new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`));
+  }
+
+  applyTrim(): Promise<AppliedTrim> {
+    return Promise.reject(new SkError('usage', `${this.conn.display}: trim works on OpenCode's SQLite file`));
+  }
+
   convertToIncremental(): Promise<ReclaimResult> {
     return Promise.reject(new SkError('usage', `${this.conn.display}: auto_vacuum is a SQLite setting; a server manages its own space`));
   }
@@ -415,6 +435,32 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
 
 
 
+
+  // ---- the mirror (sync): see mirror-write.ts -------------------------------------------------
+
+  registerSource(sourceId: string, name: string): Promise<void> {
+    return this.guard('register mirror', () => registerSource(this, sourceId, name));
+  }
+
+  mirrorBases(sourceId: string): Promise<Map<string, MirrorBase>> {
+    return this.guard('read mirror state', () => mirrorBases(this, sourceId));
+  }
+
+  heldVersions(ids: readonly string[]): Promise<Map<string, HeldVersion>> {
+    return this.guard('read mirror state', () => heldVersions(this, ids));
+  }
+
+  digestOf(items: SessionItems): Promise<{ digest: string; updated: number }> {
+    return this.guard('digest', () => digestOfSession(this, items));
+  }
+
+  mirrorSession(items: () => SessionItems, write: MirrorWrite): Promise<MirrorOutcome> {
+    return this.guard('mirror session', () => mirrorSession(this, items, write));
+  }
+
+  recordBase(sourceId: string, sessionId: string, base: MirrorBase): Promise<void> {
+    return this.guard('write mirror state', () => recordBase(this, sourceId, sessionId, base));
+  }
 
   /** Inserts (or replaces) a session row; its messages and parts are left as they are. */
   async putSession(row: Row, extras: StoredSessionExtras | null = null, project: Row | null = null, complete = true): Promise<void> {

@@ -19,6 +19,8 @@
  *   (core/table-row.ts) in `body`, its attachments cut out as in `sk_part`.
  * - `sk_attachment` + `sk_attachment_chunk`: content-addressed bytes (sha256), stored once however
  *   often referenced, in chunks of at most 1 MB, so no row or read is large.
+ * - `sk_sync_source`, `sk_sync_session`, `sk_sync_base` (version 3): the mirror's state (sync):
+ *   the machines mirroring here, who wrote the version held now, and what each machine last sent.
  */
 import { sql, type Kysely } from 'kysely';
 import type { EngineDialect } from './dialect.js';
@@ -86,6 +88,23 @@ export const MIGRATIONS: readonly Migration[] = [
          body ${d.types.blob} NOT NULL, attachments ${d.types.text} NULL,
          att_count INT NOT NULL DEFAULT 0, att_bytes BIGINT NOT NULL DEFAULT 0, att_encoded BIGINT NOT NULL DEFAULT 0,
          PRIMARY KEY (session_id, ord)`,
+      ),
+    ],
+  },
+  {
+    version: 3,
+    name: 'the mirror: the machines (sources) that mirror here, and which version of each session each one wrote or holds',
+    steps: (d) => [
+      d.createTable('sk_sync_source', `source_id VARCHAR(64) NOT NULL PRIMARY KEY, name ${d.types.text} NOT NULL, time_seen BIGINT NOT NULL`),
+      // The version the server holds now: which source wrote it, and that source's change mark then.
+      d.createTable(
+        'sk_sync_session',
+        `session_id ${d.types.id} NOT NULL PRIMARY KEY, source_id VARCHAR(64) NOT NULL, time_updated BIGINT NOT NULL, mark VARCHAR(64) NOT NULL, digest VARCHAR(64) NOT NULL, time_synced BIGINT NOT NULL`,
+      ),
+      // Per source, the version it last wrote or found already here: what a later change of either side is judged against.
+      d.createTable(
+        'sk_sync_base',
+        `source_id VARCHAR(64) NOT NULL, session_id ${d.types.id} NOT NULL, time_updated BIGINT NOT NULL, mark VARCHAR(64) NOT NULL, digest VARCHAR(64) NOT NULL, time_synced BIGINT NOT NULL, PRIMARY KEY (source_id, session_id)`,
       ),
     ],
   },

@@ -55,5 +55,8 @@ export interface SkTables {
     att_encoded: number;
   };
   sk_attachment: { sha256: string; bytes: number; chunks: number; complete: number };
+  sk_sync_source: { source_id: string; name: string; time_seen: number };
+  sk_sync_session: { session_id: string; source_id: string; time_updated: number; mark: string; digest: string; time_synced: number };
+  sk_sync_base: { source_id: string; session_id: string; time_updated: number; mark: string; digest: string; time_synced: number };
   sk_attachment_chunk: { sha256: string; seq: number; data: Buffer };
 }

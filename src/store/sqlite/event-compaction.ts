@@ -637,17 +637,7 @@ class EventLogCompactor {
     for (;;) {
       const page = s.doomedPage.all(after) as Array<{ rid: number; bytes: number }>;
       if (page.length === 0) return true;
-      // Cut the page into batches bounded by payload bytes.
-      let start = 0;
-      while (start < page.length) {
-        let end = start;
-        let bytes = 0;
-        while (end < page.length && (end === start || bytes + (page[end]?.bytes ?? 0) <= BATCH_BYTES)) {
-          bytes += page[end]?.bytes ?? 0;
-          end++;
-        }
-        const lo = page[start]?.rid ?? 0;
-        const hi = page[end - 1]?.rid ?? 0;
+      for (const { lo, hi } of rowidBatches(page, BATCH_BYTES)) {
         if (signal?.aborted) return false;
         let attempts = 0;
         for (;;) {
@@ -684,7 +674,6 @@ class EventLogCompactor {
           if (signal?.aborted) return false;
         }
         report();
-        start = end;
       }
       after = page[page.length - 1]?.rid ?? after;
     }
@@ -721,16 +710,7 @@ class EventLogCompactor {
     for (;;) {
       const page = s.orphanPage.all({ agg, after }) as Array<{ rid: number; bytes: number }>;
       if (page.length === 0) return true;
-      let start = 0;
-      while (start < page.length) {
-        let end = start;
-        let bytes = 0;
-        while (end < page.length && (end === start || bytes + (page[end]?.bytes ?? 0) <= BATCH_BYTES)) {
-          bytes += page[end]?.bytes ?? 0;
-          end++;
-        }
-        const lo = page[start]?.rid ?? 0;
-        const hi = page[end - 1]?.rid ?? 0;
+      for (const { lo, hi } of rowidBatches(page, BATCH_BYTES)) {
         if (signal?.aborted) return false;
         const started = performance.now();
         const figures = this.db.transaction((): ByteCount | null => {
@@ -745,11 +725,27 @@ class EventLogCompactor {
         if (elapsed > totals.longestTransactionMs) totals.longestTransactionMs = elapsed;
         if (figures === null) return true;
         addTo(totals.orphans, figures.count, figures.bytes);
-        start = end;
       }
       after = page[page.length - 1]?.rid ?? after;
     }
   }
+}
+
+/** A page of rows cut into rowid ranges of at most `limit` payload bytes (a larger row alone). */
+function rowidBatches(page: ReadonlyArray<{ rid: number; bytes: number }>, limit: number): Array<{ lo: number; hi: number }> {
+  const batches: Array<{ lo: number; hi: number }> = [];
+  let start = 0;
+  while (start < page.length) {
+    let end = start;
+    let bytes = 0;
+    while (end < page.length && (end === start || bytes + (page[end]?.bytes ?? 0) <= limit)) {
+      bytes += page[end]?.bytes ?? 0;
+      end++;
+    }
+    batches.push({ lo: page[start]?.rid ?? 0, hi: page[end - 1]?.rid ?? 0 });
+    start = end;
+  }
+  return batches;
 }
 
 interface DeleteTotals {

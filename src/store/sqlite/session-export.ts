@@ -5,10 +5,12 @@
  * takes; rows come in keyset pages, their data as BLOBs, large values one at a time.
  */
 import { SkError } from '../../core/errors.js';
-import { BlobValue, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
+import { BlobValue, ChunkedValue, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
-import { messagesAfter, partsOfMessages, payloadOf, statement } from './rows.js';
+import { messagesAfter, partsOfMessages, payloadOf, statement, type PayloadRow } from './rows.js';
+import type { TrimmedRows } from '../../core/trim.js';
+import { valueChunks } from './value-chunks.js';
 import type { SessionTable } from './session-tables.js';
 
 const PAGE_ROWS = 200;
@@ -17,38 +19,56 @@ const INLINE_TOTAL_BYTES = 8 * 1024 * 1024;
 /** A `rows` item carries at most this many rows or bytes. */
 const ROWS_PER_ITEM = 500;
 const BYTES_PER_ITEM = 8 * 1024 * 1024;
+/** A value at least this big is handed on in chunks when the connection reads in chunks. */
+export const CHUNKED_VALUE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A row's data: inline when it came so, in chunks through sk_chunks when it is large (read in
+ * the session's read transaction, so every pass sees the same bytes), else fetched whole.
+ */
+function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row: PayloadRow): Payload {
+  if (row.data || row.bytes < CHUNKED_VALUE_BYTES || conn.valueReads !== 'chunked') return payloadOf(conn, table, row, 'archive');
+  return new ChunkedValue(row.bytes, () => valueChunks(conn.db, table, 'data', row.rowid));
+}
+
 /** Marks the column of a select that says whether a value is a BLOB. */
 const BLOB_FLAG = ':session-keeper-blob';
 
+/** Marks the column of a select that holds a large TEXT value's length (the value itself left out). */
+const LARGE_FLAG = ':session-keeper-large';
+
 /**
  * Every column of `table`, TEXT read as BLOB (its exact bytes, a Buffer off the V8 heap) and a
- * flag telling real BLOBs apart, so a restore puts back each value with its own type.
+ * flag telling real BLOBs apart, so a restore puts back each value with its own type. With
+ * `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
  */
-function typedColumns(conn: SqliteConnection, table: string): { select: string; columns: string[] } {
+function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
   const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
   const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
+  const large = (c: string): string => `typeof(${quoted(c)}) = 'text' AND octet_length(${quoted(c)}) >= ${CHUNKED_VALUE_BYTES}`;
+  // Only payload columns (OpenCode names them `data`) can be large: the check costs on every row.
   const select = columns
-    .map((c) => `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}`)
+    .map((c) =>
+      chunked && c === 'data'
+        ? `CASE WHEN ${large(c)} THEN NULL WHEN typeof(${quoted(c)}) = 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, ` +
+          `typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}, CASE WHEN ${large(c)} THEN octet_length(${quoted(c)}) END AS ${quoted(c + LARGE_FLAG)}`
+        : `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}`,
+    )
     .join(', ');
-  return { select, columns };
+  return { select: chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ${select}` : select, columns };
 }
 
-/** A session's rows of one table, in rowid order, in items of bounded size. */
+/** A session's rows of one table, in rowid order, in items of bounded size; large TEXT values in chunks. */
 function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts): Generator<SessionItem> {
-  const { select, columns } = typedColumns(conn, table.table);
+  const chunked = conn.valueReads === 'chunked' && isRowidTable(conn, table.table);
+  const { select, columns } = typedColumns(conn, table.table, chunked);
   const rows = statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>;
   let batch: Row[] = [];
   let bytes = 0;
   let count = 0;
   for (const raw of rows) {
-    const row: Row = {};
-    for (const c of columns) {
-      const value = raw[c];
-      if (Buffer.isBuffer(value)) {
-        row[c] = raw[c + BLOB_FLAG] === 1 ? new BlobValue(value) : value;
-        bytes += value.length;
-      } else row[c] = value as Row[string];
-    }
+    const { row, bytes: rowBytes } = rowOf(conn, table.table, columns, raw);
+    bytes += rowBytes;
     batch.push(row);
     count++;
     if (batch.length >= ROWS_PER_ITEM || bytes >= BYTES_PER_ITEM) {
@@ -59,6 +79,31 @@ function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: stri
   }
   if (batch.length > 0) yield { kind: 'rows', table: table.table, rows: batch };
   counts[table.table] = count;
+}
+
+/** One row as typedColumns selected it: large TEXT values as chunks read later, BLOBs marked; `bytes` counts what it holds. */
+function rowOf(conn: SqliteConnection, table: string, columns: readonly string[], raw: Record<string, unknown>): { row: Row; bytes: number } {
+  const row: Row = {};
+  let bytes = 0;
+  for (const c of columns) {
+    const value = raw[c];
+    const large = raw[c + LARGE_FLAG];
+    if (typeof large === 'number') {
+      const rowid = raw[`rowid${LARGE_FLAG}`] as number;
+      row[c] = new ChunkedValue(large, () => valueChunks(conn.db, table, c, rowid));
+    } else if (Buffer.isBuffer(value)) {
+      row[c] = raw[c + BLOB_FLAG] === 1 ? new BlobValue(value) : value;
+      bytes += value.length;
+    } else row[c] = value as Row[string];
+  }
+  return { row, bytes };
+}
+
+/** sk_chunks reads rowid tables with plain column names only. */
+function isRowidTable(conn: SqliteConnection, table: string): boolean {
+  const info = conn.db.prepare("SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(table) as { type: string; wr: number } | undefined;
+  const names = conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[];
+  return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
 }
 
 function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<SessionItem> {
@@ -86,11 +131,11 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
       messages++;
       yield {
         kind: 'message',
-        message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payloadOf(conn, 'message', message, 'archive') },
+        message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) },
         partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]),
       };
       for (const part of parts) {
-        const data = payloadOf(conn, 'part', part, 'archive');
+        const data = exportedPayload(conn, 'part', part);
         const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data };
         if (part.valid !== null) record.jsonValid = part.valid === 1;
         partCount++;
@@ -126,4 +171,68 @@ export function ownedRowCounts(conn: SqliteConnection, sessionId: string): Table
     counts[table.table] = statement(conn.db, `SELECT count(*) FROM "${table.table}" WHERE "${table.key}" = ?`).pluck().get(sessionId) as number;
   }
   return counts;
+}
+
+/**
+ * A trim's archive: per session its header (naming the rows about to be trimmed) and only those
+ * rows, with the messages their parts belong to. Nothing else is read, so archiving what a trim
+ * removes costs about what it removes.
+ */
+export function* exportTrimmedRows(conn: SqliteConnection, trimmed: ReadonlyMap<string, TrimmedRows>): Generator<SessionItem> {
+  const { db } = conn;
+  const byTime = <T extends { timeCreated: number; id: string }>(a: T, b: T): number => a.timeCreated - b.timeCreated || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  for (const [sessionId, rows] of trimmed) {
+    db.exec('BEGIN');
+    try {
+      const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as Row | undefined;
+      // Deleted since the plan: its rows went with it, and the trim finds none of them.
+      if (!session) continue;
+      const project = (statement(db, 'SELECT * FROM project WHERE id = ?').get(session['project_id']) as Row | undefined) ?? null;
+      yield { kind: 'session', header: { session, project, todos: [], share: null, diff: null, trimmed: rows } };
+      const counts: TableCounts = {};
+      const partIds = rows.part ?? [];
+      if (partIds.length > 0) {
+        const parts = (
+          db
+            .prepare(
+              `SELECT rowid, id, message_id AS messageId, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes, NULL AS data
+               FROM part WHERE id IN (SELECT value FROM json_each(?))`,
+            )
+            .all(JSON.stringify(partIds)) as (PayloadRow & { messageId: string })[]
+        ).sort(byTime);
+        const messages = (
+          db
+            .prepare(`SELECT rowid, id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes, NULL AS data FROM message WHERE id IN (SELECT value FROM json_each(?))`)
+            .all(JSON.stringify([...new Set(parts.map((p) => p.messageId))])) as PayloadRow[]
+        ).sort(byTime);
+        for (const message of messages) {
+          const mine = parts.filter((p) => p.messageId === message.id);
+          yield {
+            kind: 'message',
+            message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payloadOf(conn, 'message', message, 'archive') },
+            partTimes: mine.map((p) => [p.timeCreated, p.timeUpdated]),
+          };
+          for (const part of mine) {
+            yield { kind: 'part', part: { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data: payloadOf(conn, 'part', part, 'archive') } };
+          }
+        }
+        counts['message'] = messages.length;
+        counts['part'] = messages.reduce((n, m) => n + parts.filter((p) => p.messageId === m.id).length, 0);
+      }
+      for (const table of ['session_message', 'session_input'] as const) {
+        const ids = rows[table] ?? [];
+        if (ids.length === 0 || !conn.schema.tables.has(table)) continue;
+        const { select, columns } = typedColumns(conn, table, conn.valueReads === 'chunked' && isRowidTable(conn, table));
+        const found: Row[] = [];
+        for (const raw of statement(db, `SELECT ${select} FROM "${table}" WHERE id IN (SELECT value FROM json_each(?)) ORDER BY rowid`).iterate(JSON.stringify(ids)) as IterableIterator<Record<string, unknown>>) {
+          found.push(rowOf(conn, table, columns, raw).row);
+        }
+        if (found.length > 0) yield { kind: 'rows', table, rows: found };
+        counts[table] = found.length;
+      }
+      yield { kind: 'end', sessionId, counts };
+    } finally {
+      if (db.inTransaction) db.exec('COMMIT');
+    }
+  }
 }

@@ -8,11 +8,12 @@
 import { SkError } from '../../core/errors.js';
 import { defaultProjectRow } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
-import { BlobValue, isSyncIterable, rowId, type MessageRecord, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
+import { BlobValue, ChunkedValue, isSyncIterable, payloadBytes, rowId, wholePayload, type MessageRecord, type Payload, type PartRecord, type Row, type SessionHeader, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
 import { mapSqliteError, type SqliteConnection } from './connection.js';
 import { restoreDiffFile } from './diff-files.js';
 import { statement } from './rows.js';
+import { fileTextAvailable } from './value-chunks.js';
 
 /** Bytes of one session held before writing starts; a bigger session is written as it arrives. */
 const GATHER_BYTES = 32 * 1024 * 1024;
@@ -20,6 +21,33 @@ const GATHER_BYTES = 32 * 1024 * 1024;
 /** Bytes of the payload values of some rows, for progress and the gathering bound. */
 function rowsBytes(rows: readonly Row[]): number {
   return rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
+}
+
+/** How a value from a file goes into `table` on a connection (see SessionImporter.insertPayloadRow). */
+type LargeValueWrite = 'lazy' | 'file' | 'whole';
+const largeWrites = new WeakMap<SqliteConnection, Map<string, LargeValueWrite>>();
+
+function largeValueWrites(conn: SqliteConnection, table: string): LargeValueWrite {
+  let known = largeWrites.get(conn);
+  if (!known) largeWrites.set(conn, (known = new Map()));
+  let path = known.get(table);
+  if (path === undefined) {
+    path = !fileTextAvailable(conn.db) ? 'whole' : lazyTextAvailable(conn.db, table) ? 'lazy' : 'file';
+    known.set(table, path);
+  }
+  return path;
+}
+
+/** Zeros then filled in place: only in a UTF-8 file, and never under a trigger (it would see the zeros). */
+function lazyTextAvailable(db: SqliteConnection['db'], table: string): boolean {
+  try {
+    if (db.pragma('encoding', { simple: true }) !== 'UTF-8') return false;
+    if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?").get(table) !== undefined) return false;
+    // sk_text_zeros refuses (an error) wherever SQLite is not the build it knows.
+    return db.prepare('SELECT typeof(sk_text_zeros(4))').pluck().get() === 'text';
+  } catch {
+    return false;
+  }
 }
 
 class SessionImporter {
@@ -31,6 +59,9 @@ class SessionImporter {
   private pendingBytes = 0;
   private writing = false;
   private counts: TableCounts = {};
+  /** A trim's archive of a session still present: only the rows it lists go back, over what the trim left. */
+  private putBack: Map<string, Set<string>> | null = null;
+  private putBackKept = 0;
 
   constructor(
     private readonly conn: SqliteConnection,
@@ -58,21 +89,38 @@ class SessionImporter {
     ).run(...keys.map((k) => row[k] ?? null));
   }
 
-  private insertMessage(m: MessageRecord): void {
-    statement(this.conn.db, 'INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, CAST(? AS TEXT))').run(
-      m.id,
-      m.sessionId,
-      m.timeCreated,
-      m.timeUpdated,
-      m.data,
-    );
+  /**
+   * Inserts a message or part row. A value waiting in a file of ours never passes through JS:
+   * 'lazy' writes a TEXT value of zeros that SQLite never allocates, then fills it from the file
+   * through one blob handle (sk_text_zeros + sk_blob_write_file, memory of a chunk); 'file' has
+   * SQLite read the file into the value (sk_file_text, the value twice in SQLite's memory while
+   * the record is built); anything else is bound whole.
+   */
+  private insertPayloadRow(table: 'message' | 'part', columns: readonly string[], values: readonly (string | number)[], data: Payload, replace = false): void {
+    const insert = replace ? 'INSERT OR REPLACE INTO' : 'INSERT INTO';
+    const names = [...columns, 'data'].map((c) => `"${c}"`).join(', ');
+    const slots = columns.map(() => '?').join(', ');
+    const path = Buffer.isBuffer(data) || !data.file ? 'whole' : largeValueWrites(this.conn, table);
+    if (path === 'lazy' && !Buffer.isBuffer(data) && data.file) {
+      const { lastInsertRowid } = statement(this.conn.db, `${insert} "${table}" (${names}) VALUES (${slots}, sk_text_zeros(?))`).run(...values, data.bytes);
+      const written = statement(this.conn.db, 'SELECT sk_blob_write_file(?, ?, ?, ?, ?)').pluck().get(table, 'data', lastInsertRowid, data.file.path, data.file.offset);
+      if (written !== data.bytes) throw new SkError('archive', `${table} ${String(values[0])}: ${String(written)} of ${data.bytes} bytes went in`);
+      return;
+    }
+    if (path === 'file' && !Buffer.isBuffer(data) && data.file) {
+      statement(this.conn.db, `${insert} "${table}" (${names}) VALUES (${slots}, sk_file_text(?, ?, ?))`).run(...values, data.file.path, data.file.offset, data.bytes);
+      return;
+    }
+    statement(this.conn.db, `${insert} "${table}" (${names}) VALUES (${slots}, CAST(? AS TEXT))`).run(...values, wholePayload(data));
   }
 
-  private insertPart(p: PartRecord): void {
-    statement(
-      this.conn.db,
-      'INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT))',
-    ).run(p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated, p.data);
+  private insertMessage(m: MessageRecord): void {
+    this.insertPayloadRow('message', ['id', 'session_id', 'time_created', 'time_updated'], [m.id, m.sessionId, m.timeCreated, m.timeUpdated], m.data);
+  }
+
+  /** `replace`: a trim archive puts its rows back over the trimmed ones. */
+  private insertPart(p: PartRecord, replace = false): void {
+    this.insertPayloadRow('part', ['id', 'message_id', 'session_id', 'time_created', 'time_updated'], [p.id, p.messageId, p.sessionId, p.timeCreated, p.timeUpdated], p.data, replace);
   }
 
   private exists(id: string): boolean {
@@ -84,6 +132,7 @@ class SessionImporter {
     const id = rowId(header.session);
     this.conn.db.exec('BEGIN IMMEDIATE');
     this.writing = true;
+    if (this.putBack) return;
     if (this.options.existing === 'replace' && this.exists(id)) {
       statement(this.conn.db, 'DELETE FROM part WHERE session_id = ?').run(id);
       statement(this.conn.db, 'DELETE FROM message WHERE session_id = ?').run(id);
@@ -100,33 +149,69 @@ class SessionImporter {
    * (`CAST(? AS TEXT)`), BLOBs as BLOBs. An `event_sequence` row keeps the higher of two seqs and an
    * event already there is the same event (OpenCode's own deletes leave orphans behind).
    */
-  private insertTableRows(table: string, rows: readonly Row[]): void {
+  private insertTableRows(table: string, rows: readonly Row[], replace = false): void {
     const present = this.columnsOf(table);
     if (present.size === 0) {
       throw new SkError('archive', `the archive holds ${table} rows, but ${this.conn.path} has no ${table} table (an older OpenCode?); nothing of this session was restored`);
     }
     for (const row of rows) {
       const keys = Object.keys(row).filter((k) => present.has(k));
-      const values = keys.map((k) => {
+      const slots: string[] = [];
+      const values: unknown[] = [];
+      /** Values SQLite fills from a file of ours after the insert (the 'lazy' path). */
+      const fills: { column: string; path: string; offset: number }[] = [];
+      for (const k of keys) {
         const v = row[k] ?? null;
-        return v instanceof BlobValue ? v.bytes : v;
-      });
-      const slots = keys.map((k) => (Buffer.isBuffer(row[k]) ? 'CAST(? AS TEXT)' : '?'));
+        const path = v instanceof ChunkedValue && v.file ? largeValueWrites(this.conn, table) : 'whole';
+        if (v instanceof ChunkedValue && v.file && path === 'lazy') {
+          slots.push('sk_text_zeros(?)');
+          values.push(v.bytes);
+          fills.push({ column: k, path: v.file.path, offset: v.file.offset });
+        } else if (v instanceof ChunkedValue && v.file && path === 'file') {
+          slots.push('sk_file_text(?, ?, ?)');
+          values.push(v.file.path, v.file.offset, v.bytes);
+        } else if (v instanceof ChunkedValue || Buffer.isBuffer(v)) {
+          slots.push('CAST(? AS TEXT)');
+          values.push(wholePayload(v));
+        } else {
+          slots.push('?');
+          values.push(v instanceof BlobValue ? v.bytes : v);
+        }
+      }
       const columns = keys.map((k) => `"${k}"`).join(', ');
       let sql = `INSERT INTO "${table}" (${columns}) VALUES (${slots.join(', ')})`;
       if (table === 'event_sequence') sql += ' ON CONFLICT(aggregate_id) DO UPDATE SET seq = max(seq, excluded.seq)';
       if (table === 'event') sql = sql.replace('INSERT INTO', 'INSERT OR IGNORE INTO');
-      statement(this.conn.db, sql).run(...values);
+      else if (replace) sql = sql.replace('INSERT INTO', 'INSERT OR REPLACE INTO');
+      const { changes, lastInsertRowid } = statement(this.conn.db, sql).run(...values);
+      // An event already there is the same event: nothing to fill.
+      if (changes !== 1) continue;
+      for (const fill of fills) {
+        const bytes = (row[fill.column] as ChunkedValue).bytes;
+        const written = statement(this.conn.db, 'SELECT sk_blob_write_file(?, ?, ?, ?, ?)').pluck().get(table, fill.column, lastInsertRowid, fill.path, fill.offset);
+        if (written !== bytes) throw new SkError('archive', `${table}.${fill.column}: ${String(written)} of ${bytes} bytes went in`);
+      }
     }
   }
 
   private write(item: SessionItem): void {
-    if (item.kind === 'message') {
+    const replace = this.putBack !== null;
+    if (replace && item.kind === 'part') {
+      if (this.changedSinceTrim('part', item.part.id, item.part.timeUpdated)) return;
+      this.insertPart(item.part, true);
+      this.count('part', 1, payloadBytes(item.part.data));
+    } else if (replace && item.kind === 'rows') {
+      const rows = item.rows.filter((row) => !this.changedSinceTrim(item.table, String(row['id']), row['time_updated']));
+      this.insertTableRows(item.table, rows, true);
+      this.count(item.table, rows.length, rowsBytes(rows));
+    } else if (replace) {
+      return;
+    } else if (item.kind === 'message') {
       this.insertMessage(item.message);
-      this.count('message', 1, item.message.data.length);
+      this.count('message', 1, payloadBytes(item.message.data));
     } else if (item.kind === 'part') {
       this.insertPart(item.part);
-      this.count('part', 1, item.part.data.length);
+      this.count('part', 1, payloadBytes(item.part.data));
     } else if (item.kind === 'rows') {
       this.insertTableRows(item.table, item.rows);
       this.count(item.table, item.rows.length, rowsBytes(item.rows));
@@ -143,12 +228,22 @@ class SessionImporter {
     if (item.kind === 'session') {
       this.header = item.header;
       const id = rowId(item.header.session);
-      this.skipping = this.options.existing === 'skip' && this.exists(id);
+      const present = this.options.existing === 'skip' && this.exists(id);
+      const trimmed = item.header.trimmed;
+      this.putBackKept = 0;
+      this.putBack = present && trimmed ? new Map(Object.entries(trimmed).map(([table, ids]) => [table, new Set(ids)])) : null;
+      // A trim's archive holds only the trimmed rows: it completes a session present, never makes one.
+      this.skipping = (present && this.putBack === null) || (!present && trimmed !== undefined);
       this.counts = {};
-      if (this.skipping) this.result.skipped.push(id);
+      if (this.skipping) (present ? this.result.skipped : (this.result.absent ??= [])).push(id);
       return;
     }
     if (this.skipping || !this.header) return;
+    if (this.putBack && item.kind !== 'end') {
+      const kept = this.keptForPutBack(item);
+      if (!kept) return;
+      item = kept;
+    }
     if (item.kind === 'end') {
       await this.finishSession(item.counts);
       return;
@@ -158,9 +253,32 @@ class SessionImporter {
       return;
     }
     this.pending.push(item);
-    this.pendingBytes += item.kind === 'message' ? item.message.data.length : item.kind === 'part' ? item.part.data.length : rowsBytes(item.rows);
+    this.pendingBytes += item.kind === 'message' ? payloadBytes(item.message.data) : item.kind === 'part' ? payloadBytes(item.part.data) : item.kind === 'rows' ? rowsBytes(item.rows) : 0;
     // A session too big to gather is written as it arrives, its transaction held until its end.
     if (this.pendingBytes > GATHER_BYTES) this.flushPending();
+  }
+
+  /**
+   * A trim keeps each row's `time_updated`: a row whose time differs now was changed by OpenCode
+   * after the trim and is newer than the archive's copy, so it stays (and is counted as kept).
+   */
+  private changedSinceTrim(table: string, id: string, archivedUpdated: unknown): boolean {
+    if (!this.columnsOf(table).has('time_updated')) return false;
+    const now = statement(this.conn.db, `SELECT time_updated FROM "${table}" WHERE id = ?`).pluck().get(id);
+    if (now === undefined || now === archivedUpdated) return false;
+    this.putBackKept++;
+    return true;
+  }
+
+  /** Of an item of a trimmed session, only the rows the trim changed (null: none of it). */
+  private keptForPutBack(item: SessionItem): SessionItem | null {
+    const rows = this.putBack as Map<string, Set<string>>;
+    if (item.kind === 'part') return rows.get('part')?.has(item.part.id) ? item : null;
+    if (item.kind !== 'rows') return null;
+    const ids = rows.get(item.table);
+    if (!ids) return null;
+    const kept = item.rows.filter((row) => ids.has(String(row['id'])));
+    return kept.length > 0 ? { kind: 'rows', table: item.table, rows: kept } : null;
   }
 
   private flushPending(): void {
@@ -174,6 +292,19 @@ class SessionImporter {
     const header = this.header as SessionHeader;
     const id = rowId(header.session);
     this.flushPending();
+    if (this.putBack) {
+      // Every trimmed row the archive holds went back, or was kept as newer.
+      const expected = [...this.putBack.keys()].reduce((n, table) => n + (sent[table] ?? 0), 0);
+      const written = Object.values(this.counts).reduce((n, rows) => n + rows, 0);
+      if (written + this.putBackKept !== expected) throw new SkError('archive', `session ${id}: the archive holds ${expected} trimmed rows, ${written} went back; nothing of it was put back`);
+      this.conn.db.exec('COMMIT');
+      this.writing = false;
+      (this.result.putBack ??= []).push({ id, rows: written });
+      this.header = null;
+      this.putBack = null;
+      await this.options.onSession?.(id);
+      return;
+    }
     // Whole or not at all: every row the source sent went in (todos and the share with the header).
     const written: TableCounts = { ...this.counts, todo: header.todos.length, session_share: header.share ? 1 : 0 };
     for (const [table, rows] of Object.entries(sent)) {

@@ -4,7 +4,10 @@
  * aggregate id. Deleting a session removes exactly these rows, so an archive carries exactly
  * these rows; a cascading table this build does not know makes every delete refuse.
  */
-import type { Connection } from './connection.js';
+import type Database from 'better-sqlite3';
+
+/** A better-sqlite3 connection (named here, not imported from connection.ts, which builds on this file). */
+type Connection = Database.Database;
 
 /** How rows of a table are found for one session. */
 export interface SessionTable {

@@ -3,6 +3,12 @@
  * sized with octet_length (which reads no payload), fetched as BLOBs (Buffers outside the V8 heap)
  * one large value at a time, and reduced before anything is parsed.
  */
+import type { SelectedSession, SessionSelector } from '../../core/selectors.js';
+import type { TrimmedRows, TrimPlan } from '../../core/trim.js';
+import { exportTrimmedRows } from './session-export.js';
+import type { TrimRequest } from '../reader.js';
+import { selectSessions } from './selectors.js';
+import { planTrim } from './trim.js';
 import { existsSync, statSync } from 'node:fs';
 import { emptyCompactionPlan, type CompactionPlan, type PlanOptions } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionSummary, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
@@ -17,13 +23,14 @@ import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
 import { dataFolderPlaces } from './data-folder/places.js';
 import { buildShowPage } from '../page-builder.js';
-import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionProjects, SessionReader, StoreSize } from '../reader.js';
+import type { ChangeMarks, OpenedAttachment, RetentionFacts, SessionCounts, SessionMark, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { SqliteContentSource } from './content-source.js';
 import { compactionPlan } from './event-compaction.js';
 import { SessionMessageSource, usesSessionMessages } from './session-message-source.js';
 import { exportSessions } from './session-export.js';
+import { sessionMarks } from './session-marks.js';
 import { defaultIndexDir, everyPart, fileState, PartIndex, rowsOf, type UnindexedPart } from './part-index.js';
 import { checkReadable, payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
 import { decodeStoredAttachment, findStoredAttachments, valueChunks } from './value-chunks.js';
@@ -93,7 +100,7 @@ export function liveBytes(conn: SqliteConnection): number {
   return ((db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number)) * pageSize;
 }
 
-export class SqliteReader implements SessionReader {
+export class SqliteReader implements SessionReader, ChangeMarks {
   readonly kind = 'sqlite' as const;
   readonly pagesCacheable = true;
   readonly conn: SqliteConnection;
@@ -600,6 +607,27 @@ export class SqliteReader implements SessionReader {
 
   compactionPlan(options: PlanOptions = {}): Promise<CompactionPlan> {
     return this.read(() => compactionPlan(this.conn, options));
+  }
+
+  /** Change marks from counters and times (session-marks.ts): what the mirror compares between polls. */
+  sessionMarks(ids?: readonly string[]): Promise<Map<string, SessionMark>> {
+    return this.read(() => sessionMarks(this.conn, ids ?? null));
+  }
+
+  selectSessions(selector: SessionSelector, now: number): Promise<SelectedSession[]> {
+    return this.read(() => selectSessions(this.conn, selector, now, (id) => this.sessionBytesTerms(id)));
+  }
+
+  *exportTrimmedRows(trimmed: ReadonlyMap<string, TrimmedRows>): Generator<SessionItem> {
+    try {
+      yield* exportTrimmedRows(this.conn, trimmed);
+    } catch (error) {
+      throw mapSqliteError(error, this.conn.path);
+    }
+  }
+
+  trimPlan(request: TrimRequest): Promise<TrimPlan> {
+    return this.read(() => planTrim(this.conn, request));
   }
 
   /** The sessions' rows, one session after another; SQLite's failures mapped to one-line errors. */

@@ -9,7 +9,9 @@ import { dirname } from 'node:path';
 import type { CompactionResult, CompactOptions } from '../../core/compaction.js';
 import { SkError } from '../../core/errors.js';
 import type { SessionItems, TableCounts } from '../session-items.js';
-import type { DeleteOptions, DeleteResult, ImportOptions, ImportResult, ReclaimOptions, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
+import type { TrimPlan } from '../../core/trim.js';
+import { applyTrim } from './trim.js';
+import type { AppliedTrim, DeleteOptions, DeleteResult, ImportOptions, ImportResult, ReclaimOptions, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { fileBytes, mapSqliteError, openConnection, type OpenOptions, type SqliteConnection } from './connection.js';
 import { removeDiffFile } from './diff-files.js';
 import { compactEvents } from './event-compaction.js';
@@ -17,6 +19,7 @@ import { acquireRunLock, type RunLock } from './run-lock.js';
 import { assertIntact } from './integrity.js';
 import { sessionTrees, statement } from './rows.js';
 import { importSessions } from './session-import.js';
+import { sessionMarks } from './session-marks.js';
 import type { SessionTable } from './session-tables.js';
 
 const EVENT_DELETE_BATCH = 500;
@@ -120,6 +123,8 @@ export class SqliteWriter implements SessionWriter {
       if (!expected) return true;
       const want = expected.get(id);
       if (!want || updatedOf.get(id) !== want.updated) return false;
+      // Read inside the delete's own transaction: nothing can change between this look and the delete.
+      if (want.mark !== undefined && sessionMarks(this.conn, [id]).get(id)?.mark !== want.mark) return false;
       if (!want.counts) return true;
       for (const table of tables) {
         const archived = want.counts[table.table];
@@ -305,6 +310,10 @@ export class SqliteWriter implements SessionWriter {
       this.refuseUnverifiedLayout();
       return compactEvents(this.conn, options);
     });
+  }
+
+  applyTrim(plan: TrimPlan, placeholder: string): Promise<AppliedTrim> {
+    return this.run(() => applyTrim(this.conn, plan, placeholder));
   }
 
   /** Converts the file to auto_vacuum=INCREMENTAL once (a VACUUM rewrites it), so later deletes can shrink it in steps. */

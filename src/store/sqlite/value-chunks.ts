@@ -54,7 +54,7 @@ export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** The extension's own upper bound for one chunk. */
 export const MAX_CHUNK_BYTES = 256 * 1024 * 1024;
 /** The `sk_chunks_version()` this module speaks to (native/value_chunks.c SK_CHUNKS_VERSION). */
-const EXTENSION_VERSION = 1;
+const EXTENSION_VERSION = 2;
 
 /** How values are read on a connection: through sk_chunks, or whole (the fallback). */
 export type ChunkedReadPath = 'chunked' | 'whole';
@@ -112,6 +112,23 @@ export function chunkedReadsAvailable(db: Database.Database): boolean {
   if (ok === undefined) {
     ok = probe(db);
     available.set(db, ok);
+  }
+  return ok;
+}
+
+const fileText = new WeakMap<Database.Database, boolean>();
+
+/** Whether `db` has sk_file_text (the extension's write side: a TEXT value read from a file by SQLite). */
+export function fileTextAvailable(db: Database.Database): boolean {
+  let ok = fileText.get(db);
+  if (ok === undefined) {
+    ok = false;
+    try {
+      ok = chunkedReadsAvailable(db) && db.prepare('SELECT sk_file_text(?, 0, 0)') !== undefined; // preparing checks the function exists
+    } catch {
+      // no such function (a build without it)
+    }
+    fileText.set(db, ok);
   }
   return ok;
 }

@@ -1,0 +1,62 @@
+/**
+ * One view of the file and the server it is mirrored into (`storage` names a server, the file is
+ * given with --db): `list` merges both, newest first, each session marked where it lives; `show`
+ * pages a session the file no longer holds from the server; `stats` adds the server's counts.
+ */
+import type { ListResult, PageOptions, ShowResult, StatsResult } from '../core/api.js';
+import { encodeCursor } from '../core/cursor.js';
+import { SkError } from '../core/errors.js';
+import { DEFAULT_SESSION_PAGE } from '../core/page-rules.js';
+import { openFileReader, openReader } from '../store/open-store.js';
+import type { SessionReader } from '../store/reader.js';
+
+async function withBoth<T>(db: string, mirror: string, fn: (local: SessionReader, server: SessionReader) => Promise<T>): Promise<T> {
+  const local = openFileReader(db);
+  try {
+    const server = await openReader(mirror);
+    try {
+      return await fn(local, server);
+    } finally {
+      await server.close();
+    }
+  } finally {
+    await local.close();
+  }
+}
+
+/** Both stores' sessions by `time_updated` (then id), newest first; the same keyset cursor pages both. */
+export function listBoth(db: string, mirror: string, options: PageOptions = {}): Promise<ListResult> {
+  const limit = options.limit ?? DEFAULT_SESSION_PAGE;
+  return withBoth(db, mirror, async (local, server) => {
+    const [here, there] = await Promise.all([local.listSessions({ limit, cursor: options.cursor ?? null }), server.listSessions({ limit, cursor: options.cursor ?? null })]);
+    const [inFile, onServer] = await Promise.all([local.sessionVersions(there.sessions.map((s) => s.id)), server.sessionVersions(here.sessions.map((s) => s.id))]);
+    const merged = [
+      ...here.sessions.map((s) => ({ ...s, where: onServer.has(s.id) ? ('both' as const) : ('local' as const) })),
+      ...there.sessions.filter((s) => !inFile.has(s.id)).map((s) => ({ ...s, where: 'server' as const })),
+    ].sort((a, b) => b.timeUpdated - a.timeUpdated || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    const page = merged.slice(0, limit);
+    const last = page[page.length - 1];
+    const more = merged.length > limit || here.nextCursor !== null || there.nextCursor !== null;
+    return { sessions: page, nextCursor: more && last ? encodeCursor([last.timeUpdated, last.id]) : null };
+  });
+}
+
+/** A session's page from the file, or from the server when the file no longer holds it. */
+export function showBoth(db: string, mirror: string, sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
+  return withBoth(db, mirror, async (local, server) => {
+    const onServer = (await server.sessionVersions([sessionId])).has(sessionId);
+    if ((await local.sessionVersions([sessionId])).has(sessionId)) return { ...(await local.showSession(sessionId, options)), where: onServer ? 'both' : 'local' };
+    if (!onServer) throw new SkError('not-found', `no session ${sessionId} in ${db} or ${server.location}`);
+    return { ...(await server.showSession(sessionId, options)), where: 'server' };
+  });
+}
+
+/** How the server's sessions and the file's relate. */
+export function mirrorFigures(db: string, mirror: string): Promise<NonNullable<StatsResult['mirror']>> {
+  return withBoth(db, mirror, async (local, server) => {
+    const [here, there] = await Promise.all([local.allSessionIds(), server.allSessionIds()]);
+    const inFile = new Set(here);
+    const onServer = new Set(there);
+    return { target: server.location, sessions: there.length, serverOnly: there.filter((id) => !inFile.has(id)).length, localOnly: here.filter((id) => !onServer.has(id)).length };
+  });
+}

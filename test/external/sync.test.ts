@@ -1,0 +1,167 @@
+/**
+ * The mirror (sync) against real PostgreSQL and MariaDB: a first pass copies every session (every
+ * table, every event) and verifies it; a second pass sends nothing; a change is sent once, and only
+ * its changed rows; the local file is never written; a server without our schema gets it, one with
+ * a newer schema is refused with the version named; two database files mirror into one server
+ * without overwriting each other, and a real conflict is reported, not guessed.
+ */
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSync, type SyncOptions } from '../../src/main/sync.js';
+import type { SessionResult } from '../../src/store/transfer/mirror.js';
+import { generateFixture } from '../fixtures/generate.js';
+import { tempDir } from '../helpers/env.js';
+import { BACKENDS, freshDatabase, serverQuery, type FreshDatabase } from './servers.js';
+import { sessionsAsText } from './sync-helpers.js';
+
+const MB = 1024 * 1024;
+const dir = tempDir('sk-sync-');
+const seed = join(dir, 'seed.db');
+const databases: FreshDatabase[] = [];
+
+beforeAll(() => {
+  generateFixture({ path: seed, targetBytes: 3 * MB, seed: 14, rootSessions: 12, schema: '1.18', newerLayoutShare: 0.3 });
+});
+afterAll(async () => {
+  for (const d of databases) await d.drop();
+});
+
+let copies = 0;
+/** A copy of the seed with its own name (and so its own source id), with its diff files. */
+function copyOfSeed(): string {
+  const path = join(dir, `opencode-${copies++}.db`);
+  copyFileSync(seed, path);
+  return path;
+}
+
+const fileHash = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+function sync(db: string, to: string, extra: Partial<SyncOptions> = {}): Promise<Awaited<ReturnType<typeof runSync>> & { results: SessionResult[] }> {
+  const results: SessionResult[] = [];
+  return runSync({ db, to, once: true, stateDir: join(dir, 'state'), onSession: (r) => results.push(r), ...extra }).then((s) => ({ ...s, results }));
+}
+
+describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
+  if (skip) {
+    it.skip('SQL Server: set MSSQL_URL to run (no SQL Server on this machine)', () => undefined);
+    return;
+  }
+  let url: string;
+  beforeAll(async () => {
+    const d = await freshDatabase(backend);
+    databases.push(d);
+    url = d.url;
+  });
+
+  it('creates the schema, mirrors every session whole, then sends nothing; the local file is untouched', async () => {
+    const db = copyOfSeed();
+    const before = fileHash(db);
+    const first = await sync(db, url);
+    const local = await sessionsAsText(db);
+    expect(first.written).toBe(local.size);
+    expect(first.status.pending).toBe(0);
+    expect(first.status.mirrored).toBe(local.size);
+    // Every table and every event of every session, byte for byte.
+    expect(await sessionsAsText(url)).toEqual(local);
+    const events = new Database(db, { readonly: true }).prepare('SELECT count(*) FROM event').pluck().get() as number;
+    expect(events).toBeGreaterThan(0);
+    const [stored] = await serverQuery<{ n: number | string }>(url, "SELECT count(*) AS n FROM sk_row WHERE table_name = 'event'");
+    expect(Number(stored?.n)).toBe(events);
+
+    const second = await sync(db, url);
+    expect(second.written).toBe(0);
+    expect(second.results).toEqual([]);
+    expect(fileHash(db)).toBe(before);
+  });
+
+  it('sends a changed session once, and only the rows that changed', async () => {
+    const db = copyOfSeed();
+    await sync(db, url);
+    const file = new Database(db);
+    const part = file.prepare('SELECT id, session_id FROM part ORDER BY time_created DESC LIMIT 1').get() as { id: string; session_id: string };
+    file.prepare("UPDATE part SET data = json_set(data, '$.text', 'changed by the test'), time_updated = time_updated + 1 WHERE id = ?").run(part.id);
+    const title = file.prepare('SELECT id FROM session WHERE id <> ? ORDER BY id LIMIT 1').pluck().get(part.session_id) as string;
+    file.prepare("UPDATE session SET title = 'renamed' WHERE id = ?").run(title);
+    file.close();
+    const after = await sync(db, url);
+    expect(after.results.map((r) => [r.id, r.verdict]).sort()).toEqual([[part.session_id, 'written'], [title, 'written']].sort());
+    const changed = after.results.find((r) => r.id === part.session_id);
+    expect(changed?.rows).toBe(1);
+    expect(after.results.find((r) => r.id === title)?.rows).toBe(0);
+    expect(await sessionsAsText(url, [part.session_id, title])).toEqual(await sessionsAsText(db, [part.session_id, title]));
+    expect((await sync(db, url)).written).toBe(0);
+  });
+
+  it('two database files into one server: both histories complete, neither overwritten; a real conflict is reported', async () => {
+    const target = await freshDatabase(backend);
+    databases.push(target);
+    // Machine A has the seed; machine B a different database.
+    const a = copyOfSeed();
+    const b = join(dir, `other-${backend}.db`);
+    generateFixture({ path: b, targetBytes: 2 * MB, seed: 15, rootSessions: 8, schema: '1.18' });
+    const ra = await sync(a, target.url);
+    const rb = await sync(b, target.url);
+    expect(ra.sourceId).not.toBe(rb.sourceId);
+    const la = await sessionsAsText(a);
+    const lb = await sessionsAsText(b);
+    const server = await sessionsAsText(target.url);
+    expect(server.size).toBe(la.size + lb.size);
+    for (const [id, text] of [...la, ...lb]) expect(server.get(id)).toBe(text);
+
+    // B restores one of A's sessions (the server's copy), both continue it: A first, then B.
+    const shared = [...la.keys()][0] as string;
+    const src = new Database(a, { readonly: true });
+    const sessionRow = src.prepare('SELECT * FROM session WHERE id = ?').get(shared) as Record<string, unknown>;
+    src.close();
+    const fileB = new Database(b);
+    const cols = Object.keys(sessionRow);
+    fileB.prepare(`INSERT OR IGNORE INTO project (id, worktree, time_created, time_updated, sandboxes) VALUES (?, '/', 0, 0, '[]')`).run(sessionRow['project_id']);
+    fileB.prepare(`INSERT INTO session (${cols.join(',')}) VALUES (${cols.map(() => '?').join(',')})`).run(...cols.map((c) => sessionRow[c]));
+    fileB.close();
+    // B's copy (the session row alone) is older than A's? No: same time_updated, different rows -> B has no base and is not newer.
+    const fileA = new Database(a);
+    fileA.prepare('UPDATE session SET title = ?, time_updated = time_updated + 10 WHERE id = ?').run('continued on A', shared);
+    fileA.close();
+    const again = await sync(a, target.url);
+    expect(again.results).toEqual([expect.objectContaining({ id: shared, verdict: 'written' })]);
+    const onB = await sync(b, target.url);
+    // B's copy is older than what A mirrored: the server's newer copy is kept.
+    expect(onB.results).toEqual([expect.objectContaining({ id: shared, verdict: 'server-newer' })]);
+    const fileB2 = new Database(b);
+    fileB2.prepare('UPDATE session SET title = ?, time_updated = time_updated + 20 WHERE id = ?').run('continued on B', shared);
+    fileB2.close();
+    const conflict = await sync(b, target.url);
+    expect(conflict.results).toEqual([expect.objectContaining({ id: shared, verdict: 'conflict' })]);
+    expect(conflict.conflicts[0]?.reason).toMatch(/another version/);
+    // Nothing was overwritten: the server still holds A's version.
+    const [row] = await serverQuery<{ title: string }>(target.url, `SELECT title FROM sk_session WHERE id = '${shared}'`);
+    expect(row?.title).toBe('continued on A');
+    // Reported once, not retried while neither side changes.
+    expect((await sync(b, target.url)).results.filter((r) => r.id === shared).length).toBeLessThanOrEqual(1);
+  });
+
+  it('refuses a server whose schema is newer, naming its version, and changes nothing', async () => {
+    const target = await freshDatabase(backend);
+    databases.push(target);
+    const db = copyOfSeed();
+    await sync(db, target.url);
+    await serverQuery(target.url, "INSERT INTO sk_migrations (version, name, applied_at) VALUES (99, 'from the future', 0)");
+    const [before] = await serverQuery<{ n: number | string }>(target.url, 'SELECT count(*) AS n FROM sk_sync_base');
+    await expect(sync(db, target.url)).rejects.toThrow(/schema version 99.*newer session-keeper/);
+    const [after] = await serverQuery<{ n: number | string }>(target.url, 'SELECT count(*) AS n FROM sk_sync_base');
+    expect(Number(after?.n)).toBe(Number(before?.n));
+  });
+});
+
+describe('sync refuses what no retry can fix', () => {
+  it('a connection string without a database fails at once, even when running until stopped, with the password masked', async () => {
+    const db = copyOfSeed();
+    const started = Date.now();
+    await expect(runSync({ db, to: 'postgres://user:hunter2-secret@127.0.0.1:5432', stateDir: join(dir, 'state') })).rejects.toThrow(/no database name/);
+    await expect(runSync({ db, to: 'postgres://user:hunter2-secret@127.0.0.1:5432', stateDir: join(dir, 'state') })).rejects.not.toThrow(/hunter2/);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
