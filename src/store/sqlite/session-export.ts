@@ -209,11 +209,11 @@ export function* exportTrimmedRows(conn: SqliteConnection, trimmed: ReadonlyMap<
           const mine = parts.filter((p) => p.messageId === message.id);
           yield {
             kind: 'message',
-            message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payloadOf(conn, 'message', message, 'archive') },
+            message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) },
             partTimes: mine.map((p) => [p.timeCreated, p.timeUpdated]),
           };
           for (const part of mine) {
-            yield { kind: 'part', part: { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data: payloadOf(conn, 'part', part, 'archive') } };
+            yield { kind: 'part', part: { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data: exportedPayload(conn, 'part', part) } };
           }
         }
         counts['message'] = messages.length;
