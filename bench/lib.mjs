@@ -189,3 +189,41 @@ export function scratchDir(name) {
   mkdirSync(dir, { recursive: true });
   return dir;
 }
+
+/** The largest heap (MB) --trace-gc reports a collection starting from, or null when none ran. */
+export function heapFromTrace(stdout) {
+  let peak = null;
+  for (const match of stdout.matchAll(/(?:Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Compact)[^\n]*?([\d.]+) \(([\d.]+)\) ->/g)) {
+    peak = Math.max(peak ?? 0, Number(match[1]) * MB);
+  }
+  return peak;
+}
+
+/** User + system CPU of the whole run (children included), from /usr/bin/time's report, in ms. */
+export function cpuOf(report) {
+  const user = /User time \(seconds\): ([\d.]+)/.exec(report);
+  const system = /System time \(seconds\): ([\d.]+)/.exec(report);
+  return user && system ? (Number(user[1]) + Number(system[1])) * 1000 : null;
+}
+
+/** A command run `n` times (BENCH_N): median wall and cpu, the largest RSS and heap of the runs. */
+export function measure(name, once, { before, n = 1 } = {}) {
+  const times = [];
+  const cpus = [];
+  const rss = [];
+  const heaps = [];
+  for (let i = 0; i < n; i++) {
+    before?.();
+    const r = once();
+    if (r.status !== 0) throw new Error(`${name} failed (${r.status}): ${r.stderr.slice(-400)}`);
+    times.push(r.ms);
+    const cpu = cpuOf(r.report);
+    if (cpu !== null) cpus.push(cpu);
+    rss.push((r.maxRssKB ?? 0) * 1024);
+    const heap = r.heap ?? heapFromTrace(r.stdout);
+    if (heap !== null) heaps.push(heap);
+  }
+  const result = { name, ms: median(times), cpu: cpus.length ? median(cpus) : null, rss: Math.max(...rss), heap: heaps.length ? Math.max(...heaps) : null };
+  log(`${name}: ${fmtMs(result.ms)} (cpu ${fmtMs(result.cpu)}), ${fmtBytes(result.rss)} RSS, heap ${result.heap === null ? '-' : fmtBytes(result.heap)}`);
+  return result;
+}

@@ -12,9 +12,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CLI, GB, MB, ROOT, fixture, fmtBytes, fmtMs, fmtRatio, log, machine, median, run, scratchDir, table } from './lib.mjs';
+import { CLI, GB, MB, ROOT, fixture, fmtBytes, fmtMs, fmtRatio, log, machine, median, run, scratchDir, table, measure as measureRuns } from './lib.mjs';
 
 const N = Number(process.env.BENCH_N ?? 3);
+const measure = (name, once, options = {}) => measureRuns(name, once, { n: N, ...options });
 const HUGE = Number(process.env.BENCH_HUGE_MB ?? 300) * MB;
 const SQLITE = '/usr/bin/sqlite3';
 
@@ -22,43 +23,6 @@ async function sha256(path) {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk);
   return hash.digest('hex');
-}
-
-/** The largest heap (MB) --trace-gc reports a collection starting from, or null when none ran. */
-function heapFromTrace(stdout) {
-  let peak = null;
-  for (const match of stdout.matchAll(/(?:Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Compact)[^\n]*?([\d.]+) \(([\d.]+)\) ->/g)) {
-    peak = Math.max(peak ?? 0, Number(match[1]) * MB);
-  }
-  return peak;
-}
-
-/** User + system CPU of the whole run (children included), from /usr/bin/time's report, in ms. */
-function cpuOf(report) {
-  const user = /User time \(seconds\): ([\d.]+)/.exec(report);
-  const system = /System time \(seconds\): ([\d.]+)/.exec(report);
-  return user && system ? (Number(user[1]) + Number(system[1])) * 1000 : null;
-}
-
-function measure(name, once, { before } = {}) {
-  const times = [];
-  const cpus = [];
-  const rss = [];
-  const heaps = [];
-  for (let i = 0; i < N; i++) {
-    before?.();
-    const r = once();
-    if (r.status !== 0) throw new Error(`${name} failed (${r.status}): ${r.stderr.slice(-400)}`);
-    times.push(r.ms);
-    const cpu = cpuOf(r.report);
-    if (cpu !== null) cpus.push(cpu);
-    rss.push((r.maxRssKB ?? 0) * 1024);
-    const heap = r.heap ?? heapFromTrace(r.stdout);
-    if (heap !== null) heaps.push(heap);
-  }
-  const result = { name, ms: median(times), cpu: cpus.length ? median(cpus) : null, rss: Math.max(...rss), heap: heaps.length ? Math.max(...heaps) : null };
-  log(`${name}: ${fmtMs(result.ms)} (cpu ${fmtMs(result.cpu)}), ${fmtBytes(result.rss)} RSS, heap ${result.heap === null ? '-' : fmtBytes(result.heap)}`);
-  return result;
 }
 
 export async function reads() {
