@@ -424,6 +424,7 @@ static void blobWriteFileFunc(sqlite3_context *ctx, int argc, sqlite3_value **ar
   unsigned char *bytes = sqlite3_malloc(chunk);
   unsigned char *back = sqlite3_malloc(chunk);
   const char *error = 0;
+  char *failed = 0;
   int size = sqlite3_blob_bytes(blob);
   sqlite3_int64 at = 0;
   if (fd < 0) error = "sk_blob_write_file: cannot open the file";
@@ -438,9 +439,12 @@ static void blobWriteFileFunc(sqlite3_context *ctx, int argc, sqlite3_value **ar
       if (at != size) error = "sk_blob_write_file: the file is shorter than the value";
       break;
     }
-    if (sqlite3_blob_write(blob, bytes, (int)n, (int)at) != SQLITE_OK ||
-        sqlite3_blob_read(blob, back, (int)n, (int)at) != SQLITE_OK) {
-      error = "sk_blob_write_file: cannot write the value";
+    int wrc = sqlite3_blob_write(blob, bytes, (int)n, (int)at);
+    if (wrc == SQLITE_OK) wrc = sqlite3_blob_read(blob, back, (int)n, (int)at);
+    if (wrc != SQLITE_OK) {
+      /* SQLite's own reason (out of memory, disk full, I/O) is what a user can act on. */
+      failed = sqlite3_mprintf("sk_blob_write_file: cannot write the value at byte %lld: %s", (long long)at, sqlite3_errstr(wrc));
+      error = failed ? failed : "sk_blob_write_file: cannot write the value";
       break;
     }
     if (memcmp(bytes, back, (size_t)n) != 0) { error = "sk_blob_write_file: the value read back differs"; break; }
@@ -453,6 +457,7 @@ static void blobWriteFileFunc(sqlite3_context *ctx, int argc, sqlite3_value **ar
   if (error == 0 && rc != SQLITE_OK) error = "sk_blob_write_file: cannot close the value";
   if (error) sqlite3_result_error(ctx, error, -1);
   else sqlite3_result_int64(ctx, at);
+  sqlite3_free(failed);
 }
 
 #ifdef _WIN32

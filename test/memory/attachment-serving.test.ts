@@ -86,7 +86,7 @@ describe.runIf(process.platform === 'linux')('a 300 MB attachment served with Ra
       expect(port, stderr).toBeGreaterThan(0);
       const call = (path: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: Record<string, unknown>; sha256: string; bytes: number; text: string }> =>
         new Promise((resolve, reject) => {
-          const req = request({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: { 'x-session-keeper-token': 'memory', ...options.headers } }, (res) => {
+          const req = request({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: { 'x-session-keeper-token': 'memory', origin: `http://127.0.0.1:${port}`, ...options.headers } }, (res) => {
             const hash = createHash('sha256');
             let bytes = 0;
             let text = '';

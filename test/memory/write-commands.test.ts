@@ -1,6 +1,6 @@
 /**
  * The writing commands on a database holding a 300 MiB PDF (a 400 MiB `part.data`), as whole
- * processes under a 200 MB cap on their memory (RLIMIT_DATA, see test/helpers/memory-limit.ts)
+ * processes under a 300 MB cap on their memory (RLIMIT_DATA, see test/helpers/memory-limit.ts)
  * and a 32 MB V8 heap: `archive` (the value read through sk_chunks, hashed and written in
  * chunks), `restore` of that archive into an empty database (the part spilled to a temp file,
  * written into SQLite through sk_text_zeros + sk_blob_write_file), and `retention --apply`
@@ -17,8 +17,12 @@ import { CLI, emptyOpenCodeDb, tempDir } from '../helpers/env.js';
 import { memoryEnforcement, runUnderMemoryLimit, type MemoryLimitedRun } from '../helpers/memory-limit.js';
 
 const MB = 1024 * 1024;
-/** The issue's stretch goal (300 MB is the goal), whole process, peak. */
-const RSS_LIMIT = 200 * MB;
+/**
+ * The issue's goal, whole process. The peaks measured are 120-160 MB (the 200 MB stretch goal), but
+ * RLIMIT_DATA counts address space: glibc's per-thread malloc arenas (gzip and SQLite on libuv's
+ * threads) reserve it beyond what is touched, and under a 200 MB cap a busy run failed to allocate.
+ */
+const RSS_LIMIT = 300 * MB;
 const HEAP_MB = 32;
 const dir = tempDir('sk-write-commands-');
 const env = { ...process.env, XDG_CACHE_HOME: join(dir, 'xdg-cache'), XDG_DATA_HOME: join(dir, 'data'), XDG_CONFIG_HOME: join(dir, 'config'), TMPDIR: dir };
@@ -64,7 +68,7 @@ beforeAll(() => {
   peerSha256 = sqliteRow(fixture.path, fixture.partId).sha256;
 }, 300_000);
 
-describe.runIf(process.platform === 'linux')('writing commands on a 300 MB PDF, under 200 MB and a 32 MB heap', () => {
+describe.runIf(process.platform === 'linux')('writing commands on a 300 MB PDF, under 300 MB and a 32 MB heap', () => {
   const archive = join(dir, 'huge.json');
 
   it('can cap a whole process here', () => {
