@@ -58,11 +58,62 @@ function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): 
   return { select: chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ${select}` : select, columns };
 }
 
+/** The temp table (never in OpenCode's file) of rowids per session of tables scanned once per export. */
+const SCANNED_ROWIDS = 'sk_export_rowids';
+
+/**
+ * Where the exported sessions' rows lie in tables with no index on their session key (the event
+ * log before OpenCode 1.18): one scan per table for all of the export's sessions, kept as rowids
+ * in the temp schema, so archiving N sessions reads the log once rather than N times. The map is
+ * of one snapshot: when another connection has committed since (PRAGMA data_version, read inside
+ * the session's read transaction), it is built again before it is used.
+ */
+class ScannedRowids {
+  private version: number | null = null;
+  private readonly scanned = new Set<string>();
+
+  constructor(
+    private readonly conn: SqliteConnection,
+    private readonly ids: readonly string[],
+  ) {}
+
+  /** Rowids of `sessionId`'s rows of `table` as of the open read transaction, ascending. */
+  rowsOf(table: SessionTable, select: string, sessionId: string): IterableIterator<Record<string, unknown>> {
+    const { db } = this.conn;
+    const version = db.pragma('data_version', { simple: true }) as number;
+    if (version !== this.version) {
+      db.exec(`CREATE TEMP TABLE IF NOT EXISTS ${SCANNED_ROWIDS} (tbl TEXT NOT NULL, key TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (tbl, key, rid)) WITHOUT ROWID`);
+      db.exec(`DELETE FROM temp.${SCANNED_ROWIDS}`);
+      this.scanned.clear();
+      this.version = version;
+    }
+    if (!this.scanned.has(table.table)) {
+      statement(db, `INSERT INTO temp.${SCANNED_ROWIDS} SELECT ?, "${table.key}", rowid FROM main."${table.table}" WHERE "${table.key}" IN (SELECT value FROM json_each(?))`).run(
+        table.table,
+        JSON.stringify(this.ids),
+      );
+      this.scanned.add(table.table);
+    }
+    // The key is compared again: a rowid the map names is only ever this session's row.
+    return statement(
+      db,
+      `SELECT ${select} FROM main."${table.table}" WHERE rowid IN (SELECT rid FROM temp.${SCANNED_ROWIDS} WHERE tbl = ? AND key = ?) AND "${table.key}" = ? ORDER BY rowid`,
+    ).iterate(table.table, sessionId, sessionId) as IterableIterator<Record<string, unknown>>;
+  }
+
+  close(): void {
+    if (this.version !== null) this.conn.db.exec(`DROP TABLE IF EXISTS temp.${SCANNED_ROWIDS}`);
+  }
+}
+
 /** A session's rows of one table, in rowid order, in items of bounded size; large TEXT values in chunks. */
-function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts): Generator<SessionItem> {
-  const chunked = conn.valueReads === 'chunked' && isRowidTable(conn, table.table);
+function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts, scannedRowids: ScannedRowids): Generator<SessionItem> {
+  const rowidTable = isRowidTable(conn, table.table);
+  const chunked = conn.valueReads === 'chunked' && rowidTable;
   const { select, columns } = typedColumns(conn, table.table, chunked);
-  const rows = statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>;
+  const rows = table.indexed || !rowidTable
+    ? (statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>)
+    : scannedRowids.rowsOf(table, select, sessionId);
   let batch: Row[] = [];
   let bytes = 0;
   let count = 0;
@@ -106,7 +157,7 @@ function isRowidTable(conn: SqliteConnection, table: string): boolean {
   return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
 }
 
-function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<SessionItem> {
+function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids: ScannedRowids): Generator<SessionItem> {
   const { db, schema } = conn;
   const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as Row | undefined;
   if (!session) throw new SkError('not-found', `no session ${sessionId} in ${conn.path}`);
@@ -148,19 +199,24 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
   }
   counts['message'] = messages;
   counts['part'] = partCount;
-  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts);
+  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts, scannedRowids);
   yield { kind: 'end', sessionId, counts };
 }
 
 /** The given sessions' items, one session after another. */
 export function* exportSessions(conn: SqliteConnection, ids: readonly string[]): Generator<SessionItem> {
-  for (const id of ids) {
-    conn.db.exec('BEGIN');
-    try {
-      yield* sessionItems(conn, id);
-    } finally {
-      if (conn.db.inTransaction) conn.db.exec('COMMIT');
+  const scannedRowids = new ScannedRowids(conn, ids);
+  try {
+    for (const id of ids) {
+      conn.db.exec('BEGIN');
+      try {
+        yield* sessionItems(conn, id, scannedRowids);
+      } finally {
+        if (conn.db.inTransaction) conn.db.exec('COMMIT');
+      }
     }
+  } finally {
+    scannedRowids.close();
   }
 }
 
