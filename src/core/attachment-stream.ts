@@ -366,11 +366,13 @@ export class AttachmentScanner {
     let i = 0;
     while (i < n) {
       if (this.inString) {
-        const close = this.closingQuote(chunk, i);
+        // Where the string's own bytes begin in this chunk (0 when it began in an earlier one).
+        const low = Math.max(0, this.stringStart - this.offset);
+        const close = closingQuote(chunk, i, low, this.backslashRun);
         const to = close < 0 ? n : close;
         if (to > i && this.kind !== StringKind.Plain) this.content(chunk, i, to);
         if (close < 0) {
-          this.carryBackslashes(chunk);
+          this.backslashRun = trailingBackslashes(chunk, low, this.backslashRun);
           break;
         }
         this.inString = false;
@@ -417,14 +419,6 @@ export class AttachmentScanner {
     source.copy(this.prefixTail, 0, source.length - this.prefixTailLength);
   }
 
-  /** Index of the quote that ends the current string, or -1 when it goes on past this chunk. */
-  private closingQuote(chunk: Buffer, from: number): number {
-    return closingQuote(chunk, from, Math.max(0, this.stringStart - this.offset), this.backslashRun);
-  }
-
-  private carryBackslashes(chunk: Buffer): void {
-    this.backslashRun = trailingBackslashes(chunk, Math.max(0, this.stringStart - this.offset), this.backslashRun);
-  }
 
   private beginString(start: number): void {
     this.inString = true;

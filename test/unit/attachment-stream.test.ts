@@ -16,18 +16,13 @@ import {
   percentDecode,
   type AttachmentSink,
 } from '../../src/core/attachment-stream.js';
-import { SkError } from '../../src/core/errors.js';
 import { findAttachments } from '../../src/core/part-scan.js';
 import { AttachmentCache } from '../../src/store/attachment-cache.js';
+import { chunkSizes, chunksOf, outcome } from '../helpers/chunks.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sk-attachment-stream-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const cache = new AttachmentCache(join(dir, 'cache'));
-
-function* chunksOf(buf: Buffer, size: number): Generator<Buffer> {
-  // Copies, as better-sqlite3 hands out: nothing may rely on chunks sharing memory.
-  for (let at = 0; at < buf.length; at += size) yield Buffer.from(buf.subarray(at, at + size));
-}
 
 /** A sink that keeps what it is given, as the tests' stand-in for a file. */
 function memorySink(): AttachmentSink & { bytes(): Buffer; discards: number } {
@@ -77,31 +72,14 @@ function streamedDecode(buf: Buffer, index: number, size: number): Outcome {
   }
 }
 
-function spansOrError(run: () => unknown): unknown {
-  try {
-    return run();
-  } catch (error) {
-    return { error: error instanceof SkError ? `${error.code}: ${error.message}` : String(error) };
-  }
-}
-
-/** Chunk sizes 1..all for small values; for larger ones 1..64 and a spread up to the whole. */
-function chunkSizes(length: number): number[] {
-  const sizes = new Set<number>();
-  for (let s = 1; s <= Math.min(length, 64); s++) sizes.add(s);
-  for (let s = 65; s < length; s = Math.ceil(s * 1.37)) sizes.add(s);
-  sizes.add(Math.max(1, length));
-  return [...sizes];
-}
-
 /** Checks spans and every decode at every chunk size. */
 function checkCase(text: string | Buffer): void {
   const buf = typeof text === 'string' ? Buffer.from(text) : text;
-  const expectedSpans = spansOrError(() => findAttachments(buf, 'prt_t'));
+  const expectedSpans = outcome(() => findAttachments(buf, 'prt_t'));
   const count = Array.isArray(expectedSpans) ? expectedSpans.length : 0;
   const expectedDecodes = Array.from({ length: count }, (_, i) => expectedDecode(buf, i));
   for (const size of chunkSizes(buf.length)) {
-    expect(spansOrError(() => findAttachmentsInChunks(chunksOf(buf, size), 'prt_t')), `spans, chunk ${size}`).toEqual(expectedSpans);
+    expect(outcome(() => findAttachmentsInChunks(chunksOf(buf, size), 'prt_t')), `spans, chunk ${size}`).toEqual(expectedSpans);
     for (let i = 0; i < count; i++) {
       const want = expectedDecodes[i] as Outcome;
       const got = streamedDecode(buf, i, size);

@@ -6,29 +6,9 @@
  * attachment's payload (what the part index allows) gives the same again.
  */
 import { describe, expect, it } from 'vitest';
-import { SkError } from '../../src/core/errors.js';
 import { PartReducer, reducePartChunks } from '../../src/core/part-reduce.js';
 import { findAttachments, scanPartData, type ScanOptions } from '../../src/core/part-scan.js';
-
-function* chunksOf(buf: Buffer, size: number): Generator<Buffer> {
-  for (let at = 0; at < buf.length; at += size) yield Buffer.from(buf.subarray(at, at + size));
-}
-
-function outcome(run: () => unknown): unknown {
-  try {
-    return run();
-  } catch (error) {
-    return { error: error instanceof SkError ? `${error.code}: ${error.message}` : String(error) };
-  }
-}
-
-function chunkSizes(length: number): number[] {
-  const sizes = new Set<number>();
-  for (let s = 1; s <= Math.min(length, 48); s++) sizes.add(s);
-  for (let s = 49; s < length; s = Math.ceil(s * 1.5)) sizes.add(s);
-  sizes.add(Math.max(1, length));
-  return [...sizes];
-}
+import { chunkSizes, chunksOf, outcome } from '../helpers/chunks.js';
 
 /** The ranges a reader with the attachments' spans reads: all but each payload's middle. */
 function* rangesAround(buf: Buffer, size: number): Generator<{ bytes: Buffer; at: number }> {
