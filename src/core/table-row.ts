@@ -6,7 +6,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { SkError } from './errors.js';
-import { JsonStreamScanner } from './json-stream.js';
+import { JsonStreamScanner, type PathItem } from './json-stream.js';
+import { JsonStringDecoder, wholeUtf8Length } from './json-string-decode.js';
 
 /** A BLOB value as stored (a TEXT value is a plain Buffer of its bytes). */
 export class BlobValue {
@@ -25,6 +26,8 @@ export class ChunkedValue {
     private readonly read: () => Iterable<Buffer>,
     /** Where the bytes lie in a file of ours, whole and in order, when they do (a writer may load them from there). */
     readonly file: { path: string; offset: number } | null = null,
+    /** The value's SQLite type: TEXT unless it was a BLOB. */
+    readonly type: 'text' | 'blob' = 'text',
   ) {}
 
   chunks(): Iterable<Buffer> {
@@ -76,20 +79,6 @@ export function* jsonStringBody(data: Buffer, chunkBytes = 1024 * 1024): Generat
     yield Buffer.from(JSON.stringify(data.toString('utf8', at, end)).slice(1, -1));
     at = end;
   }
-}
-
-/** Length of the longest head of `bytes` that ends on a whole UTF-8 sequence. */
-export function wholeUtf8Length(bytes: Buffer): number {
-  let end = bytes.length;
-  let back = 0;
-  while (end > 0 && back < 3 && ((bytes[end - 1] as number) & 0xc0) === 0x80) {
-    end--;
-    back++;
-  }
-  if (end === 0) return bytes.length;
-  const lead = bytes[end - 1] as number;
-  const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-  return need > back + 1 ? end - 1 : bytes.length;
 }
 
 /** The chunks as the body of a JSON string, never splitting a UTF-8 sequence (what jsonStringBody does for a whole value). */
@@ -175,6 +164,8 @@ export function* encodeTableRowPieces(row: Row, jsonValid: ReadonlyMap<string, b
       pieces.push(Buffer.from(JSON.stringify(value)));
     } else if (value instanceof BlobValue) {
       binary.push([name, 'blob', value.bytes.toString('base64')]);
+    } else if (value instanceof ChunkedValue && value.type === 'blob') {
+      binary.push([name, 'blob', gather(value).toString('base64')]);
     } else if (value instanceof ChunkedValue) {
       const kind = classifyChunked(value);
       if (kind === 'binary') {
@@ -207,17 +198,9 @@ export function* encodeTableRowPieces(row: Row, jsonValid: ReadonlyMap<string, b
   yield* pieces;
 }
 
-/** Decodes one member of an encoded row (its whole JSON bytes) into `row`. */
+/** Decodes one member of an encoded row (its whole JSON bytes, not `$binary`'s) into `row`. */
 function decodeRowMember(row: Row, name: string, raw: Buffer): void {
   const head = raw[0];
-  if (name === BINARY_KEY) {
-    const entries = JSON.parse(raw.toString('utf8')) as Record<string, ['text' | 'blob', string]>;
-    for (const [column, [type, base64]] of Object.entries(entries)) {
-      const value = Buffer.from(base64, 'base64');
-      row[column] = type === 'blob' ? new BlobValue(value) : value;
-    }
-    return;
-  }
   // Sliced out of a larger buffer, the raw text must not keep it alive or shared.
   if (head === 0x7b || head === 0x5b) row[name] = Buffer.from(raw);
   else if (head === 0x22) row[name] = Buffer.from(JSON.parse(raw.toString('utf8')) as string, 'utf8');
@@ -235,54 +218,146 @@ export interface RowPiece {
   bytes: Buffer;
 }
 
+/** A file of ours that a large value is decoded into as it streams by (a restore's spill file). */
+export interface ValueSink {
+  readonly path: string;
+  /** Bytes appended so far. */
+  readonly bytes: number;
+  append(bytes: Buffer): void;
+  /** The bytes from `offset` on, in chunks. */
+  chunks(offset: number): Iterable<Buffer>;
+}
+
+/** Base64 text in chunks to its bytes, a quad never split (the payload of a `$binary` value). */
+class Base64Decoder {
+  private readonly text: JsonStringDecoder;
+  private carry = '';
+
+  constructor(where: string) {
+    this.text = new JsonStringDecoder(where, true);
+  }
+
+  write(chunk: Buffer): Buffer {
+    return this.decode(this.text.write(chunk), false);
+  }
+
+  end(): Buffer {
+    return this.decode(this.text.end(), true);
+  }
+
+  private decode(bytes: Buffer, last: boolean): Buffer {
+    const text = this.carry + bytes.toString('latin1');
+    const whole = last ? text.length : text.length - (text.length % 4);
+    this.carry = text.slice(whole);
+    return Buffer.from(text.slice(0, whole), 'base64');
+  }
+}
+
+/** What the decoding of one member has come to: collected, left in the file, or decoded into a sink. */
+interface MemberState {
+  collected: Buffer[];
+  collectedBytes: number;
+  /** A large raw member: where it starts in the file and how far it has come, contiguously. */
+  large: { offset: number; end: number } | null;
+  /** A large string member (or `$binary` payload) decoded into a file of ours as it comes. */
+  decoding: { decoder: JsonStringDecoder | Base64Decoder; sink: ValueSink } | null;
+}
+
 /**
  * decodeTableRow over the pieces of a row. With `file` (the pieces are that file's bytes, and
  * `reread` gives them again from an offset), a member embedded raw (a JSON object or array) of at least
- * `largeBytes` is not collected: it becomes a ChunkedValue read back from the file.
+ * `largeBytes` is not collected: it becomes a ChunkedValue read back from the file. With `spill`
+ * too, a string member or a `$binary` payload that large is decoded chunk by chunk into a file
+ * `spill` gives, and becomes a ChunkedValue of that file.
  */
-export function decodeTableRowPieces(pieces: Iterable<RowPiece>, where: string, file?: { path: string; reread: (from: number) => Iterable<RowPiece>; largeBytes: number }): Row {
+export function decodeTableRowPieces(
+  pieces: Iterable<RowPiece>,
+  where: string,
+  file?: { path: string; reread: (from: number) => Iterable<RowPiece>; largeBytes: number; spill?: () => ValueSink },
+): Row {
   const row: Row = {};
-  let collected: Buffer[] = [];
-  let collectedBytes = 0;
-  /** A large raw member: where it starts in the file and how far it has come, contiguously. */
-  let large: { offset: number; end: number } | null = null;
+  const state: MemberState = { collected: [], collectedBytes: 0, large: null, decoding: null };
+  /** `$binary`'s type per column (its [type, base64] pairs are read one member at a time). */
+  const binaryTypes = new Map<string, 'text' | 'blob'>();
   let current: { offset: number; bytes: Buffer } | null = null;
+  const whole = (): Buffer => (state.collected.length === 1 ? (state.collected[0] as Buffer) : Buffer.concat(state.collected));
+  const decoded = (sink: ValueSink, type: 'text' | 'blob'): ChunkedValue => new ChunkedValue(sink.bytes, () => sink.chunks(0), { path: sink.path, offset: 0 }, type);
+
+  const endBinary = (path: readonly PathItem[]): void => {
+    const column = String(path[1]);
+    if (path[2] === 0) {
+      const type = JSON.parse(whole().toString('utf8')) as unknown;
+      if (type !== 'text' && type !== 'blob') throw new SkError('archive', `${where}: column ${column} has a binary value of no known type`);
+      binaryTypes.set(column, type);
+      return;
+    }
+    const type = binaryTypes.get(column);
+    if (path[2] !== 1 || type === undefined) throw new SkError('archive', `${where}: column ${column} has a binary value that is not [type, base64]`);
+    if (state.decoding) {
+      state.decoding.sink.append(state.decoding.decoder.end());
+      row[column] = decoded(state.decoding.sink, type);
+      return;
+    }
+    const value = Buffer.from(JSON.parse(whole().toString('utf8')) as string, 'base64');
+    row[column] = type === 'blob' ? new BlobValue(value) : value;
+  };
+
   const scanner = new JsonStreamScanner({
     select: (path) => {
-      if (path.length !== 1) return false;
-      collected = [];
-      collectedBytes = 0;
-      large = null;
-      return true;
+      state.collected = [];
+      state.collectedBytes = 0;
+      state.large = null;
+      state.decoding = null;
+      // `$binary` is read a [type, base64] member at a time, so a large payload can stream.
+      if (path[0] === BINARY_KEY) return path.length === 3;
+      return path.length === 1;
     },
-    chunk: (_path, chunk) => {
+    chunk: (path, chunk) => {
       const at = current && chunk.buffer === current.bytes.buffer ? current.offset + (chunk.byteOffset - current.bytes.byteOffset) : -1;
-      if (large) {
-        if (at === large.end) {
-          large.end += chunk.length;
+      if (state.large) {
+        if (at === state.large.end) {
+          state.large.end += chunk.length;
           return;
         }
         throw new SkError('internal', `${where}: a large value did not come contiguously`);
       }
-      collected.push(chunk);
-      collectedBytes += chunk.length;
-      const first = collected[0] as Buffer;
-      if (file && at >= 0 && collectedBytes >= file.largeBytes && (first[0] === 0x7b || first[0] === 0x5b)) {
-        const start = at + chunk.length - collectedBytes;
-        large = { offset: start, end: at + chunk.length };
-        collected = [];
+      if (state.decoding) {
+        state.decoding.sink.append(state.decoding.decoder.write(chunk));
+        return;
+      }
+      state.collected.push(chunk);
+      state.collectedBytes += chunk.length;
+      const first = state.collected[0] as Buffer;
+      if (!file || state.collectedBytes < file.largeBytes) return;
+      const payload = path[0] === BINARY_KEY;
+      if (!payload && at >= 0 && (first[0] === 0x7b || first[0] === 0x5b)) {
+        const start = at + chunk.length - state.collectedBytes;
+        state.large = { offset: start, end: at + chunk.length };
+        state.collected = [];
+      } else if (file.spill && first[0] === 0x22 && (!payload || path[2] === 1)) {
+        const label = `${where}, column ${String(payload ? path[1] : path[0])}`;
+        const decoding = { decoder: payload ? new Base64Decoder(label) : new JsonStringDecoder(label, true), sink: file.spill() };
+        for (const piece of state.collected) decoding.sink.append(decoding.decoder.write(piece));
+        state.decoding = decoding;
+        state.collected = [];
       }
     },
     end: (path) => {
-      const name = String(path[0]);
-      const span = large as { offset: number; end: number } | null;
-      if (span && file) {
-        const { offset, end } = span;
-        const source = file;
-        row[name] = new ChunkedValue(end - offset, () => rangeOf(source.reread(offset), offset, end), { path: source.path, offset });
-      } else decodeRowMember(row, name, collected.length === 1 ? (collected[0] as Buffer) : Buffer.concat(collected));
-      collected = [];
-      large = null;
+      if (path[0] === BINARY_KEY) endBinary(path);
+      else {
+        const name = String(path[0]);
+        if (state.large && file) {
+          const { offset, end } = state.large;
+          const source = file;
+          row[name] = new ChunkedValue(end - offset, () => rangeOf(source.reread(offset), offset, end), { path: source.path, offset });
+        } else if (state.decoding) {
+          state.decoding.sink.append(state.decoding.decoder.end());
+          row[name] = decoded(state.decoding.sink, 'text');
+        } else decodeRowMember(row, name, whole());
+      }
+      state.collected = [];
+      state.large = null;
+      state.decoding = null;
     },
   });
   try {
@@ -292,7 +367,7 @@ export function decodeTableRowPieces(pieces: Iterable<RowPiece>, where: string, 
     }
     scanner.finish();
   } catch (error) {
-    if (error instanceof SkError && error.code === 'internal') throw error;
+    if (error instanceof SkError && (error.code === 'internal' || /a (string|binary) value/.test(error.message))) throw error;
     throw new SkError('archive', `${where}: a table row that does not parse (${(error as Error).message})`);
   }
   return row;

@@ -23,10 +23,11 @@ import {
   type MessageExtras,
   type SessionExtras,
 } from '../../core/archive-format.js';
+import { JsonStringDecoder } from '../../core/json-string-decode.js';
 import { decodeTableRow, decodeTableRowPieces, type RowPiece } from '../../core/table-row.js';
 import { SkError } from '../../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
-import { ChunkedValue, type Row, type SessionHeader, type SessionItem, type TableCounts } from '../session-items.js';
+import { ChunkedValue, wholePayload, type Row, type SessionHeader, type SessionItem, type TableCounts } from '../session-items.js';
 import { trackTempFile, untrackTempFile } from '../temp-files.js';
 import { SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 
@@ -34,6 +35,7 @@ import { SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 type ArchiveEvent =
   | { kind: 'session'; index: number; extras: SessionExtras | null; info: Record<string, unknown> | null }
   | { kind: 'message'; extras: MessageExtras | null; raw: Buffer }
+  | { kind: 'largeMessage'; extras: MessageExtras | null; spill: SpilledValue }
   | { kind: 'part'; raw: Buffer }
   | { kind: 'largePart'; spill: SpilledValue }
   | { kind: 'largeRow'; table: string; spill: SpilledValue }
@@ -53,7 +55,7 @@ function slotOf(path: readonly PathItem[]): Slot {
   return null;
 }
 
-/** A part at least this big is spilled to a file of ours as it streams by, never collected whole. */
+/** A message, part or row at least this big is spilled to a file of ours as it streams by, never collected whole. */
 export const SPILL_BYTES = 8 * 1024 * 1024;
 const READ_CHUNK_BYTES = 1024 * 1024;
 
@@ -169,9 +171,11 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     chunk: (p, bytes) => {
       const slot = slotOf(p);
       if (slot === 'messageInfo' || slot === 'part' || slot === 'row') digest.update(bytes);
-      if ((slot !== 'part' && slot !== 'row') || options.parts) {
+      // Verification needs only the digest of rows; a restore spills the large ones.
+      const row = slot === 'part' || slot === 'row' || slot === 'messageInfo';
+      if (!row || options.parts) {
         if (spill) spill.append(bytes);
-        else if ((slot === 'part' || slot === 'row') && options.spillDir && collectedBytes + bytes.length > SPILL_BYTES) {
+        else if (row && options.spillDir && collectedBytes + bytes.length > SPILL_BYTES) {
           spill = new SpilledValue(options.spillDir);
           for (const piece of collected) spill.append(piece);
           spill.append(bytes);
@@ -195,7 +199,11 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
       if (slot === 'sessionExtras') extras = parse<SessionExtras>();
       else if (slot === 'sessionInfo') info = parse<Record<string, unknown>>();
       else if (slot === 'messageExtras') messageExtras = parse<MessageExtras>();
-      else if (slot === 'messageInfo') {
+      else if (slot === 'messageInfo' && spill) {
+        ready.push({ kind: 'largeMessage', extras: messageExtras, spill });
+        spill = null;
+        messageExtras = null;
+      } else if (slot === 'messageInfo') {
         ready.push({ kind: 'message', extras: messageExtras, raw: raw() });
         messageExtras = null;
       } else if (slot === 'part' && spill) {
@@ -345,11 +353,12 @@ function rowText(prefixFor: (id: string) => string, raw: Buffer, dropKeys: reado
 }
 
 /**
- * rowText for a part spilled to a file: our own prefix is checked on the file's head and the row
- * text handed on in chunks from the file, its `{` written over the separator before it; anything
- * else (a row kept as a string, an archive made by something else) is read back whole.
+ * rowText for a message or part spilled to a file: our own prefix is checked on the file's head
+ * and the row text handed on in chunks from the file, its `{` written over the separator before
+ * it; a row kept as a string (not JSON) is decoded chunk by chunk into a file `newSpill` gives;
+ * an archive made by something else is read back whole.
  */
-function spilledRowText(prefixFor: (id: string) => string, spill: SpilledValue, dropKeys: readonly string[]): { id: string; data: ChunkedValue | Buffer } {
+function spilledRowText(prefixFor: (id: string) => string, spill: SpilledValue, dropKeys: readonly string[], newSpill: () => SpilledValue, where: string): { id: string; data: ChunkedValue | Buffer } {
   const headText = spill.read(0, 4096);
   const id = /^\{"id":("(?:[^"\\]|\\.)*")/.exec(headText.toString('utf8', 0, 300))?.[1];
   const parsedId = id ? (JSON.parse(id) as string) : undefined;
@@ -357,13 +366,30 @@ function spilledRowText(prefixFor: (id: string) => string, spill: SpilledValue, 
     const head = Buffer.from(`${prefixFor(parsedId)},`);
     const raw = Buffer.from(`${JSON.stringify(RAW_KEY)}:`);
     const ours = headText.length > head.length && headText.compare(head, 0, head.length, 0, head.length) === 0;
-    if (ours && headText.compare(raw, 0, raw.length, head.length, head.length + raw.length) !== 0) {
+    const kept = ours && headText.compare(raw, 0, raw.length, head.length, head.length + raw.length) === 0;
+    if (ours && !kept) {
       const offset = head.length - 1;
       spill.put(0x7b, offset);
       return { id: parsedId, data: new ChunkedValue(spill.bytes - offset, () => spill.chunks(offset), { path: spill.path, offset }) };
     }
+    const body = head.length + raw.length;
+    if (kept && headText[body] === 0x22 && spill.read(spill.bytes - 2, 2).toString('latin1') === '"}') {
+      return { id: parsedId, data: decodeSpilledString(spill, body + 1, spill.bytes - 2, newSpill, `${where} ${parsedId}`) };
+    }
   }
   return rowText(prefixFor, spill.read(0, spill.bytes), dropKeys);
+}
+
+/** The bytes a JSON string body (from `from` to `to` in a spill file) stands for, decoded into a new spill file. */
+function decodeSpilledString(spill: SpilledValue, from: number, to: number, newSpill: () => SpilledValue, where: string): ChunkedValue {
+  const out = newSpill();
+  const decoder = new JsonStringDecoder(where);
+  for (const piece of spill.pieces(from)) {
+    out.append(decoder.write(piece.bytes.subarray(0, Math.max(0, to - piece.offset))));
+    if (piece.offset + piece.bytes.length >= to) break;
+  }
+  out.append(decoder.end());
+  return new ChunkedValue(out.bytes, () => out.chunks(0), { path: out.path, offset: 0 });
 }
 
 /** The header of an archived session: our extras when present, else what the export object implies. */
@@ -406,6 +432,12 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
   // Large parts wait in files of ours until their session has been taken whole.
   const spillDir = mkdtempSync(join(tmpdir(), 'session-keeper-restore-'));
   let spilled: SpilledValue[] = [];
+  /** A file for a value decoded on its way (a string or base64 payload), removed with its session's spills. */
+  const newSpill = (): SpilledValue => {
+    const spill = new SpilledValue(spillDir);
+    spilled.push(spill);
+    return spill;
+  };
   try {
     for await (const event of scanArchive(path, { parts: true, spillDir })) {
       if (event.kind !== 'row') {
@@ -419,14 +451,19 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
           yield { kind: 'session', header };
           break;
         }
-        case 'message': {
+        case 'message':
+        case 'largeMessage': {
           if (event.extras && !messageExtrasSchema.safeParse(event.extras).success) throw new SkError('archive', `${path}: session ${sessionId}: a message whose sessionKeeper times are not [created, updated]`);
-          const { id, data } = rowText((id) => idPrefix([id, sessionId], MESSAGE_ID_KEYS), event.raw, MESSAGE_ID_KEYS);
+          const prefixFor = (id: string): string => idPrefix([id, sessionId], MESSAGE_ID_KEYS);
+          if (event.kind === 'largeMessage') spilled.push(event.spill);
+          const { id, data } =
+            event.kind === 'message' ? rowText(prefixFor, event.raw, MESSAGE_ID_KEYS) : spilledRowText(prefixFor, event.spill, MESSAGE_ID_KEYS, newSpill, `${path}: session ${sessionId}: message`);
           if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a message without an id`);
           messageId = id;
           messageTimes = event.extras;
           partIndex = 0;
-          const created = event.extras?.time[0] ?? Number((JSON.parse(data.toString('utf8')) as { time?: { created?: number } }).time?.created ?? 0);
+          // Without our extras the time is in the row (an archive made by something else, read whole).
+          const created = event.extras?.time[0] ?? Number((JSON.parse(wholePayload(data).toString('utf8')) as { time?: { created?: number } }).time?.created ?? 0);
           yield {
             kind: 'message',
             message: { id, sessionId, timeCreated: created, timeUpdated: event.extras?.time[1] ?? created, data },
@@ -444,7 +481,7 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
         }
         case 'largePart': {
           spilled.push(event.spill);
-          const { id, data } = spilledRowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.spill, PART_ID_KEYS);
+          const { id, data } = spilledRowText((id) => idPrefix([id, sessionId, messageId], PART_ID_KEYS), event.spill, PART_ID_KEYS, newSpill, `${path}: session ${sessionId}: part`);
           if (!id) throw new SkError('archive', `${path}: session ${sessionId}: a part without an id`);
           const times = messageTimes?.parts[partIndex] ?? messageTimes?.time ?? [0, 0];
           partIndex++;
@@ -459,6 +496,7 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
             path: spill.path,
             reread: (from) => spill.pieces(from),
             largeBytes: SPILL_BYTES,
+            spill: newSpill,
           });
           if (rows && rows.table !== event.table) {
             const pending = flushRows();

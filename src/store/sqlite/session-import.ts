@@ -163,13 +163,18 @@ class SessionImporter {
       for (const k of keys) {
         const v = row[k] ?? null;
         const path = v instanceof ChunkedValue && v.file ? largeValueWrites(this.conn, table) : 'whole';
+        const blob = v instanceof ChunkedValue && v.type === 'blob';
         if (v instanceof ChunkedValue && v.file && path === 'lazy') {
-          slots.push('sk_text_zeros(?)');
+          // A BLOB's zeros are SQLite's own zeroblob; the fill is the same.
+          slots.push(blob ? 'zeroblob(?)' : 'sk_text_zeros(?)');
           values.push(v.bytes);
           fills.push({ column: k, path: v.file.path, offset: v.file.offset });
         } else if (v instanceof ChunkedValue && v.file && path === 'file') {
-          slots.push('sk_file_text(?, ?, ?)');
+          slots.push(blob ? 'CAST(sk_file_text(?, ?, ?) AS BLOB)' : 'sk_file_text(?, ?, ?)');
           values.push(v.file.path, v.file.offset, v.bytes);
+        } else if (blob) {
+          slots.push('?');
+          values.push(wholePayload(v));
         } else if (v instanceof ChunkedValue || Buffer.isBuffer(v)) {
           slots.push('CAST(? AS TEXT)');
           values.push(wholePayload(v));
