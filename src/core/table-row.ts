@@ -367,7 +367,8 @@ export function decodeTableRowPieces(
     }
     scanner.finish();
   } catch (error) {
-    if (error instanceof SkError && (error.code === 'internal' || /a (string|binary) value/.test(error.message))) throw error;
+    // The scanner's own complaints are about this row's text; anything else (a decoder's, a full disk's) says itself.
+    if (error instanceof SkError && (error.code !== 'archive' || error.message.startsWith(where))) throw error;
     throw new SkError('archive', `${where}: a table row that does not parse (${(error as Error).message})`);
   }
   return row;

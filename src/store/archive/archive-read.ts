@@ -59,6 +59,19 @@ function slotOf(path: readonly PathItem[]): Slot {
 export const SPILL_BYTES = 8 * 1024 * 1024;
 const READ_CHUNK_BYTES = 1024 * 1024;
 
+/**
+ * A spill file that cannot be written (the temp dir's disk or quota full) as one line saying where
+ * and how much, not as an unreadable archive: the archive is fine, the room is not.
+ */
+function spillError(error: unknown, path: string, written: number, needed: number): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'EFBIG') return error;
+  return new SkError(
+    'disk-full',
+    `disk full while writing ${path}, a temporary copy of a large value of the archive (${written} bytes written, at least ${needed} needed): free space there or set TMPDIR to a folder with room; the session it belongs to was not restored`,
+  );
+}
+
 /** Bytes of one archived object in a temporary file (mode 0600), removed when its session is done. */
 class SpilledValue {
   readonly path: string;
@@ -67,13 +80,21 @@ class SpilledValue {
 
   constructor(dir: string) {
     this.path = join(dir, `${randomUUID()}.part`);
-    this.fd = openSync(this.path, 'wx+', 0o600);
+    try {
+      this.fd = openSync(this.path, 'wx+', 0o600);
+    } catch (error) {
+      throw spillError(error, this.path, 0, 1);
+    }
     trackTempFile(this.path);
   }
 
   append(bytes: Buffer): void {
     let written = 0;
-    while (written < bytes.length) written += writeSync(this.fd as number, bytes, written, bytes.length - written, this.bytes + written);
+    try {
+      while (written < bytes.length) written += writeSync(this.fd as number, bytes, written, bytes.length - written, this.bytes + written);
+    } catch (error) {
+      throw spillError(error, this.path, this.bytes + written, this.bytes + bytes.length);
+    }
     this.bytes += bytes.length;
   }
 
@@ -430,7 +451,12 @@ export async function* archiveItems(path: string): AsyncGenerator<SessionItem> {
     return batch && batch.rows.length > 0 ? { kind: 'rows', table: batch.table, rows: batch.rows } : null;
   };
   // Large parts wait in files of ours until their session has been taken whole.
-  const spillDir = mkdtempSync(join(tmpdir(), 'session-keeper-restore-'));
+  let spillDir: string;
+  try {
+    spillDir = mkdtempSync(join(tmpdir(), 'session-keeper-restore-'));
+  } catch (error) {
+    throw spillError(error, join(tmpdir(), 'session-keeper-restore-*'), 0, 1);
+  }
   let spilled: SpilledValue[] = [];
   /** A file for a value decoded on its way (a string or base64 payload), removed with its session's spills. */
   const newSpill = (): SpilledValue => {
