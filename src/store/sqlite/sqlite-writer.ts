@@ -115,8 +115,12 @@ export class SqliteWriter implements SessionWriter {
       statement(db, `SELECT count(*) FROM "${table.table}" WHERE "${table.key}" = ?`).pluck().get(id) as number;
     // Tables without an index on their session key (the event log before OpenCode 1.18) are
     // counted and deleted in one pass each, outside the per-tree transactions.
-    const scanned = tables.filter((t) => !t.indexed && !t.cascades);
-    const inline = tables.filter((t) => t.indexed && !t.cascades && t.role === 'rows');
+    // event_sequence goes with an unindexed log: deleted per tree, its cascade would scan the whole
+    // log once per session (and take events that arrived after the count).
+    const logScanned = tables.some((t) => t.table === 'event' && !t.indexed);
+    const withLog = (t: SessionTable): boolean => logScanned && t.table === 'event_sequence';
+    const scanned = tables.filter((t) => !t.cascades && (!t.indexed || withLog(t)));
+    const inline = tables.filter((t) => t.indexed && !t.cascades && t.role === 'rows' && !withLog(t));
 
     /** Whether a session still is exactly what was archived: same version, same rows per table. */
     const unchanged = (id: string, scannedCounts: ReadonlyMap<string, TableCounts>): boolean => {
