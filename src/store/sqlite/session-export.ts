@@ -42,7 +42,7 @@ const LARGE_FLAG = ':session-keeper-large';
  * flag telling real BLOBs apart, so a restore puts back each value with its own type. With
  * `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
  */
-function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
+function typedColumnsNow(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
   const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
   const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
   const large = (c: string): string => `typeof(${quoted(c)}) = 'text' AND octet_length(${quoted(c)}) >= ${CHUNKED_VALUE_BYTES}`;
@@ -80,7 +80,7 @@ class ScannedRowids {
   /** Rowids of `sessionId`'s rows of `table` as of the open read transaction, ascending. */
   rowsOf(table: SessionTable, select: string, sessionId: string): IterableIterator<Record<string, unknown>> {
     const { db } = this.conn;
-    const version = db.pragma('data_version', { simple: true }) as number;
+    const version = statement(db, 'PRAGMA data_version').pluck().get() as number;
     if (version !== this.version) {
       db.exec(`CREATE TEMP TABLE IF NOT EXISTS ${SCANNED_ROWIDS} (tbl TEXT NOT NULL, key TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (tbl, key, rid)) WITHOUT ROWID`);
       db.exec(`DELETE FROM temp.${SCANNED_ROWIDS}`);
@@ -150,8 +150,31 @@ function rowOf(conn: SqliteConnection, table: string, columns: readonly string[]
   return { row, bytes };
 }
 
-/** sk_chunks reads rowid tables with plain column names only. */
+/**
+ * What typedColumns and isRowidTable found per table, for one schema version: an export asks for
+ * every session, and reading the table's columns each time cost more than reading its rows.
+ */
+const shapes = new WeakMap<SqliteConnection, { version: number; found: Map<string, unknown> }>();
+
+function remembered<T>(conn: SqliteConnection, key: string, find: () => T): T {
+  // Read in the caller's transaction: a migration by OpenCode between two sessions is seen.
+  const version = statement(conn.db, 'PRAGMA schema_version').pluck().get() as number;
+  let known = shapes.get(conn);
+  if (!known || known.version !== version) shapes.set(conn, (known = { version, found: new Map() }));
+  if (!known.found.has(key)) known.found.set(key, find());
+  return known.found.get(key) as T;
+}
+
+function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
+  return remembered(conn, `columns ${String(chunked)} ${table}`, () => typedColumnsNow(conn, table, chunked));
+}
+
 function isRowidTable(conn: SqliteConnection, table: string): boolean {
+  return remembered(conn, `rowid ${table}`, () => isRowidTableNow(conn, table));
+}
+
+/** sk_chunks reads rowid tables with plain column names only. */
+function isRowidTableNow(conn: SqliteConnection, table: string): boolean {
   const info = conn.db.prepare("SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(table) as { type: string; wr: number } | undefined;
   const names = conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[];
   return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
