@@ -77,7 +77,7 @@ class ScannedRowids {
     private readonly ids: readonly string[],
   ) {}
 
-  /** Rowids of `sessionId`'s rows of `table` as of the open read transaction, ascending. */
+  /** `sessionId`'s rows of `table` as of the open read transaction, in rowid order, by the map's rowids. */
   rowsOf(table: SessionTable, select: string, sessionId: string): IterableIterator<Record<string, unknown>> {
     const { db } = this.conn;
     const version = statement(db, 'PRAGMA data_version').pluck().get() as number;
@@ -102,7 +102,12 @@ class ScannedRowids {
   }
 
   close(): void {
-    if (this.version !== null) this.conn.db.exec(`DROP TABLE IF EXISTS temp.${SCANNED_ROWIDS}`);
+    if (this.version === null) return;
+    try {
+      this.conn.db.exec(`DROP TABLE IF EXISTS temp.${SCANNED_ROWIDS}`);
+    } catch {
+      // A statement still reading it (an export abandoned mid-session): it goes with the connection.
+    }
   }
 }
 
