@@ -1,14 +1,16 @@
 /**
  * One view of the file and the server it is mirrored into (`storage` names a server, the file is
  * given with --db): `list` merges both, newest first, each session marked where it lives; `show`
- * pages a session the file no longer holds from the server; `stats` adds the server's counts.
+ * pages a session the file no longer holds from the server; `stats` adds the server's counts;
+ * `attachment` decodes a part the file no longer holds from the server, into the same cache.
  */
-import type { ListResult, PageOptions, ShowResult, StatsResult } from '../core/api.js';
+import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsResult } from '../core/api.js';
 import { encodeCursor } from '../core/cursor.js';
 import { SkError } from '../core/errors.js';
 import { DEFAULT_SESSION_PAGE } from '../core/page-rules.js';
 import { openFileReader, openReader } from '../store/open-store.js';
 import type { SessionReader } from '../store/reader.js';
+import type { SessionService } from './service.js';
 
 async function withBoth<T>(db: string, mirror: string, fn: (local: SessionReader, server: SessionReader) => Promise<T>): Promise<T> {
   const local = openFileReader(db);
@@ -59,4 +61,48 @@ export function mirrorFigures(db: string, mirror: string): Promise<NonNullable<S
     const onServer = new Set(there);
     return { target: server.location, sessions: there.length, serverOnly: there.filter((id) => !inFile.has(id)).length, localOnly: here.filter((id) => !onServer.has(id)).length };
   });
+}
+
+function notFound(error: unknown): error is SkError {
+  return error instanceof SkError && error.code === 'not-found';
+}
+
+/**
+ * A session's page through the service (the file, its page cache), or from the server when the
+ * file does not hold the session: the session browser's pages of a server-only session.
+ */
+export async function showThrough(service: SessionService, mirror: string, sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
+  try {
+    return await service.showSession(sessionId, options);
+  } catch (error) {
+    if (!notFound(error)) throw error;
+    const server = await openReader(mirror);
+    try {
+      if (!(await server.sessionVersions([sessionId])).has(sessionId)) throw error;
+      return { ...(await server.showSession(sessionId, options)), where: 'server' };
+    } finally {
+      await server.close();
+    }
+  }
+}
+
+/**
+ * An attachment decoded from the file, or, when the file no longer holds its part, from the
+ * server (the refs `show` gave for a server-only session): decoded chunk by chunk into the same
+ * attachment cache. When neither has it, the file's reason is the one said.
+ */
+export async function attachmentThrough(service: SessionService, mirror: string, ref: string, out?: string): Promise<AttachmentResult> {
+  try {
+    return await service.attachment(ref, out);
+  } catch (error) {
+    if (!notFound(error)) throw error;
+    const server = await openReader(mirror);
+    try {
+      return await service.attachmentFrom(server, ref, out);
+    } catch (fromServer) {
+      throw notFound(fromServer) ? error : fromServer;
+    } finally {
+      await server.close();
+    }
+  }
 }
