@@ -17,7 +17,7 @@ import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
-import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
+import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite } from '../mirror-target.js';
 import type { Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
 import { digestOfSession, heldVersions, mirrorBases, mirrorSession, recordBase, registerSource } from './mirror-write.js';
@@ -309,6 +309,19 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
         .executeTakeFirst();
       const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
       return { created: num(row?.created), updated: num(row?.updated) };
+    });
+  }
+
+  /** Each root's project and the projects' names, as the session browser labels them (project rows are small). */
+  async sessionProjects(): Promise<SessionProjects> {
+    return this.guard('read', async () => {
+      const roots = await this.db.selectFrom('sk_session').select(['id', 'project_id']).where('parent_id', 'is', null).execute();
+      const rows = await this.db.selectFrom('sk_project').select(['id', 'row_json']).orderBy('id').execute();
+      const projects = rows.map((r) => {
+        const row = (typeof r.row_json === 'string' ? JSON.parse(r.row_json) : r.row_json) as Row;
+        return { id: r.id, name: typeof row['name'] === 'string' ? row['name'] : null, worktree: typeof row['worktree'] === 'string' ? row['worktree'] : '' };
+      });
+      return { rootProject: new Map(roots.map((r) => [r.id, r.project_id])), projects };
     });
   }
 
