@@ -135,6 +135,8 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
             h('span', { class: 'status ok', id: 'restore-result', 'data-restored': result.restored.length }, result.restored.length ? `Restored to this computer: ${count(result.restored.length, 'session')}, checked against the server.` : 'This computer already holds it: nothing restored.'),
           );
           viewer.querySelector('.where')?.replaceWith(whereBadge('both'));
+          viewer.querySelector('#session-source')?.replaceChildren();
+          viewer.dataset['where'] = 'both';
           btn.remove();
           onChanged();
           void load();
@@ -162,7 +164,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     viewer.dataset['where'] = row.where ?? '';
     viewer.replaceChildren(
       h('h3', { id: 'session-title' }, row.title || row.id),
-      h('p', { class: 'help' }, `${row.project} · created ${day(row.timeCreated)} · ${bytes(row.bytes)} `, whereBadge(row.where), onServer ? ' · read from the server' : ''),
+      h('p', { class: 'help' }, `${row.project} · created ${day(row.timeCreated)} · ${bytes(row.bytes)} `, whereBadge(row.where), h('span', { id: 'session-source' }, onServer ? ' · read from the server' : '')),
       h('div', { class: 'actions' }, back, onServer ? restoreButton(row, restoreLine) : ''),
       restoreLine,
       list,
@@ -300,7 +302,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
           'tr',
           { 'data-session-id': row.id, 'data-bytes': row.bytes, 'data-where': row.where },
           h('td', {}, selectBox(row)),
-          h('td', { class: 'title-cell', title: row.id }, openButton(row, `${row.title || row.id}${kids}`), row.where ? ' ' : '', whereBadge(row.where)),
+          h('td', { class: 'title-cell', title: row.id }, row.where ? h('div', { class: 'title-line' }, whereBadge(row.where), openButton(row, `${row.title || row.id}${kids}`)) : openButton(row, `${row.title || row.id}${kids}`)),
           h('td', { class: 'project-cell' }, row.project),
           h('td', {}, day(row.timeCreated)),
           h('td', {}, day(row.timeUpdated)),
