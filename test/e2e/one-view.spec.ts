@@ -2,7 +2,8 @@
  * One view of the file and its server in the session browser (Chromium, web mode, the config
  * naming a fresh PostgreSQL database as the primary store): the file is mirrored, then one session
  * leaves the file. The browser lists it marked "server only" beside sessions in both; it opens with
- * its messages paged from the server; Restore to this computer brings it back, and the file's rows
+ * its messages paged from the server, its attachment decoded from the server and served from the
+ * attachment URL; Restore to this computer brings it back, and the file's rows
  * are then the ones the server's copy was made from, digesting as the server's copy does.
  */
 import Database from 'better-sqlite3';
@@ -51,6 +52,7 @@ const test = base.extend<{ server: FreshDatabase; evicted: Evicted }>({
         `SELECT s.id, s.title, (SELECT count(*) FROM message m WHERE m.session_id = s.id) AS messages FROM session s
          WHERE s.parent_id IS NULL AND s.id NOT IN (SELECT parent_id FROM session WHERE parent_id IS NOT NULL)
            AND (SELECT count(*) FROM session t WHERE t.title = s.title) = 1
+           AND EXISTS (SELECT 1 FROM part p WHERE p.session_id = s.id AND instr(p.data, '"data:') > 0)
          ORDER BY messages DESC, s.id LIMIT 1`,
       )
       .get() as { id: string; title: string; messages: number };
@@ -107,6 +109,16 @@ test('a server-only session is listed as such, opens paged from the server, and 
   await expect.poll(() => pages.reduce((n, p) => n + p.messages.length, 0)).toBe(evicted.messages);
   expect(pages.every((p) => p.where === 'server' && p.messages.length <= 20)).toBe(true);
   expect(pages.length).toBe(Math.max(1, Math.ceil(evicted.messages / 20)));
+
+  // Its attachment decodes from the server into the cache and is served from the attachment URL.
+  const link = viewer.locator('a.attachment-link').first();
+  await expect(link).toBeVisible();
+  expect(await app.content()).not.toMatch(/base64,/);
+  const served = app.context().waitForEvent('response', (r) => r.url().includes('/attachment/'));
+  await link.click();
+  const answer = await served;
+  expect(answer.status()).toBe(200);
+  expect(Number(answer.headers()['content-length'])).toBeGreaterThan(0);
 
   await app.getByRole('button', { name: 'Restore to this computer' }).click();
   await expect(app.locator('#restore-result')).toHaveText('Restored to this computer: 1 session, checked against the server.', { timeout: 60_000 });
