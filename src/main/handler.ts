@@ -45,9 +45,17 @@ import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js
 import { testConnection } from './connection-test.js';
 import { archiveThenDelete, dryRun, enforceAtStartup, applyRetention, mirrorOf, resolveBesideWriter, type RetentionProgress } from './retention.js';
 import type { SessionService } from './service.js';
+import type { KeptServer, ServerAccess } from './one-view.js';
+import type { SessionReader } from '../store/reader.js';
 import { defaultStatePath, WarnState } from './warn-state.js';
 
 type Env = Record<string, string | undefined>;
+
+/** The browser's facts of one store: every root with its size, and the roots' projects. */
+async function sideOf(reader: SessionReader): Promise<BrowseSide> {
+  const [{ facts }, projects] = await Promise.all([reader.retentionFacts(true), reader.sessionProjects?.() ?? Promise.resolve(null)]);
+  return { facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [] };
+}
 
 const oneView = () => import('./one-view.js');
 
@@ -149,6 +157,8 @@ export class RequestHandler {
   private lastRun: RunEnd | null = null;
   /** The mirror into the configured server, when `storage` names one (started after startup). */
   private mirror: { status: SyncStatusView; stop: AbortController; done: Promise<void> } | null = null;
+  /** The configured server's reader for one view (the browser's server-only sessions), kept between requests. */
+  private kept: KeptServer | null = null;
 
   constructor(options: HandlerOptions) {
     this.options = options;
@@ -323,14 +333,14 @@ export class RequestHandler {
       case 'showSession': {
         await this.startup();
         const page = { limit: request.params.limit, cursor: request.params.cursor ?? null };
-        const server = mirrorOf(this.config);
+        const server = await this.server();
         // With a server configured, a session the file no longer holds is paged from the server.
         if (server) return (await oneView()).showThrough(this.need(), server, request.params.sessionId, page);
         return this.need().showSession(request.params.sessionId, page);
       }
       case 'attachment': {
         await this.startup();
-        const server = mirrorOf(this.config);
+        const server = await this.server();
         const result = server ? await (await oneView()).attachmentThrough(this.need(), server, request.params.ref) : await this.need().attachment(request.params.ref);
         return { ...result, relPath: relative(this.options.cacheDir, result.path) };
       }
@@ -670,7 +680,8 @@ export class RequestHandler {
   private async browse(query: BrowseQuery): Promise<BrowseResult> {
     this.config = this.loadSettings();
     const to = mirrorOf(this.config);
-    const [local, server] = await Promise.all([this.browseSide(this.options.db), to ? this.browseSide(to).then((side) => ({ side, error: null }), (error: unknown) => ({ side: undefined, error: redactSecrets(oneLine(error)) })) : undefined]);
+    const kept = await this.server();
+    const [local, server] = await Promise.all([this.browseSide(this.options.db), kept ? kept.use(sideOf).then((side) => ({ side, error: null }), (error: unknown) => ({ side: undefined, error: redactSecrets(oneLine(error)) })) : undefined]);
     const result = browseSessions({ ...local, pinned: new Set(this.config.keep), server: server?.side }, query);
     return to && server ? { ...result, server: { target: redactSecrets(to), error: server.error } } : result;
   }
@@ -678,11 +689,24 @@ export class RequestHandler {
   private async browseSide(location: string): Promise<BrowseSide> {
     const reader = await openReader(location);
     try {
-      const [{ facts }, projects] = await Promise.all([reader.retentionFacts(true), reader.sessionProjects?.() ?? Promise.resolve(null)]);
-      return { facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [] };
+      return await sideOf(reader);
     } finally {
       await reader.close();
     }
+  }
+
+  /**
+   * The configured server's reader for one view, kept open between requests (closed when idle, or
+   * when the settings name another server); null when the settings name none.
+   */
+  private async server(): Promise<ServerAccess | null> {
+    const to = mirrorOf(this.config);
+    if (this.kept?.location === to) return this.kept;
+    const { KeptServer } = await oneView();
+    const old = this.kept;
+    this.kept = to ? new KeptServer(to) : null;
+    await old?.close();
+    return this.kept;
   }
 
   /** `keep` as written in the file, with `sessionId` added or removed; the rest of the file untouched. */

@@ -164,6 +164,25 @@ describe('the session browser over the file and its server', () => {
     expect(await client.request('restoreFromServer', { sessionId: id })).toEqual({ restored: [], skipped: [id], verified: true });
   });
 
+  it('pages from the server again after the server dropped every connection (the kept reader reconnects)', async () => {
+    const name = new URL(server.url).pathname.slice(1);
+    const [killed] = await serverQuery<{ n: string | number }>(server.url, `SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = '${name}' AND pid <> pg_backend_pid()`);
+    expect(Number(killed?.n)).toBeGreaterThan(0);
+    let page;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        page = await client.request('showSession', { sessionId: evicted[0]!, limit: 2 });
+        break;
+      } catch (error) {
+        // At most the one request that found its connection gone fails, with a connection error.
+        expect(attempt).toBe(0);
+        expect(error).toMatchObject({ code: 'connection' });
+      }
+    }
+    expect(page.where).toBe('server');
+    expect(page.messages.length).toBeGreaterThan(0);
+  });
+
   it('refuses a restore of a session the server does not hold, and a malformed request', async () => {
     await expect(client.request('restoreFromServer', { sessionId: 'ses_nowhere000000000000000000' })).rejects.toMatchObject({ code: 'not-found' });
     await expect(client.request('restoreFromServer', { sessionId: '' } as never)).rejects.toMatchObject({ code: 'bad-request' });
