@@ -188,3 +188,29 @@ describe('the session browser over the file and its server', () => {
     await expect(client.request('restoreFromServer', { sessionId: '' } as never)).rejects.toMatchObject({ code: 'bad-request' });
   });
 });
+
+describe('the session browser when the configured server cannot be read', () => {
+  it('lists the file’s sessions, unmarked, and says why the server’s are missing, password masked', async () => {
+    const name = 'unreachable';
+    const config = join(dir, name, 'config');
+    mkdirSync(join(config, 'opencode'), { recursive: true });
+    writeFileSync(join(config, 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: 'postgres', connectionString: 'postgres://sk:browse-s3cret@127.0.0.1:1/nothing' } }));
+    const other = new UtilityClient(nodeSpawner({ entry: ENTRY, db, cacheDir, env: { ...process.env, XDG_CONFIG_HOME: config, XDG_DATA_HOME: join(dir, name, 'data'), XDG_CACHE_HOME: join(dir, name, 'cache') } }), { initialDelayMs: 50 }).start();
+    try {
+      const page = await other.request('browseSessions', { limit: 200 });
+      const file = new Database(db, { readonly: true });
+      const inFile = file.prepare('SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number;
+      file.close();
+      expect(page.total).toBe(inFile);
+      expect(page.sessions.every((r) => r.where === undefined)).toBe(true);
+      expect(page.server?.error).toMatch(/127\.0\.0\.1:1/);
+      expect(JSON.stringify(page)).not.toContain('browse-s3cret');
+      // A session of the file still opens; one the file lacks says the server cannot be reached.
+      const local = page.sessions[0]!.id;
+      expect((await other.request('showSession', { sessionId: local, limit: 2 })).messages.length).toBeGreaterThan(0);
+      await expect(other.request('showSession', { sessionId: 'ses_nowhere000000000000000000' })).rejects.toMatchObject({ code: 'connection' });
+    } finally {
+      await other.close();
+    }
+  }, 60_000);
+});
