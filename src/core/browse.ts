@@ -7,6 +7,7 @@
 import type { SessionFacts } from './planner.js';
 
 export const BROWSE_SORTS = ['size', 'created', 'updated'] as const;
+export const SESSION_WHERE = ['local', 'both', 'server'] as const;
 export type BrowseSort = (typeof BROWSE_SORTS)[number];
 
 export interface BrowseQuery {
@@ -14,12 +15,14 @@ export interface BrowseQuery {
   sort?: BrowseSort | undefined;
   /** A project id: only its sessions. */
   project?: string | undefined;
+  /** With a server configured: only sessions that live there (`server`: the server only). */
+  where?: SessionWhere | undefined;
   offset?: number | undefined;
   limit?: number | undefined;
 }
 
 /** Where a session lives when a server is configured: the file only, both, or the server only. */
-export type SessionWhere = 'local' | 'both' | 'server';
+export type SessionWhere = (typeof SESSION_WHERE)[number];
 
 export interface BrowseRow {
   id: string;
@@ -47,7 +50,7 @@ export interface BrowseResult {
   total: number;
   offset: number;
   sessions: BrowseRow[];
-  /** Per project, over the sessions matching the search (whatever project is chosen), largest first. */
+  /** Per project, over the sessions matching the search and `where` (whatever project is chosen), largest first. */
   projects: ProjectTotal[];
   /** With a server configured: which one (password masked), and why its sessions are missing when it could not be read. */
   server?: { target: string; error: string | null };
@@ -105,6 +108,8 @@ export function browseSessions(input: BrowseInput, query: BrowseQuery): BrowseRe
     if (needle && !f.title.toLowerCase().includes(needle)) continue;
     const projectId = merged.rootProject.get(f.id) ?? null;
     const where = merged.where?.get(f.id);
+    // Without a server every session is the file's alone.
+    if (query.where !== undefined && (where ?? 'local') !== query.where) continue;
     rows.push({
       id: f.id,
       title: f.title,

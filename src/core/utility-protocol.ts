@@ -17,7 +17,7 @@ import type { SyncStatusView } from './sync-status.js';
 import type { SkErrorCode } from './errors.js';
 import type { ApplyResult, AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
 import type { PlannedEviction } from './planner.js';
-import { BROWSE_SORTS, type BrowseResult } from './browse.js';
+import { BROWSE_SORTS, SESSION_WHERE, type BrowseResult } from './browse.js';
 import { STORAGE_KINDS } from './storage.js';
 
 /** Strings from the renderer are bounded: nothing it sends may be large. */
@@ -91,6 +91,7 @@ export const requestBodySchema = z.discriminatedUnion('method', [
         search: z.string().max(200).optional(),
         sort: z.enum(BROWSE_SORTS).optional(),
         project: z.string().max(256).optional(),
+        where: z.enum(SESSION_WHERE).optional(),
         offset: z.number().int().min(0).max(10_000_000).optional(),
         limit: z.number().int().min(1).max(200).optional(),
       })

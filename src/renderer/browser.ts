@@ -37,6 +37,17 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
   ] as const) {
     sort.append(h('option', { value }, label));
   }
+  // Shown once a page says a server is configured.
+  const whereLabel = h('label', { for: 'browse-where', hidden: true }, 'Where');
+  const whereSelect = h('select', { id: 'browse-where', hidden: true });
+  for (const [value, label] of [
+    ['', 'Everywhere'],
+    ['local', 'Only on this computer'],
+    ['both', 'On both'],
+    ['server', 'Only on the server'],
+  ] as const) {
+    whereSelect.append(h('option', { value }, label));
+  }
   const status = h('p', { id: 'browse-status', class: 'status', 'aria-live': 'polite' });
   const projects = h('ul', { class: 'projects', id: 'browse-projects', 'aria-label': 'Projects' });
   const table = h('table', { class: 'browse', id: 'browse-table' });
@@ -63,6 +74,8 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
       search,
       h('label', { for: 'browse-sort' }, 'Sort'),
       sort,
+      whereLabel,
+      whereSelect,
     ),
     h(
       'div',
@@ -342,9 +355,11 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
         limit: PAGE,
         ...(search.value.trim() ? { search: search.value.trim() } : {}),
         ...(project !== undefined ? { project } : {}),
+        ...(whereSelect.value ? { where: whereSelect.value as SessionWhere } : {}),
       });
       if (mine !== seq) return;
       show(page);
+      whereLabel.hidden = whereSelect.hidden = page.server === undefined;
       status.textContent = page.server?.error ? `Sessions on the server (${page.server.target}) are not shown: ${page.server.error}` : '';
       root.dataset['loaded'] = 'true';
     } catch (error) {
@@ -370,6 +385,10 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     }, 200);
   });
   sort.addEventListener('change', () => {
+    offset = 0;
+    void load();
+  });
+  whereSelect.addEventListener('change', () => {
     offset = 0;
     void load();
   });

@@ -81,6 +81,12 @@ test('a server-only session is listed as such, opens paged from the server, and 
   // Every root is listed: the file's 92 (in both) and the one only the server holds.
   await expect(table).toHaveAttribute('data-total', '93');
   await expect(table.locator('tbody tr[data-where="both"]').first()).toBeVisible();
+  // "Only on the server": exactly that one.
+  await app.getByLabel('Where', { exact: true }).selectOption('server');
+  await expect(table).toHaveAttribute('data-total', '1');
+  await expect(table.locator('tbody tr')).toHaveCount(1);
+  await app.getByLabel('Where', { exact: true }).selectOption('');
+  await expect(table).toHaveAttribute('data-total', '93');
   await app.getByLabel('Search', { exact: true }).fill(evicted.title);
   const row = table.locator(`tr[data-session-id="${evicted.id}"]`);
   await expect(row).toHaveAttribute('data-where', 'server');

@@ -54,6 +54,15 @@ describe('browseSessions with the server side', () => {
     expect(browseSessions({ ...file, pinned: new Set(), server }, { search: 'GAMMA' }).sessions.map((r) => r.where)).toEqual(['server']);
   });
 
+  it('narrows to where sessions live when asked; without a server every session is the file’s alone', () => {
+    const input = { ...file, pinned: new Set<string>(), server };
+    expect(browseSessions(input, { where: 'server' }).sessions.map((r) => r.id)).toEqual(['ses_c']);
+    expect(browseSessions(input, { where: 'both' }).sessions.map((r) => r.id)).toEqual(['ses_b']);
+    expect(browseSessions(input, { where: 'local' }).projects).toEqual([{ id: 'prj_web', name: 'web', sessions: 1, bytes: 100 }]);
+    expect(browseSessions({ ...file, pinned: new Set() }, { where: 'server' }).total).toBe(0);
+    expect(browseSessions({ ...file, pinned: new Set() }, { where: 'local' }).total).toBe(2);
+  });
+
   it('marks nothing without a server', () => {
     const page = browseSessions({ ...file, pinned: new Set() }, {});
     expect(page.total).toBe(2);
