@@ -38,8 +38,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     sort.append(h('option', { value }, label));
   }
   // Shown once a page says a server is configured.
-  const whereLabel = h('label', { for: 'browse-where', hidden: true }, 'Where');
-  const whereSelect = h('select', { id: 'browse-where', hidden: true });
+  const whereSelect = h('select', { id: 'browse-where' });
   for (const [value, label] of [
     ['', 'Everywhere'],
     ['local', 'Only on this computer'],
@@ -48,6 +47,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
   ] as const) {
     whereSelect.append(h('option', { value }, label));
   }
+  const whereControl = h('span', { class: 'browse-where', hidden: true }, h('label', { for: 'browse-where' }, 'Where'), whereSelect);
   const status = h('p', { id: 'browse-status', class: 'status', 'aria-live': 'polite' });
   const projects = h('ul', { class: 'projects', id: 'browse-projects', 'aria-label': 'Projects' });
   const table = h('table', { class: 'browse', id: 'browse-table' });
@@ -74,8 +74,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
       search,
       h('label', { for: 'browse-sort' }, 'Sort'),
       sort,
-      whereLabel,
-      whereSelect,
+      whereControl,
     ),
     h(
       'div',
@@ -359,7 +358,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
       });
       if (mine !== seq) return;
       show(page);
-      whereLabel.hidden = whereSelect.hidden = page.server === undefined;
+      whereControl.hidden = page.server === undefined;
       status.textContent = page.server?.error ? `Sessions on the server (${page.server.target}) are not shown: ${page.server.error}` : '';
       root.dataset['loaded'] = 'true';
     } catch (error) {
