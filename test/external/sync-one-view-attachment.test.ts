@@ -3,7 +3,9 @@
  * --db the file, the ref `show` gave for the server-only session resolves on the server and
  * decodes (chunk by chunk, a multi-chunk PDF) into the attachment cache: the decoded bytes are the
  * original's, the path lies inside the cache; `--out` writes the same bytes; a ref neither store
- * holds is one line and exit 1. PostgreSQL and MariaDB.
+ * holds is one line and exit 1. Then `restore --from` brings the session back with the part (over
+ * 8 MB rebuilt, so it comes through a file of ours) exactly as it was, and the server's
+ * `sessionProjects` labels its root (what the session browser shows). PostgreSQL and MariaDB.
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
@@ -11,11 +13,12 @@ import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachmentResultSchema, showResultSchema } from '../../src/core/api.js';
+import { openReader } from '../../src/store/open-store.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { parseJson, runCli, tempDir } from '../helpers/env.js';
 import { freshDatabase, type FreshDatabase } from './servers.js';
 
-const PDF_BYTES = 5 * 1024 * 1024 + 123;
+const PDF_BYTES = 9 * 1024 * 1024 + 123;
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 
 describe.each(['postgres', 'mysql'] as const)('attachment of a server-only part (%s)', (backend) => {
@@ -27,6 +30,18 @@ describe.each(['postgres', 'mysql'] as const)('attachment of a server-only part 
   let partId = '';
   let sessionId = '';
   let original = '';
+  /** The part's row and the session's project as the file held them. */
+  let partRow = '';
+  let projectId = '';
+  const partRowOf = (): string => {
+    const file = new Database(db, { readonly: true });
+    try {
+      const row = file.prepare('SELECT typeof(data) AS type, CAST(data AS BLOB) AS data, time_created, time_updated, message_id FROM part WHERE id = ?').get(partId) as { type: string; data: Buffer } & Record<string, unknown>;
+      return JSON.stringify({ ...row, data: sha256(row.data) });
+    } finally {
+      file.close();
+    }
+  };
 
   beforeAll(async () => {
     const fixture = generateFixture({ path: db, targetBytes: 1024 * 1024, seed: 62, rootSessions: 4, hugeAttachmentBytes: PDF_BYTES, diffFiles: false });
@@ -37,7 +52,9 @@ describe.each(['postgres', 'mysql'] as const)('attachment of a server-only part 
     // The original bytes, decoded here from the part's data: URL, not by the tool under test.
     const data = JSON.parse(file.prepare('SELECT data FROM part WHERE id = ?').pluck().get(partId) as string) as { url: string };
     original = sha256(Buffer.from(data.url.slice(data.url.indexOf(',') + 1), 'base64'));
+    projectId = file.prepare('SELECT project_id FROM session WHERE id = ?').pluck().get(sessionId) as string;
     file.close();
+    partRow = partRowOf();
     server = await freshDatabase(backend);
     mkdirSync(join(dir, 'config', 'opencode'), { recursive: true });
     writeFileSync(join(dir, 'config', 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: backend, connectionString: server.url } }));
@@ -75,5 +92,19 @@ describe.each(['postgres', 'mysql'] as const)('attachment of a server-only part 
     expect(missing.status).toBe(1);
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     expect(missing.stderr).toContain('prt_nowhere');
+  });
+
+  it('the server labels the session’s project; restore --from puts the part back exactly as it was', async () => {
+    const store = await openReader(server.url);
+    try {
+      const projects = await store.sessionProjects!();
+      expect(projects.rootProject.get(sessionId)).toBe(projectId);
+      expect(projects.projects.map((p) => p.id)).toContain(projectId);
+    } finally {
+      await store.close();
+    }
+    const restored = parseJson<{ restored: number }>(runCli(['--db', db, '--json', 'restore', '--from', server.url, sessionId], { env }));
+    expect(restored.restored).toBe(1);
+    expect(partRowOf()).toBe(partRow);
   });
 });
