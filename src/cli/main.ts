@@ -163,7 +163,13 @@ export function buildProgram(): Command {
       const g = globals(command);
       const { checkOutputFile } = await import('../main/output-paths.js');
       const out = options.out === undefined ? undefined : checkOutputFile(options.out, { db: g.db, cacheDir: g.cacheDir, force: options.force ?? false }, '--out');
-      const result = await withService(g, (s) => s.attachment(ref, out));
+      const mirror = mirrorFor(g);
+      const result = mirror
+        ? await withService(g, async (s) => {
+            const { attachmentThrough, openForEach } = await oneView();
+            return attachmentThrough(s, openForEach(mirror), ref, out);
+          })
+        : await withService(g, (s) => s.attachment(ref, out));
       print(g.json, result, () => `${result.path}  (${result.mime}, ${result.bytes} bytes, sha256 ${result.sha256})`);
     });
 

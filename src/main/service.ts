@@ -123,6 +123,24 @@ export class SessionService {
   }
 
   /**
+   * The same from another reader (the configured server, for a part the file no longer holds):
+   * decoded chunk by chunk into this service's cache, its handle kept beside the file's. Not in the
+   * page cache: a server's pages are never cached (no version mark says when they change).
+   */
+  async attachmentFrom(reader: PageReader, ref: string, out?: string): Promise<AttachmentResult> {
+    const { result, handle } = await reader.openAttachment(ref, this.cacheDir);
+    if (out) {
+      try {
+        return { ...result, path: await AttachmentCache.writeFromHandle(handle, out) };
+      } finally {
+        await handle.close();
+      }
+    }
+    this.handles.adopt(result.sha256, handle, result.bytes);
+    return result;
+  }
+
+  /**
    * A lease on the open file of cached content `sha256`: the handle an extraction left, or else the
    * cache file opened once, safely (see AttachmentCache.openEntry). Undefined when neither exists.
    */
