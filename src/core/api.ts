@@ -4,7 +4,21 @@
  * added, these stay. Validated with zod wherever they cross a process boundary.
  */
 import { z } from 'zod';
-import { folderPlaceSchema } from './data-folder.js';
+import { PLACE_NAMES, type FolderPlace } from './data-folder.js';
+
+/** A place of the data folder (`stats --json`'s `files`), documented on `FolderPlace`. */
+const folderPlaceSchema = z.object({
+  name: z.enum(PLACE_NAMES),
+  path: z.string(),
+  bytes: z.number(),
+  entries: z.number(),
+  reclaimable: z.number(),
+  reclaim: z.string().nullable(),
+  what: z.string(),
+  cost: z.string(),
+  inDataFolder: z.boolean(),
+  keys: z.array(z.object({ key: z.string(), bytes: z.number() })).optional(),
+}) satisfies z.ZodType<FolderPlace>;
 
 export const sessionSummarySchema = z.object({
   id: z.string(),
