@@ -86,6 +86,12 @@ export const statsResultSchema = z.object({
   files: z.array(folderPlaceSchema).optional(),
   /** With a mirror configured: the server's sessions, and how many of them the file no longer holds. */
   mirror: z.object({ target: z.string(), sessions: z.number(), serverOnly: z.number(), localOnly: z.number() }).optional(),
+  /**
+   * How restore and import write a large value from its spill file (SQLite only): `lazy` filled in
+   * place by SQLite (sk_text_zeros + sk_blob_write_file), `file` read by SQLite (sk_file_text),
+   * `whole` bound as one Buffer (no extension, or turned off).
+   */
+  valueWrites: z.enum(['lazy', 'file', 'whole']).optional(),
 });
 export type StatsResult = z.infer<typeof statsResultSchema>;
 

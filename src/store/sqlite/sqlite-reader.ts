@@ -25,7 +25,7 @@ import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type
 import { exportSessions } from './session-export.js';
 import { defaultIndexDir, everyPart, fileState, PartIndex, rowsOf, type UnindexedPart } from './part-index.js';
 import { checkReadable, payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
-import { decodeStoredAttachment, findStoredAttachments, valueChunks } from './value-chunks.js';
+import { decodeStoredAttachment, findStoredAttachments, largeValueWritePath, valueChunks } from './value-chunks.js';
 
 // What only some reads need loads with their first call: `list` starts without the data-folder
 // walk, the event-log plan, the show page builder, selectors, trims and change marks.
@@ -173,6 +173,7 @@ export class SqliteReader implements SessionReader, ChangeMarks {
       valueReads: this.conn.valueReads,
       // The folder beside the file changes without the file: measured each time, never remembered.
       files: dataFolderPlaces(this.conn, { freeBytes: stats.freeBytes }),
+      valueWrites: largeValueWritePath(this.conn.db),
     };
   }
 
