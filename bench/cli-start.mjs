@@ -2,7 +2,8 @@
 // `node -e 0` (Node starting and doing nothing) and `sqlite3` running the page's query, in
 // alternating runs. Wall clock from spawn to exit; cpu (user + system) from this process's
 // children's rusage (/proc/self/stat cutime + cstime), so nothing is added to the runs measured.
-// Usage: node bench/cli-start.mjs [--json]   (BENCH_N runs each, default 20)
+// Usage: node bench/cli-start.mjs [--json]   (BENCH_N runs each, default 20; BENCH_BASE_CLI=<another
+// build's dist/cli/main.js> adds that build's list as one more row, e.g. the commit before a change)
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,6 +49,7 @@ const runs = [
   { name: 'floor: commander + better-sqlite3 + the query', cmd: process.execPath, args: ['--input-type=module', '-e', floorScript], env: env(noConfig), cwd: ROOT },
   { name: 'ours: list --limit 50 --json', cmd: process.execPath, args: listArgs, env: env(noConfig) },
   { name: 'ours: same, a config file present', cmd: process.execPath, args: listArgs, env: env(withConfig) },
+  ...(process.env.BENCH_BASE_CLI ? [{ name: `base: list (${process.env.BENCH_BASE_CLI})`, cmd: process.execPath, args: [process.env.BENCH_BASE_CLI, ...listArgs.slice(1)], env: env(noConfig) }] : []),
 ];
 const samples = new Map(runs.map((r) => [r.name, { ms: [], cpu: [] }]));
 
