@@ -8,14 +8,14 @@ import type { TrimmedRows, TrimPlan } from '../../core/trim.js';
 import { exportTrimmedRows } from './session-export.js';
 import type { TrimRequest } from '../reader.js';
 import { existsSync, statSync } from 'node:fs';
-import { emptyCompactionPlan, type CompactionPlan, type PlanOptions } from '../../core/compaction.js';
+import type { CompactionPlan, PlanOptions } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionSummary, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
 import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
 import { reducePartChunks } from '../../core/part-reduce.js';
 import { attachmentFilename, attachmentRefName, findAttachmentRef, findAttachments, parseAttachmentRef, type AttachmentSpan } from '../../core/part-scan.js';
-import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
+import type { SessionRowFacts } from '../../core/planner.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
@@ -32,8 +32,8 @@ import { decodeStoredAttachment, findStoredAttachments, largeValueWritePath, val
 const placesModule = () => import('./data-folder/places.js');
 const eventCompaction = () => import('./event-compaction.js');
 
-/** What `stats` calls of those modules, handed down once loaded. */
-type CompactionPlanner = (typeof import('./event-compaction.js'))['compactionPlan'];
+/** What `stats` calls of those modules, handed down once loaded: the event log's plan, or the empty one without a log. */
+type CompactionPlanner = (conn: SqliteConnection, options: PlanOptions) => CompactionPlan;
 type PlaceSizer = (typeof import('./data-folder/places.js'))['dataFolderPlaces'];
 
 /** Values up to this size are read whole (a Buffer, freed at once); larger ones in chunks when sk_chunks is loaded. */
@@ -147,8 +147,9 @@ export class SqliteReader implements SessionReader, ChangeMarks {
   }
 
   async stats(options: StatsOptions = {}): Promise<StatsResult> {
-    const [{ dataFolderPlaces }, { compactionPlan }] = await Promise.all([placesModule(), eventCompaction()]);
-    return this.read(() => this.statsNow(options, compactionPlan, dataFolderPlaces));
+    const [{ dataFolderPlaces }, { compactionPlan }, { emptyCompactionPlan }] = await Promise.all([placesModule(), eventCompaction(), import('../../core/compaction.js')]);
+    const planLog: CompactionPlanner = (conn, plan) => (this.has('event') ? compactionPlan(conn, plan) : emptyCompactionPlan());
+    return this.read(() => this.statsNow(options, planLog, dataFolderPlaces));
   }
 
   private statsNow(options: StatsOptions, compactionPlan: CompactionPlanner, dataFolderPlaces: PlaceSizer): StatsResult {
@@ -222,7 +223,7 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     const attachments = this.attachmentTotals();
 
     // Values too big to compare are left out (kept): SQLite needs ~8x a value to compare it.
-    const plan = this.has('event') ? compactionPlan(this.conn, { maxCompareBytes: STATS_COMPARE_LIMIT }) : emptyCompactionPlan();
+    const plan = compactionPlan(this.conn, { maxCompareBytes: STATS_COMPARE_LIMIT });
     // A session's own rows (every content table, as in `list`) and its event log. The log is summed
     // in one pass: a sum per session scans the whole log for each one where event.aggregate_id has
     // no index (files of OpenCode before 1.18), minutes on a 1 GB file; the OFFSET keeps the sizes
@@ -542,7 +543,8 @@ export class SqliteReader implements SessionReader, ChangeMarks {
    * tree. With `withBytes`, each root's bytes are its tree's payload scaled by the file's overhead,
    * so that evicting it frees about that much once reclaimed.
    */
-  retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
+  async retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
+    const { familyFacts } = await import('../../core/planner.js');
     return this.read(() => {
       const { db, schema } = this.conn;
       const archived = schema.sessionColumns.has('time_archived') ? 'time_archived' : 'NULL';
