@@ -2,14 +2,15 @@
  * Reading and writing the `session` block of OpenCode's config file (JSON or JSONC) without
  * disturbing anything else in it: OpenCode's own keys, the user's comments and formatting.
  */
-import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { applyEdits, modify, parse, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser';
+import { applyEdits, modify, type FormattingOptions } from 'jsonc-parser';
 import { checkSessionConfig, describeIssue, parseSessionConfig, unknownSessionKeys, type SessionConfigInput } from '../core/config.js';
 import { SkError, redactSecrets } from '../core/errors.js';
 import { configHome } from '../core/paths.js';
 import { configFiles, globalConfigFiles, type LoadedConfig, type LoadOptions } from './config-sources.js';
+import { parseDocument, readText, sessionBlock, sessionBlocks } from './config-text.js';
 
 export { configFiles, globalConfigFiles, type ConfigSource, type LoadedConfig, type LoadOptions } from './config-sources.js';
 
@@ -25,54 +26,6 @@ export function configSaveTarget(env: Env = process.env): string {
   return findGlobalConfig(env) ?? join(configHome(env), 'opencode', 'opencode.json');
 }
 
-// 1-based line:column, as editors show them.
-function position(text: string, offset: number): string {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line += 1;
-    lineStart = i + 1;
-  }
-  return `${line}:${offset - lineStart + 1}`;
-}
-
-const words = (code: string): string => code.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
-
-/** The document's root object, or a one-line SkError with line:column for the first syntax error. */
-function parseDocument(file: string, text: string): Record<string, unknown> {
-  if (text.trim() === '') return {};
-  const errors: ParseError[] = [];
-  const root: unknown = parse(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: true });
-  const first = errors[0];
-  if (first) {
-    throw new SkError('config', `config ${file}:${position(text, first.offset)}: syntax error: ${words(printParseErrorCode(first.error))}`);
-  }
-  if (root === null || typeof root !== 'object' || Array.isArray(root)) {
-    throw new SkError('config', `config ${file}: expected a JSON object at the top level`);
-  }
-  return root as Record<string, unknown>;
-}
-
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new SkError('config', `config ${file}: file not found`);
-    if (code === 'EISDIR') throw new SkError('config', `config ${file}: is a folder, not a file`);
-    throw new SkError('config', `config ${file}: cannot read (${code ?? 'error'})`);
-  }
-}
-
-function sessionBlock(file: string, root: Record<string, unknown>): Record<string, unknown> | undefined {
-  const block = root['session'];
-  if (block === undefined) return undefined;
-  if (block === null || typeof block !== 'object' || Array.isArray(block)) {
-    throw new SkError('config', redactSecrets(`config ${file}: session: expected an object, got ${JSON.stringify(block)}`));
-  }
-  return block as Record<string, unknown>;
-}
-
 /**
  * The `session` settings: from `options.path` alone, else merged from the global files. No global
  * file means defaults (source null); an unreadable or invalid file throws SkError('config').
@@ -84,8 +37,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const merged: Record<string, unknown> = {};
   const origin = new Map<string, string>();
   const warnings: string[] = [];
-  for (const { path: file, text } of sources) {
-    const block = sessionBlock(file, parseDocument(file, text ?? readText(file)));
+  for (const { file, block } of sessionBlocks(sources)) {
     if (!block) continue;
     for (const key of unknownSessionKeys(block)) warnings.push(`config ${file}: session.${key}: unknown key, ignored`);
     for (const [key, value] of Object.entries(block)) {

@@ -1,6 +1,6 @@
 /**
  * Which config files OpenCode would read, found without reading them, and `loadConfig` loaded only
- * when there is one: a command run without any config file never loads the schema or the JSONC parser.
+ * when one of them holds settings: a command run without them never loads the schema.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -72,18 +72,31 @@ export interface LoadOptions {
 export type ConfigReader = () => LoadedConfig;
 
 /**
- * `loadConfig(options)` to call later: with config-file.ts (the schema and the JSONC parser)
- * loaded now when any file or inline config exists, else the defaults, which is what `loadConfig`
- * answers when there is no file. Nothing is read or validated until it is called.
+ * `loadConfig(options)` to call later. The files are found and their `session` blocks read now
+ * (the JSONC parser only); config-file.ts and its schema load only when some block holds a key to
+ * check. With no file, or files without settings, it answers the defaults, which is what
+ * `loadConfig` answers then. A file that cannot be read or parsed fails when the reader is called,
+ * where `loadConfig` would have failed: a command that never asks for the config never sees it.
  */
 export async function configReader(options: LoadOptions = {}): Promise<ConfigReader> {
   const env = options.env ?? process.env;
-  if (options.path !== undefined || configFiles(env, options.cwd).length > 0) {
-    const { loadConfig } = await import('./config-file.js');
-    return () => loadConfig(options);
-  }
-  return () => {
+  const sources = options.path !== undefined ? [{ path: options.path }] : configFiles(env, options.cwd);
+  const files = sources.map((s) => s.path);
+  const defaults: ConfigReader = () => {
     const config: SessionConfig = sessionDefaults(env);
-    return { config, source: null, sources: [], warnings: [] };
+    return { config, source: files.at(-1) ?? null, sources: files, warnings: [] };
   };
+  if (sources.length === 0) return defaults;
+  const { sessionBlocks } = await import('./config-text.js');
+  let blocks: ReturnType<typeof sessionBlocks>;
+  try {
+    blocks = sessionBlocks(sources);
+  } catch (error) {
+    return () => {
+      throw error;
+    };
+  }
+  if (blocks.every(({ block }) => block === undefined || Object.keys(block).length === 0)) return defaults;
+  const { loadConfig } = await import('./config-file.js');
+  return () => loadConfig(options);
 }

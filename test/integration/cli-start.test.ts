@@ -2,7 +2,8 @@
  * What the read commands load: `list`, `show` and `stats` run in a child whose `--import` hook
  * records every module Node loads (ESM through a load hook, CommonJS through Module._load), and
  * must load no server driver, no worker pool and, without a config file, no schema library or
- * JSONC parser, nor any other command's module. A config that exists is still validated whole.
+ * JSONC parser, nor any other command's module. A config with settings for us is still validated
+ * whole; one without them is parsed but needs no schema.
  * `stats` names the read and the write path large values take, in text and in `--json`.
  */
 import Database from 'better-sqlite3';
@@ -130,6 +131,21 @@ describe('the read commands load only what they run', () => {
     expect(plan.run.status, plan.run.stderr).toBe(0);
     expect(plan.run.stderr).toContain('session.typo: unknown key, ignored');
     expect(plan.modules).toContain('cli/commands/sessions.js');
+  });
+
+  it('a config file without settings for us is parsed (JSONC) but needs no schema; a broken one is still one line', () => {
+    const configHome = join(dir, 'config-other');
+    mkdirSync(join(configHome, 'opencode'), { recursive: true });
+    const file = join(configHome, 'opencode', 'opencode.jsonc');
+    writeFileSync(file, '// OpenCode\'s own settings only\n{"model": "anthropic/claude", "theme": "dark",}\n');
+    const other = loading(['--db', db, '--json', 'list', '--limit', '3'], { XDG_CONFIG_HOME: configHome });
+    expect(parseJson<{ sessions: unknown[] }>(other.run).sessions).toHaveLength(3);
+    expect(other.packages.has('jsonc-parser')).toBe(true);
+    expect(other.packages.has('zod')).toBe(false);
+    writeFileSync(file, '{\n  "session": {\n');
+    const broken = loading(['--db', db, 'list'], { XDG_CONFIG_HOME: configHome });
+    expect(broken.run.status).toBe(1);
+    expect(broken.run.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^session-keeper: config ${file}:3:1: syntax error: `))]);
   });
 
   it('help still lists every command, and a misspelt one is still suggested', () => {

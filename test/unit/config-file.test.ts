@@ -179,6 +179,18 @@ describe('configReader', () => {
     expect(configError(read)).toBe(`config ${file}: session.maxSizeMB: expected a positive number, got -1`);
   });
 
+  it('with files that hold no settings, answers what loadConfig does; a broken one fails when asked, as loadConfig does', async () => {
+    mkdirSync(cwd(), { recursive: true });
+    const file = write('opencode.json', '{"model": "x", "session": {}}');
+    write('opencode.jsonc', '// nothing for us\n{"theme": "dark",}');
+    const read = await configReader({ env, cwd: cwd() });
+    expect(read()).toEqual(loadConfig({ env, cwd: cwd() }));
+    expect(read().source).toBe(join(dir, 'opencode.jsonc'));
+    writeFileSync(file, '{"session": ');
+    const broken = await configReader({ env, cwd: cwd() });
+    expect(configError(broken)).toBe(configError(() => loadConfig({ env, cwd: cwd() })));
+  });
+
   it('takes a project file, inline config and --config as configs too', async () => {
     mkdirSync(join(cwd(), '.git'), { recursive: true });
     writeFileSync(join(cwd(), 'opencode.json'), '{"session": {"maxAgeDays": 3}}');
