@@ -85,8 +85,9 @@ export async function buildProgram(argv: readonly string[] = []): Promise<Comman
     })
     .exitOverride();
 
-  // Found before the action runs (a file's existence, nothing parsed), so reading it stays
-  // synchronous where the commands ask and the schema loads only when there is a file to check.
+  // The config files are found (and their session blocks read) before the action runs, so the
+  // commands read the config synchronously where they ask, with the schema loaded only when there
+  // are settings to check; a broken file still fails only in a command that asks for the config.
   let readConfig: ConfigReader | undefined;
   program.hook('preAction', async () => {
     readConfig = await configReader({ path: program.opts<GlobalOptions>().config });
