@@ -23,6 +23,7 @@ import {
   preparePartBatched,
   preparePartStreamed,
   putSessionRow,
+  serverJudgesJson,
   sessionStates,
   storeTableRows,
   type SmallAttachment,
@@ -31,6 +32,8 @@ import { messageRow, type MessageRow, type PartRow } from './stored-rows.js';
 
 /** Bytes of row data per INSERT statement. */
 const BATCH_BYTES = 4 * 1024 * 1024;
+/** Rows per COPY (about BATCH_BYTES of typical rows: fewer statements and commits than INSERTs allow). */
+const COPY_BATCH_ROWS = 1000;
 /** Batches inserting at once per table (the pool has 4 connections; attachments and reads need one). */
 const MAX_IN_FLIGHT = 2;
 /** Rows read back per verification group (and sessions per group). */
@@ -215,15 +218,22 @@ class RowBatch<T extends MessageRow | PartRow> {
     private readonly table: 'sk_message' | 'sk_part',
   ) {
     this.serverJson = store.dialect.serverJson !== null;
+    this.batchRows = store.copyIn ? COPY_BATCH_ROWS : store.dialect.batchRows;
   }
+
+  /** Rows per statement: a COPY has no parameter limit, so only BATCH_BYTES bounds it. */
+  private readonly batchRows: number;
 
   /** Buffers a row; returns the promise of its batch's commit (boxed: an async function would wait for it). */
   async add(row: T, json: boolean, attachments: readonly SmallAttachment[] = []): Promise<{ committed: Promise<void> }> {
+    const bytes = row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
+    // A big row starts a statement of its own rather than push one past BATCH_BYTES (MySQL refuses packets over 16 MB).
+    if (this.rows.length > 0 && this.bytes + bytes > BATCH_BYTES) await this.flush();
     this.rows.push({ row, json });
     for (const a of attachments) this.attachments.push(a);
-    this.bytes += row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
+    this.bytes += bytes;
     const committed = this.current.promise;
-    if (this.rows.length >= this.store.dialect.batchRows || this.bytes >= BATCH_BYTES) await this.flush();
+    if (this.rows.length >= this.batchRows || this.bytes >= BATCH_BYTES) await this.flush();
     return { committed };
   }
 
@@ -257,7 +267,12 @@ class RowBatch<T extends MessageRow | PartRow> {
   private async run(rows: { row: T; json: boolean }[]): Promise<void> {
     const copyIn = this.store.copyIn;
     if (copyIn) {
-      const stored = await copyIn.load(this.table, COPY_COLUMNS[this.table], rows.map((r) => copyCells(this.table, r.row, r.json)));
+      const table = this.table;
+      // Each row's cells are made as the COPY reaches it: only one row's list is alive at a time.
+      const cells = function* (): Generator<CopyCell[]> {
+        for (const r of rows) yield copyCells(table, r.row, r.json);
+      };
+      const stored = await copyIn.load(table, COPY_COLUMNS[table], cells());
       if (stored !== rows.length) throw new SkError('corrupt', `${this.table}: ${rows.length} rows sent, ${stored} stored in ${this.store.location}`);
       return;
     }
@@ -278,22 +293,28 @@ class RowBatch<T extends MessageRow | PartRow> {
         await this.run([{ row: r.row, json: false }]);
       }
     }
-    if (rows.length === 0) return;
+    if (rows.length > 0) await this.halving(rows);
+  }
+
+  /**
+   * Stores rows; when the statement fails over a JSON copy the engine refused (its JSON rules
+   * differ from JavaScript's), the exact body is what matters: the batch is retried in halves down
+   * to the refused rows, which go in without the queryable copy (k refusals: O(k log n) statements).
+   */
+  private async halving(rows: { row: T; json: boolean }[]): Promise<void> {
     try {
       await this.run(rows);
     } catch (error) {
-      // A JSON copy the engine refused (its JSON rules differ from JavaScript's): the exact body is
-      // what matters, so those rows go in one by one, without the queryable copy where needed.
       const hasJson = (r: { row: T; json: boolean }): boolean => (this.serverJson ? r.json : r.row.data !== null);
-      if (rows.length === 1 && !hasJson(rows[0] as { row: T; json: boolean })) throw error;
-      for (const r of rows) {
-        try {
-          await this.run([r]);
-        } catch (inner) {
-          if (!hasJson(r)) throw inner;
-          await this.run([{ row: { ...r.row, data: null }, json: false }]);
-        }
+      if (!rows.some(hasJson)) throw error;
+      if (rows.length === 1) {
+        const r = rows[0] as { row: T; json: boolean };
+        await this.run([{ row: { ...r.row, data: null }, json: false }]);
+        return;
       }
+      const half = Math.ceil(rows.length / 2);
+      await this.halving(rows.slice(0, half));
+      await this.halving(rows.slice(half));
     }
   }
 }
@@ -411,7 +432,7 @@ class BulkImport {
         cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
         cur.messages++;
         cur.bytes += m.data.length;
-        const json = store.dialect.serverJson ? store.dialect.serverJson.acceptable(row.body) : false;
+        const json = serverJudgesJson(store, row.body);
         cur.committed.add((await this.batches.messages.add(row, json)).committed);
         this.options.onRows?.(row.bytes, 1);
         return;

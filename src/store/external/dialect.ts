@@ -120,6 +120,11 @@ export interface CopyIn {
 export interface ServerJson {
   /** Whether the server will accept the body as JSON (cheap, on the bytes, for big bodies). */
   acceptable(body: Buffer): boolean;
+  /**
+   * A check of the bytes only, no parse: for bulk loads (`copyIn`), which let the server judge
+   * and find a refused body by halving the batch that held it.
+   */
+  plausible(body: Buffer): boolean;
   /** Bodies above this size go one per statement, so a refusal costs one row. */
   readonly aloneAbove: number;
   bulkInsert(table: 'sk_message' | 'sk_part', rows: readonly BulkRow[]): CompiledQuery;

@@ -107,7 +107,17 @@ export async function preparePartBatched(ctx: ExternalContext, input: PartInput)
   // With a server-built JSON copy only whether it can be made is decided here.
   const serverJson = ctx.dialect.serverJson;
   const row = partRow(input, data.length, cut, ctx.dialect, serverJson !== null);
-  return { row, small, json: serverJson ? serverJson.acceptable(row.body) : false };
+  return { row, small, json: serverJudgesJson(ctx, row.body) };
+}
+
+/**
+ * Whether a bulk copy asks the server to build the body's JSON copy: checked on the bytes alone
+ * when a refusal only costs its batch a retry in halves (COPY), else parsed here first.
+ */
+export function serverJudgesJson(ctx: ExternalContext, body: Buffer): boolean {
+  const serverJson = ctx.dialect.serverJson;
+  if (!serverJson) return false;
+  return ctx.copyIn ? serverJson.plausible(body) : serverJson.acceptable(body);
 }
 
 /** A part row whose body is still a value read in chunks (too big to gather). */
@@ -143,7 +153,7 @@ export async function preparePartStreamed(
     const body = wholePayload(cut.body);
     const serverJson = ctx.dialect.serverJson;
     const row = partRow(whole, input.data.bytes, { ...cut, body }, ctx.dialect, serverJson !== null);
-    return { streamed: false, row, small, json: serverJson ? serverJson.acceptable(body) : false };
+    return { streamed: false, row, small, json: serverJudgesJson(ctx, body) };
   }
   // Too big for a JSON copy (jsonCopy stops at 1 MB): the body alone is streamed.
   const row = { ...partRow(whole, input.data.bytes, { ...cut, body: Buffer.alloc(0) }, ctx.dialect, true), body: cut.body, data: null };

@@ -142,6 +142,7 @@ export const postgresDialect: EngineDialect = {
   },
   serverJson: {
     acceptable: (body) => (body.length > SERVER_CHECKED_JSON_BYTES ? jsonPlausible(body) : postgresDialect.jsonCopy(body) !== null),
+    plausible: jsonPlausible,
     aloneAbove: SERVER_CHECKED_JSON_BYTES,
     bulkInsert: pgBulkInsert,
   },
