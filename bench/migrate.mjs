@@ -96,7 +96,7 @@ for (let run_ = 0; run_ < RUNS; run_++) {
     if (pl.status === 0) break;
     loaderFailures++;
     process.stderr.write(`pgloader failed (${/Heap exhausted/.test(pl.stderr) ? 'heap exhausted' : `status ${pl.status}`}) after ${fmt(pl.ms / 1000, 1)} s\n`);
-    if (attempt >= 3) throw new Error(`pgloader failed: ${pl.stderr.slice(-2000)}`);
+    if (attempt >= 9) throw new Error(`pgloader failed: ${pl.stderr.slice(-2000)}`);
   }
   loader.push({ seconds: pl.ms / 1000, cpu: cpuOf(pl.report) / 1000, maxRss: (pl.maxRssKB ?? 0) * 1024 });
   const o = ours.at(-1);
