@@ -1,18 +1,20 @@
 /**
  * Sessions into a server from a stream of items, fast and verified. Rows of many sessions are
- * batched into INSERTs bounded in rows and bytes, a few in flight at once on pooled connections
- * while later sessions are read and cut. Sessions are verified in groups on other connections:
- * a group waits for the commits of its rows, reads back the server's digest of them (ids, times,
- * body hashes: no body comes back) and compares it with what was sent; only then is a session
- * marked complete. An interrupted copy leaves sessions incomplete, which the next copy replaces.
+ * batched into INSERTs (or, where the dialect has a bulk load, COPYs) bounded in rows and bytes, a
+ * few in flight at once on pooled connections while later sessions are read and cut. A value too
+ * big to hold goes into its own COPY chunk by chunk, before the next item is read. Sessions are
+ * verified in groups on other connections: a group waits for the commits of its rows, reads back
+ * the server's digest of them (ids, times, body hashes: no body comes back) and compares it with
+ * what was sent; only then is a session marked complete. An interrupted copy leaves sessions
+ * incomplete, which the next copy replaces.
  */
+import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import { SkError } from '../../core/errors.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
 import { isSyncIterable, rowId, wholePayload, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
-import { createHash } from 'node:crypto';
 import type { BulkRow, CopyCell, CopyColumn, StreamedValue } from './dialect.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
 import type { ExternalContext } from './context.js';
