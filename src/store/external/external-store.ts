@@ -49,8 +49,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
    * without, a database the tool never touched is a one-line error.
    */
   static async open(connectionString: string, options: { create?: boolean; poolSize?: number; bulk?: boolean } = {}): Promise<ExternalStore> {
-    const { db, conn, dialect } = await connect(connectionString, options.poolSize, options.bulk);
-    const store = new ExternalStore(db, conn, dialect);
+    const { db, conn, dialect, copyIn } = await connect(connectionString, options.poolSize, options.bulk);
+    const store = new ExternalStore(db, conn, dialect, copyIn);
     try {
       const version = await schemaVersion(db);
       // A newer build's tables are never written by this one (nor read: their meaning may have changed).
