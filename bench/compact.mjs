@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DATA, MB, ROOT, fmtBytes, fmtMs, fmtRatio, log, machine, parseSize, run, scratchDir, table } from './lib.mjs';
+import { DATA, MB, ROOT, cpuOf, fmtBytes, fmtMs, fmtRatio, log, machine, parseSize, run, scratchDir, table } from './lib.mjs';
 
 const NODE = process.execPath;
 const CHILD = join(ROOT, 'test', 'helpers', 'compact-child.mjs');
@@ -140,10 +140,14 @@ export async function compactBench({ size = process.env.BENCH_COMPACT_SIZE ?? '1
   rmSync(naiveDb, { force: true });
 
   const superseded = plan.superseded.bytes;
+  // User + system time beside wall: on a shared machine the three rows run at different loads.
+  const cpu = (r) => cpuOf(r.report) ?? NaN;
   const row = (name, r, after, bytesAfter, heap) => [
     name,
     fmtMs(r.ms),
     fmtRatio(r.ms / cli.ms),
+    fmtMs(cpu(r)),
+    fmtRatio(cpu(r) / cpu(cli)),
     fmtBytes(before.bytes - after.bytes),
     `${(((before.bytes - after.bytes) / superseded) * 100).toFixed(1)}%`,
     fmtBytes(oursBytesBefore - bytesAfter),
@@ -158,7 +162,7 @@ export async function compactBench({ size = process.env.BENCH_COMPACT_SIZE ?? '1
   const markdown = [
     `Event log compaction, ${size} target (${fmtBytes(manifest.fileBytes)} file, ${layout} layout, ${manifest.sessions} sessions, ${before.count} events, ${fmtBytes(before.bytes)} of event data; superseded snapshots of kept sessions ${fmtBytes(superseded)}, compactable by the rule ${fmtBytes(plan.compactable.bytes)}; plan ${fmtMs(planMs)}).`,
     '',
-    table(['what', 'time', 'vs sqlite3 same rule', 'event bytes freed', '% of superseded', 'file bytes freed', 'peak heap', 'peak RSS'], rows),
+    table(['what', 'time', 'vs sqlite3 same rule', 'cpu', 'cpu vs sqlite3', 'event bytes freed', '% of superseded', 'file bytes freed', 'peak heap', 'peak RSS'], rows),
     '',
     `Ours: ${oursDone.result.transactions} write transactions, the longest ${oursDone.result.longestTransactionMs} ms; kept (superseded but staying): ${Object.entries(oursDone.result.kept)
       .filter(([, v]) => v.count > 0)

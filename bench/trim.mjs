@@ -6,7 +6,7 @@
 // BENCH_TRIM_SIZE=100MB for a smaller database.
 import { copyFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, fixture, fmtBytes, fmtMs, fmtRatio, log, machine, parseSize, run, scratchDir, table } from './lib.mjs';
+import { CLI, cpuOf, fixture, fmtBytes, fmtMs, fmtRatio, log, machine, parseSize, run, scratchDir, table } from './lib.mjs';
 
 const NODE = process.execPath;
 const SQLITE = '/usr/bin/sqlite3';
@@ -17,12 +17,8 @@ function copyDb(from, to) {
 }
 
 const bytesOf = (db) => statSync(db).size;
-/** User + system seconds from /usr/bin/time's report (the machine is shared: wall time is noisy). */
-const cpuMs = (r) => {
-  const user = /User time \(seconds\): ([\d.]+)/.exec(r.report ?? '');
-  const sys = /System time \(seconds\): ([\d.]+)/.exec(r.report ?? '');
-  return user && sys ? (Number(user[1]) + Number(sys[1])) * 1000 : 0;
-};
+/** User + system ms of a run (the machine is shared: wall time is noisy). */
+const cpuMs = (r) => cpuOf(r.report ?? '') ?? 0;
 const count = (db, sql) => Number(run(SQLITE, [db, sql]).stdout.trim());
 
 export async function trimBench({ label = process.env.BENCH_TRIM_SIZE ?? '1GB' } = {}) {

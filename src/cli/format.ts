@@ -77,6 +77,21 @@ const LAYOUTS: Record<string, string> = {
   '2.x': 'OpenCode 2.x (session_v2 and session_message)',
 };
 
+const VALUE_READS: Record<NonNullable<StatsResult['valueReads']>, string> = {
+  chunked: 'large ones read in chunks (sk_chunks)',
+  whole: 'large ones read whole (the sk_chunks extension is not loaded)',
+};
+const VALUE_WRITES: Record<NonNullable<StatsResult['valueWrites']>, string> = {
+  lazy: 'written from a spill file, filled in place by SQLite (sk_text_zeros + sk_blob_write_file)',
+  file: 'written from a spill file SQLite reads into the value (sk_file_text: the value twice in its memory)',
+  whole: 'written whole from memory (the extension\'s write side is not loaded)',
+};
+
+/** The read and write paths large values take on this file, as one line. */
+function valuePaths(s: StatsResult): string {
+  return [s.valueReads ? VALUE_READS[s.valueReads] : '', s.valueWrites ? VALUE_WRITES[s.valueWrites] : ''].filter(Boolean).join('; ');
+}
+
 export function formatStats(s: StatsResult): string {
   const lines = [
     `Database     ${s.path}`,
@@ -86,6 +101,7 @@ export function formatStats(s: StatsResult): string {
     `Rows         ${count(s.messages)} messages, ${count(s.parts)} parts, ${count(s.events)} events`,
     `Attachments  ${count(s.attachments.count)} files, ${bytes(s.attachments.bytes)} decoded (${bytes(s.attachments.encodedBytes)} as base64)`,
   ];
+  if (s.valueReads || s.valueWrites) lines.push(`Values       ${valuePaths(s)}`);
   if (s.mirror) lines.push(`Mirror       ${s.mirror.target}: ${count(s.mirror.sessions)} sessions, ${count(s.mirror.serverOnly)} only there (evicted from the file), ${count(s.mirror.localOnly)} not mirrored yet`);
   if (s.tables.length > 0) {
     lines.push('', 'Payload by table:');

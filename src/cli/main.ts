@@ -4,51 +4,49 @@
  * one service method, prints the result (or `--json`), and turns any failure into one line on
  * stderr and a non-zero exit.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
-import type { SessionService } from '../main/service.js';
-import { formatBytes } from '../core/bytes.js';
-import { mergeOverrides, type SessionConfig, type SessionOverrides } from '../core/config.js';
+import type { SessionConfig, SessionOverrides } from '../core/config.js';
 import { isConnectionString } from '../core/storage.js';
-import { loadConfig } from '../main/config-file.js';
-import { registerExternalCommands } from './commands/external.js';
-import { registerServe } from './commands/serve.js';
-import { besideWriter, confirm, interactive } from './commands/ask.js';
-import { registerClean } from './commands/clean.js';
-import { registerSync } from './commands/sync.js';
-import { addSelectorOptions, registerTrim, selectorOf } from './commands/trim.js';
-import type { SelectorFlags } from '../core/selectors.js';
-import { registerPluginCommands } from './commands/plugin.js';
+import type { SessionService } from '../main/service.js';
+import { configReader, type ConfigReader } from '../main/config-sources.js';
+import { positiveInt, type CommandHelpers, type GlobalOptions } from './commands/context.js';
 import { removeTempFiles } from '../store/temp-files.js';
-import { formatCompactionPlan, formatList, formatPlan, formatShow, formatStats, print } from './format.js';
+import { formatList, formatShow, formatStats, print } from './format.js';
 
-// Each command loads the modules it runs when it runs: `list` starts without the writers,
-// archives, retention, migration or web mode.
-const retention = () => import('../main/retention.js');
-const archives = () => import('../main/archives.js');
-const compaction = () => import('../main/compaction.js');
-const maintenance = () => import('../main/maintenance.js');
+export type { GlobalOptions } from './commands/context.js';
 
-export interface GlobalOptions {
-  db: string;
-  cacheDir: string;
-  config?: string;
-  json: boolean;
+/**
+ * The commands declared outside this file, by the module that declares them, in the order help
+ * lists them. A run loads only the module of the command it names (every one for help or an
+ * unknown name), so `list`, `show` and `stats` start without the writers, selectors and schemas.
+ */
+const COMMAND_MODULES: readonly { names: readonly string[]; register: (program: Command, helpers: CommandHelpers) => Promise<void> }[] = [
+  { names: ['retention', 'archive', 'restore', 'delete', 'vacuum', 'compact'], register: async (p, h) => (await import('./commands/sessions.js')).registerSessionCommands(p, h) },
+  { names: ['serve'], register: async (p) => (await import('./commands/serve.js')).registerServe(p) },
+  { names: ['clean'], register: async (p, h) => (await import('./commands/clean.js')).registerClean(p, h) },
+  { names: ['trim'], register: async (p, h) => (await import('./commands/trim.js')).registerTrim(p, h) },
+  { names: ['startup', 'install-plugin'], register: async (p, h) => (await import('./commands/plugin.js')).registerPluginCommands(p, h) },
+  { names: ['migrate'], register: async (p, h) => (await import('./commands/external.js')).registerExternalCommands(p, h.globals) },
+  { names: ['sync'], register: async (p) => (await import('./commands/sync.js')).registerSync(p) },
+];
+
+/** Global options that take a value: what to skip when looking for the command's name. */
+const VALUED_GLOBALS: ReadonlySet<string> = new Set(['--db', '--cache-dir', '--config']);
+
+/** The first word of `argv` that is not a global option or its value: the command a run names, if any. */
+export function commandName(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') return argv[i + 1];
+    if (VALUED_GLOBALS.has(arg)) i++;
+    else if (!arg.startsWith('-')) return arg;
+  }
+  return undefined;
 }
-
-export const positiveInt = (value: string): number => {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('expected a positive whole number');
-  return Number(value);
-};
-
-const wholeNumber = (value: string): number => {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number (0 or more)');
-  return Number(value);
-};
-
 
 /** Opens the service for one command and always closes it. */
 async function withService<T>(globals: GlobalOptions, fn: (service: SessionService) => Promise<T>): Promise<T> {
@@ -70,7 +68,8 @@ function packageVersion(): string {
   }
 }
 
-export function buildProgram(): Command {
+/** The program with the read commands and the modules of the commands `argv` may run (all of them when it names none we know). */
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const program = new Command();
   program
     .name('session-keeper')
@@ -86,11 +85,23 @@ export function buildProgram(): Command {
     })
     .exitOverride();
 
+  // The config files are found (and their session blocks read) before the action runs, so the
+  // commands read the config synchronously where they ask, with the schema loaded only when there
+  // are settings to check; a broken file still fails only in a command that asks for the config.
+  let readConfig: ConfigReader | undefined;
+  program.hook('preAction', async () => {
+    readConfig = await configReader({ path: program.opts<GlobalOptions>().config });
+  });
+  const loadConfig = (): ReturnType<ConfigReader> => {
+    if (!readConfig) throw new Error('the config is read only from inside a command');
+    return readConfig();
+  };
+
   const globals = (command: Command): GlobalOptions => {
     const g = command.optsWithGlobals<GlobalOptions>();
     // Without --db or OPENCODE_DB, the config's `storage` + `connectionString` choose the store.
     if (program.getOptionValueSource('db') === 'default' && !process.env['OPENCODE_DB']) {
-      const { config } = loadConfig({ path: g.config });
+      const { config } = loadConfig();
       if (config.storage !== 'sqlite' && config.connectionString) g.db = config.connectionString;
     }
     return g;
@@ -107,7 +118,7 @@ export function buildProgram(): Command {
   /** With --db a file and `storage` naming a server in the config, that server: list, show and stats cover both. */
   const mirrorFor = (g: GlobalOptions): string | undefined => {
     if (isConnectionString(g.db)) return undefined;
-    const { config } = loadConfig({ path: g.config });
+    const { config } = loadConfig();
     return config.storage !== 'sqlite' ? config.connectionString : undefined;
   };
   const oneView = () => import('../main/one-view.js');
@@ -163,218 +174,32 @@ export function buildProgram(): Command {
       const g = globals(command);
       const { checkOutputFile } = await import('../main/output-paths.js');
       const out = options.out === undefined ? undefined : checkOutputFile(options.out, { db: g.db, cacheDir: g.cacheDir, force: options.force ?? false }, '--out');
-      const result = await withService(g, (s) => s.attachment(ref, out));
+      const mirror = mirrorFor(g);
+      const result = mirror
+        ? await withService(g, async (s) => {
+            const { attachmentThrough, openForEach } = await oneView();
+            return attachmentThrough(s, openForEach(mirror), ref, out);
+          })
+        : await withService(g, (s) => s.attachment(ref, out));
       print(g.json, result, () => `${result.path}  (${result.mime}, ${result.bytes} bytes, sha256 ${result.sha256})`);
     });
 
-  const settings = (g: GlobalOptions, overrides: SessionOverrides = {}): SessionConfig => {
-    const loaded = loadConfig({ path: g.config });
+  const settings = async (overrides: SessionOverrides = {}): Promise<SessionConfig> => {
+    const loaded = loadConfig();
     for (const warning of loaded.warnings) process.stderr.write(`session-keeper: ${warning}\n`);
-    return mergeOverrides(loaded.config, overrides);
-  };
-  const log = (line: string): void => {
-    process.stderr.write(`${line}\n`);
+    return (await import('../core/config.js')).mergeOverrides(loaded.config, overrides);
   };
 
-  const retentionCommand = program
-    .command('retention')
-    .description('plan (--dry-run, the default) or apply (--apply) the retention policy from the config and flags; selectors narrow it to some sessions')
-    .option('--max-size-mb <n>', 'evict oldest until the database fits', positiveInt)
-    .option('--max-age-days <n>', 'evict sessions older than this', positiveInt)
-    .option('--max-sessions <n>', 'keep at most this many root sessions', positiveInt);
-  addSelectorOptions(retentionCommand)
-    .option('--dry-run', 'print the plan and change nothing (default)')
-    .option('--apply', 'archive, evict and reclaim')
-    .option('--no-archive', 'evict without archiving first')
-    .option('--yes', 'do not ask before applying')
-    .action(async (options: { maxSizeMb?: number; maxAgeDays?: number; maxSessions?: number; dryRun?: boolean; apply?: boolean; archive: boolean; yes?: boolean } & SelectorFlags, command: Command) => {
-      const g = sqliteFile(command, 'retention');
-      const selector = selectorOf(options);
-      if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
-      const config = settings(g, {
-        maxSizeMB: options.maxSizeMb,
-        maxAgeDays: options.maxAgeDays,
-        maxSessions: options.maxSessions,
-        archive: options.archive === false ? false : undefined,
-      });
-      if (!options.apply) {
-        const plan = await (await retention()).dryRun({ db: g.db, config, selector });
-        print(g.json, { evict: plan.evict, freesBytes: plan.freesBytes, storeBytes: plan.storeBytes, unmetSize: plan.unmetSize, ...(plan.mirrored ? { mirrored: plan.mirrored } : {}) }, () => formatPlan(plan, config));
-        return;
-      }
-      const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
-      let seen: Set<string> | undefined;
-      if (!options.yes) {
-        // The plan is shown first, then asked about, and only what was shown is evicted.
-        const plan = await (await retention()).dryRun({ db: g.db, config, selector });
-        if (plan.evict.length === 0) {
-          print(g.json, { evicted: [], archive: null, archives: [], bytesBefore: 0, bytesAfter: 0, changed: [], reclaim: 'none', unmetBytes: 0 }, () => 'Nothing to evict.');
-          return;
-        }
-        const sessions = plan.evict.reduce((n, e) => n + 1 + e.children.length, 0);
-        if (interactive()) process.stderr.write(`${formatPlan(plan, config).split('\n').slice(0, -1).join('\n')}\n`);
-        if (!(await confirm(`${config.archive ? 'Archive and delete' : 'Delete, without archiving,'} these ${sessions} sessions?`, false))) throw new SkError('usage', 'nothing was changed');
-        seen = new Set(plan.evict.map((e) => e.id));
-      }
-      const result = await (await retention()).applyRetention({ db: g.db, config, cacheDir: g.cacheDir, log, seen, besideWriter: beside, selector });
-      print(g.json, result, () =>
-        result.evicted.length === 0
-          ? 'Nothing to evict.'
-          : `Evicted ${result.evicted.length} sessions${result.archive ? `, archived to ${result.archives.join(', ')}` : ''}.\n` +
-            `Database ${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (reclaimed by ${result.reclaim}).` +
-            (result.changed.length ? `\n${result.changed.length} sessions changed after archiving and were kept.` : '') +
-            (result.unmetBytes > 0 ? `\nStill ${formatBytes(result.unmetBytes)} over the size limit: run again to plan more.` : ''),
-      );
-    });
-
-  const archiveCommand = program
-    .command('archive')
-    .description('write sessions (with their child sessions) to a JSON archive; .gz when the name ends so')
-    .requiredOption('--output <file>', 'archive file (with --split, a folder)')
-    .option('--session <id...>', 'sessions to archive (default: every session)')
-    .option('--older-than-days <n>', 'root sessions created more than N days ago', wholeNumber);
-  addSelectorOptions(archiveCommand)
-    .option('--split', "one <sessionID>.json per session in OpenCode's export shape, for `opencode import`")
-    .option('--force', 'replace existing files')
-    .action(async (options: { output: string; session?: string[]; olderThanDays?: number; split?: boolean; force?: boolean } & SelectorFlags, command: Command) => {
-      const g = sqliteFile(command, 'archive');
-      // --older-than-days is the --older-than selector in days: both narrow the same sessions.
-      const selector = selectorOf(options);
-      const result = await (await archives()).archiveSessions({
-        db: g.db,
-        cacheDir: g.cacheDir,
-        output: options.output,
-        sessions: options.session,
-        selector,
-        split: options.split ?? false,
-        force: options.force ?? false,
-      });
-      print(g.json, result, () =>
-        options.split
-          ? `Wrote ${result.sessions} session files (${formatBytes(result.bytes)}) to ${result.archive}, verified; each one: opencode import <file>.`
-          : `Archived ${result.sessions} sessions (${formatBytes(result.bytes)}) to ${result.archive}, verified.`,
-      );
-    });
-
-  program
-    .command('restore')
-    .description('put the sessions of an archive back (sessions already present are skipped); with --from, sessions from an external database')
-    .argument('<file|sessionID...>')
-    .option('--from <connectionString>', 'restore these session ids from an external database instead of an archive file')
-    .action(async (args: string[], options: { from?: string }, command: Command) => {
-      const g = sqliteFile(command, 'restore');
-      if (options.from) {
-        await (await import('./commands/external.js')).restoreFromCommand(g, options.from, args);
-        return;
-      }
-      if (args.length !== 1) throw new SkError('usage', 'restore takes one archive file (or --from <connectionString> <sessionID...>)');
-      const result = await (await archives()).restoreArchive(g.db, args[0] as string);
-      const restored = result.imported.map((s) => s.id);
-      const putBack = result.putBack ?? [];
-      const absent = result.absent ?? [];
-      print(g.json, { restored: restored.length, skipped: result.skipped.length, sessions: restored, putBack, absent }, () =>
-        `Restored ${restored.length} sessions; ${result.skipped.length} were already present.` +
-          (putBack.length ? ` Put the trimmed content back into ${putBack.length} session${putBack.length === 1 ? '' : 's'} (${putBack.reduce((n, s) => n + s.rows, 0)} rows).` : '') +
-          (absent.length ? ` ${absent.length} trimmed session${absent.length === 1 ? ' is' : 's are'} not in the database (${absent.slice(0, 3).join(', ')}): this archive holds only what was trimmed; restore the session's own archive first, then this one.` : ''),
-      );
-    });
-
-  const deleteCommand = program
-    .command('delete')
-    .description('delete sessions (given, or chosen by selectors) with their children, events and diff files (archived first), and reclaim the space')
-    .argument('[sessionID...]');
-  addSelectorOptions(deleteCommand)
-    .option('--no-archive', 'delete without archiving first')
-    .option('--yes', 'do not ask before deleting')
-    .action(async (given: string[], options: { archive: boolean; yes?: boolean } & SelectorFlags, command: Command) => {
-      const g = sqliteFile(command, 'delete');
-      const config = settings(g, { archive: options.archive === false ? false : undefined });
-      const selector = selectorOf(options);
-      const { selectorNarrows } = await import('../core/selectors.js');
-      if (given.length > 0 && selectorNarrows(selector)) throw new SkError('usage', 'give session ids or selectors, not both');
-      if (given.length === 0 && !selectorNarrows(selector)) throw new SkError('usage', 'delete which sessions? give their ids, or selectors (--subagents, --larger-than, --keep-latest, --project, --older-than)');
-      const selected = given.length > 0 ? [] : await (await maintenance()).selectedSessions(g.db, selector);
-      const ids = given.length > 0 ? given : selected.map((s) => s.id);
-      if (ids.length === 0) {
-        print(g.json, { evicted: [], archive: null, bytesAfter: 0, changed: [], reclaim: 'none' }, () => 'No session matches.');
-        return;
-      }
-      // The sessions chosen are shown before the question: what is deleted is exactly these.
-      if (interactive() && !options.yes && selected.length > 0) {
-        for (const s of selected.slice(0, 20)) process.stderr.write(`  ${s.id}  ${formatBytes(s.bytes).padStart(8)}  ${s.title.slice(0, 60)}\n`);
-        if (selected.length > 20) process.stderr.write(`  ... and ${selected.length - 20} more\n`);
-      }
-      const missing = await (await maintenance()).missingSessions(g.db, ids);
-      if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${g.db}`);
-      const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
-      const what = `${ids.length} ${selector.subagents ? 'child ' : ''}session${ids.length === 1 ? '' : 's'} (with their child sessions)`;
-      if (!(await confirm(config.archive ? `Archive to ${config.archiveDir} and delete ${what}?` : `Delete ${what} without archiving?`, options.yes))) {
-        throw new SkError('usage', 'nothing was deleted');
-      }
-      const result = await (await retention()).archiveThenDelete({ db: g.db, cacheDir: g.cacheDir, archive: config.archive, archiveDir: config.archiveDir, log, reclaim: 'when-worth-it', besideWriter: beside }, ids);
-      print(g.json, result, () =>
-        `Deleted ${result.evicted.length} sessions${result.archive ? ` (archived to ${result.archive})` : ''}; database now ${formatBytes(result.bytesAfter)}` +
-          (result.reclaim === 'deferred' ? ` (the freed space stays inside the file, where SQLite reuses it; 'session-keeper vacuum' gives it back to the disk).` : '.'),
-      );
-    });
-
-  program
-    .command('vacuum')
-    .description('reclaim free pages (VACUUM), or with --incremental convert the file to auto_vacuum=INCREMENTAL once')
-    .option('--incremental', 'convert to auto_vacuum=INCREMENTAL so later deletes shrink the file in small steps')
-    .option('--yes', 'run even while OpenCode uses the database (its writes wait)')
-    .action(async (options: { incremental?: boolean; yes?: boolean }, command: Command) => {
-      const g = sqliteFile(command, 'vacuum');
-      if (await besideWriter(g.db, { yes: options.yes, unsafe: 'VACUUM', yesRunsUnsafe: true })) throw new SkError('locked', `OpenCode is using ${g.db}: nothing was changed; run again with OpenCode closed (or --yes)`);
-      const result = await (await maintenance()).reclaimSpace(g.db, options.incremental ? 'convert-incremental' : 'reclaim');
-      print(g.json, result, () => `${formatBytes(result.bytesBefore)} -> ${formatBytes(result.bytesAfter)} (${result.mode}).`);
-    });
-
-  program
-    .command('compact')
-    .description("drop superseded snapshots from OpenCode's event log (every session stays as it is); dry run by default")
-    .option('--dry-run', 'print what would be freed and change nothing (default)')
-    .option('--apply', 'compact, then reclaim the space')
-    .option('--orphans', 'also remove events of sessions that no longer exist')
-    .option('--yes', 'do not ask before applying')
-    .action(async (options: { dryRun?: boolean; apply?: boolean; orphans?: boolean; yes?: boolean }, command: Command) => {
-      const g = sqliteFile(command, 'compact');
-      if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
-      const { applyCompaction, planCompaction } = await compaction();
-      const plan = await planCompaction({ db: g.db, orphans: options.orphans ?? false });
-      if (!options.apply) {
-        print(g.json, plan, () => formatCompactionPlan(plan, options.orphans ?? false));
-        return;
-      }
-      if (plan.freesBytes === 0) {
-        print(g.json, { compaction: null, reclaim: null, freesBytes: 0 }, () => 'Nothing to compact.');
-        return;
-      }
-      const beside = await besideWriter(g.db, { yes: options.yes, unsafe: 'the VACUUM that gives the space back' });
-      if (!(await confirm(`Remove ${plan.compactable.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(plan.freesBytes)})? Every session stays as it is.`, options.yes))) {
-        throw new SkError('usage', 'nothing was changed');
-      }
-      const outcome = await applyCompaction({ db: g.db, orphans: options.orphans ?? false, besideWriter: beside });
-      print(g.json, outcome, () =>
-        `Removed ${outcome.compaction.deleted.count.toLocaleString('en-US')} superseded event snapshots (${formatBytes(outcome.compaction.deleted.bytes)})` +
-          `${outcome.compaction.orphansDeleted.count ? ` and ${outcome.compaction.orphansDeleted.count.toLocaleString('en-US')} orphan events` : ''}; ` +
-          `database ${formatBytes(outcome.reclaim.bytesBefore)} -> ${formatBytes(outcome.reclaim.bytesAfter)} (reclaimed by ${outcome.reclaim.mode}).`,
-      );
-    });
-
-  registerServe(program);
-  registerClean(program, { sqliteFile, settings });
-  registerTrim(program, { sqliteFile, settings });
-  registerPluginCommands(program, { sqliteFile, settings });
-
-  registerExternalCommands(program, globals);
-  registerSync(program);
-
+  const named = commandName(argv);
+  const helpers: CommandHelpers = { globals, sqliteFile, settings };
+  const wanted = COMMAND_MODULES.filter((m) => named !== undefined && m.names.includes(named));
+  const isRead = named !== undefined && program.commands.some((c) => c.name() === named);
+  for (const module of isRead ? [] : wanted.length > 0 ? wanted : COMMAND_MODULES) await module.register(program, helpers);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

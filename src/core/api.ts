@@ -4,7 +4,21 @@
  * added, these stay. Validated with zod wherever they cross a process boundary.
  */
 import { z } from 'zod';
-import { folderPlaceSchema } from './data-folder.js';
+import { PLACE_NAMES, type FolderPlace } from './data-folder.js';
+
+/** A place of the data folder (`stats --json`'s `files`), documented on `FolderPlace`. */
+const folderPlaceSchema = z.object({
+  name: z.enum(PLACE_NAMES),
+  path: z.string(),
+  bytes: z.number(),
+  entries: z.number(),
+  reclaimable: z.number(),
+  reclaim: z.string().nullable(),
+  what: z.string(),
+  cost: z.string(),
+  inDataFolder: z.boolean(),
+  keys: z.array(z.object({ key: z.string(), bytes: z.number() })).optional(),
+}) satisfies z.ZodType<FolderPlace>;
 
 export const sessionSummarySchema = z.object({
   id: z.string(),
@@ -72,6 +86,12 @@ export const statsResultSchema = z.object({
   files: z.array(folderPlaceSchema).optional(),
   /** With a mirror configured: the server's sessions, and how many of them the file no longer holds. */
   mirror: z.object({ target: z.string(), sessions: z.number(), serverOnly: z.number(), localOnly: z.number() }).optional(),
+  /**
+   * How restore and import write a large value from its spill file (SQLite only): `lazy` filled in
+   * place by SQLite (sk_text_zeros + sk_blob_write_file), `file` read by SQLite (sk_file_text),
+   * `whole` bound as one Buffer (no extension, or turned off).
+   */
+  valueWrites: z.enum(['lazy', 'file', 'whole']).optional(),
 });
 export type StatsResult = z.infer<typeof statsResultSchema>;
 

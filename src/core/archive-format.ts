@@ -19,9 +19,12 @@ import { z } from 'zod';
 import { SkError } from './errors.js';
 import { JsonStreamScanner } from './json-stream.js';
 import { jsonStringBody, jsonStringBodyChunks } from './table-row.js';
-import { trimmedRowsSchema, type TrimmedRows } from './trim.js';
+import { TRIM_TABLES, type TrimmedRows } from './trim.js';
 
 /** 2: the session's other tables (event log, session_message, ...) under `sessionKeeperTables`. */
+/** The rows an archive's session had trimmed, by table (`SessionHeader.trimmed`). */
+const trimmedRowsSchema = z.partialRecord(z.enum(TRIM_TABLES), z.array(z.string().min(1)));
+
 export const ARCHIVE_FORMAT = 2;
 export const TABLES_KEY = 'sessionKeeperTables';
 export const EXTRA_KEY = 'sessionKeeper';

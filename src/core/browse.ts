@@ -7,6 +7,7 @@
 import type { SessionFacts } from './planner.js';
 
 export const BROWSE_SORTS = ['size', 'created', 'updated'] as const;
+export const SESSION_WHERE = ['local', 'both', 'server'] as const;
 export type BrowseSort = (typeof BROWSE_SORTS)[number];
 
 export interface BrowseQuery {
@@ -14,9 +15,14 @@ export interface BrowseQuery {
   sort?: BrowseSort | undefined;
   /** A project id: only its sessions. */
   project?: string | undefined;
+  /** With a server configured: only sessions that live there (`server`: the server only). */
+  where?: SessionWhere | undefined;
   offset?: number | undefined;
   limit?: number | undefined;
 }
+
+/** Where a session lives when a server is configured: the file only, both, or the server only. */
+export type SessionWhere = (typeof SESSION_WHERE)[number];
 
 export interface BrowseRow {
   id: string;
@@ -28,6 +34,8 @@ export interface BrowseRow {
   bytes: number;
   subtasks: number;
   pinned: boolean;
+  /** Set when a server is configured (`storage`): where the session lives. */
+  where?: SessionWhere;
 }
 
 export interface ProjectTotal {
@@ -42,15 +50,45 @@ export interface BrowseResult {
   total: number;
   offset: number;
   sessions: BrowseRow[];
-  /** Per project, over the sessions matching the search (whatever project is chosen), largest first. */
+  /** Per project, over the sessions matching the search and `where` (whatever project is chosen), largest first. */
   projects: ProjectTotal[];
+  /** With a server configured: which one (password masked), and why its sessions are missing when it could not be read. */
+  server?: { target: string; error: string | null };
 }
 
-export interface BrowseInput {
+/** One store's side of the browser's facts. */
+export interface BrowseSide {
   facts: readonly SessionFacts[];
   rootProject: ReadonlyMap<string, string>;
   projects: readonly { id: string; name: string | null; worktree: string }[];
+}
+
+export interface BrowseInput extends BrowseSide {
   pinned: ReadonlySet<string>;
+  /** The configured server's side: its sessions join the file's, each row marked where it lives. */
+  server?: BrowseSide | undefined;
+}
+
+/**
+ * The file's facts with the server's sessions the file lacks added: where each lives, and projects
+ * known on either side (the file's word first). Facts of a session in both are the file's.
+ */
+function mergeSides(input: BrowseInput): { facts: SessionFacts[]; where: Map<string, SessionWhere> | null; rootProject: ReadonlyMap<string, string>; projects: BrowseSide['projects'] } {
+  const server = input.server;
+  if (!server) return { facts: [...input.facts], where: null, rootProject: input.rootProject, projects: input.projects };
+  const onServer = new Set(server.facts.map((f) => f.id));
+  const inFile = new Set(input.facts.map((f) => f.id));
+  const where = new Map<string, SessionWhere>(input.facts.map((f) => [f.id, onServer.has(f.id) ? 'both' : 'local']));
+  const facts = [...input.facts];
+  for (const f of server.facts) {
+    if (inFile.has(f.id)) continue;
+    facts.push(f);
+    where.set(f.id, 'server');
+  }
+  const rootProject = new Map(server.rootProject);
+  for (const [id, project] of input.rootProject) rootProject.set(id, project);
+  const known = new Set(input.projects.map((p) => p.id));
+  return { facts, where, rootProject, projects: [...input.projects, ...server.projects.filter((p) => !known.has(p.id))] };
 }
 
 /** A project as a person knows it: its name, else its folder's last part. */
@@ -62,12 +100,16 @@ export function projectLabel(project: { id: string; name: string | null; worktre
 }
 
 export function browseSessions(input: BrowseInput, query: BrowseQuery): BrowseResult {
-  const byId = new Map(input.projects.map((p) => [p.id, p]));
+  const merged = mergeSides(input);
+  const byId = new Map(merged.projects.map((p) => [p.id, p]));
   const needle = (query.search ?? '').trim().toLowerCase();
   const rows: BrowseRow[] = [];
-  for (const f of input.facts) {
+  for (const f of merged.facts) {
     if (needle && !f.title.toLowerCase().includes(needle)) continue;
-    const projectId = input.rootProject.get(f.id) ?? null;
+    const projectId = merged.rootProject.get(f.id) ?? null;
+    const where = merged.where?.get(f.id);
+    // Without a server every session is the file's alone.
+    if (query.where !== undefined && (where ?? 'local') !== query.where) continue;
     rows.push({
       id: f.id,
       title: f.title,
@@ -78,6 +120,7 @@ export function browseSessions(input: BrowseInput, query: BrowseQuery): BrowseRe
       bytes: f.bytes,
       subtasks: f.children.length,
       pinned: input.pinned.has(f.id),
+      ...(where ? { where } : {}),
     });
   }
   const totals = new Map<string, ProjectTotal>();

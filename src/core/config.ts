@@ -6,9 +6,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SkError, redactSecrets } from './errors.js';
-import { defaultArchiveDir } from './paths.js';
 import { STORAGE_KINDS } from './storage.js';
-import { DEFAULT_WARN_AT_MB } from './thresholds.js';
+import { sessionDefaults } from './session-defaults.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -34,23 +33,24 @@ const expandHome = (path: string, env: Env): string =>
 
 /** The schema with its environment-dependent default (`archiveDir`) taken from `env`. */
 export function sessionConfigSchemaFor(env: Env = process.env) {
+  const defaults = sessionDefaults(env);
   return z
     .object({
       maxSizeMB: positiveNumber.optional(),
       maxAgeDays: positiveNumber.optional(),
       maxSessions: positiveInt.optional(),
-      orderBy: z.enum(ORDER_BY, { error: 'expected "created" or "updated"' }).default('created'),
+      orderBy: z.enum(ORDER_BY, { error: 'expected "created" or "updated"' }).default(defaults.orderBy),
       keep: z
         .array(nonEmpty('a session id (a string)'), { error: 'expected a list of session ids' })
-        .default(() => []),
-      archive: z.boolean({ error: 'expected true or false' }).default(true),
+        .default(() => sessionDefaults(env).keep),
+      archive: z.boolean({ error: 'expected true or false' }).default(defaults.archive),
       archiveDir: nonEmpty('a folder path')
         .transform((dir) => expandHome(dir, env))
-        .default(() => defaultArchiveDir(env)),
+        .default(() => sessionDefaults(env).archiveDir),
       warnAtMB: z
         .array(positiveNumber, { error: 'expected a list of sizes in MB' })
-        .default(() => [...DEFAULT_WARN_AT_MB]),
-      storage: z.enum(STORAGE_KINDS, { error: 'expected one of "sqlite", "postgres", "mysql", "sqlserver"' }).default('sqlite'),
+        .default(() => sessionDefaults(env).warnAtMB),
+      storage: z.enum(STORAGE_KINDS, { error: 'expected one of "sqlite", "postgres", "mysql", "sqlserver"' }).default(defaults.storage),
       connectionString: nonEmpty('a connection string').optional(),
       offload: nonEmpty('a connection string').optional(),
       // Opt-in: it rewrites OpenCode's event log (only snapshots a newer, equal one supersedes).

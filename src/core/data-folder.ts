@@ -3,8 +3,6 @@
  * (what each is, what removing it costs, which clean-up frees part of it), the clean-up plan
  * shapes, and what was seen of other processes using the database. No I/O here.
  */
-import { z } from 'zod';
-
 /** The places of the data folder, in the order `stats` lists them. */
 export const PLACE_NAMES = [
   'database',
@@ -22,27 +20,27 @@ export const PLACE_NAMES = [
 ] as const;
 export type PlaceName = (typeof PLACE_NAMES)[number];
 
-export const folderPlaceSchema = z.object({
-  name: z.enum(PLACE_NAMES),
+/** One place of the data folder as `stats` reports it (api.ts holds its schema for the `--json` interface). */
+export interface FolderPlace {
+  name: PlaceName;
   /** The file or folder (for places made of several, the folder that holds them). */
-  path: z.string(),
+  path: string;
   /** Bytes as `du -sb` counts them: every file, folder and link, hard links once. */
-  bytes: z.number(),
+  bytes: number;
   /** Files, folders and links counted. */
-  entries: z.number(),
+  entries: number;
   /** Bytes a session-keeper command frees now without losing anything (0 when none). */
-  reclaimable: z.number(),
+  reclaimable: number;
   /** The command that frees `reclaimable`, or null. */
-  reclaim: z.string().nullable(),
-  what: z.string(),
+  reclaim: string | null;
+  what: string;
   /** What removing the rest would cost. */
-  cost: z.string(),
+  cost: string;
   /** False for a place outside the data folder (OpenCode Desktop's own state). */
-  inDataFolder: z.boolean(),
+  inDataFolder: boolean;
   /** For OpenCode Desktop's state file: bytes of its largest keys (prompt history holds attachments again). */
-  keys: z.array(z.object({ key: z.string(), bytes: z.number() })).optional(),
-});
-export type FolderPlace = z.infer<typeof folderPlaceSchema>;
+  keys?: { key: string; bytes: number }[] | undefined;
+}
 
 interface PlaceText {
   what: string;

@@ -3,7 +3,6 @@
  * attachment becomes, and the shapes of a trim plan and its outcome. Pure; the store floor finds
  * and changes the rows.
  */
-import { z } from 'zod';
 
 export const TRIM_MODES = ['reasoning', 'compacted-outputs', 'attachments'] as const;
 export type TrimMode = (typeof TRIM_MODES)[number];
@@ -79,9 +78,8 @@ export interface TrimOutcome {
   reclaim: string;
 }
 
-/** The rows an archive's session had trimmed, by table: restore puts exactly these back. */
-export const trimmedRowsSchema = z.partialRecord(z.enum(TRIM_TABLES), z.array(z.string().min(1)));
-export type TrimmedRows = z.infer<typeof trimmedRowsSchema>;
+/** The rows an archive's session had trimmed, by table: restore puts exactly these back (checked by archive-format.ts). */
+export type TrimmedRows = Partial<Record<TrimTable, string[]>>;
 
 export function summarizeTargets(modes: TrimMode[], sessions: string[], targets: TrimTarget[]): TrimPlan {
   const byMode = modes.map((mode) => {

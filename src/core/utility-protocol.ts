@@ -17,7 +17,7 @@ import type { SyncStatusView } from './sync-status.js';
 import type { SkErrorCode } from './errors.js';
 import type { ApplyResult, AttachmentResult, ListResult, ShowResult, StatsResult } from './api.js';
 import type { PlannedEviction } from './planner.js';
-import { BROWSE_SORTS, type BrowseResult } from './browse.js';
+import { BROWSE_SORTS, SESSION_WHERE, type BrowseResult } from './browse.js';
 import { STORAGE_KINDS } from './storage.js';
 
 /** Strings from the renderer are bounded: nothing it sends may be large. */
@@ -91,6 +91,7 @@ export const requestBodySchema = z.discriminatedUnion('method', [
         search: z.string().max(200).optional(),
         sort: z.enum(BROWSE_SORTS).optional(),
         project: z.string().max(256).optional(),
+        where: z.enum(SESSION_WHERE).optional(),
         offset: z.number().int().min(0).max(10_000_000).optional(),
         limit: z.number().int().min(1).max(200).optional(),
       })
@@ -105,6 +106,12 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   z.object({ method: z.literal('archiveContents'), params: z.object({ name: z.string().min(1).max(200) }).strict() }),
   /** Puts sessions back from an archive: the trees of `sessionIds`, or all; ones present are skipped. */
   z.object({ method: z.literal('restoreArchive'), params: z.object({ name: z.string().min(1).max(200), sessionIds: z.array(sessionId).min(1).max(10_000).optional() }).strict() }),
+  /**
+   * Brings one session (with its subtasks) the file no longer holds back from the configured
+   * server, byte for byte (`restore --from <server>`): a write that deletes nothing, one run at a
+   * time with clean-ups; progress arrives as `restore` events carrying this request's id.
+   */
+  z.object({ method: z.literal('restoreFromServer'), params: z.object({ sessionId }).strict() }),
   /** Past clean-ups of this database, newest first. */
   z.object({ method: z.literal('history'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('compact'), params: z.object({ orphans: z.boolean().optional() }).strict().optional() }),
@@ -301,6 +308,7 @@ export interface ResultMap {
   listArchives: { archiveDir: string; archives: ArchiveListEntry[] };
   archiveContents: { name: string; sessions: ArchiveSessionEntry[] };
   restoreArchive: { restored: string[]; skipped: string[] };
+  restoreFromServer: { restored: string[]; skipped: string[]; verified: boolean };
   history: { entries: HistoryEntry[] };
   compact: CompactOutcome;
   getSettings: SettingsResult;
@@ -339,10 +347,11 @@ export type Reply = z.infer<typeof replySchema>;
 /**
  * Where a clean-up is, from the work itself: `archive` and `verify` count sessions (`done` of
  * `sessions`) and the archive's bytes (`compact`: sessions of `of`, and `bytes` removed so far); `delete` counts trees (`deleted` of `of`) and the bytes the
- * plan said they free (`bytes` of `ofBytes`); `reclaim` has the file's size before and after.
+ * plan said they free (`bytes` of `ofBytes`); `restore` counts sessions in (`done` of `sessions`) and
+ * their bytes (`bytes` of `ofBytes`); `reclaim` has the file's size before and after.
  */
 const progressSchema = z.object({
-  phase: z.enum(['plan', 'archive', 'verify', 'delete', 'compact', 'reclaim', 'done']),
+  phase: z.enum(['plan', 'archive', 'verify', 'delete', 'compact', 'restore', 'reclaim', 'done']),
   evict: z.number().optional(),
   path: z.string().optional(),
   sessions: z.number().optional(),

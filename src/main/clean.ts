@@ -16,7 +16,7 @@ export interface CleanRequest {
   now?: number;
 }
 
-export function planClean(request: CleanRequest): CleanPlan {
+export async function planClean(request: CleanRequest): Promise<CleanPlan> {
   return planFolderClean(request.db, request.targets, request.now);
 }
 

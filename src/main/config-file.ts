@@ -2,49 +2,19 @@
  * Reading and writing the `session` block of OpenCode's config file (JSON or JSONC) without
  * disturbing anything else in it: OpenCode's own keys, the user's comments and formatting.
  */
-import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { applyEdits, modify, parse, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser';
-import { checkSessionConfig, describeIssue, parseSessionConfig, unknownSessionKeys, type SessionConfig, type SessionConfigInput } from '../core/config.js';
+import { applyEdits, modify, type FormattingOptions } from 'jsonc-parser';
+import { checkSessionConfig, describeIssue, parseSessionConfig, unknownSessionKeys, type SessionConfigInput } from '../core/config.js';
 import { SkError, redactSecrets } from '../core/errors.js';
 import { configHome } from '../core/paths.js';
+import { configFiles, globalConfigFiles, type LoadedConfig, type LoadOptions } from './config-sources.js';
+import { parseDocument, readText, sessionBlock, sessionBlocks } from './config-text.js';
+
+export { configFiles, globalConfigFiles, type ConfigSource, type LoadedConfig, type LoadOptions } from './config-sources.js';
 
 type Env = Record<string, string | undefined>;
-
-/**
- * The global config files that exist, in the order OpenCode merges them: `opencode.json`, then
- * `opencode.jsonc`. OpenCode deep-merges them with the later file winning, so when both exist a key
- * in `opencode.jsonc` overrides the same key in `opencode.json`; we do the same, key by key in `session`.
- */
-export function globalConfigFiles(env: Env = process.env): string[] {
-  const dir = join(configHome(env), 'opencode');
-  return ['opencode.json', 'opencode.jsonc'].map((name) => join(dir, name)).filter((file) => existsSync(file));
-}
-
-/**
- * Every config OpenCode itself would read, in its order (later wins, key by key): the global files,
- * `$OPENCODE_CONFIG`, `opencode.json[c]` in each folder from the nearest git root down to `cwd`, the
- * same inside each `.opencode/`, and `$OPENCODE_CONFIG_CONTENT` (inline JSON, shown as that name).
- */
-export function configFiles(env: Env = process.env, cwd: string = process.cwd()): ConfigSource[] {
-  const sources: ConfigSource[] = globalConfigFiles(env).map((path) => ({ path }));
-  const custom = env['OPENCODE_CONFIG'];
-  if (custom) sources.push({ path: resolve(custom) });
-  const folders: string[] = [];
-  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
-    folders.unshift(dir);
-    if (existsSync(join(dir, '.git')) || dirname(dir) === dir) break;
-  }
-  const names = ['opencode.json', 'opencode.jsonc'];
-  for (const dir of folders) for (const name of names) if (existsSync(join(dir, name))) sources.push({ path: join(dir, name) });
-  for (const dir of folders) for (const name of names) if (existsSync(join(dir, '.opencode', name))) sources.push({ path: join(dir, '.opencode', name) });
-  const inline = env['OPENCODE_CONFIG_CONTENT'];
-  if (inline) sources.push({ path: 'OPENCODE_CONFIG_CONTENT', text: inline });
-  // A file can come twice (the global folder inside a project): the later place decides.
-  const seen = new Set<string>();
-  return sources.reverse().filter((s) => (seen.has(s.path) ? false : (seen.add(s.path), true))).reverse();
-}
 
 /** The global config file that wins (`opencode.jsonc` when both exist), or null when there is none. */
 export function findGlobalConfig(env: Env = process.env): string | null {
@@ -54,78 +24,6 @@ export function findGlobalConfig(env: Env = process.env): string | null {
 /** Where settings are saved: the winning global file, else a new `$XDG_CONFIG_HOME/opencode/opencode.json`. */
 export function configSaveTarget(env: Env = process.env): string {
   return findGlobalConfig(env) ?? join(configHome(env), 'opencode', 'opencode.json');
-}
-
-export interface LoadedConfig {
-  config: SessionConfig;
-  /** The file the settings came from (the winning one when two were merged); null when none exists. */
-  source: string | null;
-  /** Every file read, in merge order. */
-  sources: string[];
-  /** One line each, e.g. unknown keys inside `session` (kept in the file, ignored here). */
-  warnings: string[];
-}
-
-export interface LoadOptions {
-  /** `--config PATH`: read this file only. It must exist (a typo should not silently mean "no policy"). */
-  path?: string | undefined;
-  env?: Env | undefined;
-  /** Where project configs are looked for (OpenCode's own rule): default the current folder. */
-  cwd?: string | undefined;
-}
-
-/** One config to read: a file, or inline text (`$OPENCODE_CONFIG_CONTENT`). */
-export interface ConfigSource {
-  path: string;
-  text?: string;
-}
-
-// 1-based line:column, as editors show them.
-function position(text: string, offset: number): string {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line += 1;
-    lineStart = i + 1;
-  }
-  return `${line}:${offset - lineStart + 1}`;
-}
-
-const words = (code: string): string => code.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
-
-/** The document's root object, or a one-line SkError with line:column for the first syntax error. */
-function parseDocument(file: string, text: string): Record<string, unknown> {
-  if (text.trim() === '') return {};
-  const errors: ParseError[] = [];
-  const root: unknown = parse(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: true });
-  const first = errors[0];
-  if (first) {
-    throw new SkError('config', `config ${file}:${position(text, first.offset)}: syntax error: ${words(printParseErrorCode(first.error))}`);
-  }
-  if (root === null || typeof root !== 'object' || Array.isArray(root)) {
-    throw new SkError('config', `config ${file}: expected a JSON object at the top level`);
-  }
-  return root as Record<string, unknown>;
-}
-
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new SkError('config', `config ${file}: file not found`);
-    if (code === 'EISDIR') throw new SkError('config', `config ${file}: is a folder, not a file`);
-    throw new SkError('config', `config ${file}: cannot read (${code ?? 'error'})`);
-  }
-}
-
-function sessionBlock(file: string, root: Record<string, unknown>): Record<string, unknown> | undefined {
-  const block = root['session'];
-  if (block === undefined) return undefined;
-  if (block === null || typeof block !== 'object' || Array.isArray(block)) {
-    throw new SkError('config', redactSecrets(`config ${file}: session: expected an object, got ${JSON.stringify(block)}`));
-  }
-  return block as Record<string, unknown>;
 }
 
 /**
@@ -139,8 +37,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const merged: Record<string, unknown> = {};
   const origin = new Map<string, string>();
   const warnings: string[] = [];
-  for (const { path: file, text } of sources) {
-    const block = sessionBlock(file, parseDocument(file, text ?? readText(file)));
+  for (const { file, block } of sessionBlocks(sources)) {
     if (!block) continue;
     for (const key of unknownSessionKeys(block)) warnings.push(`config ${file}: session.${key}: unknown key, ignored`);
     for (const [key, value] of Object.entries(block)) {

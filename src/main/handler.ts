@@ -35,7 +35,7 @@ import {
   type SettingsResult,
   type StartupResult,
 } from '../core/utility-protocol.js';
-import { browseSessions, type BrowseQuery, type BrowseResult } from '../core/browse.js';
+import { browseSessions, type BrowseQuery, type BrowseResult, type BrowseSide } from '../core/browse.js';
 import { checkSettingsForm } from '../core/settings-form.js';
 import { syncStatusLine, type SyncStatusView } from '../core/sync-status.js';
 import { fileBytes, openReader } from '../store/open-store.js';
@@ -45,9 +45,19 @@ import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js
 import { testConnection } from './connection-test.js';
 import { archiveThenDelete, dryRun, enforceAtStartup, applyRetention, mirrorOf, resolveBesideWriter, type RetentionProgress } from './retention.js';
 import type { SessionService } from './service.js';
+import type { KeptServer, ServerAccess } from './one-view.js';
+import type { SessionReader } from '../store/reader.js';
 import { defaultStatePath, WarnState } from './warn-state.js';
 
 type Env = Record<string, string | undefined>;
+
+/** The browser's facts of one store: every root with its size, and the roots' projects. */
+async function sideOf(reader: SessionReader): Promise<BrowseSide> {
+  const [{ facts }, projects] = await Promise.all([reader.retentionFacts(true), reader.sessionProjects?.() ?? Promise.resolve(null)]);
+  return { facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [] };
+}
+
+const oneView = () => import('./one-view.js');
 
 export interface HandlerOptions {
   /** Null when the database could not be opened: requests that need it get `openError`. */
@@ -147,6 +157,8 @@ export class RequestHandler {
   private lastRun: RunEnd | null = null;
   /** The mirror into the configured server, when `storage` names one (started after startup). */
   private mirror: { status: SyncStatusView; stop: AbortController; done: Promise<void> } | null = null;
+  /** The configured server's reader for one view (the browser's server-only sessions), kept between requests. */
+  private kept: KeptServer | null = null;
 
   constructor(options: HandlerOptions) {
     this.options = options;
@@ -318,12 +330,18 @@ export class RequestHandler {
       case 'listSessions':
         await this.startup();
         return this.need().listSessions({ limit: request.params?.limit, cursor: request.params?.cursor ?? null });
-      case 'showSession':
+      case 'showSession': {
         await this.startup();
-        return this.need().showSession(request.params.sessionId, { limit: request.params.limit, cursor: request.params.cursor ?? null });
+        const page = { limit: request.params.limit, cursor: request.params.cursor ?? null };
+        const server = await this.server();
+        // With a server configured, a session the file no longer holds is paged from the server.
+        if (server) return (await oneView()).showThrough(this.need(), server, request.params.sessionId, page);
+        return this.need().showSession(request.params.sessionId, page);
+      }
       case 'attachment': {
         await this.startup();
-        const result = await this.need().attachment(request.params.ref);
+        const server = await this.server();
+        const result = server ? await (await oneView()).attachmentThrough(this.need(), server, request.params.ref) : await this.need().attachment(request.params.ref);
         return { ...result, relPath: relative(this.options.cacheDir, result.path) };
       }
       case 'stats':
@@ -359,6 +377,9 @@ export class RequestHandler {
       case 'restoreArchive':
         await this.startup();
         return this.restore(request.params.name, request.params.sessionIds);
+      case 'restoreFromServer':
+        await this.startup();
+        return this.restoreFromServer(request.id, request.params.sessionId);
       case 'history':
         return { entries: readHistory(this.statePath, this.options.db) };
       case 'compact':
@@ -617,16 +638,75 @@ export class RequestHandler {
     }
   }
 
-  /** A page of the session browser, from the facts the planner uses (sizes, never payloads). */
-  private async browse(query: BrowseQuery): Promise<BrowseResult> {
-    const reader = await openReader(this.options.db);
+  /**
+   * Brings one session the file no longer holds back from the configured server, as
+   * `restore --from <server> <id>` does (present sessions skipped, nothing deleted anywhere, the
+   * copy's counts verified); one run at a time with clean-ups and restores.
+   */
+  private async restoreFromServer(requestId: string | number, sessionId: string): Promise<ResultMap['restoreFromServer']> {
+    if (this.applying) throw new ProtocolError('busy', 'a clean-up is running; restore when it has ended');
+    this.config = this.loadSettings();
+    if (this.configError) throw new SkError('config', this.configError);
+    const from = mirrorOf(this.config);
+    if (!from) throw new SkError('usage', 'no server is configured (the settings\' storage is SQLite): there is nothing to restore from');
+    this.applying = true;
+    let lastSent = 0;
     try {
-      const [{ facts }, projects] = await Promise.all([reader.retentionFacts(true), reader.sessionProjects?.() ?? Promise.resolve(null)]);
-      this.config = this.loadSettings();
-      return browseSessions({ facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [], pinned: new Set(this.config.keep) }, query);
+      const { restoreFrom } = await import('./migration.js');
+      const result = await restoreFrom({
+        db: this.options.db,
+        from,
+        roots: [sessionId],
+        onProgress: (p) => {
+          const now = performance.now();
+          if (now - lastSent < 100 && p.sessionsDone < p.sessionsTotal) return;
+          lastSent = now;
+          this.options.emit({ event: 'progress', requestId, progress: { phase: 'restore', done: p.sessionsDone, sessions: p.sessionsTotal, bytes: p.bytesDone, ofBytes: p.bytesTotal } });
+        },
+      });
+      this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
+      this.options.emit({ event: 'log', message: `session-keeper: restored ${result.copied} session(s) of ${sessionId} from ${redactSecrets(result.target)}` });
+      return { restored: result.copiedIds, skipped: result.skippedIds, verified: result.verified };
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  /**
+   * A page of the session browser, from the facts the planner uses (sizes, never payloads). With a
+   * server configured, its sessions join the file's, each marked where it lives; a server that
+   * cannot be read leaves the file's sessions shown and says why.
+   */
+  private async browse(query: BrowseQuery): Promise<BrowseResult> {
+    this.config = this.loadSettings();
+    const to = mirrorOf(this.config);
+    const kept = await this.server();
+    const [local, server] = await Promise.all([this.browseSide(this.options.db), kept ? kept.use(sideOf).then((side) => ({ side, error: null }), (error: unknown) => ({ side: undefined, error: redactSecrets(oneLine(error)) })) : undefined]);
+    const result = browseSessions({ ...local, pinned: new Set(this.config.keep), server: server?.side }, query);
+    return to && server ? { ...result, server: { target: redactSecrets(to), error: server.error } } : result;
+  }
+
+  private async browseSide(location: string): Promise<BrowseSide> {
+    const reader = await openReader(location);
+    try {
+      return await sideOf(reader);
     } finally {
       await reader.close();
     }
+  }
+
+  /**
+   * The configured server's reader for one view, kept open between requests (closed when idle, or
+   * when the settings name another server); null when the settings name none.
+   */
+  private async server(): Promise<ServerAccess | null> {
+    const to = mirrorOf(this.config);
+    if (this.kept?.location === to) return this.kept;
+    const { KeptServer } = await oneView();
+    const old = this.kept;
+    this.kept = to ? new KeptServer(to) : null;
+    await old?.close();
+    return this.kept;
   }
 
   /** `keep` as written in the file, with `sessionId` added or removed; the rest of the file untouched. */

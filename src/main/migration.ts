@@ -36,14 +36,14 @@ export async function migrateTo(options: { db: string; to: string; roots?: reado
 }
 
 /** Brings sessions (with their children) back from a server into the file, byte for byte; present ones are skipped. */
-export async function restoreFrom(options: { db: string; from: string; roots: readonly string[] }): Promise<CopyResult> {
+export async function restoreFrom(options: { db: string; from: string; roots: readonly string[]; onProgress?: (p: CopyProgress) => void }): Promise<CopyResult> {
   if (options.roots.length === 0) throw new SkError('usage', 'restore --from needs at least one session id');
   const ids = await scope(options.from, options.roots);
   const source = await openReader(options.from);
   try {
     const target = await openWriter(options.db);
     try {
-      const result = await copySessions(source, target, { ids, copy: 'absent' });
+      const result = await copySessions(source, target, { ids, copy: 'absent', onProgress: options.onProgress });
       forgetOldestRoot(options.db);
       return result;
     } finally {

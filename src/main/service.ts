@@ -13,7 +13,7 @@ import { isConnectionString } from '../core/storage.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
 import { openFileReader, openReader } from '../store/open-store.js';
 import type { PageReader } from '../store/reader.js';
-import { PooledReader } from '../worker/pool.js';
+import type { PooledReader } from '../worker/pool.js';
 import { AttachmentHandles, type HandleCacheOptions, type HandleLease } from './attachment-handles.js';
 
 export interface ServiceOptions {
@@ -38,14 +38,17 @@ export class SessionService {
   readonly db: string;
   readonly cacheDir: string;
   private readonly reader: PageReader;
+  /** The reader when it is a pool of worker threads, for the pool's own figures and test seam. */
+  private readonly pool: PooledReader | null;
   private readonly cache: LRUCache<string, CachedValue>;
   /** Open files of decoded attachments, by content: what streams read, beside the page cache. */
   readonly handles: AttachmentHandles;
   private seenVersion: number | undefined;
 
-  private constructor(db: string, reader: PageReader, options: ServiceOptions) {
+  private constructor(db: string, reader: PageReader, options: ServiceOptions, pool: PooledReader | null = null) {
     this.db = db;
     this.reader = reader;
+    this.pool = pool;
     this.cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
     this.cache = new LRUCache<string, CachedValue>({
       maxSize: options.cacheBytes ?? 12 * 1024 * 1024,
@@ -59,9 +62,9 @@ export class SessionService {
   static async open(options: ServiceOptions): Promise<SessionService> {
     if (isConnectionString(options.db)) return new SessionService(options.db, await openReader(options.db), options);
     const db = resolve(options.db);
-    // A pool (piscina) loads only when wanted: one-shot CLI commands start faster without it.
-    const reader = options.inline ? openFileReader(db) : await PooledReader.open(db, options.threads);
-    const service = new SessionService(db, reader, options);
+    // A pool (its module and piscina) loads only when wanted: one-shot CLI commands start faster without it.
+    const pool = options.inline ? null : await (await import('../worker/pool.js')).PooledReader.open(db, options.threads);
+    const service = new SessionService(db, pool ?? openFileReader(db), options, pool);
     // Temporary files of processes that died while decoding (a crash, a kill) go now.
     new AttachmentCache(service.cacheDir).sweepTemporary(() => true);
     return service;
@@ -123,6 +126,24 @@ export class SessionService {
   }
 
   /**
+   * The same from another reader (the configured server, for a part the file no longer holds):
+   * decoded chunk by chunk into this service's cache, its handle kept beside the file's. Not in the
+   * page cache: a server's pages are never cached (no version mark says when they change).
+   */
+  async attachmentFrom(reader: PageReader, ref: string, out?: string): Promise<AttachmentResult> {
+    const { result, handle } = await reader.openAttachment(ref, this.cacheDir);
+    if (out) {
+      try {
+        return { ...result, path: await AttachmentCache.writeFromHandle(handle, out) };
+      } finally {
+        await handle.close();
+      }
+    }
+    this.handles.adopt(result.sha256, handle, result.bytes);
+    return result;
+  }
+
+  /**
    * A lease on the open file of cached content `sha256`: the handle an extraction left, or else the
    * cache file opened once, safely (see AttachmentCache.openEntry). Undefined when neither exists.
    */
@@ -137,17 +158,17 @@ export class SessionService {
 
   /** Largest V8 heap a worker reported (0 without a pool). */
   get workerHeapPeak(): number {
-    return this.reader instanceof PooledReader ? this.reader.workerHeapPeak : 0;
+    return this.pool?.workerHeapPeak ?? 0;
   }
 
   /** Worker threads alive in the pool (0 without one). */
   workerThreads(): number {
-    return this.reader instanceof PooledReader ? this.reader.threads() : 0;
+    return this.pool?.threads() ?? 0;
   }
 
   /** Test seam: ends one pool thread, as a crash would; piscina starts a replacement. */
   terminateWorker(): Promise<boolean> {
-    return this.reader instanceof PooledReader ? this.reader.terminateWorker() : Promise.resolve(false);
+    return this.pool?.terminateWorker() ?? Promise.resolve(false);
   }
 
   async close(): Promise<void> {

@@ -3,9 +3,11 @@
  * here), searched by title, sorted by size, creation or last activity, narrowed to one project
  * from the per-project totals, and pinned or unpinned (`keep` in the config file). A session
  * opens with its messages a page at a time from the paged API; attachments are links to the
- * attachment URL, never their bytes in the page.
+ * attachment URL, never their bytes in the page. With a server configured, its sessions the file
+ * no longer holds are listed too, each row marked where it lives; such a session pages from the
+ * server and has "Restore to this computer".
  */
-import type { BrowseResult, BrowseRow, BrowseSort } from '../core/browse.js';
+import type { BrowseResult, BrowseRow, BrowseSort, SessionWhere } from '../core/browse.js';
 import type { PlanResult, SessionKeeperApi } from '../core/utility-protocol.js';
 import { ApiError, attachmentUrl } from './api.js';
 import { confirmationText, count } from './confirm.js';
@@ -13,6 +15,17 @@ import { followRun } from './run-view.js';
 import { bytes, day, h } from './util.js';
 
 const PAGE = 50;
+
+const WHERE_LABEL: Record<SessionWhere, string> = { local: 'local', both: 'both', server: 'server only' };
+const WHERE_HELP: Record<SessionWhere, string> = {
+  local: 'Only on this computer: not on the server yet',
+  both: 'On this computer and on the server',
+  server: 'Only on the server: this computer no longer holds it',
+};
+
+function whereBadge(where: SessionWhere | undefined): HTMLElement | '' {
+  return where ? h('span', { class: `where where-${where}`, 'data-where': where, title: WHERE_HELP[where] }, WHERE_LABEL[where]) : '';
+}
 
 export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChanged: () => void = () => undefined): { load: () => Promise<void> } {
   const search = h('input', { type: 'search', id: 'browse-search', placeholder: 'Search titles', autocomplete: 'off', spellcheck: 'false' });
@@ -24,6 +37,17 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
   ] as const) {
     sort.append(h('option', { value }, label));
   }
+  // Shown once a page says a server is configured.
+  const whereSelect = h('select', { id: 'browse-where' });
+  for (const [value, label] of [
+    ['', 'Everywhere'],
+    ['local', 'Only on this computer'],
+    ['both', 'On both'],
+    ['server', 'Only on the server'],
+  ] as const) {
+    whereSelect.append(h('option', { value }, label));
+  }
+  const whereControl = h('span', { class: 'browse-where', hidden: true }, h('label', { for: 'browse-where' }, 'Where'), whereSelect);
   const status = h('p', { id: 'browse-status', class: 'status', 'aria-live': 'polite' });
   const projects = h('ul', { class: 'projects', id: 'browse-projects', 'aria-label': 'Projects' });
   const table = h('table', { class: 'browse', id: 'browse-table' });
@@ -50,6 +74,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
       search,
       h('label', { for: 'browse-sort' }, 'Sort'),
       sort,
+      whereControl,
     ),
     h(
       'div',
@@ -97,6 +122,46 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     return null;
   };
 
+  /**
+   * "Restore to this computer": the session (with its subtasks) copied back from the server into
+   * the file, with the run's progress; afterwards the list shows it as in both.
+   */
+  const restoreButton = (row: BrowseRow, line: HTMLElement): HTMLElement => {
+    const btn = h('button', { type: 'button', class: 'primary', id: 'btn-restore-server' }, 'Restore to this computer');
+    btn.addEventListener('click', () => {
+      btn.setAttribute('disabled', '');
+      const bar = h('progress', { id: 'restore-progress', max: 100, value: 0, 'aria-label': 'Restoring' });
+      const text = h('span', { id: 'restore-phase', 'aria-live': 'polite' }, 'Restoring from the server…');
+      line.replaceChildren(bar, ' ', text);
+      const off = api.onEvent((event) => {
+        if (event.event !== 'progress' || event.progress.phase !== 'restore') return;
+        const p = event.progress;
+        if (p.ofBytes) bar.value = Math.round((100 * (p.bytes ?? 0)) / p.ofBytes);
+        text.textContent = `Sessions ${(p.done ?? 0).toLocaleString('en-US')} of ${(p.sessions ?? 0).toLocaleString('en-US')} (${bytes(p.bytes ?? 0)} of ${bytes(p.ofBytes ?? 0)})…`;
+      });
+      void api
+        .request('restoreFromServer', { sessionId: row.id })
+        .then((result) => {
+          bar.value = 100;
+          line.replaceChildren(
+            h('span', { class: 'status ok', id: 'restore-result', 'data-restored': result.restored.length }, result.restored.length ? `Restored to this computer: ${count(result.restored.length, 'session')}, checked against the server.` : 'This computer already holds it: nothing restored.'),
+          );
+          viewer.querySelector('.where')?.replaceWith(whereBadge('both'));
+          viewer.querySelector('#session-source')?.replaceChildren();
+          viewer.dataset['where'] = 'both';
+          btn.remove();
+          onChanged();
+          void load();
+        })
+        .catch((error: unknown) => {
+          line.replaceChildren(h('span', { class: 'field-error', role: 'alert', id: 'restore-result' }, `Not restored: ${(error as Error).message}`));
+          btn.removeAttribute('disabled');
+        })
+        .finally(off);
+    });
+    return btn;
+  };
+
   const openSession = async (row: BrowseRow): Promise<void> => {
     const back = h('button', { type: 'button', id: 'btn-session-back' }, 'Back to the list');
     const more = h('button', { type: 'button', id: 'btn-session-more', hidden: true }, 'Load more messages');
@@ -106,7 +171,17 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
       for (const el of root.querySelectorAll<HTMLElement>('.browse-controls, .browse-grid')) el.hidden = false;
       (root.querySelector(`tr[data-session-id="${row.id}"] .open-session`) as HTMLElement | null)?.focus();
     });
-    viewer.replaceChildren(h('h3', { id: 'session-title' }, row.title || row.id), h('p', { class: 'help' }, `${row.project} · created ${day(row.timeCreated)} · ${bytes(row.bytes)}`), h('div', { class: 'actions' }, back), list, more);
+    const restoreLine = h('p', { class: 'run-line', id: 'restore-line' });
+    const onServer = row.where === 'server';
+    viewer.dataset['where'] = row.where ?? '';
+    viewer.replaceChildren(
+      h('h3', { id: 'session-title' }, row.title || row.id),
+      h('p', { class: 'help' }, `${row.project} · created ${day(row.timeCreated)} · ${bytes(row.bytes)} `, whereBadge(row.where), h('span', { id: 'session-source' }, onServer ? ' · read from the server' : '')),
+      h('div', { class: 'actions' }, back, onServer ? restoreButton(row, restoreLine) : ''),
+      restoreLine,
+      list,
+      more,
+    );
     for (const el of root.querySelectorAll<HTMLElement>('.browse-controls, .browse-grid')) el.hidden = true;
     viewer.hidden = false;
     back.focus();
@@ -128,7 +203,9 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     await page().catch((error: unknown) => list.append(h('li', { class: 'field-error' }, (error as Error).message)));
   };
 
-  const pinButton = (row: BrowseRow): HTMLElement => {
+  const pinButton = (row: BrowseRow): HTMLElement | string => {
+    // Pins keep sessions in the file: one the file does not hold has nothing to keep.
+    if (row.where === 'server') return '';
     const btn = h('button', { type: 'button', class: 'small pin', 'aria-pressed': String(row.pinned), 'data-pin': row.id, 'aria-label': `${row.pinned ? 'Unpin' : 'Pin'} "${row.title || row.id}"` }, row.pinned ? 'Pinned' : 'Pin');
     btn.addEventListener('click', () => {
       btn.setAttribute('disabled', '');
@@ -143,7 +220,9 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     return btn;
   };
 
-  const selectBox = (row: BrowseRow): HTMLElement => {
+  const selectBox = (row: BrowseRow): HTMLElement | string => {
+    // Archive-and-remove works on the file's sessions; a server-only one is not there to remove.
+    if (row.where === 'server') return '';
     const box = h('input', { type: 'checkbox', 'data-select': row.id, 'aria-label': `Select "${row.title || row.id}"`, checked: selected.has(row.id) });
     box.addEventListener('change', () => {
       if (box.checked) selected.add(row.id);
@@ -233,9 +312,9 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
       body.append(
         h(
           'tr',
-          { 'data-session-id': row.id, 'data-bytes': row.bytes },
+          { 'data-session-id': row.id, 'data-bytes': row.bytes, 'data-where': row.where },
           h('td', {}, selectBox(row)),
-          h('td', { class: 'title-cell', title: row.id }, openButton(row, `${row.title || row.id}${kids}`)),
+          h('td', { class: 'title-cell', title: row.id }, row.where ? h('div', { class: 'title-line' }, whereBadge(row.where), openButton(row, `${row.title || row.id}${kids}`)) : openButton(row, `${row.title || row.id}${kids}`)),
           h('td', { class: 'project-cell' }, row.project),
           h('td', {}, day(row.timeCreated)),
           h('td', {}, day(row.timeUpdated)),
@@ -275,10 +354,12 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
         limit: PAGE,
         ...(search.value.trim() ? { search: search.value.trim() } : {}),
         ...(project !== undefined ? { project } : {}),
+        ...(whereSelect.value ? { where: whereSelect.value as SessionWhere } : {}),
       });
       if (mine !== seq) return;
       show(page);
-      status.textContent = '';
+      whereControl.hidden = page.server === undefined;
+      status.textContent = page.server?.error ? `Sessions on the server (${page.server.target}) are not shown: ${page.server.error}` : '';
       root.dataset['loaded'] = 'true';
     } catch (error) {
       if (mine === seq) status.textContent = `Cannot list sessions: ${(error as Error).message}`;
@@ -303,6 +384,10 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     }, 200);
   });
   sort.addEventListener('change', () => {
+    offset = 0;
+    void load();
+  });
+  whereSelect.addEventListener('change', () => {
     offset = 0;
     void load();
   });

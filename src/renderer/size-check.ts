@@ -161,6 +161,7 @@ const PHASES: Record<ProgressView['phase'], { pct: number; text: string }> = {
   verify: { pct: 45, text: 'Verifying the archive…' },
   delete: { pct: 65, text: 'Removing sessions…' },
   compact: { pct: 50, text: 'Removing superseded history…' },
+  restore: { pct: 50, text: 'Restoring from the server…' },
   reclaim: { pct: 90, text: 'Reclaiming disk space…' },
   done: { pct: 100, text: 'Done.' },
 };

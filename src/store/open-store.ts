@@ -5,6 +5,7 @@
  */
 import { statSync } from 'node:fs';
 import { formatBytes } from '../core/bytes.js';
+import type { CleanPlan, CleanResult, WriterPresence } from '../core/data-folder.js';
 import { isConnectionString, type StorageKind } from '../core/storage.js';
 import type { ChangeMarks, SessionReader } from './reader.js';
 import type { MirrorTarget } from './mirror-target.js';
@@ -93,6 +94,17 @@ export async function probeLocation(location: string): Promise<LocationProbe> {
 }
 
 /** The data folder beside a SQLite file: who else has it open, and the clean-ups of what nothing references. */
-export { detectWriters } from './sqlite/data-folder/writers.js';
+// Loaded when first asked for, like the writer: `list` and `show` never walk the data folder.
 export { refuseWhenLocked } from './sqlite/run-lock.js';
-export { applyFolderClean, planFolderClean } from './sqlite/data-folder/clean.js';
+
+export async function detectWriters(...args: Parameters<typeof import('./sqlite/data-folder/writers.js')['detectWriters']>): Promise<WriterPresence> {
+  return (await import('./sqlite/data-folder/writers.js')).detectWriters(...args);
+}
+
+export async function planFolderClean(...args: Parameters<typeof import('./sqlite/data-folder/clean.js')['planFolderClean']>): Promise<CleanPlan> {
+  return (await import('./sqlite/data-folder/clean.js')).planFolderClean(...args);
+}
+
+export async function applyFolderClean(...args: Parameters<typeof import('./sqlite/data-folder/clean.js')['applyFolderClean']>): Promise<CleanResult> {
+  return (await import('./sqlite/data-folder/clean.js')).applyFolderClean(...args);
+}

@@ -29,7 +29,7 @@ export type Payload = Buffer | ChunkedValue;
 export const payloadBytes = (value: Payload): number => (Buffer.isBuffer(value) ? value.length : value.bytes);
 
 /** The whole value, for consumers that have no chunked path (its memory is the value's size). */
-export function wholePayload(value: Payload): Buffer {
+export function wholePayload(value: Buffer | { readonly bytes: number; chunks(): Iterable<Buffer> }): Buffer {
   if (Buffer.isBuffer(value)) return value;
   const whole = Buffer.allocUnsafe(value.bytes);
   let at = 0;

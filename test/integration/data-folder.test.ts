@@ -124,10 +124,10 @@ describe('clean --legacy-json', () => {
   it('refuses when the tree changed after the plan, and removes nothing when the archive cannot be written', async () => {
     const { db, folder } = freshFolder();
     const tree = writeLegacyJsonTree(db);
-    const plan = planClean({ db, targets: ['legacy-json'] });
+    const plan = await planClean({ db, targets: ['legacy-json'] });
     writeFileSync(join(folder, 'storage', 'part', 'late.json'), '{}');
     await expect(applyClean({ db, plan, archive: true, archiveDir: join(folder, 'archive') })).rejects.toThrow(/changed since the plan was made; nothing was removed/);
-    const again = planClean({ db, targets: ['legacy-json'] });
+    const again = await planClean({ db, targets: ['legacy-json'] });
     const blocked = join(folder, 'not-a-folder');
     writeFileSync(blocked, 'x');
     await expect(applyClean({ db, plan: again, archive: true, archiveDir: blocked })).rejects.toThrow();
@@ -195,7 +195,7 @@ describe('clean --diffs and --snapshot-temp', () => {
     const b = join(diffDir, 'ses_orphanbbbbbbbbbbbbbbbbbbb.json');
     writeFileSync(a, '[1]');
     writeFileSync(b, '[2]');
-    const plan = planClean({ db, targets: ['diffs'] });
+    const plan = await planClean({ db, targets: ['diffs'] });
     expect(plan.diffs?.files).toHaveLength(2);
     appendFileSync(b, ' ');
     const result = await applyClean({ db, plan, archive: true, archiveDir: join(folder, 'archive') });

@@ -4,17 +4,21 @@
  * and a 32 MB V8 heap: `archive` (the value read through sk_chunks, hashed and written in
  * chunks), `restore` of that archive into an empty database (the part spilled to a temp file,
  * written into SQLite through sk_text_zeros + sk_blob_write_file), and `retention --apply`
- * (archive, delete, vacuum). The restored row is byte-equal to the original by the sqlite3 CLI's
- * own reading, and stays TEXT. The whole-value path (no chunk extension) dies under the same cap
+ * (archive, delete, vacuum), and `migrate --to` PostgreSQL (the PDF cut out of the value and
+ * stored chunk by chunk through COPY, verified). The restored row is byte-equal to the original by
+ * the sqlite3 CLI's own reading, and stays TEXT; the server's chunks decode to the same PDF. The whole-value path (no chunk extension) dies under the same cap
  * and goes far over it without one.
  */
 import { execSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHugePartDatabase, type HugePartDatabase } from '../fixtures/huge-part.js';
 import { CLI, emptyOpenCodeDb, tempDir } from '../helpers/env.js';
 import { memoryEnforcement, runUnderMemoryLimit, type MemoryLimitedRun } from '../helpers/memory-limit.js';
+import { freshDatabase, serverQuery } from '../external/servers.js';
 
 const MB = 1024 * 1024;
 /**
@@ -103,6 +107,48 @@ describe.runIf(process.platform === 'linux')('writing commands on a 300 MB PDF, 
     withinLimit(target, ['restore', join(archives, written as string)]);
     expect(sqliteRow(target, fixture.partId)).toEqual({ sha256: peerSha256, type: 'text' });
   }, 300_000);
+
+  it('migrate --to postgres: the PDF cut out in chunks, stored through COPY, verified', async () => {
+    const database = await freshDatabase('postgres');
+    try {
+      const run = withinLimit(fixture.path, ['migrate', '--to', database.url, '--no-progress']);
+      expect(JSON.parse(run.stdout)).toMatchObject({ verified: true, sessions: 1 });
+      // The PDF as SQLite holds it, decoded piece by piece (4 MiB of base64 at a time).
+      const db = new Database(fixture.path, { readonly: true });
+      const expected = createHash('sha256');
+      try {
+        const start = db.prepare("SELECT instr(data, 'base64,') + 7 FROM part WHERE id = ?").pluck().get(fixture.partId) as number;
+        const end = fixture.valueBytes - 2; // the value ends with '"}'
+        const piece = db.prepare('SELECT substr(data, ?, ?) FROM part WHERE id = ?').pluck();
+        for (let at = start; at <= end; at += 4 * MB) expected.update(Buffer.from(piece.get(at, Math.min(4 * MB, end - at + 1), fixture.partId) as string, 'base64'));
+      } finally {
+        db.close();
+      }
+      const sha256 = expected.digest('hex');
+      const [attachment] = await serverQuery<{ bytes: number; chunks: number; complete: number }>(database.url, `SELECT bytes, chunks, complete FROM sk_attachment WHERE sha256 = '${sha256}'`);
+      expect([Number(attachment?.bytes), Number(attachment?.complete)]).toEqual([fixture.decodedBytes, 1]);
+      // The server's chunks, read back one at a time, are that PDF.
+      const stored = createHash('sha256');
+      for (let seq = 0; seq < Number(attachment?.chunks); seq++) {
+        const [chunk] = await serverQuery<{ data: Buffer }>(database.url, `SELECT data FROM sk_attachment_chunk WHERE sha256 = '${sha256}' AND seq = ${seq}`);
+        stored.update(chunk?.data ?? Buffer.alloc(0));
+      }
+      expect(stored.digest('hex')).toBe(sha256);
+      const [part] = await serverQuery<{ bytes: number; n: number }>(database.url, `SELECT bytes, octet_length(body) AS n FROM sk_part WHERE id = '${fixture.partId}'`);
+      expect(Number(part?.bytes)).toBe(fixture.valueBytes);
+      expect(Number(part?.n)).toBeLessThan(64 * 1024);
+      // The value read whole (no chunk extension) does not fit under the same cap.
+      const again = await freshDatabase('postgres');
+      try {
+        const whole = cli(fixture.path, ['migrate', '--to', again.url, '--no-progress'], { whole: true });
+        expect(whole.status === 0 && whole.signal === null, `it should have failed: ${describeRun(whole)}`).toBe(false);
+      } finally {
+        await again.drop();
+      }
+    } finally {
+      await database.drop();
+    }
+  }, 600_000);
 
   it('the whole-value path fails under the same cap (and is correct, only too big, without it)', () => {
     const wholeArchive = join(dir, 'whole.json');

@@ -5,6 +5,9 @@ import { findNodeAtLocation, parseTree } from 'jsonc-parser';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SkError } from '../../src/core/errors.js';
 import { configSaveTarget, findGlobalConfig, globalConfigFiles, loadConfig, saveSessionBlock } from '../../src/main/config-file.js';
+import { configReader } from '../../src/main/config-sources.js';
+import { checkSessionConfig } from '../../src/core/config.js';
+import { sessionDefaults } from '../../src/core/session-defaults.js';
 
 let root: string;
 let env: Record<string, string>;
@@ -150,6 +153,52 @@ describe('loadConfig', () => {
       chmodSync(file, 0o000);
       expect(configError(() => loadConfig({ env }))).toBe(`config ${file}: cannot read (EACCES)`);
     }
+  });
+});
+
+describe('configReader', () => {
+  const cwd = () => join(root, 'project');
+
+  it('without any config answers exactly what loadConfig does, defaults the schema fills in included', async () => {
+    mkdirSync(cwd(), { recursive: true });
+    const read = await configReader({ env, cwd: cwd() });
+    expect(read()).toEqual(loadConfig({ env, cwd: cwd() }));
+    const checked = checkSessionConfig({}, env);
+    expect(checked.ok && checked.config).toEqual(sessionDefaults(env));
+    // Fresh lists each time: a caller changing one cannot change the next answer.
+    read().config.keep.push('ses_x');
+    expect(read().config.keep).toEqual([]);
+  });
+
+  it('with a file, validates it when called, as loadConfig does', async () => {
+    mkdirSync(cwd(), { recursive: true });
+    const file = write('opencode.json', '{"session": {"maxSizeMB": 20}}');
+    const read = await configReader({ env, cwd: cwd() });
+    expect(read().config.maxSizeMB).toBe(20);
+    writeFileSync(file, '{"session": {"maxSizeMB": -1}}');
+    expect(configError(read)).toBe(`config ${file}: session.maxSizeMB: expected a positive number, got -1`);
+  });
+
+  it('with files that hold no settings, answers what loadConfig does; a broken one fails when asked, as loadConfig does', async () => {
+    mkdirSync(cwd(), { recursive: true });
+    const file = write('opencode.json', '{"model": "x", "session": {}}');
+    write('opencode.jsonc', '// nothing for us\n{"theme": "dark",}');
+    const read = await configReader({ env, cwd: cwd() });
+    expect(read()).toEqual(loadConfig({ env, cwd: cwd() }));
+    expect(read().source).toBe(join(dir, 'opencode.jsonc'));
+    writeFileSync(file, '{"session": ');
+    const broken = await configReader({ env, cwd: cwd() });
+    expect(configError(broken)).toBe(configError(() => loadConfig({ env, cwd: cwd() })));
+  });
+
+  it('takes a project file, inline config and --config as configs too', async () => {
+    mkdirSync(join(cwd(), '.git'), { recursive: true });
+    writeFileSync(join(cwd(), 'opencode.json'), '{"session": {"maxAgeDays": 3}}');
+    expect((await configReader({ env, cwd: cwd() }))().config.maxAgeDays).toBe(3);
+    rmSync(join(cwd(), 'opencode.json'));
+    expect((await configReader({ env: { ...env, OPENCODE_CONFIG_CONTENT: '{"session": {"maxSessions": 4}}' }, cwd: cwd() }))().config.maxSessions).toBe(4);
+    const missing = join(root, 'nowhere.json');
+    expect(configError(await configReader({ env, cwd: cwd(), path: missing }))).toBe(`config ${missing}: file not found`);
   });
 });
 

@@ -1,6 +1,37 @@
 /** Questions the destructive commands ask on a terminal, and what they say when OpenCode is running. */
+import type { Command } from 'commander';
 import { describeWriters } from '../../core/data-folder.js';
 import { SkError } from '../../core/errors.js';
+
+/** What a command's run flags say in its help; a flag left out is not declared (`delete` has no dry run, `compact` archives nothing). */
+export interface ApplyOptionTexts {
+  dryRun?: string;
+  apply?: string;
+  noArchive?: string;
+  yes: string;
+}
+
+/** The flags `addApplyOptions` declares, as commander hands them over (`archive` is false for `--no-archive`). */
+export interface ApplyFlags {
+  dryRun?: boolean;
+  apply?: boolean;
+  archive?: boolean;
+  yes?: boolean;
+}
+
+/** Declares `--dry-run`, `--apply`, `--no-archive` and `--yes` in that order, each with its command's text. */
+export function addApplyOptions(command: Command, texts: ApplyOptionTexts): Command {
+  if (texts.dryRun !== undefined) command.option('--dry-run', texts.dryRun);
+  if (texts.apply !== undefined) command.option('--apply', texts.apply);
+  if (texts.noArchive !== undefined) command.option('--no-archive', texts.noArchive);
+  return command.option('--yes', texts.yes);
+}
+
+/** Whether the run applies (`--apply`) rather than plans; `--dry-run` with `--apply` is a usage error. */
+export function applies(flags: ApplyFlags): boolean {
+  if (flags.apply && flags.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
+  return flags.apply === true;
+}
 
 const onTerminal = (): boolean => Boolean(process.stdin.isTTY && process.stderr.isTTY);
 

@@ -9,21 +9,17 @@ import type { SessionConfig, SessionOverrides } from '../../core/config.js';
 import { CLEAN_TARGETS, type CleanPlan, type CleanResult, type CleanTarget } from '../../core/data-folder.js';
 import { SkError } from '../../core/errors.js';
 import { print } from '../format.js';
-import { besideWriter, confirm } from './ask.js';
+import { addApplyOptions, applies, besideWriter, confirm, type ApplyFlags } from './ask.js';
 
 interface CleanGlobals {
   db: string;
   json: boolean;
 }
 
-interface CleanFlags {
+interface CleanFlags extends ApplyFlags {
   diffs?: boolean;
   snapshotTemp?: boolean;
   legacyJson?: boolean;
-  dryRun?: boolean;
-  apply?: boolean;
-  archive: boolean;
-  yes?: boolean;
 }
 
 const plural = (n: number, word: string): string => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
@@ -69,28 +65,29 @@ function formatCleanResult(result: CleanResult): string {
 
 export function registerClean<G extends CleanGlobals>(
   program: Command,
-  helpers: { sqliteFile: (command: Command, name: string) => G; settings: (g: G, overrides?: SessionOverrides) => SessionConfig },
+  helpers: { sqliteFile: (command: Command, name: string) => G; settings: (overrides?: SessionOverrides) => Promise<SessionConfig> },
 ): void {
-  program
+  const command = program
     .command('clean')
     .description('remove what nothing references in the data folder: orphan session diffs, snapshot pack leftovers, the pre-SQLite JSON tree; dry run by default')
     .option('--diffs', 'storage/session_diff files whose session is in no OpenCode database')
     .option('--snapshot-temp', 'tmp_pack files older than a day in the snapshot repositories')
-    .option('--legacy-json', 'the pre-SQLite JSON tree, once every session in it is in the database')
-    .option('--dry-run', 'print what would be removed and change nothing (default)')
-    .option('--apply', 'archive, then remove')
-    .option('--no-archive', 'remove without archiving first')
-    .option('--yes', 'do not ask before removing')
-    .action(async (options: CleanFlags, command: Command) => {
-      const g = helpers.sqliteFile(command, 'clean');
-      if (options.apply && options.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
-      const config = helpers.settings(g, { archive: options.archive === false ? false : undefined });
+    .option('--legacy-json', 'the pre-SQLite JSON tree, once every session in it is in the database');
+  addApplyOptions(command, {
+    dryRun: 'print what would be removed and change nothing (default)',
+    apply: 'archive, then remove',
+    noArchive: 'remove without archiving first',
+    yes: 'do not ask before removing',
+  }).action(async (options: CleanFlags, cmd: Command) => {
+      const g = helpers.sqliteFile(cmd, 'clean');
+      const apply = applies(options);
+      const config = await helpers.settings({ archive: options.archive === false ? false : undefined });
       const chosen: CleanTarget[] = [options.diffs ? 'diffs' : null, options.snapshotTemp ? 'snapshot-temp' : null, options.legacyJson ? 'legacy-json' : null].filter((t): t is CleanTarget => t !== null);
       const targets = chosen.length > 0 ? chosen : [...CLEAN_TARGETS];
       const { applyClean, planClean } = await import('../../main/clean.js');
-      const plan = planClean({ db: g.db, targets });
+      const plan = await planClean({ db: g.db, targets });
       const archiveNote = config.archive ? config.archiveDir : null;
-      if (!options.apply) {
+      if (!apply) {
         print(g.json, plan, () => formatCleanPlan(plan, archiveNote));
         return;
       }

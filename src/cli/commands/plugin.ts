@@ -35,7 +35,7 @@ function formatReport(report: Extract<PluginReport, { ok: true }>): string {
 
 export function registerPluginCommands<G extends PluginGlobals>(
   program: Command,
-  helpers: { sqliteFile: (command: Command, name: string) => G; settings: (g: G, overrides?: SessionOverrides) => SessionConfig },
+  helpers: { sqliteFile: (command: Command, name: string) => G; settings: (overrides?: SessionOverrides) => Promise<SessionConfig> },
 ): void {
   program
     .command('startup')
@@ -52,7 +52,7 @@ export function registerPluginCommands<G extends PluginGlobals>(
           throw new SkError('usage', "startup applies the config's retention without showing a plan: pass --yes (the plan: session-keeper retention)");
         }
         const g = helpers.sqliteFile(command, 'startup');
-        const config = helpers.settings(g);
+        const config = await helpers.settings();
         const report = await pluginCheck({ db: g.db, config, cacheDir: g.cacheDir, mode });
         if (reportPath !== undefined) writePluginReport(reportPath, report);
         print(g.json, report, () => formatReport(report));

@@ -7,7 +7,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { SkError } from '../../core/errors.js';
 import { isConnectionString } from '../../core/storage.js';
-import { loadConfig } from '../../main/config-file.js';
 import { syncStatusLine as statusLine } from '../../core/sync-status.js';
 import { print } from '../format.js';
 
@@ -34,7 +33,7 @@ export function registerSync(program: Command): void {
       const g = command.optsWithGlobals<SyncGlobals>();
       let to = options.to;
       if (to === undefined) {
-        const { config } = loadConfig({ path: g.config });
+        const { config } = (await import('../../main/config-file.js')).loadConfig({ path: g.config });
         if (config.storage !== 'sqlite' && config.connectionString) to = config.connectionString;
       }
       if (to === undefined) throw new SkError('usage', 'sync needs --to <connectionString> (or "storage" and "connectionString" in the config)');

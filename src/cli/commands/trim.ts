@@ -10,7 +10,7 @@ import { SkError } from '../../core/errors.js';
 import { parseDuration, selectorFromFlags, type SelectorFlags, type SessionSelector } from '../../core/selectors.js';
 import type { TrimMode, TrimOutcome, TrimPlan } from '../../core/trim.js';
 import { print } from '../format.js';
-import { besideWriter, confirm, interactive } from './ask.js';
+import { addApplyOptions, applies, besideWriter, confirm, interactive, type ApplyFlags } from './ask.js';
 
 interface TrimGlobals {
   db: string;
@@ -34,15 +34,11 @@ export function selectorOf(flags: SelectorFlags): SessionSelector {
   return selectorFromFlags(flags);
 }
 
-interface TrimFlags extends SelectorFlags {
+interface TrimFlags extends SelectorFlags, ApplyFlags {
   reasoning?: boolean;
   compactedOutputs?: boolean;
   attachments?: boolean;
   session?: string[];
-  dryRun?: boolean;
-  apply?: boolean;
-  archive: boolean;
-  yes?: boolean;
 }
 
 const MODE_TEXT: Record<TrimMode, string> = {
@@ -70,7 +66,7 @@ function formatTrimOutcome(outcome: TrimOutcome): string {
 
 export function registerTrim<G extends TrimGlobals>(
   program: Command,
-  helpers: { sqliteFile: (command: Command, name: string) => G; settings: (g: G, overrides?: SessionOverrides) => SessionConfig },
+  helpers: { sqliteFile: (command: Command, name: string) => G; settings: (overrides?: SessionOverrides) => Promise<SessionConfig> },
 ): void {
   const command = program
     .command('trim')
@@ -83,20 +79,20 @@ export function registerTrim<G extends TrimGlobals>(
       return Number(v);
     })
     .option('--session <id...>', 'sessions to trim (with their child sessions)');
-  addSelectorOptions(command)
-    .option('--dry-run', 'print what would be trimmed and change nothing (default)')
-    .option('--apply', 'archive, trim, reclaim')
-    .option('--no-archive', 'trim without archiving first')
-    .option('--yes', 'do not ask before trimming')
-    .action(async (flags: TrimFlags, cmd: Command) => {
+  addApplyOptions(addSelectorOptions(command), {
+    dryRun: 'print what would be trimmed and change nothing (default)',
+    apply: 'archive, trim, reclaim',
+    noArchive: 'trim without archiving first',
+    yes: 'do not ask before trimming',
+  }).action(async (flags: TrimFlags, cmd: Command) => {
       const g = helpers.sqliteFile(cmd, 'trim');
-      if (flags.apply && flags.dryRun) throw new SkError('usage', '--dry-run and --apply exclude each other');
+      const apply = applies(flags);
       const modes: TrimMode[] = [flags.reasoning ? 'reasoning' : null, flags.compactedOutputs ? 'compacted-outputs' : null, flags.attachments ? 'attachments' : null].filter((m): m is TrimMode => m !== null);
       if (modes.length === 0) throw new SkError('usage', 'trim what? give --reasoning, --compacted-outputs and/or --attachments');
       // With --attachments, an age is the attachments' age; otherwise it selects sessions.
       const attachmentAge = flags.attachments && flags.olderThanDays !== undefined;
       const selector = selectorOf({ ...flags, olderThanDays: attachmentAge ? undefined : flags.olderThanDays });
-      const config = helpers.settings(g, { archive: flags.archive === false ? false : undefined });
+      const config = await helpers.settings({ archive: flags.archive === false ? false : undefined });
       const { applyTrimRun, planTrimRun } = await import('../../main/trim.js');
       const run = {
         db: g.db,
@@ -110,7 +106,7 @@ export function registerTrim<G extends TrimGlobals>(
       };
       const plan = await planTrimRun(run);
       const archiveNote = config.archive ? config.archiveDir : null;
-      if (!flags.apply) {
+      if (!apply) {
         print(g.json, plan, () => formatTrimPlan(plan, archiveNote));
         return;
       }

@@ -1,25 +1,41 @@
 /**
  * Sessions into a server from a stream of items, fast and verified. Rows of many sessions are
- * batched into INSERTs bounded in rows and bytes, a few in flight at once on pooled connections
- * while later sessions are read and cut. Sessions are verified in groups on other connections:
- * a group waits for the commits of its rows, reads back the server's digest of them (ids, times,
- * body hashes: no body comes back) and compares it with what was sent; only then is a session
- * marked complete. An interrupted copy leaves sessions incomplete, which the next copy replaces.
+ * batched into INSERTs (or, where the dialect has a bulk load, COPYs) bounded in rows and bytes, a
+ * few in flight at once on pooled connections while later sessions are read and cut. A value too
+ * big to hold goes into its own COPY chunk by chunk, before the next item is read. Sessions are
+ * verified in groups on other connections: a group waits for the commits of its rows, reads back
+ * the server's digest of them (ids, times, body hashes: no body comes back) and compares it with
+ * what was sent; only then is a session marked complete. An interrupted copy leaves sessions
+ * incomplete, which the next copy replaces.
  */
+import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import { SkError } from '../../core/errors.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
 import { isSyncIterable, rowId, wholePayload, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
-import type { BulkRow } from './dialect.js';
+import type { BulkRow, CopyCell, CopyColumn, StreamedValue } from './dialect.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
 import type { ExternalContext } from './context.js';
-import { deleteSessionRows, insertNewSession, insertSmallAttachments, preparePartBatched, putSessionRow, sessionStates, storeTableRows, type SmallAttachment } from './writes.js';
+import {
+  deleteSessionRows,
+  insertNewSession,
+  insertSmallAttachments,
+  preparePartBatched,
+  preparePartStreamed,
+  putSessionRow,
+  serverJudgesJson,
+  sessionStates,
+  storeTableRows,
+  type SmallAttachment,
+} from './writes.js';
 import { messageRow, type MessageRow, type PartRow } from './stored-rows.js';
 
 /** Bytes of row data per INSERT statement. */
 const BATCH_BYTES = 4 * 1024 * 1024;
+/** Rows per COPY (about BATCH_BYTES of typical rows: fewer statements and commits than INSERTs allow). */
+const COPY_BATCH_ROWS = 1000;
 /** Batches inserting at once per table (the pool has 4 connections; attachments and reads need one). */
 const MAX_IN_FLIGHT = 2;
 /** Rows read back per verification group (and sessions per group). */
@@ -27,6 +43,67 @@ const VERIFY_ROWS = 4000;
 const VERIFY_SESSIONS = 64;
 /** Verification groups running at once, beside the inserts. */
 const MAX_VERIFYING = 2;
+
+/** Columns of a bulk load (COPY) of each table; `data`, the jsonb copy, is made by the server from the body's text. */
+const COPY_COLUMNS: Record<'sk_message' | 'sk_part', readonly CopyColumn[]> = {
+  sk_message: [
+    { name: 'id', type: 'text' },
+    { name: 'session_id', type: 'text' },
+    { name: 'time_created', type: 'int8' },
+    { name: 'time_updated', type: 'int8' },
+    { name: 'bytes', type: 'int8' },
+    { name: 'body', type: 'blob' },
+    { name: 'data', type: 'json' },
+  ],
+  sk_part: [
+    { name: 'id', type: 'text' },
+    { name: 'message_id', type: 'text' },
+    { name: 'session_id', type: 'text' },
+    { name: 'time_created', type: 'int8' },
+    { name: 'time_updated', type: 'int8' },
+    { name: 'bytes', type: 'int8' },
+    { name: 'body', type: 'blob' },
+    { name: 'attachments', type: 'text' },
+    { name: 'att_count', type: 'int4' },
+    { name: 'att_bytes', type: 'int8' },
+    { name: 'att_encoded', type: 'int8' },
+    { name: 'data', type: 'json' },
+  ],
+};
+
+type LoadedRow = Omit<MessageRow, 'body'> & Partial<Omit<PartRow, 'body'>> & { body: Buffer | StreamedValue };
+
+/** A row's cells in COPY_COLUMNS order; with `json` the body's text is also its jsonb copy. */
+function copyCells(table: 'sk_message' | 'sk_part', row: LoadedRow, json: boolean): CopyCell[] {
+  return COPY_COLUMNS[table].map(({ name }): CopyCell => {
+    if (name === 'data') return json ? row.body : null;
+    const value = (row as unknown as Record<string, CopyCell | undefined>)[name];
+    return value ?? null;
+  });
+}
+
+/** A streamed value that hashes its bytes as they are read; `sha256()` is the digest of the last full read. */
+function hashedValue(value: StreamedValue): { value: StreamedValue; sha256: () => string } {
+  let digest: string | null = null;
+  return {
+    value: {
+      bytes: value.bytes,
+      *chunks() {
+        digest = null;
+        const hash = createHash('sha256');
+        for (const chunk of value.chunks()) {
+          hash.update(chunk);
+          yield chunk;
+        }
+        digest = hash.digest('hex');
+      },
+    },
+    sha256: () => {
+      if (digest === null) throw new RangeError('a streamed body was not read to its end');
+      return digest;
+    },
+  };
+}
 
 /**
  * Reads one session's stored rows back (ids, times, the server's sha256 of each body, attachment
@@ -143,15 +220,22 @@ class RowBatch<T extends MessageRow | PartRow> {
     private readonly table: 'sk_message' | 'sk_part',
   ) {
     this.serverJson = store.dialect.serverJson !== null;
+    this.batchRows = store.copyIn ? COPY_BATCH_ROWS : store.dialect.batchRows;
   }
+
+  /** Rows per statement: a COPY has no parameter limit, so only BATCH_BYTES bounds it. */
+  private readonly batchRows: number;
 
   /** Buffers a row; returns the promise of its batch's commit (boxed: an async function would wait for it). */
   async add(row: T, json: boolean, attachments: readonly SmallAttachment[] = []): Promise<{ committed: Promise<void> }> {
+    const bytes = row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
+    // A big row starts a statement of its own rather than push one past BATCH_BYTES (MySQL refuses packets over 16 MB).
+    if (this.rows.length > 0 && this.bytes + bytes > BATCH_BYTES) await this.flush();
     this.rows.push({ row, json });
     for (const a of attachments) this.attachments.push(a);
-    this.bytes += row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
+    this.bytes += bytes;
     const committed = this.current.promise;
-    if (this.rows.length >= this.store.dialect.batchRows || this.bytes >= BATCH_BYTES) await this.flush();
+    if (this.rows.length >= this.batchRows || this.bytes >= BATCH_BYTES) await this.flush();
     return { committed };
   }
 
@@ -183,6 +267,17 @@ class RowBatch<T extends MessageRow | PartRow> {
   }
 
   private async run(rows: { row: T; json: boolean }[]): Promise<void> {
+    const copyIn = this.store.copyIn;
+    if (copyIn) {
+      const table = this.table;
+      // Each row's cells are made as the COPY reaches it: only one row's list is alive at a time.
+      const cells = function* (): Generator<CopyCell[]> {
+        for (const r of rows) yield copyCells(table, r.row, r.json);
+      };
+      const stored = await copyIn.load(table, COPY_COLUMNS[table], cells());
+      if (stored !== rows.length) throw new SkError('corrupt', `${this.table}: ${rows.length} rows sent, ${stored} stored in ${this.store.location}`);
+      return;
+    }
     const serverJson = this.store.dialect.serverJson;
     if (serverJson) await this.store.db.executeQuery(serverJson.bulkInsert(this.table, rows as unknown as BulkRow[]));
     else await this.store.db.insertInto(this.table).values(rows.map((r) => r.row)).execute();
@@ -200,22 +295,28 @@ class RowBatch<T extends MessageRow | PartRow> {
         await this.run([{ row: r.row, json: false }]);
       }
     }
-    if (rows.length === 0) return;
+    if (rows.length > 0) await this.halving(rows);
+  }
+
+  /**
+   * Stores rows; when the statement fails over a JSON copy the engine refused (its JSON rules
+   * differ from JavaScript's), the exact body is what matters: the batch is retried in halves down
+   * to the refused rows, which go in without the queryable copy (k refusals: O(k log n) statements).
+   */
+  private async halving(rows: { row: T; json: boolean }[]): Promise<void> {
     try {
       await this.run(rows);
     } catch (error) {
-      // A JSON copy the engine refused (its JSON rules differ from JavaScript's): the exact body is
-      // what matters, so those rows go in one by one, without the queryable copy where needed.
       const hasJson = (r: { row: T; json: boolean }): boolean => (this.serverJson ? r.json : r.row.data !== null);
-      if (rows.length === 1 && !hasJson(rows[0] as { row: T; json: boolean })) throw error;
-      for (const r of rows) {
-        try {
-          await this.run([r]);
-        } catch (inner) {
-          if (!hasJson(r)) throw inner;
-          await this.run([{ row: { ...r.row, data: null }, json: false }]);
-        }
+      if (!rows.some(hasJson)) throw error;
+      if (rows.length === 1) {
+        const r = rows[0] as { row: T; json: boolean };
+        await this.run([{ row: { ...r.row, data: null }, json: false }]);
+        return;
       }
+      const half = Math.ceil(rows.length / 2);
+      await this.halving(rows.slice(0, half));
+      await this.halving(rows.slice(half));
     }
   }
 }
@@ -315,28 +416,47 @@ class BulkImport {
       }
       case 'message': {
         if (this.skipping || !this.current) return;
-        // Servers take each value whole (one bound parameter): a chunked one is gathered here.
-        const m = { ...item.message, data: wholePayload(item.message.data) };
+        const data = item.message.data;
+        if (!Buffer.isBuffer(data) && store.copyIn) {
+          const empty = messageRow({ ...item.message, data: Buffer.alloc(0) }, store.dialect, true);
+          const row = await this.streamAlone('sk_message', { ...empty, bytes: data.bytes, body: data });
+          const cur = this.current;
+          cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, data.bytes, row.sha256, null));
+          cur.messages++;
+          cur.bytes += data.bytes;
+          this.options.onRows?.(data.bytes, 1);
+          return;
+        }
+        // Without a bulk load a server takes each value whole (one bound parameter): a chunked one is gathered here.
+        const m = { ...item.message, data: wholePayload(data) };
         const row = messageRow(m, store.dialect, this.serverJson);
         const cur = this.current;
         cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
         cur.messages++;
         cur.bytes += m.data.length;
-        const json = store.dialect.serverJson ? store.dialect.serverJson.acceptable(row.body) : false;
+        const json = serverJudgesJson(store, row.body);
         cur.committed.add((await this.batches.messages.add(row, json)).committed);
         this.options.onRows?.(row.bytes, 1);
         return;
       }
       case 'part': {
         if (this.skipping || !this.current) return;
-        const p = { ...item.part, data: wholePayload(item.part.data) };
-        const { row, small, json } = await preparePartBatched(store, p);
+        const data = item.part.data;
+        const prepared = Buffer.isBuffer(data) ? { streamed: false as const, ...(await preparePartBatched(store, { ...item.part, data })) } : await preparePartStreamed(store, { ...item.part, data }, store.copyIn !== null);
         const cur = this.current;
-        cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
+        if (prepared.streamed) {
+          // The value is readable only until the next item: its body is stored now, on its own.
+          await insertSmallAttachments(store, prepared.small);
+          const row = await this.streamAlone('sk_part', prepared.row);
+          cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, prepared.row.body.bytes, row.sha256, row.attachments ?? null));
+        } else {
+          const { row, small, json } = prepared;
+          cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
+          cur.committed.add((await this.batches.parts.add(row, json, small)).committed);
+        }
         cur.parts++;
-        cur.bytes += p.data.length;
-        cur.committed.add((await this.batches.parts.add(row, json, small)).committed);
-        this.options.onRows?.(row.bytes, 1);
+        cur.bytes += prepared.row.bytes;
+        this.options.onRows?.(prepared.row.bytes, 1);
         return;
       }
       case 'rows': {
@@ -370,6 +490,19 @@ class BulkImport {
         return;
       }
     }
+  }
+
+  /**
+   * One row whose body is read in chunks, loaded alone and committed before the next item (its
+   * value is readable only until then); the body's sha256 is taken as it streams by.
+   */
+  private async streamAlone<R extends LoadedRow & { body: StreamedValue }>(table: 'sk_message' | 'sk_part', row: R): Promise<R & { sha256: string }> {
+    const copyIn = this.store.copyIn;
+    if (!copyIn) throw new SkError('internal', `${table}: a streamed row without a bulk load`);
+    const hashed = hashedValue(row.body);
+    const stored = await copyIn.load(table, COPY_COLUMNS[table], [copyCells(table, { ...row, body: hashed.value }, false)]);
+    if (stored !== 1) throw new SkError('corrupt', `${table} ${row.id}: 1 row sent, ${stored} stored in ${this.store.location}`);
+    return { ...row, sha256: hashed.sha256() };
   }
 
   /** A group waits for its commits, reads its rows back, compares digests, and only then marks its sessions complete. */

@@ -6,7 +6,9 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
+import { findAttachmentsInChunks } from '../../core/attachment-stream.js';
 import { findAttachments, type AttachmentSpan } from '../../core/part-scan.js';
+import type { StreamedValue } from './dialect.js';
 
 /** Decoded bytes per stored chunk: a multiple of 3, so chunks base64-encode independently. */
 export const CHUNK_BYTES = 3 * 349_525;
@@ -107,6 +109,124 @@ export function cutPart(buf: Buffer, partId: string): CutPart {
     result.body = Buffer.concat(pieces);
   }
   return result;
+}
+
+/**
+ * Bytes `[start, end)` of a value read in chunks, as pieces of `pieceBytes` (the last one
+ * shorter); the value's chunks are read only as far as `end`.
+ */
+function* rangePieces(value: StreamedValue, start: number, end: number, pieceBytes: number): Generator<Buffer> {
+  let offset = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  for (const chunk of value.chunks()) {
+    const from = Math.max(start, offset);
+    const to = Math.min(end, offset + chunk.length);
+    offset += chunk.length;
+    for (let at = from; at < to; ) {
+      const take = Math.min(to - at, pieceBytes - pendingBytes);
+      const base = offset - chunk.length;
+      pending.push(chunk.subarray(at - base, at - base + take));
+      pendingBytes += take;
+      at += take;
+      if (pendingBytes === pieceBytes) {
+        yield pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
+        pending = [];
+        pendingBytes = 0;
+      }
+    }
+    if (offset >= end) break;
+  }
+  if (pendingBytes > 0) yield pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
+}
+
+/** `canonicalChunks` over a value read in chunks: the same pieces, decoded. */
+function* canonicalStreamedChunks(value: StreamedValue, span: AttachmentSpan): Generator<Buffer> {
+  for (const piece of rangePieces(value, span.payloadStart, span.end, CHUNK_CHARS)) {
+    const decoded = Buffer.from(piece.toString('latin1'), 'base64');
+    if (!Buffer.from(decoded.toString('base64'), 'latin1').equals(piece)) throw new NotCanonical();
+    yield decoded;
+  }
+}
+
+/** `attachmentChunks` of a value read in chunks. */
+export function* streamedAttachmentChunks(value: StreamedValue, span: AttachmentSpan, kind: 'b' | 'r'): Generator<Buffer> {
+  if (kind === 'b') yield* canonicalStreamedChunks(value, span);
+  else yield* rangePieces(value, span.payloadStart, span.end, CHUNK_BYTES);
+}
+
+function hashStreamedSpan(value: StreamedValue, span: AttachmentSpan): { sha256: string; kind: 'b' | 'r' } {
+  if (span.base64) {
+    try {
+      const hash = createHash('sha256');
+      for (const chunk of canonicalStreamedChunks(value, span)) hash.update(chunk);
+      return { sha256: hash.digest('hex'), kind: 'b' };
+    } catch (error) {
+      if (!(error instanceof NotCanonical)) throw error;
+    }
+  }
+  const hash = createHash('sha256');
+  for (const piece of rangePieces(value, span.payloadStart, span.end, CHUNK_BYTES)) hash.update(piece);
+  return { sha256: hash.digest('hex'), kind: 'r' };
+}
+
+/** `cutPart` of a value read in chunks: its body is the value with the payloads left out, read again on demand. */
+export interface StreamedCutPart extends Omit<CutPart, 'body'> {
+  body: StreamedValue;
+}
+
+/**
+ * Cuts a part's attachments out of a value too big to hold (exactly what `cutPart` makes of the
+ * same bytes): one pass finds the spans, one per attachment hashes it; the body is a view that
+ * skips the payloads when read. A part that cannot be scanned is kept whole, with no spans.
+ */
+export function cutStreamedPart(value: StreamedValue, partId: string): StreamedCutPart {
+  let found: AttachmentSpan[] = [];
+  try {
+    found = findAttachmentsInChunks(value.chunks(), partId);
+  } catch {
+    // malformed JSON: kept as it is, as cutPart keeps it
+  }
+  const result: StreamedCutPart = { body: value, spans: [], sources: [], attachmentCount: 0, attachmentBytes: 0, encodedBytes: 0 };
+  const cuts: [number, number][] = [];
+  let bodyLength = 0;
+  let last = 0;
+  for (const span of found) {
+    result.attachmentCount++;
+    result.attachmentBytes += span.decodedBytes;
+    result.encodedBytes += span.end - span.start;
+    if (span.end <= span.payloadStart) continue;
+    const { sha256, kind } = hashStreamedSpan(value, span);
+    bodyLength += span.payloadStart - last;
+    result.spans.push({ i: span.index, o: bodyLength, s: sha256, k: kind, n: span.decodedBytes, e: span.end - span.payloadStart });
+    result.sources.push({ span, sha256, kind });
+    cuts.push([span.payloadStart, span.end]);
+    last = span.end;
+  }
+  if (cuts.length > 0) result.body = { bytes: bodyLength + (value.bytes - last), chunks: () => outside(value, cuts) };
+  return result;
+}
+
+/** The value's bytes outside the sorted, disjoint ranges `cuts`, chunk by chunk. */
+function* outside(value: StreamedValue, cuts: readonly [number, number][]): Generator<Buffer> {
+  let offset = 0;
+  let next = 0;
+  for (const chunk of value.chunks()) {
+    const end = offset + chunk.length;
+    let at = offset;
+    while (at < end) {
+      const cut = cuts[next];
+      if (!cut || cut[0] >= end) {
+        yield chunk.subarray(at - offset);
+        break;
+      }
+      if (cut[0] > at) yield chunk.subarray(at - offset, cut[0] - offset);
+      if (cut[1] > end) break;
+      at = Math.max(at, cut[1]);
+      next++;
+    }
+    offset = end;
+  }
 }
 
 /** Reads an attachment's chunks, in order. */

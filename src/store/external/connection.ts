@@ -7,7 +7,7 @@
 import type { Kysely } from 'kysely';
 import { SkError, redactSecrets } from '../../core/errors.js';
 import { externalKindOf } from '../../core/storage.js';
-import type { EngineDialect, ParsedConnection } from './dialect.js';
+import type { CopyIn, EngineDialect, ParsedConnection } from './dialect.js';
 import { dialectFor } from './engines.js';
 import type { SkTables } from './tables.js';
 
@@ -66,6 +66,8 @@ export interface ExternalConnection {
   conn: ParsedConnection;
   dialect: EngineDialect;
   db: Kysely<SkTables>;
+  /** The engine's bulk load on this pool, where it has one. */
+  copyIn: CopyIn | null;
 }
 
 /** Opens a pool and proves it with one round trip, so a bad string fails here with one line. */
@@ -74,9 +76,10 @@ export async function connect(connectionString: string, poolSize = 4, bulk = fal
   let db: Kysely<SkTables> | undefined;
   try {
     const { Kysely } = await import('kysely');
-    db = new Kysely<SkTables>({ dialect: await dialect.kyselyDialect(conn, poolSize, bulk) });
+    const kyselyDialect = await dialect.kyselyDialect(conn, poolSize, bulk);
+    db = new Kysely<SkTables>({ dialect: kyselyDialect });
     await db.selectNoFrom((eb) => eb.val(1).as('one')).execute();
-    return { conn, dialect, db };
+    return { conn, dialect, db, copyIn: dialect.copyIn?.(kyselyDialect) ?? null };
   } catch (error) {
     await db?.destroy().catch(() => undefined);
     throw connectionError(error, conn, 'cannot connect');

@@ -72,27 +72,47 @@ export class ExternalContentSource implements ContentSource {
     return ((await dialect.limit(query, limit).execute()) as BodyRow[]).map(contentRow);
   }
 
+  /** The page's parts, by message: fetched once for the whole page (this source serves one page). */
+  private pageParts: { key: string; parts: Map<string, ContentRow[]> } | null = null;
+
   /**
-   * A message's parts in page order, sizes first; bodies come inline (batched queries) while they
-   * are small and their total stays under the page rules' inline total, so a message with
-   * thousands of parts never arrives as one huge result. The rest are fetched one at a time.
+   * A message's parts in page order. The whole page's parts come in one query, sizes first; bodies
+   * come inline (batched queries) while they are small and their total over the page stays under
+   * the page rules' inline total, as the SQLite store does, so a page never arrives as one huge
+   * result. The rest are fetched one at a time. Two round trips per page, not per message.
    */
-  async parts(messageId: string): Promise<ContentRow[]> {
+  async parts(messageId: string, pageIds: readonly string[]): Promise<ContentRow[]> {
+    const ids = pageIds.includes(messageId) ? pageIds : [messageId];
+    const key = ids.join('\n');
+    let page = this.pageParts;
+    if (page?.key !== key) {
+      page = { key, parts: await this.partsOf(ids) };
+      this.pageParts = page;
+    }
+    return page.parts.get(messageId) ?? [];
+  }
+
+  private async partsOf(messageIds: readonly string[]): Promise<Map<string, ContentRow[]>> {
     const { db, dialect } = this.store;
     const rows = (await db
       .selectFrom('sk_part')
-      .select(['id', 'time_created', 'bytes', 'attachments', dialect.byteLength('body').as('body_bytes'), sql<null>`NULL`.as('body')])
-      .where('message_id', '=', messageId)
+      .select(['id', 'message_id', 'time_created', 'bytes', 'attachments', dialect.byteLength('body').as('body_bytes'), sql<null>`NULL`.as('body')])
+      .where('message_id', 'in', messageIds)
+      .orderBy('message_id')
       .orderBy('time_created')
       .orderBy('id')
-      .execute()) as BodyRow[];
+      .execute()) as (BodyRow & { message_id: string })[];
+    const byMessage = new Map<string, (BodyRow & { message_id: string })[]>(messageIds.map((id) => [id, []]));
+    for (const row of rows) byMessage.get(row.message_id)?.push(row);
     const inline: BodyRow[] = [];
     let total = 0;
-    for (const row of rows) {
-      const size = Number(row.body_bytes);
-      if (size > inlineFetchBytes || total + size > inlineTotalBytes) continue;
-      total += size;
-      inline.push(row);
+    for (const id of messageIds) {
+      for (const row of byMessage.get(id) ?? []) {
+        const size = Number(row.body_bytes);
+        if (size > inlineFetchBytes || total + size > inlineTotalBytes) continue;
+        total += size;
+        inline.push(row);
+      }
     }
     const byId = new Map(inline.map((row) => [row.id, row]));
     for (let at = 0; at < inline.length; ) {
@@ -107,7 +127,7 @@ export class ExternalContentSource implements ContentSource {
         if (row) row.body = fetched.body;
       }
     }
-    return rows.map(contentRow);
+    return new Map([...byMessage].map(([id, parts]) => [id, parts.map(contentRow)]));
   }
 
   async payload(table: 'message' | 'part', row: ContentRow): Promise<Buffer> {

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import type { ExternalKind } from '../../core/storage.js';
 import { SkError } from '../../core/errors.js';
 import { connectionError } from './connection.js';
-import type { EngineDialect, ParsedConnection } from './dialect.js';
+import type { CopyIn, EngineDialect, ParsedConnection } from './dialect.js';
 import type { SkTables } from './tables.js';
 
 export class ExternalContext {
@@ -13,6 +13,8 @@ export class ExternalContext {
     readonly db: Kysely<SkTables>,
     readonly conn: ParsedConnection,
     readonly dialect: EngineDialect,
+    /** Bulk loads on the pool (never inside a transaction of `db`), where the engine has them. */
+    readonly copyIn: CopyIn | null = null,
   ) {
     this.kind = conn.kind;
   }

@@ -84,11 +84,47 @@ export interface EngineDialect {
   durableBarrier(db: Kysely<SkTables>): Promise<void>;
   /** Largest value a read can bring back without exceeding V8's string limit on the way. */
   readonly readableLimit: number;
+  /**
+   * A bulk load that streams rows into a table (PostgreSQL's COPY), for the pool `kyselyDialect`
+   * made; absent where the engine has none, and shared code then inserts.
+   */
+  copyIn?(pool: KyselyDialect): CopyIn | null;
+}
+
+/** A value too big to hold whole, read chunk by chunk (a `ChunkedValue` fits). */
+export interface StreamedValue {
+  readonly bytes: number;
+  chunks(): Iterable<Buffer>;
+}
+
+/** Our schema's column types as a bulk load encodes them (`json`: the text of a JSON value). */
+export type CopyType = 'text' | 'int4' | 'int8' | 'blob' | 'json';
+
+export interface CopyColumn {
+  name: string;
+  type: CopyType;
+}
+
+/** One value of a loaded row: `text` and `json` cells are UTF-8 bytes or strings, `blob` bytes. */
+export type CopyCell = string | number | Buffer | StreamedValue | null;
+
+export interface CopyIn {
+  /**
+   * Loads `rows` into `table` in one statement on a pooled connection (streamed values go out
+   * chunk by chunk as the server takes them) and returns the rows stored: all of them or, when
+   * anything fails, none.
+   */
+  load(table: string, columns: readonly CopyColumn[], rows: Iterable<readonly CopyCell[]>): Promise<number>;
 }
 
 export interface ServerJson {
   /** Whether the server will accept the body as JSON (cheap, on the bytes, for big bodies). */
   acceptable(body: Buffer): boolean;
+  /**
+   * A check of the bytes only, no parse: for bulk loads (`copyIn`), which let the server judge
+   * and find a refused body by halving the batch that held it.
+   */
+  plausible(body: Buffer): boolean;
   /** Bodies above this size go one per statement, so a refusal costs one row. */
   readonly aloneAbove: number;
   bulkInsert(table: 'sk_message' | 'sk_part', rows: readonly BulkRow[]): CompiledQuery;

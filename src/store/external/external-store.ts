@@ -5,6 +5,9 @@
  * value at a time as Buffers, attachments streamed chunk by chunk into the content-addressed cache.
  * Engine differences are the dialect's (dialect.ts); nothing here asks which engine it is.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { SelectedSession } from '../../core/selectors.js';
 import type { TrimPlan } from '../../core/trim.js';
 import { emptyCompactionPlan, type CompactionPlan, type CompactionResult } from '../../core/compaction.js';
@@ -17,13 +20,14 @@ import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
-import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
+import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite } from '../mirror-target.js';
-import type { Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
+import type { ChunkedValue, Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
 import { digestOfSession, heldVersions, mirrorBases, mirrorSession, recordBase, registerSource } from './mirror-write.js';
 import type { AppliedTrim, DeleteOptions, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
+import { SPILL_PART_BYTES, SpilledPart } from './part-spill.js';
 import { connect, connectionError } from './connection.js';
 import { ExternalContentSource } from './content-source.js';
 import { ExternalContext } from './context.js';
@@ -45,8 +49,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
    * without, a database the tool never touched is a one-line error.
    */
   static async open(connectionString: string, options: { create?: boolean; poolSize?: number; bulk?: boolean } = {}): Promise<ExternalStore> {
-    const { db, conn, dialect } = await connect(connectionString, options.poolSize, options.bulk);
-    const store = new ExternalStore(db, conn, dialect);
+    const { db, conn, dialect, copyIn } = await connect(connectionString, options.poolSize, options.bulk);
+    const store = new ExternalStore(db, conn, dialect, copyIn);
     try {
       const version = await schemaVersion(db);
       // A newer build's tables are never written by this one (nor read: their meaning may have changed).
@@ -312,6 +316,19 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
     });
   }
 
+  /** Each root's project and the projects' names, as the session browser labels them (project rows are small). */
+  async sessionProjects(): Promise<SessionProjects> {
+    return this.guard('read', async () => {
+      const roots = await this.db.selectFrom('sk_session').select(['id', 'project_id']).where('parent_id', 'is', null).execute();
+      const rows = await this.db.selectFrom('sk_project').select(['id', 'row_json']).orderBy('id').execute();
+      const projects = rows.map((r) => {
+        const row = (typeof r.row_json === 'string' ? JSON.parse(r.row_json) : r.row_json) as Row;
+        return { id: r.id, name: typeof row['name'] === 'string' ? row['name'] : null, worktree: typeof row['worktree'] === 'string' ? row['worktree'] : '' };
+      });
+      return { rootProject: new Map(roots.map((r) => [r.id, r.project_id])), projects };
+    });
+  }
+
   async retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
     return this.guard('read', async () => {
       const rows = await this.db.selectFrom('sk_session').select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes']).execute();
@@ -326,54 +343,71 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
    * were verified are handed out: a session an interrupted copy left behind is refused.
    */
   async *exportSessions(ids: readonly string[]): AsyncGenerator<SessionItem> {
-    for (const id of ids) {
-      const stored = await this.guard('read', () =>
-        this.db.selectFrom('sk_session').select(['row_json', 'extras_json', 'project_id', 'complete']).where('id', '=', id).executeTakeFirst(),
-      );
-      if (!stored) throw new SkError('not-found', `no session ${id} in ${this.conn.display}`);
-      if (Number(stored.complete) !== 1) throw new SkError('corrupt', `session ${id} is incomplete in ${this.conn.display} (an interrupted copy); run migrate again`);
-      const session = (typeof stored.row_json === 'string' ? JSON.parse(stored.row_json) : stored.row_json) as Row;
-      const extras = (stored.extras_json ? JSON.parse(stored.extras_json) : { todos: [], share: null, diff: null }) as StoredSessionExtras;
-      const projectRow = await this.guard('read', () => this.db.selectFrom('sk_project').select('row_json').where('id', '=', stored.project_id).executeTakeFirst());
-      const project = projectRow ? ((typeof projectRow.row_json === 'string' ? JSON.parse(projectRow.row_json) : projectRow.row_json) as Row) : null;
-      yield {
-        kind: 'session',
-        header: { session, project, todos: extras.todos, share: extras.share, diff: extras.diff === null || extras.diff === undefined ? null : Buffer.from(extras.diff) },
-      };
-      const counts: TableCounts = { message: 0, part: 0 };
-      let last: { created: number; id: string } | undefined;
-      for (;;) {
-        let query = this.db.selectFrom('sk_message').select(['id', 'time_created', 'time_updated', 'body']).where('session_id', '=', id).orderBy('time_created').orderBy('id');
-        if (last) {
-          const { created, id: lastId } = last;
-          query = query.where((eb) => eb.or([eb('time_created', '>', created), eb.and([eb('time_created', '=', created), eb('id', '>', lastId)])]));
-        }
-        const page = await this.guard('read', () => this.dialect.limit(query, MESSAGE_PAGE).execute());
-        for (const m of page) {
-          const parts = await this.guard('read', () =>
-            this.db.selectFrom('sk_part').select(['id', 'time_created', 'time_updated', 'body', 'attachments']).where('message_id', '=', m.id).orderBy('time_created').orderBy('id').execute(),
-          );
-          counts['message'] = (counts['message'] ?? 0) + 1;
-          counts['part'] = (counts['part'] ?? 0) + parts.length;
-          yield {
-            kind: 'message',
-            message: { id: m.id, sessionId: id, timeCreated: Number(m.time_created), timeUpdated: Number(m.time_updated), data: m.body },
-            partTimes: parts.map((p) => [Number(p.time_created), Number(p.time_updated)]),
-          };
-          for (const p of parts) {
-            const spans = parseSpans(p.attachments);
-            const data = spans.length ? await collect(this.partBytes(p.body, spans)) : p.body;
-            yield { kind: 'part', part: { id: p.id, sessionId: id, messageId: m.id, timeCreated: Number(p.time_created), timeUpdated: Number(p.time_updated), data } };
+    // Large parts wait in files of ours until their session has been taken whole.
+    let spillDir: string | null = null;
+    const spilled: SpilledPart[] = [];
+    try {
+      for (const id of ids) {
+        const stored = await this.guard('read', () =>
+          this.db.selectFrom('sk_session').select(['row_json', 'extras_json', 'project_id', 'complete']).where('id', '=', id).executeTakeFirst(),
+        );
+        if (!stored) throw new SkError('not-found', `no session ${id} in ${this.conn.display}`);
+        if (Number(stored.complete) !== 1) throw new SkError('corrupt', `session ${id} is incomplete in ${this.conn.display} (an interrupted copy); run migrate again`);
+        const session = (typeof stored.row_json === 'string' ? JSON.parse(stored.row_json) : stored.row_json) as Row;
+        const extras = (stored.extras_json ? JSON.parse(stored.extras_json) : { todos: [], share: null, diff: null }) as StoredSessionExtras;
+        const projectRow = await this.guard('read', () => this.db.selectFrom('sk_project').select('row_json').where('id', '=', stored.project_id).executeTakeFirst());
+        const project = projectRow ? ((typeof projectRow.row_json === 'string' ? JSON.parse(projectRow.row_json) : projectRow.row_json) as Row) : null;
+        yield {
+          kind: 'session',
+          header: { session, project, todos: extras.todos, share: extras.share, diff: extras.diff === null || extras.diff === undefined ? null : Buffer.from(extras.diff) },
+        };
+        const counts: TableCounts = { message: 0, part: 0 };
+        let last: { created: number; id: string } | undefined;
+        for (;;) {
+          let query = this.db.selectFrom('sk_message').select(['id', 'time_created', 'time_updated', 'body']).where('session_id', '=', id).orderBy('time_created').orderBy('id');
+          if (last) {
+            const { created, id: lastId } = last;
+            query = query.where((eb) => eb.or([eb('time_created', '>', created), eb.and([eb('time_created', '=', created), eb('id', '>', lastId)])]));
           }
+          const page = await this.guard('read', () => this.dialect.limit(query, MESSAGE_PAGE).execute());
+          for (const m of page) {
+            const parts = await this.guard('read', () =>
+              this.db.selectFrom('sk_part').select(['id', 'time_created', 'time_updated', 'body', 'attachments']).where('message_id', '=', m.id).orderBy('time_created').orderBy('id').execute(),
+            );
+            counts['message'] = (counts['message'] ?? 0) + 1;
+            counts['part'] = (counts['part'] ?? 0) + parts.length;
+            yield {
+              kind: 'message',
+              message: { id: m.id, sessionId: id, timeCreated: Number(m.time_created), timeUpdated: Number(m.time_updated), data: m.body },
+              partTimes: parts.map((p) => [Number(p.time_created), Number(p.time_updated)]),
+            };
+            for (const p of parts) {
+              const spans = parseSpans(p.attachments);
+              const rebuilt = p.body.length + spans.reduce((n, s) => n + Number(s.e), 0);
+              let data: Buffer | ChunkedValue = p.body;
+              if (spans.length && rebuilt < SPILL_PART_BYTES) data = await collect(this.partBytes(p.body, spans));
+              else if (spans.length) {
+                spillDir ??= mkdtempSync(join(tmpdir(), 'session-keeper-export-'));
+                const spill = await SpilledPart.write(spillDir, this.partBytes(p.body, spans));
+                spilled.push(spill);
+                data = spill.value();
+              }
+              yield { kind: 'part', part: { id: p.id, sessionId: id, messageId: m.id, timeCreated: Number(p.time_created), timeUpdated: Number(p.time_updated), data } };
+            }
+          }
+          const tail = page[page.length - 1];
+          if (page.length < MESSAGE_PAGE || !tail) break;
+          last = { created: Number(tail.time_created), id: tail.id };
         }
-        const tail = page[page.length - 1];
-        if (page.length < MESSAGE_PAGE || !tail) break;
-        last = { created: Number(tail.time_created), id: tail.id };
+        counts['todo'] = extras.todos.length;
+        counts['session_share'] = extras.share ? 1 : 0;
+        yield* storedTableRows(this, id, (body, spans) => collect(this.partBytes(body, spans)), counts);
+        yield { kind: 'end', sessionId: id, counts };
+        for (const spill of spilled.splice(0)) spill.remove();
       }
-      counts['todo'] = extras.todos.length;
-      counts['session_share'] = extras.share ? 1 : 0;
-      yield* storedTableRows(this, id, (body, spans) => collect(this.partBytes(body, spans)), counts);
-      yield { kind: 'end', sessionId: id, counts };
+    } finally {
+      for (const spill of spilled) spill.remove();
+      if (spillDir) rmSync(spillDir, { recursive: true, force: true });
     }
   }
 

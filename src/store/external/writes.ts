@@ -6,10 +6,11 @@ import { sql, type Kysely } from 'kysely';
 import { SkError } from '../../core/errors.js';
 import { defaultProjectRow } from '../../core/opencode-format.js';
 import { decodeTableRow, encodeTableRow } from '../../core/table-row.js';
-import type { Row, SessionItem, TableCounts } from '../session-items.js';
+import { wholePayload, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SessionState } from '../writer.js';
-import { attachmentChunks, CHUNK_BYTES, cutPart, parseSpans, type CutPart } from './codec.js';
+import { attachmentChunks, CHUNK_BYTES, cutPart, cutStreamedPart, parseSpans, streamedAttachmentChunks, type CutPart } from './codec.js';
 import type { ExternalContext } from './context.js';
+import type { CopyCell, CopyColumn, StreamedValue } from './dialect.js';
 import { sha256Hex, tableRowLine } from './digest.js';
 import { partRow, sessionValues, type PartInput, type PartRow, type StoredSessionExtras } from './stored-rows.js';
 import type { SkTables } from './tables.js';
@@ -36,27 +37,54 @@ export async function sessionRowsIn<K extends keyof SkTables['sk_session'] & str
  * stored once however often referenced). An interrupted earlier copy is replaced.
  */
 export async function storeAttachment(ctx: ExternalContext, buf: Buffer, source: CutPart['sources'][number]): Promise<void> {
-  const existing = await ctx.db.selectFrom('sk_attachment').select('complete').where('sha256', '=', source.sha256).executeTakeFirst();
+  await storeAttachmentChunks(ctx, source.sha256, () => attachmentChunks(buf, source.span, source.kind));
+}
+
+/** The chunks of an attachment's COPY: sha256, sequence number, bytes. */
+const CHUNK_COLUMNS: readonly CopyColumn[] = [
+  { name: 'sha256', type: 'text' },
+  { name: 'seq', type: 'int4' },
+  { name: 'data', type: 'blob' },
+];
+
+/**
+ * `storeAttachment` from chunks made on demand (a value read in chunks gives them one at a
+ * time): the attachment row is marked complete only after every chunk is stored.
+ */
+export async function storeAttachmentChunks(ctx: ExternalContext, sha256: string, chunks: () => Iterable<Buffer>): Promise<void> {
+  const existing = await ctx.db.selectFrom('sk_attachment').select('complete').where('sha256', '=', sha256).executeTakeFirst();
   if (existing && Number(existing.complete) === 1) return;
   if (existing) {
-    await ctx.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', source.sha256).execute();
-    await ctx.db.deleteFrom('sk_attachment').where('sha256', '=', source.sha256).execute();
+    await ctx.db.deleteFrom('sk_attachment_chunk').where('sha256', '=', sha256).execute();
+    await ctx.db.deleteFrom('sk_attachment').where('sha256', '=', sha256).execute();
   }
-  await ctx.db.insertInto('sk_attachment').values({ sha256: source.sha256, bytes: 0, chunks: 0, complete: 0 }).execute();
+  await ctx.db.insertInto('sk_attachment').values({ sha256, bytes: 0, chunks: 0, complete: 0 }).execute();
   let seq = 0;
   let bytes = 0;
-  let batch: SkTables['sk_attachment_chunk'][] = [];
-  const flush = async (): Promise<void> => {
-    if (batch.length > 0) await ctx.db.insertInto('sk_attachment_chunk').values(batch).execute();
-    batch = [];
-  };
-  for (const chunk of attachmentChunks(buf, source.span, source.kind)) {
-    batch.push({ sha256: source.sha256, seq: seq++, data: chunk });
-    bytes += chunk.length;
-    if (batch.length >= ctx.dialect.chunksPerStatement) await flush();
+  if (ctx.copyIn) {
+    // One COPY streams every chunk as it is made; it stores all of them or none.
+    const rows = function* (): Generator<CopyCell[]> {
+      for (const chunk of chunks()) {
+        bytes += chunk.length;
+        yield [sha256, seq++, chunk];
+      }
+    };
+    const stored = await ctx.copyIn.load('sk_attachment_chunk', CHUNK_COLUMNS, rows());
+    if (stored !== seq) throw new SkError('corrupt', `attachment ${sha256}: ${seq} chunks sent, ${stored} stored in ${ctx.location}`);
+  } else {
+    let batch: SkTables['sk_attachment_chunk'][] = [];
+    const flush = async (): Promise<void> => {
+      if (batch.length > 0) await ctx.db.insertInto('sk_attachment_chunk').values(batch).execute();
+      batch = [];
+    };
+    for (const chunk of chunks()) {
+      batch.push({ sha256, seq: seq++, data: chunk });
+      bytes += chunk.length;
+      if (batch.length >= ctx.dialect.chunksPerStatement) await flush();
+    }
+    await flush();
   }
-  await flush();
-  await ctx.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', source.sha256).execute();
+  await ctx.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', sha256).execute();
 }
 
 /**
@@ -79,7 +107,57 @@ export async function preparePartBatched(ctx: ExternalContext, input: PartInput)
   // With a server-built JSON copy only whether it can be made is decided here.
   const serverJson = ctx.dialect.serverJson;
   const row = partRow(input, data.length, cut, ctx.dialect, serverJson !== null);
-  return { row, small, json: serverJson ? serverJson.acceptable(row.body) : false };
+  return { row, small, json: serverJudgesJson(ctx, row.body) };
+}
+
+/**
+ * Whether a bulk copy asks the server to build the body's JSON copy: checked on the bytes alone
+ * when a refusal only costs its batch a retry in halves (COPY), else parsed here first.
+ */
+export function serverJudgesJson(ctx: ExternalContext, body: Buffer): boolean {
+  const serverJson = ctx.dialect.serverJson;
+  if (!serverJson) return false;
+  return ctx.copyIn ? serverJson.plausible(body) : serverJson.acceptable(body);
+}
+
+/** A part row whose body is still a value read in chunks (too big to gather). */
+export type StreamedPartRow = Omit<PartRow, 'body'> & { body: StreamedValue };
+
+/** Cut bodies up to this size are gathered into a Buffer and go with the batches like any other row. */
+export const GATHERED_BODY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * `preparePartBatched` for a value read in chunks: its attachments are cut out and stored chunk
+ * by chunk (single-chunk ones come back for the batch); the body left is gathered when it is at
+ * most GATHERED_BODY_BYTES or when `stream` is false (engines without a bulk load bind one
+ * Buffer), else it stays a view of the value to be streamed.
+ */
+export async function preparePartStreamed(
+  ctx: ExternalContext,
+  input: Omit<PartInput, 'data'> & { data: StreamedValue },
+  stream: boolean,
+): Promise<{ streamed: false; row: PartRow; small: SmallAttachment[]; json: boolean } | { streamed: true; row: StreamedPartRow; small: SmallAttachment[] }> {
+  const cut = cutStreamedPart(input.data, input.id);
+  const small: SmallAttachment[] = [];
+  for (const source of cut.sources) {
+    const encoded = source.span.end - source.span.payloadStart;
+    if (ctx.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
+      const chunks = [...streamedAttachmentChunks(input.data, source.span, source.kind)];
+      small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
+    } else {
+      await storeAttachmentChunks(ctx, source.sha256, () => streamedAttachmentChunks(input.data, source.span, source.kind));
+    }
+  }
+  const whole = { ...input, data: Buffer.alloc(0) };
+  if (!stream || cut.body.bytes <= GATHERED_BODY_BYTES) {
+    const body = wholePayload(cut.body);
+    const serverJson = ctx.dialect.serverJson;
+    const row = partRow(whole, input.data.bytes, { ...cut, body }, ctx.dialect, serverJson !== null);
+    return { streamed: false, row, small, json: serverJudgesJson(ctx, body) };
+  }
+  // Too big for a JSON copy (jsonCopy stops at 1 MB): the body alone is streamed.
+  const row = { ...partRow(whole, input.data.bytes, { ...cut, body: Buffer.alloc(0) }, ctx.dialect, true), body: cut.body, data: null };
+  return { streamed: true, row, small };
 }
 
 /**

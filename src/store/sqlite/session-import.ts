@@ -13,7 +13,7 @@ import type { ImportOptions, ImportResult } from '../writer.js';
 import { mapSqliteError, type SqliteConnection } from './connection.js';
 import { restoreDiffFile } from './diff-files.js';
 import { statement } from './rows.js';
-import { fileTextAvailable } from './value-chunks.js';
+import { largeValueWrites } from './value-chunks.js';
 
 /** Bytes of one session held before writing starts; a bigger session is written as it arrives. */
 const GATHER_BYTES = 32 * 1024 * 1024;
@@ -21,33 +21,6 @@ const GATHER_BYTES = 32 * 1024 * 1024;
 /** Bytes of the payload values of some rows, for progress and the gathering bound. */
 function rowsBytes(rows: readonly Row[]): number {
   return rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
-}
-
-/** How a value from a file goes into `table` on a connection (see SessionImporter.insertPayloadRow). */
-type LargeValueWrite = 'lazy' | 'file' | 'whole';
-const largeWrites = new WeakMap<SqliteConnection, Map<string, LargeValueWrite>>();
-
-function largeValueWrites(conn: SqliteConnection, table: string): LargeValueWrite {
-  let known = largeWrites.get(conn);
-  if (!known) largeWrites.set(conn, (known = new Map()));
-  let path = known.get(table);
-  if (path === undefined) {
-    path = !fileTextAvailable(conn.db) ? 'whole' : lazyTextAvailable(conn.db, table) ? 'lazy' : 'file';
-    known.set(table, path);
-  }
-  return path;
-}
-
-/** Zeros then filled in place: only in a UTF-8 file, and never under a trigger (it would see the zeros). */
-function lazyTextAvailable(db: SqliteConnection['db'], table: string): boolean {
-  try {
-    if (db.pragma('encoding', { simple: true }) !== 'UTF-8') return false;
-    if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?").get(table) !== undefined) return false;
-    // sk_text_zeros refuses (an error) wherever SQLite is not the build it knows.
-    return db.prepare('SELECT typeof(sk_text_zeros(4))').pluck().get() === 'text';
-  } catch {
-    return false;
-  }
 }
 
 class SessionImporter {
@@ -100,7 +73,7 @@ class SessionImporter {
     const insert = replace ? 'INSERT OR REPLACE INTO' : 'INSERT INTO';
     const names = [...columns, 'data'].map((c) => `"${c}"`).join(', ');
     const slots = columns.map(() => '?').join(', ');
-    const path = Buffer.isBuffer(data) || !data.file ? 'whole' : largeValueWrites(this.conn, table);
+    const path = Buffer.isBuffer(data) || !data.file ? 'whole' : largeValueWrites(this.conn.db, table);
     if (path === 'lazy' && !Buffer.isBuffer(data) && data.file) {
       const { lastInsertRowid } = statement(this.conn.db, `${insert} "${table}" (${names}) VALUES (${slots}, sk_text_zeros(?))`).run(...values, data.bytes);
       const written = statement(this.conn.db, 'SELECT sk_blob_write_file(?, ?, ?, ?, ?)').pluck().get(table, 'data', lastInsertRowid, data.file.path, data.file.offset);
@@ -162,7 +135,7 @@ class SessionImporter {
       const fills: { column: string; path: string; offset: number }[] = [];
       for (const k of keys) {
         const v = row[k] ?? null;
-        const path = v instanceof ChunkedValue && v.file ? largeValueWrites(this.conn, table) : 'whole';
+        const path = v instanceof ChunkedValue && v.file ? largeValueWrites(this.conn.db, table) : 'whole';
         const blob = v instanceof ChunkedValue && v.type === 'blob';
         if (v instanceof ChunkedValue && v.file && path === 'lazy') {
           // A BLOB's zeros are SQLite's own zeroblob; the fill is the same.

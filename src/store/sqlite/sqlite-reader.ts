@@ -7,33 +7,34 @@ import type { SelectedSession, SessionSelector } from '../../core/selectors.js';
 import type { TrimmedRows, TrimPlan } from '../../core/trim.js';
 import { exportTrimmedRows } from './session-export.js';
 import type { TrimRequest } from '../reader.js';
-import { selectSessions } from './selectors.js';
-import { planTrim } from './trim.js';
 import { existsSync, statSync } from 'node:fs';
-import { emptyCompactionPlan, type CompactionPlan, type PlanOptions } from '../../core/compaction.js';
+import type { CompactionPlan, PlanOptions } from '../../core/compaction.js';
 import type { AttachmentResult, ListResult, OversizeValue, PageOptions, SessionSummary, ShowResult, StatsOptions, StatsResult } from '../../core/api.js';
 import { decodeSessionCursor, encodeCursor } from '../../core/cursor.js';
 import { SkError } from '../../core/errors.js';
 import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
 import { reducePartChunks } from '../../core/part-reduce.js';
 import { attachmentFilename, attachmentRefName, findAttachmentRef, findAttachments, parseAttachmentRef, type AttachmentSpan } from '../../core/part-scan.js';
-import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
+import type { SessionRowFacts } from '../../core/planner.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
-import { dataFolderPlaces } from './data-folder/places.js';
-import { buildShowPage } from '../page-builder.js';
 import type { ChangeMarks, OpenedAttachment, RetentionFacts, SessionCounts, SessionMark, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
-import { SqliteContentSource } from './content-source.js';
-import { compactionPlan } from './event-compaction.js';
-import { SessionMessageSource, usesSessionMessages } from './session-message-source.js';
 import { exportSessions } from './session-export.js';
-import { sessionMarks } from './session-marks.js';
 import { defaultIndexDir, everyPart, fileState, PartIndex, rowsOf, type UnindexedPart } from './part-index.js';
 import { checkReadable, payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
-import { decodeStoredAttachment, findStoredAttachments, valueChunks } from './value-chunks.js';
+import { decodeStoredAttachment, findStoredAttachments, largeValueWritePath, valueChunks } from './value-chunks.js';
+
+// What only some reads need loads with their first call: `list` starts without the data-folder
+// walk, the event-log plan, the show page builder, selectors, trims and change marks.
+const placesModule = () => import('./data-folder/places.js');
+const eventCompaction = () => import('./event-compaction.js');
+
+/** What `stats` calls of those modules, handed down once loaded: the event log's plan, or the empty one without a log. */
+type CompactionPlanner = (conn: SqliteConnection, options: PlanOptions) => CompactionPlan;
+type PlaceSizer = (typeof import('./data-folder/places.js'))['dataFolderPlaces'];
 
 /** Values up to this size are read whole (a Buffer, freed at once); larger ones in chunks when sk_chunks is loaded. */
 export const WHOLE_READ_BYTES = 1024 * 1024;
@@ -145,11 +146,13 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     return this.read(() => this.conn.db.pragma('data_version', { simple: true }) as number);
   }
 
-  stats(options: StatsOptions = {}): Promise<StatsResult> {
-    return this.read(() => this.statsNow(options));
+  async stats(options: StatsOptions = {}): Promise<StatsResult> {
+    const [{ dataFolderPlaces }, { compactionPlan }, { emptyCompactionPlan }] = await Promise.all([placesModule(), eventCompaction(), import('../../core/compaction.js')]);
+    const planLog: CompactionPlanner = (conn, plan) => (this.has('event') ? compactionPlan(conn, plan) : emptyCompactionPlan());
+    return this.read(() => this.statsNow(options, planLog, dataFolderPlaces));
   }
 
-  private statsNow(options: StatsOptions): StatsResult {
+  private statsNow(options: StatsOptions, compactionPlan: CompactionPlanner, dataFolderPlaces: PlaceSizer): StatsResult {
     const largestLimit = options.largest ?? 10;
     // The state is read first: figures read after it are never filed under an older one.
     const state = this.index ? fileState(this.conn) : null;
@@ -157,7 +160,7 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     let base = remembered && remembered.largestLimit >= largestLimit ? remembered : undefined;
     if (!base) {
       const limit = Math.max(largestLimit, LARGEST_REMEMBERED);
-      base = { largestLimit: limit, stats: this.computeStats(limit) };
+      base = { largestLimit: limit, stats: this.computeStats(limit, compactionPlan) };
       if (state) this.index?.remember('stats', state, base);
     }
     // Fields in the order `--json` has always printed them, the ones added since at the end.
@@ -171,10 +174,11 @@ export class SqliteReader implements SessionReader, ChangeMarks {
       valueReads: this.conn.valueReads,
       // The folder beside the file changes without the file: measured each time, never remembered.
       files: dataFolderPlaces(this.conn, { freeBytes: stats.freeBytes }),
+      valueWrites: largeValueWritePath(this.conn.db),
     };
   }
 
-  private computeStats(largestLimit: number): Omit<StatsResult, 'warnings' | 'files'> {
+  private computeStats(largestLimit: number, compactionPlan: CompactionPlanner): Omit<StatsResult, 'warnings' | 'files'> {
     const { db, path, readableLimit } = this.conn;
     const fileBytes = statSync(path).size;
     const walBytes = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;
@@ -219,7 +223,7 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     const attachments = this.attachmentTotals();
 
     // Values too big to compare are left out (kept): SQLite needs ~8x a value to compare it.
-    const plan = this.has('event') ? compactionPlan(this.conn, { maxCompareBytes: STATS_COMPARE_LIMIT }) : emptyCompactionPlan();
+    const plan = compactionPlan(this.conn, { maxCompareBytes: STATS_COMPARE_LIMIT });
     // A session's own rows (every content table, as in `list`) and its event log. The log is summed
     // in one pass: a sum per session scans the whole log for each one where event.aggregate_id has
     // no index (files of OpenCode before 1.18), minutes on a 1 GB file; the OFFSET keeps the sizes
@@ -357,7 +361,12 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     });
   }
 
-  showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
+  async showSession(sessionId: string, options: PageOptions = {}): Promise<ShowResult> {
+    const [{ buildShowPage }, { SqliteContentSource }, { SessionMessageSource, usesSessionMessages }] = await Promise.all([
+      import('../page-builder.js'),
+      import('./content-source.js'),
+      import('./session-message-source.js'),
+    ]);
     // A session is read from exactly the table that holds it: session_message when it has rows there.
     return this.read(() =>
       buildShowPage(
@@ -534,7 +543,8 @@ export class SqliteReader implements SessionReader, ChangeMarks {
    * tree. With `withBytes`, each root's bytes are its tree's payload scaled by the file's overhead,
    * so that evicting it frees about that much once reclaimed.
    */
-  retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
+  async retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
+    const { familyFacts } = await import('../../core/planner.js');
     return this.read(() => {
       const { db, schema } = this.conn;
       const archived = schema.sessionColumns.has('time_archived') ? 'time_archived' : 'NULL';
@@ -605,16 +615,19 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     return freed;
   }
 
-  compactionPlan(options: PlanOptions = {}): Promise<CompactionPlan> {
+  async compactionPlan(options: PlanOptions = {}): Promise<CompactionPlan> {
+    const { compactionPlan } = await eventCompaction();
     return this.read(() => compactionPlan(this.conn, options));
   }
 
   /** Change marks from counters and times (session-marks.ts): what the mirror compares between polls. */
-  sessionMarks(ids?: readonly string[]): Promise<Map<string, SessionMark>> {
+  async sessionMarks(ids?: readonly string[]): Promise<Map<string, SessionMark>> {
+    const { sessionMarks } = await import('./session-marks.js');
     return this.read(() => sessionMarks(this.conn, ids ?? null));
   }
 
-  selectSessions(selector: SessionSelector, now: number): Promise<SelectedSession[]> {
+  async selectSessions(selector: SessionSelector, now: number): Promise<SelectedSession[]> {
+    const { selectSessions } = await import('./selectors.js');
     return this.read(() => selectSessions(this.conn, selector, now, (id) => this.sessionBytesTerms(id)));
   }
 
@@ -626,7 +639,8 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     }
   }
 
-  trimPlan(request: TrimRequest): Promise<TrimPlan> {
+  async trimPlan(request: TrimRequest): Promise<TrimPlan> {
+    const { planTrim } = await import('./trim.js');
     return this.read(() => planTrim(this.conn, request));
   }
 

@@ -138,6 +138,48 @@ export function chunkedReadPath(db: Database.Database): ChunkedReadPath {
   return chunkedReadsAvailable(db) ? 'chunked' : 'whole';
 }
 
+/**
+ * How a large value waiting in a spill file goes into a table: 'lazy' writes a TEXT value of
+ * zeros SQLite never allocates and fills it from the file through one blob handle (sk_text_zeros
+ * + sk_blob_write_file, memory of a chunk); 'file' has SQLite read the file into the value
+ * (sk_file_text, the value twice in SQLite's memory); 'whole' binds the value as a Buffer.
+ */
+export type LargeValueWrite = 'lazy' | 'file' | 'whole';
+const largeWrites = new WeakMap<Database.Database, Map<string, LargeValueWrite>>();
+
+/** The write path for large values of `table` on `db` (probed once per connection and table). */
+export function largeValueWrites(db: Database.Database, table: string): LargeValueWrite {
+  let known = largeWrites.get(db);
+  if (!known) largeWrites.set(db, (known = new Map()));
+  let path = known.get(table);
+  if (path === undefined) {
+    path = !fileTextAvailable(db) ? 'whole' : lazyTextAvailable(db, table) ? 'lazy' : 'file';
+    known.set(table, path);
+  }
+  return path;
+}
+
+/** Zeros then filled in place: only in a UTF-8 file, and never under a trigger (it would see the zeros). */
+function lazyTextAvailable(db: Database.Database, table: string): boolean {
+  try {
+    if (db.pragma('encoding', { simple: true }) !== 'UTF-8') return false;
+    if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?").get(table) !== undefined) return false;
+    // sk_text_zeros refuses (an error) wherever SQLite is not the build it knows.
+    return db.prepare('SELECT typeof(sk_text_zeros(4))').pluck().get() === 'text';
+  } catch {
+    return false;
+  }
+}
+
+const WRITE_RANK: Record<LargeValueWrite, number> = { whole: 0, file: 1, lazy: 2 };
+
+/** For `stats`: the write path restores and imports take for large messages and parts (the plainer of the two when they differ). */
+export function largeValueWritePath(db: Database.Database): LargeValueWrite {
+  const part = largeValueWrites(db, 'part');
+  const message = largeValueWrites(db, 'message');
+  return WRITE_RANK[part] <= WRITE_RANK[message] ? part : message;
+}
+
 function describeRow(table: string, row: RowKey): string {
   return typeof row === 'object' ? `${table} ${row.id}` : `${table} row ${row}`;
 }

@@ -1,9 +1,11 @@
 /** PostgreSQL (pg): bytea bodies, jsonb copies the server builds from them, asynchronous bulk commits. */
 import { isUtf8 } from 'node:buffer';
-import { CompiledQuery, sql, type Kysely } from 'kysely';
+import { CompiledQuery, sql, type Dialect as KyselyDialect, type Kysely } from 'kysely';
 import { V8_STRING_LIMIT } from '../../../core/page-rules.js';
 import { hasRefusedEscape, jsonObjectText, jsonPlausible } from '../codec.js';
+import type { Pool as PgPool } from 'pg';
 import type { BulkRow, EngineDialect } from '../dialect.js';
+import { pgCopyIn } from './postgres-copy.js';
 import type { SkTables } from '../tables.js';
 
 /** Columns of the bulk INSERT, with their types (the VALUES list is untyped). */
@@ -56,6 +58,9 @@ export function pgBulkInsert(table: 'sk_message' | 'sk_part', rows: readonly Bul
   );
 }
 
+/** The pool behind each Kysely dialect made here, for COPY (Kysely hands out no raw connection). */
+const pools = new WeakMap<KyselyDialect, PgPool>();
+
 /** Bodies above this size are checked on their bytes only (a string that size lingers in V8's large-object space). */
 export const SERVER_CHECKED_JSON_BYTES = 128 * 1024;
 
@@ -90,7 +95,9 @@ export const postgresDialect: EngineDialect = {
     pool.on('error', () => undefined);
     // A checked-out client whose socket dies emits 'error' too; the failing query reports it.
     pool.on('connect', (client) => client.on('error', () => undefined));
-    return new PostgresDialect({ pool });
+    const dialect = new PostgresDialect({ pool });
+    pools.set(dialect, pool);
+    return dialect;
   },
 
   createTable: (name, body) => `CREATE TABLE IF NOT EXISTS ${name} (${body})`,
@@ -135,6 +142,7 @@ export const postgresDialect: EngineDialect = {
   },
   serverJson: {
     acceptable: (body) => (body.length > SERVER_CHECKED_JSON_BYTES ? jsonPlausible(body) : postgresDialect.jsonCopy(body) !== null),
+    plausible: jsonPlausible,
     aloneAbove: SERVER_CHECKED_JSON_BYTES,
     bulkInsert: pgBulkInsert,
   },
@@ -148,4 +156,8 @@ export const postgresDialect: EngineDialect = {
   },
   // The driver carries bytea as hex text first: twice the bytes on the heap.
   readableLimit: Math.floor(V8_STRING_LIMIT / 2) - 16,
+  copyIn(dialect) {
+    const pool = pools.get(dialect);
+    return pool ? pgCopyIn(pool) : null;
+  },
 };

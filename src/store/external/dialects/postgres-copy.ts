@@ -1,0 +1,168 @@
+/**
+ * PostgreSQL's `COPY … FROM STDIN (FORMAT binary)` for bulk loads. Binary, because every value
+ * then goes as its own bytes behind a length: a body is never escaped (no backslash, tab or
+ * newline rules, and so no escape to split across chunk edges), bytea is not doubled into hex,
+ * and a streamed value is written chunk by chunk behind the length it announced.
+ */
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import type { Pool as PgPool } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { CopyCell, CopyColumn, CopyIn, StreamedValue } from '../dialect.js';
+
+/** The binary format's signature, then flags and header-extension length (both 0). */
+const HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+/** A field count of -1 ends the data. */
+const TRAILER = Buffer.from([0xff, 0xff]);
+/** Small fields are gathered into CopyData messages of about this size (one per write). */
+const PIECE_BYTES = 256 * 1024;
+/** Room kept for the fixed-size fields (counts, lengths, integers) that follow a write. */
+const FIXED_ROOM = 1024;
+/** jsonb's binary input: a version byte, then the JSON text. */
+const JSONB_VERSION = Buffer.from([1]);
+
+const isStreamed = (cell: CopyCell): cell is StreamedValue => cell !== null && typeof cell === 'object' && !Buffer.isBuffer(cell);
+
+/** Bytes into a COPY stream, small ones gathered, waiting whenever the socket is full. */
+class CopyWriter {
+  private scratch = Buffer.allocUnsafe(PIECE_BYTES);
+  private at = 0;
+
+  constructor(
+    private readonly stream: Writable,
+    private readonly failure: Promise<never>,
+  ) {}
+
+  int16(n: number): void {
+    this.room(2);
+    this.at = this.scratch.writeInt16BE(n, this.at);
+  }
+
+  int32(n: number): void {
+    this.room(4);
+    this.at = this.scratch.writeInt32BE(n, this.at);
+  }
+
+  int64(n: number): void {
+    this.room(8);
+    this.at = this.scratch.writeBigInt64BE(BigInt(n), this.at);
+  }
+
+  /** Queues bytes (a large Buffer goes as its own message, uncopied); call `drain` between rows. */
+  async bytes(b: Buffer): Promise<void> {
+    if (b.length >= PIECE_BYTES / 4) {
+      await this.flush();
+      await this.send(b);
+      return;
+    }
+    if (this.at + b.length > this.scratch.length - FIXED_ROOM) await this.flush();
+    this.at += b.copy(this.scratch, this.at);
+  }
+
+  /** Sends what is gathered, once it is a full piece. */
+  async drain(): Promise<void> {
+    if (this.at >= PIECE_BYTES - FIXED_ROOM) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.at === 0) return;
+    const piece = this.scratch.subarray(0, this.at);
+    // The stream keeps the piece until it is on the socket: the next one gets a fresh buffer.
+    this.scratch = Buffer.allocUnsafe(PIECE_BYTES);
+    this.at = 0;
+    await this.send(piece);
+  }
+
+  private room(n: number): void {
+    // Fixed-size fields always fit: `bytes` and `drain` leave FIXED_ROOM free after them.
+    if (this.at + n > this.scratch.length) throw new RangeError('copy buffer overrun');
+  }
+
+  private async send(b: Buffer): Promise<void> {
+    if (!this.stream.write(b)) await Promise.race([once(this.stream, 'drain'), this.failure]);
+  }
+}
+
+async function writeCell(out: CopyWriter, column: CopyColumn, cell: CopyCell): Promise<void> {
+  if (cell === null) {
+    out.int32(-1);
+    return;
+  }
+  switch (column.type) {
+    case 'int4':
+      out.int32(4);
+      out.int32(Number(cell));
+      return;
+    case 'int8':
+      out.int32(8);
+      out.int64(Number(cell));
+      return;
+    case 'text':
+    case 'blob':
+    case 'json': {
+      const prefix = column.type === 'json' ? JSONB_VERSION : null;
+      if (typeof cell === 'number') throw new TypeError(`column ${column.name}: a number where bytes belong`);
+      if (!isStreamed(cell)) {
+        const bytes = typeof cell === 'string' ? Buffer.from(cell, 'utf8') : cell;
+        out.int32(bytes.length + (prefix ? 1 : 0));
+        if (prefix) await out.bytes(prefix);
+        await out.bytes(bytes);
+        return;
+      }
+      out.int32(cell.bytes + (prefix ? 1 : 0));
+      if (prefix) await out.bytes(prefix);
+      let sent = 0;
+      for (const chunk of cell.chunks()) {
+        sent += chunk.length;
+        // More bytes than announced would shift every later field: stop before the server reads them.
+        if (sent > cell.bytes) throw new RangeError(`column ${column.name}: a streamed value longer than its ${cell.bytes} bytes`);
+        await out.bytes(chunk);
+      }
+      if (sent !== cell.bytes) throw new RangeError(`column ${column.name}: a streamed value of ${sent} bytes, ${cell.bytes} announced`);
+      return;
+    }
+  }
+}
+
+const quoteName = (name: string): string => `"${name.replaceAll('"', '""')}"`;
+
+/** One COPY per load, on a connection of `pool`; a load that fails leaves nothing and its connection is dropped. */
+export function pgCopyIn(pool: PgPool): CopyIn {
+  return {
+    async load(table, columns, rows) {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        const stream = client.query(copyFrom(`COPY ${quoteName(table)} (${columns.map((c) => quoteName(c.name)).join(', ')}) FROM STDIN (FORMAT binary)`));
+        const failure = new Promise<never>((_, reject) => stream.on('error', reject));
+        failure.catch(() => undefined);
+        const out = new CopyWriter(stream, failure);
+        try {
+          await out.bytes(HEADER);
+          for (const cells of rows) {
+            if (cells.length !== columns.length) throw new RangeError(`${table}: a row of ${cells.length} values for ${columns.length} columns`);
+            out.int16(columns.length);
+            for (const [i, column] of columns.entries()) await writeCell(out, column, cells[i] ?? null);
+            await out.drain();
+          }
+          await out.bytes(TRAILER);
+          await out.flush();
+          stream.end();
+          // 'finish' comes after the server's ReadyForQuery: the rows are committed.
+          await Promise.race([once(stream, 'finish'), failure]);
+          return stream.rowCount;
+        } catch (error) {
+          // CopyFail (or the dropped connection) rolls the whole COPY back: none of its rows stay.
+          if (!stream.destroyed) stream.destroy(error instanceof Error ? error : new Error(String(error)));
+          throw error;
+        }
+      } catch (error) {
+        broken = error instanceof Error ? error : new Error(String(error));
+        throw error;
+      } finally {
+        // A connection whose COPY failed is not reused: whatever state it is in goes with it.
+        client.release(broken ?? false);
+      }
+    },
+  };
+}

@@ -1,0 +1,160 @@
+/**
+ * One view of the file and its server in the session browser (Chromium, web mode, the config
+ * naming a fresh PostgreSQL database as the primary store): the file is mirrored, then one session
+ * leaves the file. The browser lists it marked "server only" beside sessions in both; it opens with
+ * its messages paged from the server, its attachment decoded from the server and served from the
+ * attachment URL; Restore to this computer brings it back, and the file's rows
+ * are then the ones the server's copy was made from, digesting as the server's copy does.
+ */
+import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from '@playwright/test';
+import { freshDatabase, type FreshDatabase } from '../external/servers.js';
+import { CLI, CONFIG_TEXT, ROOT, expect, snap, test as base } from './fixtures.js';
+
+interface Evicted {
+  id: string;
+  title: string;
+  messages: number;
+  /** Its rows as the file held them when the server's copy was made. */
+  rows: string;
+}
+
+/** A session's rows, every column, BLOBs apart from TEXT. */
+function rowsOf(conn: Database.Database, id: string): string {
+  const value = (v: unknown): unknown => (Buffer.isBuffer(v) ? `blob:${v.toString('hex')}` : v);
+  const all = (query: string): unknown[] => (conn.prepare(query).all(id) as Record<string, unknown>[]).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, value(v)])));
+  return JSON.stringify({
+    session: all('SELECT * FROM session WHERE id = ?'),
+    message: all('SELECT * FROM message WHERE session_id = ? ORDER BY id'),
+    part: all('SELECT * FROM part WHERE session_id = ? ORDER BY id'),
+  });
+}
+
+const test = base.extend<{ server: FreshDatabase; evicted: Evicted }>({
+  server: async ({}, use) => {
+    const server = await freshDatabase('postgres');
+    await use(server);
+    await server.drop();
+  },
+  // The file mirrored into the server, then one session (the childless root with the most
+  // messages) gone from the file: all before the app starts, which depends on `env`.
+  env: async ({ env, server }, use, testInfo) => {
+    // The app fixture skips the electron project without a binary: no mirror to set up for it then.
+    const electron = process.env['ELECTRON_PATH'];
+    if (testInfo.project.name === 'electron' && (!electron || !existsSync(electron))) testInfo.skip(true, 'ELECTRON_PATH does not name an Electron binary (none can be downloaded here); the chromium project runs these specs against web mode');
+    writeFileSync(env.config, CONFIG_TEXT.replace('ARCHIVE_DIR', env.archiveDir).replace('"warnAtMB": [20],', `"warnAtMB": [20], "storage": "postgres", "connectionString": ${JSON.stringify(server.url)},`));
+    const sync = spawnSync(process.execPath, [CLI, ...env.cliArgs, 'sync', '--once'], { encoding: 'utf8', env: { ...process.env, XDG_DATA_HOME: env.dataHome, XDG_CONFIG_HOME: join(env.dir, 'config-home') } });
+    expect(sync.status, sync.stderr).toBe(0);
+    const file = new Database(env.db);
+    file.pragma('foreign_keys = ON');
+    const { id, title, messages } = file
+      .prepare(
+        `SELECT s.id, s.title, (SELECT count(*) FROM message m WHERE m.session_id = s.id) AS messages FROM session s
+         WHERE s.parent_id IS NULL AND s.id NOT IN (SELECT parent_id FROM session WHERE parent_id IS NOT NULL)
+           AND (SELECT count(*) FROM session t WHERE t.title = s.title) = 1
+           AND EXISTS (SELECT 1 FROM part p WHERE p.session_id = s.id AND instr(p.data, '"data:') > 0)
+         ORDER BY messages DESC, s.id LIMIT 1`,
+      )
+      .get() as { id: string; title: string; messages: number };
+    const evicted: Evicted = { id, title, messages, rows: rowsOf(file, id) };
+    file.prepare('DELETE FROM session WHERE id = ?').run(id);
+    file.close();
+    writeFileSync(join(env.dir, 'evicted.json'), JSON.stringify(evicted));
+    await use(env);
+  },
+  evicted: async ({ env }, use) => {
+    await use(JSON.parse(readFileSync(join(env.dir, 'evicted.json'), 'utf8')) as Evicted);
+  },
+});
+
+async function openBrowser(app: Page): Promise<void> {
+  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
+  await app.locator('#size-dialog').evaluate((d: HTMLDialogElement) => d.open && d.close());
+  await app.getByRole('button', { name: 'Sessions', exact: true }).click();
+  await expect(app.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
+}
+
+test('a server-only session is listed as such, opens paged from the server, and Restore brings it back byte for byte', async ({ app, env, server, evicted }, testInfo) => {
+  expect(evicted.messages).toBeGreaterThan(20);
+  await openBrowser(app);
+  const table = app.locator('#browse-table');
+  // Every root is listed: the file's 92 (in both) and the one only the server holds.
+  await expect(table).toHaveAttribute('data-total', '93');
+  await expect(table.locator('tbody tr[data-where="both"]').first()).toBeVisible();
+  // "Only on the server": exactly that one.
+  await app.getByLabel('Where', { exact: true }).selectOption('server');
+  await expect(table).toHaveAttribute('data-total', '1');
+  await expect(table.locator('tbody tr')).toHaveCount(1);
+  await app.getByLabel('Where', { exact: true }).selectOption('');
+  await expect(table).toHaveAttribute('data-total', '93');
+  await app.getByLabel('Search', { exact: true }).fill(evicted.title);
+  const row = table.locator(`tr[data-session-id="${evicted.id}"]`);
+  await expect(row).toHaveAttribute('data-where', 'server');
+  await expect(row.locator('.where')).toHaveText('server only');
+  await snap(app, 'browser-server-only-800', testInfo);
+  // Nothing of the file's to archive, remove or pin.
+  await expect(row.locator('input[data-select]')).toHaveCount(0);
+  await expect(row.locator('button[data-pin]')).toHaveCount(0);
+
+  // Opened: its pages come from the server (showSession answers where: server), 20 messages at a time.
+  const pages: { where?: string; messages: unknown[] }[] = [];
+  app.on('response', (response) => {
+    if (!response.url().endsWith('/api') || !(response.request().postData() ?? '').includes('"showSession"')) return;
+    void response.json().then((reply: { ok: boolean; result?: { where?: string; messages: unknown[] } }) => reply.result && pages.push(reply.result));
+  });
+  await row.locator('button.open-session').click();
+  const viewer = app.locator('#session-view');
+  await expect(viewer).toHaveAttribute('data-loaded', 'true');
+  await expect(viewer).toHaveAttribute('data-where', 'server');
+  await expect(viewer.locator('.where')).toHaveText('server only');
+  while (await app.locator('#btn-session-more').isVisible()) {
+    await app.locator('#btn-session-more').click();
+    await expect(app.locator('#btn-session-more')).toBeEnabled();
+  }
+  await expect(viewer.locator('#session-messages > li')).toHaveCount(evicted.messages);
+  await expect.poll(() => pages.reduce((n, p) => n + p.messages.length, 0)).toBe(evicted.messages);
+  expect(pages.every((p) => p.where === 'server' && p.messages.length <= 20)).toBe(true);
+  expect(pages.length).toBe(Math.max(1, Math.ceil(evicted.messages / 20)));
+
+  // Its attachment decodes from the server into the cache and is served from the attachment URL.
+  const link = viewer.locator('a.attachment-link').first();
+  await expect(link).toBeVisible();
+  expect(await app.content()).not.toMatch(/base64,/);
+  const served = app.context().waitForEvent('response', (r) => r.url().includes('/attachment/'));
+  await link.click();
+  const answer = await served;
+  expect(answer.status()).toBe(200);
+  expect(Number(answer.headers()['content-length'])).toBeGreaterThan(0);
+
+  await app.getByRole('button', { name: 'Restore to this computer' }).click();
+  await expect(app.locator('#restore-result')).toHaveText('Restored to this computer: 1 session, checked against the server.', { timeout: 60_000 });
+  await expect(viewer.locator('.where')).toHaveText('both');
+  await expect(app.getByRole('button', { name: 'Restore to this computer' })).toHaveCount(0);
+  await snap(app, 'browser-restored-800', testInfo);
+
+  // In the file again: the rows the server's copy was made from, digesting as the server's copy does.
+  const file = new Database(env.db, { readonly: true });
+  try {
+    expect(rowsOf(file, evicted.id)).toBe(evicted.rows);
+  } finally {
+    file.close();
+  }
+  const { openFileReader, openMirrorTarget } = (await import(join(ROOT, 'dist', 'store', 'open-store.js'))) as typeof import('../../src/store/open-store.js');
+  const reader = openFileReader(env.db);
+  const target = await openMirrorTarget(server.url);
+  try {
+    const held = (await target.heldVersions([evicted.id])).get(evicted.id);
+    expect(held?.digest).toMatch(/^[0-9a-f]{64}$/);
+    expect((await target.digestOf(reader.exportSessions([evicted.id]))).digest).toBe(held?.digest);
+  } finally {
+    await reader.close();
+    await target.close();
+  }
+
+  await app.getByRole('button', { name: 'Back to the list' }).click();
+  await expect(row).toHaveAttribute('data-where', 'both');
+  await expect(row.locator('input[data-select]')).toHaveCount(1);
+});

@@ -1,0 +1,216 @@
+/**
+ * One view of the file and its server in the session browser, through the real utility process
+ * (dist/main/utility.js, `storage` naming PostgreSQL): `browseSessions` lists the sessions only
+ * the server holds beside the file's, each marked where it lives, labelled with the server's
+ * projects; `showSession` pages a server-only session from the server in small pages;
+ * `attachment` of its part decodes from the server into the cache; `restoreFromServer` brings it
+ * back into the file byte for byte (with `restore` progress, nothing deleted on the server), after
+ * which it is in both, and a second restore skips it.
+ */
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BrowseRow } from '../../src/core/browse.js';
+import type { ProtocolEvent } from '../../src/core/utility-protocol.js';
+import { nodeSpawner, UtilityClient } from '../../src/main/client.js';
+import { generateFixture } from '../fixtures/generate.js';
+import { ROOT, runCli, tempDir } from '../helpers/env.js';
+import { freshDatabase, serverQuery, type FreshDatabase } from './servers.js';
+
+const ENTRY = join(ROOT, 'dist', 'main', 'utility.js');
+const dir = tempDir('sk-one-view-browser-');
+const db = join(dir, 'opencode.db');
+const cacheDir = join(dir, 'cache', 'attachments');
+const env = { XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data'), XDG_CACHE_HOME: join(dir, 'cache'), OPENCODE_DB: '' };
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+let server: FreshDatabase;
+let client: UtilityClient;
+const events: ProtocolEvent[] = [];
+let roots = 0;
+let serverSessions = 0;
+/** The huge-PDF session and one more root: in the file before, only on the server after. */
+let evicted: string[] = [];
+let partId = '';
+let pdfSha = '';
+/** Each evicted session's rows as the file held them (what the server's copy was made from), and its project. */
+const before = new Map<string, { rows: string; messages: number; project: string }>();
+
+/** A session's rows in the file, every column, BLOBs apart from TEXT. */
+function rowsOf(conn: Database.Database, id: string): string {
+  const value = (v: unknown): unknown => (Buffer.isBuffer(v) ? `blob:${v.toString('hex')}` : v);
+  const all = (query: string): unknown[] => (conn.prepare(query).all(id) as Record<string, unknown>[]).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, value(v)])));
+  return JSON.stringify({
+    session: all('SELECT * FROM session WHERE id = ?'),
+    message: all('SELECT * FROM message WHERE session_id = ? ORDER BY id'),
+    part: all('SELECT * FROM part WHERE session_id = ? ORDER BY id'),
+  });
+}
+
+beforeAll(async () => {
+  const fixture = generateFixture({ path: db, targetBytes: 2 * 1024 * 1024, seed: 63, rootSessions: 9, hugeAttachmentBytes: 3 * 1024 * 1024 + 7, diffFiles: false });
+  partId = fixture.hugePartId!;
+  server = await freshDatabase('postgres');
+  mkdirSync(join(dir, 'config', 'opencode'), { recursive: true });
+  writeFileSync(join(dir, 'config', 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: 'postgres', connectionString: server.url } }));
+  expect(runCli(['--db', db, 'sync', '--once'], { env }).status).toBe(0);
+
+  const file = new Database(db);
+  file.pragma('foreign_keys = ON');
+  const data = JSON.parse(file.prepare('SELECT data FROM part WHERE id = ?').pluck().get(partId) as string) as { url: string };
+  pdfSha = sha256(Buffer.from(data.url.slice(data.url.indexOf(',') + 1), 'base64'));
+  const childless = "parent_id IS NULL AND id NOT IN (SELECT parent_id FROM session WHERE parent_id IS NOT NULL) AND id <> ?";
+  const other = file.prepare(`SELECT id FROM session WHERE ${childless} ORDER BY time_created LIMIT 1`).pluck().get(fixture.hugeSessionId) as string;
+  evicted = [fixture.hugeSessionId!, other];
+  roots = file.prepare('SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number;
+  serverSessions = file.prepare('SELECT count(*) FROM session').pluck().get() as number;
+  for (const id of evicted) {
+    before.set(id, {
+      rows: rowsOf(file, id),
+      messages: file.prepare('SELECT count(*) FROM message WHERE session_id = ?').pluck().get(id) as number,
+      project: file.prepare('SELECT coalesce(p.name, p.worktree) FROM session s JOIN project p ON p.id = s.project_id WHERE s.id = ?').pluck().get(id) as string,
+    });
+    file.prepare('DELETE FROM session WHERE id = ?').run(id);
+  }
+  file.close();
+
+  client = new UtilityClient(nodeSpawner({ entry: ENTRY, db, cacheDir, env: { ...process.env, ...env } }), { initialDelayMs: 50 }).start();
+  client.onEvent((e) => events.push(e));
+  expect((await client.request('startup')).error).toBeNull();
+}, 180_000);
+afterAll(async () => {
+  await client?.close();
+  await server?.drop();
+});
+
+async function allRows(): Promise<BrowseRow[]> {
+  const rows: BrowseRow[] = [];
+  for (let offset = 0; ; offset += 4) {
+    const page = await client.request('browseSessions', { sort: 'created', offset, limit: 4 });
+    expect(page.server?.error).toBeNull();
+    rows.push(...page.sessions);
+    if (offset + 4 >= page.total) return rows;
+  }
+}
+
+describe('the session browser over the file and its server', () => {
+  it('lists server-only sessions beside the file’s, each marked where it lives, with the server’s projects', async () => {
+    const rows = await allRows();
+    expect(rows.length).toBe(roots);
+    expect(new Set(rows.map((r) => r.id)).size).toBe(roots);
+    expect(rows.filter((r) => r.where === 'server').map((r) => r.id).sort()).toEqual([...evicted].sort());
+    expect(rows.filter((r) => r.where === 'both').length).toBe(roots - evicted.length);
+    for (const id of evicted) {
+      const row = rows.find((r) => r.id === id)!;
+      expect(row.project.length).toBeGreaterThan(0);
+      expect(before.get(id)!.project.endsWith(row.project)).toBe(true);
+      expect(row.bytes).toBeGreaterThan(0);
+    }
+  });
+
+  it('pages a server-only session from the server, and decodes its attachment from the server into the cache', async () => {
+    const id = evicted[0]!;
+    let cursor: string | null = null;
+    let messages = 0;
+    let pages = 0;
+    const refs: string[] = [];
+    do {
+      const page = await client.request('showSession', { sessionId: id, limit: 2, cursor });
+      expect(page.where).toBe('server');
+      expect(page.messages.length).toBeLessThanOrEqual(2);
+      messages += page.messages.length;
+      for (const m of page.messages) for (const p of m.parts) if (p['attachment']) refs.push((p['attachment'] as { ref: string }).ref);
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(messages).toBe(before.get(id)!.messages);
+    expect(pages).toBeGreaterThan(0);
+    expect(refs).toEqual([partId]);
+    const file = await client.request('attachment', { ref: partId });
+    expect(file.sha256).toBe(pdfSha);
+    expect(file.relPath.startsWith('..')).toBe(false);
+    expect(relative(cacheDir, join(cacheDir, file.relPath))).toBe(file.relPath);
+    expect(sha256(readFileSync(join(cacheDir, file.relPath)))).toBe(pdfSha);
+  });
+
+  it('restores a server-only session into the file byte for byte, with progress; nothing leaves the server', async () => {
+    const id = evicted[1]!;
+    const result = await client.request('restoreFromServer', { sessionId: id });
+    expect(result).toEqual({ restored: [id], skipped: [], verified: true });
+    const progress = events.filter((e) => e.event === 'progress' && e.progress.phase === 'restore');
+    expect(progress.length).toBeGreaterThan(0);
+    const file = new Database(db, { readonly: true });
+    try {
+      expect(rowsOf(file, id)).toBe(before.get(id)!.rows);
+    } finally {
+      file.close();
+    }
+    const [onServer] = await serverQuery<{ n: string | number }>(server.url, 'SELECT count(*) AS n FROM sk_session');
+    expect(Number(onServer?.n)).toBe(serverSessions);
+    const rows = await allRows();
+    expect(rows.find((r) => r.id === id)?.where).toBe('both');
+    expect(rows.find((r) => r.id === evicted[0])?.where).toBe('server');
+    // The mirror running beside it finds the restored session the same as the server's: no conflict.
+    const end = Date.now() + 60_000;
+    let status = await client.request('syncStatus');
+    while ((status.state !== 'idle' || status.pending > 0) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+      status = await client.request('syncStatus');
+    }
+    expect(status).toMatchObject({ state: 'idle', pending: 0, conflicts: 0, error: null });
+    // Present now: a second restore copies nothing.
+    expect(await client.request('restoreFromServer', { sessionId: id })).toEqual({ restored: [], skipped: [id], verified: true });
+  });
+
+  it('pages from the server again after the server dropped every connection (the kept reader reconnects)', async () => {
+    const name = new URL(server.url).pathname.slice(1);
+    const [killed] = await serverQuery<{ n: string | number }>(server.url, `SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = '${name}' AND pid <> pg_backend_pid()`);
+    expect(Number(killed?.n)).toBeGreaterThan(0);
+    let page;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        page = await client.request('showSession', { sessionId: evicted[0]!, limit: 2 });
+        break;
+      } catch (error) {
+        // At most the one request that found its connection gone fails, with a connection error.
+        expect(attempt).toBe(0);
+        expect(error).toMatchObject({ code: 'connection' });
+      }
+    }
+    expect(page.where).toBe('server');
+    expect(page.messages.length).toBeGreaterThan(0);
+  });
+
+  it('refuses a restore of a session the server does not hold, and a malformed request', async () => {
+    await expect(client.request('restoreFromServer', { sessionId: 'ses_nowhere000000000000000000' })).rejects.toMatchObject({ code: 'not-found' });
+    await expect(client.request('restoreFromServer', { sessionId: '' } as never)).rejects.toMatchObject({ code: 'bad-request' });
+  });
+});
+
+describe('the session browser when the configured server cannot be read', () => {
+  it('lists the file’s sessions, unmarked, and says why the server’s are missing, password masked', async () => {
+    const name = 'unreachable';
+    const config = join(dir, name, 'config');
+    mkdirSync(join(config, 'opencode'), { recursive: true });
+    writeFileSync(join(config, 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: 'postgres', connectionString: 'postgres://sk:browse-s3cret@127.0.0.1:1/nothing' } }));
+    const other = new UtilityClient(nodeSpawner({ entry: ENTRY, db, cacheDir, env: { ...process.env, XDG_CONFIG_HOME: config, XDG_DATA_HOME: join(dir, name, 'data'), XDG_CACHE_HOME: join(dir, name, 'cache') } }), { initialDelayMs: 50 }).start();
+    try {
+      const page = await other.request('browseSessions', { limit: 200 });
+      const file = new Database(db, { readonly: true });
+      const inFile = file.prepare('SELECT count(*) FROM session WHERE parent_id IS NULL').pluck().get() as number;
+      file.close();
+      expect(page.total).toBe(inFile);
+      expect(page.sessions.every((r) => r.where === undefined)).toBe(true);
+      expect(page.server?.error).toMatch(/127\.0\.0\.1:1/);
+      expect(JSON.stringify(page)).not.toContain('browse-s3cret');
+      // A session of the file still opens; one the file lacks says the server cannot be reached.
+      const local = page.sessions[0]!.id;
+      expect((await other.request('showSession', { sessionId: local, limit: 2 })).messages.length).toBeGreaterThan(0);
+      await expect(other.request('showSession', { sessionId: 'ses_nowhere000000000000000000' })).rejects.toMatchObject({ code: 'connection' });
+    } finally {
+      await other.close();
+    }
+  }, 60_000);
+});
