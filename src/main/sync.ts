@@ -132,9 +132,10 @@ export async function runSync(options: SyncOptions): Promise<SyncSummary> {
           report(pending.length ? 'syncing' : 'idle');
           let wrote = 0;
           let rows = 0;
-          for (const id of pending) {
-            if (options.signal?.aborted) break;
-            const result = await mirror.mirrorOne(id);
+          const handled = new Set<string>();
+          const take = (result: SessionResult): void => {
+            const id = result.id;
+            handled.add(id);
             options.onSession?.(result);
             if (result.verdict === 'written') {
               summary.written++;
@@ -142,13 +143,31 @@ export async function runSync(options: SyncOptions): Promise<SyncSummary> {
               rows += result.rows;
             } else if (result.verdict === 'same') summary.same++;
             else if (result.verdict === 'server-newer') summary.serverNewer++;
-            else if (result.verdict === 'conflict' && result.conflict) {
+            if (result.verdict === 'conflict' && result.conflict) {
               // Said once per conflict, not once per pass or reconnect.
               if (conflicts.get(id)?.reason !== result.conflict.reason) log(`sync: conflict: ${result.conflict.reason}`);
               conflicts.set(id, result.conflict);
-            }
+            } else conflicts.delete(id); // settled since: no longer a conflict (the status says the same)
             if (result.verdict === 'written' || result.verdict === 'same') status.lastSyncedAt = Date.now();
             report('syncing');
+          };
+          // Sessions the server holds no finished copy of go pipelined (a first sync); the rest one transaction each.
+          const { fresh, held } = await mirror.split(pending);
+          let perSession = held;
+          if (fresh.length > 0 && !options.signal?.aborted) {
+            try {
+              const left = await mirror.mirrorNew(fresh, take, options.signal);
+              perSession = options.signal?.aborted ? [] : [...left, ...held];
+            } catch (error) {
+              if (transient(error)) throw error;
+              // Another mirror wrote one of them meanwhile (say): what is left goes the careful way, each session on its own.
+              log(`sync: the pipelined copy stopped (${error instanceof Error ? error.message : String(error)}); the rest goes one session at a time`);
+              perSession = [...fresh.filter((id) => !handled.has(id)), ...held];
+            }
+          }
+          for (const id of perSession) {
+            if (options.signal?.aborted) break;
+            take(await mirror.mirrorOne(id));
           }
           summary.passes++;
           if (!options.signal?.aborted) lastVersion = version;

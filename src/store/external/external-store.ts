@@ -18,9 +18,9 @@ import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
 import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionReader, StoreSize } from '../reader.js';
-import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite } from '../mirror-target.js';
+import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite, NewSessionsWrite } from '../mirror-target.js';
 import type { Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
-import { digestOfSession, heldVersions, mirrorBases, mirrorSession, recordBase, registerSource } from './mirror-write.js';
+import { digestOfSession, heldVersions, mirrorBases, mirrorNewSessions, mirrorSession, recordBase, registerSource } from './mirror-write.js';
 import type { AppliedTrim, DeleteOptions, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
@@ -456,6 +456,10 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
 
   mirrorSession(items: () => SessionItems, write: MirrorWrite): Promise<MirrorOutcome> {
     return this.guard('mirror session', () => mirrorSession(this, items, write));
+  }
+
+  mirrorNewSessions(items: SessionItems, write: NewSessionsWrite): Promise<void> {
+    return this.guard('mirror new sessions', () => mirrorNewSessions(this, items, write));
   }
 
   recordBase(sourceId: string, sessionId: string, base: MirrorBase): Promise<void> {

@@ -9,6 +9,7 @@
 import { SkError } from '../../core/errors.js';
 import type { MirrorBase, MirrorTarget } from '../mirror-target.js';
 import type { ChangeMarks, SessionMark, SessionReader } from '../reader.js';
+import { isSyncIterable, type SessionItem } from '../session-items.js';
 
 export type MirrorSource = SessionReader & ChangeMarks;
 
@@ -91,6 +92,69 @@ export class Mirror {
       else if (settled?.mark === local.mark) serverNewer++;
     }
     return { mirrored, pending: this.marks.size - mirrored - conflicts - serverNewer, conflicts, serverNewer, sessions: this.marks.size };
+  }
+
+  /**
+   * Splits pending sessions into those the server holds no finished copy of (a first sync's
+   * pipelined path: nothing there to conflict with) and the rest (one transaction each).
+   */
+  async split(pending: readonly string[]): Promise<{ fresh: string[]; held: string[] }> {
+    const versions = await this.target.heldVersions(pending);
+    const fresh: string[] = [];
+    const held: string[] = [];
+    for (const id of pending) {
+      const version = versions.get(id);
+      (!version || version.digest === null ? fresh : held).push(id);
+    }
+    return { fresh, held };
+  }
+
+  /**
+   * Mirrors sessions the server holds no finished copy of, pipelined (see `MirrorTarget.mirrorNewSessions`);
+   * stops between two sessions when `signal` aborts. Returns the ids left undone (stopped, or deleted locally meanwhile: `gone`).
+   */
+  async mirrorNew(ids: readonly string[], onResult: (result: SessionResult) => void, signal?: AbortSignal): Promise<string[]> {
+    const marks = new Map<string, string>();
+    const done = new Set<string>();
+    const source = this.source;
+    async function* items(): AsyncGenerator<SessionItem> {
+      for (const id of ids) {
+        if (signal?.aborted) return;
+        let started = false;
+        try {
+          const one = source.exportSessions([id]);
+          const take = async (item: SessionItem): Promise<SessionItem> => {
+            started = true;
+            // Read while the session's read transaction is still open: the mark of exactly what was sent.
+            if (item.kind === 'end') marks.set(id, (await source.sessionMarks([id])).get(id)?.mark ?? '');
+            return item;
+          };
+          if (isSyncIterable(one)) for (const item of one) yield await take(item);
+          else for await (const item of one) yield await take(item);
+        } catch (error) {
+          // Deleted locally since the scan: the server keeps what it has, the next session goes on.
+          if (!started && error instanceof SkError && error.code === 'not-found' && !(await source.sessionMarks([id])).has(id)) {
+            done.add(id);
+            onResult({ id, verdict: 'gone', rows: 0, bytes: 0 });
+            continue;
+          }
+          throw error;
+        }
+      }
+    }
+    await this.target.mirrorNewSessions(items(), {
+      sourceId: this.sourceId,
+      ids,
+      markOf: (id) => marks.get(id),
+      onSession: (id, outcome) => {
+        this.bases.set(id, { updated: outcome.updated, mark: outcome.mark, digest: outcome.digest });
+        this.settled.delete(id);
+        marks.delete(id);
+        done.add(id);
+        onResult({ id, verdict: 'written', rows: outcome.rows, bytes: outcome.bytes });
+      },
+    });
+    return ids.filter((id) => !done.has(id));
   }
 
   /** Mirrors one session (see the file's comment for the rules). */
