@@ -310,6 +310,8 @@ export async function mirrorNewSessions(store: ExternalContext, items: SessionIt
     else for await (const item of items) yield take(item);
   }
   const complete = async (trx: ExternalContext, sessions: readonly VerifiedSession[]): Promise<ReadonlyMap<string, string>> => {
+    // Durable when seen: retention may delete the local copy on the strength of this state.
+    await store.dialect.durableCommit(trx.db);
     const ids = sessions.map((s) => s.id);
     const stored = new Map((await trx.db.selectFrom('sk_session').select(['id', 'row_json', 'extras_json']).where('id', 'in', ids).execute()).map((r) => [r.id, sessionLine(r.row_json, r.extras_json)]));
     const digests = new Map<string, string>();
@@ -351,6 +353,8 @@ async function writeOnce(store: ExternalContext, items: SessionItems, write: Mir
   const cache = cacheOf(store);
   const verified: { value: { id: string; digest: string; lines: Map<string, string> } | null } = { value: null };
   const outcome = await store.db.transaction().execute(async (trx): Promise<MirrorOutcome> => {
+    // Durable when seen: retention may delete the local copy on the strength of this state.
+    await store.dialect.durableCommit(trx);
     const t = new ExternalContext(trx, store.conn, store.dialect);
     const messages = new Inserts<MessageRow>(trx, 'sk_message', store.dialect);
     const parts = new Inserts<PartRow>(trx, 'sk_part', store.dialect);
@@ -507,7 +511,10 @@ export async function mirrorBases(store: ExternalContext, sourceId: string): Pro
 }
 
 export async function recordBase(store: ExternalContext, sourceId: string, sessionId: string, base: MirrorBase): Promise<void> {
-  await store.db.transaction().execute((trx) => recordState(trx, sessionId, sourceId, base, false));
+  await store.db.transaction().execute(async (trx) => {
+    await store.dialect.durableCommit(trx);
+    await recordState(trx, sessionId, sourceId, base, false);
+  });
 }
 
 export async function registerSource(store: ExternalContext, sourceId: string, name: string): Promise<void> {
