@@ -85,6 +85,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
       const sessions = await this.db
         .selectFrom('sk_session')
         .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>(eb.case().when('parent_id', 'is', null).then(1).else(0).end()).as('roots')])
+        .where('complete', '=', 1)
         .executeTakeFirst();
       const messages = await this.db.selectFrom('sk_message').select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('bytes').as('b')]).executeTakeFirst();
       const parts = await this.db
@@ -97,7 +98,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
           eb.fn.sum<number>('att_encoded').as('ae'),
         ])
         .executeTakeFirst();
-      const largest = await this.dialect.limit(this.db.selectFrom('sk_session').select(['id', 'title', 'bytes']).orderBy('bytes', 'desc').orderBy('id'), options.largest ?? 10).execute();
+      const largest = await this.dialect.limit(this.db.selectFrom('sk_session').select(['id', 'title', 'bytes']).where('complete', '=', 1).orderBy('bytes', 'desc').orderBy('id'), options.largest ?? 10).execute();
       const fileBytes = await this.databaseBytes();
       const n = (v: unknown): number => Number(v ?? 0);
       return {
@@ -135,6 +136,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
       let query = this.db
         .selectFrom('sk_session')
         .select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes'])
+        // An interrupted copy's unfinished sessions are not listed: never half a session.
+        .where('complete', '=', 1)
         .orderBy('time_updated', 'desc')
         .orderBy('id', 'desc');
       if (options.cursor) {
@@ -279,12 +282,12 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
   }
 
   async allSessionIds(): Promise<string[]> {
-    return this.guard('read', async () => (await this.db.selectFrom('sk_session').select('id').orderBy('id').execute()).map((r) => r.id));
+    return this.guard('read', async () => (await this.db.selectFrom('sk_session').select('id').where('complete', '=', 1).orderBy('id').execute()).map((r) => r.id));
   }
 
   async rootsCreatedBefore(cutoff: number): Promise<string[]> {
     return this.guard('read', async () =>
-      (await this.db.selectFrom('sk_session').select('id').where('parent_id', 'is', null).where('time_created', '<', cutoff).orderBy('time_created').orderBy('id').execute()).map(
+      (await this.db.selectFrom('sk_session').select('id').where('complete', '=', 1).where('parent_id', 'is', null).where('time_created', '<', cutoff).orderBy('time_created').orderBy('id').execute()).map(
         (r) => r.id,
       ),
     );
@@ -314,7 +317,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
 
   async retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
     return this.guard('read', async () => {
-      const rows = await this.db.selectFrom('sk_session').select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes']).execute();
+      const rows = await this.db.selectFrom('sk_session').select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes']).where('complete', '=', 1).execute();
       const facts = rows.map(sessionFacts);
       const bytes = new Map(withBytes ? rows.map((r) => [r.id, Number(r.bytes)]) : []);
       return { facts: familyFacts(facts, bytes, 1), storeBytes: await this.databaseBytes() };
