@@ -7,38 +7,21 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { restoreFrom } from '../../src/main/migration.js';
 import { migrateTo } from '../../src/main/migration.js';
 import { runSync, type SyncOptions } from '../../src/main/sync.js';
 import type { SessionResult } from '../../src/store/transfer/mirror.js';
 import { generateFixture } from '../fixtures/generate.js';
-import { CLI, tempDir } from '../helpers/env.js';
-import { BACKENDS, freshDatabase, serverQuery, type FreshDatabase } from './servers.js';
-import { sessionsAsText } from './sync-helpers.js';
+import { CLI } from '../helpers/env.js';
+import { BACKENDS, serverQuery } from './servers.js';
+import { sessionsAsText, syncFixture } from './sync-helpers.js';
 
 const MB = 1024 * 1024;
-const dir = tempDir('sk-sync-');
-const seed = join(dir, 'seed.db');
-const databases: FreshDatabase[] = [];
-
-beforeAll(() => {
-  generateFixture({ path: seed, targetBytes: 3 * MB, seed: 14, rootSessions: 12, schema: '1.18', newerLayoutShare: 0.3 });
-});
-afterAll(async () => {
-  for (const d of databases) await d.drop();
-});
-
-let copies = 0;
-/** A copy of the seed with its own name (and so its own source id), with its diff files. */
-function copyOfSeed(): string {
-  const path = join(dir, `opencode-${copies++}.db`);
-  copyFileSync(seed, path);
-  return path;
-}
+const { dir, copyOfSeed, fresh: freshDatabase } = syncFixture('sk-sync-', { targetBytes: 3 * MB, seed: 14, rootSessions: 12, schema: '1.18', newerLayoutShare: 0.3 });
 
 const fileHash = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 
@@ -55,7 +38,6 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
   let url: string;
   beforeAll(async () => {
     const d = await freshDatabase(backend);
-    databases.push(d);
     url = d.url;
   });
 
@@ -100,7 +82,6 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
 
   it('two database files into one server: both histories complete, neither overwritten; a real conflict is reported', async () => {
     const target = await freshDatabase(backend);
-    databases.push(target);
     // Machine A has the seed; machine B a different database.
     const a = copyOfSeed();
     const b = join(dir, `other-${backend}.db`);
@@ -149,7 +130,6 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
   it('a first sync takes the pipelined path and ends where migrate does, verified; the next change goes one session at a time', async () => {
     const mirrored = await freshDatabase(backend);
     const migrated = await freshDatabase(backend);
-    databases.push(mirrored, migrated);
     const db = copyOfSeed();
     const first = await sync(db, mirrored.url);
     expect(first.written).toBe(first.status.sessions);
@@ -172,7 +152,6 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
 
   it('restore --from records the base: the restored session continued here is written, not a conflict', async () => {
     const target = await freshDatabase(backend);
-    databases.push(target);
     const a = copyOfSeed();
     await sync(a, target.url);
     // Machine B, its own file, brings one of A's sessions back from the server and continues it.
@@ -197,7 +176,6 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
 
   it('a pass that ends with a conflict exits non-zero, says how many in one line, and the status counts the same', async () => {
     const target = await freshDatabase(backend);
-    databases.push(target);
     const a = copyOfSeed();
     await sync(a, target.url);
     // Another file with the same sessions (its own source) changed one: both sides moved since they agreed.
@@ -221,7 +199,6 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
 
   it('refuses a server whose schema is newer, naming its version, and changes nothing', async () => {
     const target = await freshDatabase(backend);
-    databases.push(target);
     const db = copyOfSeed();
     await sync(db, target.url);
     await serverQuery(target.url, "INSERT INTO sk_migrations (version, name, applied_at) VALUES (99, 'from the future', 0)");
