@@ -221,7 +221,7 @@ describe('sync faults', () => {
     const [partial] = await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_session WHERE complete <> 1 OR digest IS NULL');
     expect(Number(partial?.n)).toBe(0);
     expect((JSON.parse(run.out()) as { status: { mirrored: number } }).status.mirrored).toBe(local.size);
-  });
+  }, 300_000);
 
   it.each(['postgres', 'mysql'] as const)('SIGKILL at 22 random points while the file changes (%s): nothing duplicated or missing, the local file untouched by the mirror', async (backend) => {
     const target = await fresh(backend);
@@ -270,5 +270,5 @@ describe('sync faults', () => {
     const summary = JSON.parse(run.out()) as { status: { pending: number; mirrored: number } };
     expect(summary.status.pending).toBe(0);
     expect(summary.status.mirrored).toBe(local.size);
-  });
+  }, 300_000);
 });

@@ -58,11 +58,18 @@ function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): 
   return { select: chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ${select}` : select, columns };
 }
 
-/** A session's rows of one table, in rowid order, in items of bounded size; large TEXT values in chunks. */
-function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts): Generator<SessionItem> {
+/** Rowids (and value sizes) of a table's rows per session, for a table without an index on its session key. */
+type RowKeys = Map<string, { rowid: number; bytes: number }[]>;
+
+/**
+ * A session's rows of one table, in rowid order, in items of bounded size; large TEXT values in
+ * chunks. With `keys` (a table no index leads with its session key) the rows are fetched by rowid
+ * in pages bounded in rows and bytes, instead of a scan of the whole table per session.
+ */
+function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts, keys?: RowKeys): Generator<SessionItem> {
   const chunked = conn.valueReads === 'chunked' && isRowidTable(conn, table.table);
   const { select, columns } = typedColumns(conn, table.table, chunked);
-  const rows = statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>;
+  const rows = keys ? rowsByRowid(conn, table.table, select, keys.get(sessionId) ?? [], chunked) : (statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>);
   let batch: Row[] = [];
   let bytes = 0;
   let count = 0;
@@ -79,6 +86,44 @@ function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: stri
   }
   if (batch.length > 0) yield { kind: 'rows', table: table.table, rows: batch };
   counts[table.table] = count;
+}
+
+/** Rows by rowid, in rowid order, a page at a time (at most ROWS_PER_ITEM rows and about BYTES_PER_ITEM of values that come inline). */
+function* rowsByRowid(conn: SqliteConnection, table: string, select: string, keys: readonly { rowid: number; bytes: number }[], chunked: boolean): Generator<Record<string, unknown>> {
+  const query = statement(conn.db, `SELECT ${select} FROM "${table}" WHERE rowid IN (SELECT value FROM json_each(?)) ORDER BY rowid`);
+  let page: number[] = [];
+  let bytes = 0;
+  const fetch = function* (): Generator<Record<string, unknown>> {
+    if (page.length === 0) return;
+    const ids = page;
+    page = [];
+    bytes = 0;
+    yield* query.all(JSON.stringify(ids)) as Record<string, unknown>[];
+  };
+  for (const key of keys) {
+    // A value handed on in chunks is not fetched with its page.
+    const inline = chunked && key.bytes >= CHUNKED_VALUE_BYTES ? 0 : key.bytes;
+    if (page.length > 0 && (page.length >= ROWS_PER_ITEM || bytes + inline > BYTES_PER_ITEM)) yield* fetch();
+    page.push(key.rowid);
+    bytes += inline;
+  }
+  yield* fetch();
+}
+
+/** For each table of session rows that no index leads with its key: the rowids of `ids`' rows, from one scan. */
+function unindexedKeys(conn: SqliteConnection, ids: readonly string[]): Map<string, RowKeys> {
+  const out = new Map<string, RowKeys>();
+  for (const table of conn.schema.sessionTables.tables) {
+    if (table.role !== 'rows' || table.indexed) continue;
+    const keys: RowKeys = new Map(ids.map((id) => [id, []]));
+    const sizes = conn.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table.table).includes('data') ? 'coalesce(octet_length("data"), 0)' : '0';
+    const found = statement(conn.db, `SELECT "${table.key}" AS k, rowid AS r, ${sizes} AS n FROM "${table.table}" WHERE "${table.key}" IN (SELECT value FROM json_each(?)) ORDER BY rowid`)
+      .raw()
+      .all(JSON.stringify(ids)) as [string, number, number][];
+    for (const [k, r, n] of found) keys.get(k)?.push({ rowid: r, bytes: n });
+    out.set(table.table, keys);
+  }
+  return out;
 }
 
 /** One row as typedColumns selected it: large TEXT values as chunks read later, BLOBs marked; `bytes` counts what it holds. */
@@ -106,7 +151,7 @@ function isRowidTable(conn: SqliteConnection, table: string): boolean {
   return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
 }
 
-function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<SessionItem> {
+function* sessionItems(conn: SqliteConnection, sessionId: string, keys?: Map<string, RowKeys>): Generator<SessionItem> {
   const { db, schema } = conn;
   const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as Row | undefined;
   if (!session) throw new SkError('not-found', `no session ${sessionId} in ${conn.path}`);
@@ -148,16 +193,28 @@ function* sessionItems(conn: SqliteConnection, sessionId: string): Generator<Ses
   }
   counts['message'] = messages;
   counts['part'] = partCount;
-  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts);
+  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts, keys?.get(table.table));
   yield { kind: 'end', sessionId, counts };
 }
 
-/** The given sessions' items, one session after another. */
+/** Sessions read in one transaction when a table of theirs has no index on its session key (one scan finds all their rows). */
+const SCAN_BATCH_SESSIONS = 32;
+
+/**
+ * The given sessions' items, one session after another, each session inside a read transaction.
+ * Where a table of session rows has no index on its session key (the event log before OpenCode
+ * 1.18), sessions go in batches sharing one transaction, so that table is scanned once per batch
+ * (the rowids of the batch's rows) rather than once per session.
+ */
 export function* exportSessions(conn: SqliteConnection, ids: readonly string[]): Generator<SessionItem> {
-  for (const id of ids) {
+  const scans = ids.length > 1 && conn.schema.sessionTables.tables.some((t) => t.role === 'rows' && !t.indexed);
+  const size = scans ? SCAN_BATCH_SESSIONS : 1;
+  for (let at = 0; at < ids.length; at += size) {
+    const batch = ids.slice(at, at + size);
     conn.db.exec('BEGIN');
     try {
-      yield* sessionItems(conn, id);
+      const keys = scans ? unindexedKeys(conn, batch) : undefined;
+      for (const id of batch) yield* sessionItems(conn, id, keys);
     } finally {
       if (conn.db.inTransaction) conn.db.exec('COMMIT');
     }

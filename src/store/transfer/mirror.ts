@@ -118,27 +118,44 @@ export class Mirror {
     const done = new Set<string>();
     const source = this.source;
     async function* items(): AsyncGenerator<SessionItem> {
-      for (const id of ids) {
+      // One stream (the source may read several sessions per transaction); restarted after a session deleted meanwhile.
+      let remaining: readonly string[] = ids;
+      while (remaining.length > 0) {
         if (signal?.aborted) return;
-        let started = false;
+        let ended = 0;
+        let inSession = false;
         try {
-          const one = source.exportSessions([id]);
+          const all = source.exportSessions(remaining);
           const take = async (item: SessionItem): Promise<SessionItem> => {
-            started = true;
-            // Read while the session's read transaction is still open: the mark of exactly what was sent.
-            if (item.kind === 'end') marks.set(id, (await source.sessionMarks([id])).get(id)?.mark ?? '');
+            if (item.kind === 'session') inSession = true;
+            if (item.kind === 'end') {
+              // Read while the session's read transaction is still open: the mark of exactly what was sent.
+              marks.set(item.sessionId, (await source.sessionMarks([item.sessionId])).get(item.sessionId)?.mark ?? '');
+              ended++;
+              inSession = false;
+            }
             return item;
           };
-          if (isSyncIterable(one)) for (const item of one) yield await take(item);
-          else for await (const item of one) yield await take(item);
-        } catch (error) {
-          // Deleted locally since the scan: the server keeps what it has, the next session goes on.
-          if (!started && error instanceof SkError && error.code === 'not-found' && !(await source.sessionMarks([id])).has(id)) {
-            done.add(id);
-            onResult({ id, verdict: 'gone', rows: 0, bytes: 0 });
-            continue;
+          if (isSyncIterable(all)) {
+            for (const item of all) {
+              // Stops between two sessions, never inside one.
+              if (item.kind === 'session' && signal?.aborted) return;
+              yield await take(item);
+            }
+          } else {
+            for await (const item of all) {
+              if (item.kind === 'session' && signal?.aborted) return;
+              yield await take(item);
+            }
           }
-          throw error;
+          remaining = [];
+        } catch (error) {
+          // Deleted locally since the scan (before its first row was read): the server keeps what it has, the rest goes on.
+          const missing = remaining[ended];
+          if (inSession || missing === undefined || !(error instanceof SkError) || error.code !== 'not-found' || (await source.sessionMarks([missing])).has(missing)) throw error;
+          done.add(missing);
+          onResult({ id: missing, verdict: 'gone', rows: 0, bytes: 0 });
+          remaining = remaining.slice(ended + 1);
         }
       }
     }
