@@ -14,6 +14,8 @@ import { spawnSync } from 'node:child_process';
 import { restoreFrom } from '../../src/main/migration.js';
 import { migrateTo } from '../../src/main/migration.js';
 import { runSync, type SyncOptions } from '../../src/main/sync.js';
+import { openMirrorSource, openMirrorTarget } from '../../src/store/open-store.js';
+import { Mirror } from '../../src/store/transfer/mirror.js';
 import type { SessionResult } from '../../src/store/transfer/mirror.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { CLI } from '../helpers/env.js';
@@ -148,6 +150,36 @@ describe.each(BACKENDS)('sync into $backend', ({ backend, skip }) => {
     const next = await sync(db, mirrored.url);
     expect(next.results).toEqual([expect.objectContaining({ id, verdict: 'written', rows: 1 })]);
     expect((await sessionsAsText(mirrored.url, [id])).get(id)).toBe((await sessionsAsText(db, [id])).get(id));
+  });
+
+  it('a session deleted here between the scan and its read is reported gone; the first sync goes on with the rest', async () => {
+    const target = await freshDatabase(backend);
+    const db = copyOfSeed();
+    const source = openMirrorSource(db);
+    const server = await openMirrorTarget(target.url);
+    try {
+      const mirror = await Mirror.start(source, server, 'src_00000000000000aa', 'test');
+      const pending = await mirror.scan();
+      const { fresh, held } = await mirror.split(pending);
+      expect(held).toEqual([]);
+      // A leaf session (no children) in the middle of the stream, deleted by OpenCode after the scan.
+      const file = new Database(db);
+      const leaf = fresh.find((id, i) => i > 2 && file.prepare('SELECT count(*) FROM session WHERE parent_id = ?').pluck().get(id) === 0) as string;
+      file.pragma('foreign_keys = ON');
+      file.prepare('DELETE FROM session WHERE id = ?').run(leaf);
+      file.close();
+      const results: SessionResult[] = [];
+      const left = await mirror.mirrorNew(fresh, (r) => results.push(r));
+      expect(left).toEqual([]);
+      expect(results.filter((r) => r.verdict === 'gone').map((r) => r.id)).toEqual([leaf]);
+      expect(results.filter((r) => r.verdict === 'written').length).toBe(fresh.length - 1);
+      expect(mirror.status().mirrored).toBe(fresh.length - 1);
+    } finally {
+      await server.close();
+      await source.close();
+    }
+    const local = await sessionsAsText(db);
+    expect(await sessionsAsText(target.url)).toEqual(local);
   });
 
   it('restore --from records the base: the restored session continued here is written, not a conflict', async () => {
