@@ -93,6 +93,16 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** Failures worth waiting out (the server away, the network cut); anything else stops the mirror. */
 const transient = (error: unknown): boolean => error instanceof SkError && (error.code === 'connection' || error.code === 'locked');
 
+/** Whether the mirror's server still answers (one small read: the held version of `id`). */
+async function reachable(mirror: Mirror, id: string): Promise<boolean> {
+  try {
+    await mirror.target.heldVersions([id]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Runs the mirror until `signal` aborts (or one pass with `once`). */
 export async function runSync(options: SyncOptions): Promise<SyncSummary> {
   const started = performance.now();
@@ -159,8 +169,10 @@ export async function runSync(options: SyncOptions): Promise<SyncSummary> {
               const left = await mirror.mirrorNew(fresh, take, options.signal);
               perSession = options.signal?.aborted ? [] : [...left, ...held];
             } catch (error) {
-              if (transient(error)) throw error;
-              // Another mirror wrote one of them meanwhile (say): what is left goes the careful way, each session on its own.
+              // The server gone is waited out as anywhere else; a server still there refused a statement of the
+              // pipelined copy (a row another writer put in meanwhile, a deadlock between its connections): what
+              // is left goes the careful way, each session in its own transaction.
+              if (!(await reachable(mirror, fresh[0] ?? ''))) throw error;
               log(`sync: the pipelined copy stopped (${error instanceof Error ? error.message : String(error)}); the rest goes one session at a time`);
               perSession = [...fresh.filter((id) => !handled.has(id)), ...held];
             }

@@ -208,7 +208,7 @@ describe('sync faults', () => {
     expect(killedMidFirstSync).toBeGreaterThanOrEqual(3);
     const last = spawn(process.execPath, [CLI, '--db', db, '--json', 'sync', '--to', target.url, '--once'], { stdio: 'pipe', env });
     const run = collect(last);
-    expect((await run.done).status).toBe(0);
+    expect((await run.done).status, run.err()).toBe(0);
     expect(await sessionsAsText(target.url)).toEqual(local);
     const file = new Database(db, { readonly: true });
     const localRows = file.prepare('SELECT (SELECT count(*) FROM message) + (SELECT count(*) FROM part) + (SELECT count(*) FROM event) AS n').pluck().get() as number;
