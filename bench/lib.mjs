@@ -227,3 +227,32 @@ export function measure(name, once, { before, n = 1 } = {}) {
   log(`${name}: ${fmtMs(result.ms)} (cpu ${fmtMs(result.cpu)}), ${fmtBytes(result.rss)} RSS, heap ${result.heap === null ? '-' : fmtBytes(result.heap)}`);
   return result;
 }
+
+/** PostgreSQL for the server benches: BENCH_PG is the admin URL (default the local `test` database). */
+export const PG_ADMIN = process.env.BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** One statement as the admin (or on `url`), on its own connection. */
+export async function pgAdmin(sql, url = PG_ADMIN) {
+  const pg = (await import('pg')).default;
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The admin URL with another database name. */
+export function pgUrl(name) {
+  const u = new URL(PG_ADMIN);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** Drops and creates database `name` (its connections ended first); returns its URL. */
+export async function freshPgDb(name) {
+  await pgAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await pgAdmin(`CREATE DATABASE ${name}`);
+  return pgUrl(name);
+}

@@ -8,14 +8,13 @@ import { appendFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { freshPgDb as freshDb, pgAdmin as admin } from './lib.mjs';
 import Database from 'better-sqlite3';
 import { cpuOf, run } from './lib.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DATA = join(ROOT, 'bench', '.data');
 const MB = 1024 * 1024;
-const ADMIN = process.env.BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const RUNS = Number(process.env.RUNS ?? 3);
 
 if (process.argv[2] === '--child') {
@@ -31,26 +30,6 @@ if (process.argv[2] === '--child') {
   sample();
   process.stdout.write(JSON.stringify({ seconds, heapPeak: peak, rss: process.memoryUsage().rss, verified: result.verified, rows: result.rows }) + '\n');
   process.exit(0);
-}
-
-async function admin(sql) {
-  const c = new pg.Client({ connectionString: ADMIN });
-  await c.connect();
-  try {
-    return await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-function dbUrl(name) {
-  const u = new URL(ADMIN);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-async function freshDb(name) {
-  await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin(`CREATE DATABASE ${name}`);
-  return dbUrl(name);
 }
 
 async function fixture(key, options) {

@@ -16,6 +16,8 @@ export type SkErrorCode =
   | 'config'
   | 'archive'
   | 'connection'
+  /** The mirror left sessions alone that both sides changed (sync exits non-zero). */
+  | 'conflict'
   | 'internal';
 
 export class SkError extends Error {

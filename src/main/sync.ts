@@ -93,6 +93,16 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** Failures worth waiting out (the server away, the network cut); anything else stops the mirror. */
 const transient = (error: unknown): boolean => error instanceof SkError && (error.code === 'connection' || error.code === 'locked');
 
+/** Whether the mirror's server still answers (one small read: the held version of `id`). */
+async function reachable(mirror: Mirror, id: string): Promise<boolean> {
+  try {
+    await mirror.target.heldVersions([id]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Runs the mirror until `signal` aborts (or one pass with `once`). */
 export async function runSync(options: SyncOptions): Promise<SyncSummary> {
   const started = performance.now();
@@ -132,9 +142,10 @@ export async function runSync(options: SyncOptions): Promise<SyncSummary> {
           report(pending.length ? 'syncing' : 'idle');
           let wrote = 0;
           let rows = 0;
-          for (const id of pending) {
-            if (options.signal?.aborted) break;
-            const result = await mirror.mirrorOne(id);
+          const handled = new Set<string>();
+          const take = (result: SessionResult): void => {
+            const id = result.id;
+            handled.add(id);
             options.onSession?.(result);
             if (result.verdict === 'written') {
               summary.written++;
@@ -142,13 +153,33 @@ export async function runSync(options: SyncOptions): Promise<SyncSummary> {
               rows += result.rows;
             } else if (result.verdict === 'same') summary.same++;
             else if (result.verdict === 'server-newer') summary.serverNewer++;
-            else if (result.verdict === 'conflict' && result.conflict) {
+            if (result.verdict === 'conflict' && result.conflict) {
               // Said once per conflict, not once per pass or reconnect.
               if (conflicts.get(id)?.reason !== result.conflict.reason) log(`sync: conflict: ${result.conflict.reason}`);
               conflicts.set(id, result.conflict);
-            }
+            } else conflicts.delete(id); // settled since: no longer a conflict (the status says the same)
             if (result.verdict === 'written' || result.verdict === 'same') status.lastSyncedAt = Date.now();
             report('syncing');
+          };
+          // Sessions the server holds no finished copy of go pipelined (a first sync); the rest one transaction each.
+          const { fresh, held } = await mirror.split(pending);
+          let perSession = held;
+          if (fresh.length > 0 && !options.signal?.aborted) {
+            try {
+              const left = await mirror.mirrorNew(fresh, take, options.signal);
+              perSession = options.signal?.aborted ? [] : [...left, ...held];
+            } catch (error) {
+              // The server gone is waited out as anywhere else; a server still there refused a statement of the
+              // pipelined copy (a row another writer put in meanwhile, a deadlock between its connections): what
+              // is left goes the careful way, each session in its own transaction.
+              if (!(await reachable(mirror, fresh[0] ?? ''))) throw error;
+              log(`sync: the pipelined copy stopped (${error instanceof Error ? error.message : String(error)}); the rest goes one session at a time`);
+              perSession = [...fresh.filter((id) => !handled.has(id)), ...held];
+            }
+          }
+          for (const id of perSession) {
+            if (options.signal?.aborted) break;
+            take(await mirror.mirrorOne(id));
           }
           summary.passes++;
           if (!options.signal?.aborted) lastVersion = version;

@@ -31,6 +31,17 @@ export interface MirrorWrite {
   expect: string | null;
 }
 
+/** A first sync of sessions the target holds no finished copy of. */
+export interface NewSessionsWrite {
+  sourceId: string;
+  /** The sessions `items` carries (those the target has rows of are replaced). */
+  ids: readonly string[];
+  /** A session's change mark for the version sent, read in the same snapshot as its rows (known once its end item is taken). */
+  markOf: (sessionId: string) => string | undefined;
+  /** Each session once it is verified and committed with its mirror state. */
+  onSession: (sessionId: string, outcome: Extract<MirrorOutcome, { kind: 'written' }>) => void;
+}
+
 export type MirrorOutcome =
   /** Written, read back and verified, in one transaction. */
   | { kind: 'written'; digest: string; updated: number; mark: string; rows: number; bytes: number }
@@ -54,6 +65,11 @@ export interface MirrorTarget {
    * replaced; the digest is read back before the commit. `items` is called again for a retry.
    */
   mirrorSession(items: () => SessionItems, write: MirrorWrite): Promise<MirrorOutcome>;
+  /**
+   * Sessions the target holds no finished copy of, pipelined across sessions (migration's copy):
+   * verified in groups, each session marked complete with its mirror state only once verified.
+   */
+  mirrorNewSessions(items: SessionItems, write: NewSessionsWrite): Promise<void>;
   /** Records that `sourceId` holds this version of a session too (found equal, or accepted). */
   recordBase(sourceId: string, sessionId: string, base: MirrorBase): Promise<void>;
   close(): Promise<void>;

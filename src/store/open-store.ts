@@ -47,10 +47,13 @@ export async function openWriter(location: string, options: WriterOptions = {}):
   return SqliteWriter.open(location, { create: options.create ?? false });
 }
 
-/** The store a mirror writes into (a server: our schema created, or a newer one refused). */
+/**
+ * The store a mirror writes into (a server: our schema created, or a newer one refused). Bulk
+ * commits for a first sync's rows; every commit of the mirror's state is durable (`durableCommit`).
+ */
 export async function openMirrorTarget(location: string): Promise<MirrorTarget> {
   if (!isConnectionString(location)) throw new SkError('usage', `sync mirrors into a server: give a connection string (postgres://, mysql://, mariadb://, sqlserver://), not ${location}`);
-  return (await external()).open(location, { create: true });
+  return (await external()).open(location, { create: true, bulk: true });
 }
 
 /** Refuses a connection string that no retry could make work (bad syntax, unknown scheme, no database), without connecting. */
@@ -63,9 +66,13 @@ export async function checkConnectionString(location: string): Promise<void> {
   }
 }
 
-/** The SQLite file's reader with its change marks, for the mirror (read-only: the mirror never writes OpenCode's file). */
+/**
+ * The SQLite file's reader with its change marks, for the mirror (read-only: the mirror never writes
+ * OpenCode's file). A small page cache: a first sync reads every page once, and a full 64 MB cache
+ * would stay in the process's memory for as long as it follows the file.
+ */
 export function openMirrorSource(path: string): SessionReader & ChangeMarks {
-  return SqliteReader.open(path);
+  return SqliteReader.open(path, { cacheKb: 8_000 });
 }
 
 export interface LocationProbe {

@@ -3,7 +3,9 @@
  * server unreachable mid-run (a TCP proxy in front of it is cut and brought back on the same port,
  * never the shared server; PostgreSQL) queues the work, says so once and catches up; SIGKILL of the mirror at
  * 20+ random points while the local file keeps changing leaves nothing duplicated or missing on
- * the server (PostgreSQL and MariaDB), and the mirror never changes the local file.
+ * the server (PostgreSQL and MariaDB), and the mirror never changes the local file. SIGKILL in the
+ * middle of a first sync (its pipelined path, sessions verified in groups) leaves no unfinished
+ * session where a reader looks, and the next run completes it without a row twice.
  */
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,6 +14,7 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openReader } from '../../src/store/open-store.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { CLI, tempDir } from '../helpers/env.js';
 import { freshDatabase, serverQuery, type FreshDatabase } from './servers.js';
@@ -159,6 +162,67 @@ describe('sync faults', () => {
     }
   });
 
+  it.each(['postgres', 'mysql'] as const)('SIGKILL in the middle of a first sync (%s): no unfinished session visible, none duplicated, the next run completes it', async (backend) => {
+    const target = await fresh(backend);
+    // Many small sessions: a first sync of several verification groups.
+    const db = join(dir, `first-kills-${backend}.db`);
+    generateFixture({ path: db, targetBytes: 6 * MB, seed: 43, rootSessions: 160, schema: '1.18', newerLayoutShare: 0.3 });
+    const local = await sessionsAsText(db);
+    let killedMidFirstSync = 0;
+    const partsNow = async (): Promise<number> => {
+      try {
+        return Number((await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_part'))[0]?.n);
+      } catch {
+        return -1; // no schema yet
+      }
+    };
+    for (let round = 0; round < 4; round++) {
+      const before = await partsNow();
+      const syncedBefore = await syncedMark(target.url);
+      const child = spawn(process.execPath, [CLI, '--db', db, 'sync', '--to', target.url, '--once'], { stdio: 'pipe', env });
+      const run = collect(child);
+      // Rows on their way (round 0), then a group verified too (later rounds): the kill lands among batches and groups.
+      await waitFor('rows arriving', async () => child.exitCode !== null || (round === 0 ? (await partsNow()) > Math.max(0, before) : (await syncedMark(target.url)) !== syncedBefore), 30_000);
+      await new Promise((r) => setTimeout(r, 30 * round));
+      child.kill('SIGKILL');
+      await run.done;
+      const [unfinished] = await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_session WHERE complete <> 1');
+      const [complete] = await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_session WHERE complete = 1');
+      if (Number(complete?.n) < local.size) killedMidFirstSync++;
+      // A reader sees only finished sessions, each exactly as the file holds it.
+      const reader = await openReader(target.url);
+      const listed = (await reader.listSessions({ limit: 1000 })).sessions.map((s) => s.id);
+      const ids = await reader.allSessionIds();
+      await reader.close();
+      expect(listed.length).toBe(Number(complete?.n));
+      expect(ids.length).toBe(Number(complete?.n));
+      const server = await sessionsAsText(target.url, ids);
+      for (const [id, text] of server) expect(text).toBe(local.get(id));
+      // Each finished session has its mirror state; an unfinished one has none (the next run replaces it).
+      const [owned] = await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_sync_session s JOIN sk_session t ON t.id = s.session_id WHERE t.complete = 1 AND t.digest = s.digest');
+      expect(Number(owned?.n)).toBe(Number(complete?.n));
+      const [stray] = await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_sync_session s JOIN sk_session t ON t.id = s.session_id WHERE t.complete <> 1');
+      expect(Number(stray?.n)).toBe(0);
+      if (round === 0) expect(Number(unfinished?.n) + Number(complete?.n)).toBeLessThanOrEqual(local.size);
+    }
+    expect(killedMidFirstSync).toBeGreaterThanOrEqual(3);
+    const last = spawn(process.execPath, [CLI, '--db', db, '--json', 'sync', '--to', target.url, '--once'], { stdio: 'pipe', env });
+    const run = collect(last);
+    expect((await run.done).status, run.err()).toBe(0);
+    expect(await sessionsAsText(target.url)).toEqual(local);
+    const file = new Database(db, { readonly: true });
+    const localRows = file.prepare('SELECT (SELECT count(*) FROM message) + (SELECT count(*) FROM part) + (SELECT count(*) FROM event) AS n').pluck().get() as number;
+    file.close();
+    const [stored] = await serverQuery<{ n: string | number }>(
+      target.url,
+      "SELECT (SELECT count(*) FROM sk_message) + (SELECT count(*) FROM sk_part) + (SELECT count(*) FROM sk_row WHERE table_name = 'event') AS n",
+    );
+    expect(Number(stored?.n)).toBe(localRows);
+    const [partial] = await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_session WHERE complete <> 1 OR digest IS NULL');
+    expect(Number(partial?.n)).toBe(0);
+    expect((JSON.parse(run.out()) as { status: { mirrored: number } }).status.mirrored).toBe(local.size);
+  }, 300_000);
+
   it.each(['postgres', 'mysql'] as const)('SIGKILL at 22 random points while the file changes (%s): nothing duplicated or missing, the local file untouched by the mirror', async (backend) => {
     const target = await fresh(backend);
     const db = join(dir, `kills-${backend}.db`);
@@ -206,5 +270,5 @@ describe('sync faults', () => {
     const summary = JSON.parse(run.out()) as { status: { pending: number; mirrored: number } };
     expect(summary.status.pending).toBe(0);
     expect(summary.status.mirrored).toBe(local.size);
-  });
+  }, 300_000);
 });

@@ -1,7 +1,13 @@
-/** Comparing a mirror with its source: every session as one line of text per session. */
+/** The sync tests' shared set-up, and comparing a mirror with its source: one line of text per session. */
 import { createHash } from 'node:crypto';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { openReader } from '../../src/store/open-store.js';
 import type { SessionItem } from '../../src/store/session-items.js';
+import { generateFixture, type FixtureOptions } from '../fixtures/generate.js';
+import { tempDir } from '../helpers/env.js';
+import { freshDatabase, type Backend, type FreshDatabase } from './servers.js';
 
 /** Every item of every session, as a comparable text: ids, times, exact bytes of every value, every table. */
 export async function sessionsAsText(location: string, ids?: readonly string[]): Promise<Map<string, string>> {
@@ -41,3 +47,47 @@ export async function sessionsAsText(location: string, ids?: readonly string[]):
   }
 }
 
+
+/**
+ * The set-up the sync tests share: a private folder, a generated seed file made once, copies of it
+ * each with its own name (so its own source id), and fresh server databases dropped at the end.
+ * With `cacheHome`, XDG_CACHE_HOME points into the folder while the file's tests run (where the
+ * mirror keeps source ids when no state folder is given).
+ */
+export function syncFixture(prefix: string, seedOptions: Omit<FixtureOptions, 'path'>, options: { cacheHome?: boolean } = {}): {
+  dir: string;
+  seed: string;
+  copyOfSeed: () => string;
+  fresh: (backend: Backend) => Promise<FreshDatabase>;
+} {
+  const dir = tempDir(prefix);
+  const seed = join(dir, 'seed.db');
+  const databases: FreshDatabase[] = [];
+  const savedCache = process.env['XDG_CACHE_HOME'];
+  beforeAll(() => {
+    if (options.cacheHome) process.env['XDG_CACHE_HOME'] = join(dir, 'cache');
+    generateFixture({ path: seed, ...seedOptions });
+  });
+  afterAll(async () => {
+    if (options.cacheHome) {
+      if (savedCache === undefined) delete process.env['XDG_CACHE_HOME'];
+      else process.env['XDG_CACHE_HOME'] = savedCache;
+    }
+    for (const d of databases) await d.drop();
+  });
+  let copies = 0;
+  return {
+    dir,
+    seed,
+    copyOfSeed: () => {
+      const path = join(dir, `opencode-${copies++}.db`);
+      copyFileSync(seed, path);
+      return path;
+    },
+    fresh: async (backend) => {
+      const d = await freshDatabase(backend);
+      databases.push(d);
+      return d;
+    },
+  };
+}

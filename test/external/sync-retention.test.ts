@@ -7,42 +7,19 @@
  * evicted session back byte for byte. Against real PostgreSQL and MariaDB.
  */
 import Database from 'better-sqlite3';
-import { copyFileSync, existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { mergeOverrides, parseSessionConfig, type SessionConfig } from '../../src/core/config.js';
 import { restoreFrom } from '../../src/main/migration.js';
 import { applyRetention, dryRun } from '../../src/main/retention.js';
 import { runSync } from '../../src/main/sync.js';
 import { openFileReader, openWriter } from '../../src/store/open-store.js';
-import { generateFixture } from '../fixtures/generate.js';
-import { tempDir } from '../helpers/env.js';
-import { freshDatabase, type FreshDatabase } from './servers.js';
-import { sessionsAsText } from './sync-helpers.js';
+import { sessionsAsText, syncFixture } from './sync-helpers.js';
 
 const MB = 1024 * 1024;
-const dir = tempDir('sk-sync-retention-');
-const seed = join(dir, 'seed.db');
-const databases: FreshDatabase[] = [];
-const savedCache = process.env['XDG_CACHE_HOME'];
-
-beforeAll(() => {
-  // The mirror's source ids live beside the attachment cache: a private one for this file.
-  process.env['XDG_CACHE_HOME'] = join(dir, 'cache');
-  generateFixture({ path: seed, targetBytes: 3 * MB, seed: 24, rootSessions: 12, schema: '1.18', newerLayoutShare: 0.3 });
-});
-afterAll(async () => {
-  if (savedCache === undefined) delete process.env['XDG_CACHE_HOME'];
-  else process.env['XDG_CACHE_HOME'] = savedCache;
-  for (const d of databases) await d.drop();
-});
-
-let copies = 0;
-function copyOfSeed(): string {
-  const path = join(dir, `opencode-${copies++}.db`);
-  copyFileSync(seed, path);
-  return path;
-}
+// The mirror's source ids live beside the attachment cache: a private one for this file.
+const { dir, copyOfSeed, fresh: freshDatabase } = syncFixture('sk-sync-retention-', { targetBytes: 3 * MB, seed: 24, rootSessions: 12, schema: '1.18', newerLayoutShare: 0.3 }, { cacheHome: true });
 
 function configFor(url: string, archiveDir: string, maxSessions: number): SessionConfig {
   return mergeOverrides(parseSessionConfig({ storage: url.startsWith('postgres') ? 'postgres' : 'mysql', connectionString: url, archiveDir }, 'test'), { maxSessions });
@@ -59,7 +36,6 @@ describe.each(['postgres', 'mysql'] as const)('retention with an external primar
   let url: string;
   beforeAll(async () => {
     const d = await freshDatabase(backend);
-    databases.push(d);
     url = d.url;
   });
 

@@ -2,7 +2,8 @@
  * `session-keeper sync --to <connectionString> [--once]`: mirrors OpenCode's SQLite file (--db)
  * into a server as OpenCode writes it. Runs until stopped (Ctrl-C: the session being written is
  * rolled back whole on the server); `--once` makes one pass. A status line on a terminal, one line
- * per pass that wrote otherwise; the password is never printed.
+ * per pass that wrote otherwise; the password is never printed. Exits non-zero when the last
+ * pass ended with sessions in conflict (one line says how many).
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { SkError } from '../../core/errors.js';
@@ -62,5 +63,8 @@ export function registerSync(program: Command): void {
         `Mirrored to ${result.target}: ${result.written} sessions written, ${result.same} already there; ${statusLine(result.status)}.` +
           (result.conflicts.length ? `\n${result.conflicts.map((c) => `conflict: ${c.reason}`).join('\n')}` : ''),
       );
+      // A pass that ended with conflicts is not a clean mirror: a script (or --once in cron) must see it.
+      const n = result.status.conflicts;
+      if (n > 0) throw new SkError('conflict', `${n} session${n === 1 ? '' : 's'} in conflict on ${result.target}: both copies changed since they last agreed; neither was changed`);
     });
 }

@@ -17,7 +17,7 @@ import { isSyncIterable, rowId, wholePayload, type SessionItem, type SessionItem
 import type { ImportOptions, ImportResult } from '../writer.js';
 import type { BulkRow, CopyCell, CopyColumn, StreamedValue } from './dialect.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
-import type { ExternalContext } from './context.js';
+import { ExternalContext } from './context.js';
 import {
   deleteSessionRows,
   insertNewSession,
@@ -335,14 +335,34 @@ interface SentSession {
   committed: Set<Promise<void>>;
   /** source bytes (message and part JSON) */
   bytes: number;
+  /** The digest lines of its rows, kept only for a `complete` hook. */
+  lines: readonly string[] | null;
+}
+
+/** A verified session about to be marked complete, as a `complete` hook sees it. */
+export interface VerifiedSession {
+  id: string;
+  /** The digest lines of its rows, as sent and as read back (sorted). */
+  lines: readonly string[];
+  /** Source bytes (message and part JSON, rows outside the event log). */
+  bytes: number;
+}
+
+export interface BulkImportHooks {
+  /**
+   * Runs in the transaction that marks a verified group complete, so what the caller keeps beside
+   * a session (the mirror's state) is recorded with it or not at all; returns the digest each
+   * session is stored with (the mirror's own, which also covers the session row).
+   */
+  complete?: (trx: ExternalContext, sessions: readonly VerifiedSession[]) => Promise<ReadonlyMap<string, string>>;
 }
 
 /** Marks verified sessions complete, with their counts, digest and source bytes, in one statement. */
-async function markComplete(store: ExternalContext, sessions: readonly SentSession[]): Promise<void> {
+async function markComplete(store: ExternalContext, sessions: readonly SentSession[], digests?: ReadonlyMap<string, string>): Promise<void> {
   const caseOf = (value: (s: SentSession) => RawBuilder<unknown>): RawBuilder<unknown> =>
     sql`CASE id ${sql.join(sessions.map((s) => sql`WHEN ${s.sent.id} THEN ${value(s)}`), sql` `)} END`;
   await sql`UPDATE sk_session SET complete = 1,
-    digest = ${caseOf((s) => sql`${s.sent.digest}`)},
+    digest = ${caseOf((s) => sql`${digests?.get(s.sent.id) ?? s.sent.digest}`)},
     messages = ${caseOf((s) => sql.lit(s.sent.messages))},
     parts = ${caseOf((s) => sql.lit(s.sent.parts))},
     bytes = ${caseOf((s) => sql.lit(s.bytes))}
@@ -377,6 +397,7 @@ class BulkImport {
   constructor(
     private readonly store: ExternalContext,
     private readonly options: ImportOptions,
+    private readonly hooks: BulkImportHooks = {},
   ) {
     this.batches = { messages: new RowBatch<MessageRow>(store, 'sk_message'), parts: new RowBatch<PartRow>(store, 'sk_part'), projects: new Set() };
     this.serverJson = store.dialect.serverJson !== null;
@@ -482,7 +503,12 @@ class BulkImport {
           if ((received[table] ?? 0) !== rows) throw new SkError('corrupt', `session ${cur.id}: ${rows} ${table} rows were sent, ${received[table] ?? 0} arrived in ${store.location}`);
         }
         this.result.bytes += cur.bytes;
-        const sent: SentSession = { sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(cur.lines) }, committed: cur.committed, bytes: cur.bytes };
+        const sent: SentSession = {
+          sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(cur.lines) },
+          committed: cur.committed,
+          bytes: cur.bytes,
+          lines: this.hooks.complete ? cur.lines : null,
+        };
         const rows = cur.messages + cur.parts + cur.ord;
         if (this.group.length > 0 && (this.groupRows + rows > VERIFY_ROWS || this.group.length >= VERIFY_SESSIONS)) await this.submit();
         this.group.push(sent);
@@ -519,7 +545,16 @@ class BulkImport {
         );
       }
     }
-    await store.guard('migrate', () => markComplete(store, sessions));
+    const complete = this.hooks.complete;
+    if (complete) {
+      await store.guard('migrate', () =>
+        store.db.transaction().execute(async (trx) => {
+          const t = new ExternalContext(trx, store.conn, store.dialect);
+          const digests = await complete(t, sessions.map((s) => ({ id: s.sent.id, lines: s.lines ?? [], bytes: s.bytes })));
+          await markComplete(t, sessions, digests);
+        }),
+      );
+    } else await store.guard('migrate', () => markComplete(store, sessions));
     for (const { sent } of sessions) {
       this.result.imported.push({ id: sent.id, messages: sent.messages, parts: sent.parts });
       await this.options.onSession?.(sent.id);
@@ -562,8 +597,8 @@ class BulkImport {
 }
 
 /** Every session of `items` into the server, verified; `existing` says what happens to one already there. */
-export async function importSessions(store: ExternalContext, items: SessionItems, options: ImportOptions): Promise<ImportResult> {
-  const bulk = new BulkImport(store, options);
+export async function importSessions(store: ExternalContext, items: SessionItems, options: ImportOptions, hooks: BulkImportHooks = {}): Promise<ImportResult> {
+  const bulk = new BulkImport(store, options, hooks);
   try {
     if (isSyncIterable(items)) for (const item of items) await store.guard('migrate', () => bulk.take(item));
     else for await (const item of items) await store.guard('migrate', () => bulk.take(item));

@@ -40,7 +40,8 @@ export class ExternalContentSource implements ContentSource {
   }
 
   async sessionRow(sessionId: string): Promise<SessionRow | undefined> {
-    const stored = await this.store.db.selectFrom('sk_session').select('row_json').where('id', '=', sessionId).executeTakeFirst();
+    // A session an interrupted copy left unfinished is not shown (the next copy replaces it).
+    const stored = await this.store.db.selectFrom('sk_session').select('row_json').where('id', '=', sessionId).where('complete', '=', 1).executeTakeFirst();
     if (!stored) return undefined;
     // jsonb comes back parsed from pg; text columns come back as strings.
     const row = (typeof stored.row_json === 'string' ? JSON.parse(stored.row_json) : stored.row_json) as SessionRow & Record<string, unknown>;

@@ -82,6 +82,8 @@ export interface EngineDialect {
   readonly serverJson: ServerJson | null;
   /** Makes every earlier commit durable (a no-op where each commit already is). */
   durableBarrier(db: Kysely<SkTables>): Promise<void>;
+  /** Inside a transaction: its commit returns (and is seen) only once it and every earlier commit are durable. */
+  durableCommit(trx: Kysely<SkTables>): Promise<void>;
   /** Largest value a read can bring back without exceeding V8's string limit on the way. */
   readonly readableLimit: number;
   /**

@@ -21,9 +21,9 @@ import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
 import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionProjects, SessionReader, StoreSize } from '../reader.js';
-import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite } from '../mirror-target.js';
+import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite, NewSessionsWrite } from '../mirror-target.js';
 import type { ChunkedValue, Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
-import { digestOfSession, heldVersions, mirrorBases, mirrorSession, recordBase, registerSource } from './mirror-write.js';
+import { digestOfSession, heldVersions, mirrorBases, mirrorNewSessions, mirrorSession, recordBase, registerSource } from './mirror-write.js';
 import type { AppliedTrim, DeleteOptions, DeleteResult, ExpectedSession, ImportOptions, ImportResult, ReclaimResult, SessionState, SessionWriter } from '../writer.js';
 import { importSessions } from './bulk-import.js';
 import { parseSpans, rebuildPart, type StoredSpan } from './codec.js';
@@ -89,6 +89,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
       const sessions = await this.db
         .selectFrom('sk_session')
         .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>(eb.case().when('parent_id', 'is', null).then(1).else(0).end()).as('roots')])
+        .where('complete', '=', 1)
         .executeTakeFirst();
       const messages = await this.db.selectFrom('sk_message').select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('bytes').as('b')]).executeTakeFirst();
       const parts = await this.db
@@ -101,7 +102,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
           eb.fn.sum<number>('att_encoded').as('ae'),
         ])
         .executeTakeFirst();
-      const largest = await this.dialect.limit(this.db.selectFrom('sk_session').select(['id', 'title', 'bytes']).orderBy('bytes', 'desc').orderBy('id'), options.largest ?? 10).execute();
+      const largest = await this.dialect.limit(this.db.selectFrom('sk_session').select(['id', 'title', 'bytes']).where('complete', '=', 1).orderBy('bytes', 'desc').orderBy('id'), options.largest ?? 10).execute();
       const fileBytes = await this.databaseBytes();
       const n = (v: unknown): number => Number(v ?? 0);
       return {
@@ -139,6 +140,8 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
       let query = this.db
         .selectFrom('sk_session')
         .select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes'])
+        // An interrupted copy's unfinished sessions are not listed: never half a session.
+        .where('complete', '=', 1)
         .orderBy('time_updated', 'desc')
         .orderBy('id', 'desc');
       if (options.cursor) {
@@ -283,12 +286,12 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
   }
 
   async allSessionIds(): Promise<string[]> {
-    return this.guard('read', async () => (await this.db.selectFrom('sk_session').select('id').orderBy('id').execute()).map((r) => r.id));
+    return this.guard('read', async () => (await this.db.selectFrom('sk_session').select('id').where('complete', '=', 1).orderBy('id').execute()).map((r) => r.id));
   }
 
   async rootsCreatedBefore(cutoff: number): Promise<string[]> {
     return this.guard('read', async () =>
-      (await this.db.selectFrom('sk_session').select('id').where('parent_id', 'is', null).where('time_created', '<', cutoff).orderBy('time_created').orderBy('id').execute()).map(
+      (await this.db.selectFrom('sk_session').select('id').where('complete', '=', 1).where('parent_id', 'is', null).where('time_created', '<', cutoff).orderBy('time_created').orderBy('id').execute()).map(
         (r) => r.id,
       ),
     );
@@ -319,7 +322,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
   /** Each root's project and the projects' names, as the session browser labels them (project rows are small). */
   async sessionProjects(): Promise<SessionProjects> {
     return this.guard('read', async () => {
-      const roots = await this.db.selectFrom('sk_session').select(['id', 'project_id']).where('parent_id', 'is', null).execute();
+      const roots = await this.db.selectFrom('sk_session').select(['id', 'project_id']).where('parent_id', 'is', null).where('complete', '=', 1).execute();
       const rows = await this.db.selectFrom('sk_project').select(['id', 'row_json']).orderBy('id').execute();
       const projects = rows.map((r) => {
         const row = (typeof r.row_json === 'string' ? JSON.parse(r.row_json) : r.row_json) as Row;
@@ -331,7 +334,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
 
   async retentionFacts(withBytes: boolean): Promise<RetentionFacts> {
     return this.guard('read', async () => {
-      const rows = await this.db.selectFrom('sk_session').select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes']).execute();
+      const rows = await this.db.selectFrom('sk_session').select(['id', 'parent_id', 'title', 'time_created', 'time_updated', 'time_archived', 'bytes']).where('complete', '=', 1).execute();
       const facts = rows.map(sessionFacts);
       const bytes = new Map(withBytes ? rows.map((r) => [r.id, Number(r.bytes)]) : []);
       return { facts: familyFacts(facts, bytes, 1), storeBytes: await this.databaseBytes() };
@@ -490,6 +493,10 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
 
   mirrorSession(items: () => SessionItems, write: MirrorWrite): Promise<MirrorOutcome> {
     return this.guard('mirror session', () => mirrorSession(this, items, write));
+  }
+
+  mirrorNewSessions(items: SessionItems, write: NewSessionsWrite): Promise<void> {
+    return this.guard('mirror new sessions', () => mirrorNewSessions(this, items, write));
   }
 
   recordBase(sourceId: string, sessionId: string, base: MirrorBase): Promise<void> {

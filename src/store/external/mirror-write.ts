@@ -4,13 +4,18 @@
  * times, body hash and attachment list) stay where they are; the others are replaced, rows gone
  * locally are deleted. Before the commit the session's rows are read back (the server hashes the
  * bodies; none comes back) and their digest must equal the one of what was sent.
+ *
+ * Sessions the server holds no finished copy of (a first sync, a long offline spell) take
+ * migration's pipelined path instead (`mirrorNewSessions`): batches across sessions, verified in
+ * groups, each group marked complete in one transaction with its mirror state.
  */
 import { sql, type Kysely } from 'kysely';
 import { SkError } from '../../core/errors.js';
 import { defaultProjectRow, EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { encodeTableRow, rowPayloadBytes } from '../../core/table-row.js';
-import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorWrite } from '../mirror-target.js';
+import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorWrite, NewSessionsWrite } from '../mirror-target.js';
 import { isSyncIterable, wholePayload, type Row, type SessionHeader, type SessionItem, type SessionItems } from '../session-items.js';
+import { importSessions, type VerifiedSession } from './bulk-import.js';
 import { cutPart, parseSpans } from './codec.js';
 import { ExternalContext } from './context.js';
 import type { BulkRow, EngineDialect } from './dialect.js';
@@ -255,11 +260,101 @@ async function recordState(trx: Kysely<SkTables>, sessionId: string, sourceId: s
   await trx.insertInto('sk_sync_base').values({ source_id: sourceId, session_id: sessionId, time_updated: base.updated, mark: base.mark, digest: base.digest, time_synced: now }).execute();
 }
 
+/** `recordState` for many sessions at once, each this source's version and the one held now (a first sync's group). */
+async function recordStates(trx: Kysely<SkTables>, sourceId: string, states: readonly { sessionId: string; base: MirrorBase }[]): Promise<void> {
+  if (states.length === 0) return;
+  const now = Date.now();
+  const ids = states.map((s) => s.sessionId);
+  const rows = states.map(({ sessionId, base }) => ({ session_id: sessionId, source_id: sourceId, time_updated: base.updated, mark: base.mark, digest: base.digest, time_synced: now }));
+  await trx.deleteFrom('sk_sync_session').where('session_id', 'in', ids).execute();
+  await trx.insertInto('sk_sync_session').values(rows).execute();
+  await trx.deleteFrom('sk_sync_base').where('source_id', '=', sourceId).where('session_id', 'in', ids).execute();
+  await trx.insertInto('sk_sync_base').values(rows).execute();
+}
+
+/** Of `ids`, those the server has any row of: a session row (an unfinished copy) or rows an interrupted copy left without one. */
+async function withRows(store: ExternalContext, ids: readonly string[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (let at = 0; at < ids.length; at += 500) {
+    const batch = ids.slice(at, at + 500);
+    for (const r of await store.db.selectFrom('sk_session').select('id').where('id', 'in', batch).execute()) found.add(r.id);
+    const rest = batch.filter((id) => !found.has(id));
+    for (const table of ['sk_message', 'sk_part', 'sk_row'] as const) {
+      if (rest.length === 0) break;
+      for (const r of await store.db.selectFrom(table).select('session_id').distinct().where('session_id', 'in', rest).execute()) found.add(r.session_id);
+    }
+  }
+  return found;
+}
+
+/**
+ * Sessions the server holds no finished copy of, through migration's pipelined copy: their rows
+ * batched across sessions, verified in groups by the server's digest, and each group marked
+ * complete in the same transaction that records its mirror state (so an interrupted run leaves
+ * sessions incomplete and unowned, which the next run replaces). The session row is checked too:
+ * the stored digest is the mirror's, as the per-session path writes it.
+ */
+export async function mirrorNewSessions(store: ExternalContext, items: SessionItems, write: NewSessionsWrite): Promise<void> {
+  /** What was sent of each session's own row, until its group is complete. */
+  const sentHeaders = new Map<string, { line: string; updated: number }>();
+  const outcomes = new Map<string, Extract<MirrorOutcome, { kind: 'written' }>>();
+  async function* noteHeaders(): AsyncGenerator<SessionItem> {
+    const take = (item: SessionItem): SessionItem => {
+      if (item.kind === 'session') {
+        const { values } = prepareHeader(item.header);
+        sentHeaders.set(values.id, { line: sessionLine(values.row_json, values.extras_json), updated: values.time_updated });
+      }
+      return item;
+    };
+    if (isSyncIterable(items)) for (const item of items) yield take(item);
+    else for await (const item of items) yield take(item);
+  }
+  const complete = async (trx: ExternalContext, sessions: readonly VerifiedSession[]): Promise<ReadonlyMap<string, string>> => {
+    // Durable when seen: retention may delete the local copy on the strength of this state.
+    await store.dialect.durableCommit(trx.db);
+    const ids = sessions.map((s) => s.id);
+    const stored = new Map((await trx.db.selectFrom('sk_session').select(['id', 'row_json', 'extras_json']).where('id', 'in', ids).execute()).map((r) => [r.id, sessionLine(r.row_json, r.extras_json)]));
+    const digests = new Map<string, string>();
+    const states: { sessionId: string; base: MirrorBase }[] = [];
+    for (const s of sessions) {
+      const sent = sentHeaders.get(s.id);
+      const mark = write.markOf(s.id);
+      if (!sent || mark === undefined) throw new SkError('internal', `session ${s.id} was verified before its last row was read`);
+      if (stored.get(s.id) !== sent.line) throw new SkError('corrupt', `session ${s.id} did not verify in ${store.location}: the session row read back differs from what was sent`);
+      const digest = mirrorDigest(s.lines, sent.line);
+      digests.set(s.id, digest);
+      states.push({ sessionId: s.id, base: { updated: sent.updated, mark, digest } });
+      outcomes.set(s.id, { kind: 'written', digest, updated: sent.updated, mark, rows: s.lines.length, bytes: s.bytes });
+    }
+    await recordStates(trx.db, write.sourceId, states);
+    return digests;
+  };
+  const present = await withRows(store, write.ids);
+  await importSessions(
+    store,
+    noteHeaders(),
+    {
+      existing: 'replace',
+      present,
+      onSession: (id) => {
+        // Committed with its state: the caller may rely on it now.
+        const outcome = outcomes.get(id);
+        sentHeaders.delete(id);
+        outcomes.delete(id);
+        if (outcome) write.onSession(id, outcome);
+      },
+    },
+    { complete },
+  );
+}
+
 async function writeOnce(store: ExternalContext, items: SessionItems, write: MirrorWrite, jsonCopies: boolean): Promise<{ outcome: MirrorOutcome; orphans: string[] }> {
   const orphans: string[] = [];
   const cache = cacheOf(store);
   const verified: { value: { id: string; digest: string; lines: Map<string, string> } | null } = { value: null };
   const outcome = await store.db.transaction().execute(async (trx): Promise<MirrorOutcome> => {
+    // Durable when seen: retention may delete the local copy on the strength of this state.
+    await store.dialect.durableCommit(trx);
     const t = new ExternalContext(trx, store.conn, store.dialect);
     const messages = new Inserts<MessageRow>(trx, 'sk_message', store.dialect);
     const parts = new Inserts<PartRow>(trx, 'sk_part', store.dialect);
@@ -416,7 +511,10 @@ export async function mirrorBases(store: ExternalContext, sourceId: string): Pro
 }
 
 export async function recordBase(store: ExternalContext, sourceId: string, sessionId: string, base: MirrorBase): Promise<void> {
-  await store.db.transaction().execute((trx) => recordState(trx, sessionId, sourceId, base, false));
+  await store.db.transaction().execute(async (trx) => {
+    await store.dialect.durableCommit(trx);
+    await recordState(trx, sessionId, sourceId, base, false);
+  });
 }
 
 export async function registerSource(store: ExternalContext, sourceId: string, name: string): Promise<void> {

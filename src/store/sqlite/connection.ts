@@ -27,6 +27,8 @@ export interface OpenOptions {
   /** Create the file (with OpenCode's schema applied by the caller) when it is missing. */
   create?: boolean;
   busyTimeoutMs?: number;
+  /** SQLite's page cache in KiB (default 64 MB); a reader that streams every row once needs little. */
+  cacheKb?: number;
 }
 
 /**
@@ -167,7 +169,7 @@ export function openConnection(path: string, options: OpenOptions = {}): SqliteC
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
     }
-    db.pragma('cache_size = -64000');
+    db.pragma(`cache_size = -${Math.max(500, Math.round(options.cacheKb ?? 64_000))}`);
     // Cascades run only on connections that ask for them; better-sqlite3 defaults to on, say it anyway.
     db.pragma('foreign_keys = ON');
     if (options.create && !readonly) {

@@ -9,6 +9,7 @@
 import { SkError } from '../../core/errors.js';
 import type { MirrorBase, MirrorTarget } from '../mirror-target.js';
 import type { ChangeMarks, SessionMark, SessionReader } from '../reader.js';
+import { isSyncIterable, type SessionItem } from '../session-items.js';
 
 export type MirrorSource = SessionReader & ChangeMarks;
 
@@ -91,6 +92,86 @@ export class Mirror {
       else if (settled?.mark === local.mark) serverNewer++;
     }
     return { mirrored, pending: this.marks.size - mirrored - conflicts - serverNewer, conflicts, serverNewer, sessions: this.marks.size };
+  }
+
+  /**
+   * Splits pending sessions into those the server holds no finished copy of (a first sync's
+   * pipelined path: nothing there to conflict with) and the rest (one transaction each).
+   */
+  async split(pending: readonly string[]): Promise<{ fresh: string[]; held: string[] }> {
+    const versions = await this.target.heldVersions(pending);
+    const fresh: string[] = [];
+    const held: string[] = [];
+    for (const id of pending) {
+      const version = versions.get(id);
+      (!version || version.digest === null ? fresh : held).push(id);
+    }
+    return { fresh, held };
+  }
+
+  /**
+   * Mirrors sessions the server holds no finished copy of, pipelined (see `MirrorTarget.mirrorNewSessions`);
+   * stops between two sessions when `signal` aborts. Returns the ids left undone (stopped, or deleted locally meanwhile: `gone`).
+   */
+  async mirrorNew(ids: readonly string[], onResult: (result: SessionResult) => void, signal?: AbortSignal): Promise<string[]> {
+    const marks = new Map<string, string>();
+    const done = new Set<string>();
+    const source = this.source;
+    async function* items(): AsyncGenerator<SessionItem> {
+      // One stream (the source may read several sessions per transaction); restarted after a session deleted meanwhile.
+      let remaining: readonly string[] = ids;
+      while (remaining.length > 0) {
+        if (signal?.aborted) return;
+        let ended = 0;
+        let inSession = false;
+        try {
+          const all = source.exportSessions(remaining);
+          const take = async (item: SessionItem): Promise<SessionItem> => {
+            if (item.kind === 'session') inSession = true;
+            if (item.kind === 'end') {
+              // Read while the session's read transaction is still open: the mark of exactly what was sent.
+              marks.set(item.sessionId, (await source.sessionMarks([item.sessionId])).get(item.sessionId)?.mark ?? '');
+              ended++;
+              inSession = false;
+            }
+            return item;
+          };
+          if (isSyncIterable(all)) {
+            for (const item of all) {
+              // Stops between two sessions, never inside one.
+              if (item.kind === 'session' && signal?.aborted) return;
+              yield await take(item);
+            }
+          } else {
+            for await (const item of all) {
+              if (item.kind === 'session' && signal?.aborted) return;
+              yield await take(item);
+            }
+          }
+          remaining = [];
+        } catch (error) {
+          // Deleted locally since the scan (before its first row was read): the server keeps what it has, the rest goes on.
+          const missing = remaining[ended];
+          if (inSession || missing === undefined || !(error instanceof SkError) || error.code !== 'not-found' || (await source.sessionMarks([missing])).has(missing)) throw error;
+          done.add(missing);
+          onResult({ id: missing, verdict: 'gone', rows: 0, bytes: 0 });
+          remaining = remaining.slice(ended + 1);
+        }
+      }
+    }
+    await this.target.mirrorNewSessions(items(), {
+      sourceId: this.sourceId,
+      ids,
+      markOf: (id) => marks.get(id),
+      onSession: (id, outcome) => {
+        this.bases.set(id, { updated: outcome.updated, mark: outcome.mark, digest: outcome.digest });
+        this.settled.delete(id);
+        marks.delete(id);
+        done.add(id);
+        onResult({ id, verdict: 'written', rows: outcome.rows, bytes: outcome.bytes });
+      },
+    });
+    return ids.filter((id) => !done.has(id));
   }
 
   /** Mirrors one session (see the file's comment for the rules). */

@@ -116,5 +116,6 @@ export const mssqlDialect: EngineDialect = {
   serverJson: null,
   // Each commit is durable here.
   async durableBarrier() {},
+  async durableCommit() {},
   readableLimit: V8_STRING_LIMIT,
 };

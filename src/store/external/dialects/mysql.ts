@@ -71,5 +71,6 @@ export const mysqlDialect: EngineDialect = {
   serverJson: null,
   // Each commit is durable here (InnoDB's default flush at commit).
   async durableBarrier() {},
+  async durableCommit() {},
   readableLimit: V8_STRING_LIMIT,
 };

@@ -146,6 +146,10 @@ export const postgresDialect: EngineDialect = {
     aloneAbove: SERVER_CHECKED_JSON_BYTES,
     bulkInsert: pgBulkInsert,
   },
+  async durableCommit(trx: Kysely<SkTables>) {
+    // A bulk connection commits asynchronously; a commit others act on (the mirror's state) waits for the WAL flush.
+    await sql`SET LOCAL synchronous_commit = on`.execute(trx);
+  },
   async durableBarrier(db: Kysely<SkTables>) {
     // A synchronous commit of a real write flushes the WAL up to it (asynchronous commits are never reordered).
     await db.transaction().execute(async (trx) => {
