@@ -8,7 +8,7 @@
  * server and has "Restore to this computer".
  */
 import type { BrowseResult, BrowseRow, BrowseSort, SessionWhere } from '../core/browse.js';
-import type { PlanResult, SessionKeeperApi } from '../core/utility-protocol.js';
+import type { PlanResult, RunEnd, SessionKeeperApi } from '../core/utility-protocol.js';
 import { ApiError, attachmentUrl } from './api.js';
 import { confirmationText, count } from './confirm.js';
 import { followRun } from './run-view.js';
@@ -122,44 +122,59 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     return null;
   };
 
+  /** What a restore did, in one line. */
+  const restoreResult = (end: RunEnd): HTMLElement => {
+    const r = end.restore;
+    if (!r) return h('span', { class: 'field-error', role: 'alert', id: 'restore-result' }, `Not restored: ${end.error ?? 'unknown error'}`);
+    const text = r.cancelled
+      ? `Cancelled: ${count(r.restored.length, 'session')} restored and checked against the server; ${count(r.notReached?.length ?? 0, 'session')} left on the server.`
+      : r.restored.length
+        ? `Restored to this computer: ${count(r.restored.length, 'session')}, checked against the server.`
+        : 'This computer already holds it: nothing restored.';
+    return h('span', { class: 'status ok', id: 'restore-result', 'data-restored': r.restored.length, 'data-cancelled': r.cancelled ? 'yes' : 'no' }, text);
+  };
+
   /**
    * "Restore to this computer": the session (with its subtasks) copied back from the server into
-   * the file, with the run's progress; afterwards the list shows it as in both.
+   * the file as a run (progress, Cancel, followed again after a reload); afterwards the list shows
+   * it as in both.
    */
   const restoreButton = (row: BrowseRow, line: HTMLElement): HTMLElement => {
     const btn = h('button', { type: 'button', class: 'primary', id: 'btn-restore-server' }, 'Restore to this computer');
     btn.addEventListener('click', () => {
       btn.setAttribute('disabled', '');
-      const bar = h('progress', { id: 'restore-progress', max: 100, value: 0, 'aria-label': 'Restoring' });
-      const text = h('span', { id: 'restore-phase', 'aria-live': 'polite' }, 'Restoring from the server…');
-      line.replaceChildren(bar, ' ', text);
-      const off = api.onEvent((event) => {
-        if (event.event !== 'progress' || event.progress.phase !== 'restore') return;
-        const p = event.progress;
-        if (p.ofBytes) bar.value = Math.round((100 * (p.bytes ?? 0)) / p.ofBytes);
-        text.textContent = `Sessions ${(p.done ?? 0).toLocaleString('en-US')} of ${(p.sessions ?? 0).toLocaleString('en-US')} (${bytes(p.bytes ?? 0)} of ${bytes(p.ofBytes ?? 0)})…`;
-      });
-      void api
-        .request('restoreFromServer', { sessionId: row.id })
-        .then((result) => {
-          bar.value = 100;
-          line.replaceChildren(
-            h('span', { class: 'status ok', id: 'restore-result', 'data-restored': result.restored.length }, result.restored.length ? `Restored to this computer: ${count(result.restored.length, 'session')}, checked against the server.` : 'This computer already holds it: nothing restored.'),
-          );
+      const own = api.request('restoreFromServer', { sessionId: row.id });
+      const view = h('div', { class: 'run-view', id: 'restore-run' });
+      line.replaceChildren(view);
+      void followRun(view, api, { startedAt: Date.now(), progress: null, cancelling: false, kind: 'restore' }, own).ended.then((end) => {
+        line.replaceChildren(restoreResult(end));
+        if (end.restore && end.restore.restored.length + end.restore.skipped.length > 0 && !end.restore.notReached?.includes(row.id)) {
           viewer.querySelector('.where')?.replaceWith(whereBadge('both'));
           viewer.querySelector('#session-source')?.replaceChildren();
           viewer.dataset['where'] = 'both';
           btn.remove();
-          onChanged();
-          void load();
-        })
-        .catch((error: unknown) => {
-          line.replaceChildren(h('span', { class: 'field-error', role: 'alert', id: 'restore-result' }, `Not restored: ${(error as Error).message}`));
+        } else {
           btn.removeAttribute('disabled');
-        })
-        .finally(off);
+        }
+        onChanged();
+        void load();
+      });
     });
     return btn;
+  };
+
+  /** A restore already running (this page was reloaded, or another window started it): followed in the list's action area. */
+  const followRunningRestore = async (): Promise<void> => {
+    const status = await api.request('runStatus').catch(() => null);
+    const running = status?.running;
+    if (!running || running.kind !== 'restore') return;
+    action.hidden = false;
+    const view = h('div', { class: 'run-view', id: 'restore-run' });
+    action.replaceChildren(view);
+    const end = await followRun(view, api, { startedAt: running.startedAt, progress: running.progress, cancelling: running.cancelling, kind: 'restore' }).ended;
+    action.replaceChildren(h('p', {}, restoreResult(end)));
+    onChanged();
+    await load();
   };
 
   const openSession = async (row: BrowseRow): Promise<void> => {
@@ -399,5 +414,6 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     offset += PAGE;
     void load();
   });
+  void followRunningRestore();
   return { load };
 }

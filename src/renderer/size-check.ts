@@ -3,7 +3,7 @@
  * the space is made of (chart), the largest sessions, and the actions: archive and clean up now
  * (dry-run plan first, then progress, then the space reclaimed), open settings, remind me later.
  */
-import type { ApplyOutcome, PlanResult, ProgressView, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
+import type { ApplyOutcome, PlanResult, ProgressView, RunKind, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
 import type { StatsResult } from '../core/api.js';
 import { ApiError } from './api.js';
 import { confirmationText, count, needsConfirmation } from './confirm.js';
@@ -438,7 +438,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   };
 
   /** Shows the run until it ends, then what it did, with every figure read again. */
-  const follow = async (start: { startedAt: number; progress: ProgressView | null; cancelling: boolean }, own: Promise<ApplyOutcome> | undefined, target: string): Promise<void> => {
+  const follow = async (start: { startedAt: number; progress: ProgressView | null; cancelling: boolean; kind?: RunKind }, own: Promise<ApplyOutcome> | undefined, target: string): Promise<void> => {
     following = true;
     const view = h('div', { class: 'run-view' });
     render(view);
@@ -458,6 +458,19 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     heading.textContent = line.title;
     summary.textContent = line.summary;
     ctx.changed();
+    if (end.kind === 'restore') {
+      // A restore from the server (started in the session browser) followed here after a reload.
+      const done = h('button', { type: 'button', class: 'primary', id: 'btn-done' }, 'Close');
+      done.addEventListener('click', reallyClose);
+      const r = end.restore;
+      render(
+        h('h3', { id: 'run-title' }, r ? (r.cancelled ? 'Cancelled' : 'Done') : 'Restore failed'),
+        h('p', { id: 'restore-result', class: r ? '' : 'field-error' }, r ? `${count(r.restored.length, 'session')} restored from ${r.from}, checked against the server.${r.cancelled ? ` ${count(r.notReached?.length ?? 0, 'session')} left on the server.` : ''}` : (end.error ?? 'unknown error')),
+        h('div', { class: 'actions' }, done),
+      );
+      done.focus();
+      return;
+    }
     const outcome = end.outcome;
     if (!outcome) {
       const back = h('button', { type: 'button', id: 'btn-back' }, 'Back');
@@ -536,7 +549,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   if (!dialog.open) dialog.showModal();
   if (status.running) {
     // Opened again during a run (or after a reload): the run, not a new plan.
-    void follow({ startedAt: status.running.startedAt, progress: status.running.progress, cancelling: status.running.cancelling }, undefined, String(suggested));
+    void follow({ startedAt: status.running.startedAt, progress: status.running.progress, cancelling: status.running.cancelling, kind: status.running.kind }, undefined, String(suggested));
     return;
   }
   overview();
