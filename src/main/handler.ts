@@ -679,7 +679,7 @@ export class RequestHandler {
           this.options.emit({ event: 'progress', requestId, progress: view });
         },
       });
-      const target = redactSecrets(result.target);
+      const target = redactSecrets(from);
       const outcome: RestoreOutcome = { restored: result.copiedIds, skipped: result.skippedIds, verified: result.verified, from: target, ...(result.cancelled ? { cancelled: true as const, notReached: result.notReached } : {}) };
       this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
       this.options.emit({ event: 'log', message: `session-keeper: restored ${result.copied} session(s) of ${roots.join(', ')} from ${target}${result.cancelled ? ' (cancelled)' : ''}` });
