@@ -669,7 +669,7 @@ export class RequestHandler {
         from,
         roots,
         signal: controller.signal,
-        afterTree: pause ? () => new Promise<void>((r) => setTimeout(r, pause)) : undefined,
+        beforeTree: pause ? () => new Promise<void>((r) => setTimeout(r, pause)) : undefined,
         onProgress: (p) => {
           const view: ProgressView = { phase: 'restore', done: p.sessionsDone, sessions: p.sessionsTotal, bytes: p.bytesDone, ofBytes: p.bytesTotal };
           run.progress = view;

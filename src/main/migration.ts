@@ -45,8 +45,8 @@ export interface RestoreOptions {
   onProgress?: (p: CopyProgress) => void;
   /** Aborted: stop between two session trees; every tree reached is in the file whole and verified. */
   signal?: AbortSignal;
-  /** Tests only: after each tree is in and verified (so a run can be seen, and cancelled, mid-way). */
-  afterTree?: (root: string) => Promise<void>;
+  /** Tests only: before each tree is copied (so a run can be seen, and cancelled, mid-way). */
+  beforeTree?: (root: string) => Promise<void>;
 }
 
 /**
@@ -77,6 +77,7 @@ export async function restoreFrom(options: RestoreOptions): Promise<RestoreResul
       let result: RestoreResult | null = null;
       const notReached: string[] = [];
       for (const [i, ids] of trees.entries()) {
+        await options.beforeTree?.(roots[i]!);
         if (options.signal?.aborted) {
           notReached.push(...roots.slice(i));
           break;
@@ -88,7 +89,6 @@ export async function restoreFrom(options: RestoreOptions): Promise<RestoreResul
         before.sessions += ids.length;
         before.bytes += await source.contentBytes(ids);
         result = result ? merged(result, one) : { ...one, cancelled: false, notReached };
-        await options.afterTree?.(roots[i]!);
       }
       forgetOldestRoot(options.db);
       if (!result) return { target: target.location, sessions: 0, copied: 0, skipped: 0, copiedIds: [], skippedIds: [], messages: 0, parts: 0, rows: 0, bytes: 0, elapsedMs: 0, verified: true, counts: new Map(), cancelled: true, notReached };

@@ -96,8 +96,12 @@ api.onEvent((event: ProtocolEvent) => {
   if (event.event === 'progress' && event.requestId === null) note(`Retention at startup: ${event.progress.phase}…`);
   if (event.event === 'runEnded') {
     // Whether or not the dialog was watching: say how it ended, and read every figure again.
-    const { outcome, error } = event.end;
-    if (!outcome) note(`The clean-up failed: ${error ?? 'unknown error'}. Nothing was removed without a verified archive.`, 'bad');
+    const { outcome, error, restore } = event.end;
+    if (event.end.kind === 'restore') {
+      if (!restore) note(`The restore from the server failed: ${error ?? 'unknown error'}. What was restored before is whole; nothing was deleted anywhere.`, 'bad');
+      else if (restore.cancelled) note(`The restore from the server was cancelled: ${plural(restore.restored.length, 'session')} restored, ${plural(restore.notReached?.length ?? 0, 'session')} left on the server.`);
+      else note(`The restore from the server finished: ${plural(restore.restored.length, 'session')} restored, checked against the server.`);
+    } else if (!outcome) note(`The clean-up failed: ${error ?? 'unknown error'}. Nothing was removed without a verified archive.`, 'bad');
     else if (outcome.cancelled) note(`The clean-up was cancelled: ${plural(outcome.evicted.length, 'session')} removed, ${plural(outcome.notReached?.length ?? 0, 'session')} left as they were.`);
     else note(`The clean-up finished: ${plural(outcome.evicted.length, 'session')} removed, ${bytes(outcome.bytesBefore)} → ${bytes(outcome.bytesAfter)}.`);
     banner.dataset['run'] = 'ended';

@@ -158,3 +158,56 @@ test('a server-only session is listed as such, opens paged from the server, and 
   await expect(row).toHaveAttribute('data-where', 'both');
   await expect(row.locator('input[data-select]')).toHaveCount(1);
 });
+
+test.describe('Restore to this computer as a run', () => {
+  // The utility pauses before each tree it restores, so the run can be seen, reloaded and cancelled.
+  test.use({ serveEnv: { SESSION_KEEPER_TEST_HOOKS: '1', SESSION_KEEPER_TEST_RUN_PAUSE_MS: '5000' } });
+
+  test('a reloaded page follows the restore; Cancel stops it before the tree, the history lists both restores, password masked', async ({ app, env, server, evicted }, testInfo) => {
+    const inFile = (): number => {
+      const file = new Database(env.db, { readonly: true });
+      try {
+        return file.prepare('SELECT (SELECT count(*) FROM session WHERE id = ?) + (SELECT count(*) FROM message WHERE session_id = ?)').pluck().get(evicted.id, evicted.id) as number;
+      } finally {
+        file.close();
+      }
+    };
+    await openBrowser(app);
+    await app.getByLabel('Search', { exact: true }).fill(evicted.title);
+    const row = app.locator(`#browse-table tr[data-session-id="${evicted.id}"]`);
+    await row.locator('button.open-session').click();
+    await app.getByRole('button', { name: 'Restore to this computer' }).click();
+    await expect(app.locator('#restore-run #run-title')).toHaveText('Restoring from the server');
+    await expect(app.locator('#restore-run #btn-cancel-run')).toBeVisible();
+
+    // Reloaded mid-run: the browser finds the run in runStatus and follows it, with its Cancel.
+    await app.reload();
+    await openBrowser(app);
+    const run = app.locator('#selection-action #restore-run');
+    await expect(run.locator('#run-title')).toHaveText('Restoring from the server');
+    await snap(app, 'browser-restore-running-800', testInfo);
+    await run.getByRole('button', { name: 'Cancel' }).click();
+    await expect(app.locator('#selection-action #restore-result')).toHaveText('Cancelled: 0 sessions restored and checked against the server; 1 session left on the server.', { timeout: 30_000 });
+    await expect(app.locator('#selection-action #restore-result')).toHaveAttribute('data-cancelled', 'yes');
+    // Stopped before the tree: nothing of it written to the file, and the list still says server only.
+    expect(inFile()).toBe(0);
+    await app.getByLabel('Search', { exact: true }).fill(evicted.title);
+    await expect(row).toHaveAttribute('data-where', 'server');
+
+    // Restored again, to the end this time.
+    await row.locator('button.open-session').click();
+    await app.getByRole('button', { name: 'Restore to this computer' }).click();
+    await expect(app.locator('#restore-line #restore-result')).toHaveText('Restored to this computer: 1 session, checked against the server.', { timeout: 60_000 });
+    expect(inFile()).toBe(1 + evicted.messages);
+
+    // Both in the history, newest first, the server named without its password.
+    await app.getByRole('button', { name: 'Archives', exact: true }).click();
+    const history = app.locator('#history-table tbody tr .history-what');
+    await expect(history).toHaveCount(2);
+    const masked = new URL(server.url);
+    await expect(history.nth(0)).toHaveText(new RegExp(`^Restored 1 session from .*${masked.host.replace(/[.]/g, '\\.')}`));
+    await expect(history.nth(1)).toHaveText(/^Restored 0 sessions from .* \(cancelled\)$/);
+    if (masked.password) expect(await app.locator('#history-table').textContent()).not.toContain(masked.password);
+    await snap(app, 'archives-history-restore-800', testInfo);
+  });
+});
