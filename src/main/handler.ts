@@ -52,10 +52,17 @@ import { defaultStatePath, WarnState } from './warn-state.js';
 
 type Env = Record<string, string | undefined>;
 
-/** The browser's facts of one store: every root with its size, and the roots' projects. */
-async function sideOf(reader: SessionReader): Promise<BrowseSide> {
-  const [{ facts }, projects] = await Promise.all([reader.retentionFacts(true), reader.sessionProjects?.() ?? Promise.resolve(null)]);
-  return { facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [] };
+/**
+ * The browser's facts of one store: every root with its size, and the roots' projects; with
+ * `space`, each session's bytes by kind (the file's side: the server's would cost a pass over it).
+ */
+async function sideOf(reader: SessionReader, space = false): Promise<BrowseSide> {
+  const [{ facts }, projects, bytesByKind] = await Promise.all([
+    reader.retentionFacts(true),
+    reader.sessionProjects?.() ?? Promise.resolve(null),
+    space ? (reader.sessionSpace?.() ?? Promise.resolve(undefined)) : Promise.resolve(undefined),
+  ]);
+  return { facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [], space: bytesByKind };
 }
 
 const oneView = () => import('./one-view.js');
@@ -716,7 +723,7 @@ export class RequestHandler {
   private async browseSide(location: string): Promise<BrowseSide> {
     const reader = await openReader(location);
     try {
-      return await sideOf(reader);
+      return await sideOf(reader, true);
     } finally {
       await reader.close();
     }
