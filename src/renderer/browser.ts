@@ -7,7 +7,7 @@
  * no longer holds are listed too, each row marked where it lives; such a session pages from the
  * server and has "Restore to this computer".
  */
-import type { BrowseResult, BrowseRow, BrowseSort, SessionWhere } from '../core/browse.js';
+import { SPACE_KINDS, type BrowseResult, type BrowseRow, type BrowseSort, type SessionWhere, type SpaceKind } from '../core/browse.js';
 import type { PlanResult, RunEnd, SessionKeeperApi } from '../core/utility-protocol.js';
 import { ApiError, attachmentUrl } from './api.js';
 import { confirmationText, count } from './confirm.js';
@@ -27,13 +27,24 @@ function whereBadge(where: SessionWhere | undefined): HTMLElement | '' {
   return where ? h('span', { class: `where where-${where}`, 'data-where': where, title: WHERE_HELP[where] }, WHERE_LABEL[where]) : '';
 }
 
-export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChanged: () => void = () => undefined): { load: () => Promise<void> } {
+/** The column a sort by kind adds, and what its dash means. */
+const KIND_COLUMN: Record<SpaceKind, string> = { attachments: 'Attachments', events: 'Event log', text: 'Text' };
+const NO_KIND = 'Not known for a session only on the server: its parts are not indexed on this computer';
+
+function isKind(sort: string): sort is SpaceKind {
+  return (SPACE_KINDS as readonly string[]).includes(sort);
+}
+
+export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChanged: () => void = () => undefined): { load: () => Promise<void>; sortBy: (sort: BrowseSort) => Promise<void> } {
   const search = h('input', { type: 'search', id: 'browse-search', placeholder: 'Search titles', autocomplete: 'off', spellcheck: 'false' });
   const sort = h('select', { id: 'browse-sort' });
   for (const [value, label] of [
     ['size', 'Largest first'],
     ['updated', 'Most recently active first'],
     ['created', 'Newest first'],
+    ['attachments', 'Most attachment bytes first'],
+    ['events', 'Most event-log bytes first'],
+    ['text', 'Most text first'],
   ] as const) {
     sort.append(h('option', { value }, label));
   }
@@ -303,6 +314,8 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
   };
 
   const show = (page: BrowseResult): void => {
+    const kind = isKind(sort.value) ? sort.value : null;
+    table.dataset['sort'] = sort.value;
     table.replaceChildren(
       h('caption', {}, project === undefined ? 'All projects' : (page.projects.find((p) => p.id === project)?.name ?? project)),
       h(
@@ -317,6 +330,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
           h('th', { scope: 'col' }, 'Created'),
           h('th', { scope: 'col' }, 'Last active'),
           h('th', { scope: 'col', class: 'num' }, 'Size'),
+          kind ? h('th', { scope: 'col', class: 'num', 'data-kind': kind }, KIND_COLUMN[kind]) : null,
           h('th', { scope: 'col' }, 'Pin'),
         ),
       ),
@@ -334,11 +348,12 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
           h('td', {}, day(row.timeCreated)),
           h('td', {}, day(row.timeUpdated)),
           h('td', { class: 'num' }, bytes(row.bytes)),
+          kind ? h('td', { class: 'num kind-cell', 'data-kind-bytes': row.space ? row.space[kind] : '' }, row.space ? bytes(row.space[kind]) : h('span', { title: NO_KIND }, '—')) : null,
           h('td', {}, pinButton(row)),
         ),
       );
     }
-    if (page.sessions.length === 0) body.append(h('tr', {}, h('td', { colspan: 7 }, search.value.trim() ? `No session title contains "${search.value.trim()}".` : 'No sessions.')));
+    if (page.sessions.length === 0) body.append(h('tr', {}, h('td', { colspan: kind ? 8 : 7 }, search.value.trim() ? `No session title contains "${search.value.trim()}".` : 'No sessions.')));
     table.append(body);
     const from = page.total === 0 ? 0 : page.offset + 1;
     range.textContent = `${from.toLocaleString('en-US')}–${(page.offset + page.sessions.length).toLocaleString('en-US')} of ${count(page.total, 'session')}`;
@@ -414,6 +429,13 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     offset += PAGE;
     void load();
   });
+  /** Opens sorted by `value` (the size check's chart opens it by a kind of bytes), from the first page. */
+  const sortBy = async (value: BrowseSort): Promise<void> => {
+    sort.value = value;
+    offset = 0;
+    await load();
+  };
+
   void followRunningRestore();
-  return { load };
+  return { load, sortBy };
 }

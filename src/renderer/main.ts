@@ -4,6 +4,7 @@
  * `#settings` opens the settings panel directly, `#sessions` the session browser, `#archives` the archives and history; `#size-check` opens the dialog.
  */
 import type { ProtocolEvent, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
+import type { SpaceKind } from '../core/browse.js';
 import { connectApi } from './api.js';
 import { renderArchives } from './archives.js';
 import { renderBrowser } from './browser.js';
@@ -28,7 +29,7 @@ type View = 'home' | 'settings' | 'sessions' | 'archives';
 const VIEWS: readonly View[] = ['home', 'settings', 'sessions', 'archives'];
 const viewOfHash = (): View => VIEWS.find((v) => location.hash === `#${v}`) ?? 'home';
 
-function show(view: View): void {
+function show(view: View, load = true): void {
   home.hidden = view !== 'home';
   settingsView.hidden = view !== 'settings';
   sessionsView.hidden = view !== 'sessions';
@@ -37,7 +38,7 @@ function show(view: View): void {
   byId('nav-size').setAttribute('aria-current', String(view === 'home'));
   byId('nav-sessions').setAttribute('aria-current', String(view === 'sessions'));
   byId('nav-settings').setAttribute('aria-current', String(view === 'settings'));
-  if (view === 'sessions') void browser.load();
+  if (view === 'sessions' && load) void browser.load();
   if (view === 'archives') void archives.load();
   if (view === 'settings') {
     void settings.load();
@@ -66,12 +67,19 @@ async function refreshHome(): Promise<void> {
       stats.warnings[0]
         ? h('p', { class: 'warn', id: 'home-warning' }, stats.warnings[0].message.replace(/^Warning: /, '').replace(' Consider archiving or enabling auto-retention.', retentionOn ? ' Auto-retention is on: it runs at the next start.' : ' Consider archiving or enabling auto-retention.'))
         : '',
-      chart(spaceBreakdown(stats), total),
+      chart(spaceBreakdown(stats), total, openSessions),
       h('div', { class: 'actions' }, openBtn),
     );
   } catch (error) {
     body.replaceChildren(h('p', { class: 'field-error', role: 'alert' }, (error as Error).message));
   }
+}
+
+/** The session browser sorted by a kind of bytes: where a chart slice of sessions leads. */
+function openSessions(kind: SpaceKind): void {
+  location.hash = '#sessions';
+  show('sessions', false);
+  void browser.sortBy(kind);
 }
 
 async function openDialog(): Promise<void> {
@@ -83,6 +91,7 @@ async function openDialog(): Promise<void> {
       location.hash = '#settings';
       show('settings');
     },
+    openSessions,
     changed: () => void refreshHome(),
   });
 }
