@@ -109,6 +109,11 @@ describe('the session browser over the file and its server', () => {
       expect(before.get(id)!.project.endsWith(row.project)).toBe(true);
       expect(row.bytes).toBeGreaterThan(0);
     }
+    // By attachment bytes: the file's sessions carry theirs; server-only ones have none and come last.
+    const byAttachments = (await client.request('browseSessions', { sort: 'attachments', limit: 200 })).sessions;
+    expect(byAttachments.slice(-evicted.length).map((r) => r.id).sort()).toEqual([...evicted].sort());
+    expect(byAttachments.slice(-evicted.length).every((r) => r.space === null)).toBe(true);
+    expect(byAttachments.slice(0, -evicted.length).every((r) => r.space !== null && r.space !== undefined)).toBe(true);
   });
 
   it('pages a server-only session from the server, and decodes its attachment from the server into the cache', async () => {
