@@ -4,8 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import { readdirSync, readFileSync } from 'node:fs';
-import type { Page } from '@playwright/test';
-import { expect, test } from './fixtures.js';
+import { expect, openSessions, ready, test } from './fixtures.js';
 
 function sql<T>(db: string, query: string, ...args: unknown[]): T[] {
   const conn = new Database(db, { readonly: true });
@@ -16,15 +15,8 @@ function sql<T>(db: string, query: string, ...args: unknown[]): T[] {
   }
 }
 
-async function openBrowser(app: Page): Promise<void> {
-  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
-  await app.locator('#size-dialog').evaluate((d: HTMLDialogElement) => d.open && d.close());
-  await app.getByRole('button', { name: 'Sessions', exact: true }).click();
-  await expect(app.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
-}
-
 test('search, sort and projects page through the sessions; pin writes keep with comments kept', async ({ app, env }) => {
-  await openBrowser(app);
+  await openSessions(app);
   const table = app.locator('#browse-table');
   await expect(table).toHaveAttribute('data-total', '93');
   await expect(table.locator('tbody tr')).toHaveCount(50);
@@ -71,7 +63,7 @@ test('search, sort and projects page through the sessions; pin writes keep with 
 });
 
 test('a session opens with its messages paged, attachments as links to the attachment URL, never base64', async ({ app, env }) => {
-  await openBrowser(app);
+  await openSessions(app);
   await app.getByLabel('Sort', { exact: true }).selectOption('size');
   // The root session holding the largest attachment.
   const rootId = sql<{ session: string }>(
@@ -100,7 +92,7 @@ test('a session opens with its messages paged, attachments as links to the attac
 });
 
 test('sessions chosen in the browser are archived and removed, after a confirmation that states the count', async ({ app, env }) => {
-  await openBrowser(app);
+  await openSessions(app);
   await app.getByLabel('Sort', { exact: true }).selectOption('size');
   const rows = app.locator('#browse-table tbody tr');
   await expect(rows).toHaveCount(50);
@@ -125,7 +117,7 @@ test('sessions chosen in the browser are archived and removed, after a confirmat
 });
 
 test('the chart’s attachments slice opens the browser sorted by attachment bytes; slices not of sessions say why', async ({ app, env }) => {
-  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
+  await ready(app);
   const dialog = app.locator('#size-dialog');
   await expect(dialog).toBeVisible();
   // Free pages, indexes and data-folder places are not per session: plain, with a title saying so.

@@ -10,9 +10,8 @@ import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Page } from '@playwright/test';
 import { freshDatabase, type FreshDatabase } from '../external/servers.js';
-import { CLI, CONFIG_TEXT, ROOT, expect, snap, test as base } from './fixtures.js';
+import { CLI, CONFIG_TEXT, ROOT, expect, openSessions, snap, test as base } from './fixtures.js';
 
 interface Evicted {
   id: string;
@@ -70,16 +69,9 @@ const test = base.extend<{ server: FreshDatabase; evicted: Evicted }>({
   },
 });
 
-async function openBrowser(app: Page): Promise<void> {
-  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
-  await app.locator('#size-dialog').evaluate((d: HTMLDialogElement) => d.open && d.close());
-  await app.getByRole('button', { name: 'Sessions', exact: true }).click();
-  await expect(app.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
-}
-
 test('a server-only session is listed as such, opens paged from the server, and Restore brings it back byte for byte', async ({ app, env, server, evicted }, testInfo) => {
   expect(evicted.messages).toBeGreaterThan(20);
-  await openBrowser(app);
+  await openSessions(app);
   const table = app.locator('#browse-table');
   // Every root is listed: the file's 92 (in both) and the one only the server holds.
   await expect(table).toHaveAttribute('data-total', '93');
@@ -172,7 +164,7 @@ test.describe('Restore to this computer as a run', () => {
         file.close();
       }
     };
-    await openBrowser(app);
+    await openSessions(app);
     await app.getByLabel('Search', { exact: true }).fill(evicted.title);
     const row = app.locator(`#browse-table tr[data-session-id="${evicted.id}"]`);
     await row.locator('button.open-session').click();
@@ -182,7 +174,7 @@ test.describe('Restore to this computer as a run', () => {
 
     // Reloaded mid-run: the browser finds the run in runStatus and follows it, with its Cancel.
     await app.reload();
-    await openBrowser(app);
+    await openSessions(app);
     const run = app.locator('#selection-action #restore-run');
     await expect(run.locator('#run-title')).toHaveText('Restoring from the server');
     await snap(app, 'browser-restore-running-800', testInfo);
