@@ -202,6 +202,8 @@ export interface SizeCheckContext {
 
 /** Set while a clean-up this page follows is running: closing the dialog then asks first. */
 let following = false;
+/** What the followed run is, as the close warning names it. */
+let followingWhat = 'A clean-up';
 
 /** "It has crossed the 1 GB warning threshold." from the figures now, not those at startup. */
 function headline(stats: StatsResult): { title: string; summary: string } {
@@ -236,7 +238,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     });
     leave.addEventListener('click', reallyClose);
     warning.replaceChildren(
-      h('p', { id: 'close-warning-text' }, 'A clean-up is running. If you close this window it goes on in the background, and a note says when it ends. To stop it, use Cancel.'),
+      h('p', { id: 'close-warning-text' }, `${followingWhat} is running. If you close this window it goes on in the background, and a note says when it ends. To stop it, use Cancel.`),
       h('div', { class: 'actions' }, stay, leave),
     );
     warning.hidden = false;
@@ -469,6 +471,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   /** Shows the run until it ends, then what it did, with every figure read again. */
   const follow = async (start: { startedAt: number; progress: ProgressView | null; cancelling: boolean; kind?: RunKind }, own: Promise<ApplyOutcome> | undefined, target: string): Promise<void> => {
     following = true;
+    followingWhat = start.kind === 'restore' ? 'A restore from the server' : 'A clean-up';
     const view = h('div', { class: 'run-view' });
     render(view);
     (view.querySelector('#btn-cancel-run') as HTMLButtonElement | null)?.focus();

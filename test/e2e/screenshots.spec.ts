@@ -32,6 +32,10 @@ test('dialog, browser and settings at two sizes in both themes', async ({ app },
   await dialog.getByRole('button', { name: 'Cancel' }).click();
   await openSessions(app);
   await shoot('browser');
+  // Sorted by a kind of bytes (where the chart's slices lead): one more column.
+  await app.getByLabel('Sort', { exact: true }).selectOption('attachments');
+  await expect(app.locator('#browse-table[data-sort="attachments"] th[data-kind]')).toBeVisible();
+  await shoot('browser-attachments');
   await app.getByRole('button', { name: 'Settings', exact: true }).click();
   await expect(app.locator('#settings-form[data-loaded="true"]')).toBeVisible();
   await app.getByLabel('Remove old sessions automatically at startup').check();
