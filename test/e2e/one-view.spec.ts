@@ -87,6 +87,11 @@ test('a server-only session is listed as such, opens paged from the server, and 
   await expect(row).toHaveAttribute('data-where', 'server');
   await expect(row.locator('.where')).toHaveText('server only');
   await snap(app, 'browser-server-only-800', testInfo);
+  // Sorted by attachment bytes: the file cannot say a server-only session's, so a dash that says why.
+  await app.getByLabel('Sort', { exact: true }).selectOption('attachments');
+  await expect(row.locator('.kind-cell')).toHaveText('—');
+  await expect(row.locator('.kind-cell span')).toHaveAttribute('title', /only on the server/);
+  await app.getByLabel('Sort', { exact: true }).selectOption('size');
   // Nothing of the file's to archive, remove or pin.
   await expect(row.locator('input[data-select]')).toHaveCount(0);
   await expect(row.locator('button[data-pin]')).toHaveCount(0);
