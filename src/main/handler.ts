@@ -36,7 +36,7 @@ import {
   type SettingsResult,
   type StartupResult,
 } from '../core/utility-protocol.js';
-import { browseSessions, type BrowseQuery, type BrowseResult, type BrowseSide } from '../core/browse.js';
+import { browseSessions, SPACE_KINDS, type BrowseQuery, type BrowseResult, type BrowseSide } from '../core/browse.js';
 import { checkSettingsForm } from '../core/settings-form.js';
 import { syncStatusLine, type SyncStatusView } from '../core/sync-status.js';
 import { fileBytes, openReader } from '../store/open-store.js';
@@ -715,15 +715,17 @@ export class RequestHandler {
     this.config = this.loadSettings();
     const to = mirrorOf(this.config);
     const kept = await this.server();
-    const [local, server] = await Promise.all([this.browseSide(this.options.db), kept ? kept.use(sideOf).then((side) => ({ side, error: null }), (error: unknown) => ({ side: undefined, error: redactSecrets(oneLine(error)) })) : undefined]);
+    // Bytes by kind cost whole-file passes (once per file state): asked only for a sort by them.
+    const byKind = (SPACE_KINDS as readonly string[]).includes(query.sort ?? '');
+    const [local, server] = await Promise.all([this.browseSide(this.options.db, byKind), kept ? kept.use(sideOf).then((side) => ({ side, error: null }), (error: unknown) => ({ side: undefined, error: redactSecrets(oneLine(error)) })) : undefined]);
     const result = browseSessions({ ...local, pinned: new Set(this.config.keep), server: server?.side }, query);
     return to && server ? { ...result, server: { target: redactSecrets(to), error: server.error } } : result;
   }
 
-  private async browseSide(location: string): Promise<BrowseSide> {
+  private async browseSide(location: string, space: boolean): Promise<BrowseSide> {
     const reader = await openReader(location);
     try {
-      return await sideOf(reader, true);
+      return await sideOf(reader, space);
     } finally {
       await reader.close();
     }
