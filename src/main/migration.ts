@@ -51,19 +51,22 @@ export interface RestoreOptions {
 
 /**
  * Brings sessions (with their children) back from a server into the file, byte for byte; present
- * ones are skipped. One copy per root's tree, each verified before the next, so a Cancel between
- * two trees leaves only whole, checked trees behind.
+ * ones are skipped. With a `signal`, one copy per root's tree, each verified before the next, so a
+ * Cancel between two trees leaves only whole, checked trees behind; without, one copy of them all.
  */
 export async function restoreFrom(options: RestoreOptions): Promise<RestoreResult> {
   if (options.roots.length === 0) throw new SkError('usage', 'restore --from needs at least one session id');
   const roots = [...new Set(options.roots)];
+  // Nothing can stop it (the CLI): one copy of every tree, without a round of queries per tree.
+  const stoppable = options.signal !== undefined || options.beforeTree !== undefined;
   const trees: string[][] = [];
   {
     const reader = await openReader(options.from);
     try {
       const missing = await reader.missingSessions(roots);
       if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${reader.location}`);
-      for (const root of roots) trees.push(await reader.sessionTrees([root]));
+      if (stoppable) for (const root of roots) trees.push(await reader.sessionTrees([root]));
+      else trees.push(await reader.sessionTrees(roots));
     } finally {
       await reader.close();
     }
@@ -87,7 +90,7 @@ export async function restoreFrom(options: RestoreOptions): Promise<RestoreResul
           options.onProgress?.({ ...p, sessionsDone: before.sessions + p.sessionsDone, sessionsTotal: total.sessions, bytesDone: before.bytes + p.bytesDone, bytesTotal: total.bytes });
         const one = await copySessions(source, target, { ids, copy: 'absent', onProgress });
         before.sessions += ids.length;
-        before.bytes += await source.contentBytes(ids);
+        if (stoppable) before.bytes += await source.contentBytes(ids);
         result = result ? merged(result, one) : { ...one, cancelled: false, notReached };
       }
       forgetOldestRoot(options.db);
