@@ -342,7 +342,12 @@ export class SqliteReader implements SessionReader, ChangeMarks {
       if (remembered) return new Map(remembered);
       // Files the facts of parts the index does not know yet (or, without an index, reads them).
       if (this.index) this.attachmentTotals();
-      const attachments = this.index ? this.index.sessionEncoded() : this.attachmentsPerSession();
+      const attachments = this.index ? this.index.sessionEncoded() : this.attachmentsPerSession('part', 'data');
+      // The newer layout's messages and prompts hold attachments too (never indexed: read as stats reads them).
+      for (const [table, column] of ATTACHMENT_COLUMNS) {
+        if (table === 'part' || !this.has(table)) continue;
+        for (const [id, bytes] of this.attachmentsPerSession(table, column)) attachments.set(id, (attachments.get(id) ?? 0) + bytes);
+      }
       const events = new Map<string, number>();
       if (this.has('event')) for (const r of statement(this.conn.db, EVENT_BYTES_PER_SESSION).all() as { id: string; b: number }[]) events.set(r.id, r.b);
       const space = new Map<string, SessionSpace>();
@@ -356,12 +361,12 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     });
   }
 
-  /** Attachment bytes per session read from the parts themselves (no index to ask). */
-  private attachmentsPerSession(): Map<string, number> {
+  /** Attachment bytes per session read from the rows themselves (no index to ask). */
+  private attachmentsPerSession(table: string, column: string): Map<string, number> {
     const out = new Map<string, number>();
-    const sessionOf = statement(this.conn.db, 'SELECT session_id FROM part WHERE rowid = ?').pluck();
-    for (const row of everyPart(this.conn, WHOLE_READ_BYTES)) {
-      const spans = this.spansOfRow('part', 'data', row) ?? [];
+    const sessionOf = statement(this.conn.db, `SELECT session_id FROM "${table}" WHERE rowid = ?`).pluck();
+    for (const row of table === 'part' ? everyPart(this.conn, WHOLE_READ_BYTES) : rowsOf(this.conn, table, column, WHOLE_READ_BYTES)) {
+      const spans = this.spansOfRow(table, column, row) ?? [];
       const encoded = spans.reduce((n, span) => n + span.end - span.start, 0);
       if (encoded === 0) continue;
       const id = sessionOf.get(row.row) as string;
