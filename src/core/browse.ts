@@ -6,7 +6,13 @@
  */
 import type { SessionFacts } from './planner.js';
 
-export const BROWSE_SORTS = ['size', 'created', 'updated'] as const;
+/** The kinds of a session's bytes the size check's chart shows per session: its slices that open the browser. */
+export const SPACE_KINDS = ['attachments', 'events', 'text'] as const;
+export type SpaceKind = (typeof SPACE_KINDS)[number];
+/** A session's bytes by kind: attachments as stored (base64), its event log, the rest of its rows. */
+export type SessionSpace = Record<SpaceKind, number>;
+
+export const BROWSE_SORTS = ['size', 'created', 'updated', ...SPACE_KINDS] as const;
 export const SESSION_WHERE = ['local', 'both', 'server'] as const;
 export type BrowseSort = (typeof BROWSE_SORTS)[number];
 
@@ -36,6 +42,8 @@ export interface BrowseRow {
   pinned: boolean;
   /** Set when a server is configured (`storage`): where the session lives. */
   where?: SessionWhere;
+  /** Its tree's bytes by kind (subtasks counted in); null when its store does not give them (a server-only session). */
+  space?: SessionSpace | null;
 }
 
 export interface ProjectTotal {
@@ -61,6 +69,8 @@ export interface BrowseSide {
   facts: readonly SessionFacts[];
   rootProject: ReadonlyMap<string, string>;
   projects: readonly { id: string; name: string | null; worktree: string }[];
+  /** Per session (subtasks apart), its bytes by kind, when the store gives them. */
+  space?: ReadonlyMap<string, SessionSpace> | undefined;
 }
 
 export interface BrowseInput extends BrowseSide {
@@ -76,6 +86,7 @@ export interface BrowseInput extends BrowseSide {
 function mergeSides(input: BrowseInput): { facts: SessionFacts[]; where: Map<string, SessionWhere> | null; rootProject: ReadonlyMap<string, string>; projects: BrowseSide['projects'] } {
   const server = input.server;
   if (!server) return { facts: [...input.facts], where: null, rootProject: input.rootProject, projects: input.projects };
+  // A session in both takes the file's facts, its space included; the server's space is not asked.
   const onServer = new Set(server.facts.map((f) => f.id));
   const inFile = new Set(input.facts.map((f) => f.id));
   const where = new Map<string, SessionWhere>(input.facts.map((f) => [f.id, onServer.has(f.id) ? 'both' : 'local']));
@@ -99,8 +110,26 @@ export function projectLabel(project: { id: string; name: string | null; worktre
   return project.worktree.split('/').filter(Boolean).pop() ?? project.worktree;
 }
 
+/** A root's tree's bytes by kind, from the file's per-session space; null when the file lacks the root. */
+function treeSpace(space: ReadonlyMap<string, SessionSpace>, f: SessionFacts): SessionSpace | null {
+  const own = space.get(f.id);
+  if (!own) return null;
+  const sum: SessionSpace = { ...own };
+  for (const child of f.children) {
+    const c = space.get(child);
+    if (!c) continue;
+    for (const kind of SPACE_KINDS) sum[kind] += c[kind];
+  }
+  return sum;
+}
+
+function isSpaceKind(sort: BrowseSort): sort is SpaceKind {
+  return (SPACE_KINDS as readonly string[]).includes(sort);
+}
+
 export function browseSessions(input: BrowseInput, query: BrowseQuery): BrowseResult {
   const merged = mergeSides(input);
+  const space = input.space;
   const byId = new Map(merged.projects.map((p) => [p.id, p]));
   const needle = (query.search ?? '').trim().toLowerCase();
   const rows: BrowseRow[] = [];
@@ -121,6 +150,7 @@ export function browseSessions(input: BrowseInput, query: BrowseQuery): BrowseRe
       subtasks: f.children.length,
       pinned: input.pinned.has(f.id),
       ...(where ? { where } : {}),
+      ...(space ? { space: where === 'server' ? null : treeSpace(space, f) } : {}),
     });
   }
   const totals = new Map<string, ProjectTotal>();
@@ -133,7 +163,8 @@ export function browseSessions(input: BrowseInput, query: BrowseQuery): BrowseRe
   }
   const chosen = query.project === undefined ? rows : rows.filter((r) => (r.projectId ?? '') === query.project);
   const sort = query.sort ?? 'updated';
-  const key = (r: BrowseRow): number => (sort === 'size' ? r.bytes : sort === 'created' ? r.timeCreated : r.timeUpdated);
+  // By a kind of bytes, a row without those facts (server only) sorts after every row with them.
+  const key = (r: BrowseRow): number => (isSpaceKind(sort) ? (r.space?.[sort] ?? -1) : sort === 'size' ? r.bytes : sort === 'created' ? r.timeCreated : r.timeUpdated);
   // Largest or newest first; ties by id, so pages never overlap.
   chosen.sort((a, b) => key(b) - key(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const offset = Math.max(0, query.offset ?? 0);

@@ -107,11 +107,19 @@ export const requestBodySchema = z.discriminatedUnion('method', [
   /** Puts sessions back from an archive: the trees of `sessionIds`, or all; ones present are skipped. */
   z.object({ method: z.literal('restoreArchive'), params: z.object({ name: z.string().min(1).max(200), sessionIds: z.array(sessionId).min(1).max(10_000).optional() }).strict() }),
   /**
-   * Brings one session (with its subtasks) the file no longer holds back from the configured
-   * server, byte for byte (`restore --from <server>`): a write that deletes nothing, one run at a
-   * time with clean-ups; progress arrives as `restore` events carrying this request's id.
+   * Brings sessions (each with its subtasks) the file no longer holds back from the configured
+   * server, byte for byte (`restore --from <server>`): `sessionId`, or several `sessionIds`. A run
+   * like a clean-up (runStatus shows it, cancelRun stops it between two session trees, runEnded
+   * ends it, the history records it); a write that deletes nothing; progress arrives as `restore`
+   * events carrying this request's id.
    */
-  z.object({ method: z.literal('restoreFromServer'), params: z.object({ sessionId }).strict() }),
+  z.object({
+    method: z.literal('restoreFromServer'),
+    params: z
+      .object({ sessionId: sessionId.optional(), sessionIds: z.array(sessionId).min(1).max(1000).optional() })
+      .strict()
+      .refine((p) => (p.sessionId === undefined) !== (p.sessionIds === undefined), { message: 'give sessionId or sessionIds, not both' }),
+  }),
   /** Past clean-ups of this database, newest first. */
   z.object({ method: z.literal('history'), params: z.object({}).strict().optional() }),
   z.object({ method: z.literal('compact'), params: z.object({ orphans: z.boolean().optional() }).strict().optional() }),
@@ -230,11 +238,14 @@ export interface HealthResult {
 /** Attachment results carry the path relative to the cache, from which each shell builds its URL. */
 export type AttachmentView = AttachmentResult & { relPath: string };
 
-/** A clean-up the utility runs (`apply`), as a UI that was not there when it started sees it. */
+/** A run the utility runs (`apply`, or a restore from the server), as a UI that was not there when it started sees it. */
 export interface RunView {
   requestId: string | number;
+  /** `clean-up`: an `apply` of a plan; `restore`: `restoreFromServer`. */
+  kind: RunKind;
+  /** The plan applied; empty for a restore. */
   planId: string;
-  /** Roots of its plan. */
+  /** Roots of its plan, or roots asked to restore. */
   sessions: number;
   startedAt: number;
   /** Its latest progress, or null before the first. */
@@ -242,11 +253,29 @@ export interface RunView {
   cancelling: boolean;
 }
 
+export type RunKind = 'clean-up' | 'restore';
+
+/** What a restore from the server did; `cancelled` with the roots it did not reach. */
+export interface RestoreOutcome {
+  /** Sessions copied into the file now, and ones left because the file held them. */
+  restored: string[];
+  skipped: string[];
+  /** Every tree restored had the server's counts in the file afterwards. */
+  verified: boolean;
+  /** The server, password masked. */
+  from: string;
+  cancelled?: true;
+  notReached?: string[];
+}
+
 export interface RunEnd {
   requestId: string | number;
+  kind: RunKind;
   endedAt: number;
-  /** The outcome, or null when it failed (then `error`). */
+  /** A clean-up's outcome, or null when it failed (then `error`) or was a restore. */
   outcome: ApplyOutcome | null;
+  /** A restore's outcome (null when it failed or was a clean-up). */
+  restore?: RestoreOutcome | null;
   error: string | null;
 }
 
@@ -288,6 +317,9 @@ export interface HistoryEntry {
   /** Archive names in archiveDir. */
   archives: string[];
   cancelled: boolean;
+  /** A restore from a server (`kind: 'restore'`): sessions brought back, and from where (password masked). */
+  restored?: number;
+  from?: string;
 }
 
 export interface ResultMap {
@@ -308,7 +340,7 @@ export interface ResultMap {
   listArchives: { archiveDir: string; archives: ArchiveListEntry[] };
   archiveContents: { name: string; sessions: ArchiveSessionEntry[] };
   restoreArchive: { restored: string[]; skipped: string[] };
-  restoreFromServer: { restored: string[]; skipped: string[]; verified: boolean };
+  restoreFromServer: RestoreOutcome;
   history: { entries: HistoryEntry[] };
   compact: CompactOutcome;
   getSettings: SettingsResult;

@@ -5,7 +5,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { SkError } from '../core/errors.js';
+import { redactSecrets, SkError } from '../core/errors.js';
 import type { ApplyResult } from '../core/api.js';
 import type { ArchiveListEntry, ArchiveSessionEntry, HistoryEntry } from '../core/utility-protocol.js';
 import { archiveItems } from '../store/archive/archive-read.js';
@@ -150,6 +150,14 @@ export function recordRun(statePath: string, db: string, kind: HistoryEntry['kin
     archives: outcome.archives.map((a) => basename(a)),
     cancelled: outcome.cancelled === true,
   };
+  const path = historyPath(statePath);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  appendFileSync(path, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+}
+
+/** A restore from a server, as one history line: what came back, from where (password already masked). */
+export function recordRestore(statePath: string, db: string, restore: { restored: number; from: string; bytesBefore: number; bytesAfter: number; cancelled: boolean }, at = Date.now()): void {
+  const entry: HistoryEntry = { at, db, kind: 'restore', removed: 0, bytesBefore: restore.bytesBefore, bytesAfter: restore.bytesAfter, archives: [], cancelled: restore.cancelled, restored: restore.restored, from: redactSecrets(restore.from) };
   const path = historyPath(statePath);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   appendFileSync(path, `${JSON.stringify(entry)}\n`, { mode: 0o600 });

@@ -25,6 +25,7 @@ import {
   type PolicyOverride,
   type PlanResult,
   type ProgressView,
+  type RestoreOutcome,
   type RunEnd,
   type RunView,
   type ProtocolErrorCode,
@@ -35,11 +36,11 @@ import {
   type SettingsResult,
   type StartupResult,
 } from '../core/utility-protocol.js';
-import { browseSessions, type BrowseQuery, type BrowseResult, type BrowseSide } from '../core/browse.js';
+import { browseSessions, SPACE_KINDS, type BrowseQuery, type BrowseResult, type BrowseSide } from '../core/browse.js';
 import { checkSettingsForm } from '../core/settings-form.js';
 import { syncStatusLine, type SyncStatusView } from '../core/sync-status.js';
 import { fileBytes, openReader } from '../store/open-store.js';
-import { archivePath, archiveSessions, listArchives, readHistory, recordRun, restoreFromArchive } from './archive-shelf.js';
+import { archivePath, archiveSessions, listArchives, readHistory, recordRestore, recordRun, restoreFromArchive } from './archive-shelf.js';
 import { applyCompaction, STARTUP_COMPARE_LIMIT } from './compaction.js';
 import { configSaveTarget, loadConfig, saveSessionBlock } from './config-file.js';
 import { testConnection } from './connection-test.js';
@@ -51,10 +52,17 @@ import { defaultStatePath, WarnState } from './warn-state.js';
 
 type Env = Record<string, string | undefined>;
 
-/** The browser's facts of one store: every root with its size, and the roots' projects. */
-async function sideOf(reader: SessionReader): Promise<BrowseSide> {
-  const [{ facts }, projects] = await Promise.all([reader.retentionFacts(true), reader.sessionProjects?.() ?? Promise.resolve(null)]);
-  return { facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [] };
+/**
+ * The browser's facts of one store: every root with its size, and the roots' projects; with
+ * `space`, each session's bytes by kind (the file's side: the server's would cost a pass over it).
+ */
+async function sideOf(reader: SessionReader, space = false): Promise<BrowseSide> {
+  const [{ facts }, projects, bytesByKind] = await Promise.all([
+    reader.retentionFacts(true),
+    reader.sessionProjects?.() ?? Promise.resolve(null),
+    space ? (reader.sessionSpace?.() ?? Promise.resolve(undefined)) : Promise.resolve(undefined),
+  ]);
+  return { facts, rootProject: projects?.rootProject ?? new Map(), projects: projects?.projects ?? [], space: bytesByKind };
 }
 
 const oneView = () => import('./one-view.js');
@@ -361,7 +369,7 @@ export class RequestHandler {
         return { cancelling: true };
       case 'runStatus': {
         const run = this.running;
-        return { running: run ? { requestId: run.requestId, planId: run.planId, sessions: run.sessions, startedAt: run.startedAt, progress: run.progress, cancelling: run.cancelling } : null, last: this.lastRun };
+        return { running: run ? { requestId: run.requestId, kind: run.kind, planId: run.planId, sessions: run.sessions, startedAt: run.startedAt, progress: run.progress, cancelling: run.cancelling } : null, last: this.lastRun };
       }
       case 'browseSessions':
         await this.startup();
@@ -379,7 +387,7 @@ export class RequestHandler {
         return this.restore(request.params.name, request.params.sessionIds);
       case 'restoreFromServer':
         await this.startup();
-        return this.restoreFromServer(request.id, request.params.sessionId);
+        return this.restoreFromServer(request.id, request.params.sessionIds ?? [request.params.sessionId!]);
       case 'history':
         return { entries: readHistory(this.statePath, this.options.db) };
       case 'compact':
@@ -550,11 +558,11 @@ export class RequestHandler {
     }
     this.applying = true;
     const controller = new AbortController();
-    const run = { requestId, planId, sessions: record.result.evict.length, startedAt: Date.now(), progress: null, cancelling: false, controller, lastSent: 0 };
+    const run = { requestId, kind: 'clean-up' as const, planId, sessions: record.result.evict.length, startedAt: Date.now(), progress: null, cancelling: false, controller, lastSent: 0 };
     this.running = run;
     const end = (outcome: ApplyOutcome | null, error: string | null): void => {
       this.running = null;
-      this.lastRun = { requestId, endedAt: Date.now(), outcome, error };
+      this.lastRun = { requestId, kind: 'clean-up', endedAt: Date.now(), outcome, error };
       this.options.emit({ event: 'runEnded', end: this.lastRun });
     };
     try {
@@ -639,35 +647,61 @@ export class RequestHandler {
   }
 
   /**
-   * Brings one session the file no longer holds back from the configured server, as
-   * `restore --from <server> <id>` does (present sessions skipped, nothing deleted anywhere, the
-   * copy's counts verified); one run at a time with clean-ups and restores.
+   * Brings sessions the file no longer holds back from the configured server, as
+   * `restore --from <server> <ids>` does (present sessions skipped, nothing deleted anywhere, each
+   * tree's counts verified before the next): a run like a clean-up, in `runStatus`, stopped by
+   * `cancelRun` between two trees, ended with `runEnded` and recorded in the history.
    */
-  private async restoreFromServer(requestId: string | number, sessionId: string): Promise<ResultMap['restoreFromServer']> {
+  private async restoreFromServer(requestId: string | number, roots: string[]): Promise<RestoreOutcome> {
     if (this.applying) throw new ProtocolError('busy', 'a clean-up is running; restore when it has ended');
     this.config = this.loadSettings();
     if (this.configError) throw new SkError('config', this.configError);
     const from = mirrorOf(this.config);
     if (!from) throw new SkError('usage', 'no server is configured (the settings\' storage is SQLite): there is nothing to restore from');
     this.applying = true;
-    let lastSent = 0;
+    const controller = new AbortController();
+    const run = { requestId, kind: 'restore' as const, planId: '', sessions: roots.length, startedAt: Date.now(), progress: null as ProgressView | null, cancelling: false, controller, lastSent: 0 };
+    this.running = run;
+    const end = (restore: RestoreOutcome | null, error: string | null): void => {
+      this.running = null;
+      this.lastRun = { requestId, kind: 'restore', endedAt: Date.now(), outcome: null, restore, error };
+      this.options.emit({ event: 'runEnded', end: this.lastRun });
+    };
+    const pause = this.options.testHooks && this.options.testRunPauseMs ? this.options.testRunPauseMs : 0;
     try {
       const { restoreFrom } = await import('./migration.js');
+      const bytesBefore = fileBytes(this.options.db);
       const result = await restoreFrom({
         db: this.options.db,
         from,
-        roots: [sessionId],
+        roots,
+        signal: controller.signal,
+        beforeTree: pause ? () => new Promise<void>((r) => setTimeout(r, pause)) : undefined,
         onProgress: (p) => {
+          const view: ProgressView = { phase: 'restore', done: p.sessionsDone, sessions: p.sessionsTotal, bytes: p.bytesDone, ofBytes: p.bytesTotal };
+          run.progress = view;
           const now = performance.now();
-          if (now - lastSent < 100 && p.sessionsDone < p.sessionsTotal) return;
-          lastSent = now;
-          this.options.emit({ event: 'progress', requestId, progress: { phase: 'restore', done: p.sessionsDone, sessions: p.sessionsTotal, bytes: p.bytesDone, ofBytes: p.bytesTotal } });
+          if (now - run.lastSent < 100 && p.sessionsDone < p.sessionsTotal) return;
+          run.lastSent = now;
+          this.options.emit({ event: 'progress', requestId, progress: view });
         },
       });
+      const target = redactSecrets(from);
+      const outcome: RestoreOutcome = { restored: result.copiedIds, skipped: result.skippedIds, verified: result.verified, from: target, ...(result.cancelled ? { cancelled: true as const, notReached: result.notReached } : {}) };
       this.options.emit({ event: 'progress', requestId, progress: { phase: 'done' } });
-      this.options.emit({ event: 'log', message: `session-keeper: restored ${result.copied} session(s) of ${sessionId} from ${redactSecrets(result.target)}` });
-      return { restored: result.copiedIds, skipped: result.skippedIds, verified: result.verified };
+      this.options.emit({ event: 'log', message: `session-keeper: restored ${result.copied} session(s) of ${roots.join(', ')} from ${target}${result.cancelled ? ' (cancelled)' : ''}` });
+      end(outcome, null);
+      try {
+        recordRestore(this.statePath, this.options.db, { restored: outcome.restored.length, from: target, bytesBefore, bytesAfter: fileBytes(this.options.db), cancelled: result.cancelled });
+      } catch (error) {
+        this.options.emit({ event: 'log', message: `session-keeper: the restore is not in the history: ${oneLine(error)}` });
+      }
+      return outcome;
+    } catch (error) {
+      end(null, redactSecrets(oneLine(error)));
+      throw error;
     } finally {
+      if (this.running === run) this.running = null;
       this.applying = false;
     }
   }
@@ -681,15 +715,17 @@ export class RequestHandler {
     this.config = this.loadSettings();
     const to = mirrorOf(this.config);
     const kept = await this.server();
-    const [local, server] = await Promise.all([this.browseSide(this.options.db), kept ? kept.use(sideOf).then((side) => ({ side, error: null }), (error: unknown) => ({ side: undefined, error: redactSecrets(oneLine(error)) })) : undefined]);
+    // Bytes by kind cost whole-file passes (once per file state): asked only for a sort by them.
+    const byKind = (SPACE_KINDS as readonly string[]).includes(query.sort ?? '');
+    const [local, server] = await Promise.all([this.browseSide(this.options.db, byKind), kept ? kept.use(sideOf).then((side) => ({ side, error: null }), (error: unknown) => ({ side: undefined, error: redactSecrets(oneLine(error)) })) : undefined]);
     const result = browseSessions({ ...local, pinned: new Set(this.config.keep), server: server?.side }, query);
     return to && server ? { ...result, server: { target: redactSecrets(to), error: server.error } } : result;
   }
 
-  private async browseSide(location: string): Promise<BrowseSide> {
+  private async browseSide(location: string, space: boolean): Promise<BrowseSide> {
     const reader = await openReader(location);
     try {
-      return await sideOf(reader);
+      return await sideOf(reader, space);
     } finally {
       await reader.close();
     }

@@ -37,24 +37,78 @@ export async function migrateTo(options: { db: string; to: string; roots?: reado
   }
 }
 
-/** Brings sessions (with their children) back from a server into the file, byte for byte; present ones are skipped. */
-export async function restoreFrom(options: { db: string; from: string; roots: readonly string[]; stateDir?: string; onProgress?: (p: CopyProgress) => void }): Promise<CopyResult> {
+/** What `restoreFrom` did: the copy's figures over every tree it reached, and the roots a Cancel left. */
+export type RestoreResult = CopyResult & { cancelled: boolean; notReached: string[] };
+
+export interface RestoreOptions {
+  db: string;
+  from: string;
+  roots: readonly string[];
+  /** Where this file's mirror identity is kept (the sync state folder). */
+  stateDir?: string;
+  onProgress?: (p: CopyProgress) => void;
+  /** Aborted: stop between two session trees; every tree reached is in the file whole and verified. */
+  signal?: AbortSignal;
+  /** Tests only: before each tree is copied (so a run can be seen, and cancelled, mid-way). */
+  beforeTree?: (root: string) => Promise<void>;
+}
+
+/**
+ * Brings sessions (with their children) back from a server into the file, byte for byte; present
+ * ones are skipped. With a `signal`, one copy per root's tree, each verified before the next, so a
+ * Cancel between two trees leaves only whole, checked trees behind; without, one copy of them all.
+ */
+export async function restoreFrom(options: RestoreOptions): Promise<RestoreResult> {
   if (options.roots.length === 0) throw new SkError('usage', 'restore --from needs at least one session id');
-  const ids = await scope(options.from, options.roots);
+  const roots = [...new Set(options.roots)];
+  // Nothing can stop it (the CLI): one copy of every tree, without a round of queries per tree.
+  const stoppable = options.signal !== undefined || options.beforeTree !== undefined;
+  const trees: string[][] = [];
+  {
+    const reader = await openReader(options.from);
+    try {
+      const missing = await reader.missingSessions(roots);
+      if (missing[0] !== undefined) throw new SkError('not-found', `no session ${missing[0]} in ${reader.location}`);
+      if (stoppable) for (const root of roots) trees.push(await reader.sessionTrees([root]));
+      else trees.push(await reader.sessionTrees(roots));
+    } finally {
+      await reader.close();
+    }
+  }
   const source = await openReader(options.from);
   try {
     const target = await openWriter(options.db);
-    let before: Map<string, HeldVersion> | null = null;
-    let result: CopyResult;
+    let held: Map<string, HeldVersion> | null = null;
+    let outcome: RestoreResult;
     try {
-      before = await heldNow(options.from, ids ?? []);
-      result = await copySessions(source, target, { ids, copy: 'absent', onProgress: options.onProgress });
+      held = await heldNow(options.from, trees.flat());
+      const total = { sessions: trees.reduce((n, t) => n + t.length, 0), bytes: await source.contentBytes(trees.flat()) };
+      const before = { sessions: 0, bytes: 0 };
+      let result: RestoreResult | null = null;
+      const notReached: string[] = [];
+      for (const [i, ids] of trees.entries()) {
+        await options.beforeTree?.(roots[i]!);
+        if (options.signal?.aborted) {
+          notReached.push(...roots.slice(i));
+          break;
+        }
+        // Progress over the whole restore, not the one tree.
+        const onProgress = (p: CopyProgress): void =>
+          options.onProgress?.({ ...p, sessionsDone: before.sessions + p.sessionsDone, sessionsTotal: total.sessions, bytesDone: before.bytes + p.bytesDone, bytesTotal: total.bytes });
+        const one = await copySessions(source, target, { ids, copy: 'absent', onProgress });
+        before.sessions += ids.length;
+        if (stoppable) before.bytes += await source.contentBytes(ids);
+        result = result ? merged(result, one) : { ...one, cancelled: false, notReached };
+      }
       forgetOldestRoot(options.db);
+      outcome = result
+        ? { ...result, cancelled: notReached.length > 0, notReached }
+        : { target: target.location, sessions: 0, copied: 0, skipped: 0, copiedIds: [], skippedIds: [], messages: 0, parts: 0, rows: 0, bytes: 0, elapsedMs: 0, verified: true, counts: new Map(), cancelled: true, notReached };
     } finally {
       await target.close();
     }
-    if (before) await recordRestoredBases(options, result.copiedIds, before);
-    return result;
+    if (held) await recordRestoredBases(options, outcome.copiedIds, held);
+    return outcome;
   } finally {
     await source.close();
   }
@@ -104,4 +158,23 @@ async function recordRestoredBases(options: { db: string; from: string; stateDir
   } finally {
     await file.close();
   }
+}
+
+/** Two trees' copies as one. */
+function merged(a: RestoreResult, b: CopyResult): RestoreResult {
+  return {
+    ...a,
+    sessions: a.sessions + b.sessions,
+    copied: a.copied + b.copied,
+    skipped: a.skipped + b.skipped,
+    copiedIds: [...a.copiedIds, ...b.copiedIds],
+    skippedIds: [...a.skippedIds, ...b.skippedIds],
+    messages: a.messages + b.messages,
+    parts: a.parts + b.parts,
+    rows: a.rows + b.rows,
+    bytes: a.bytes + b.bytes,
+    elapsedMs: a.elapsedMs + b.elapsedMs,
+    verified: a.verified && b.verified,
+    counts: new Map([...a.counts, ...b.counts]),
+  };
 }

@@ -7,7 +7,7 @@
  *
  *   arguments: --db PATH [--cache-dir DIR] [--config FILE] [--state FILE]
  *   environment: SESSION_KEEPER_TEST_HOOKS=1 enables `debugKillWorker` (and, with
- *   SESSION_KEEPER_TEST_RUN_PAUSE_MS, a pause in each clean-up after its archive is written)
+ *   SESSION_KEEPER_TEST_RUN_PAUSE_MS, a pause in each clean-up after its archive is written, and before each tree a restore from the server copies)
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';

@@ -22,7 +22,7 @@ export function renderArchives(root: HTMLElement, api: SessionKeeperApi, onResto
     list,
     status,
     contents,
-    h('h3', { id: 'history-title' }, 'Past clean-ups'),
+    h('h3', { id: 'history-title' }, 'Past clean-ups and restores'),
     history,
   );
 
@@ -93,8 +93,11 @@ export function renderArchives(root: HTMLElement, api: SessionKeeperApi, onResto
       );
       const rows = h('tbody');
       for (const e of past.entries) {
-        const what = `${e.kind === 'startup' ? 'Retention at startup' : 'Clean-up'}${e.cancelled ? ' (cancelled)' : ''}`;
-        rows.append(h('tr', {}, h('td', {}, when(e.at)), h('td', {}, what), h('td', { class: 'num' }, count(e.removed, 'session')), h('td', { class: 'num' }, `${bytes(e.bytesBefore)} → ${bytes(e.bytesAfter)}`)));
+        const what =
+          e.kind === 'restore'
+            ? `Restored ${count(e.restored ?? 0, 'session')} from ${e.from ?? 'the server'}${e.cancelled ? ' (cancelled)' : ''}`
+            : `${e.kind === 'startup' ? 'Retention at startup' : 'Clean-up'}${e.cancelled ? ' (cancelled)' : ''}`;
+        rows.append(h('tr', {}, h('td', {}, when(e.at)), h('td', { class: 'history-what' }, what), h('td', { class: 'num' }, e.kind === 'restore' ? h('span', { title: 'A restore removes nothing' }, '—') : count(e.removed, 'session')), h('td', { class: 'num' }, `${bytes(e.bytesBefore)} → ${bytes(e.bytesAfter)}`)));
       }
       if (past.entries.length === 0) rows.append(h('tr', {}, h('td', { colspan: 4 }, 'No clean-ups yet.')));
       history.append(rows);

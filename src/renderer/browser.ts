@@ -7,8 +7,8 @@
  * no longer holds are listed too, each row marked where it lives; such a session pages from the
  * server and has "Restore to this computer".
  */
-import type { BrowseResult, BrowseRow, BrowseSort, SessionWhere } from '../core/browse.js';
-import type { PlanResult, SessionKeeperApi } from '../core/utility-protocol.js';
+import { SPACE_KINDS, type BrowseResult, type BrowseRow, type BrowseSort, type SessionWhere, type SpaceKind } from '../core/browse.js';
+import type { PlanResult, RunEnd, SessionKeeperApi } from '../core/utility-protocol.js';
 import { ApiError, attachmentUrl } from './api.js';
 import { confirmationText, count } from './confirm.js';
 import { followRun } from './run-view.js';
@@ -27,13 +27,24 @@ function whereBadge(where: SessionWhere | undefined): HTMLElement | '' {
   return where ? h('span', { class: `where where-${where}`, 'data-where': where, title: WHERE_HELP[where] }, WHERE_LABEL[where]) : '';
 }
 
-export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChanged: () => void = () => undefined): { load: () => Promise<void> } {
+/** The column a sort by kind adds, and what its dash means. */
+const KIND_COLUMN: Record<SpaceKind, string> = { attachments: 'Attachments', events: 'Event log', text: 'Text' };
+const NO_KIND = 'Not known for a session only on the server: its parts are not indexed on this computer';
+
+function isKind(sort: string): sort is SpaceKind {
+  return (SPACE_KINDS as readonly string[]).includes(sort);
+}
+
+export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChanged: () => void = () => undefined): { load: () => Promise<void>; sortBy: (sort: BrowseSort) => Promise<void> } {
   const search = h('input', { type: 'search', id: 'browse-search', placeholder: 'Search titles', autocomplete: 'off', spellcheck: 'false' });
   const sort = h('select', { id: 'browse-sort' });
   for (const [value, label] of [
     ['size', 'Largest first'],
     ['updated', 'Most recently active first'],
     ['created', 'Newest first'],
+    ['attachments', 'Most attachment bytes first'],
+    ['events', 'Most event-log bytes first'],
+    ['text', 'Most text first'],
   ] as const) {
     sort.append(h('option', { value }, label));
   }
@@ -122,44 +133,59 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     return null;
   };
 
+  /** What a restore did, in one line. */
+  const restoreResult = (end: RunEnd): HTMLElement => {
+    const r = end.restore;
+    if (!r) return h('span', { class: 'field-error', role: 'alert', id: 'restore-result' }, `Not restored: ${end.error ?? 'unknown error'}`);
+    const text = r.cancelled
+      ? `Cancelled: ${count(r.restored.length, 'session')} restored and checked against the server; ${count(r.notReached?.length ?? 0, 'session')} left on the server.`
+      : r.restored.length
+        ? `Restored to this computer: ${count(r.restored.length, 'session')}, checked against the server.`
+        : 'This computer already holds it: nothing restored.';
+    return h('span', { class: 'status ok', id: 'restore-result', 'data-restored': r.restored.length, 'data-cancelled': r.cancelled ? 'yes' : 'no' }, text);
+  };
+
   /**
    * "Restore to this computer": the session (with its subtasks) copied back from the server into
-   * the file, with the run's progress; afterwards the list shows it as in both.
+   * the file as a run (progress, Cancel, followed again after a reload); afterwards the list shows
+   * it as in both.
    */
   const restoreButton = (row: BrowseRow, line: HTMLElement): HTMLElement => {
     const btn = h('button', { type: 'button', class: 'primary', id: 'btn-restore-server' }, 'Restore to this computer');
     btn.addEventListener('click', () => {
       btn.setAttribute('disabled', '');
-      const bar = h('progress', { id: 'restore-progress', max: 100, value: 0, 'aria-label': 'Restoring' });
-      const text = h('span', { id: 'restore-phase', 'aria-live': 'polite' }, 'Restoring from the server…');
-      line.replaceChildren(bar, ' ', text);
-      const off = api.onEvent((event) => {
-        if (event.event !== 'progress' || event.progress.phase !== 'restore') return;
-        const p = event.progress;
-        if (p.ofBytes) bar.value = Math.round((100 * (p.bytes ?? 0)) / p.ofBytes);
-        text.textContent = `Sessions ${(p.done ?? 0).toLocaleString('en-US')} of ${(p.sessions ?? 0).toLocaleString('en-US')} (${bytes(p.bytes ?? 0)} of ${bytes(p.ofBytes ?? 0)})…`;
-      });
-      void api
-        .request('restoreFromServer', { sessionId: row.id })
-        .then((result) => {
-          bar.value = 100;
-          line.replaceChildren(
-            h('span', { class: 'status ok', id: 'restore-result', 'data-restored': result.restored.length }, result.restored.length ? `Restored to this computer: ${count(result.restored.length, 'session')}, checked against the server.` : 'This computer already holds it: nothing restored.'),
-          );
+      const own = api.request('restoreFromServer', { sessionId: row.id });
+      const view = h('div', { class: 'run-view', id: 'restore-run' });
+      line.replaceChildren(view);
+      void followRun(view, api, { startedAt: Date.now(), progress: null, cancelling: false, kind: 'restore' }, own).ended.then((end) => {
+        line.replaceChildren(restoreResult(end));
+        if (end.restore && end.restore.restored.length + end.restore.skipped.length > 0 && !end.restore.notReached?.includes(row.id)) {
           viewer.querySelector('.where')?.replaceWith(whereBadge('both'));
           viewer.querySelector('#session-source')?.replaceChildren();
           viewer.dataset['where'] = 'both';
           btn.remove();
-          onChanged();
-          void load();
-        })
-        .catch((error: unknown) => {
-          line.replaceChildren(h('span', { class: 'field-error', role: 'alert', id: 'restore-result' }, `Not restored: ${(error as Error).message}`));
+        } else {
           btn.removeAttribute('disabled');
-        })
-        .finally(off);
+        }
+        onChanged();
+        void load();
+      });
     });
     return btn;
+  };
+
+  /** A restore already running (this page was reloaded, or another window started it): followed in the list's action area. */
+  const followRunningRestore = async (): Promise<void> => {
+    const status = await api.request('runStatus').catch(() => null);
+    const running = status?.running;
+    if (!running || running.kind !== 'restore') return;
+    action.hidden = false;
+    const view = h('div', { class: 'run-view', id: 'restore-run' });
+    action.replaceChildren(view);
+    const end = await followRun(view, api, { startedAt: running.startedAt, progress: running.progress, cancelling: running.cancelling, kind: 'restore' }).ended;
+    action.replaceChildren(h('p', {}, restoreResult(end)));
+    onChanged();
+    await load();
   };
 
   const openSession = async (row: BrowseRow): Promise<void> => {
@@ -288,6 +314,8 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
   };
 
   const show = (page: BrowseResult): void => {
+    const kind = isKind(sort.value) ? sort.value : null;
+    table.dataset['sort'] = sort.value;
     table.replaceChildren(
       h('caption', {}, project === undefined ? 'All projects' : (page.projects.find((p) => p.id === project)?.name ?? project)),
       h(
@@ -302,6 +330,7 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
           h('th', { scope: 'col' }, 'Created'),
           h('th', { scope: 'col' }, 'Last active'),
           h('th', { scope: 'col', class: 'num' }, 'Size'),
+          kind ? h('th', { scope: 'col', class: 'num', 'data-kind': kind }, KIND_COLUMN[kind]) : null,
           h('th', { scope: 'col' }, 'Pin'),
         ),
       ),
@@ -319,11 +348,12 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
           h('td', {}, day(row.timeCreated)),
           h('td', {}, day(row.timeUpdated)),
           h('td', { class: 'num' }, bytes(row.bytes)),
+          kind ? h('td', { class: 'num kind-cell', 'data-kind-bytes': row.space ? row.space[kind] : '' }, row.space ? bytes(row.space[kind]) : h('span', { title: NO_KIND }, '—')) : null,
           h('td', {}, pinButton(row)),
         ),
       );
     }
-    if (page.sessions.length === 0) body.append(h('tr', {}, h('td', { colspan: 7 }, search.value.trim() ? `No session title contains "${search.value.trim()}".` : 'No sessions.')));
+    if (page.sessions.length === 0) body.append(h('tr', {}, h('td', { colspan: kind ? 8 : 7 }, search.value.trim() ? `No session title contains "${search.value.trim()}".` : 'No sessions.')));
     table.append(body);
     const from = page.total === 0 ? 0 : page.offset + 1;
     range.textContent = `${from.toLocaleString('en-US')}–${(page.offset + page.sessions.length).toLocaleString('en-US')} of ${count(page.total, 'session')}`;
@@ -399,5 +429,13 @@ export function renderBrowser(root: HTMLElement, api: SessionKeeperApi, onChange
     offset += PAGE;
     void load();
   });
-  return { load };
+  /** Opens sorted by `value` (the size check's chart opens it by a kind of bytes), from the first page. */
+  const sortBy = async (value: BrowseSort): Promise<void> => {
+    sort.value = value;
+    offset = 0;
+    await load();
+  };
+
+  void followRunningRestore();
+  return { load, sortBy };
 }

@@ -4,6 +4,7 @@
  * `#settings` opens the settings panel directly, `#sessions` the session browser, `#archives` the archives and history; `#size-check` opens the dialog.
  */
 import type { ProtocolEvent, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
+import type { SpaceKind } from '../core/browse.js';
 import { connectApi } from './api.js';
 import { renderArchives } from './archives.js';
 import { renderBrowser } from './browser.js';
@@ -28,7 +29,7 @@ type View = 'home' | 'settings' | 'sessions' | 'archives';
 const VIEWS: readonly View[] = ['home', 'settings', 'sessions', 'archives'];
 const viewOfHash = (): View => VIEWS.find((v) => location.hash === `#${v}`) ?? 'home';
 
-function show(view: View): void {
+function show(view: View, load = true): void {
   home.hidden = view !== 'home';
   settingsView.hidden = view !== 'settings';
   sessionsView.hidden = view !== 'sessions';
@@ -37,7 +38,7 @@ function show(view: View): void {
   byId('nav-size').setAttribute('aria-current', String(view === 'home'));
   byId('nav-sessions').setAttribute('aria-current', String(view === 'sessions'));
   byId('nav-settings').setAttribute('aria-current', String(view === 'settings'));
-  if (view === 'sessions') void browser.load();
+  if (view === 'sessions' && load) void browser.load();
   if (view === 'archives') void archives.load();
   if (view === 'settings') {
     void settings.load();
@@ -66,12 +67,19 @@ async function refreshHome(): Promise<void> {
       stats.warnings[0]
         ? h('p', { class: 'warn', id: 'home-warning' }, stats.warnings[0].message.replace(/^Warning: /, '').replace(' Consider archiving or enabling auto-retention.', retentionOn ? ' Auto-retention is on: it runs at the next start.' : ' Consider archiving or enabling auto-retention.'))
         : '',
-      chart(spaceBreakdown(stats), total),
+      chart(spaceBreakdown(stats), total, openSessions),
       h('div', { class: 'actions' }, openBtn),
     );
   } catch (error) {
     body.replaceChildren(h('p', { class: 'field-error', role: 'alert' }, (error as Error).message));
   }
+}
+
+/** The session browser sorted by a kind of bytes: where a chart slice of sessions leads. */
+function openSessions(kind: SpaceKind): void {
+  location.hash = '#sessions';
+  show('sessions', false);
+  void browser.sortBy(kind);
 }
 
 async function openDialog(): Promise<void> {
@@ -83,6 +91,7 @@ async function openDialog(): Promise<void> {
       location.hash = '#settings';
       show('settings');
     },
+    openSessions,
     changed: () => void refreshHome(),
   });
 }
@@ -96,8 +105,12 @@ api.onEvent((event: ProtocolEvent) => {
   if (event.event === 'progress' && event.requestId === null) note(`Retention at startup: ${event.progress.phase}…`);
   if (event.event === 'runEnded') {
     // Whether or not the dialog was watching: say how it ended, and read every figure again.
-    const { outcome, error } = event.end;
-    if (!outcome) note(`The clean-up failed: ${error ?? 'unknown error'}. Nothing was removed without a verified archive.`, 'bad');
+    const { outcome, error, restore } = event.end;
+    if (event.end.kind === 'restore') {
+      if (!restore) note(`The restore from the server failed: ${error ?? 'unknown error'}. What was restored before is whole; nothing was deleted anywhere.`, 'bad');
+      else if (restore.cancelled) note(`The restore from the server was cancelled: ${plural(restore.restored.length, 'session')} restored, ${plural(restore.notReached?.length ?? 0, 'session')} left on the server.`);
+      else note(`The restore from the server finished: ${plural(restore.restored.length, 'session')} restored, checked against the server.`);
+    } else if (!outcome) note(`The clean-up failed: ${error ?? 'unknown error'}. Nothing was removed without a verified archive.`, 'bad');
     else if (outcome.cancelled) note(`The clean-up was cancelled: ${plural(outcome.evicted.length, 'session')} removed, ${plural(outcome.notReached?.length ?? 0, 'session')} left as they were.`);
     else note(`The clean-up finished: ${plural(outcome.evicted.length, 'session')} removed, ${bytes(outcome.bytesBefore)} → ${bytes(outcome.bytesAfter)}.`);
     banner.dataset['run'] = 'ended';

@@ -4,30 +4,55 @@
  * and Cancel, which stops between two session trees. The run lives in the utility, not in this
  * view: a dialog closed and opened again, or a reloaded page, follows the same run.
  */
-import type { ApplyOutcome, ProgressView, RunEnd, SessionKeeperApi } from '../core/utility-protocol.js';
+import type { ApplyOutcome, ProgressView, RestoreOutcome, RunEnd, RunKind, SessionKeeperApi } from '../core/utility-protocol.js';
 import { count } from './confirm.js';
 import { bytes, h } from './util.js';
 
-type Phase = 'archive' | 'verify' | 'delete' | 'reclaim';
-const PHASES: { key: Phase; label: string; from: number; to: number }[] = [
+type Phase = 'archive' | 'verify' | 'delete' | 'reclaim' | 'restore';
+interface PhaseStep {
+  key: Phase;
+  label: string;
+  from: number;
+  to: number;
+}
+const CLEAN_UP: PhaseStep[] = [
   { key: 'archive', label: 'Write the archive', from: 0, to: 0.4 },
   { key: 'verify', label: 'Read the archive back and check it', from: 0.4, to: 0.55 },
   { key: 'delete', label: 'Remove the sessions', from: 0.55, to: 0.9 },
   { key: 'reclaim', label: 'Give the space back to the disk', from: 0.9, to: 1 },
 ];
+const RESTORE: PhaseStep[] = [{ key: 'restore', label: 'Copy the sessions back from the server and check them', from: 0, to: 1 }];
+
+/** What each kind of run says about itself. */
+const KIND_TEXT: Record<RunKind, { title: string; phases: PhaseStep[]; cancelHelp: string; stopping: string }> = {
+  'clean-up': {
+    title: 'Archiving and cleaning up',
+    phases: CLEAN_UP,
+    cancelHelp: 'Cancel stops after the session being removed: nothing is left half-deleted, and the archive is kept.',
+    stopping: 'Stopping after the session being removed…',
+  },
+  restore: {
+    title: 'Restoring from the server',
+    phases: RESTORE,
+    cancelHelp: 'Cancel stops after the session being restored: what came back is whole and checked against the server, the rest stays on the server.',
+    stopping: 'Stopping after the session being restored…',
+  },
+};
 
 /** How far a phase is, 0..1, from its own counts. */
 function within(progress: ProgressView): number {
   if (progress.phase === 'delete') return progress.of ? (progress.deleted ?? 0) / progress.of : 0;
   if (progress.phase === 'reclaim') return progress.mode !== undefined ? 1 : 0;
+  // A restore's sessions differ widely in size: its bytes say how far it is.
+  if (progress.phase === 'restore' && progress.ofBytes) return (progress.bytes ?? 0) / progress.ofBytes;
   return progress.sessions ? (progress.done ?? 0) / progress.sessions : 0;
 }
 
 /** The whole run, 0..1. */
-export function overall(progress: ProgressView | null): number {
+export function overall(progress: ProgressView | null, phases: readonly PhaseStep[] = CLEAN_UP): number {
   if (!progress) return 0;
   if (progress.phase === 'done') return 1;
-  const phase = PHASES.find((p) => p.key === progress.phase);
+  const phase = phases.find((p) => p.key === progress.phase);
   if (!phase) return 0;
   return phase.from + (phase.to - phase.from) * Math.min(1, within(progress));
 }
@@ -48,6 +73,8 @@ function phaseLine(key: Phase, progress: ProgressView): string {
       return `${(progress.done ?? 0).toLocaleString('en-US')} of ${count(progress.sessions ?? 0, 'session')} checked (${bytes(progress.bytes ?? 0)})`;
     case 'delete':
       return `${(progress.deleted ?? 0).toLocaleString('en-US')} of ${count(progress.of ?? 0, 'session')}, ${bytes(progress.bytes ?? 0)} of ${bytes(progress.ofBytes ?? 0)}`;
+    case 'restore':
+      return `${(progress.done ?? 0).toLocaleString('en-US')} of ${count(progress.sessions ?? 0, 'session')}, ${bytes(progress.bytes ?? 0)} of ${bytes(progress.ofBytes ?? 0)}`;
     case 'reclaim':
       return progress.bytesAfter !== undefined ? `${bytes(progress.bytesBefore ?? 0)} → ${bytes(progress.bytesAfter)}` : `${bytes(progress.bytesBefore ?? 0)} file, compacting…`;
   }
@@ -62,7 +89,15 @@ export interface RunHandle {
  * Renders the run into `root` and follows it until it ends. `own` is the apply request when this
  * page started the run (its answer may come before the event).
  */
-export function followRun(root: HTMLElement, api: SessionKeeperApi, start: { startedAt: number; progress: ProgressView | null; cancelling: boolean }, own?: Promise<ApplyOutcome>): RunHandle {
+export function followRun(
+  root: HTMLElement,
+  api: SessionKeeperApi,
+  start: { startedAt: number; progress: ProgressView | null; cancelling: boolean; kind?: RunKind | undefined },
+  own?: Promise<ApplyOutcome> | Promise<RestoreOutcome>,
+): RunHandle {
+  const kind = start.kind ?? 'clean-up';
+  const text = KIND_TEXT[kind];
+  const PHASES = text.phases;
   const bar = h('progress', { id: 'apply-progress', max: 100, value: 0, 'aria-labelledby': 'apply-phase' });
   const phaseText = h('span', { id: 'apply-phase', 'aria-live': 'polite' }, 'Starting…');
   const eta = h('span', { id: 'apply-eta', class: 'muted' });
@@ -75,12 +110,12 @@ export function followRun(root: HTMLElement, api: SessionKeeperApi, start: { sta
     list.append(row);
   }
   const cancelBtn = h('button', { type: 'button', id: 'btn-cancel-run' }, 'Cancel');
-  const cancelHelp = h('p', { class: 'help', id: 'cancel-help' }, 'Cancel stops after the session being removed: nothing is left half-deleted, and the archive is kept.');
-  root.replaceChildren(h('h3', { id: 'run-title' }, 'Archiving and cleaning up'), bar, h('p', { class: 'run-line' }, phaseText, ' ', eta), list, h('div', { class: 'actions' }, cancelBtn), cancelHelp);
+  const cancelHelp = h('p', { class: 'help', id: 'cancel-help' }, text.cancelHelp);
+  root.replaceChildren(h('h3', { id: 'run-title' }, text.title), bar, h('p', { class: 'run-line' }, phaseText, ' ', eta), list, h('div', { class: 'actions' }, cancelBtn), cancelHelp);
   root.dataset['running'] = 'true';
 
   const show = (progress: ProgressView | null): void => {
-    const fraction = overall(progress);
+    const fraction = overall(progress, PHASES);
     bar.value = Math.round(fraction * 100);
     bar.dataset['fraction'] = String(fraction);
     eta.textContent = timeLeft(fraction, Date.now() - start.startedAt);
@@ -103,7 +138,7 @@ export function followRun(root: HTMLElement, api: SessionKeeperApi, start: { sta
   const markCancelling = (): void => {
     cancelBtn.disabled = true;
     cancelBtn.textContent = 'Cancelling…';
-    cancelHelp.textContent = 'Stopping after the session being removed…';
+    cancelHelp.textContent = text.stopping;
   };
   if (start.cancelling) markCancelling();
   cancelBtn.addEventListener('click', () => {
@@ -121,9 +156,11 @@ export function followRun(root: HTMLElement, api: SessionKeeperApi, start: { sta
       }
       if (event.event === 'runEnded') resolve(event.end);
     });
-    own?.then(
-      (outcome) => resolve({ requestId: 0, endedAt: Date.now(), outcome, error: null }),
-      (error: unknown) => resolve({ requestId: 0, endedAt: Date.now(), outcome: null, error: (error as Error).message }),
+    const answered = (outcome: ApplyOutcome | RestoreOutcome): RunEnd =>
+      'from' in outcome ? { requestId: 0, kind, endedAt: Date.now(), outcome: null, restore: outcome, error: null } : { requestId: 0, kind, endedAt: Date.now(), outcome, error: null };
+    (own as Promise<ApplyOutcome | RestoreOutcome> | undefined)?.then(
+      (outcome) => resolve(answered(outcome)),
+      (error: unknown) => resolve({ requestId: 0, kind, endedAt: Date.now(), outcome: null, error: (error as Error).message }),
     );
     // A run that ended while no event could reach us (a reconnect) is found by asking.
     poll = window.setInterval(() => {

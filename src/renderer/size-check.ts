@@ -3,8 +3,9 @@
  * the space is made of (chart), the largest sessions, and the actions: archive and clean up now
  * (dry-run plan first, then progress, then the space reclaimed), open settings, remind me later.
  */
-import type { ApplyOutcome, PlanResult, ProgressView, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
+import type { ApplyOutcome, PlanResult, ProgressView, RunKind, SessionKeeperApi, StartupResult } from '../core/utility-protocol.js';
 import type { StatsResult } from '../core/api.js';
+import { SPACE_KINDS, type SpaceKind } from '../core/browse.js';
 import { ApiError } from './api.js';
 import { confirmationText, count, needsConfirmation } from './confirm.js';
 import { followRun } from './run-view.js';
@@ -52,7 +53,22 @@ export function folderSlices(stats: StatsResult): SpaceSlice[] {
     .map((f) => ({ key: 'folder', label: `${FOLDER_LABELS[f.name]}${f.reclaimable > 0 ? ` (${bytes(f.reclaimable)} unused)` : ''}`, bytes: f.bytes }));
 }
 
-export function chart(slices: SpaceSlice[], total: number): HTMLElement {
+/** Why a slice does not open the session browser: it belongs to the file, not to any session. */
+const NOT_PER_SESSION: Partial<Record<string, string>> = {
+  free: 'Free pages belong to the file, not to any session: a VACUUM gives them back',
+  other: 'Indexes and row overhead are shared by every session: not counted per session',
+  folder: "A place in OpenCode's data folder, beside the database: not counted per session",
+};
+
+function isKind(key: string): key is SpaceKind {
+  return (SPACE_KINDS as readonly string[]).includes(key);
+}
+
+/**
+ * The space chart; with `onSlice`, the slices that belong to sessions (attachments, events, text)
+ * are buttons that open the session browser sorted by that kind, the others say why they are not.
+ */
+export function chart(slices: SpaceSlice[], total: number, onSlice?: (kind: SpaceKind) => void): HTMLElement {
   const max = Math.max(1, ...slices.map((s) => s.bytes));
   const summary = slices.map((s) => `${s.label}: ${bytes(s.bytes)}`).join('; ');
   const stack = h('div', { class: 'stack', 'aria-hidden': 'true' });
@@ -63,12 +79,20 @@ export function chart(slices: SpaceSlice[], total: number): HTMLElement {
   const rows = h('ul', { class: 'bars' });
   for (const s of slices) {
     const pct = total > 0 ? Math.round((s.bytes / total) * 100) : 0;
+    const key = s.key;
+    let label: HTMLElement;
+    if (onSlice && isKind(key)) {
+      label = h('button', { type: 'button', class: 'link bar-label slice-open', 'data-slice': key, title: `Show the sessions with the most ${s.label.toLowerCase()}, largest first` }, s.label);
+      label.addEventListener('click', () => onSlice(key));
+    } else {
+      label = h('span', { class: 'bar-label', 'data-slice': key, title: onSlice ? (NOT_PER_SESSION[key] ?? s.label) : s.label }, s.label);
+    }
     rows.append(
       h(
         'li',
         { class: 'bar-row' },
         h('span', { class: `swatch seg-${s.key}`, 'aria-hidden': 'true' }),
-        h('span', { class: 'bar-label' }, s.label),
+        label,
         h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: `bar-fill seg-${s.key}`, style: `width:${(s.bytes / max) * 100}%` })),
         h('span', { class: 'bar-value' }, `${bytes(s.bytes)} (${pct}%)`),
       ),
@@ -170,12 +194,16 @@ export interface SizeCheckContext {
   api: SessionKeeperApi;
   startup: StartupResult;
   openSettings: () => void;
+  /** Opens the session browser sorted by a kind of bytes (a chart slice that belongs to sessions). */
+  openSessions?: (kind: SpaceKind) => void;
   /** Called after a clean-up so the rest of the page refreshes. */
   changed: () => void;
 }
 
 /** Set while a clean-up this page follows is running: closing the dialog then asks first. */
 let following = false;
+/** What the followed run is, as the close warning names it. */
+let followingWhat = 'A clean-up';
 
 /** "It has crossed the 1 GB warning threshold." from the figures now, not those at startup. */
 function headline(stats: StatsResult): { title: string; summary: string } {
@@ -210,7 +238,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     });
     leave.addEventListener('click', reallyClose);
     warning.replaceChildren(
-      h('p', { id: 'close-warning-text' }, 'A clean-up is running. If you close this window it goes on in the background, and a note says when it ends. To stop it, use Cancel.'),
+      h('p', { id: 'close-warning-text' }, `${followingWhat} is running. If you close this window it goes on in the background, and a note says when it ends. To stop it, use Cancel.`),
       h('div', { class: 'actions' }, stay, leave),
     );
     warning.hidden = false;
@@ -252,7 +280,10 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     const folder = folderSlices(stats);
     const mirrorLine = h('p', { class: 'sync-status', id: 'sync-status', 'aria-live': 'polite', hidden: true });
     render(
-      h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], stats.fileBytes + stats.walBytes + folder.reduce((n, f) => n + f.bytes, 0)), largestTable(stats, 5, (id) => void removeOne(id))),
+      h('div', { class: 'columns' }, chart([...spaceBreakdown(stats), ...folder], stats.fileBytes + stats.walBytes + folder.reduce((n, f) => n + f.bytes, 0), ctx.openSessions && ((kind) => {
+          reallyClose();
+          ctx.openSessions?.(kind);
+        })), largestTable(stats, 5, (id) => void removeOne(id))),
       mirrorLine,
       h('div', { class: 'actions' }, cleanBtn, settingsBtn, laterBtn, ...(compactBtn ? [compactBtn] : [])),
     );
@@ -438,8 +469,9 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   };
 
   /** Shows the run until it ends, then what it did, with every figure read again. */
-  const follow = async (start: { startedAt: number; progress: ProgressView | null; cancelling: boolean }, own: Promise<ApplyOutcome> | undefined, target: string): Promise<void> => {
+  const follow = async (start: { startedAt: number; progress: ProgressView | null; cancelling: boolean; kind?: RunKind }, own: Promise<ApplyOutcome> | undefined, target: string): Promise<void> => {
     following = true;
+    followingWhat = start.kind === 'restore' ? 'A restore from the server' : 'A clean-up';
     const view = h('div', { class: 'run-view' });
     render(view);
     (view.querySelector('#btn-cancel-run') as HTMLButtonElement | null)?.focus();
@@ -458,6 +490,19 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
     heading.textContent = line.title;
     summary.textContent = line.summary;
     ctx.changed();
+    if (end.kind === 'restore') {
+      // A restore from the server (started in the session browser) followed here after a reload.
+      const done = h('button', { type: 'button', class: 'primary', id: 'btn-done' }, 'Close');
+      done.addEventListener('click', reallyClose);
+      const r = end.restore;
+      render(
+        h('h3', { id: 'run-title' }, r ? (r.cancelled ? 'Cancelled' : 'Done') : 'Restore failed'),
+        h('p', { id: 'restore-result', class: r ? '' : 'field-error' }, r ? `${count(r.restored.length, 'session')} restored from ${r.from}, checked against the server.${r.cancelled ? ` ${count(r.notReached?.length ?? 0, 'session')} left on the server.` : ''}` : (end.error ?? 'unknown error')),
+        h('div', { class: 'actions' }, done),
+      );
+      done.focus();
+      return;
+    }
     const outcome = end.outcome;
     if (!outcome) {
       const back = h('button', { type: 'button', id: 'btn-back' }, 'Back');
@@ -536,7 +581,7 @@ export async function openSizeCheck(dialog: HTMLDialogElement, ctx: SizeCheckCon
   if (!dialog.open) dialog.showModal();
   if (status.running) {
     // Opened again during a run (or after a reload): the run, not a new plan.
-    void follow({ startedAt: status.running.startedAt, progress: status.running.progress, cancelling: status.running.cancelling }, undefined, String(suggested));
+    void follow({ startedAt: status.running.startedAt, progress: status.running.progress, cancelling: status.running.cancelling, kind: status.running.kind }, undefined, String(suggested));
     return;
   }
   overview();

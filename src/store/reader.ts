@@ -6,6 +6,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOptions, StatsResult } from '../core/api.js';
 import type { CompactionPlan, PlanOptions } from '../core/compaction.js';
+import type { SessionSpace } from '../core/browse.js';
 import type { SessionFacts } from '../core/planner.js';
 import type { StorageKind } from '../core/storage.js';
 import type { SelectedSession, SessionSelector } from '../core/selectors.js';
@@ -88,6 +89,8 @@ export interface SessionReader extends PageReader {
   retentionFacts(withBytes: boolean): Promise<RetentionFacts>;
   /** Which project each root session belongs to, and the projects' names (the session browser). Not every backend has it. */
   sessionProjects?(): Promise<SessionProjects>;
+  /** Per session, what its bytes are made of (attachments, event log, text): the browser's sorts by kind. Not every backend has it. */
+  sessionSpace?(): Promise<ReadonlyMap<string, SessionSpace>>;
   /** The sessions' rows, one session after another, each read consistently. */
   exportSessions(ids: readonly string[]): SessionItems;
   /** What compacting the event log would free, per event type (payloads never read into JS). */

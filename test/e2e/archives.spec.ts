@@ -4,7 +4,7 @@
  * the clean-up in the history.
  */
 import Database from 'better-sqlite3';
-import { expect, snap, test } from './fixtures.js';
+import { expect, openPlan, snap, test } from './fixtures.js';
 
 function rowsOf(db: string, id: string): string {
   const conn = new Database(db, { readonly: true });
@@ -22,9 +22,7 @@ function rowsOf(db: string, id: string): string {
 
 test('the archive of a clean-up is listed, a session restored from it comes back exactly, the history has the run', async ({ app, env }, testInfo) => {
   const dialog = app.locator('#size-dialog');
-  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
-  await dialog.getByLabel('Keep the database under').fill('30');
-  const summary = dialog.locator('#plan-summary');
+  const summary = await openPlan(app, '30');
   await expect(summary).toHaveAttribute('data-evict', '26');
   const planned = (await summary.getAttribute('data-ids'))!.split(' ');
   const before = new Map(planned.map((id) => [id, rowsOf(env.db, id)]));

@@ -4,8 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import { readdirSync, readFileSync } from 'node:fs';
-import type { Page } from '@playwright/test';
-import { expect, test } from './fixtures.js';
+import { expect, openSessions, ready, test } from './fixtures.js';
 
 function sql<T>(db: string, query: string, ...args: unknown[]): T[] {
   const conn = new Database(db, { readonly: true });
@@ -16,15 +15,8 @@ function sql<T>(db: string, query: string, ...args: unknown[]): T[] {
   }
 }
 
-async function openBrowser(app: Page): Promise<void> {
-  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
-  await app.locator('#size-dialog').evaluate((d: HTMLDialogElement) => d.open && d.close());
-  await app.getByRole('button', { name: 'Sessions', exact: true }).click();
-  await expect(app.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
-}
-
 test('search, sort and projects page through the sessions; pin writes keep with comments kept', async ({ app, env }) => {
-  await openBrowser(app);
+  await openSessions(app);
   const table = app.locator('#browse-table');
   await expect(table).toHaveAttribute('data-total', '93');
   await expect(table.locator('tbody tr')).toHaveCount(50);
@@ -71,7 +63,7 @@ test('search, sort and projects page through the sessions; pin writes keep with 
 });
 
 test('a session opens with its messages paged, attachments as links to the attachment URL, never base64', async ({ app, env }) => {
-  await openBrowser(app);
+  await openSessions(app);
   await app.getByLabel('Sort', { exact: true }).selectOption('size');
   // The root session holding the largest attachment.
   const rootId = sql<{ session: string }>(
@@ -100,7 +92,7 @@ test('a session opens with its messages paged, attachments as links to the attac
 });
 
 test('sessions chosen in the browser are archived and removed, after a confirmation that states the count', async ({ app, env }) => {
-  await openBrowser(app);
+  await openSessions(app);
   await app.getByLabel('Sort', { exact: true }).selectOption('size');
   const rows = app.locator('#browse-table tbody tr');
   await expect(rows).toHaveCount(50);
@@ -122,4 +114,40 @@ test('sessions chosen in the browser are archived and removed, after a confirmat
   expect(left.has(first)).toBe(false);
   expect(left.has(second)).toBe(false);
   expect(readdirSync(env.archiveDir).filter((f) => f.endsWith('.json.gz'))).toHaveLength(1);
+});
+
+test('the chart’s attachments slice opens the browser sorted by attachment bytes; slices not of sessions say why', async ({ app, env }) => {
+  await ready(app);
+  const dialog = app.locator('#size-dialog');
+  await expect(dialog).toBeVisible();
+  // Free pages, indexes and data-folder places are not per session: plain, with a title saying so.
+  await expect(dialog.locator('.bars [data-slice="free"]')).toHaveAttribute('title', /not to any session/);
+  await expect(dialog.locator('.bars span[data-slice="other"]')).toHaveCount(1);
+  await expect(dialog.locator('.bars button[data-slice]')).toHaveCount(3);
+  // A button, reached and pressed with the keyboard.
+  const slice = dialog.locator('.bars button[data-slice="attachments"]');
+  await slice.focus();
+  await app.keyboard.press('Enter');
+  await expect(dialog).toBeHidden();
+  const table = app.locator('#browse-table');
+  await expect(table).toHaveAttribute('data-sort', 'attachments');
+  await expect(app.getByLabel('Sort', { exact: true })).toHaveValue('attachments');
+  await expect(table.locator('thead th[data-kind="attachments"]')).toHaveText('Attachments');
+
+  // Independent SQL: each root tree's data URLs as stored (file parts' and tool outputs' alike), largest first.
+  const expected = sql<{ id: string; b: number }>(
+    env.db,
+    `WITH tree AS (SELECT id, coalesce(parent_id, id) AS root FROM session)
+     SELECT t.root AS id, sum(length(j.value)) AS b FROM part p JOIN tree t ON t.id = p.session_id, json_tree(p.data) AS j
+     WHERE j.key = 'url' AND j.type = 'text' AND j.value LIKE 'data:%'
+     GROUP BY t.root ORDER BY b DESC, t.root LIMIT 5`,
+  );
+  expect(expected.length).toBeGreaterThan(2);
+  const rows = table.locator('tbody tr');
+  await expect(rows.first()).toHaveAttribute('data-session-id', expected[0]!.id);
+  const shown = await rows.evaluateAll((trs) => trs.map((r) => ({ id: r.getAttribute('data-session-id'), b: Number(r.querySelector('[data-kind-bytes]')?.getAttribute('data-kind-bytes')) })));
+  // Descending by attachment bytes down the page, and the largest ones the SQL's, in its order.
+  expect(shown.map((r) => r.b)).toEqual([...shown.map((r) => r.b)].sort((a, b) => b - a));
+  expect(shown.slice(0, expected.length).map((r) => r.id)).toEqual(expected.map((e) => e.id));
+  for (const [i, e] of expected.entries()) expect(Math.abs(shown[i]!.b - e.b)).toBeLessThanOrEqual(e.b * 0.01 + 64);
 });

@@ -4,7 +4,7 @@
  * either `session-keeper serve` opened in Chromium, or the demo Electron app when ELECTRON_PATH
  * is set for the `electron` project.
  */
-import { test as base, _electron, type Page } from '@playwright/test';
+import { expect, test as base, _electron, type Locator, type Page } from '@playwright/test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -133,4 +133,36 @@ export async function snap(page: Page, name: string, testInfo: { outputPath: (n:
   const shots = join(ROOT, 'test-results', 'screenshots');
   mkdirSync(shots, { recursive: true });
   copyFileSync(path, join(shots, `${name}.png`));
+}
+
+/** The page once it has loaded its figures. */
+export async function ready(page: Page): Promise<void> {
+  await expect(page.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
+}
+
+/** The session browser, the size-check dialog closed first if it opened at startup, once its first page is in. */
+export async function openSessions(page: Page): Promise<void> {
+  await ready(page);
+  await page.locator('#size-dialog').evaluate((d: HTMLDialogElement) => d.open && d.close());
+  await page.getByRole('button', { name: 'Sessions', exact: true }).click();
+  await expect(page.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
+}
+
+/**
+ * The size-check dialog's plan: "Archive and clean up now…", the size typed when given; resolves
+ * with the plan's summary once it is shown (for `underMB`, once it is the plan of that size).
+ */
+export async function openPlan(page: Page, underMB?: string): Promise<Locator> {
+  const dialog = page.locator('#size-dialog');
+  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
+  if (underMB !== undefined) await dialog.getByLabel('Keep the database under').fill(underMB);
+  const summary = dialog.locator('#plan-summary');
+  await expect(summary).toBeVisible();
+  return summary;
+}
+
+/** The settings panel opened from the size-check dialog, once its form is filled. */
+export async function openSettings(page: Page): Promise<void> {
+  await page.locator('#size-dialog').getByRole('button', { name: 'Open settings' }).click();
+  await expect(page.locator('#settings-form[data-loaded="true"]')).toBeVisible();
 }

@@ -10,9 +10,8 @@ import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Page } from '@playwright/test';
 import { freshDatabase, type FreshDatabase } from '../external/servers.js';
-import { CLI, CONFIG_TEXT, ROOT, expect, snap, test as base } from './fixtures.js';
+import { CLI, CONFIG_TEXT, ROOT, expect, openSessions, snap, test as base } from './fixtures.js';
 
 interface Evicted {
   id: string;
@@ -70,16 +69,9 @@ const test = base.extend<{ server: FreshDatabase; evicted: Evicted }>({
   },
 });
 
-async function openBrowser(app: Page): Promise<void> {
-  await expect(app.locator('body[data-ready="true"]')).toBeAttached({ timeout: 30_000 });
-  await app.locator('#size-dialog').evaluate((d: HTMLDialogElement) => d.open && d.close());
-  await app.getByRole('button', { name: 'Sessions', exact: true }).click();
-  await expect(app.locator('#view-sessions[data-loaded="true"]')).toBeAttached();
-}
-
 test('a server-only session is listed as such, opens paged from the server, and Restore brings it back byte for byte', async ({ app, env, server, evicted }, testInfo) => {
   expect(evicted.messages).toBeGreaterThan(20);
-  await openBrowser(app);
+  await openSessions(app);
   const table = app.locator('#browse-table');
   // Every root is listed: the file's 92 (in both) and the one only the server holds.
   await expect(table).toHaveAttribute('data-total', '93');
@@ -95,6 +87,11 @@ test('a server-only session is listed as such, opens paged from the server, and 
   await expect(row).toHaveAttribute('data-where', 'server');
   await expect(row.locator('.where')).toHaveText('server only');
   await snap(app, 'browser-server-only-800', testInfo);
+  // Sorted by attachment bytes: the file cannot say a server-only session's, so a dash that says why.
+  await app.getByLabel('Sort', { exact: true }).selectOption('attachments');
+  await expect(row.locator('.kind-cell')).toHaveText('—');
+  await expect(row.locator('.kind-cell span')).toHaveAttribute('title', /only on the server/);
+  await app.getByLabel('Sort', { exact: true }).selectOption('size');
   // Nothing of the file's to archive, remove or pin.
   await expect(row.locator('input[data-select]')).toHaveCount(0);
   await expect(row.locator('button[data-pin]')).toHaveCount(0);
@@ -157,4 +154,57 @@ test('a server-only session is listed as such, opens paged from the server, and 
   await app.getByRole('button', { name: 'Back to the list' }).click();
   await expect(row).toHaveAttribute('data-where', 'both');
   await expect(row.locator('input[data-select]')).toHaveCount(1);
+});
+
+test.describe('Restore to this computer as a run', () => {
+  // The utility pauses before each tree it restores, so the run can be seen, reloaded and cancelled.
+  test.use({ serveEnv: { SESSION_KEEPER_TEST_HOOKS: '1', SESSION_KEEPER_TEST_RUN_PAUSE_MS: '5000' } });
+
+  test('a reloaded page follows the restore; Cancel stops it before the tree, the history lists both restores, password masked', async ({ app, env, server, evicted }, testInfo) => {
+    const inFile = (): number => {
+      const file = new Database(env.db, { readonly: true });
+      try {
+        return file.prepare('SELECT (SELECT count(*) FROM session WHERE id = ?) + (SELECT count(*) FROM message WHERE session_id = ?)').pluck().get(evicted.id, evicted.id) as number;
+      } finally {
+        file.close();
+      }
+    };
+    await openSessions(app);
+    await app.getByLabel('Search', { exact: true }).fill(evicted.title);
+    const row = app.locator(`#browse-table tr[data-session-id="${evicted.id}"]`);
+    await row.locator('button.open-session').click();
+    await app.getByRole('button', { name: 'Restore to this computer' }).click();
+    await expect(app.locator('#restore-run #run-title')).toHaveText('Restoring from the server');
+    await expect(app.locator('#restore-run #btn-cancel-run')).toBeVisible();
+
+    // Reloaded mid-run: the browser finds the run in runStatus and follows it, with its Cancel.
+    await app.reload();
+    await openSessions(app);
+    const run = app.locator('#selection-action #restore-run');
+    await expect(run.locator('#run-title')).toHaveText('Restoring from the server');
+    await snap(app, 'browser-restore-running-800', testInfo);
+    await run.getByRole('button', { name: 'Cancel' }).click();
+    await expect(app.locator('#selection-action #restore-result')).toHaveText('Cancelled: 0 sessions restored and checked against the server; 1 session left on the server.', { timeout: 30_000 });
+    await expect(app.locator('#selection-action #restore-result')).toHaveAttribute('data-cancelled', 'yes');
+    // Stopped before the tree: nothing of it written to the file, and the list still says server only.
+    expect(inFile()).toBe(0);
+    await app.getByLabel('Search', { exact: true }).fill(evicted.title);
+    await expect(row).toHaveAttribute('data-where', 'server');
+
+    // Restored again, to the end this time.
+    await row.locator('button.open-session').click();
+    await app.getByRole('button', { name: 'Restore to this computer' }).click();
+    await expect(app.locator('#restore-line #restore-result')).toHaveText('Restored to this computer: 1 session, checked against the server.', { timeout: 60_000 });
+    expect(inFile()).toBe(1 + evicted.messages);
+
+    // Both in the history, newest first, the server named without its password.
+    await app.getByRole('button', { name: 'Archives', exact: true }).click();
+    const history = app.locator('#history-table tbody tr .history-what');
+    await expect(history).toHaveCount(2);
+    const masked = new URL(server.url);
+    await expect(history.nth(0)).toHaveText(new RegExp(`^Restored 1 session from .*${masked.host.replace(/[.]/g, '\\.')}`));
+    await expect(history.nth(1)).toHaveText(/^Restored 0 sessions from .* \(cancelled\)$/);
+    if (masked.password) expect(await app.locator('#history-table').textContent()).not.toContain(masked.password);
+    await snap(app, 'archives-history-restore-800', testInfo);
+  });
 });

@@ -6,7 +6,7 @@
  */
 import Database from 'better-sqlite3';
 import { existsSync, readdirSync } from 'node:fs';
-import { expect, snap, test } from './fixtures.js';
+import { expect, openPlan, snap, test } from './fixtures.js';
 
 test.use({ serveEnv: { SESSION_KEEPER_TEST_HOOKS: '1', SESSION_KEEPER_TEST_RUN_PAUSE_MS: '4000' } });
 
@@ -21,9 +21,7 @@ function sessionCount(db: string): number {
 
 async function startRun(app: import('@playwright/test').Page): Promise<number> {
   const dialog = app.locator('#size-dialog');
-  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
-  const summary = dialog.locator('#plan-summary');
-  await expect(summary).toBeVisible();
+  const summary = await openPlan(app);
   const planned = Number(await summary.getAttribute('data-evict'));
   await dialog.getByRole('button', { name: 'Archive and clean up', exact: true }).click();
   await dialog.getByRole('button', { name: `Archive and remove ${planned} sessions` }).click();

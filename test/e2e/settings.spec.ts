@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { CONFIG_TEXT, expect, snap, test } from './fixtures.js';
+import { CONFIG_TEXT, expect, openSettings, snap, test } from './fixtures.js';
 
 test('settings saved to a JSONC file keep its comments', async ({ app, env }, testInfo) => {
-  await app.locator('#size-dialog').getByRole('button', { name: 'Open settings' }).click();
+  await openSettings(app);
   await expect(app.getByRole('heading', { name: 'Settings' })).toBeVisible();
-  await expect(app.locator('#settings-form[data-loaded="true"]')).toBeVisible();
   const retention = app.getByLabel('Remove old sessions automatically at startup');
   await expect(retention).not.toBeChecked();
   await expect(app.getByLabel('Largest database size (MB)')).toBeDisabled();
@@ -53,7 +52,7 @@ test('a bad value shows an error next to its field and saves nothing', async ({ 
 });
 
 test('test connection: sqlite checks the file; every control has a label and is reachable by keyboard', async ({ app }) => {
-  await app.locator('#size-dialog').getByRole('button', { name: 'Open settings' }).click();
+  await openSettings(app);
   await app.getByRole('button', { name: 'Test connection' }).click();
   await expect(app.locator('#test-result')).toContainText('is readable');
   await app.getByLabel('Backend').selectOption('postgres');
@@ -72,8 +71,7 @@ test('test connection: sqlite checks the file; every control has a label and is 
 });
 
 test('values are checked as they are typed, without waiting for the preview', async ({ app }) => {
-  await app.locator('#size-dialog').getByRole('button', { name: 'Open settings' }).click();
-  await expect(app.locator('#settings-form[data-loaded="true"]')).toBeVisible();
+  await openSettings(app);
   // A slow preview (a large file) must not hold the messages back.
   await app.route('**/api', async (route) => {
     if ((route.request().postData() ?? '').includes('"plan"')) await new Promise((r) => setTimeout(r, 3000));
@@ -93,8 +91,7 @@ test('values are checked as they are typed, without waiting for the preview', as
 
 test('values that would remove most sessions at the next start, or turn archiving off, are confirmed with the count', async ({ app, env }, testInfo) => {
   const original = readFileSync(env.config, 'utf8');
-  await app.locator('#size-dialog').getByRole('button', { name: 'Open settings' }).click();
-  await expect(app.locator('#settings-form[data-loaded="true"]')).toBeVisible();
+  await openSettings(app);
   await app.getByLabel('Remove old sessions automatically at startup').check();
   await app.getByLabel('Largest database size (MB)').fill('1.5');
   const preview = app.locator('#preview-summary');

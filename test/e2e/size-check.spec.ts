@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { CLI, expect, snap, test } from './fixtures.js';
+import { CLI, expect, openPlan, snap, test } from './fixtures.js';
 
 function sessionIds(db: string): Set<string> {
   const conn = new Database(db, { readonly: true });
@@ -45,7 +45,7 @@ test('the size-check dialog opens at startup for a database over a threshold', a
 
 test('the plan preview matches retention --dry-run --json', async ({ app, env }) => {
   const dialog = app.locator('#size-dialog');
-  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
+  await openPlan(app);
   const input = dialog.getByLabel('Keep the database under');
   // Just below the threshold that fired (20 MB), not a fraction of the smallest one.
   await expect(input).toHaveValue('18');
@@ -67,9 +67,7 @@ test('the plan preview matches retention --dry-run --json', async ({ app, env })
 test('"archive and clean up" leaves an archive and a smaller database', async ({ app, env }, testInfo) => {
   const before = statSync(env.db).size;
   const dialog = app.locator('#size-dialog');
-  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
-  const summary = dialog.locator('#plan-summary');
-  await expect(summary).toBeVisible();
+  const summary = await openPlan(app);
   const planned = Number(await summary.getAttribute('data-evict'));
   await dialog.getByRole('button', { name: 'Archive and clean up', exact: true }).click();
   // More than half the sessions: said with the count and asked again, the safe answer focused.
@@ -167,9 +165,7 @@ test('stale plan: while a new plan is made Apply waits, and it runs the plan on 
 
 test('the whole plan can be seen, and a session kept out of this clean-up stays', async ({ app, env }) => {
   const dialog = app.locator('#size-dialog');
-  await dialog.getByRole('button', { name: 'Archive and clean up now…' }).click();
-  await dialog.getByLabel('Keep the database under').fill('30');
-  const summary = dialog.locator('#plan-summary');
+  const summary = await openPlan(app, '30');
   await expect(summary).toHaveAttribute('data-evict', '26');
   await dialog.getByRole('button', { name: 'Show all 26' }).click();
   await expect(dialog.locator('table.plan tbody tr[data-session-id]')).toHaveCount(26);

@@ -76,7 +76,8 @@ beforeAll(async () => {
   }
   file.close();
 
-  client = new UtilityClient(nodeSpawner({ entry: ENTRY, db, cacheDir, env: { ...process.env, ...env } }), { initialDelayMs: 50 }).start();
+  // Each restored tree pauses a little, so a restore can be seen, and cancelled, mid-way.
+  client = new UtilityClient(nodeSpawner({ entry: ENTRY, db, cacheDir, env: { ...process.env, ...env, SESSION_KEEPER_TEST_HOOKS: '1', SESSION_KEEPER_TEST_RUN_PAUSE_MS: '1500' } }), { initialDelayMs: 50 }).start();
   client.onEvent((e) => events.push(e));
   expect((await client.request('startup')).error).toBeNull();
 }, 180_000);
@@ -108,6 +109,11 @@ describe('the session browser over the file and its server', () => {
       expect(before.get(id)!.project.endsWith(row.project)).toBe(true);
       expect(row.bytes).toBeGreaterThan(0);
     }
+    // By attachment bytes: the file's sessions carry theirs; server-only ones have none and come last.
+    const byAttachments = (await client.request('browseSessions', { sort: 'attachments', limit: 200 })).sessions;
+    expect(byAttachments.slice(-evicted.length).map((r) => r.id).sort()).toEqual([...evicted].sort());
+    expect(byAttachments.slice(-evicted.length).every((r) => r.space === null)).toBe(true);
+    expect(byAttachments.slice(0, -evicted.length).every((r) => r.space !== null && r.space !== undefined)).toBe(true);
   });
 
   it('pages a server-only session from the server, and decodes its attachment from the server into the cache', async () => {
@@ -138,7 +144,7 @@ describe('the session browser over the file and its server', () => {
   it('restores a server-only session into the file byte for byte, with progress; nothing leaves the server', async () => {
     const id = evicted[1]!;
     const result = await client.request('restoreFromServer', { sessionId: id });
-    expect(result).toEqual({ restored: [id], skipped: [], verified: true });
+    expect(result).toEqual({ restored: [id], skipped: [], verified: true, from: expect.stringContaining('127.0.0.1') });
     const progress = events.filter((e) => e.event === 'progress' && e.progress.phase === 'restore');
     expect(progress.length).toBeGreaterThan(0);
     const file = new Database(db, { readonly: true });
@@ -161,7 +167,7 @@ describe('the session browser over the file and its server', () => {
     }
     expect(status).toMatchObject({ state: 'idle', pending: 0, conflicts: 0, error: null });
     // Present now: a second restore copies nothing.
-    expect(await client.request('restoreFromServer', { sessionId: id })).toEqual({ restored: [], skipped: [id], verified: true });
+    expect(await client.request('restoreFromServer', { sessionId: id })).toMatchObject({ restored: [], skipped: [id], verified: true });
   });
 
   it('pages from the server again after the server dropped every connection (the kept reader reconnects)', async () => {
@@ -183,9 +189,52 @@ describe('the session browser over the file and its server', () => {
     expect(page.messages.length).toBeGreaterThan(0);
   });
 
+  it('runs a restore as a run: runStatus shows it, cancelRun stops it between two trees, runEnded ends it, the history lists it', async () => {
+    // Both evicted sessions only on the server again; the huge one's tree first.
+    const file = new Database(db);
+    file.pragma('foreign_keys = ON');
+    file.prepare('DELETE FROM session WHERE id = ?').run(evicted[1]!);
+    file.close();
+    const seen = events.length;
+    const restoring = client.request('restoreFromServer', { sessionIds: [evicted[0]!, evicted[1]!] });
+    // Seen by a UI that was not there when it started; cancelled once the first tree is in.
+    let status = await client.request('runStatus');
+    const end = Date.now() + 60_000;
+    while (!(status.running?.progress?.done ?? 0) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+      status = await client.request('runStatus');
+    }
+    expect(status.running).toMatchObject({ kind: 'restore', planId: '', sessions: 2, cancelling: false });
+    expect(await client.request('cancelRun')).toEqual({ cancelling: true });
+    expect((await client.request('runStatus')).running?.cancelling).toBe(true);
+    const outcome = await restoring;
+    expect(outcome).toMatchObject({ restored: [evicted[0]], skipped: [], verified: true, cancelled: true, notReached: [evicted[1]] });
+    const ended = events.slice(seen).filter((e) => e.event === 'runEnded');
+    expect(ended).toHaveLength(1);
+    expect(ended[0]).toMatchObject({ end: { kind: 'restore', outcome: null, error: null, restore: { cancelled: true, restored: [evicted[0]] } } });
+    expect((await client.request('runStatus')).running).toBeNull();
+    // The tree reached is whole, byte for byte; the one not reached was not started.
+    const after = new Database(db, { readonly: true });
+    try {
+      expect(rowsOf(after, evicted[0]!)).toBe(before.get(evicted[0]!)!.rows);
+      expect(after.prepare('SELECT count(*) FROM message WHERE session_id = ?').pluck().get(evicted[1]!)).toBe(0);
+      expect(after.prepare('SELECT count(*) FROM session WHERE id = ?').pluck().get(evicted[1]!)).toBe(0);
+    } finally {
+      after.close();
+    }
+    const [entry] = (await client.request('history')).entries;
+    expect(entry).toMatchObject({ kind: 'restore', restored: 1, cancelled: true, removed: 0 });
+    expect(entry?.from).toContain(new URL(server.url).host);
+    const password = new URL(server.url).password;
+    if (password) expect(JSON.stringify(entry)).not.toContain(password);
+    // Restored the rest afterwards: the one not reached comes back whole too.
+    expect(await client.request('restoreFromServer', { sessionIds: [evicted[0]!, evicted[1]!] })).toMatchObject({ restored: [evicted[1]], skipped: [evicted[0]], verified: true });
+  });
+
   it('refuses a restore of a session the server does not hold, and a malformed request', async () => {
     await expect(client.request('restoreFromServer', { sessionId: 'ses_nowhere000000000000000000' })).rejects.toMatchObject({ code: 'not-found' });
     await expect(client.request('restoreFromServer', { sessionId: '' } as never)).rejects.toMatchObject({ code: 'bad-request' });
+    await expect(client.request('restoreFromServer', { sessionId: evicted[0]!, sessionIds: [evicted[1]!] } as never)).rejects.toMatchObject({ code: 'bad-request' });
   });
 });
 

@@ -244,6 +244,18 @@ export class PartIndex {
     return { missing: row.missing, count: row.count, decoded: row.decoded, encoded: row.encoded };
   }
 
+  /** Encoded (as stored) attachment bytes per session, over the parts whose facts match. */
+  sessionEncoded(): Map<string, number> {
+    const rows = statement(
+      this.conn.db,
+      `SELECT p.session_id AS id, sum(i.encoded) AS encoded
+       FROM part AS p JOIN ${ATTACHED}.sk_part_facts AS i
+         ON i.row = p.rowid AND i.id = p.id AND i.time_updated = p.time_updated AND i.bytes = coalesce(octet_length(p.data), -1)
+       WHERE i.encoded > 0 GROUP BY p.session_id`,
+    ).all() as { id: string; encoded: number }[];
+    return new Map(rows.map((r) => [r.id, r.encoded]));
+  }
+
   /** Forgets facts of rows no longer in OpenCode's file (ids read on its connection, deleted on ours). */
   private prune(): void {
     const gone = statement(

@@ -16,6 +16,7 @@ import { DEFAULT_SESSION_PAGE } from '../../core/page-rules.js';
 import { reducePartChunks } from '../../core/part-reduce.js';
 import { attachmentFilename, attachmentRefName, findAttachmentRef, findAttachments, parseAttachmentRef, type AttachmentSpan } from '../../core/part-scan.js';
 import type { SessionRowFacts } from '../../core/planner.js';
+import type { SessionSpace } from '../../core/browse.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
@@ -78,6 +79,13 @@ function attachmentHolder(conn: SqliteConnection, id: string): AttachmentHolder 
  * Where attachments are stored: parts, and in the newer layout whole messages and the prompts that
  * carried them (a prompt's files sit in its message and again in its session_input row).
  */
+/**
+ * Event-log bytes per session in one pass: a sum per session scans the whole log for each one
+ * where event.aggregate_id has no index; the OFFSET keeps the sizes a co-routine, so the grouping
+ * sorts lengths, not payloads.
+ */
+const EVENT_BYTES_PER_SESSION = `SELECT aggregate_id AS id, sum(len) AS b FROM (SELECT aggregate_id, octet_length(data) AS len FROM event LIMIT -1 OFFSET 0) GROUP BY aggregate_id`;
+
 const ATTACHMENT_COLUMNS = [
   ['part', 'data'],
   ['session_message', 'data'],
@@ -230,7 +238,7 @@ export class SqliteReader implements SessionReader, ChangeMarks {
     // a co-routine, so the grouping sorts lengths, not payloads.
     const events = this.has('event')
       ? {
-          join: `LEFT JOIN (SELECT aggregate_id AS id, sum(len) AS b FROM (SELECT aggregate_id, octet_length(data) AS len FROM event LIMIT -1 OFFSET 0) GROUP BY aggregate_id) AS e ON e.id = s.id`,
+          join: `LEFT JOIN (${EVENT_BYTES_PER_SESSION}) AS e ON e.id = s.id`,
           term: ' + coalesce(e.b, 0)',
         }
       : { join: '', term: '' };
@@ -320,6 +328,51 @@ export class SqliteReader implements SessionReader, ChangeMarks {
       bytes: number;
     }[];
     return new Map(rows.map((r) => [r.id, r.bytes]));
+  }
+
+  /**
+   * What each session's bytes are made of, as the size check's chart splits the file: attachments
+   * as stored (from the part index), its event log (one pass over `event`), and the rest of its
+   * rows (text). Every session, subtasks apart; remembered per file state.
+   */
+  sessionSpace(): Promise<Map<string, SessionSpace>> {
+    return this.read(() => {
+      const state = this.index ? fileState(this.conn) : null;
+      const remembered = state ? this.index?.memo<[string, SessionSpace][]>('space', state) : undefined;
+      if (remembered) return new Map(remembered);
+      // Files the facts of parts the index does not know yet (or, without an index, reads them).
+      if (this.index) this.attachmentTotals();
+      const attachments = this.index ? this.index.sessionEncoded() : this.attachmentsPerSession('part', 'data');
+      // The newer layout's messages and prompts hold attachments too (never indexed: read as stats reads them).
+      for (const [table, column] of ATTACHMENT_COLUMNS) {
+        if (table === 'part' || !this.has(table)) continue;
+        for (const [id, bytes] of this.attachmentsPerSession(table, column)) attachments.set(id, (attachments.get(id) ?? 0) + bytes);
+      }
+      const events = new Map<string, number>();
+      if (this.has('event')) for (const r of statement(this.conn.db, EVENT_BYTES_PER_SESSION).all() as { id: string; b: number }[]) events.set(r.id, r.b);
+      const space = new Map<string, SessionSpace>();
+      const rows = statement(this.conn.db, `SELECT s.id, ${this.sessionBytesTerms('s.id').join(' + ')} AS bytes FROM session s`).all() as { id: string; bytes: number }[];
+      for (const r of rows) {
+        const a = attachments.get(r.id) ?? 0;
+        space.set(r.id, { attachments: a, events: events.get(r.id) ?? 0, text: Math.max(0, r.bytes - a) });
+      }
+      if (state) this.index?.remember('space', state, [...space]);
+      return space;
+    });
+  }
+
+  /** Attachment bytes per session read from the rows themselves (no index to ask). */
+  private attachmentsPerSession(table: string, column: string): Map<string, number> {
+    const out = new Map<string, number>();
+    const sessionOf = statement(this.conn.db, `SELECT session_id FROM "${table}" WHERE rowid = ?`).pluck();
+    for (const row of table === 'part' ? everyPart(this.conn, WHOLE_READ_BYTES) : rowsOf(this.conn, table, column, WHOLE_READ_BYTES)) {
+      const spans = this.spansOfRow(table, column, row) ?? [];
+      const encoded = spans.reduce((n, span) => n + span.end - span.start, 0);
+      if (encoded === 0) continue;
+      const id = sessionOf.get(row.row) as string;
+      out.set(id, (out.get(id) ?? 0) + encoded);
+    }
+    return out;
   }
 
   /** SQL terms adding up the bytes a session (its id in `idExpression`) holds, one term a table. */
