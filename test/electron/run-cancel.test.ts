@@ -32,13 +32,15 @@ describe('runs a person can follow', () => {
   afterAll(async () => {
     for (const s of servers) await s.close();
   });
+  // One session tree per delete transaction: on a file this small every tree would fit in one, and
+  // a cancel or a status request could only arrive after the delete.
   const open = async (name: string): Promise<{ server: WebServer; db: string; archiveDir: string }> => {
     const db = join(dir, `${name}.db`);
     copyFileSync(base, db);
     const archiveDir = join(dir, `${name}-archive`);
     const config = join(dir, `${name}.jsonc`);
     writeFileSync(config, `{ "session": { "archiveDir": ${JSON.stringify(archiveDir)} } }\n`);
-    const server = await startWebServer({ db, cacheDir: join(dir, `${name}-cache`), configPath: config, token: 't', env: { ...process.env, XDG_DATA_HOME: join(dir, `${name}-data`), XDG_CONFIG_HOME: join(dir, `${name}-cfg`) } });
+    const server = await startWebServer({ db, cacheDir: join(dir, `${name}-cache`), configPath: config, token: 't', env: { ...process.env, SESSION_KEEPER_WRITE_BUDGET_MS: '0', XDG_DATA_HOME: join(dir, `${name}-data`), XDG_CONFIG_HOME: join(dir, `${name}-cfg`) } });
     servers.push(server);
     return { server, db, archiveDir };
   };

@@ -23,8 +23,16 @@ import { sessionMarks } from './session-marks.js';
 import type { SessionTable } from './session-tables.js';
 
 const EVENT_DELETE_BATCH = 500;
-/** A write transaction stops taking more session trees after this long. */
-const TRANSACTION_BUDGET_MS = 50;
+/**
+ * A write transaction stops taking more session trees after this long (SESSION_KEEPER_WRITE_BUDGET_MS
+ * shortens it beside a busy OpenCode; 0 is one tree per transaction, as a cancel test needs).
+ */
+const TRANSACTION_BUDGET_MS = writeBudgetMs(process.env['SESSION_KEEPER_WRITE_BUDGET_MS']);
+
+function writeBudgetMs(value: string | undefined): number {
+  const ms = value === undefined || value.trim() === '' ? NaN : Number(value);
+  return Number.isFinite(ms) && ms >= 0 ? Math.min(ms, 50) : 50;
+}
 const INCREMENTAL_VACUUM_PAGES = 4096;
 /** A full VACUUM is deferred for files over this size when less than this share of them is free. */
 const WORTH_IT_FILE_BYTES = 256 * 1024 * 1024;
