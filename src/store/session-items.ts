@@ -75,7 +75,13 @@ export type SessionItem =
   | { kind: 'session'; header: SessionHeader }
   | { kind: 'message'; message: MessageRecord; partTimes: [number, number][] }
   | { kind: 'part'; part: PartRecord }
-  | { kind: 'rows'; table: string; rows: Row[] }
+  | {
+      kind: 'rows';
+      table: string;
+      rows: Row[];
+      /** Per row (same order), the TEXT columns SQLite's json_valid checked, with its verdict: an encoder need not scan them again. */
+      jsonValid?: (ReadonlyMap<string, boolean> | undefined)[];
+    }
   | { kind: 'end'; sessionId: string; counts: TableCounts };
 
 /** SQLite produces items synchronously, servers asynchronously; consumers take either. */

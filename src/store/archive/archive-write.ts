@@ -133,10 +133,10 @@ class ArchiveSerializer {
           this.table = item.table;
           this.firstRow = true;
         }
-        for (const row of item.rows) {
+        for (const [i, row] of item.rows.entries()) {
           this.digest.beginRow(item.table);
           await sink.write(this.firstRow ? '' : ',');
-          await this.writeDigested(encodeTableRowPieces(row));
+          await this.writeDigested(encodeTableRowPieces(row, item.jsonValid?.[i]));
           this.firstRow = false;
         }
         return;
