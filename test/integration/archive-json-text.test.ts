@@ -1,6 +1,7 @@
 /**
  * Event rows whose `data` looks like JSON but is not (SQLite's json_valid decides, in the export's
- * SELECT): kept as JSON strings, so the archive stays strict JSON, and restored byte for byte.
+ * SELECT): kept as JSON strings, so the archive stays strict JSON, and restored byte for byte;
+ * and rows of mixed types (a row's TEXT values come from SQLite as one BLOB, cut by their lengths).
  */
 import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
@@ -37,5 +38,35 @@ describe('event rows with JSON-looking text', () => {
     const back = restored.prepare("SELECT data, typeof(data) AS type FROM event WHERE aggregate_id = 'ses_j' ORDER BY seq").all() as { data: string; type: string }[];
     restored.close();
     expect(back).toEqual(DATA.map((data) => ({ data, type: 'text' })));
+  });
+
+  it('restores every value of rows of mixed types with its type and bytes: BLOBs, empty and non-UTF-8 TEXT, numbers', async () => {
+    const dir = tempDir('sk-archive-mixed-');
+    const source = join(dir, 'source.db');
+    const db = emptyOpenCodeDb(source);
+    insertSession(db, 'ses_m', 1, 1);
+    insertMessage(db, 'msg_m', 'ses_m', 1);
+    db.prepare('INSERT INTO event_sequence (aggregate_id, seq) VALUES (?, 0)').run('ses_m');
+    db.exec(`INSERT INTO event (id, aggregate_id, seq, type, data) VALUES
+      ('evt_0', 'ses_m', 0, '', '{"a":1}'),
+      ('evt_1', 'ses_m', 1, 'blob', x'7b2261223a317d00ff'),
+      ('evt_2', 'ses_m', 2, '42', CAST(x'c3287b7d' AS TEXT)),
+      ('evt_3', 'ses_m', 3, 'é😀', ''),
+      ('evt_4', 'ses_m', 4.5, x'', '[]')`);
+    db.close();
+    const dump = (path: string): unknown[] => {
+      const conn = new Database(path, { readonly: true });
+      const rows = conn.prepare("SELECT id, seq, typeof(seq) AS ts, hex(type) AS type, typeof(type) AS tt, hex(data) AS data, typeof(data) AS td FROM event WHERE aggregate_id = 'ses_m' ORDER BY seq").all();
+      conn.close();
+      return rows;
+    };
+    const archive = join(dir, 'archive.json');
+    await archiveSessions({ db: source, output: archive, cacheDir: join(dir, 'cache') });
+    JSON.parse(readFileSync(archive, 'utf8'));
+    const target = join(dir, 'target.db');
+    emptyOpenCodeDb(target).close();
+    await restoreArchive(target, archive);
+    expect(dump(target)).toEqual(dump(source));
+    expect((dump(source) as { tt: string; td: string }[]).map((r) => `${r.tt}/${r.td}`)).toEqual(['text/text', 'text/blob', 'text/text', 'text/text', 'blob/text']);
   });
 });

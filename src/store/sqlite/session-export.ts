@@ -31,8 +31,11 @@ function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row:
   return new ChunkedValue(row.bytes, () => valueChunks(conn.db, table, 'data', row.rowid));
 }
 
-/** Marks the column of a select that says whether a value is a BLOB. */
-const BLOB_FLAG = ':session-keeper-blob';
+/** Marks the column of a select that holds a TEXT value's length in the row's TEXT bytes (NULL for other types and large values). */
+const TEXT_LENGTH = ':session-keeper-length';
+
+/** The column of a select holding the row's TEXT values' bytes one after another. */
+const TEXT_BYTES = ':session-keeper-text';
 
 /** Marks the column of a select that holds a large TEXT value's length (the value itself left out). */
 const LARGE_FLAG = ':session-keeper-large';
@@ -41,27 +44,30 @@ const LARGE_FLAG = ':session-keeper-large';
 const JSON_FLAG = ':session-keeper-json';
 
 /**
- * Every column of `table`, TEXT read as BLOB (its exact bytes, a Buffer off the V8 heap) and a
- * flag telling real BLOBs apart, so a restore puts back each value with its own type. With
- * `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
+ * Every column of `table` with its own type: TEXT values as their exact bytes, all of a row's in
+ * one BLOB (one Buffer off the V8 heap per row, not one per value: each cost more than its bytes)
+ * cut by their lengths, other values as themselves, so a restore puts back each value with its own
+ * type. With `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
  */
 function typedColumnsNow(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
   const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
   const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
-  const large = (c: string): string => `typeof(${quoted(c)}) = 'text' AND octet_length(${quoted(c)}) >= ${CHUNKED_VALUE_BYTES}`;
-  // SQLite's C parser checks JSON text several times faster than a scan in JavaScript.
-  const valid = (c: string, inline: boolean): string =>
-    `CASE WHEN typeof(${quoted(c)}) = 'text'${inline ? '' : ` AND octet_length(${quoted(c)}) < ${CHUNKED_VALUE_BYTES}`} THEN json_valid(${quoted(c)}) END AS ${quoted(c + JSON_FLAG)}`;
   // Only payload columns (OpenCode names them `data`) can be large: the check costs on every row.
-  const select = columns
-    .map((c) =>
-      chunked && c === 'data'
-        ? `CASE WHEN ${large(c)} THEN NULL WHEN typeof(${quoted(c)}) = 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, ` +
-          `typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}, CASE WHEN ${large(c)} THEN octet_length(${quoted(c)}) END AS ${quoted(c + LARGE_FLAG)}, ${valid(c, false)}`
-        : `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}, ${valid(c, true)}`,
-    )
-    .join(', ');
-  return { select: chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ${select}` : select, columns };
+  const mayBeLarge = (c: string): boolean => chunked && c === 'data';
+  const inlineText = (c: string): string => `typeof(${quoted(c)}) = 'text'${mayBeLarge(c) ? ` AND octet_length(${quoted(c)}) < ${CHUNKED_VALUE_BYTES}` : ''}`;
+  const select = columns.map((c) => {
+    const q = quoted(c);
+    // SQLite's C parser checks JSON text several times faster than a scan in JavaScript.
+    const parts = [
+      `CASE WHEN typeof(${q}) <> 'text' THEN ${q} END AS ${q}`,
+      `CASE WHEN ${inlineText(c)} THEN octet_length(${q}) END AS ${quoted(c + TEXT_LENGTH)}`,
+      `CASE WHEN ${inlineText(c)} THEN json_valid(${q}) END AS ${quoted(c + JSON_FLAG)}`,
+    ];
+    if (mayBeLarge(c)) parts.push(`CASE WHEN typeof(${q}) = 'text' AND octet_length(${q}) >= ${CHUNKED_VALUE_BYTES} THEN octet_length(${q}) END AS ${quoted(c + LARGE_FLAG)}`);
+    return parts.join(', ');
+  });
+  const text = `CAST(${columns.map((c) => `coalesce(CASE WHEN ${inlineText(c)} THEN ${quoted(c)} END, '')`).join(' || ')} AS BLOB) AS ${quoted(TEXT_BYTES)}`;
+  return { select: `${chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ` : ''}${select.join(', ')}, ${text}`, columns };
 }
 
 /** The temp table (never in OpenCode's file) of rowids per session of tables scanned once per export. */
@@ -154,16 +160,26 @@ function rowOf(conn: SqliteConnection, table: string, columns: readonly string[]
   const row: Row = {};
   let bytes = 0;
   let valid: Map<string, boolean> | undefined;
+  const text = raw[TEXT_BYTES];
+  let at = 0;
   for (const c of columns) {
     const value = raw[c];
-    const checked = raw[c + JSON_FLAG];
-    if (typeof checked === 'number' && Buffer.isBuffer(value) && (value[0] === 0x7b || value[0] === 0x5b)) (valid ??= new Map()).set(c, checked === 1);
+    const length = raw[c + TEXT_LENGTH];
     const large = raw[c + LARGE_FLAG];
-    if (typeof large === 'number') {
+    if (typeof length === 'number') {
+      if (length > 0 && (!Buffer.isBuffer(text) || at + length > text.length)) throw new SkError('internal', `${table}: a row's TEXT bytes are shorter than its values`);
+      const bytesOf = length > 0 && Buffer.isBuffer(text) ? text.subarray(at, at + length) : Buffer.alloc(0);
+      at += length;
+      row[c] = bytesOf;
+      bytes += length;
+      const checked = raw[c + JSON_FLAG];
+      if (typeof checked === 'number' && (bytesOf[0] === 0x7b || bytesOf[0] === 0x5b)) (valid ??= new Map()).set(c, checked === 1);
+    } else if (typeof large === 'number') {
       const rowid = raw[`rowid${LARGE_FLAG}`] as number;
       row[c] = new ChunkedValue(large, () => valueChunks(conn.db, table, c, rowid));
     } else if (Buffer.isBuffer(value)) {
-      row[c] = raw[c + BLOB_FLAG] === 1 ? new BlobValue(value) : value;
+      // TEXT comes in the row's TEXT bytes: a Buffer here is a BLOB.
+      row[c] = new BlobValue(value);
       bytes += value.length;
     } else row[c] = value as Row[string];
   }
