@@ -48,6 +48,8 @@ export interface MessageRecord {
   timeUpdated: number;
   /** `message.data`, the row's own JSON bytes. */
   data: Payload;
+  /** Whether `data` is well-formed JSON, when the store already knows (spares the reader a parse). */
+  jsonValid?: boolean;
 }
 
 export interface PartRecord {

@@ -22,6 +22,8 @@ describe('event rows with JSON-looking text', () => {
     db.prepare('INSERT INTO event_sequence (aggregate_id, seq) VALUES (?, 0)').run('ses_j');
     const event = db.prepare('INSERT INTO event (id, aggregate_id, seq, type, data) VALUES (?, ?, ?, ?, ?)');
     DATA.forEach((data, n) => event.run(`evt_${n}`, 'ses_j', n, 'test', data));
+    // A message whose text only looks like a JSON object: kept whole as a string (SQLite's json_valid said no).
+    db.prepare('INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?, ?, ?, ?, ?)').run('msg_k', 'ses_j', 2, 2, '{"role":tru}');
     db.close();
 
     const archive = join(dir, 'archive.json');
@@ -30,14 +32,18 @@ describe('event rows with JSON-looking text', () => {
     const rows = parsed[0]?.sessionKeeperTables.find((t) => t.table === 'event')?.rows ?? [];
     expect(rows.map((r) => (typeof r.data === 'string' ? r.data : JSON.stringify(r.data)))).toEqual(DATA);
     expect(rows.map((r) => typeof r.data)).toEqual(['object', 'object', 'string', 'string', 'string', 'object', 'string', 'object']);
+    const messages = (parsed[0] as unknown as { messages: { info: Record<string, unknown> }[] }).messages.map((m) => m.info);
+    expect(messages.find((m) => m['id'] === 'msg_k')).toEqual({ id: 'msg_k', sessionID: 'ses_j', sessionKeeperRaw: '{"role":tru}' });
 
     const target = join(dir, 'target.db');
     emptyOpenCodeDb(target).close();
     await restoreArchive(target, archive);
     const restored = new Database(target, { readonly: true });
     const back = restored.prepare("SELECT data, typeof(data) AS type FROM event WHERE aggregate_id = 'ses_j' ORDER BY seq").all() as { data: string; type: string }[];
+    const message = restored.prepare("SELECT data FROM message WHERE id = 'msg_k'").pluck().get();
     restored.close();
     expect(back).toEqual(DATA.map((data) => ({ data, type: 'text' })));
+    expect(message).toBe('{"role":tru}');
   });
 
   it('restores every value of rows of mixed types with its type and bytes: BLOBs, empty and non-UTF-8 TEXT, numbers', async () => {

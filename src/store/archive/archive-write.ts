@@ -107,7 +107,7 @@ class ArchiveSerializer {
         this.digest.begin('message');
         const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
         await sink.write(this.firstMessage ? '' : ',', head);
-        await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data) : wrapRowJsonChunks(prefix, message.data));
+        await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data, message.jsonValid) : wrapRowJsonChunks(prefix, message.data));
         await sink.write(',"parts":[');
         this.firstMessage = false;
         this.messageOpen = true;

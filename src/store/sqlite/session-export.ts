@@ -5,7 +5,7 @@
  * takes; rows come in keyset pages, their data as BLOBs, large values one at a time.
  */
 import { SkError } from '../../core/errors.js';
-import { BlobValue, ChunkedValue, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
+import { BlobValue, ChunkedValue, type MessageRecord, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
 import { messagesAfter, partsOfMessages, payloadOf, statement, type PayloadRow } from './rows.js';
@@ -233,17 +233,15 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
 
   let after: [number, string] | null = null;
   for (;;) {
-    const page = messagesAfter(conn, sessionId, after, PAGE_ROWS, INLINE_FETCH_BYTES);
+    const page = messagesAfter(conn, sessionId, after, PAGE_ROWS, INLINE_FETCH_BYTES, true);
     // One query for the parts of the whole page of messages; inline data stops after 8 MB.
     const partsByMessage = partsOfMessages(conn, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES);
     for (const message of page) {
       const parts = partsByMessage.get(message.id) ?? [];
       messages++;
-      yield {
-        kind: 'message',
-        message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) },
-        partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]),
-      };
+      const record: MessageRecord = { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) };
+      if (typeof message.valid === 'number') record.jsonValid = message.valid === 1;
+      yield { kind: 'message', message: record, partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]) };
       for (const part of parts) {
         const data = exportedPayload(conn, 'part', part);
         const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data };
