@@ -75,7 +75,8 @@ export class ArchiveSink {
     trackTempFile(this.tmp);
   }
 
-  async write(...chunks: (Buffer | string)[]): Promise<void> {
+  /** Returns a promise only when the pieces filled a write and it is under way: a caller may skip the await otherwise. */
+  write(...chunks: (Buffer | string)[]): Promise<void> | undefined {
     for (const piece of chunks) {
       if (piece.length === 0) continue;
       const room = STAGE_BYTES - this.staged;
@@ -97,7 +98,8 @@ export class ArchiveSink {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
-    if (this.pendingBytes + this.staged - this.stageFrom >= FLUSH_BYTES || this.pending.length >= 512) await this.flush();
+    if (this.pendingBytes + this.staged - this.stageFrom >= FLUSH_BYTES || this.pending.length >= 512) return this.flush();
+    return undefined;
   }
 
   /** Moves the staged bytes not yet in `pending` there (as a view: the stage is reused only after a flush). */

@@ -135,7 +135,7 @@ class ArchiveSerializer {
         }
         for (const [i, row] of item.rows.entries()) {
           this.digest.beginRow(item.table);
-          await sink.write(this.firstRow ? '' : ',');
+          if (!this.firstRow) await sink.write(',');
           await this.writeDigested(encodeTableRowPieces(row, item.jsonValid?.[i]));
           this.firstRow = false;
         }
@@ -162,7 +162,9 @@ class ArchiveSerializer {
   private async writeDigested(pieces: Iterable<Buffer>): Promise<void> {
     for (const piece of pieces) {
       this.digest.update(piece);
-      await this.sink.write(piece);
+      // Most pieces only join the staging buffer: no await (a microtask each) unless a write is under way.
+      const writing = this.sink.write(piece);
+      if (writing) await writing;
     }
   }
 
