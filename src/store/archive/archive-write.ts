@@ -118,14 +118,14 @@ class ArchiveSerializer {
         const { part } = item;
         const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         this.digest.begin('part');
-        await sink.write(this.firstPart ? '' : ',');
+        if (!this.firstPart) await sink.write(',');
         // A large value goes through in chunks: hashed and written as it is read, never whole.
         await this.writeDigested(Buffer.isBuffer(part.data) ? wrapRowJson(prefix, part.data, part.jsonValid) : wrapRowJsonChunks(prefix, part.data));
         this.firstPart = false;
         return;
       }
       case 'rows': {
-        await this.closeMessages();
+        if (this.messagesOpen) await this.closeMessages();
         // OpenCode's export shape has no place for them; the archive keeps them.
         if (this.shape === 'export') return;
         if (this.table !== item.table) {
