@@ -142,6 +142,8 @@ export class JsonStreamScanner {
         if (this.stringIsKey) {
           this.pendingKey = this.decodeKey();
           this.expect = Expect.Colon;
+        } else if (this.expect === Expect.Key || this.expect === Expect.KeyOrClose) {
+          this.expect = Expect.Colon;
         } else {
           if (this.captureDepth >= 0 && this.captureScalar && this.captureDepth === this.stack.length) {
             this.endCapture(buf, captureFrom, i);
@@ -264,7 +266,8 @@ export class JsonStreamScanner {
 
   private startKey(): void {
     this.inString = true;
-    this.stringIsKey = true;
+    // Inside a selected value no path is asked for, so its keys are skipped like strings, never decoded.
+    this.stringIsKey = this.captureDepth < 0;
     this.keyBytes = [];
     this.keyLength = 0;
   }

@@ -143,13 +143,38 @@ export function encodeTableRow(row: Row, jsonValid: ReadonlyMap<string, boolean>
   return [...encodeTableRowPieces(row, jsonValid)];
 }
 
+const NO_VALIDITY: ReadonlyMap<string, boolean> = new Map();
+const QUOTE_PIECE = Buffer.from('"');
+/** `{"name":` and `,"name":` per column name: a table has few columns and an export many rows. */
+const keyPieces = new Map<string, [Buffer, Buffer]>();
+
+function keyPiece(name: string, first: boolean): Buffer {
+  let pair = keyPieces.get(name);
+  if (!pair) {
+    const quoted = JSON.stringify(name);
+    pair = [Buffer.from(`{${quoted}:`), Buffer.from(`,${quoted}:`)];
+    // Names come from schemas (few) but also from archives being read: remember a bounded number.
+    if (keyPieces.size < 1024) keyPieces.set(name, pair);
+  }
+  return first ? pair[0] : pair[1];
+}
+
+/** True when JSON.stringify of the (UTF-8) text would escape nothing: no `"`, `\\` or byte below 0x20. */
+function needsNoEscape(text: Buffer): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const byte = text[i] as number;
+    if (byte < 0x20 || byte === 0x22 || byte === 0x5c) return false;
+  }
+  return true;
+}
+
 /** encodeTableRow as it goes: a large value's chunks are read (twice: checked, then written) and handed out one by one. */
-export function* encodeTableRowPieces(row: Row, jsonValid: ReadonlyMap<string, boolean> = new Map()): Generator<Buffer> {
+export function* encodeTableRowPieces(row: Row, jsonValid: ReadonlyMap<string, boolean> = NO_VALIDITY): Generator<Buffer> {
   const pieces: Buffer[] = [];
   const binary: [string, 'text' | 'blob', string][] = [];
   let first = true;
   const key = (name: string): void => {
-    pieces.push(Buffer.from(`${first ? '{' : ','}${JSON.stringify(name)}:`));
+    pieces.push(keyPiece(name, first));
     first = false;
   };
   for (const [name, value] of Object.entries(row)) {
@@ -185,7 +210,8 @@ export function* encodeTableRowPieces(row: Row, jsonValid: ReadonlyMap<string, b
       pieces.push(value);
     } else if (isUtf8(value)) {
       key(name);
-      pieces.push(Buffer.from('"'), ...jsonStringBody(value), Buffer.from('"'));
+      // UTF-8 with nothing JSON escapes (no quote, backslash or control byte) is its own string body.
+      pieces.push(QUOTE_PIECE, ...(value.length <= 4096 && needsNoEscape(value) ? [value] : jsonStringBody(value)), QUOTE_PIECE);
     } else {
       binary.push([name, 'text', value.toString('base64')]);
     }

@@ -48,6 +48,8 @@ export interface MessageRecord {
   timeUpdated: number;
   /** `message.data`, the row's own JSON bytes. */
   data: Payload;
+  /** Whether `data` is well-formed JSON, when the store already knows (spares the reader a parse). */
+  jsonValid?: boolean;
 }
 
 export interface PartRecord {
@@ -75,7 +77,13 @@ export type SessionItem =
   | { kind: 'session'; header: SessionHeader }
   | { kind: 'message'; message: MessageRecord; partTimes: [number, number][] }
   | { kind: 'part'; part: PartRecord }
-  | { kind: 'rows'; table: string; rows: Row[] }
+  | {
+      kind: 'rows';
+      table: string;
+      rows: Row[];
+      /** Per row (same order), the TEXT columns SQLite's json_valid checked, with its verdict: an encoder need not scan them again. */
+      jsonValid?: (ReadonlyMap<string, boolean> | undefined)[];
+    }
   | { kind: 'end'; sessionId: string; counts: TableCounts };
 
 /** SQLite produces items synchronously, servers asynchronously; consumers take either. */

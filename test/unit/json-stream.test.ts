@@ -72,6 +72,22 @@ describe('JsonStreamScanner', () => {
     expect(() => capture('[1] x', () => false)).toThrow(/after the end/);
   });
 
+  it('selects by path after a selected value whose keys were skipped, not decoded', () => {
+    // Keys inside a selected value are never asked for: one past the key-length guard passes through.
+    const long = 'k'.repeat(5000);
+    const doc = `[{"a":{"${long}":1,"x\\"y":[{"z":2}]},"b":"after"},{"a":{},"b":"second"}]`;
+    for (const sizes of [[doc.length], [1], [3, 7], [4096]]) {
+      expect(capture(doc, (p) => p.length === 2, sizes)).toEqual([
+        ['0/a', `{"${long}":1,"x\\"y":[{"z":2}]}`],
+        ['0/b', '"after"'],
+        ['1/a', '{}'],
+        ['1/b', '"second"'],
+      ]);
+    }
+    expect(() => capture(`[{"${long}":1}]`, () => false)).toThrow(/longer than 4096/);
+    expect(() => capture('[{"a":{"k" 1}}]', (p) => p.length === 2)).toThrow(/expected ":"/);
+  });
+
   it('handles a large string quickly and without copying it into a JS string', () => {
     const big = `[{"p":"${'A'.repeat(50 * 1024 * 1024)}"}]`;
     const started = Date.now();

@@ -21,6 +21,9 @@ function writeError(error: unknown, path: string): SkError {
 }
 
 const FLUSH_BYTES = 1024 * 1024;
+/** Pieces up to this size are copied into the staging buffer: one write per megabyte, not one iovec per piece. */
+const STAGED_PIECE_BYTES = 16 * 1024;
+const STAGE_BYTES = 2 * FLUSH_BYTES;
 /** Gzip members being deflated on libuv's threads at once, written in order as they finish. */
 const GZIP_IN_FLIGHT = 4;
 const gzipAsync = promisify(gzip);
@@ -47,9 +50,13 @@ export class ArchiveSink {
   private readonly tmp: string;
   private fd: number | undefined;
   private readonly gzip: boolean;
-  /** Small pieces gathered into one write (writev, or one gzip member) per megabyte. */
+  /** Pieces gathered into one write (writev, or one gzip member) per megabyte. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Small pieces and strings copied in order; `stageFrom` is where the part not yet in `pending` starts. */
+  private readonly stage = Buffer.allocUnsafe(STAGE_BYTES);
+  private staged = 0;
+  private stageFrom = 0;
   /** Gzip members on their way, oldest first: deflated off the main thread while it reads on. */
   private deflating: Promise<Buffer>[] = [];
   /** Uncompressed bytes written. */
@@ -68,27 +75,55 @@ export class ArchiveSink {
     trackTempFile(this.tmp);
   }
 
-  async write(...chunks: (Buffer | string)[]): Promise<void> {
+  /** Returns a promise only when the pieces filled a write and it is under way: a caller may skip the await otherwise. */
+  write(...chunks: (Buffer | string)[]): Promise<void> | undefined {
     for (const piece of chunks) {
+      if (piece.length === 0) continue;
+      const room = STAGE_BYTES - this.staged;
+      // A UTF-16 unit is at most 3 bytes of UTF-8: a string that fits for sure is encoded in place.
+      if (typeof piece === 'string' && piece.length * 3 <= room) {
+        const n = this.stage.write(piece, this.staged);
+        this.staged += n;
+        this.bytes += n;
+        continue;
+      }
       const chunk = typeof piece === 'string' ? Buffer.from(piece) : piece;
-      if (chunk.length === 0) continue;
       this.bytes += chunk.length;
+      if (chunk.length <= STAGED_PIECE_BYTES && chunk.length <= room) {
+        chunk.copy(this.stage, this.staged);
+        this.staged += chunk.length;
+        continue;
+      }
+      this.takeStaged();
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
-    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= 512) await this.flush();
+    if (this.pendingBytes + this.staged - this.stageFrom >= FLUSH_BYTES || this.pending.length >= 512) return this.flush();
+    return undefined;
+  }
+
+  /** Moves the staged bytes not yet in `pending` there (as a view: the stage is reused only after a flush). */
+  private takeStaged(): void {
+    if (this.staged === this.stageFrom) return;
+    this.pending.push(this.stage.subarray(this.stageFrom, this.staged));
+    this.pendingBytes += this.staged - this.stageFrom;
+    this.stageFrom = this.staged;
   }
 
   private async flush(): Promise<void> {
+    this.takeStaged();
     if (this.pending.length === 0) return;
     const pieces = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
     if (!this.gzip) {
       this.writeOut(pieces);
+      this.staged = this.stageFrom = 0;
       return;
     }
-    const block = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+    // A copy: the stage is written over once this returns, the member deflates later.
+    const block = Buffer.concat(pieces);
+    this.staged = this.stageFrom = 0;
     const strategy = looksLikeBase64(block) ? constants.Z_RLE : constants.Z_DEFAULT_STRATEGY;
     const member = gzipAsync(block, { level: 1, strategy });
     member.catch(() => undefined); // awaited in order below; an abort may drop it first
@@ -186,6 +221,10 @@ export class ArchiveSink {
   }
 }
 
+const MESSAGE_MARK = Buffer.from('\u0001');
+const PART_MARK = Buffer.from('\u0002');
+const rowMarks = new Map<string, Buffer>();
+
 /** What verification and restore learn about one archived session. */
 export interface ArchivedSessionSummary {
   id: string;
@@ -197,28 +236,67 @@ export interface ArchivedSessionSummary {
   digest: string;
 }
 
-/** Running digest of one session's archived objects, shared by the writer and the reader. */
+const DIGEST_STAGE_BYTES = 64 * 1024;
+/** One staging buffer for every digest: a digest is fed synchronously, each call leaves it empty or its own. */
+let digestStage: { bytes: Buffer; owner: SessionDigest | null; length: number } | null = null;
+
+/**
+ * Running digest of one session's archived objects, shared by the writer and the reader. Small
+ * pieces are gathered and hashed 64 KB at a time (the same bytes in the same order, so the same
+ * sha256): a hash call per piece cost more than the hashing.
+ */
 export class SessionDigest {
   private readonly hash: Hash = createHash('sha256');
   readonly counts: TableCounts = {};
 
   begin(kind: 'message' | 'part'): void {
     this.counts[kind] = (this.counts[kind] ?? 0) + 1;
-    this.hash.update(kind === 'message' ? '\u0001' : '\u0002');
+    this.update(kind === 'message' ? MESSAGE_MARK : PART_MARK);
   }
 
   /** A row of another table; format-1 archives have none, so their digests stay what they were. */
   beginRow(table: string): void {
     this.counts[table] = (this.counts[table] ?? 0) + 1;
-    this.hash.update(`\u0003${table}\u0000`);
+    let mark = rowMarks.get(table);
+    if (!mark) {
+      mark = Buffer.from(`\u0003${table}\u0000`);
+      // A schema has few tables; an archive naming many more is not worth remembering.
+      if (rowMarks.size < 256) rowMarks.set(table, mark);
+    }
+    this.update(mark);
   }
 
   update(bytes: Buffer): void {
-    this.hash.update(bytes);
+    const stage = (digestStage ??= { bytes: Buffer.allocUnsafe(DIGEST_STAGE_BYTES), owner: null, length: 0 });
+    if (stage.owner !== this) {
+      stage.owner?.drain();
+      stage.owner = this;
+    }
+    if (bytes.length > DIGEST_STAGE_BYTES / 4) {
+      this.drain();
+      this.hash.update(bytes);
+      return;
+    }
+    if (bytes.length > DIGEST_STAGE_BYTES - stage.length) {
+      this.drain();
+      stage.owner = this;
+    }
+    bytes.copy(stage.bytes, stage.length);
+    stage.length += bytes.length;
+  }
+
+  /** Hashes what is staged for this digest. */
+  private drain(): void {
+    const stage = digestStage;
+    if (!stage || stage.owner !== this) return;
+    if (stage.length > 0) this.hash.update(stage.bytes.subarray(0, stage.length));
+    stage.length = 0;
+    stage.owner = null;
   }
 
   /** `header` adds the rows archived with the session row (todos, the share). */
   finish(id: string, header: TableCounts = {}): ArchivedSessionSummary {
+    this.drain();
     const counts = { message: 0, part: 0, ...this.counts, ...header };
     return { id, messages: counts['message'] ?? 0, parts: counts['part'] ?? 0, counts, digest: this.hash.digest('hex') };
   }

@@ -107,7 +107,7 @@ class ArchiveSerializer {
         this.digest.begin('message');
         const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
         await sink.write(this.firstMessage ? '' : ',', head);
-        await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data) : wrapRowJsonChunks(prefix, message.data));
+        await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data, message.jsonValid) : wrapRowJsonChunks(prefix, message.data));
         await sink.write(',"parts":[');
         this.firstMessage = false;
         this.messageOpen = true;
@@ -118,14 +118,14 @@ class ArchiveSerializer {
         const { part } = item;
         const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         this.digest.begin('part');
-        await sink.write(this.firstPart ? '' : ',');
+        if (!this.firstPart) await sink.write(',');
         // A large value goes through in chunks: hashed and written as it is read, never whole.
         await this.writeDigested(Buffer.isBuffer(part.data) ? wrapRowJson(prefix, part.data, part.jsonValid) : wrapRowJsonChunks(prefix, part.data));
         this.firstPart = false;
         return;
       }
       case 'rows': {
-        await this.closeMessages();
+        if (this.messagesOpen) await this.closeMessages();
         // OpenCode's export shape has no place for them; the archive keeps them.
         if (this.shape === 'export') return;
         if (this.table !== item.table) {
@@ -133,10 +133,10 @@ class ArchiveSerializer {
           this.table = item.table;
           this.firstRow = true;
         }
-        for (const row of item.rows) {
+        for (const [i, row] of item.rows.entries()) {
           this.digest.beginRow(item.table);
-          await sink.write(this.firstRow ? '' : ',');
-          await this.writeDigested(encodeTableRowPieces(row));
+          if (!this.firstRow) await sink.write(',');
+          await this.writeDigested(encodeTableRowPieces(row, item.jsonValid?.[i]));
           this.firstRow = false;
         }
         return;
@@ -162,7 +162,9 @@ class ArchiveSerializer {
   private async writeDigested(pieces: Iterable<Buffer>): Promise<void> {
     for (const piece of pieces) {
       this.digest.update(piece);
-      await this.sink.write(piece);
+      // Most pieces only join the staging buffer: no await (a microtask each) unless a write is under way.
+      const writing = this.sink.write(piece);
+      if (writing) await writing;
     }
   }
 

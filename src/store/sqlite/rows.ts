@@ -16,6 +16,8 @@ export interface PayloadRow {
   bytes: number;
   /** The row's JSON as a Buffer, or null when it was too big to come inline. */
   data: Buffer | null;
+  /** SQLite's json_valid of inline data, where the query asked for it. */
+  valid?: 0 | 1 | null;
 }
 
 export interface PartRow extends PayloadRow {
@@ -41,10 +43,11 @@ export function statement(db: Database.Database, sql: string): Database.Statemen
   return stmt;
 }
 
-/** Columns of a message page: sizes, and data only up to `inlineBytes`. */
-const messageColumns = (inlineBytes: number): string =>
+/** Columns of a message page: sizes, and data only up to `inlineBytes` (with its json_valid when `checkJson`). */
+const messageColumns = (inlineBytes: number, checkJson: boolean): string =>
   `rowid, id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
-   CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN CAST(data AS BLOB) END AS data`;
+   CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN CAST(data AS BLOB) END AS data` +
+  (checkJson ? `, CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN json_valid(data) END AS valid` : '');
 
 /** Up to `limit` messages of a session after (time_created, id), in that order. */
 export function messagesAfter(
@@ -53,8 +56,9 @@ export function messagesAfter(
   after: readonly [number, string] | null,
   limit: number,
   inlineBytes: number,
+  checkJson = false,
 ): PayloadRow[] {
-  const columns = messageColumns(inlineBytes);
+  const columns = messageColumns(inlineBytes, checkJson);
   if (!after) {
     return statement(conn.db, `SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`).all(sessionId, limit) as PayloadRow[];
   }

@@ -5,7 +5,7 @@
  * takes; rows come in keyset pages, their data as BLOBs, large values one at a time.
  */
 import { SkError } from '../../core/errors.js';
-import { BlobValue, ChunkedValue, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
+import { BlobValue, ChunkedValue, type MessageRecord, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
 import { messagesAfter, partsOfMessages, payloadOf, statement, type PayloadRow } from './rows.js';
@@ -31,31 +31,43 @@ function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row:
   return new ChunkedValue(row.bytes, () => valueChunks(conn.db, table, 'data', row.rowid));
 }
 
-/** Marks the column of a select that says whether a value is a BLOB. */
-const BLOB_FLAG = ':session-keeper-blob';
+/** Marks the column of a select that holds a TEXT value's length in the row's TEXT bytes (NULL for other types and large values). */
+const TEXT_LENGTH = ':session-keeper-length';
+
+/** The column of a select holding the row's TEXT values' bytes one after another. */
+const TEXT_BYTES = ':session-keeper-text';
 
 /** Marks the column of a select that holds a large TEXT value's length (the value itself left out). */
 const LARGE_FLAG = ':session-keeper-large';
 
+/** Marks the column of a select that holds SQLite's json_valid of a TEXT value (NULL for other types and large values). */
+const JSON_FLAG = ':session-keeper-json';
+
 /**
- * Every column of `table`, TEXT read as BLOB (its exact bytes, a Buffer off the V8 heap) and a
- * flag telling real BLOBs apart, so a restore puts back each value with its own type. With
- * `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
+ * Every column of `table` with its own type: TEXT values as their exact bytes, all of a row's in
+ * one BLOB (one Buffer off the V8 heap per row, not one per value: each cost more than its bytes)
+ * cut by their lengths, other values as themselves, so a restore puts back each value with its own
+ * type. With `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
  */
 function typedColumnsNow(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
   const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
   const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
-  const large = (c: string): string => `typeof(${quoted(c)}) = 'text' AND octet_length(${quoted(c)}) >= ${CHUNKED_VALUE_BYTES}`;
   // Only payload columns (OpenCode names them `data`) can be large: the check costs on every row.
-  const select = columns
-    .map((c) =>
-      chunked && c === 'data'
-        ? `CASE WHEN ${large(c)} THEN NULL WHEN typeof(${quoted(c)}) = 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, ` +
-          `typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}, CASE WHEN ${large(c)} THEN octet_length(${quoted(c)}) END AS ${quoted(c + LARGE_FLAG)}`
-        : `CASE typeof(${quoted(c)}) WHEN 'text' THEN CAST(${quoted(c)} AS BLOB) ELSE ${quoted(c)} END AS ${quoted(c)}, typeof(${quoted(c)}) = 'blob' AS ${quoted(c + BLOB_FLAG)}`,
-    )
-    .join(', ');
-  return { select: chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ${select}` : select, columns };
+  const mayBeLarge = (c: string): boolean => chunked && c === 'data';
+  const inlineText = (c: string): string => `typeof(${quoted(c)}) = 'text'${mayBeLarge(c) ? ` AND octet_length(${quoted(c)}) < ${CHUNKED_VALUE_BYTES}` : ''}`;
+  const select = columns.map((c) => {
+    const q = quoted(c);
+    // SQLite's C parser checks JSON text several times faster than a scan in JavaScript.
+    const parts = [
+      `CASE WHEN typeof(${q}) <> 'text' THEN ${q} END AS ${q}`,
+      `CASE WHEN ${inlineText(c)} THEN octet_length(${q}) END AS ${quoted(c + TEXT_LENGTH)}`,
+      `CASE WHEN ${inlineText(c)} THEN json_valid(${q}) END AS ${quoted(c + JSON_FLAG)}`,
+    ];
+    if (mayBeLarge(c)) parts.push(`CASE WHEN typeof(${q}) = 'text' AND octet_length(${q}) >= ${CHUNKED_VALUE_BYTES} THEN octet_length(${q}) END AS ${quoted(c + LARGE_FLAG)}`);
+    return parts.join(', ');
+  });
+  const text = `CAST(${columns.map((c) => `coalesce(CASE WHEN ${inlineText(c)} THEN ${quoted(c)} END, '')`).join(' || ')} AS BLOB) AS ${quoted(TEXT_BYTES)}`;
+  return { select: `${chunked ? `rowid AS ${quoted(`rowid${LARGE_FLAG}`)}, ` : ''}${select.join(', ')}, ${text}`, columns };
 }
 
 /** The temp table (never in OpenCode's file) of rowids per session of tables scanned once per export. */
@@ -120,39 +132,58 @@ function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: stri
     ? (statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>)
     : scannedRowids.rowsOf(table, select, sessionId);
   let batch: Row[] = [];
+  let jsonValid: (ReadonlyMap<string, boolean> | undefined)[] = [];
   let bytes = 0;
   let count = 0;
   for (const raw of rows) {
-    const { row, bytes: rowBytes } = rowOf(conn, table.table, columns, raw);
+    const { row, bytes: rowBytes, valid } = rowOf(conn, table.table, columns, raw);
     bytes += rowBytes;
     batch.push(row);
+    jsonValid.push(valid);
     count++;
     if (batch.length >= ROWS_PER_ITEM || bytes >= BYTES_PER_ITEM) {
-      yield { kind: 'rows', table: table.table, rows: batch };
+      yield { kind: 'rows', table: table.table, rows: batch, jsonValid };
       batch = [];
+      jsonValid = [];
       bytes = 0;
     }
   }
-  if (batch.length > 0) yield { kind: 'rows', table: table.table, rows: batch };
+  if (batch.length > 0) yield { kind: 'rows', table: table.table, rows: batch, jsonValid };
   counts[table.table] = count;
 }
 
-/** One row as typedColumns selected it: large TEXT values as chunks read later, BLOBs marked; `bytes` counts what it holds. */
-function rowOf(conn: SqliteConnection, table: string, columns: readonly string[], raw: Record<string, unknown>): { row: Row; bytes: number } {
+/**
+ * One row as typedColumns selected it: large TEXT values as chunks read later, BLOBs marked; `bytes`
+ * counts what it holds, `valid` has SQLite's json_valid of TEXT that looks like an object or array.
+ */
+function rowOf(conn: SqliteConnection, table: string, columns: readonly string[], raw: Record<string, unknown>): { row: Row; bytes: number; valid: Map<string, boolean> | undefined } {
   const row: Row = {};
   let bytes = 0;
+  let valid: Map<string, boolean> | undefined;
+  const text = raw[TEXT_BYTES];
+  let at = 0;
   for (const c of columns) {
     const value = raw[c];
+    const length = raw[c + TEXT_LENGTH];
     const large = raw[c + LARGE_FLAG];
-    if (typeof large === 'number') {
+    if (typeof length === 'number') {
+      if (length > 0 && (!Buffer.isBuffer(text) || at + length > text.length)) throw new SkError('internal', `${table}: a row's TEXT bytes are shorter than its values`);
+      const bytesOf = length > 0 && Buffer.isBuffer(text) ? text.subarray(at, at + length) : Buffer.alloc(0);
+      at += length;
+      row[c] = bytesOf;
+      bytes += length;
+      const checked = raw[c + JSON_FLAG];
+      if (typeof checked === 'number' && (bytesOf[0] === 0x7b || bytesOf[0] === 0x5b)) (valid ??= new Map()).set(c, checked === 1);
+    } else if (typeof large === 'number') {
       const rowid = raw[`rowid${LARGE_FLAG}`] as number;
       row[c] = new ChunkedValue(large, () => valueChunks(conn.db, table, c, rowid));
     } else if (Buffer.isBuffer(value)) {
-      row[c] = raw[c + BLOB_FLAG] === 1 ? new BlobValue(value) : value;
+      // TEXT comes in the row's TEXT bytes: a Buffer here is a BLOB.
+      row[c] = new BlobValue(value);
       bytes += value.length;
     } else row[c] = value as Row[string];
   }
-  return { row, bytes };
+  return { row, bytes, valid };
 }
 
 /**
@@ -202,17 +233,15 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
 
   let after: [number, string] | null = null;
   for (;;) {
-    const page = messagesAfter(conn, sessionId, after, PAGE_ROWS, INLINE_FETCH_BYTES);
+    const page = messagesAfter(conn, sessionId, after, PAGE_ROWS, INLINE_FETCH_BYTES, true);
     // One query for the parts of the whole page of messages; inline data stops after 8 MB.
     const partsByMessage = partsOfMessages(conn, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES);
     for (const message of page) {
       const parts = partsByMessage.get(message.id) ?? [];
       messages++;
-      yield {
-        kind: 'message',
-        message: { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) },
-        partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]),
-      };
+      const record: MessageRecord = { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) };
+      if (typeof message.valid === 'number') record.jsonValid = message.valid === 1;
+      yield { kind: 'message', message: record, partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]) };
       for (const part of parts) {
         const data = exportedPayload(conn, 'part', part);
         const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data };
@@ -308,10 +337,13 @@ export function* exportTrimmedRows(conn: SqliteConnection, trimmed: ReadonlyMap<
         if (ids.length === 0 || !conn.schema.tables.has(table)) continue;
         const { select, columns } = typedColumns(conn, table, conn.valueReads === 'chunked' && isRowidTable(conn, table));
         const found: Row[] = [];
+        const jsonValid: (ReadonlyMap<string, boolean> | undefined)[] = [];
         for (const raw of statement(db, `SELECT ${select} FROM "${table}" WHERE id IN (SELECT value FROM json_each(?)) ORDER BY rowid`).iterate(JSON.stringify(ids)) as IterableIterator<Record<string, unknown>>) {
-          found.push(rowOf(conn, table, columns, raw).row);
+          const { row, valid } = rowOf(conn, table, columns, raw);
+          found.push(row);
+          jsonValid.push(valid);
         }
-        if (found.length > 0) yield { kind: 'rows', table, rows: found };
+        if (found.length > 0) yield { kind: 'rows', table, rows: found, jsonValid };
         counts[table] = found.length;
       }
       yield { kind: 'end', sessionId, counts };
