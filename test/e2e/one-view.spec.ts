@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freshDatabase, type FreshDatabase } from '../external/servers.js';
+import { sessionRowsText } from '../helpers/session-rows.js';
 import { CLI, CONFIG_TEXT, ROOT, expect, openSessions, snap, test as base } from './fixtures.js';
 
 interface Evicted {
@@ -21,16 +22,6 @@ interface Evicted {
   rows: string;
 }
 
-/** A session's rows, every column, BLOBs apart from TEXT. */
-function rowsOf(conn: Database.Database, id: string): string {
-  const value = (v: unknown): unknown => (Buffer.isBuffer(v) ? `blob:${v.toString('hex')}` : v);
-  const all = (query: string): unknown[] => (conn.prepare(query).all(id) as Record<string, unknown>[]).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, value(v)])));
-  return JSON.stringify({
-    session: all('SELECT * FROM session WHERE id = ?'),
-    message: all('SELECT * FROM message WHERE session_id = ? ORDER BY id'),
-    part: all('SELECT * FROM part WHERE session_id = ? ORDER BY id'),
-  });
-}
 
 const test = base.extend<{ server: FreshDatabase; evicted: Evicted }>({
   server: async ({}, use) => {
@@ -58,7 +49,7 @@ const test = base.extend<{ server: FreshDatabase; evicted: Evicted }>({
          ORDER BY messages DESC, s.id LIMIT 1`,
       )
       .get() as { id: string; title: string; messages: number };
-    const evicted: Evicted = { id, title, messages, rows: rowsOf(file, id) };
+    const evicted: Evicted = { id, title, messages, rows: sessionRowsText(file, id) };
     file.prepare('DELETE FROM session WHERE id = ?').run(id);
     file.close();
     writeFileSync(join(env.dir, 'evicted.json'), JSON.stringify(evicted));
@@ -135,7 +126,7 @@ test('a server-only session is listed as such, opens paged from the server, and 
   // In the file again: the rows the server's copy was made from, digesting as the server's copy does.
   const file = new Database(env.db, { readonly: true });
   try {
-    expect(rowsOf(file, evicted.id)).toBe(evicted.rows);
+    expect(sessionRowsText(file, evicted.id)).toBe(evicted.rows);
   } finally {
     file.close();
   }

@@ -127,6 +127,16 @@ async function syncedMark(url: string): Promise<string> {
   }
 }
 
+
+/** Every message, part and event of the file is on the server exactly once (no duplicate from a killed run). */
+async function expectEveryRowOnce(db: string, url: string): Promise<void> {
+  const file = new Database(db, { readonly: true });
+  const localRows = file.prepare('SELECT (SELECT count(*) FROM message) + (SELECT count(*) FROM part) + (SELECT count(*) FROM event) AS n').pluck().get() as number;
+  file.close();
+  const [stored] = await serverQuery<{ n: string | number }>(url, "SELECT (SELECT count(*) FROM sk_message) + (SELECT count(*) FROM sk_part) + (SELECT count(*) FROM sk_row WHERE table_name = 'event') AS n");
+  expect(Number(stored?.n)).toBe(localRows);
+}
+
 describe('sync faults', () => {
   it('the server unreachable mid-run: the work is queued, said once, and caught up when it is back', async () => {
     const target = await fresh();
@@ -210,14 +220,7 @@ describe('sync faults', () => {
     const run = collect(last);
     expect((await run.done).status, run.err()).toBe(0);
     expect(await sessionsAsText(target.url)).toEqual(local);
-    const file = new Database(db, { readonly: true });
-    const localRows = file.prepare('SELECT (SELECT count(*) FROM message) + (SELECT count(*) FROM part) + (SELECT count(*) FROM event) AS n').pluck().get() as number;
-    file.close();
-    const [stored] = await serverQuery<{ n: string | number }>(
-      target.url,
-      "SELECT (SELECT count(*) FROM sk_message) + (SELECT count(*) FROM sk_part) + (SELECT count(*) FROM sk_row WHERE table_name = 'event') AS n",
-    );
-    expect(Number(stored?.n)).toBe(localRows);
+    await expectEveryRowOnce(db, target.url);
     const [partial] = await serverQuery<{ n: string | number }>(target.url, 'SELECT count(*) AS n FROM sk_session WHERE complete <> 1 OR digest IS NULL');
     expect(Number(partial?.n)).toBe(0);
     expect((JSON.parse(run.out()) as { status: { mirrored: number } }).status.mirrored).toBe(local.size);
@@ -259,14 +262,7 @@ describe('sync faults', () => {
     expect(fileHash(db)).toBe(before);
     const [local, server] = await Promise.all([sessionsAsText(db), sessionsAsText(target.url)]);
     expect(server).toEqual(local);
-    const file = new Database(db, { readonly: true });
-    const localRows = file.prepare('SELECT (SELECT count(*) FROM message) + (SELECT count(*) FROM part) + (SELECT count(*) FROM event) AS n').pluck().get() as number;
-    file.close();
-    const [stored] = await serverQuery<{ n: string | number }>(
-      target.url,
-      "SELECT (SELECT count(*) FROM sk_message) + (SELECT count(*) FROM sk_part) + (SELECT count(*) FROM sk_row WHERE table_name = 'event') AS n",
-    );
-    expect(Number(stored?.n)).toBe(localRows);
+    await expectEveryRowOnce(db, target.url);
     const summary = JSON.parse(run.out()) as { status: { pending: number; mirrored: number } };
     expect(summary.status.pending).toBe(0);
     expect(summary.status.mirrored).toBe(local.size);

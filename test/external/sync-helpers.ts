@@ -1,12 +1,12 @@
 /** The sync tests' shared set-up, and comparing a mirror with its source: one line of text per session. */
 import { createHash } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { openReader } from '../../src/store/open-store.js';
 import type { SessionItem } from '../../src/store/session-items.js';
 import { generateFixture, type FixtureOptions } from '../fixtures/generate.js';
-import { tempDir } from '../helpers/env.js';
+import { runCli, tempDir } from '../helpers/env.js';
 import { freshDatabase, type Backend, type FreshDatabase } from './servers.js';
 
 /** Every item of every session, as a comparable text: ids, times, exact bytes of every value, every table. */
@@ -90,4 +90,15 @@ export function syncFixture(prefix: string, seedOptions: Omit<FixtureOptions, 'p
       return d;
     },
   };
+}
+
+/**
+ * The server as the configured primary (`session.storage` + `connectionString` in
+ * `<dir>/config/opencode/opencode.json`, the XDG config home of `env`), then one mirror pass of
+ * `db` into it; returns that pass's exit status.
+ */
+export function mirrorAsPrimary(dir: string, db: string, backend: Backend, url: string, env: NodeJS.ProcessEnv): number | null {
+  mkdirSync(join(dir, 'config', 'opencode'), { recursive: true });
+  writeFileSync(join(dir, 'config', 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: backend, connectionString: url } }));
+  return runCli(['--db', db, 'sync', '--once'], { env }).status;
 }

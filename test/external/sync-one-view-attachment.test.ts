@@ -9,7 +9,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachmentResultSchema, showResultSchema } from '../../src/core/api.js';
@@ -17,6 +17,7 @@ import { openReader } from '../../src/store/open-store.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { parseJson, runCli, tempDir } from '../helpers/env.js';
 import { freshDatabase, type FreshDatabase } from './servers.js';
+import { mirrorAsPrimary } from './sync-helpers.js';
 
 const PDF_BYTES = 9 * 1024 * 1024 + 123;
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
@@ -56,9 +57,7 @@ describe.each(['postgres', 'mysql'] as const)('attachment of a server-only part 
     file.close();
     partRow = partRowOf();
     server = await freshDatabase(backend);
-    mkdirSync(join(dir, 'config', 'opencode'), { recursive: true });
-    writeFileSync(join(dir, 'config', 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: backend, connectionString: server.url } }));
-    expect(runCli(['--db', db, 'sync', '--once'], { env }).status).toBe(0);
+    expect(mirrorAsPrimary(dir, db, backend, server.url, env)).toBe(0);
     // The session leaves the file: only the server holds its part now.
     const again = new Database(db);
     again.pragma('foreign_keys = ON');

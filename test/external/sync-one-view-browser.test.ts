@@ -17,7 +17,9 @@ import type { ProtocolEvent } from '../../src/core/utility-protocol.js';
 import { nodeSpawner, UtilityClient } from '../../src/main/client.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { ROOT, runCli, tempDir } from '../helpers/env.js';
+import { sessionRowsText } from '../helpers/session-rows.js';
 import { freshDatabase, serverQuery, type FreshDatabase } from './servers.js';
+import { mirrorAsPrimary } from './sync-helpers.js';
 
 const ENTRY = join(ROOT, 'dist', 'main', 'utility.js');
 const dir = tempDir('sk-one-view-browser-');
@@ -38,24 +40,12 @@ let pdfSha = '';
 /** Each evicted session's rows as the file held them (what the server's copy was made from), and its project. */
 const before = new Map<string, { rows: string; messages: number; project: string }>();
 
-/** A session's rows in the file, every column, BLOBs apart from TEXT. */
-function rowsOf(conn: Database.Database, id: string): string {
-  const value = (v: unknown): unknown => (Buffer.isBuffer(v) ? `blob:${v.toString('hex')}` : v);
-  const all = (query: string): unknown[] => (conn.prepare(query).all(id) as Record<string, unknown>[]).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, value(v)])));
-  return JSON.stringify({
-    session: all('SELECT * FROM session WHERE id = ?'),
-    message: all('SELECT * FROM message WHERE session_id = ? ORDER BY id'),
-    part: all('SELECT * FROM part WHERE session_id = ? ORDER BY id'),
-  });
-}
 
 beforeAll(async () => {
   const fixture = generateFixture({ path: db, targetBytes: 2 * 1024 * 1024, seed: 63, rootSessions: 9, hugeAttachmentBytes: 3 * 1024 * 1024 + 7, diffFiles: false });
   partId = fixture.hugePartId!;
   server = await freshDatabase('postgres');
-  mkdirSync(join(dir, 'config', 'opencode'), { recursive: true });
-  writeFileSync(join(dir, 'config', 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: 'postgres', connectionString: server.url } }));
-  expect(runCli(['--db', db, 'sync', '--once'], { env }).status).toBe(0);
+  expect(mirrorAsPrimary(dir, db, 'postgres', server.url, env)).toBe(0);
 
   const file = new Database(db);
   file.pragma('foreign_keys = ON');
@@ -68,7 +58,7 @@ beforeAll(async () => {
   serverSessions = file.prepare('SELECT count(*) FROM session').pluck().get() as number;
   for (const id of evicted) {
     before.set(id, {
-      rows: rowsOf(file, id),
+      rows: sessionRowsText(file, id),
       messages: file.prepare('SELECT count(*) FROM message WHERE session_id = ?').pluck().get(id) as number,
       project: file.prepare('SELECT coalesce(p.name, p.worktree) FROM session s JOIN project p ON p.id = s.project_id WHERE s.id = ?').pluck().get(id) as string,
     });
@@ -149,7 +139,7 @@ describe('the session browser over the file and its server', () => {
     expect(progress.length).toBeGreaterThan(0);
     const file = new Database(db, { readonly: true });
     try {
-      expect(rowsOf(file, id)).toBe(before.get(id)!.rows);
+      expect(sessionRowsText(file, id)).toBe(before.get(id)!.rows);
     } finally {
       file.close();
     }
@@ -216,7 +206,7 @@ describe('the session browser over the file and its server', () => {
     // The tree reached is whole, byte for byte; the one not reached was not started.
     const after = new Database(db, { readonly: true });
     try {
-      expect(rowsOf(after, evicted[0]!)).toBe(before.get(evicted[0]!)!.rows);
+      expect(sessionRowsText(after, evicted[0]!)).toBe(before.get(evicted[0]!)!.rows);
       expect(after.prepare('SELECT count(*) FROM message WHERE session_id = ?').pluck().get(evicted[1]!)).toBe(0);
       expect(after.prepare('SELECT count(*) FROM session WHERE id = ?').pluck().get(evicted[1]!)).toBe(0);
     } finally {

@@ -5,13 +5,13 @@
  * file no longer holds from the server; `stats` counts the server's sessions and those only there.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listResultSchema, showResultSchema, statsResultSchema } from '../../src/core/api.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { parseJson, runCli, tempDir } from '../helpers/env.js';
 import { freshDatabase, type FreshDatabase } from './servers.js';
+import { mirrorAsPrimary } from './sync-helpers.js';
 
 const dir = tempDir('sk-one-view-');
 const db = join(dir, 'opencode.db');
@@ -23,9 +23,7 @@ let sessions = 0;
 beforeAll(async () => {
   generateFixture({ path: db, targetBytes: 2 * 1024 * 1024, seed: 61, rootSessions: 10 });
   server = await freshDatabase('postgres');
-  mkdirSync(join(dir, 'config', 'opencode'), { recursive: true });
-  writeFileSync(join(dir, 'config', 'opencode', 'opencode.json'), JSON.stringify({ session: { storage: 'postgres', connectionString: server.url } }));
-  expect(runCli(['--db', db, 'sync', '--once'], { env }).status).toBe(0);
+  expect(mirrorAsPrimary(dir, db, 'postgres', server.url, env)).toBe(0);
   // Three roots leave the file (the mirror holds them), one new session is not mirrored yet.
   const file = new Database(db);
   file.pragma('foreign_keys = ON');
