@@ -10,26 +10,12 @@ import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { CLI, fixture, fmtBytes, fmtMs, fmtRatio, log, machine, MB, median, ROOT, scratchDir, table } from './lib.mjs';
+import { CLI, fixture, fmtBytes, fmtMs, fmtRatio, freshPgDb, log, machine, MB, median, pgAdmin, ROOT, scratchDir, table } from './lib.mjs';
 
-const ADMIN = process.env.BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SIZE_MB = Number(process.env.BENCH_ONE_VIEW_MB ?? 20);
 const N = Number(process.env.BENCH_N ?? 20);
 
-async function admin(sql) {
-  const c = new pg.Client({ connectionString: ADMIN });
-  await c.connect();
-  try {
-    return await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-const url = new URL(ADMIN);
-url.pathname = '/sk_bench_one_view';
-await admin('DROP DATABASE IF EXISTS sk_bench_one_view WITH (FORCE)');
-await admin('CREATE DATABASE sk_bench_one_view');
+const url = new URL(await freshPgDb('sk_bench_one_view'));
 
 const { db: source, summary } = await fixture({ label: `one-view-${SIZE_MB}MB`, targetBytes: SIZE_MB * MB });
 const scratch = scratchDir('one-view');
@@ -94,7 +80,7 @@ const rows = [
 await local.close();
 await evicted.close();
 await kept.close();
-await admin('DROP DATABASE IF EXISTS sk_bench_one_view WITH (FORCE)');
+await pgAdmin('DROP DATABASE IF EXISTS sk_bench_one_view WITH (FORCE)');
 
 const peers = [rows[0], rows[0], rows[0], rows[3], rows[3], rows[3]];
 const m = machine();
