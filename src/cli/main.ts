@@ -12,7 +12,7 @@ import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
 import type { SessionConfig, SessionOverrides } from '../core/config.js';
 import { isConnectionString } from '../core/storage.js';
 import type { SessionService } from '../main/service.js';
-import { configReader, type ConfigReader } from '../main/config-sources.js';
+import { configReader, type ConfigReader } from '../main/config-reader.js';
 import { positiveInt, type CommandHelpers, type GlobalOptions } from './commands/context.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatList, formatShow, formatStats, print } from './format.js';

@@ -7,12 +7,11 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { SkError, redactSecrets } from './errors.js';
 import { STORAGE_KINDS } from './storage.js';
-import { sessionDefaults } from './session-defaults.js';
+import { ORDER_BY, sessionDefaults, type OrderBy } from './session-defaults.js';
 
 type Env = Record<string, string | undefined>;
 
-export const ORDER_BY = ['created', 'updated'] as const;
-export type OrderBy = (typeof ORDER_BY)[number];
+export { ORDER_BY, type OrderBy };
 
 /** Keys whose values may carry a password: their values never appear in an error. */
 const SECRET_KEYS: ReadonlySet<string> = new Set(['connectionString', 'offload']);

@@ -1,12 +1,11 @@
 /**
- * Which config files OpenCode would read, found without reading them, and `loadConfig` loaded only
- * when one of them holds settings: a command run without them never loads the schema.
+ * Which config files OpenCode would read, found without reading them (config-reader.ts decides
+ * whether the schema must load; config-file.ts loads and validates).
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { SessionConfig } from '../core/config.js';
 import { configHome } from '../core/paths.js';
-import { sessionDefaults } from '../core/session-defaults.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -66,37 +65,4 @@ export interface LoadOptions {
   env?: Env | undefined;
   /** Where project configs are looked for (OpenCode's own rule): default the current folder. */
   cwd?: string | undefined;
-}
-
-/** The settings of the config sources it was made for, validated (a LoadedConfig each call). */
-export type ConfigReader = () => LoadedConfig;
-
-/**
- * `loadConfig(options)` to call later. The files are found and their `session` blocks read now
- * (the JSONC parser only); config-file.ts and its schema load only when some block holds a key to
- * check. With no file, or files without settings, it answers the defaults, which is what
- * `loadConfig` answers then. A file that cannot be read or parsed fails when the reader is called,
- * where `loadConfig` would have failed: a command that never asks for the config never sees it.
- */
-export async function configReader(options: LoadOptions = {}): Promise<ConfigReader> {
-  const env = options.env ?? process.env;
-  const sources = options.path !== undefined ? [{ path: options.path }] : configFiles(env, options.cwd);
-  const files = sources.map((s) => s.path);
-  const defaults: ConfigReader = () => {
-    const config: SessionConfig = sessionDefaults(env);
-    return { config, source: files.at(-1) ?? null, sources: files, warnings: [] };
-  };
-  if (sources.length === 0) return defaults;
-  const { sessionBlocks } = await import('./config-text.js');
-  let blocks: ReturnType<typeof sessionBlocks>;
-  try {
-    blocks = sessionBlocks(sources);
-  } catch (error) {
-    return () => {
-      throw error;
-    };
-  }
-  if (blocks.every(({ block }) => block === undefined || Object.keys(block).length === 0)) return defaults;
-  const { loadConfig } = await import('./config-file.js');
-  return () => loadConfig(options);
 }

@@ -5,7 +5,7 @@ import { findNodeAtLocation, parseTree } from 'jsonc-parser';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SkError } from '../../src/core/errors.js';
 import { configSaveTarget, findGlobalConfig, globalConfigFiles, loadConfig, saveSessionBlock } from '../../src/main/config-file.js';
-import { configReader } from '../../src/main/config-sources.js';
+import { configReader } from '../../src/main/config-reader.js';
 import { checkSessionConfig } from '../../src/core/config.js';
 import { sessionDefaults } from '../../src/core/session-defaults.js';
 
