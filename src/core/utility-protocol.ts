@@ -356,7 +356,7 @@ export type ResultOf<M extends Method> = ResultMap[M];
 
 export const errorCodes = [
   'usage', 'not-found', 'not-sqlite', 'truncated', 'corrupt', 'foreign-schema', 'unsupported-schema', 'locked',
-  'read-only', 'disk-full', 'too-big', 'bad-part', 'bad-attachment', 'config', 'archive', 'connection', 'internal',
+  'read-only', 'disk-full', 'too-big', 'bad-part', 'bad-attachment', 'config', 'archive', 'connection', 'conflict', 'internal',
   'bad-request', 'unavailable', 'busy', 'stale-plan',
 ] as const satisfies readonly (SkErrorCode | 'bad-request' | 'unavailable' | 'busy' | 'stale-plan')[];
 export type ProtocolErrorCode = (typeof errorCodes)[number];
