@@ -2,15 +2,7 @@ import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { CLI, expect, openPlan, snap, test } from './fixtures.js';
-
-function sessionIds(db: string): Set<string> {
-  const conn = new Database(db, { readonly: true });
-  try {
-    return new Set((conn.prepare('SELECT id FROM session').all() as { id: string }[]).map((r) => r.id));
-  } finally {
-    conn.close();
-  }
-}
+import { sessionIds } from '../helpers/session-rows.js';
 
 /** The root sessions among `ids`. */
 function rootIds(db: string, ids: Set<string>): string[] {

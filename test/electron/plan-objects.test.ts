@@ -12,6 +12,7 @@ import type { ApiError, PlanResult } from '../../src/core/utility-protocol.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { startWebServer, type WebServer } from '../../dist/web/server.js';
 import { tempDir } from '../helpers/env.js';
+import { sessionIds } from '../helpers/session-rows.js';
 
 const dir = tempDir('sk-plan-objects-');
 const base = join(dir, 'base.db');
@@ -20,15 +21,6 @@ const DAY = 24 * 60 * 60 * 1000;
 beforeAll(() => {
   generateFixture({ path: base, targetBytes: 3 * 1024 * 1024, rootSessions: 12, seed: 21, diffFiles: false });
 });
-
-function sessionIds(db: string): Set<string> {
-  const conn = new Database(db, { readonly: true });
-  try {
-    return new Set((conn.prepare('SELECT id FROM session').all() as { id: string }[]).map((r) => r.id));
-  } finally {
-    conn.close();
-  }
-}
 
 /** A new root session, old enough to be planned for eviction: a copy of `like` under a new id. */
 function writeSession(db: string, like: string, id: string): void {
