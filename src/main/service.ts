@@ -26,6 +26,8 @@ export interface ServiceOptions {
    * costs more than the query. Same code, same memory rules.
    */
   inline?: boolean;
+  /** With `inline`: read the file through a memory map (a command that reads one bounded page). */
+  mapped?: boolean;
   /** Approximate heap bytes of pages the LRU cache may hold; default 12 MB. */
   cacheBytes?: number;
   /** How many attachment files stay open, and for how long unused (see AttachmentHandles). */
@@ -64,7 +66,7 @@ export class SessionService {
     const db = resolve(options.db);
     // A pool (its module and piscina) loads only when wanted: one-shot CLI commands start faster without it.
     const pool = options.inline ? null : await (await import('../worker/pool.js')).PooledReader.open(db, options.threads);
-    const service = new SessionService(db, pool ?? openFileReader(db), options, pool);
+    const service = new SessionService(db, pool ?? openFileReader(db, { mapped: options.mapped ?? false }), options, pool);
     // Temporary files of processes that died while decoding (a crash, a kill) go now.
     new AttachmentCache(service.cacheDir).sweepTemporary(() => true);
     return service;

@@ -27,10 +27,16 @@ export async function openReader(location: string): Promise<SessionReader> {
   return SqliteReader.open(location);
 }
 
-/** The SQLite file's reader, opened on this thread at once (a one-shot command, or a bad file failing early). */
-export function openFileReader(path: string): SessionReader {
-  return SqliteReader.open(path);
+/**
+ * The SQLite file's reader, opened on this thread at once (a one-shot command, or a bad file failing
+ * early). `mapped`: the file is read through a memory map, for a command that reads a bounded page.
+ */
+export function openFileReader(path: string, options: { mapped?: boolean } = {}): SessionReader {
+  return SqliteReader.open(path, options.mapped ? { mapBytes: MAPPED_READ_BYTES } : {});
 }
+
+/** SQLite caps it at its build's SQLITE_MAX_MMAP_SIZE (2 GB here); only the pages a read touches become resident. */
+const MAPPED_READ_BYTES = 2 ** 31;
 
 export interface WriterOptions {
   /** SQLite: create the file in OpenCode's schema when it is missing. Servers always get our schema. */

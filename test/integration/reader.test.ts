@@ -5,12 +5,13 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listResultSchema, showResultSchema, statsResultSchema, type ListResult, type ShowResult, type StatsResult } from '../../src/core/api.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { SessionService } from '../../dist/main/service.js';
+import { openFileReader } from '../../dist/store/open-store.js';
 import { insertSession, parseJson, runCli, tempDir } from '../helpers/env.js';
 
 const dir = tempDir();
@@ -169,5 +170,37 @@ describe('reading a generated database', () => {
     const after = await service.listSessions({ limit: 1 });
     expect(before.sessions[0]?.id).not.toBe('ses_zzzz_newest');
     expect(after.sessions[0]?.id).toBe('ses_zzzz_newest');
+  });
+
+  it('reads the same pages through a memory map (list and show in the CLI), and sees commits in the WAL and after a checkpoint', async () => {
+    const path = join(dir, 'mapped.db');
+    copyFileSync(dbPath, path);
+    const plain = openFileReader(path);
+    const mapped = openFileReader(path, { mapped: true });
+    try {
+      const everything = { limit: 500 };
+      const [want, got] = [await plain.listSessions(everything), await mapped.listSessions(everything)];
+      expect(got.sessions.length).toBeGreaterThan(10);
+      expect(got).toEqual(want);
+      const first = got.sessions[0]?.id as string;
+      expect(await mapped.showSession(first, { limit: 5 })).toEqual(await plain.showSession(first, { limit: 5 }));
+
+      const writer = new Database(path);
+      writer.pragma('journal_mode = WAL');
+      insertSession(writer, 'ses_zzzz_mapped', Date.UTC(2027, 0, 2), Date.UTC(2027, 0, 2));
+      writer.prepare("INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES ('msg_zzzz_mapped', 'ses_zzzz_mapped', 1, 1, ?)").run(JSON.stringify({ role: 'user', pad: 'x'.repeat(300_000) }));
+      // In the WAL only: the map covers the file, SQLite reads the newer pages from the log.
+      const inWal = (await mapped.listSessions({ limit: 1 })).sessions[0];
+      expect(inWal).toMatchObject({ id: 'ses_zzzz_mapped' });
+      expect(inWal?.bytes).toBeGreaterThan(300_000);
+      writer.pragma('wal_checkpoint(TRUNCATE)');
+      writer.close();
+      // Folded into a file that grew past what was mapped at first.
+      expect((await mapped.listSessions({ limit: 1 })).sessions[0]).toEqual(inWal);
+      expect(await mapped.listSessions(everything)).toEqual(await plain.listSessions(everything));
+    } finally {
+      await mapped.close();
+      await plain.close();
+    }
   });
 });

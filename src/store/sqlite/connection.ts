@@ -29,6 +29,12 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
   /** SQLite's page cache in KiB (default 64 MB); a reader that streams every row once needs little. */
   cacheKb?: number;
+  /**
+   * Map up to this many bytes of the file (SQLite's mmap_size): a short read of scattered rows
+   * (a page of sessions and their sizes) takes page faults, not one read call per page; its pages
+   * then count in RSS, so only bounded reads ask.
+   */
+  mapBytes?: number;
 }
 
 /**
@@ -170,6 +176,7 @@ export function openConnection(path: string, options: OpenOptions = {}): SqliteC
       db.pragma('synchronous = NORMAL');
     }
     db.pragma(`cache_size = -${Math.max(500, Math.round(options.cacheKb ?? 64_000))}`);
+    if (options.mapBytes) db.pragma(`mmap_size = ${Math.max(0, Math.round(options.mapBytes))}`);
     // Cascades run only on connections that ask for them; better-sqlite3 defaults to on, say it anyway.
     db.pragma('foreign_keys = ON');
     if (options.create && !readonly) {
