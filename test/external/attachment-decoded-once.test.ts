@@ -1,11 +1,11 @@
 /**
- * A one-chunk base64 payload is decoded once on the way in: the cut keeps the decoded chunk its
- * hash was taken from, and the stored chunk is that one. A payload that does not re-encode to the
+ * A one-chunk base64 payload is decoded once on the way in: the cut (of a Buffer or of a value read
+ * in chunks) keeps the decoded chunk its hash was taken from, and the stored chunk is that one. A payload that does not re-encode to the
  * same characters stays raw and keeps nothing decoded.
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { attachmentChunks, cutPart, sourceChunks } from '../../src/store/external/codec.js';
+import { attachmentChunks, cutPart, cutStreamedPart, sourceChunks } from '../../src/store/external/codec.js';
 
 /** Deterministic bytes, so a failure can be rerun. */
 function bytes(n: number, seed: number): Buffer {
@@ -25,6 +25,22 @@ describe('attachments decoded once', () => {
     expect(cut.spans[0]?.s).toBe(createHash('sha256').update(payload).digest('hex'));
     if (!source) throw new Error('no source');
     expect(sourceChunks(part, source).equals(Buffer.concat([...attachmentChunks(part, source.span, source.kind)]))).toBe(true);
+  });
+
+  it('keeps the same decoded chunk when the part is read in chunks', () => {
+    const payload = bytes(5000, 3);
+    const part = Buffer.from(`{"a":"data:image/png;base64,${payload.toString('base64')}","b":"data:image/png;base64,QR=="}`);
+    const value = {
+      bytes: part.length,
+      *chunks(): Generator<Buffer> {
+        for (let at = 0; at < part.length; at += 777) yield Buffer.from(part.subarray(at, at + 777));
+      },
+    };
+    const cut = cutStreamedPart(value, 'prt_s');
+    expect(cut.sources.map((s) => s.kind)).toEqual(['b', 'r']);
+    expect(cut.sources[0]?.decoded?.equals(payload)).toBe(true);
+    expect(cut.sources[1]?.decoded).toBeUndefined();
+    expect(cut.sources[0]?.decoded?.equals(cutPart(part, 'prt_s').sources[0]?.decoded ?? Buffer.alloc(0))).toBe(true);
   });
 
   it('keeps a payload that does not round-trip raw, with nothing decoded', () => {

@@ -170,12 +170,19 @@ export function* streamedAttachmentChunks(value: StreamedValue, span: Attachment
   else yield* rangePieces(value, span.payloadStart, span.end, CHUNK_BYTES);
 }
 
-function hashStreamedSpan(value: StreamedValue, span: AttachmentSpan): { sha256: string; kind: 'b' | 'r' } {
+function hashStreamedSpan(value: StreamedValue, span: AttachmentSpan): { sha256: string; kind: 'b' | 'r'; decoded?: Buffer } {
   if (span.base64) {
     try {
       const hash = createHash('sha256');
-      for (const chunk of canonicalStreamedChunks(value, span)) hash.update(chunk);
-      return { sha256: hash.digest('hex'), kind: 'b' };
+      let first: Buffer | undefined;
+      let count = 0;
+      for (const chunk of canonicalStreamedChunks(value, span)) {
+        hash.update(chunk);
+        first ??= chunk;
+        count++;
+      }
+      // As in hashSpan: a one-chunk payload is kept decoded (storing it would read and decode it again).
+      return { sha256: hash.digest('hex'), kind: 'b', ...(count === 1 && first ? { decoded: first } : {}) };
     } catch (error) {
       if (!(error instanceof NotCanonical)) throw error;
     }
@@ -211,10 +218,10 @@ export function cutStreamedPart(value: StreamedValue, partId: string): StreamedC
     result.attachmentBytes += span.decodedBytes;
     result.encodedBytes += span.end - span.start;
     if (span.end <= span.payloadStart) continue;
-    const { sha256, kind } = hashStreamedSpan(value, span);
+    const { sha256, kind, decoded } = hashStreamedSpan(value, span);
     bodyLength += span.payloadStart - last;
     result.spans.push({ i: span.index, o: bodyLength, s: sha256, k: kind, n: span.decodedBytes, e: span.end - span.payloadStart });
-    result.sources.push({ span, sha256, kind });
+    result.sources.push(decoded ? { span, sha256, kind, decoded } : { span, sha256, kind });
     cuts.push([span.payloadStart, span.end]);
     last = span.end;
   }

@@ -141,10 +141,10 @@ export async function preparePartStreamed(
   for (const source of cut.sources) {
     const encoded = source.span.end - source.span.payloadStart;
     if (ctx.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
-      const chunks = [...streamedAttachmentChunks(input.data, source.span, source.kind)];
+      const chunks = source.decoded ? [source.decoded] : [...streamedAttachmentChunks(input.data, source.span, source.kind)];
       small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
     } else {
-      await storeAttachmentChunks(ctx, source.sha256, () => streamedAttachmentChunks(input.data, source.span, source.kind));
+      await storeAttachmentChunks(ctx, source.sha256, () => (source.decoded ? [source.decoded] : streamedAttachmentChunks(input.data, source.span, source.kind)));
     }
   }
   const whole = { ...input, data: Buffer.alloc(0) };
