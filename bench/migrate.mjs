@@ -71,7 +71,8 @@ for (let run_ = 0; run_ < RUNS; run_++) {
   let pl;
   for (let attempt = 0; ; attempt++) {
     const target = await freshDb('sk_bench_pgloader');
-    pl = run('pgloader', ['--quiet', `sqlite://${source}`, target]);
+    // A heap-exhausted SBCL can sit in its debugger burning a core: `timeout` ends it (spawnSync's own would leave it running).
+    pl = run('timeout', ['-k', '5', '300', 'pgloader', '--quiet', `sqlite://${source}`, target], { input: '' });
     if (pl.status === 0) break;
     loaderFailures++;
     process.stderr.write(`pgloader failed (${/Heap exhausted/.test(pl.stderr) ? 'heap exhausted' : `status ${pl.status}`}) after ${fmt(pl.ms / 1000, 1)} s\n`);

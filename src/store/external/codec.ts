@@ -31,8 +31,8 @@ export interface StoredSpan {
 export interface CutPart {
   body: Buffer;
   spans: StoredSpan[];
-  /** what the spans' chunks are made from, in span order */
-  sources: { span: AttachmentSpan; sha256: string; kind: 'b' | 'r' }[];
+  /** what the spans' chunks are made from, in span order; `decoded`: a base64 payload of one chunk, decoded once already */
+  sources: { span: AttachmentSpan; sha256: string; kind: 'b' | 'r'; decoded?: Buffer }[];
   attachmentCount: number;
   attachmentBytes: number;
   encodedBytes: number;
@@ -46,8 +46,10 @@ export interface CutPart {
 function* canonicalChunks(buf: Buffer, span: AttachmentSpan): Generator<Buffer> {
   for (let at = span.payloadStart; at < span.end; at += CHUNK_CHARS) {
     const end = Math.min(span.end, at + CHUNK_CHARS);
-    const decoded = Buffer.from(buf.toString('latin1', at, end), 'base64');
-    if (!Buffer.from(decoded.toString('base64'), 'latin1').equals(buf.subarray(at, end))) throw new NotCanonical();
+    const text = buf.toString('latin1', at, end);
+    const decoded = Buffer.from(text, 'base64');
+    // Compared as strings: no Buffer of the re-encoded text is made.
+    if (decoded.toString('base64') !== text) throw new NotCanonical();
     yield decoded;
   }
 }
@@ -63,16 +65,28 @@ export function* attachmentChunks(buf: Buffer, span: AttachmentSpan, kind: 'b' |
   for (let at = span.payloadStart; at < span.end; at += CHUNK_BYTES) yield buf.subarray(at, Math.min(span.end, at + CHUNK_BYTES));
 }
 
-function hashSpan(buf: Buffer, span: AttachmentSpan): { sha256: string; kind: 'b' | 'r'; bytes: number } {
+/** The stored chunks of a span, decoded at most once: `decoded` when the cut already holds them. */
+export function sourceChunks(buf: Buffer, source: CutPart['sources'][number]): Buffer {
+  if (source.decoded) return source.decoded;
+  const chunks = [...attachmentChunks(buf, source.span, source.kind)];
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+}
+
+function hashSpan(buf: Buffer, span: AttachmentSpan): { sha256: string; kind: 'b' | 'r'; bytes: number; decoded?: Buffer } {
   if (span.base64) {
     try {
       const hash = createHash('sha256');
       let bytes = 0;
+      let first: Buffer | undefined;
+      let count = 0;
       for (const chunk of canonicalChunks(buf, span)) {
         hash.update(chunk);
         bytes += chunk.length;
+        first ??= chunk;
+        count++;
       }
-      return { sha256: hash.digest('hex'), kind: 'b', bytes };
+      // A one-chunk payload is kept decoded so storing it does not decode it again.
+      return { sha256: hash.digest('hex'), kind: 'b', bytes, ...(count === 1 && first ? { decoded: first } : {}) };
     } catch (error) {
       if (!(error instanceof NotCanonical)) throw error;
     }
@@ -97,11 +111,11 @@ export function cutPart(buf: Buffer, partId: string): CutPart {
     result.attachmentBytes += span.decodedBytes;
     result.encodedBytes += span.end - span.start;
     if (span.end <= span.payloadStart) continue;
-    const { sha256, kind } = hashSpan(buf, span);
+    const { sha256, kind, decoded } = hashSpan(buf, span);
     pieces.push(buf.subarray(last, span.payloadStart));
     bodyLength += span.payloadStart - last;
     result.spans.push({ i: span.index, o: bodyLength, s: sha256, k: kind, n: span.decodedBytes, e: span.end - span.payloadStart });
-    result.sources.push({ span, sha256, kind });
+    result.sources.push(decoded ? { span, sha256, kind, decoded } : { span, sha256, kind });
     last = span.end;
   }
   if (result.spans.length > 0) {
@@ -143,8 +157,9 @@ function* rangePieces(value: StreamedValue, start: number, end: number, pieceByt
 /** `canonicalChunks` over a value read in chunks: the same pieces, decoded. */
 function* canonicalStreamedChunks(value: StreamedValue, span: AttachmentSpan): Generator<Buffer> {
   for (const piece of rangePieces(value, span.payloadStart, span.end, CHUNK_CHARS)) {
-    const decoded = Buffer.from(piece.toString('latin1'), 'base64');
-    if (!Buffer.from(decoded.toString('base64'), 'latin1').equals(piece)) throw new NotCanonical();
+    const text = piece.toString('latin1');
+    const decoded = Buffer.from(text, 'base64');
+    if (decoded.toString('base64') !== text) throw new NotCanonical();
     yield decoded;
   }
 }
@@ -155,12 +170,19 @@ export function* streamedAttachmentChunks(value: StreamedValue, span: Attachment
   else yield* rangePieces(value, span.payloadStart, span.end, CHUNK_BYTES);
 }
 
-function hashStreamedSpan(value: StreamedValue, span: AttachmentSpan): { sha256: string; kind: 'b' | 'r' } {
+function hashStreamedSpan(value: StreamedValue, span: AttachmentSpan): { sha256: string; kind: 'b' | 'r'; decoded?: Buffer } {
   if (span.base64) {
     try {
       const hash = createHash('sha256');
-      for (const chunk of canonicalStreamedChunks(value, span)) hash.update(chunk);
-      return { sha256: hash.digest('hex'), kind: 'b' };
+      let first: Buffer | undefined;
+      let count = 0;
+      for (const chunk of canonicalStreamedChunks(value, span)) {
+        hash.update(chunk);
+        first ??= chunk;
+        count++;
+      }
+      // As in hashSpan: a one-chunk payload is kept decoded (storing it would read and decode it again).
+      return { sha256: hash.digest('hex'), kind: 'b', ...(count === 1 && first ? { decoded: first } : {}) };
     } catch (error) {
       if (!(error instanceof NotCanonical)) throw error;
     }
@@ -196,10 +218,10 @@ export function cutStreamedPart(value: StreamedValue, partId: string): StreamedC
     result.attachmentBytes += span.decodedBytes;
     result.encodedBytes += span.end - span.start;
     if (span.end <= span.payloadStart) continue;
-    const { sha256, kind } = hashStreamedSpan(value, span);
+    const { sha256, kind, decoded } = hashStreamedSpan(value, span);
     bodyLength += span.payloadStart - last;
     result.spans.push({ i: span.index, o: bodyLength, s: sha256, k: kind, n: span.decodedBytes, e: span.end - span.payloadStart });
-    result.sources.push({ span, sha256, kind });
+    result.sources.push(decoded ? { span, sha256, kind, decoded } : { span, sha256, kind });
     cuts.push([span.payloadStart, span.end]);
     last = span.end;
   }

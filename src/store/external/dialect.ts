@@ -5,6 +5,7 @@
  */
 import type { CompiledQuery, Dialect as KyselyDialect, Kysely, RawBuilder } from 'kysely';
 import type { ExternalKind } from '../../core/storage.js';
+import type { SessionCheck } from './digest.js';
 import type { SkTables } from './tables.js';
 
 /** A connection string taken apart (the password kept out of `display`). */
@@ -63,6 +64,13 @@ export interface EngineDialect {
   limit<T extends { limit(n: number): T; top(n: number): T }>(qb: T, n: number): T;
   /** Bytes the database occupies (0 when the role may not see it). */
   databaseBytes(db: Kysely<SkTables>): Promise<number>;
+  /**
+   * Where the engine can: each session's digest (digest.ts: its row lines sorted, hashed) and
+   * counts, computed by the server from the stored rows in one query, so no row comes back.
+   * Sessions without rows are absent. Its sort is bytewise, JavaScript's by UTF-16 unit: they
+   * differ only for ids beyond ASCII, and a caller re-checks a mismatch row by row.
+   */
+  storedDigests?(db: Kysely<SkTables>, sessionIds: readonly string[]): Promise<Map<string, SessionCheck>>;
 
   // ---- writes ----
   /** Rows per INSERT (SQL Server allows 2,100 parameters per statement). */

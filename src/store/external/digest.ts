@@ -4,7 +4,7 @@
  * is the sha256 of its lines sorted. The server supplies body hashes itself, so nothing large
  * crosses the network to check a copy, and row order does not matter.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 export interface SessionCheck {
   id: string;
@@ -28,4 +28,5 @@ export function sessionDigest(lines: string[]): string {
   return hash.digest('hex');
 }
 
-export const sha256Hex = (body: Buffer): string => createHash('sha256').update(body).digest('hex');
+// One-shot: no Hash object per row (a copy hashes every body it sends).
+export const sha256Hex = (body: Buffer): string => hash('sha256', body, 'hex');

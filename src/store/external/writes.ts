@@ -8,7 +8,7 @@ import { defaultProjectRow } from '../../core/opencode-format.js';
 import { decodeTableRow, encodeTableRow } from '../../core/table-row.js';
 import { wholePayload, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SessionState } from '../writer.js';
-import { attachmentChunks, CHUNK_BYTES, cutPart, cutStreamedPart, parseSpans, streamedAttachmentChunks, type CutPart } from './codec.js';
+import { attachmentChunks, CHUNK_BYTES, cutPart, cutStreamedPart, parseSpans, sourceChunks, streamedAttachmentChunks, type CutPart } from './codec.js';
 import type { ExternalContext } from './context.js';
 import type { CopyCell, CopyColumn, StreamedValue } from './dialect.js';
 import { sha256Hex, tableRowLine } from './digest.js';
@@ -37,7 +37,7 @@ export async function sessionRowsIn<K extends keyof SkTables['sk_session'] & str
  * stored once however often referenced). An interrupted earlier copy is replaced.
  */
 export async function storeAttachment(ctx: ExternalContext, buf: Buffer, source: CutPart['sources'][number]): Promise<void> {
-  await storeAttachmentChunks(ctx, source.sha256, () => attachmentChunks(buf, source.span, source.kind));
+  await storeAttachmentChunks(ctx, source.sha256, () => (source.decoded ? [source.decoded] : attachmentChunks(buf, source.span, source.kind)));
 }
 
 /** The chunks of an attachment's COPY: sha256, sequence number, bytes. */
@@ -98,8 +98,7 @@ export async function preparePartBatched(ctx: ExternalContext, input: PartInput)
   for (const source of cut.sources) {
     const encoded = source.span.end - source.span.payloadStart;
     if (ctx.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
-      const chunks = [...attachmentChunks(data, source.span, source.kind)];
-      small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
+      small.push({ sha256: source.sha256, data: sourceChunks(data, source) });
     } else {
       await storeAttachment(ctx, data, source);
     }
@@ -142,10 +141,10 @@ export async function preparePartStreamed(
   for (const source of cut.sources) {
     const encoded = source.span.end - source.span.payloadStart;
     if (ctx.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
-      const chunks = [...streamedAttachmentChunks(input.data, source.span, source.kind)];
+      const chunks = source.decoded ? [source.decoded] : [...streamedAttachmentChunks(input.data, source.span, source.kind)];
       small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
     } else {
-      await storeAttachmentChunks(ctx, source.sha256, () => streamedAttachmentChunks(input.data, source.span, source.kind));
+      await storeAttachmentChunks(ctx, source.sha256, () => (source.decoded ? [source.decoded] : streamedAttachmentChunks(input.data, source.span, source.kind)));
     }
   }
   const whole = { ...input, data: Buffer.alloc(0) };
@@ -303,8 +302,7 @@ export async function storeTableRows(
     const cut = cutPart(body, `${sessionId}/${table}/${firstOrd + i}`);
     for (const source of cut.sources) {
       if (ctx.dialect.batchesSmallAttachments && source.span.end - source.span.payloadStart <= CHUNK_BYTES) {
-        const chunks = [...attachmentChunks(body, source.span, source.kind)];
-        small.push({ sha256: source.sha256, data: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) });
+        small.push({ sha256: source.sha256, data: sourceChunks(body, source) });
       } else await storeAttachment(ctx, body, source);
     }
     const attachments = cut.spans.length > 0 ? JSON.stringify(cut.spans) : null;

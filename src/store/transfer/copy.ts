@@ -54,14 +54,20 @@ export interface CopyResult {
   counts: Map<string, TableCounts>;
 }
 
-/** The items as they are, noting each session's rows per table as its end goes by. */
-async function* noteCounts(items: SessionItems, counts: Map<string, TableCounts>): AsyncGenerator<SessionItem> {
+/** The items as they are (sync stays sync: no promise per item), noting each session's rows per table as its end goes by. */
+function noteCounts(items: SessionItems, counts: Map<string, TableCounts>): SessionItems {
   const note = (item: SessionItem): SessionItem => {
     if (item.kind === 'end') counts.set(item.sessionId, item.counts);
     return item;
   };
-  if (isSyncIterable(items)) for (const item of items) yield note(item);
-  else for await (const item of items) yield note(item);
+  if (isSyncIterable(items)) {
+    return (function* () {
+      for (const item of items) yield note(item);
+    })();
+  }
+  return (async function* () {
+    for await (const item of items) yield note(item);
+  })();
 }
 
 export async function copySessions(source: SessionReader, target: SessionWriter, options: CopyOptions): Promise<CopyResult> {

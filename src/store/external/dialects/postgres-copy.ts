@@ -23,7 +23,7 @@ const JSONB_VERSION = Buffer.from([1]);
 
 const isStreamed = (cell: CopyCell): cell is StreamedValue => cell !== null && typeof cell === 'object' && !Buffer.isBuffer(cell);
 
-/** Bytes into a COPY stream, small ones gathered, waiting whenever the socket is full. */
+/** Bytes into a COPY stream, small ones gathered; written without waiting, the caller waits between rows. */
 class CopyWriter {
   private scratch = Buffer.allocUnsafe(PIECE_BYTES);
   private at = 0;
@@ -45,83 +45,109 @@ class CopyWriter {
 
   int64(n: number): void {
     this.room(8);
-    this.at = this.scratch.writeBigInt64BE(BigInt(n), this.at);
+    if (!Number.isSafeInteger(n)) {
+      this.at = this.scratch.writeBigInt64BE(BigInt(n), this.at);
+      return;
+    }
+    // Two 32-bit halves: no BigInt made per value (the high half is signed, floor keeps negatives right).
+    const high = Math.floor(n / 0x1_0000_0000);
+    this.at = this.scratch.writeInt32BE(high, this.at);
+    this.at = this.scratch.writeUInt32BE(n - high * 0x1_0000_0000, this.at);
   }
 
   /** Queues bytes (a large Buffer goes as its own message, uncopied); call `drain` between rows. */
-  async bytes(b: Buffer): Promise<void> {
+  bytes(b: Buffer): void {
     if (b.length >= PIECE_BYTES / 4) {
-      await this.flush();
-      await this.send(b);
+      this.flush();
+      this.stream.write(b);
       return;
     }
-    if (this.at + b.length > this.scratch.length - FIXED_ROOM) await this.flush();
+    if (this.at + b.length > this.scratch.length - FIXED_ROOM) this.flush();
     this.at += b.copy(this.scratch, this.at);
   }
 
-  /** Sends what is gathered, once it is a full piece. */
-  async drain(): Promise<void> {
-    if (this.at >= PIECE_BYTES - FIXED_ROOM) await this.flush();
+  /** A text value behind its length, encoded straight into the piece when it fits. */
+  text(value: string): void {
+    const length = Buffer.byteLength(value, 'utf8');
+    if (length >= PIECE_BYTES / 4) {
+      this.int32(length);
+      this.bytes(Buffer.from(value, 'utf8'));
+      return;
+    }
+    if (this.at + 4 + length > this.scratch.length - FIXED_ROOM) this.flush();
+    this.at = this.scratch.writeInt32BE(length, this.at);
+    this.at += this.scratch.write(value, this.at, 'utf8');
   }
 
-  async flush(): Promise<void> {
+  /** Sends a full piece, then waits while the socket is full. */
+  async drain(): Promise<void> {
+    if (this.at >= PIECE_BYTES - FIXED_ROOM) this.flush();
+    if (this.stream.writableNeedDrain) await Promise.race([once(this.stream, 'drain'), this.failure]);
+  }
+
+  flush(): void {
     if (this.at === 0) return;
     const piece = this.scratch.subarray(0, this.at);
     // The stream keeps the piece until it is on the socket: the next one gets a fresh buffer.
     this.scratch = Buffer.allocUnsafe(PIECE_BYTES);
     this.at = 0;
-    await this.send(piece);
+    this.stream.write(piece);
   }
 
   private room(n: number): void {
-    // Fixed-size fields always fit: `bytes` and `drain` leave FIXED_ROOM free after them.
-    if (this.at + n > this.scratch.length) throw new RangeError('copy buffer overrun');
-  }
-
-  private async send(b: Buffer): Promise<void> {
-    if (!this.stream.write(b)) await Promise.race([once(this.stream, 'drain'), this.failure]);
+    // COPY data may be cut into messages anywhere, even inside a field.
+    if (this.at + n > this.scratch.length) this.flush();
   }
 }
 
-async function writeCell(out: CopyWriter, column: CopyColumn, cell: CopyCell): Promise<void> {
+/** A cell's field; a streamed value is written chunk by chunk, waiting whenever the socket is full. */
+function writeCell(out: CopyWriter, column: CopyColumn, cell: CopyCell): Promise<void> | undefined {
   if (cell === null) {
     out.int32(-1);
-    return;
+    return undefined;
   }
   switch (column.type) {
     case 'int4':
       out.int32(4);
       out.int32(Number(cell));
-      return;
+      return undefined;
     case 'int8':
       out.int32(8);
       out.int64(Number(cell));
-      return;
+      return undefined;
     case 'text':
     case 'blob':
     case 'json': {
       const prefix = column.type === 'json' ? JSONB_VERSION : null;
       if (typeof cell === 'number') throw new TypeError(`column ${column.name}: a number where bytes belong`);
+      if (typeof cell === 'string' && !prefix) {
+        out.text(cell);
+        return undefined;
+      }
       if (!isStreamed(cell)) {
         const bytes = typeof cell === 'string' ? Buffer.from(cell, 'utf8') : cell;
         out.int32(bytes.length + (prefix ? 1 : 0));
-        if (prefix) await out.bytes(prefix);
-        await out.bytes(bytes);
-        return;
+        if (prefix) out.bytes(prefix);
+        out.bytes(bytes);
+        return undefined;
       }
       out.int32(cell.bytes + (prefix ? 1 : 0));
-      if (prefix) await out.bytes(prefix);
-      let sent = 0;
-      for (const chunk of cell.chunks()) {
-        sent += chunk.length;
-        // More bytes than announced would shift every later field: stop before the server reads them.
-        if (sent > cell.bytes) throw new RangeError(`column ${column.name}: a streamed value longer than its ${cell.bytes} bytes`);
-        await out.bytes(chunk);
-      }
-      if (sent !== cell.bytes) throw new RangeError(`column ${column.name}: a streamed value of ${sent} bytes, ${cell.bytes} announced`);
-      return;
+      if (prefix) out.bytes(prefix);
+      return writeStreamed(out, column, cell);
     }
   }
+}
+
+async function writeStreamed(out: CopyWriter, column: CopyColumn, cell: StreamedValue): Promise<void> {
+  let sent = 0;
+  for (const chunk of cell.chunks()) {
+    sent += chunk.length;
+    // More bytes than announced would shift every later field: stop before the server reads them.
+    if (sent > cell.bytes) throw new RangeError(`column ${column.name}: a streamed value longer than its ${cell.bytes} bytes`);
+    out.bytes(chunk);
+    await out.drain();
+  }
+  if (sent !== cell.bytes) throw new RangeError(`column ${column.name}: a streamed value of ${sent} bytes, ${cell.bytes} announced`);
 }
 
 const quoteName = (name: string): string => `"${name.replaceAll('"', '""')}"`;
@@ -138,15 +164,18 @@ export function pgCopyIn(pool: PgPool): CopyIn {
         failure.catch(() => undefined);
         const out = new CopyWriter(stream, failure);
         try {
-          await out.bytes(HEADER);
+          out.bytes(HEADER);
           for (const cells of rows) {
             if (cells.length !== columns.length) throw new RangeError(`${table}: a row of ${cells.length} values for ${columns.length} columns`);
             out.int16(columns.length);
-            for (const [i, column] of columns.entries()) await writeCell(out, column, cells[i] ?? null);
+            for (let i = 0; i < columns.length; i++) {
+              const streaming = writeCell(out, columns[i] as CopyColumn, cells[i] ?? null);
+              if (streaming) await streaming;
+            }
             await out.drain();
           }
-          await out.bytes(TRAILER);
-          await out.flush();
+          out.bytes(TRAILER);
+          out.flush();
           stream.end();
           // 'finish' comes after the server's ReadyForQuery: the rows are committed.
           await Promise.race([once(stream, 'finish'), failure]);

@@ -58,6 +58,35 @@ export function pgBulkInsert(table: 'sk_message' | 'sk_part', rows: readonly Bul
   );
 }
 
+/** Fields of a digest line (digest.ts's rowLine, tableRowLine) as UTF-8 bytes, each after a NUL. */
+const field = (expression: string): string => `'\\x00'::bytea || convert_to(${expression}, 'UTF8')`;
+const bodyFields = `${field('octet_length(body)::text')} || ${field("encode(sha256(body), 'hex')")}`;
+
+/**
+ * Each session's lines as digest.ts makes them, sorted and hashed by the server: `m`/`p` lines
+ * (id, times, body length and sha256, attachment list), then `r` lines of its other rows. They are
+ * sorted on their leading fields as "C" text, which orders exactly as the whole lines' bytes do
+ * (those fields hold no NUL, and are unique per kind within a session), and sorts much faster
+ * than bytea (abbreviated keys).
+ */
+const STORED_DIGESTS = `
+  WITH line AS (
+    SELECT session_id, 'm' AS kind, id AS k1, '' AS k2,
+           '\\x6d'::bytea || ${field('id')} || ${field('time_created::text')} || ${field('time_updated::text')} || ${bodyFields} || '\\x00'::bytea AS line
+      FROM sk_message WHERE session_id = ANY($1::varchar[])
+    UNION ALL
+    SELECT session_id, 'p', id, '',
+           '\\x70'::bytea || ${field('id')} || ${field('time_created::text')} || ${field('time_updated::text')} || ${bodyFields} || ${field("coalesce(attachments, '')")}
+      FROM sk_part WHERE session_id = ANY($1::varchar[])
+    UNION ALL
+    SELECT session_id, 'r', table_name, ord::text,
+           '\\x72'::bytea || ${field('table_name')} || ${field('ord::text')} || ${bodyFields} || ${field("coalesce(attachments, '')")}
+      FROM sk_row WHERE session_id = ANY($1::varchar[])
+  )
+  SELECT session_id, count(*) FILTER (WHERE kind = 'm') AS messages, count(*) FILTER (WHERE kind = 'p') AS parts,
+         encode(sha256(string_agg(line || '\\x0a'::bytea, ''::bytea ORDER BY kind COLLATE "C", k1 COLLATE "C", k2 COLLATE "C")), 'hex') AS digest
+    FROM line GROUP BY session_id`;
+
 /** The pool behind each Kysely dialect made here, for COPY (Kysely hands out no raw connection). */
 const pools = new WeakMap<KyselyDialect, PgPool>();
 
@@ -123,6 +152,10 @@ export const postgresDialect: EngineDialect = {
   byteLength: (column) => sql<number>`octet_length(${sql.ref(column)})`,
   sha256Hex: (column) => sql<string>`encode(sha256(${sql.ref(column)}), 'hex')`,
   limit: (qb, n) => qb.limit(n),
+  async storedDigests(db, sessionIds) {
+    const result = await db.executeQuery<{ session_id: string; messages: number; parts: number; digest: string }>(CompiledQuery.raw(STORED_DIGESTS, [sessionIds]));
+    return new Map(result.rows.map((r) => [r.session_id, { id: r.session_id, messages: Number(r.messages), parts: Number(r.parts), digest: r.digest }]));
+  },
   async databaseBytes(db) {
     const r = await sql<{ b: number }>`SELECT pg_database_size(current_database()) AS b`.execute(db);
     return Number(r.rows[0]?.b ?? 0);
