@@ -118,6 +118,55 @@ describe('postgres: interruptions', () => {
     expect(after).toEqual({ sessions: fixture.sessions, complete: fixture.sessions, messages: fixture.messages, parts: fixture.parts });
   });
 
+  it("a session's rows reach the server only after its session row: with that row held back, killed and run again, every row once", async () => {
+    const url = await fresh();
+    // The schema first (a one-session file of other ids), so the lock below is on a table that exists.
+    const other = join(dir, 'schema-only.db');
+    generateFixture({ path: other, targetBytes: 256 * 1024, seed: 34, rootSessions: 1 });
+    parseJson(runCli(['--db', other, 'migrate', '--to', url, '--json']));
+    const before = await serverCounts(url);
+    const orphans = async (): Promise<number> => {
+      const n = async (table: string): Promise<number> =>
+        Number((await serverQuery<{ n: string }>(url, `SELECT COUNT(*) AS n FROM ${table} r WHERE NOT EXISTS (SELECT 1 FROM sk_session s WHERE s.id = r.session_id)`))[0]?.n ?? 0);
+      return (await n('sk_message')) + (await n('sk_part')) + (await n('sk_row'));
+    };
+    // Session rows wait on this lock; everything else may go on.
+    const pg = (await import('pg')).default;
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE sk_session IN EXCLUSIVE MODE');
+    const child = spawn(process.execPath, [CLI, '--db', source, 'migrate', '--to', url, '--no-progress', '--json'], { stdio: 'pipe' });
+    const done = exited(child);
+    try {
+      // Long enough for several batches of messages and parts to be sent had they not waited.
+      let waiting = 0;
+      for (let i = 0; i < 100 && waiting === 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        waiting = Number((await serverQuery<{ n: string }>(url, "SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'sk_session'::regclass"))[0]?.n ?? 0);
+      }
+      expect(waiting).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(await orphans()).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      await done;
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+    expect(await orphans()).toBe(0);
+    const again = parseJson<{ verified: boolean; copied: number; skipped: number; sessions: number }>(runCli(['--db', source, 'migrate', '--to', url, '--json']));
+    expect(again.verified).toBe(true);
+    expect(again.copied + again.skipped).toBe(fixture.sessions);
+    const after = await serverCounts(url);
+    expect(after).toEqual({
+      sessions: before.sessions + fixture.sessions,
+      complete: before.complete + fixture.sessions,
+      messages: before.messages + fixture.messages,
+      parts: before.parts + fixture.parts,
+    });
+  });
+
   it('the server going away mid-migration is one clear line, and the SQLite file is untouched', async () => {
     const url = await fresh();
     const before = fileHash(source);

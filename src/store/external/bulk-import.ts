@@ -245,13 +245,19 @@ class RowBatch<T extends MessageRow | PartRow> {
 
   /** Rows per statement: a COPY has no parameter limit, so only BATCH_BYTES bounds it. */
   private readonly batchRows: number;
+  /** The session rows the buffered rows belong to: a batch is sent only once they are stored. */
+  private sessionsStored = new Set<Promise<void>>();
 
-  /** Buffers a row; returns the promise of its batch's commit (boxed: an async function would wait for it). */
-  async add(row: T, json: boolean, attachments: readonly SmallAttachment[] = []): Promise<{ committed: Promise<void> }> {
+  /**
+   * Buffers a row of the session whose own row `sessionStored` stores; returns the promise of its
+   * batch's commit (boxed: an async function would wait for it).
+   */
+  async add(row: T, json: boolean, sessionStored: Promise<void>, attachments: readonly SmallAttachment[] = []): Promise<{ committed: Promise<void> }> {
     const bytes = row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
     // A big row starts a statement of its own rather than push one past BATCH_BYTES (MySQL refuses packets over 16 MB).
     if (this.rows.length > 0 && this.bytes + bytes > BATCH_BYTES) await this.flush();
     this.rows.push({ row, json });
+    this.sessionsStored.add(sessionStored);
     for (const a of attachments) this.attachments.push(a);
     this.bytes += bytes;
     const committed = this.current.promise;
@@ -266,11 +272,16 @@ class RowBatch<T extends MessageRow | PartRow> {
     const rows = this.rows;
     const attachments = this.attachments;
     const done = this.current;
+    const sessionsStored = [...this.sessionsStored];
     this.rows = [];
     this.attachments = [];
+    this.sessionsStored = new Set();
     this.bytes = 0;
     this.current = ticket();
-    const insert = insertSmallAttachments(this.store, attachments).then(() => this.insert(rows));
+    // Rows never commit before their session's row: a resume finds a session absent only when none of its rows is there.
+    const insert = Promise.all(sessionsStored)
+      .then(() => insertSmallAttachments(this.store, attachments))
+      .then(() => this.insert(rows));
     insert.then(done.resolve, done.reject);
     // Observed now so a failure is never unhandled; rethrown when it is awaited.
     insert.catch(() => undefined);
@@ -400,6 +411,8 @@ interface Current {
   ord: number;
   bytes: number;
   committed: Set<Promise<void>>;
+  /** The session's own row stored: its other rows are sent only after it (see RowBatch.add). */
+  stored: Promise<void>;
   /** Rows the header carried (todos, the share). */
   header: TableCounts;
 }
@@ -442,17 +455,18 @@ class BulkImport {
           return;
         }
         const committed = new Set<Promise<void>>();
+        let stored = Promise.resolve();
         // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
         if (exists) {
           await deleteSessionRows(store, id, true);
           await putSessionRow(store, session, extras, project, false);
         } else {
-          const inserted = insertNewSession(store, session, extras, project, this.batches.projects);
-          inserted.catch(() => undefined);
-          committed.add(inserted);
+          stored = insertNewSession(store, session, extras, project, this.batches.projects);
+          stored.catch(() => undefined);
+          committed.add(stored);
         }
         this.options.onRows?.(0, 1);
-        this.current = { id, lines: [], messages: 0, parts: 0, rows: {}, ord: 0, bytes: 0, committed, header: { todo: todos.length, session_share: share ? 1 : 0 } };
+        this.current = { id, lines: [], messages: 0, parts: 0, rows: {}, ord: 0, bytes: 0, committed, stored, header: { todo: todos.length, session_share: share ? 1 : 0 } };
         return;
       }
       case 'message': {
@@ -460,6 +474,7 @@ class BulkImport {
         const data = item.message.data;
         if (!Buffer.isBuffer(data) && store.copyIn) {
           const empty = messageRow({ ...item.message, data: Buffer.alloc(0) }, store.dialect, true);
+          await this.current.stored;
           const row = await this.streamAlone('sk_message', { ...empty, bytes: data.bytes, body: data });
           const cur = this.current;
           cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, data.bytes, row.sha256, null));
@@ -476,7 +491,7 @@ class BulkImport {
         cur.messages++;
         cur.bytes += m.data.length;
         const json = serverJudgesJson(store, row.body);
-        cur.committed.add((await this.batches.messages.add(row, json)).committed);
+        cur.committed.add((await this.batches.messages.add(row, json, cur.stored)).committed);
         this.options.onRows?.(row.bytes, 1);
         return;
       }
@@ -488,12 +503,13 @@ class BulkImport {
         if (prepared.streamed) {
           // The value is readable only until the next item: its body is stored now, on its own.
           await insertSmallAttachments(store, prepared.small);
+          await cur.stored;
           const row = await this.streamAlone('sk_part', prepared.row);
           cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, prepared.row.body.bytes, row.sha256, row.attachments ?? null));
         } else {
           const { row, small, json } = prepared;
           cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
-          cur.committed.add((await this.batches.parts.add(row, json, small)).committed);
+          cur.committed.add((await this.batches.parts.add(row, json, cur.stored, small)).committed);
         }
         cur.parts++;
         cur.bytes += prepared.row.bytes;
@@ -503,6 +519,7 @@ class BulkImport {
       case 'rows': {
         if (this.skipping || !this.current) return;
         const cur = this.current;
+        await cur.stored;
         const stored = await storeTableRows(store, cur.id, item.table, item.rows, cur.ord);
         cur.ord += item.rows.length;
         cur.rows[item.table] = (cur.rows[item.table] ?? 0) + item.rows.length;
