@@ -215,10 +215,9 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
           archivedBytes = bytes;
           options.onProgress?.({ phase: 'archive', path, sessions: leaving.length, done, bytes });
         },
-        beforeVerify: async (tempPath) => {
-          options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done: 0, bytes: archivedBytes });
-          await options.afterArchive?.(tempPath);
-        },
+        afterWrite: () => options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done: 0, bytes: archivedBytes }),
+        // A hook that may change the file makes the verification wait for it (never behind the writer).
+        beforeVerify: options.afterArchive,
         onVerified: (done) => options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done, bytes: archivedBytes }),
       });
     } catch (error) {

@@ -61,6 +61,10 @@ export class ArchiveSink {
   private deflating: Promise<Buffer>[] = [];
   /** Uncompressed bytes written. */
   bytes = 0;
+  /** Bytes in the file (compressed when gzipped), all of them written out. */
+  fileBytes = 0;
+  /** After each write to the file, with its size then (a reader behind the writer reads up to it). */
+  onFileBytes: ((bytes: number) => void) | undefined;
 
   constructor(path: string) {
     this.path = path;
@@ -145,6 +149,7 @@ export class ArchiveSink {
 
   private writeOut(written: Buffer[]): void {
     let pieces = written;
+    for (const piece of written) this.fileBytes += piece.length;
     try {
       while (pieces.length > 0) {
         let written = writevSync(this.fd as number, pieces);
@@ -157,6 +162,7 @@ export class ArchiveSink {
     } catch (error) {
       throw writeError(error, this.path);
     }
+    this.onFileBytes?.(this.fileBytes);
   }
 
   /** Seals and publishes at once, for a file verified after it is in place. */

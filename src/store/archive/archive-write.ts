@@ -24,14 +24,23 @@ import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
 import { encodeTableRowPieces } from '../../core/table-row.js';
 import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
-import { verifyArchive } from './archive-read.js';
+import { compareSummaries, verifyArchive } from './archive-read.js';
+import { canVerifyBehind, VerifyBehind } from './verify-behind.js';
 
 export interface ArchiveWriteResult {
   path: string;
   sessions: ArchivedSessionSummary[];
   /** Uncompressed bytes written. */
   bytes: number;
+  /** The peak V8 heap of the thread that verified behind the writer, when one did. */
+  verifierHeapPeak?: number;
 }
+
+/**
+ * An archive verified behind its writer only once its file holds this much: a thread's start-up
+ * (tens of ms) costs more than reading a small archive again afterwards.
+ */
+const VERIFY_BEHIND_FROM_BYTES = 8 * 1024 * 1024;
 
 /**
  * `archive`: our own members beside the export fields, so a restore is exact; `export`: only
@@ -203,8 +212,17 @@ export interface ArchiveWriteOptions {
    * an archive under its name has always been verified and an interrupted check leaves nothing.
    */
   verify?: boolean;
-  /** Runs once the sessions are written, before verification (with the file's temporary path). */
+  /**
+   * Runs once the sessions are written, before verification (with the file's temporary path); it
+   * may change the file (a test's damage), so the whole verification then waits for it.
+   */
   beforeVerify?: (tempPath: string) => void | Promise<void>;
+  /** Runs once the sessions are written and sealed, while the verification finishes; must not change the file. */
+  afterWrite?: (tempPath: string) => void;
+  /** false: verify only after the writing, on this thread (else a large archive is verified behind its writer, on another). */
+  verifyBehind?: boolean;
+  /** The verifying thread's module, for tests of a thread that fails. */
+  verifyBehindWorker?: URL;
   /** After each session written: how many so far and the uncompressed bytes written. */
   onSession?: (sessions: number, bytes: number) => void;
   /** After each session read back by the verification. */
@@ -218,6 +236,14 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const sink = new ArchiveSink(path);
   const serializer = new ArchiveSerializer(sink);
+  let behind: VerifyBehind | null = null;
+  if (options.verify && !options.beforeVerify && options.verifyBehind !== false && (options.verifyBehindWorker || canVerifyBehind())) {
+    sink.onFileBytes = (bytes) => {
+      if (!behind && bytes >= VERIFY_BEHIND_FROM_BYTES) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, options.onVerified, options.verifyBehindWorker);
+      behind?.reportWritten(bytes);
+    };
+  }
+  let verifierHeapPeak: number | undefined;
   try {
     await sink.write('[');
     const take = async (item: SessionItem): Promise<void> => {
@@ -236,7 +262,14 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     } else for await (const item of items) await take(item);
     await sink.write(']\n');
     await sink.seal();
-    if (options.verify) {
+    const verifier = behind as VerifyBehind | null; // set by the sink's callback
+    if (options.verify && verifier) {
+      options.afterWrite?.(sink.tempPath);
+      verifier.reportSealed();
+      compareSummaries(path, await verifier.found(options.signal), serializer.sessions);
+      verifierHeapPeak = verifier.heapPeak;
+    } else if (options.verify) {
+      options.afterWrite?.(sink.tempPath);
       await options.beforeVerify?.(sink.tempPath);
       await verifyArchive(sink.tempPath, serializer.sessions, {
         gzip: sink.compressed,
@@ -252,8 +285,10 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     sink.abort();
     if (options.signal?.aborted && error === options.signal.reason) throw error;
     throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
+  } finally {
+    await (behind as VerifyBehind | null)?.stop();
   }
-  return { path, sessions: serializer.sessions, bytes: sink.bytes };
+  return { path, sessions: serializer.sessions, bytes: sink.bytes, ...(verifierHeapPeak === undefined ? {} : { verifierHeapPeak }) };
 }
 
 /**
