@@ -241,8 +241,10 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     },
   });
 
-  const input = options.source ? Readable.from(options.source, { objectMode: false }) : createReadStream(file, { highWaterMark: 1024 * 1024 });
-  const stream = (options.gzip ?? file.endsWith('.gz')) ? input.pipe(createGunzip()) : input;
+  const gzipped = options.gzip ?? file.endsWith('.gz');
+  // A plain source is scanned as it comes, each chunk done with before the next is asked for.
+  const input = options.source && !gzipped ? null : options.source ? Readable.from(options.source, { objectMode: false }) : createReadStream(file, { highWaterMark: 1024 * 1024 });
+  const stream: AsyncIterable<unknown> = input === null ? (options.source as AsyncIterable<Buffer>) : gzipped ? input.pipe(createGunzip()) : input;
   // A file of one session (`opencode export` output, `archive --split`) reads as an array of one.
   let single: boolean | null = null;
   try {
@@ -268,7 +270,7 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     if (code === 'ENOENT') throw new SkError('not-found', `no archive at ${path}`);
     throw new SkError('archive', `${path} is not a readable archive (${(error as Error).message})`);
   } finally {
-    input.destroy();
+    input?.destroy();
     (spill as SpilledValue | null)?.remove(); // set by the scanner's callbacks
   }
 }

@@ -23,8 +23,11 @@ function post(reply: VerifyBehindReply): void {
 }
 
 /** The file's bytes in order, never past what the writer reported until it has sealed the file. */
-async function* grownBytes(path: string): AsyncGenerator<Buffer> {
+async function* grownBytes(path: string, refill: boolean): AsyncGenerator<Buffer> {
   const fd = openSync(path, 'r');
+  // A plain file's chunks are scanned before the next is read: one buffer, refilled, spares the
+  // thread a megabyte of garbage per megabyte read (freed only when its GC runs, ~64 MB later).
+  const reused = refill ? Buffer.allocUnsafe(READ_BYTES) : null;
   let at = 0;
   try {
     for (;;) {
@@ -33,8 +36,8 @@ async function* grownBytes(path: string): AsyncGenerator<Buffer> {
       // Sealed: read on to the end of the file, so bytes beyond what was reported fail the check too.
       const limit = sealed ? Number.MAX_SAFE_INTEGER : Number(Atomics.load(written, 0));
       if (at < limit) {
-        const bytes = Buffer.allocUnsafe(Math.min(READ_BYTES, limit - at));
-        const n = readSync(fd, bytes, 0, bytes.length, at);
+        const bytes = reused ?? Buffer.allocUnsafe(READ_BYTES);
+        const n = readSync(fd, bytes, 0, Math.min(READ_BYTES, limit - at), at);
         // Shorter than reported (truncated under us) or, sealed, its end: the scanner judges what it got.
         if (n === 0) return;
         at += n;
@@ -57,7 +60,7 @@ try {
   const found = await readArchiveSummaries(data.path, {
     gzip: data.gzip,
     name: data.name,
-    source: grownBytes(data.path),
+    source: grownBytes(data.path, !data.gzip),
     onSessionRead: (sessions) => post({ kind: 'progress', sessions }),
   });
   post({ kind: 'done', found, heapPeak: Math.max(heapPeak, getHeapStatistics().used_heap_size) });
