@@ -1,13 +1,14 @@
 // Archives the sessions listed in a file (one id a line): `verify` (default) verifies the archive
 // as writeArchive does before it takes its name (behind the writer, on another thread, when large),
 // `verify-after` on this thread once it is written, `write-only` not at all; sampling the V8 heap
-// every 5 ms. Prints {ms, writtenMs (sealed), heapPeak, verifierHeapPeak, bytes} as its last line.
+// every 5 ms. A fifth argument `one-exporter` reads every session on this thread (else a second
+// thread reads the second half, as archiveSource decides). Prints {ms, writtenMs (sealed), heapPeak, verifierHeapPeak, bytes} as its last line.
 import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
-import { writeArchive } from '../dist/store/archive/archive-write.js';
+import { archiveSource, writeArchive } from '../dist/store/archive/archive-write.js';
 import { openFileReader } from '../dist/store/open-store.js';
 
-const [db, out, list, mode = 'verify'] = process.argv.slice(2);
+const [db, out, list, mode = 'verify', exporters = 'two-exporters'] = process.argv.slice(2);
 if (!['verify', 'verify-after', 'write-only'].includes(mode)) throw new Error(`unknown mode ${mode}`);
 const ids = readFileSync(list, 'utf8').split('\n').filter(Boolean);
 let heapPeak = 0;
@@ -15,7 +16,9 @@ const timer = setInterval(() => (heapPeak = Math.max(heapPeak, getHeapStatistics
 const started = performance.now();
 const reader = openFileReader(db);
 let writtenMs = 0;
-const written = await writeArchive(reader.exportSessions(ids), out, {
+const { items, secondHalf } = exporters === 'one-exporter' ? { items: reader.exportSessions(ids) } : archiveSource(reader, ids, out);
+const written = await writeArchive(items, out, {
+  secondHalf,
   verify: mode !== 'write-only',
   verifyBehind: mode === 'verify',
   afterWrite: () => (writtenMs = performance.now() - started),

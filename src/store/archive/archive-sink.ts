@@ -77,11 +77,15 @@ export class ArchiveSink {
   /** After each write to the file, with its size then (a reader behind the writer reads up to it). */
   onFileBytes: ((bytes: number) => void) | undefined;
 
-  constructor(path: string) {
+  /**
+   * `segment`: the file is a piece another sink copies in (its name given, never gzipped, never
+   * fsynced or renamed: the archive it joins is).
+   */
+  constructor(path: string, segment?: { tempPath: string }) {
     this.path = path;
-    this.gzip = path.endsWith('.gz');
-    sweepTempFiles(dirname(path));
-    this.tmp = tempNameFor(dirname(path), basename(path), randomUUID().slice(0, 8));
+    this.gzip = !segment && path.endsWith('.gz');
+    if (!segment) sweepTempFiles(dirname(path));
+    this.tmp = segment?.tempPath ?? tempNameFor(dirname(path), basename(path), randomUUID().slice(0, 8));
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (error) {
@@ -211,6 +215,20 @@ export class ArchiveSink {
       if (this.writing) await this.writing;
       this.writing = null;
       fsyncSync(this.fd as number);
+      closeSync(this.fd as number);
+      this.fd = undefined;
+    } catch (error) {
+      this.abort();
+      throw writeError(error, this.path);
+    }
+  }
+
+  /** Writes out what is left and closes the file, without fsync: for a segment, copied into a file that is fsynced. */
+  async closeSegment(): Promise<void> {
+    try {
+      await this.flush();
+      if (this.writing) await this.writing;
+      this.writing = null;
       closeSync(this.fd as number);
       this.fd = undefined;
     } catch (error) {

@@ -26,6 +26,8 @@ import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableC
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 import { compareSummaries, verifyArchive } from './archive-read.js';
 import { canVerifyBehind, VerifyBehind } from './verify-behind.js';
+import { canWriteSecondHalf, SecondHalf } from './second-half.js';
+import type { SessionReader } from '../reader.js';
 
 export interface ArchiveWriteResult {
   path: string;
@@ -42,6 +44,27 @@ export interface ArchiveWriteResult {
  */
 const VERIFY_BEHIND_FROM_BYTES = 8 * 1024 * 1024;
 
+/** Fewer sessions are read on one thread: a second thread's start-up and connection cost more than they would save. */
+const SECOND_HALF_FROM_SESSIONS = 64;
+
+/** Sessions read from a SQLite file by a second thread and archived after the items' own. */
+export interface SecondHalfSource {
+  db: string;
+  ids: readonly string[];
+}
+
+/**
+ * The items to archive `ids` from `reader` into `path`: from a SQLite file with enough sessions,
+ * the first half, and the second half for another thread to read on its own connection
+ * (writeArchive's `secondHalf`); otherwise all of them. A gzipped archive is read on one thread:
+ * its members are cut where the writes fall, and a copied-in segment would cut them elsewhere.
+ */
+export function archiveSource(reader: Pick<SessionReader, 'kind' | 'location' | 'exportSessions'>, ids: readonly string[], path: string): { items: SessionItems; secondHalf?: SecondHalfSource } {
+  if (reader.kind !== 'sqlite' || path.endsWith('.gz') || ids.length < SECOND_HALF_FROM_SESSIONS || !canWriteSecondHalf()) return { items: reader.exportSessions(ids) };
+  const half = Math.ceil(ids.length / 2);
+  return { items: reader.exportSessions(ids.slice(0, half)), secondHalf: { db: reader.location, ids: ids.slice(half) } };
+}
+
 /**
  * `archive`: our own members beside the export fields, so a restore is exact; `export`: only
  * OpenCode's export shape (`{info, messages}`), which `opencode import` reads.
@@ -49,7 +72,7 @@ const VERIFY_BEHIND_FROM_BYTES = 8 * 1024 * 1024;
 type Shape = 'archive' | 'export';
 
 /** Turns items into archive text, one session object at a time. */
-class ArchiveSerializer {
+export class ArchiveSerializer {
   readonly sessions: ArchivedSessionSummary[] = [];
   private digest = new SessionDigest();
   private sessionId = '';
@@ -223,6 +246,8 @@ export interface ArchiveWriteOptions {
   verifyBehind?: boolean;
   /** The verifying thread's module, for tests of a thread that fails. */
   verifyBehindWorker?: URL;
+  /** Sessions another thread reads and writes meanwhile, archived after the items' (see archiveSource). */
+  secondHalf?: SecondHalfSource;
   /** After each session written: how many so far and the uncompressed bytes written. */
   onSession?: (sessions: number, bytes: number) => void;
   /** After each session read back by the verification. */
@@ -244,13 +269,18 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     };
   }
   let verifierHeapPeak: number | undefined;
+  let second: SecondHalf | null = null;
   try {
+    // Progress counts both halves until the second is copied in (its bytes are then the sink's).
+    let copied = false;
+    const report = (): void => options.onSession?.(serializer.sessions.length + (copied ? 0 : (second?.sessions ?? 0)), sink.bytes + (copied ? 0 : (second?.bytes ?? 0)));
+    if (options.secondHalf && options.secondHalf.ids.length > 0) second = new SecondHalf(options.secondHalf.db, options.secondHalf.ids, path, report);
     await sink.write('[');
     const take = async (item: SessionItem): Promise<void> => {
       if (item.kind === 'session') options.signal?.throwIfAborted();
       await serializer.take(item);
       if (item.kind !== 'end' || (!options.onSession && !options.signal)) return;
-      options.onSession?.(serializer.sessions.length, sink.bytes);
+      report();
     };
     // SQLite's items come synchronously: a plain loop spares a microtask per row.
     if (isSyncIterable(items)) {
@@ -260,6 +290,12 @@ export async function writeArchive(items: SessionItems, path: string, options: A
         await turn();
       }
     } else for await (const item of items) await take(item);
+    if (second) {
+      const done = await second.copyInto(sink, serializer.sessions.length > 0 ? ',\n' : '', options.signal);
+      serializer.sessions.push(...done.sessions);
+      copied = true;
+      report();
+    }
     await sink.write(']\n');
     await sink.seal();
     const verifier = behind as VerifyBehind | null; // set by the sink's callback
@@ -286,6 +322,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     if (options.signal?.aborted && error === options.signal.reason) throw error;
     throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
   } finally {
+    await (second as SecondHalf | null)?.stop();
     await (behind as VerifyBehind | null)?.stop();
   }
   return { path, sessions: serializer.sessions, bytes: sink.bytes, ...(verifierHeapPeak === undefined ? {} : { verifierHeapPeak }) };
