@@ -5,13 +5,12 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { SkError } from '../../core/errors.js';
-import { SqliteReader } from '../sqlite/sqlite-reader.js';
+import { openFileReader } from '../open-store.js';
+import { isSyncIterable, type SessionItem } from '../session-items.js';
 import { ArchiveSerializer } from './archive-write.js';
 import { ArchiveSink } from './archive-sink.js';
 import type { SecondHalfData, SecondHalfReply } from './second-half-protocol.js';
 
-/** Its rows are read once, in order: a small page cache, not the default 64 MB, beside the main thread's. */
-const CACHE_KB = 8_000;
 const PROGRESS_MS = 100;
 const data = workerData as SecondHalfData;
 
@@ -21,16 +20,20 @@ function post(reply: SecondHalfReply): void {
 
 const sink = new ArchiveSink(data.name, { tempPath: data.segment });
 try {
-  const reader = SqliteReader.open(data.db, { cacheKb: CACHE_KB, indexDir: null });
+  const reader = openFileReader(data.db);
   try {
     const serializer = new ArchiveSerializer(sink);
     let reported = performance.now();
-    for (const item of reader.exportSessions(data.ids)) {
+    const take = async (item: SessionItem): Promise<void> => {
       await serializer.take(item);
-      if (item.kind !== 'end' || performance.now() - reported < PROGRESS_MS) continue;
+      if (item.kind !== 'end' || performance.now() - reported < PROGRESS_MS) return;
       reported = performance.now();
       post({ kind: 'progress', sessions: serializer.sessions.length, bytes: sink.bytes });
-    }
+    };
+    // A SQLite file's items come synchronously: a plain loop spares a microtask per row.
+    const items = reader.exportSessions(data.ids);
+    if (isSyncIterable(items)) for (const item of items) await take(item);
+    else for await (const item of items) await take(item);
     await sink.closeSegment();
     post({ kind: 'done', sessions: serializer.sessions, bytes: sink.bytes });
   } finally {
