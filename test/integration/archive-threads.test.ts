@@ -13,6 +13,7 @@ import { openFileReader } from '../../dist/store/open-store.js';
 import { generateFixture } from '../fixtures/generate.js';
 import { tempDir } from '../helpers/env.js';
 
+const MB = 1024 * 1024;
 const dir = tempDir('sk-archive-threads-');
 const db = join(dir, 'opencode.db');
 let ids: string[] = [];
@@ -25,14 +26,16 @@ beforeAll(() => {
 }, 120_000);
 
 /** Archives every session to `name` in a folder of its own; returns the folder's names afterwards too. */
-async function archive(name: string, threads: boolean, options: ArchiveWriteOptions = {}): Promise<{ path: string; sessions: number; folder: string[]; verifierHeapPeak?: number }> {
+async function archive(name: string, threads: boolean, options: ArchiveWriteOptions = {}): Promise<{ path: string; sessions: number; folder: string[]; verifierHeapPeak?: number; secondHalfSessions?: number }> {
   const out = tempDir('sk-archive-threads-out-');
   const path = join(out, name);
   const reader = openFileReader(db);
   try {
     const source = threads ? archiveSource(reader, ids, path) : { items: reader.exportSessions(ids) };
-    const written = await writeArchive(source.items, path, { verify: true, verifyBehind: threads, secondHalf: source.secondHalf, ...options });
-    return { path, sessions: written.sessions.length, folder: readdirSync(out), verifierHeapPeak: written.verifierHeapPeak };
+    // Small thresholds: the fixture is small, and the threads must run.
+    const secondHalf = source.secondHalf && { ...source.secondHalf, afterBytes: MB };
+    const written = await writeArchive(source.items, path, { verify: true, verifyBehind: threads && { fromBytes: MB }, secondHalf, ...options });
+    return { path, sessions: written.sessions.length, folder: readdirSync(out), verifierHeapPeak: written.verifierHeapPeak, secondHalfSessions: written.secondHalfSessions };
   } finally {
     await reader.close();
   }
@@ -44,7 +47,8 @@ async function failing(name: string, options: ArchiveWriteOptions): Promise<{ er
   const reader = openFileReader(db);
   try {
     const source = archiveSource(reader, ids, join(out, name));
-    const error = await writeArchive(source.items, join(out, name), { verify: true, secondHalf: source.secondHalf, ...options }).then(
+    const secondHalf = source.secondHalf && { ...source.secondHalf, afterBytes: MB };
+    const error = await writeArchive(source.items, join(out, name), { verify: true, verifyBehind: { fromBytes: MB }, secondHalf, ...options }).then(
       () => new Error('did not fail'),
       (e: unknown) => e as Error,
     );
@@ -55,15 +59,23 @@ async function failing(name: string, options: ArchiveWriteOptions): Promise<{ er
 }
 
 describe('archives written and verified on two more threads', () => {
-  it('splits a file of many sessions in two halves', () => {
+  it('offers the sessions of a SQLite file to a second thread, not those of a gzipped archive', () => {
     const reader = openFileReader(db);
-    const source = archiveSource(reader, ids, join(dir, 'a.json'));
-    expect(ids.length).toBeGreaterThan(64);
-    expect(source.secondHalf?.ids).toEqual(ids.slice(Math.ceil(ids.length / 2)));
-    expect(archiveSource(reader, ids.slice(0, 10), join(dir, 'a.json')).secondHalf).toBeUndefined();
+    expect(archiveSource(reader, ids, join(dir, 'a.json')).secondHalf).toMatchObject({ db, ids });
     // Gzip members are cut where the writes fall: one thread writes a gzipped archive.
     expect(archiveSource(reader, ids, join(dir, 'a.json.gz')).secondHalf).toBeUndefined();
     void reader.close();
+  });
+
+  it('keeps a small archive on one thread, with the default thresholds', async () => {
+    const out = tempDir('sk-archive-threads-out-');
+    const reader = openFileReader(db);
+    const source = archiveSource(reader, ids, join(out, 'small.json'));
+    const written = await writeArchive(source.items, join(out, 'small.json'), { verify: true, secondHalf: source.secondHalf });
+    await reader.close();
+    expect(written.sessions).toHaveLength(ids.length);
+    expect(written.secondHalfSessions).toBeUndefined();
+    expect(written.verifierHeapPeak).toBeUndefined();
   });
 
   it('writes byte for byte what one thread writes, verified behind the writer, mode 0600', async () => {
@@ -72,6 +84,9 @@ describe('archives written and verified on two more threads', () => {
     expect(statSync(one.path).size).toBeGreaterThan(8 * 1024 * 1024);
     expect(readFileSync(two.path).equals(readFileSync(one.path))).toBe(true);
     expect(two.sessions).toBe(ids.length);
+    // The second thread took half of what was left once a megabyte was written.
+    expect(two.secondHalfSessions).toBeGreaterThan(ids.length / 4);
+    expect(two.secondHalfSessions).toBeLessThan(ids.length / 2 + 1);
     expect(two.verifierHeapPeak).toBeGreaterThan(0);
     expect(one.verifierHeapPeak).toBeUndefined();
     expect(statSync(two.path).mode & 0o777).toBe(0o600);

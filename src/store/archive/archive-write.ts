@@ -36,33 +36,42 @@ export interface ArchiveWriteResult {
   bytes: number;
   /** The peak V8 heap of the thread that verified behind the writer, when one did. */
   verifierHeapPeak?: number;
+  /** Sessions a second thread read and wrote, when one did. */
+  secondHalfSessions?: number;
 }
 
 /**
  * An archive verified behind its writer only once its file holds this much: a thread's start-up
- * (tens of ms) costs more than reading a small archive again afterwards.
+ * costs more than reading a small archive again afterwards.
  */
-const VERIFY_BEHIND_FROM_BYTES = 8 * 1024 * 1024;
+const VERIFY_BEHIND_FROM_BYTES = 64 * 1024 * 1024;
 
-/** Fewer sessions are read on one thread: a second thread's start-up and connection cost more than they would save. */
-const SECOND_HALF_FROM_SESSIONS = 64;
+/**
+ * A second exporter starts once this much is written and the rest looks at least four times as
+ * much: its start-up (modules, a connection) costs about what it saves on a smaller archive.
+ */
+const SECOND_HALF_AFTER_BYTES = 32 * 1024 * 1024;
+/** Fewer sessions left than this stay on one thread. */
+const SECOND_HALF_FROM_SESSIONS = 16;
 
-/** Sessions read from a SQLite file by a second thread and archived after the items' own. */
+/** The items' sessions, in the order they come, in a SQLite file another thread may read too. */
 export interface SecondHalfSource {
   db: string;
   ids: readonly string[];
+  /** Bytes written before a second thread may start (default 32 MB); for tests. */
+  afterBytes?: number;
 }
 
 /**
- * The items to archive `ids` from `reader` into `path`: from a SQLite file with enough sessions,
- * the first half, and the second half for another thread to read on its own connection
- * (writeArchive's `secondHalf`); otherwise all of them. A gzipped archive is read on one thread:
- * its members are cut where the writes fall, and a copied-in segment would cut them elsewhere.
+ * The items to archive `ids` from `reader` into `path`, and for a SQLite file the source
+ * writeArchive may hand the second half of a large archive's rest to another thread from. A
+ * gzipped archive is read on one thread: its members are cut where the writes fall, and a
+ * copied-in segment would cut them elsewhere.
  */
 export function archiveSource(reader: Pick<SessionReader, 'kind' | 'location' | 'exportSessions'>, ids: readonly string[], path: string): { items: SessionItems; secondHalf?: SecondHalfSource } {
-  if (reader.kind !== 'sqlite' || path.endsWith('.gz') || ids.length < SECOND_HALF_FROM_SESSIONS || !canWriteSecondHalf()) return { items: reader.exportSessions(ids) };
-  const half = Math.ceil(ids.length / 2);
-  return { items: reader.exportSessions(ids.slice(0, half)), secondHalf: { db: reader.location, ids: ids.slice(half) } };
+  const items = reader.exportSessions(ids);
+  if (reader.kind !== 'sqlite' || path.endsWith('.gz') || !canWriteSecondHalf()) return { items };
+  return { items, secondHalf: { db: reader.location, ids } };
 }
 
 /**
@@ -242,11 +251,14 @@ export interface ArchiveWriteOptions {
   beforeVerify?: (tempPath: string) => void | Promise<void>;
   /** Runs once the sessions are written and sealed, while the verification finishes; must not change the file. */
   afterWrite?: (tempPath: string) => void;
-  /** false: verify only after the writing, on this thread (else a large archive is verified behind its writer, on another). */
-  verifyBehind?: boolean;
+  /**
+   * false: verify only after the writing, on this thread; else an archive is verified behind its
+   * writer, on another, once it holds `fromBytes` (default 64 MB).
+   */
+  verifyBehind?: boolean | { fromBytes: number };
   /** The verifying thread's module, for tests of a thread that fails. */
   verifyBehindWorker?: URL;
-  /** Sessions another thread reads and writes meanwhile, archived after the items' (see archiveSource). */
+  /** Where another thread may read the second half of a large archive's rest from, meanwhile (see archiveSource). */
   secondHalf?: SecondHalfSource;
   /** After each session written: how many so far and the uncompressed bytes written. */
   onSession?: (sessions: number, bytes: number) => void;
@@ -263,35 +275,62 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   const serializer = new ArchiveSerializer(sink);
   let behind: VerifyBehind | null = null;
   if (options.verify && !options.beforeVerify && options.verifyBehind !== false && (options.verifyBehindWorker || canVerifyBehind())) {
+    const from = typeof options.verifyBehind === 'object' ? options.verifyBehind.fromBytes : VERIFY_BEHIND_FROM_BYTES;
     sink.onFileBytes = (bytes) => {
-      if (!behind && bytes >= VERIFY_BEHIND_FROM_BYTES) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, options.onVerified, options.verifyBehindWorker);
+      if (!behind && bytes >= from) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, options.onVerified, options.verifyBehindWorker);
       behind?.reportWritten(bytes);
     };
   }
   let verifierHeapPeak: number | undefined;
+  let secondHalfSessions: number | undefined;
   let second: SecondHalf | null = null;
   try {
     // Progress counts both halves until the second is copied in (its bytes are then the sink's).
     let copied = false;
     const report = (): void => options.onSession?.(serializer.sessions.length + (copied ? 0 : (second?.sessions ?? 0)), sink.bytes + (copied ? 0 : (second?.bytes ?? 0)));
-    if (options.secondHalf && options.secondHalf.ids.length > 0) second = new SecondHalf(options.secondHalf.db, options.secondHalf.ids, path, report);
+    /** The first session the second thread writes: this thread stops before it. */
+    let stopAt: string | null = null;
+    let firstHalf = 0;
+    const source = options.secondHalf;
+    const maybeSplit = (): void => {
+      const done = serializer.sessions.length;
+      if (!source || second || done === 0 || sink.bytes < (source.afterBytes ?? SECOND_HALF_AFTER_BYTES)) return;
+      const rest = source.ids.length - done;
+      if (rest < SECOND_HALF_FROM_SESSIONS || (sink.bytes / done) * rest < 4 * (source.afterBytes ?? SECOND_HALF_AFTER_BYTES)) return;
+      // The items must be the source's sessions in its order, or the halves would overlap.
+      if (serializer.sessions[done - 1]?.id !== source.ids[done - 1]) throw new SkError('internal', `archive ${path}: the sessions do not come in the order given`);
+      firstHalf = done + Math.ceil(rest / 2);
+      stopAt = source.ids[firstHalf] ?? null;
+      second = new SecondHalf(source.db, source.ids.slice(firstHalf), path, report);
+    };
     await sink.write('[');
     const take = async (item: SessionItem): Promise<void> => {
       if (item.kind === 'session') options.signal?.throwIfAborted();
       await serializer.take(item);
-      if (item.kind !== 'end' || (!options.onSession && !options.signal)) return;
-      report();
+      if (item.kind !== 'end') return;
+      if (source) maybeSplit();
+      if (options.onSession || options.signal) report();
     };
+    const startsSecondHalf = (item: SessionItem): boolean => stopAt !== null && item.kind === 'session' && rowId(item.header.session) === stopAt;
     // SQLite's items come synchronously: a plain loop spares a microtask per row.
     if (isSyncIterable(items)) {
       const turn = eventLoopTurns();
       for (const item of items) {
+        if (startsSecondHalf(item)) break;
         await take(item);
         await turn();
       }
-    } else for await (const item of items) await take(item);
-    if (second) {
-      const done = await second.copyInto(sink, serializer.sessions.length > 0 ? ',\n' : '', options.signal);
+    } else {
+      for await (const item of items) {
+        if (startsSecondHalf(item)) break;
+        await take(item);
+      }
+    }
+    const other = second as SecondHalf | null; // set by maybeSplit
+    if (other) {
+      if (serializer.sessions.length !== firstHalf) throw new SkError('internal', `archive ${path}: ${serializer.sessions.length} sessions came before the second half, ${firstHalf} were expected`);
+      const done = await other.copyInto(sink, ',\n', options.signal);
+      secondHalfSessions = done.sessions.length;
       serializer.sessions.push(...done.sessions);
       copied = true;
       report();
@@ -325,7 +364,13 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     await (second as SecondHalf | null)?.stop();
     await (behind as VerifyBehind | null)?.stop();
   }
-  return { path, sessions: serializer.sessions, bytes: sink.bytes, ...(verifierHeapPeak === undefined ? {} : { verifierHeapPeak }) };
+  return {
+    path,
+    sessions: serializer.sessions,
+    bytes: sink.bytes,
+    ...(verifierHeapPeak === undefined ? {} : { verifierHeapPeak }),
+    ...(secondHalfSessions === undefined ? {} : { secondHalfSessions }),
+  };
 }
 
 /**
