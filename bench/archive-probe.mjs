@@ -2,7 +2,7 @@
 // as writeArchive does before it takes its name (behind the writer, on another thread, when large),
 // `verify-after` on this thread once it is written, `write-only` not at all; sampling the V8 heap
 // every 5 ms. A fifth argument `one-exporter` reads every session on this thread (else a second
-// thread may read the second half of the rest, as writeArchive decides). Prints {ms, writtenMs (sealed), heapPeak, verifierHeapPeak, secondHalfSessions, bytes} as its last line.
+// thread may read the second half of the rest, as writeArchive decides). Prints {ms, writtenMs (sealed), heapPeak, verifierHeapPeak, secondHalfSessions, secondHalfHeapPeak, bytes} as its last line.
 import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { archiveSource, writeArchive } from '../dist/store/archive/archive-write.js';
@@ -27,4 +27,4 @@ const ms = performance.now() - started;
 clearInterval(timer);
 heapPeak = Math.max(heapPeak, getHeapStatistics().used_heap_size);
 await reader.close();
-process.stdout.write(`${JSON.stringify({ ms, writtenMs: writtenMs || ms, heapPeak, verifierHeapPeak: written.verifierHeapPeak ?? 0, secondHalfSessions: written.secondHalfSessions ?? 0, bytes: written.bytes })}\n`);
+process.stdout.write(`${JSON.stringify({ ms, writtenMs: writtenMs || ms, heapPeak, verifierHeapPeak: written.verifierHeapPeak ?? 0, secondHalfSessions: written.secondHalfSessions ?? 0, secondHalfHeapPeak: written.secondHalfHeapPeak ?? 0, bytes: written.bytes })}\n`);

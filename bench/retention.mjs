@@ -102,8 +102,9 @@ export async function retentionBench({ label = '1GB', bytes = GB } = {}) {
     if (probe.status !== 0) throw new Error(`archive probe failed: ${probe.stderr}`);
     const result = JSON.parse(probe.stdout.trim().split('\n').pop());
     const cpu = cpuOf(probe.report);
-    // The verifying thread's heap is its own, beside the main thread's.
-    const heap = `${(result.heapPeak / MB).toFixed(1)} MB${result.verifierHeapPeak ? ` (+ ${(result.verifierHeapPeak / MB).toFixed(1)} MB verifying)` : ''}`;
+    // The other threads' heaps are their own, beside the main thread's.
+    const threads = [result.verifierHeapPeak ? `${(result.verifierHeapPeak / MB).toFixed(1)} MB verifying` : '', result.secondHalfHeapPeak ? `${(result.secondHalfHeapPeak / MB).toFixed(1)} MB second exporter` : ''].filter(Boolean);
+    const heap = `${(result.heapPeak / MB).toFixed(1)} MB${threads.length ? ` (+ ${threads.join(', ')})` : ''}`;
     const rss = probe.maxRssKB ? `${(probe.maxRssKB / 1024).toFixed(0)} MB` : '-';
     archiveRows.push({ ms: result.ms, cpu, cells: [`ours: archive → ${name} (${what})`, fmtMs(result.ms), fmtMs(cpu), `${(payload / MB / (result.ms / 1000)).toFixed(0)} MB/s`, fmtBytes(statSync(out).size), heap, rss] });
     rmSync(out, { force: true });

@@ -36,8 +36,9 @@ export interface ArchiveWriteResult {
   bytes: number;
   /** The peak V8 heap of the thread that verified behind the writer, when one did. */
   verifierHeapPeak?: number;
-  /** Sessions a second thread read and wrote, when one did. */
+  /** Sessions a second thread read and wrote, when one did, and its peak V8 heap. */
   secondHalfSessions?: number;
+  secondHalfHeapPeak?: number;
 }
 
 /**
@@ -283,6 +284,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   }
   let verifierHeapPeak: number | undefined;
   let secondHalfSessions: number | undefined;
+  let secondHalfHeapPeak: number | undefined;
   let second: SecondHalf | null = null;
   try {
     // Progress counts both halves until the second is copied in (its bytes are then the sink's).
@@ -331,6 +333,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
       if (serializer.sessions.length !== firstHalf) throw new SkError('internal', `archive ${path}: ${serializer.sessions.length} sessions came before the second half, ${firstHalf} were expected`);
       const done = await other.copyInto(sink, ',\n', options.signal);
       secondHalfSessions = done.sessions.length;
+      secondHalfHeapPeak = done.heapPeak;
       serializer.sessions.push(...done.sessions);
       copied = true;
       report();
@@ -369,7 +372,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     sessions: serializer.sessions,
     bytes: sink.bytes,
     ...(verifierHeapPeak === undefined ? {} : { verifierHeapPeak }),
-    ...(secondHalfSessions === undefined ? {} : { secondHalfSessions }),
+    ...(secondHalfSessions === undefined ? {} : { secondHalfSessions, secondHalfHeapPeak }),
   };
 }
 

@@ -14,5 +14,5 @@ export interface SecondHalfData {
 
 export type SecondHalfReply =
   | { kind: 'progress'; sessions: number; bytes: number }
-  | { kind: 'done'; sessions: ArchivedSessionSummary[]; bytes: number }
+  | { kind: 'done'; sessions: ArchivedSessionSummary[]; bytes: number; heapPeak: number }
   | { kind: 'failed'; code: SkErrorCode; message: string };

@@ -3,6 +3,7 @@
  * on a connection of its own (one read transaction per session, as on the main thread), written
  * as archive text into a segment file that the main thread copies in after the first half.
  */
+import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SkError } from '../../core/errors.js';
 import { openFileReader } from '../open-store.js';
@@ -24,9 +25,12 @@ try {
   try {
     const serializer = new ArchiveSerializer(sink);
     let reported = performance.now();
+    let heapPeak = 0;
     const take = async (item: SessionItem): Promise<void> => {
       await serializer.take(item);
-      if (item.kind !== 'end' || performance.now() - reported < PROGRESS_MS) return;
+      if (item.kind !== 'end') return;
+      heapPeak = Math.max(heapPeak, getHeapStatistics().used_heap_size);
+      if (performance.now() - reported < PROGRESS_MS) return;
       reported = performance.now();
       post({ kind: 'progress', sessions: serializer.sessions.length, bytes: sink.bytes });
     };
@@ -35,7 +39,7 @@ try {
     if (isSyncIterable(items)) for (const item of items) await take(item);
     else for await (const item of items) await take(item);
     await sink.closeSegment();
-    post({ kind: 'done', sessions: serializer.sessions, bytes: sink.bytes });
+    post({ kind: 'done', sessions: serializer.sessions, bytes: sink.bytes, heapPeak });
   } finally {
     await reader.close();
   }

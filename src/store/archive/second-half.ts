@@ -26,6 +26,8 @@ export function canWriteSecondHalf(): boolean {
 export interface SecondHalfResult {
   sessions: ArchivedSessionSummary[];
   bytes: number;
+  /** The thread's peak V8 heap (sampled after each session). */
+  heapPeak: number;
 }
 
 export class SecondHalf {
@@ -56,7 +58,7 @@ export class SecondHalf {
         this.bytes = reply.bytes;
         if (reply.kind === 'done') {
           settled = true;
-          resolve({ sessions: reply.sessions, bytes: reply.bytes });
+          resolve({ sessions: reply.sessions, bytes: reply.bytes, heapPeak: reply.heapPeak });
         }
         onProgress?.();
       });
