@@ -6,7 +6,7 @@ import { DAY_MS } from '../core/planner.js';
 import { SkError } from '../core/errors.js';
 import { selectorNarrows, type SessionSelector } from '../core/selectors.js';
 import { archiveItems } from '../store/archive/archive-read.js';
-import { writeArchive, writeExportFiles } from '../store/archive/archive-write.js';
+import { archiveSource, writeArchive, writeExportFiles } from '../store/archive/archive-write.js';
 import { openReader, openWriter } from '../store/open-store.js';
 import type { ImportResult } from '../store/writer.js';
 import { checkOutputFile, checkOutputFolder } from './output-paths.js';
@@ -59,7 +59,8 @@ export async function archiveSessions(request: ArchiveRequest): Promise<ArchiveO
       const files = await writeExportFiles(reader.exportSessions(ids), output, context.force, { verify: true });
       return { archive: output, sessions: files.length, bytes: files.reduce((n, f) => n + f.bytes, 0), files: files.map((f) => f.path) };
     }
-    const written = await writeArchive(reader.exportSessions(ids), output, { verify: true });
+    const source = archiveSource(reader, ids, output);
+    const written = await writeArchive(source.items, output, { verify: true, secondHalf: source.secondHalf });
     return { archive: written.path, sessions: written.sessions.length, bytes: written.bytes };
   } finally {
     await reader.close();

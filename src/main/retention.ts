@@ -15,7 +15,7 @@ import { ACTIVE_WINDOW_MS, DAY_MS, planRetention, type PlannedEviction, type Ret
 import { selectorNarrows, type SessionSelector } from '../core/selectors.js';
 import { crossedThresholds, MB, type SizeWarning } from '../core/thresholds.js';
 import { describeWriters } from '../core/data-folder.js';
-import { writeArchive } from '../store/archive/archive-write.js';
+import { archiveSource, writeArchive } from '../store/archive/archive-write.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
 import { detectWriters, fileBytes, openReader, openWriter } from '../store/open-store.js';
 import type { SessionReader } from '../store/reader.js';
@@ -208,17 +208,18 @@ async function evictTrees(stores: Stores, options: EvictOptions, roots: readonly
     // Verified before it takes its name: an archive under its name has always been checked.
     let written: Awaited<ReturnType<typeof writeArchive>>;
     try {
-      written = await writeArchive(reader.exportSessions(leaving), path, {
+      const source = archiveSource(reader, leaving, path);
+      written = await writeArchive(source.items, path, {
+        secondHalf: source.secondHalf,
         verify: true,
         signal: options.signal,
         onSession: (done, bytes) => {
           archivedBytes = bytes;
           options.onProgress?.({ phase: 'archive', path, sessions: leaving.length, done, bytes });
         },
-        beforeVerify: async (tempPath) => {
-          options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done: 0, bytes: archivedBytes });
-          await options.afterArchive?.(tempPath);
-        },
+        afterWrite: () => options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done: 0, bytes: archivedBytes }),
+        // A hook that may change the file makes the verification wait for it (never behind the writer).
+        beforeVerify: options.afterArchive,
         onVerified: (done) => options.onProgress?.({ phase: 'verify', path, sessions: leaving.length, done, bytes: archivedBytes }),
       });
     } catch (error) {

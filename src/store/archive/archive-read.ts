@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, createReadStream, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import {
   describeArchiveIssue,
@@ -240,8 +241,10 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     },
   });
 
-  const input = createReadStream(file, { highWaterMark: 1024 * 1024 });
-  const stream = (options.gzip ?? file.endsWith('.gz')) ? input.pipe(createGunzip()) : input;
+  const gzipped = options.gzip ?? file.endsWith('.gz');
+  // A plain source is scanned as it comes, each chunk done with before the next is asked for.
+  const input = options.source && !gzipped ? null : options.source ? Readable.from(options.source, { objectMode: false }) : createReadStream(file, { highWaterMark: 1024 * 1024 });
+  const stream: AsyncIterable<unknown> = input === null ? (options.source as AsyncIterable<Buffer>) : gzipped ? input.pipe(createGunzip()) : input;
   // A file of one session (`opencode export` output, `archive --split`) reads as an array of one.
   let single: boolean | null = null;
   try {
@@ -267,7 +270,7 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     if (code === 'ENOENT') throw new SkError('not-found', `no archive at ${path}`);
     throw new SkError('archive', `${path} is not a readable archive (${(error as Error).message})`);
   } finally {
-    input.destroy();
+    input?.destroy();
     (spill as SpilledValue | null)?.remove(); // set by the scanner's callbacks
   }
 }
@@ -279,12 +282,14 @@ export interface ArchiveFileOptions {
   name?: string;
   /** After each session read back, with how many were read so far (progress; may throw to stop). */
   onSessionRead?: (sessions: number) => void;
+  /** The file's bytes as they are read (a file still being written, read behind its writer); else the file is read. */
+  source?: AsyncIterable<Buffer>;
 }
 
 /** Every session of an archive with its counts and digest, read back from the file. */
 export async function readArchiveSummaries(path: string, options: ArchiveFileOptions = {}): Promise<ArchivedSessionSummary[]> {
   const found: ArchivedSessionSummary[] = [];
-  for await (const event of scanArchive(path, { parts: false, gzip: options.gzip, name: options.name })) {
+  for await (const event of scanArchive(path, { parts: false, gzip: options.gzip, name: options.name, source: options.source })) {
     if (event.kind !== 'sessionEnd') continue;
     found.push(event.summary);
     options.onSessionRead?.(found.length);
@@ -298,20 +303,22 @@ export async function readArchiveSummaries(path: string, options: ArchiveFileOpt
  */
 export async function verifyArchive(file: string, expected?: readonly ArchivedSessionSummary[], options: ArchiveFileOptions = {}): Promise<ArchivedSessionSummary[]> {
   const found = await readArchiveSummaries(file, options);
-  const path = options.name ?? file;
-  if (expected) {
-    const byId = new Map(found.map((s) => [s.id, s]));
-    for (const want of expected) {
-      const got = byId.get(want.id);
-      if (!got) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} is missing`);
-      for (const name of new Set([...Object.keys(want.counts), ...Object.keys(got.counts)])) {
-        const [have, wanted] = [got.counts[name] ?? 0, want.counts[name] ?? 0];
-        if (have !== wanted) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} has ${have} ${name} rows, expected ${wanted}`);
-      }
-      if (got.digest !== want.digest) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} differs`);
-    }
-  }
+  if (expected) compareSummaries(options.name ?? file, found, expected);
   return found;
+}
+
+/** Throws SkError('archive') unless every expected session was found with the same counts and digest. */
+export function compareSummaries(path: string, found: readonly ArchivedSessionSummary[], expected: readonly ArchivedSessionSummary[]): void {
+  const byId = new Map(found.map((s) => [s.id, s]));
+  for (const want of expected) {
+    const got = byId.get(want.id);
+    if (!got) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} is missing`);
+    for (const name of new Set([...Object.keys(want.counts), ...Object.keys(got.counts)])) {
+      const [have, wanted] = [got.counts[name] ?? 0, want.counts[name] ?? 0];
+      if (have !== wanted) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} has ${have} ${name} rows, expected ${wanted}`);
+    }
+    if (got.digest !== want.digest) throw new SkError('archive', `archive ${path} failed verification: session ${want.id} differs`);
+  }
 }
 
 /** The session row an `opencode export` object implies, for archives made without our extras. */

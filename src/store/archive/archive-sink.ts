@@ -3,7 +3,7 @@
  * into place, so an archive exists whole or not at all. Nothing here holds a whole archive in memory.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writevSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writev } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { constants, gzip } from 'node:zlib';
@@ -27,6 +27,11 @@ const STAGE_BYTES = 2 * FLUSH_BYTES;
 /** Gzip members being deflated on libuv's threads at once, written in order as they finish. */
 const GZIP_IN_FLIGHT = 4;
 const gzipAsync = promisify(gzip);
+
+/** One writev on libuv's threads: the copy into the page cache runs beside the thread producing the next megabyte. */
+function writevAsync(fd: number, pieces: Buffer[]): Promise<number> {
+  return new Promise((resolve, reject) => writev(fd, pieces, (error, written) => (error ? reject(error) : resolve(written))));
+}
 
 /** True when a chunk is mostly base64 (an attachment payload): deflate's match search only wastes time there. */
 function looksLikeBase64(chunk: Buffer): boolean {
@@ -53,20 +58,34 @@ export class ArchiveSink {
   /** Pieces gathered into one write (writev, or one gzip member) per megabyte. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  /** Small pieces and strings copied in order; `stageFrom` is where the part not yet in `pending` starts. */
-  private readonly stage = Buffer.allocUnsafe(STAGE_BYTES);
+  /**
+   * Small pieces and strings copied in order; `stageFrom` is where the part not yet in `pending`
+   * starts. Two stages, used in turn: one is being written out while the other fills.
+   */
+  private readonly stages = [Buffer.allocUnsafe(STAGE_BYTES), Buffer.allocUnsafe(STAGE_BYTES)] as const;
+  private stage: Buffer = this.stages[0];
+  /** The one write under way (writes go out one after another, in order), or null. */
+  private writing: Promise<void> | null = null;
   private staged = 0;
   private stageFrom = 0;
   /** Gzip members on their way, oldest first: deflated off the main thread while it reads on. */
   private deflating: Promise<Buffer>[] = [];
   /** Uncompressed bytes written. */
   bytes = 0;
+  /** Bytes in the file (compressed when gzipped), all of them written out. */
+  fileBytes = 0;
+  /** After each write to the file, with its size then (a reader behind the writer reads up to it). */
+  onFileBytes: ((bytes: number) => void) | undefined;
 
-  constructor(path: string) {
+  /**
+   * `segment`: the file is a piece another sink copies in (its name given, never gzipped, never
+   * fsynced or renamed: the archive it joins is).
+   */
+  constructor(path: string, segment?: { tempPath: string }) {
     this.path = path;
-    this.gzip = path.endsWith('.gz');
-    sweepTempFiles(dirname(path));
-    this.tmp = tempNameFor(dirname(path), basename(path), randomUUID().slice(0, 8));
+    this.gzip = !segment && path.endsWith('.gz');
+    if (!segment) sweepTempFiles(dirname(path));
+    this.tmp = segment?.tempPath ?? tempNameFor(dirname(path), basename(path), randomUUID().slice(0, 8));
     try {
       this.fd = openSync(this.tmp, 'wx', 0o600);
     } catch (error) {
@@ -117,7 +136,9 @@ export class ArchiveSink {
     this.pending = [];
     this.pendingBytes = 0;
     if (!this.gzip) {
-      this.writeOut(pieces);
+      // The write under way used the other stage: once it is done, that one fills while this one goes out.
+      await this.writeOut(pieces);
+      this.stage = this.stage === this.stages[0] ? this.stages[1] : this.stages[0];
       this.staged = this.stageFrom = 0;
       return;
     }
@@ -140,14 +161,24 @@ export class ArchiveSink {
       throw writeError(error, this.path);
     }
     this.deflating.shift();
-    this.writeOut([bytes]);
+    await this.writeOut([bytes]);
   }
 
-  private writeOut(written: Buffer[]): void {
+  /** Waits for the write under way (its failure throws here), then starts writing `pieces`. */
+  private async writeOut(pieces: Buffer[]): Promise<void> {
+    if (this.writing) await this.writing;
+    const writing = this.writeAll(this.fd as number, pieces);
+    writing.catch(() => undefined); // awaited by the next write or the seal
+    this.writing = writing;
+  }
+
+  private async writeAll(fd: number, written: Buffer[]): Promise<void> {
     let pieces = written;
+    let total = 0;
+    for (const piece of written) total += piece.length;
     try {
       while (pieces.length > 0) {
-        let written = writevSync(this.fd as number, pieces);
+        let written = await writevAsync(fd, pieces);
         // A short write: drop what went out, trim the first piece that went out partly.
         let i = 0;
         while (i < pieces.length && written >= (pieces[i] as Buffer).length) written -= (pieces[i++] as Buffer).length;
@@ -157,6 +188,8 @@ export class ArchiveSink {
     } catch (error) {
       throw writeError(error, this.path);
     }
+    this.fileBytes += total;
+    this.onFileBytes?.(this.fileBytes);
   }
 
   /** Seals and publishes at once, for a file verified after it is in place. */
@@ -179,7 +212,23 @@ export class ArchiveSink {
     try {
       await this.flush();
       while (this.deflating.length > 0) await this.writeOldestMember();
+      if (this.writing) await this.writing;
+      this.writing = null;
       fsyncSync(this.fd as number);
+      closeSync(this.fd as number);
+      this.fd = undefined;
+    } catch (error) {
+      this.abort();
+      throw writeError(error, this.path);
+    }
+  }
+
+  /** Writes out what is left and closes the file, without fsync: for a segment, copied into a file that is fsynced. */
+  async closeSegment(): Promise<void> {
+    try {
+      await this.flush();
+      if (this.writing) await this.writing;
+      this.writing = null;
       closeSync(this.fd as number);
       this.fd = undefined;
     } catch (error) {
@@ -208,14 +257,21 @@ export class ArchiveSink {
   /** Removes the partial file. */
   abort(): void {
     this.deflating = [];
-    if (this.fd !== undefined) {
-      try {
-        closeSync(this.fd);
-      } catch {
-        // already closed
-      }
-      this.fd = undefined;
+    const fd = this.fd;
+    this.fd = undefined;
+    if (fd !== undefined) {
+      const close = (): void => {
+        try {
+          closeSync(fd);
+        } catch {
+          // already closed
+        }
+      };
+      // Closed only once a write under way is done: a number reused by another open must never receive it.
+      if (this.writing) this.writing.then(close, close);
+      else close();
     }
+    this.writing = null;
     rmSync(this.tmp, { force: true });
     untrackTempFile(this.tmp);
   }

@@ -24,13 +24,55 @@ import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
 import { encodeTableRowPieces } from '../../core/table-row.js';
 import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
-import { verifyArchive } from './archive-read.js';
+import { compareSummaries, verifyArchive } from './archive-read.js';
+import { canVerifyBehind, VerifyBehind } from './verify-behind.js';
+import { canWriteSecondHalf, SecondHalf } from './second-half.js';
+import type { SessionReader } from '../reader.js';
 
 export interface ArchiveWriteResult {
   path: string;
   sessions: ArchivedSessionSummary[];
   /** Uncompressed bytes written. */
   bytes: number;
+  /** The peak V8 heap of the thread that verified behind the writer, when one did. */
+  verifierHeapPeak?: number;
+  /** Sessions a second thread read and wrote, when one did, and its peak V8 heap. */
+  secondHalfSessions?: number;
+  secondHalfHeapPeak?: number;
+}
+
+/**
+ * An archive verified behind its writer only once its file holds this much: a thread's start-up
+ * costs more than reading a small archive again afterwards.
+ */
+const VERIFY_BEHIND_FROM_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A second exporter starts once this much is written and the rest looks at least four times as
+ * much: its start-up (modules, a connection) costs about what it saves on a smaller archive.
+ */
+const SECOND_HALF_AFTER_BYTES = 32 * 1024 * 1024;
+/** Fewer sessions left than this stay on one thread. */
+const SECOND_HALF_FROM_SESSIONS = 16;
+
+/** The items' sessions, in the order they come, in a SQLite file another thread may read too. */
+export interface SecondHalfSource {
+  db: string;
+  ids: readonly string[];
+  /** Bytes written before a second thread may start (default 32 MB); for tests. */
+  afterBytes?: number;
+}
+
+/**
+ * The items to archive `ids` from `reader` into `path`, and for a SQLite file the source
+ * writeArchive may hand the second half of a large archive's rest to another thread from. A
+ * gzipped archive is read on one thread: its members are cut where the writes fall, and a
+ * copied-in segment would cut them elsewhere.
+ */
+export function archiveSource(reader: Pick<SessionReader, 'kind' | 'location' | 'exportSessions'>, ids: readonly string[], path: string): { items: SessionItems; secondHalf?: SecondHalfSource } {
+  const items = reader.exportSessions(ids);
+  if (reader.kind !== 'sqlite' || path.endsWith('.gz') || !canWriteSecondHalf()) return { items };
+  return { items, secondHalf: { db: reader.location, ids } };
 }
 
 /**
@@ -40,7 +82,7 @@ export interface ArchiveWriteResult {
 type Shape = 'archive' | 'export';
 
 /** Turns items into archive text, one session object at a time. */
-class ArchiveSerializer {
+export class ArchiveSerializer {
   readonly sessions: ArchivedSessionSummary[] = [];
   private digest = new SessionDigest();
   private sessionId = '';
@@ -203,8 +245,22 @@ export interface ArchiveWriteOptions {
    * an archive under its name has always been verified and an interrupted check leaves nothing.
    */
   verify?: boolean;
-  /** Runs once the sessions are written, before verification (with the file's temporary path). */
+  /**
+   * Runs once the sessions are written, before verification (with the file's temporary path); it
+   * may change the file (a test's damage), so the whole verification then waits for it.
+   */
   beforeVerify?: (tempPath: string) => void | Promise<void>;
+  /** Runs once the sessions are written and sealed, while the verification finishes; must not change the file. */
+  afterWrite?: (tempPath: string) => void;
+  /**
+   * false: verify only after the writing, on this thread; else an archive is verified behind its
+   * writer, on another, once it holds `fromBytes` (default 64 MB).
+   */
+  verifyBehind?: boolean | { fromBytes: number };
+  /** The verifying thread's module, for tests of a thread that fails. */
+  verifyBehindWorker?: URL;
+  /** Where another thread may read the second half of a large archive's rest from, meanwhile (see archiveSource). */
+  secondHalf?: SecondHalfSource;
   /** After each session written: how many so far and the uncompressed bytes written. */
   onSession?: (sessions: number, bytes: number) => void;
   /** After each session read back by the verification. */
@@ -218,25 +274,80 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const sink = new ArchiveSink(path);
   const serializer = new ArchiveSerializer(sink);
+  let behind: VerifyBehind | null = null;
+  if (options.verify && !options.beforeVerify && options.verifyBehind !== false && (options.verifyBehindWorker || canVerifyBehind())) {
+    const from = typeof options.verifyBehind === 'object' ? options.verifyBehind.fromBytes : VERIFY_BEHIND_FROM_BYTES;
+    sink.onFileBytes = (bytes) => {
+      if (!behind && bytes >= from) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, options.onVerified, options.verifyBehindWorker);
+      behind?.reportWritten(bytes);
+    };
+  }
+  let verifierHeapPeak: number | undefined;
+  let secondHalfSessions: number | undefined;
+  let secondHalfHeapPeak: number | undefined;
+  let second: SecondHalf | null = null;
   try {
+    // Progress counts both halves until the second is copied in (its bytes are then the sink's).
+    let copied = false;
+    const report = (): void => options.onSession?.(serializer.sessions.length + (copied ? 0 : (second?.sessions ?? 0)), sink.bytes + (copied ? 0 : (second?.bytes ?? 0)));
+    /** The first session the second thread writes: this thread stops before it. */
+    let stopAt: string | null = null;
+    let firstHalf = 0;
+    const source = options.secondHalf;
+    const maybeSplit = (): void => {
+      const done = serializer.sessions.length;
+      if (!source || second || done === 0 || sink.bytes < (source.afterBytes ?? SECOND_HALF_AFTER_BYTES)) return;
+      const rest = source.ids.length - done;
+      if (rest < SECOND_HALF_FROM_SESSIONS || (sink.bytes / done) * rest < 4 * (source.afterBytes ?? SECOND_HALF_AFTER_BYTES)) return;
+      // The items must be the source's sessions in its order, or the halves would overlap.
+      if (serializer.sessions[done - 1]?.id !== source.ids[done - 1]) throw new SkError('internal', `archive ${path}: the sessions do not come in the order given`);
+      firstHalf = done + Math.ceil(rest / 2);
+      stopAt = source.ids[firstHalf] ?? null;
+      second = new SecondHalf(source.db, source.ids.slice(firstHalf), path, report);
+    };
     await sink.write('[');
     const take = async (item: SessionItem): Promise<void> => {
       if (item.kind === 'session') options.signal?.throwIfAborted();
       await serializer.take(item);
-      if (item.kind !== 'end' || (!options.onSession && !options.signal)) return;
-      options.onSession?.(serializer.sessions.length, sink.bytes);
+      if (item.kind !== 'end') return;
+      if (source) maybeSplit();
+      if (options.onSession || options.signal) report();
     };
+    const startsSecondHalf = (item: SessionItem): boolean => stopAt !== null && item.kind === 'session' && rowId(item.header.session) === stopAt;
     // SQLite's items come synchronously: a plain loop spares a microtask per row.
     if (isSyncIterable(items)) {
       const turn = eventLoopTurns();
       for (const item of items) {
+        if (startsSecondHalf(item)) break;
         await take(item);
         await turn();
       }
-    } else for await (const item of items) await take(item);
+    } else {
+      for await (const item of items) {
+        if (startsSecondHalf(item)) break;
+        await take(item);
+      }
+    }
+    const other = second as SecondHalf | null; // set by maybeSplit
+    if (other) {
+      if (serializer.sessions.length !== firstHalf) throw new SkError('internal', `archive ${path}: ${serializer.sessions.length} sessions came before the second half, ${firstHalf} were expected`);
+      const done = await other.copyInto(sink, ',\n', options.signal);
+      secondHalfSessions = done.sessions.length;
+      secondHalfHeapPeak = done.heapPeak;
+      serializer.sessions.push(...done.sessions);
+      copied = true;
+      report();
+    }
     await sink.write(']\n');
     await sink.seal();
-    if (options.verify) {
+    const verifier = behind as VerifyBehind | null; // set by the sink's callback
+    if (options.verify && verifier) {
+      options.afterWrite?.(sink.tempPath);
+      verifier.reportSealed();
+      compareSummaries(path, await verifier.found(options.signal), serializer.sessions);
+      verifierHeapPeak = verifier.heapPeak;
+    } else if (options.verify) {
+      options.afterWrite?.(sink.tempPath);
       await options.beforeVerify?.(sink.tempPath);
       await verifyArchive(sink.tempPath, serializer.sessions, {
         gzip: sink.compressed,
@@ -252,8 +363,17 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     sink.abort();
     if (options.signal?.aborted && error === options.signal.reason) throw error;
     throw error instanceof SkError ? error : new SkError('archive', `cannot write the archive ${path}: ${(error as Error).message}`);
+  } finally {
+    await (second as SecondHalf | null)?.stop();
+    await (behind as VerifyBehind | null)?.stop();
   }
-  return { path, sessions: serializer.sessions, bytes: sink.bytes };
+  return {
+    path,
+    sessions: serializer.sessions,
+    bytes: sink.bytes,
+    ...(verifierHeapPeak === undefined ? {} : { verifierHeapPeak }),
+    ...(secondHalfSessions === undefined ? {} : { secondHalfSessions, secondHalfHeapPeak }),
+  };
 }
 
 /**

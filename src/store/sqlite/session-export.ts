@@ -31,6 +31,9 @@ function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row:
   return new ChunkedValue(row.bytes, () => valueChunks(conn.db, table, 'data', row.rowid));
 }
 
+/** The page cache (KiB) while an export reads. */
+const EXPORT_CACHE_KB = 8_000;
+
 /** Marks the column of a select that holds a TEXT value's length in the row's TEXT bytes (NULL for other types and large values). */
 const TEXT_LENGTH = ':session-keeper-length';
 
@@ -263,6 +266,9 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
 /** The given sessions' items, one session after another. */
 export function* exportSessions(conn: SqliteConnection, ids: readonly string[]): Generator<SessionItem> {
   const scannedRowids = new ScannedRowids(conn, ids);
+  // Every row is read once: a page cache of the default 64 MB would only fill with pages read before.
+  const cacheSize = conn.db.pragma('cache_size', { simple: true }) as number;
+  if (cacheSize < -EXPORT_CACHE_KB || cacheSize > EXPORT_CACHE_KB / 4) conn.db.pragma(`cache_size = -${EXPORT_CACHE_KB}`);
   try {
     for (const id of ids) {
       conn.db.exec('BEGIN');
@@ -274,6 +280,7 @@ export function* exportSessions(conn: SqliteConnection, ids: readonly string[]):
     }
   } finally {
     scannedRowids.close();
+    conn.db.pragma(`cache_size = ${cacheSize}`);
   }
 }
 

@@ -1,0 +1,98 @@
+/**
+ * Verification behind the writer: a thread re-reads the temporary archive while it is still being
+ * written (bytes already written, from the page cache) and digests every session as verifyArchive
+ * does, so the check ends just after the writing instead of taking as long again afterwards. A
+ * plain node:worker_threads Worker, not the piscina pool: one long task with its own shared
+ * memory, started and ended with its archive. The caller still seals (fsync) and compares before
+ * the name is given; a failure or a crash of the thread throws.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { SkError } from '../../core/errors.js';
+import type { ArchivedSessionSummary } from './archive-sink.js';
+import { VERIFY_SHARED, type VerifyBehindData, type VerifyBehindReply } from './verify-behind-protocol.js';
+
+const WORKER_FILE = new URL('./verify-behind-worker.js', import.meta.url);
+
+/** False where the thread's compiled file is absent (sources run as TypeScript): verification then runs after the writing. */
+export function canVerifyBehind(): boolean {
+  return existsSync(fileURLToPath(WORKER_FILE));
+}
+
+export class VerifyBehind {
+  /** The verifying thread's peak V8 heap, once it has finished. */
+  heapPeak = 0;
+  private readonly worker: Worker;
+  private readonly written: BigInt64Array;
+  private readonly state: Int32Array;
+  private readonly result: Promise<ArchivedSessionSummary[]>;
+
+  constructor(tempPath: string, gzip: boolean, name: string, onSessionRead?: (sessions: number) => void, workerFile: URL = WORKER_FILE) {
+    const shared = new SharedArrayBuffer(VERIFY_SHARED.bytes);
+    this.written = new BigInt64Array(shared, 0, 1);
+    this.state = new Int32Array(shared, VERIFY_SHARED.stateOffset, 2);
+    const data: VerifyBehindData = { path: tempPath, gzip, name, shared };
+    this.worker = new Worker(workerFile, { workerData: data });
+    this.result = new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (error: SkError): void => {
+        if (settled) return;
+        settled = true;
+        reject(error);
+      };
+      this.worker.on('message', (reply: VerifyBehindReply) => {
+        if (settled) return;
+        if (reply.kind === 'progress') onSessionRead?.(reply.sessions);
+        else if (reply.kind === 'failed') fail(new SkError(reply.code, reply.message));
+        else {
+          settled = true;
+          this.heapPeak = reply.heapPeak;
+          resolve(reply.found);
+        }
+      });
+      this.worker.on('error', (error) => fail(new SkError('archive', `the verification of ${name} stopped: ${error.message}`)));
+      this.worker.on('exit', (code) => fail(new SkError('archive', `the verification of ${name} stopped before it finished (exit code ${code})`)));
+    });
+    // Awaited by found(); a failure before that (the writing aborted) is not unhandled.
+    this.result.catch(() => undefined);
+  }
+
+  /** The file now holds `bytes` bytes, all of them readable by the thread. */
+  reportWritten(bytes: number): void {
+    Atomics.store(this.written, 0, BigInt(bytes));
+    this.wake();
+  }
+
+  /** The file is whole and fsynced: the thread reads it to its end. */
+  reportSealed(): void {
+    Atomics.store(this.state, VERIFY_SHARED.sealed, 1);
+    this.wake();
+  }
+
+  private wake(): void {
+    Atomics.add(this.state, VERIFY_SHARED.generation, 1);
+    Atomics.notify(this.state, VERIFY_SHARED.generation);
+  }
+
+  /** The sessions the thread read back (after reportSealed), or its failure; rejects early when `signal` aborts. */
+  async found(signal?: AbortSignal): Promise<ArchivedSessionSummary[]> {
+    if (!signal) return this.result;
+    signal.throwIfAborted();
+    let onAbort = (): void => undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([this.result, aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Ends the thread (done, failed or no longer wanted). */
+  async stop(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
