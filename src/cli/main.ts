@@ -226,6 +226,9 @@ const invokedDirectly = (() => {
 })();
 
 if (invokedDirectly) {
+  // A failure is one line of ours; a library's own console lines would come before it (mysql2 prints
+  // "got packets out of order" when a server refuses a packet too large), so they show only when asked for.
+  if (process.env['SESSION_KEEPER_DEBUG'] !== '1') console.error = console.warn = () => undefined;
   // `| head` closing the pipe is not an error: stop quietly.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(0);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateFixture, type FixtureSummary } from '../fixtures/generate.js';
 import { openReader } from '../../src/store/open-store.js';
-import { CLI, parseJson, runCli, tempDir } from '../helpers/env.js';
+import { CLI, emptyOpenCodeDb, insertMessage, insertRawPart, insertSession, parseJson, runCli, tempDir } from '../helpers/env.js';
 import { freshDatabase, rowsDigest, serverQuery, type FreshDatabase } from './servers.js';
 
 const MB = 1024 * 1024;
@@ -277,4 +277,27 @@ describe('memory ceiling', () => {
       await store.close();
     }
   }, 300_000);
+});
+
+describe('mysql: limits of the server', () => {
+  it("a row over the server's max_allowed_packet is one line saying what to raise; the SQLite file is untouched", async () => {
+    const url = await fresh('mysql');
+    const [{ limit }] = await serverQuery<{ limit: number }>(url, 'SELECT @@max_allowed_packet AS `limit`');
+    const path = join(dir, 'big-text.db');
+    const db = emptyOpenCodeDb(path);
+    insertSession(db, 'ses_bigtext000001', 1000, 2000);
+    insertMessage(db, 'msg_bigtext1', 'ses_bigtext000001', 1000);
+    // A tool's output of text, no attachment to cut out: the body itself is over the limit.
+    insertRawPart(db, 'prt_bigtext1', 'msg_bigtext1', 'ses_bigtext000001', 1000, JSON.stringify({ type: 'tool', state: { output: 'a line of output\n'.repeat(Math.ceil(Number(limit) / 16) + 1024) } }));
+    db.close();
+    const before = fileHash(path);
+    const run = runCli(['--db', path, 'migrate', '--to', url, '--no-progress']);
+    expect(run.status).toBe(1);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^session-keeper: mysql:\/\/root@127\.0\.0\.1:\d+\/sk_t_\w+: \w+: .*raise max_allowed_packet on the server .* and run the command again/);
+    expect(fileHash(path)).toBe(before);
+    const complete = await serverQuery<{ n: number }>(url, 'SELECT COUNT(*) AS n FROM sk_session WHERE complete = 1');
+    expect(Number(complete[0]?.n)).toBe(0);
+  });
 });

@@ -47,7 +47,7 @@ export async function parseConnectionString(value: string): Promise<{ conn: Pars
 }
 
 /** Driver errors, one line, password-free, prefixed with where we were talking to. */
-export function connectionError(error: unknown, conn: Pick<ParsedConnection, 'display' | 'password'>, doing = 'database error'): SkError {
+export function connectionError(error: unknown, conn: Pick<ParsedConnection, 'display' | 'password'>, doing = 'database error', remedy?: string): SkError {
   if (error instanceof SkError) return error;
   const raw = error instanceof Error ? error.message || (error as NodeJS.ErrnoException).code || error.name : String(error);
   const errors = (error as { errors?: unknown[] }).errors;
@@ -59,7 +59,7 @@ export function connectionError(error: unknown, conn: Pick<ParsedConnection, 'di
   if ((code && ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'PROTOCOL_CONNECTION_LOST'].includes(code)) || /terminated|connection lost|closed the connection|socket hang up/i.test(line)) {
     line = `the connection to the server was lost (${line})`;
   }
-  return new SkError('connection', redactSecrets(`${conn.display}: ${doing}: ${line}`));
+  return new SkError('connection', redactSecrets(`${conn.display}: ${doing}: ${line}${remedy ? `; ${remedy}` : ''}`));
 }
 
 export interface ExternalConnection {

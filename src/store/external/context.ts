@@ -31,7 +31,7 @@ export class ExternalContext {
       // SQLite's own failures (a copy reads the file while it writes here) keep their own mapping.
       if (error instanceof Error && error.name === 'SqliteError') throw error;
       if (error instanceof TypeError || error instanceof RangeError) throw new SkError('internal', `${doing}: ${error.message}`);
-      throw connectionError(error, this.conn, doing);
+      throw connectionError(error, this.conn, doing, this.dialect.remedyFor?.(error));
     }
   }
 }

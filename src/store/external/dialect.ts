@@ -45,6 +45,8 @@ export interface EngineDialect {
   readonly types: ColumnTypes;
   /** Kysely's dialect over this engine's driver, with a pool of `poolSize`; `bulk` relaxes per-commit durability. */
   kyselyDialect(conn: ParsedConnection, poolSize: number, bulk: boolean): Promise<KyselyDialect>;
+  /** What the user can do about a driver error that is a limit of this engine's configuration, or undefined. */
+  remedyFor?(error: unknown): string | undefined;
 
   // ---- schema ----
   /** A CREATE TABLE that does nothing when the table exists. */

@@ -4,6 +4,9 @@ import { V8_STRING_LIMIT } from '../../../core/page-rules.js';
 import { jsonObjectText } from '../codec.js';
 import type { EngineDialect } from '../dialect.js';
 
+const PACKET_REMEDY =
+  "raise max_allowed_packet on the server (max_allowed_packet=256M under [mysqld], or SET GLOBAL max_allowed_packet = 268435456) and run the command again; sessions already copied and verified are kept";
+
 export const mysqlDialect: EngineDialect = {
   kind: 'mysql',
   defaultUser: 'root',
@@ -35,6 +38,15 @@ export const mysqlDialect: EngineDialect = {
     });
     pool.on('connection', (c) => c.on('error', () => undefined));
     return new MysqlDialect({ pool });
+  },
+
+  // A value (a part's text once its attachments are cut out) over the server's max_allowed_packet (16 MB by default,
+  // a BLOB travelling as hex at twice its size) is refused with ER_NET_PACKET_TOO_LARGE, or the server just drops the connection.
+  remedyFor: (error) => {
+    const { errno, code } = error as { errno?: number; code?: string };
+    if (errno === 1153) return PACKET_REMEDY;
+    if (code === 'ECONNRESET' || code === 'EPIPE') return `if a row was larger than the server's max_allowed_packet, ${PACKET_REMEDY}`;
+    return undefined;
   },
 
   createTable: (name, body) => `CREATE TABLE IF NOT EXISTS ${name} (${body})${mysqlDialect.types.tableSuffix}`,
