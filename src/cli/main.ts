@@ -59,7 +59,10 @@ async function withService<T>(globals: GlobalOptions, fn: (service: SessionServi
   }
 }
 
-/** `list` and `show` read one page: its scattered rows through a memory map cost page faults, not a read call each. */
+/**
+ * `list` reads one page of sessions and their sizes: its scattered rows through a memory map cost page
+ * faults, not a read call each. Not `show`: a page holding a 300 MB PDF would map every page of it (RSS).
+ */
 const PAGE_READS = { mapped: true } as const;
 
 /** The version in package.json (two folders up from dist/cli/). */
@@ -163,7 +166,7 @@ export async function buildProgram(argv: readonly string[] = []): Promise<Comman
       const mirror = mirrorFor(g);
       const page = mirror
         ? await (await oneView()).showBoth(g.db, mirror, sessionId, { limit: options.limit, cursor: options.cursor ?? null })
-        : await withService(g, (s) => s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }), PAGE_READS);
+        : await withService(g, (s) => s.showSession(sessionId, { limit: options.limit, cursor: options.cursor ?? null }));
       print(g.json, page, () => formatShow(page));
     });
 

@@ -172,7 +172,7 @@ describe('reading a generated database', () => {
     expect(after.sessions[0]?.id).toBe('ses_zzzz_newest');
   });
 
-  it('reads the same pages through a memory map (list and show in the CLI), and sees commits in the WAL and after a checkpoint', async () => {
+  it('reads the same pages through a memory map (list in the CLI), and sees commits in the WAL and after a checkpoint', async () => {
     const path = join(dir, 'mapped.db');
     copyFileSync(dbPath, path);
     const plain = openFileReader(path);
