@@ -92,7 +92,7 @@ export interface SessionReader extends PageReader {
   /** Per session, what its bytes are made of (attachments, event log, text): the browser's sorts by kind. Not every backend has it. */
   sessionSpace?(): Promise<ReadonlyMap<string, SessionSpace>>;
   /** The sessions' rows, one session after another, each read consistently. */
-  exportSessions(ids: readonly string[]): SessionItems;
+  exportSessions(ids: readonly string[], options?: ExportOptions): SessionItems;
   /** What compacting the event log would free, per event type (payloads never read into JS). */
   compactionPlan(options?: PlanOptions): Promise<CompactionPlan>;
   /** The sessions a selector chooses (`--subagents`, `--project`, `--keep-latest`, `--larger-than`, `--older-than`), most recently active first. */
@@ -121,3 +121,14 @@ export interface ChangeMarks {
   /** Marks of every session (no `ids`), or of those of `ids` that exist; read inside an export, they describe what it exported. */
   sessionMarks(ids?: readonly string[]): Promise<Map<string, SessionMark>>;
 }
+
+export interface ExportOptions {
+  /**
+   * Whether items carry SQLite's json_valid of each value (default true): an archive needs it to embed a
+   * value raw; a copy to a server, which judges JSON itself, asks for none and spares the parse.
+   */
+  jsonValidity?: boolean;
+}
+
+/** What a copy into a server asks of an export: the server judges JSON itself. */
+export const SERVER_EXPORT: ExportOptions = { jsonValidity: false };

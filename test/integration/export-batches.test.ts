@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SERVER_EXPORT } from '../../src/store/reader.js';
 import { SqliteReader } from '../../src/store/sqlite/sqlite-reader.js';
 import { wholePayload, type SessionItem } from '../../src/store/session-items.js';
 import { ChunkedValue } from '../../src/core/table-row.js';
@@ -51,6 +52,19 @@ describe('exporting sessions whose event log has no session index', () => {
       expect(together).toEqual(alone);
       expect(together.filter((l) => l.startsWith('r event')).length).toBeGreaterThan(100);
       expect(together.some((l) => l.includes('chunked:'))).toBe(true);
+      // For a server, the same values without SQLite's json_valid of each (the archive's flags are there otherwise).
+      const flagged = (items: Iterable<SessionItem>): number => {
+        let n = 0;
+        for (const item of items) {
+          if (item.kind === 'message' && item.message.jsonValid !== undefined) n++;
+          else if (item.kind === 'part' && item.part.jsonValid !== undefined) n++;
+          else if (item.kind === 'rows') n += (item.jsonValid ?? []).filter((v) => v !== undefined).length;
+        }
+        return n;
+      };
+      expect(flagged(reader.exportSessions(ids))).toBeGreaterThan(1000);
+      expect(flagged(reader.exportSessions(ids, SERVER_EXPORT))).toBe(0);
+      expect(itemsText(reader.exportSessions(ids, SERVER_EXPORT))).toEqual(together);
     } finally {
       void reader.close();
     }

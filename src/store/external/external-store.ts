@@ -20,7 +20,7 @@ import { familyFacts, type SessionRowFacts } from '../../core/planner.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type EntryWriter } from '../attachment-cache.js';
 import { buildShowPage } from '../page-builder.js';
-import type { OpenedAttachment, RetentionFacts, SessionCounts, SessionProjects, SessionReader, StoreSize } from '../reader.js';
+import type { ExportOptions, OpenedAttachment, RetentionFacts, SessionCounts, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { HeldVersion, MirrorBase, MirrorOutcome, MirrorTarget, MirrorWrite, NewSessionsWrite } from '../mirror-target.js';
 import type { ChunkedValue, Row, SessionItem, SessionItems, TableCounts } from '../session-items.js';
 import { digestOfSession, heldVersions, mirrorBases, mirrorNewSessions, mirrorSession, recordBase, registerSource } from './mirror-write.js';
@@ -345,7 +345,7 @@ export class ExternalStore extends ExternalContext implements SessionReader, Ses
    * Whole sessions as items, their parts rebuilt byte for byte. Only copies that finished and
    * were verified are handed out: a session an interrupted copy left behind is refused.
    */
-  async *exportSessions(ids: readonly string[]): AsyncGenerator<SessionItem> {
+  async *exportSessions(ids: readonly string[], _options?: ExportOptions): AsyncGenerator<SessionItem> {
     // Large parts wait in files of ours until their session has been taken whole.
     let spillDir: string | null = null;
     const spilled: SpilledPart[] = [];

@@ -81,13 +81,14 @@ export function partsOfMessages(
   messageIds: readonly string[],
   inlineBytes: number,
   inlineTotal: number,
+  checkJson = true,
 ): Map<string, PartRow[]> {
   const grouped = new Map<string, PartRow[]>(messageIds.map((id) => [id, []]));
   const rows = statement(
     conn.db,
     `SELECT p.rowid AS rowid, p.id, p.message_id AS messageId, p.time_created AS timeCreated, p.time_updated AS timeUpdated,
             octet_length(p.data) AS bytes, CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END AS data,
-            CASE WHEN octet_length(p.data) <= @inlineBytes THEN json_valid(p.data) END AS valid
+            ${checkJson ? 'CASE WHEN octet_length(p.data) <= @inlineBytes THEN json_valid(p.data) END' : 'NULL'} AS valid
      FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))`,
   ).iterate({ ids: JSON.stringify(messageIds), inlineBytes }) as IterableIterator<PartRow>;
   let inline = 0;

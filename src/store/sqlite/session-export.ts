@@ -5,6 +5,7 @@
  * takes; rows come in keyset pages, their data as BLOBs, large values one at a time.
  */
 import { SkError } from '../../core/errors.js';
+import type { ExportOptions } from '../reader.js';
 import { BlobValue, ChunkedValue, type MessageRecord, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
@@ -52,7 +53,7 @@ const JSON_FLAG = ':session-keeper-json';
  * cut by their lengths, other values as themselves, so a restore puts back each value with its own
  * type. With `chunked`, a TEXT `data` value of CHUNKED_VALUE_BYTES or more is left out and its length given instead.
  */
-function typedColumnsNow(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
+function typedColumnsNow(conn: SqliteConnection, table: string, chunked: boolean, checkJson: boolean): { select: string; columns: string[] } {
   const columns = conn.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(table) as string[];
   const quoted = (c: string): string => `"${c.replaceAll('"', '""')}"`;
   // Only payload columns (OpenCode names them `data`) can be large: the check costs on every row.
@@ -64,8 +65,8 @@ function typedColumnsNow(conn: SqliteConnection, table: string, chunked: boolean
     const parts = [
       `CASE WHEN typeof(${q}) <> 'text' THEN ${q} END AS ${q}`,
       `CASE WHEN ${inlineText(c)} THEN octet_length(${q}) END AS ${quoted(c + TEXT_LENGTH)}`,
-      `CASE WHEN ${inlineText(c)} THEN json_valid(${q}) END AS ${quoted(c + JSON_FLAG)}`,
     ];
+    if (checkJson) parts.push(`CASE WHEN ${inlineText(c)} THEN json_valid(${q}) END AS ${quoted(c + JSON_FLAG)}`);
     if (mayBeLarge(c)) parts.push(`CASE WHEN typeof(${q}) = 'text' AND octet_length(${q}) >= ${CHUNKED_VALUE_BYTES} THEN octet_length(${q}) END AS ${quoted(c + LARGE_FLAG)}`);
     return parts.join(', ');
   });
@@ -127,10 +128,10 @@ class ScannedRowids {
 }
 
 /** A session's rows of one table, in rowid order, in items of bounded size; large TEXT values in chunks. */
-function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts, scannedRowids: ScannedRowids): Generator<SessionItem> {
+function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts, scannedRowids: ScannedRowids, checkJson: boolean): Generator<SessionItem> {
   const rowidTable = isRowidTable(conn, table.table);
   const chunked = conn.valueReads === 'chunked' && rowidTable;
-  const { select, columns } = typedColumns(conn, table.table, chunked);
+  const { select, columns } = typedColumns(conn, table.table, chunked, checkJson);
   const rows = table.indexed || !rowidTable
     ? (statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>)
     : scannedRowids.rowsOf(table, select, sessionId);
@@ -204,8 +205,8 @@ function remembered<T>(conn: SqliteConnection, key: string, find: () => T): T {
   return known.found.get(key) as T;
 }
 
-function typedColumns(conn: SqliteConnection, table: string, chunked: boolean): { select: string; columns: string[] } {
-  return remembered(conn, `columns ${String(chunked)} ${table}`, () => typedColumnsNow(conn, table, chunked));
+function typedColumns(conn: SqliteConnection, table: string, chunked: boolean, checkJson: boolean): { select: string; columns: string[] } {
+  return remembered(conn, `columns ${String(chunked)} ${String(checkJson)} ${table}`, () => typedColumnsNow(conn, table, chunked, checkJson));
 }
 
 function isRowidTable(conn: SqliteConnection, table: string): boolean {
@@ -219,7 +220,7 @@ function isRowidTableNow(conn: SqliteConnection, table: string): boolean {
   return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
 }
 
-function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids: ScannedRowids): Generator<SessionItem> {
+function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids: ScannedRowids, checkJson: boolean): Generator<SessionItem> {
   const { db, schema } = conn;
   const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as Row | undefined;
   if (!session) throw new SkError('not-found', `no session ${sessionId} in ${conn.path}`);
@@ -236,9 +237,9 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
 
   let after: [number, string] | null = null;
   for (;;) {
-    const page = messagesAfter(conn, sessionId, after, PAGE_ROWS, INLINE_FETCH_BYTES, true);
+    const page = messagesAfter(conn, sessionId, after, PAGE_ROWS, INLINE_FETCH_BYTES, checkJson);
     // One query for the parts of the whole page of messages; inline data stops after 8 MB.
-    const partsByMessage = partsOfMessages(conn, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES);
+    const partsByMessage = partsOfMessages(conn, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES, checkJson);
     for (const message of page) {
       const parts = partsByMessage.get(message.id) ?? [];
       messages++;
@@ -259,12 +260,13 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
   }
   counts['message'] = messages;
   counts['part'] = partCount;
-  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts, scannedRowids);
+  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts, scannedRowids, checkJson);
   yield { kind: 'end', sessionId, counts };
 }
 
 /** The given sessions' items, one session after another. */
-export function* exportSessions(conn: SqliteConnection, ids: readonly string[]): Generator<SessionItem> {
+export function* exportSessions(conn: SqliteConnection, ids: readonly string[], options: ExportOptions = {}): Generator<SessionItem> {
+  const checkJson = options.jsonValidity ?? true;
   const scannedRowids = new ScannedRowids(conn, ids);
   // Every row is read once: a page cache of the default 64 MB would only fill with pages read before.
   const cacheSize = conn.db.pragma('cache_size', { simple: true }) as number;
@@ -273,7 +275,7 @@ export function* exportSessions(conn: SqliteConnection, ids: readonly string[]):
     for (const id of ids) {
       conn.db.exec('BEGIN');
       try {
-        yield* sessionItems(conn, id, scannedRowids);
+        yield* sessionItems(conn, id, scannedRowids, checkJson);
       } finally {
         if (conn.db.inTransaction) conn.db.exec('COMMIT');
       }
@@ -342,7 +344,7 @@ export function* exportTrimmedRows(conn: SqliteConnection, trimmed: ReadonlyMap<
       for (const table of ['session_message', 'session_input'] as const) {
         const ids = rows[table] ?? [];
         if (ids.length === 0 || !conn.schema.tables.has(table)) continue;
-        const { select, columns } = typedColumns(conn, table, conn.valueReads === 'chunked' && isRowidTable(conn, table));
+        const { select, columns } = typedColumns(conn, table, conn.valueReads === 'chunked' && isRowidTable(conn, table), true);
         const found: Row[] = [];
         const jsonValid: (ReadonlyMap<string, boolean> | undefined)[] = [];
         for (const raw of statement(db, `SELECT ${select} FROM "${table}" WHERE id IN (SELECT value FROM json_each(?)) ORDER BY rowid`).iterate(JSON.stringify(ids)) as IterableIterator<Record<string, unknown>>) {

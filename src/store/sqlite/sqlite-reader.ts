@@ -20,7 +20,7 @@ import type { SessionSpace } from '../../core/browse.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { crossedThresholds } from '../../core/thresholds.js';
 import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachment-cache.js';
-import type { ChangeMarks, OpenedAttachment, RetentionFacts, SessionCounts, SessionMark, SessionProjects, SessionReader, StoreSize } from '../reader.js';
+import type { ChangeMarks, ExportOptions, OpenedAttachment, RetentionFacts, SessionCounts, SessionMark, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
 import { exportSessions } from './session-export.js';
@@ -698,9 +698,9 @@ export class SqliteReader implements SessionReader, ChangeMarks {
   }
 
   /** The sessions' rows, one session after another; SQLite's failures mapped to one-line errors. */
-  *exportSessions(ids: readonly string[]): Generator<SessionItem> {
+  *exportSessions(ids: readonly string[], options: ExportOptions = {}): Generator<SessionItem> {
     try {
-      yield* exportSessions(this.conn, ids);
+      yield* exportSessions(this.conn, ids, options);
     } catch (error) {
       throw mapSqliteError(error, this.conn.path);
     }

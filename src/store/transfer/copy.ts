@@ -5,7 +5,7 @@
  * read again, and a copy ends by checking every session's counts on both sides.
  */
 import { SkError } from '../../core/errors.js';
-import type { SessionReader } from '../reader.js';
+import { SERVER_EXPORT, type SessionReader } from '../reader.js';
 import { isSyncIterable, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { SessionWriter } from '../writer.js';
 
@@ -105,7 +105,7 @@ export async function copySessions(source: SessionReader, target: SessionWriter,
   let rows = 0;
   const sent = new Map<string, TableCounts>();
   const imported = toCopy.length
-    ? await target.importSessions(noteCounts(source.exportSessions(toCopy), sent), {
+    ? await target.importSessions(noteCounts(source.exportSessions(toCopy, SERVER_EXPORT), sent), {
         existing: 'replace',
         present: new Set(states.keys()),
         onRows: (bytes, count) => {

@@ -8,7 +8,7 @@
  */
 import { SkError } from '../../core/errors.js';
 import type { MirrorBase, MirrorTarget } from '../mirror-target.js';
-import type { ChangeMarks, SessionMark, SessionReader } from '../reader.js';
+import { SERVER_EXPORT, type ChangeMarks, type SessionMark, type SessionReader } from '../reader.js';
 import { isSyncIterable, type SessionItem } from '../session-items.js';
 
 export type MirrorSource = SessionReader & ChangeMarks;
@@ -125,7 +125,7 @@ export class Mirror {
         let ended = 0;
         let inSession = false;
         try {
-          const all = source.exportSessions(remaining);
+          const all = source.exportSessions(remaining, SERVER_EXPORT);
           const take = async (item: SessionItem): Promise<SessionItem> => {
             if (item.kind === 'session') inSession = true;
             if (item.kind === 'end') {
@@ -188,7 +188,7 @@ export class Mirror {
     const local = this.marks.get(id);
     const base = this.bases.get(id);
     const held = (await this.target.heldVersions([id])).get(id);
-    const items = () => this.source.exportSessions([id]);
+    const items = () => this.source.exportSessions([id], SERVER_EXPORT);
     const mark = async (): Promise<string> => (await this.source.sessionMarks([id])).get(id)?.mark ?? '';
     const write = async (expect: string | null): Promise<SessionResult | 'moved'> => {
       const outcome = await this.target.mirrorSession(items, { sourceId: this.sourceId, mark, expect });
