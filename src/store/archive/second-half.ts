@@ -14,6 +14,7 @@ import { SkError } from '../../core/errors.js';
 import { tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
 import type { ArchivedSessionSummary, ArchiveSink } from './archive-sink.js';
 import type { SecondHalfData, SecondHalfReply } from './second-half-protocol.js';
+import { abortable, threadOutcome } from './thread-outcome.js';
 
 const WORKER_FILE = new URL('./second-half-worker.js', import.meta.url);
 const COPY_BYTES = 1024 * 1024;
@@ -44,28 +45,12 @@ export class SecondHalf {
     trackTempFile(this.segment);
     const data: SecondHalfData = { db, ids, segment: this.segment, name: archivePath };
     this.worker = new Worker(WORKER_FILE, { workerData: data });
-    this.result = new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (error: SkError): void => {
-        if (settled) return;
-        settled = true;
-        reject(error);
-      };
-      this.worker.on('message', (reply: SecondHalfReply) => {
-        if (settled) return;
-        if (reply.kind === 'failed') return fail(new SkError(reply.code, reply.message));
-        this.sessions = reply.kind === 'done' ? reply.sessions.length : reply.sessions;
-        this.bytes = reply.bytes;
-        if (reply.kind === 'done') {
-          settled = true;
-          resolve({ sessions: reply.sessions, bytes: reply.bytes, heapPeak: reply.heapPeak });
-        }
-        onProgress?.();
-      });
-      this.worker.on('error', (error) => fail(new SkError('archive', `the second half of ${archivePath} stopped: ${error.message}`)));
-      this.worker.on('exit', (code) => fail(new SkError('archive', `the second half of ${archivePath} stopped before it finished (exit code ${code})`)));
+    this.result = threadOutcome<SecondHalfReply, SecondHalfResult>(this.worker, `the second half of ${archivePath}`, (reply) => {
+      this.sessions = reply.kind === 'done' ? reply.sessions.length : reply.sessions;
+      this.bytes = reply.bytes;
+      onProgress?.();
+      return reply.kind === 'done' ? { sessions: reply.sessions, bytes: reply.bytes, heapPeak: reply.heapPeak } : undefined;
     });
-    this.result.catch(() => undefined); // awaited by copyInto; a failure before that (an abort) is not unhandled
   }
 
   /** Waits for the thread, then writes its segment into `sink` (after `separator` when it holds sessions). */
@@ -98,20 +83,5 @@ export class SecondHalf {
     await this.worker.terminate();
     rmSync(this.segment, { force: true });
     untrackTempFile(this.segment);
-  }
-}
-
-async function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  let onAbort = (): void => undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-  try {
-    return await Promise.race([promise, aborted]);
-  } finally {
-    signal.removeEventListener('abort', onAbort);
   }
 }

@@ -9,8 +9,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { SkError } from '../../core/errors.js';
 import type { ArchivedSessionSummary } from './archive-sink.js';
+import { abortable, threadOutcome } from './thread-outcome.js';
 import { VERIFY_SHARED, type VerifyBehindData, type VerifyBehindReply } from './verify-behind-protocol.js';
 
 const WORKER_FILE = new URL('./verify-behind-worker.js', import.meta.url);
@@ -34,28 +34,14 @@ export class VerifyBehind {
     this.state = new Int32Array(shared, VERIFY_SHARED.stateOffset, 2);
     const data: VerifyBehindData = { path: tempPath, gzip, name, shared };
     this.worker = new Worker(workerFile, { workerData: data });
-    this.result = new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (error: SkError): void => {
-        if (settled) return;
-        settled = true;
-        reject(error);
-      };
-      this.worker.on('message', (reply: VerifyBehindReply) => {
-        if (settled) return;
-        if (reply.kind === 'progress') onSessionRead?.(reply.sessions);
-        else if (reply.kind === 'failed') fail(new SkError(reply.code, reply.message));
-        else {
-          settled = true;
-          this.heapPeak = reply.heapPeak;
-          resolve(reply.found);
-        }
-      });
-      this.worker.on('error', (error) => fail(new SkError('archive', `the verification of ${name} stopped: ${error.message}`)));
-      this.worker.on('exit', (code) => fail(new SkError('archive', `the verification of ${name} stopped before it finished (exit code ${code})`)));
+    this.result = threadOutcome<VerifyBehindReply, ArchivedSessionSummary[]>(this.worker, `the verification of ${name}`, (reply) => {
+      if (reply.kind === 'progress') {
+        onSessionRead?.(reply.sessions);
+        return undefined;
+      }
+      this.heapPeak = reply.heapPeak;
+      return reply.found;
     });
-    // Awaited by found(); a failure before that (the writing aborted) is not unhandled.
-    this.result.catch(() => undefined);
   }
 
   /** The file now holds `bytes` bytes, all of them readable by the thread. */
@@ -76,19 +62,8 @@ export class VerifyBehind {
   }
 
   /** The sessions the thread read back (after reportSealed), or its failure; rejects early when `signal` aborts. */
-  async found(signal?: AbortSignal): Promise<ArchivedSessionSummary[]> {
-    if (!signal) return this.result;
-    signal.throwIfAborted();
-    let onAbort = (): void => undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([this.result, aborted]);
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
+  found(signal?: AbortSignal): Promise<ArchivedSessionSummary[]> {
+    return abortable(this.result, signal);
   }
 
   /** Ends the thread (done, failed or no longer wanted). */
