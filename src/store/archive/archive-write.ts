@@ -332,6 +332,11 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     if (other) {
       if (serializer.sessions.length !== firstHalf) throw new SkError('internal', `archive ${path}: ${serializer.sessions.length} sessions came before the second half, ${firstHalf} were expected`);
       const done = await other.copyInto(sink, ',\n', options.signal);
+      // Every session of the second half, in its order, or a delete after this archive would take one it lacks.
+      const wanted = (source as SecondHalfSource).ids.slice(firstHalf);
+      if (done.sessions.length !== wanted.length || done.sessions.some((s, i) => s.id !== wanted[i])) {
+        throw new SkError('internal', `archive ${path}: the second half holds ${done.sessions.length} sessions, ${wanted.length} were given to it`);
+      }
       secondHalfSessions = done.sessions.length;
       secondHalfHeapPeak = done.heapPeak;
       serializer.sessions.push(...done.sessions);
