@@ -520,7 +520,7 @@ class BulkImport {
         if (this.skipping || !this.current) return;
         const cur = this.current;
         await cur.stored;
-        const stored = await storeTableRows(store, cur.id, item.table, item.rows, cur.ord);
+        const stored = await storeTableRows(store, cur.id, item.table, item.rows, cur.ord, { bulk: true });
         cur.ord += item.rows.length;
         cur.rows[item.table] = (cur.rows[item.table] ?? 0) + item.rows.length;
         for (const line of stored.lines) cur.lines.push(line);

@@ -283,6 +283,19 @@ export async function sessionStates(ctx: ExternalContext, ids: readonly string[]
   );
 }
 
+/** sk_row's columns as a bulk load sends them (types as the schema declares them: INT is int4). */
+const SK_ROW_COPY: readonly CopyColumn[] = [
+  { name: 'session_id', type: 'text' },
+  { name: 'table_name', type: 'text' },
+  { name: 'ord', type: 'int4' },
+  { name: 'bytes', type: 'int8' },
+  { name: 'body', type: 'blob' },
+  { name: 'attachments', type: 'text' },
+  { name: 'att_count', type: 'int4' },
+  { name: 'att_bytes', type: 'int8' },
+  { name: 'att_encoded', type: 'int8' },
+];
+
 /**
  * Stores rows of one of a session's other tables, each encoded value by value, its attachments
  * cut out into the content-addressed table like a part's; returns their digest lines.
@@ -293,6 +306,7 @@ export async function storeTableRows(
   table: string,
   rows: readonly Row[],
   firstOrd: number,
+  options: { bulk?: boolean } = {},
 ): Promise<{ lines: string[] }> {
   const stored: SkTables['sk_row'][] = [];
   const small: SmallAttachment[] = [];
@@ -320,6 +334,13 @@ export async function storeTableRows(
     lines.push(tableRowLine(table, firstOrd + i, cut.body.length, sha256Hex(cut.body), attachments));
   }
   await insertSmallAttachments(ctx, small);
+  // `bulk`: outside any transaction of ctx.db, so the engine's bulk load (its own pooled connection) may take them.
+  if (options.bulk && ctx.copyIn) {
+    const cells = stored.map((row) => SK_ROW_COPY.map(({ name }): CopyCell => (row as unknown as Record<string, CopyCell>)[name] ?? null));
+    const loaded = await ctx.copyIn.load('sk_row', SK_ROW_COPY, cells);
+    if (loaded !== stored.length) throw new SkError('corrupt', `sk_row: ${stored.length} rows of session ${sessionId} sent, ${loaded} stored in ${ctx.location}`);
+    return { lines };
+  }
   // Bounded batches: SQL Server allows 2,100 parameters in a statement, MySQL 16 MB packets.
   for (let at = 0; at < stored.length; ) {
     const batch: SkTables['sk_row'][] = [];
