@@ -15,7 +15,8 @@ import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
 import { isSyncIterable, rowId, wholePayload, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
-import type { BulkRow, CopyCell, CopyColumn, StreamedValue } from './dialect.js';
+import type { BulkRow, CopyCell, StreamedValue } from './dialect.js';
+import { COPY_COLUMNS } from './copy-columns.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
 import { ExternalContext } from './context.js';
 import {
@@ -45,33 +46,6 @@ const VERIFY_SESSIONS = 64;
 const SERVER_DIGEST_ROWS = 200_000;
 /** Verification groups running at once, beside the inserts. */
 const MAX_VERIFYING = 2;
-
-/** Columns of a bulk load (COPY) of each table; `data`, the jsonb copy, is made by the server from the body's text. */
-const COPY_COLUMNS: Record<'sk_message' | 'sk_part', readonly CopyColumn[]> = {
-  sk_message: [
-    { name: 'id', type: 'text' },
-    { name: 'session_id', type: 'text' },
-    { name: 'time_created', type: 'int8' },
-    { name: 'time_updated', type: 'int8' },
-    { name: 'bytes', type: 'int8' },
-    { name: 'body', type: 'blob' },
-    { name: 'data', type: 'json' },
-  ],
-  sk_part: [
-    { name: 'id', type: 'text' },
-    { name: 'message_id', type: 'text' },
-    { name: 'session_id', type: 'text' },
-    { name: 'time_created', type: 'int8' },
-    { name: 'time_updated', type: 'int8' },
-    { name: 'bytes', type: 'int8' },
-    { name: 'body', type: 'blob' },
-    { name: 'attachments', type: 'text' },
-    { name: 'att_count', type: 'int4' },
-    { name: 'att_bytes', type: 'int8' },
-    { name: 'att_encoded', type: 'int8' },
-    { name: 'data', type: 'json' },
-  ],
-};
 
 type LoadedRow = Omit<MessageRow, 'body'> & Partial<Omit<PartRow, 'body'>> & { body: Buffer | StreamedValue };
 

@@ -10,7 +10,8 @@ import { wholePayload, type Row, type SessionItem, type TableCounts } from '../s
 import type { SessionState } from '../writer.js';
 import { attachmentChunks, CHUNK_BYTES, cutPart, cutStreamedPart, parseSpans, sourceChunks, streamedAttachmentChunks, type CutPart } from './codec.js';
 import type { ExternalContext } from './context.js';
-import type { CopyCell, CopyColumn, StreamedValue } from './dialect.js';
+import { COPY_COLUMNS } from './copy-columns.js';
+import type { CopyCell, StreamedValue } from './dialect.js';
 import { sha256Hex, tableRowLine } from './digest.js';
 import { partRow, sessionValues, type PartInput, type PartRow, type StoredSessionExtras } from './stored-rows.js';
 import type { SkTables } from './tables.js';
@@ -40,12 +41,6 @@ export async function storeAttachment(ctx: ExternalContext, buf: Buffer, source:
   await storeAttachmentChunks(ctx, source.sha256, () => (source.decoded ? [source.decoded] : attachmentChunks(buf, source.span, source.kind)));
 }
 
-/** The chunks of an attachment's COPY: sha256, sequence number, bytes. */
-const CHUNK_COLUMNS: readonly CopyColumn[] = [
-  { name: 'sha256', type: 'text' },
-  { name: 'seq', type: 'int4' },
-  { name: 'data', type: 'blob' },
-];
 
 /**
  * `storeAttachment` from chunks made on demand (a value read in chunks gives them one at a
@@ -69,7 +64,7 @@ export async function storeAttachmentChunks(ctx: ExternalContext, sha256: string
         yield [sha256, seq++, chunk];
       }
     };
-    const stored = await ctx.copyIn.load('sk_attachment_chunk', CHUNK_COLUMNS, rows());
+    const stored = await ctx.copyIn.load('sk_attachment_chunk', COPY_COLUMNS.sk_attachment_chunk, rows());
     if (stored !== seq) throw new SkError('corrupt', `attachment ${sha256}: ${seq} chunks sent, ${stored} stored in ${ctx.location}`);
   } else {
     let batch: SkTables['sk_attachment_chunk'][] = [];
@@ -283,19 +278,6 @@ export async function sessionStates(ctx: ExternalContext, ids: readonly string[]
   );
 }
 
-/** sk_row's columns as a bulk load sends them (types as the schema declares them: INT is int4). */
-const SK_ROW_COPY: readonly CopyColumn[] = [
-  { name: 'session_id', type: 'text' },
-  { name: 'table_name', type: 'text' },
-  { name: 'ord', type: 'int4' },
-  { name: 'bytes', type: 'int8' },
-  { name: 'body', type: 'blob' },
-  { name: 'attachments', type: 'text' },
-  { name: 'att_count', type: 'int4' },
-  { name: 'att_bytes', type: 'int8' },
-  { name: 'att_encoded', type: 'int8' },
-];
-
 /**
  * Stores rows of one of a session's other tables, each encoded value by value, its attachments
  * cut out into the content-addressed table like a part's; returns their digest lines.
@@ -336,8 +318,8 @@ export async function storeTableRows(
   await insertSmallAttachments(ctx, small);
   // `bulk`: outside any transaction of ctx.db, so the engine's bulk load (its own pooled connection) may take them.
   if (options.bulk && ctx.copyIn) {
-    const cells = stored.map((row) => SK_ROW_COPY.map(({ name }): CopyCell => (row as unknown as Record<string, CopyCell>)[name] ?? null));
-    const loaded = await ctx.copyIn.load('sk_row', SK_ROW_COPY, cells);
+    const cells = stored.map((row) => COPY_COLUMNS.sk_row.map(({ name }): CopyCell => (row as unknown as Record<string, CopyCell>)[name] ?? null));
+    const loaded = await ctx.copyIn.load('sk_row', COPY_COLUMNS.sk_row, cells);
     if (loaded !== stored.length) throw new SkError('corrupt', `sk_row: ${stored.length} rows of session ${sessionId} sent, ${loaded} stored in ${ctx.location}`);
     return { lines };
   }
