@@ -3,7 +3,7 @@
 // alternating runs. Wall clock from spawn to exit; cpu (user + system) from this process's
 // children's rusage (/proc/self/stat cutime + cstime), so nothing is added to the runs measured.
 // Usage: node bench/cli-start.mjs [--json]   (BENCH_N runs each, default 20; BENCH_BASE_CLI=<another
-// build's dist/cli/main.js> adds that build's list as one more row, e.g. the commit before a change)
+// build's dist/bin/session-keeper.js or dist/cli/main.js> adds that build's list as one more row, e.g. the commit before a change)
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

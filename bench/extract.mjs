@@ -1,7 +1,7 @@
 // Benchmark 3: attachment extraction throughput (MB/s of decoded output) on one 300 MB PDF stored
 // inline as a base64 data: URL (a fixture made with hugeAttachmentBytes = 300 MB).
 //   peer        : sqlite3 CLI, json_extract + substr of the URL, piped through `base64 -d` to a file
-//   ours CLI    : a fresh `node dist/cli/main.js --db X attachment <partId> --out FILE`
+//   ours CLI    : a fresh `node dist/bin/session-keeper.js --db X attachment <partId> --out FILE`
 //   ours in-proc: openFileReader(db).extractAttachment(ref, cacheDir, out) on an open store
 // Every output is checked against the same sha256. Warm page cache; each timed run starts with
 // an empty attachment cache (removed outside the timing).

@@ -1,7 +1,7 @@
 // Benchmark 1: time to the first page of 50 sessions against database size.
 //   ours, in-process : openFileReader(db) + listSessions({limit: 50}), fresh store each run
 //   ours, service    : SessionService.open + listSessions (pool start included, if the service starts one)
-//   ours, CLI cold   : a fresh `node dist/cli/main.js --db X --json list --limit 50` (whole process)
+//   ours, CLI cold   : a fresh `node dist/bin/session-keeper.js --db X --json list --limit 50` (whole process)
 //   naive loader     : bench/naive-first-page.mjs in a child with the default heap (whole tables)
 //   sqlite3 CLI      : the bare ORDER BY time_updated DESC LIMIT 50 query, a floor
 // Page cache: warm (the files were just generated or read; dropping caches needs root).

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DATA = join(ROOT, 'bench', '.data');
-export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+export const CLI = join(ROOT, 'dist', 'bin', 'session-keeper.js');
 export const MB = 1024 * 1024;
 export const GB = 1024 * MB;
 export const SEED = 1;

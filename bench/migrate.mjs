@@ -116,7 +116,7 @@ if (process.env.BENCH_SKIP_PAGES === '1') {
 // ---- 2. first pages at 10,000 sessions ---------------------------------------------------------------
 const tenK = await fixture('pages-10k', { targetBytes: 400 * MB, rootSessions: 10_000, seed: 2, events: false });
 const pagesUrl = await freshDb('sk_bench_pages');
-const mig = spawnSync(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), '--db', tenK, 'migrate', '--to', pagesUrl, '--json', '--no-progress'], { encoding: 'utf8' });
+const mig = spawnSync(process.execPath, [join(ROOT, 'dist', 'bin', 'session-keeper.js'), '--db', tenK, 'migrate', '--to', pagesUrl, '--json', '--no-progress'], { encoding: 'utf8' });
 if (mig.status !== 0) throw new Error(`pages migrate failed: ${mig.stderr}`);
 const sessionsAt = JSON.parse(mig.stdout).sessions;
 const { openReader } = await import(join(ROOT, 'dist', 'store', 'open-store.js'));

@@ -2,14 +2,14 @@
 //   stats, the first time (our part index built from nothing) and again on the unchanged file;
 //   list; show of the PDF's session; attachment --out of the PDF; a retention plan
 //   (retentionFacts(true) + the planner, bench/plan-probe.mjs), first and again.
-// Ours: fresh `node dist/cli/main.js` processes under /usr/bin/time (peak RSS of the whole process),
+// Ours: fresh `node dist/bin/session-keeper.js` processes under /usr/bin/time (peak RSS of the whole process),
 // V8 heap from --trace-gc (the largest heap a collection started from: the peak, to within one
 // young generation). Peers: the sqlite3 CLI doing the same job the plain way. Median of BENCH_N
 // runs (default 3); the index is removed before every "first" run. BENCH_BEFORE=<checkout> adds a
 // column for another build of the project (e.g. the commit before this work), run the same way.
 // Prints a markdown section.
 import { createHash } from 'node:crypto';
-import { createReadStream, rmSync } from 'node:fs';
+import { createReadStream, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CLI, GB, MB, ROOT, fixture, fmtBytes, fmtMs, fmtRatio, log, machine, median, run, scratchDir, table, measure as measureRuns } from './lib.mjs';
@@ -33,7 +33,8 @@ export async function reads() {
   const dropIndex = () => rmSync(join(dir, 'xdg-cache'), { recursive: true, force: true });
   const cacheDir = join(dir, 'attachments');
   const before = process.env.BENCH_BEFORE;
-  const cliOf = (root) => (root ? join(root, 'dist', 'cli', 'main.js') : CLI);
+  // A build from before the CLI bundle has only dist/cli/main.js.
+  const cliOf = (root) => (root ? [join(root, 'dist', 'bin', 'session-keeper.js'), join(root, 'dist', 'cli', 'main.js')].find((path) => existsSync(path)) : CLI);
   const command = (root) => (args) => () => run(process.execPath, ['--trace-gc', cliOf(root), '--db', fx.db, '--cache-dir', cacheDir, '--json', ...args], { env });
   const ours = command(null);
   const old = command(before);

@@ -154,7 +154,7 @@ ${firstPageMarkdown(fp)}
 - fresh conn / warm conn: the two statements \`listSessions\` runs (the page, then the bytes of its 50 sessions), timed
   alone on a new and on an already used better-sqlite3 connection.
 - ours service: \`SessionService.open\` + first \`listSessions\` + close (as the Desktop utility process would; includes starting its piscina pool, if it starts one eagerly).
-- ours CLI cold: \`node dist/cli/main.js --db X --json list --limit 50\`, wall clock, median of ${fp[0]?.cli.n}.
+- ours CLI cold: \`node dist/bin/session-keeper.js --db X --json list --limit 50\`, wall clock, median of ${fp[0]?.cli.n}.
 - naive loader: \`bench/naive-first-page.mjs\` — \`SELECT *\` of session, message and part, \`JSON.parse\` of every
   \`data\`, grouped and sorted by \`time_updated DESC\`, first 50 printed; one run, fresh process, Node's default heap.
 - sqlite3 CLI floor: \`sqlite3 db "${'SELECT id, parent_id, title, time_created, time_updated FROM session ORDER BY time_updated DESC, id DESC LIMIT 50'}"\`,
@@ -176,7 +176,7 @@ ${extractMarkdown(ex)}
 
 - peer: \`sqlite3 db "SELECT substr(json_extract(data,'$.url'), instr(json_extract(data,'$.url'), ',')+1) FROM part WHERE id='X'" | base64 -d > out\`
   (peak RSS is the larger of the pipeline's processes, as \`time\` reports for bash and its children).
-- ours CLI: \`node dist/cli/main.js --db X --cache-dir C --json attachment <partId> --out out\` (decodes into the
+- ours CLI: \`node dist/bin/session-keeper.js --db X --cache-dir C --json attachment <partId> --out out\` (decodes into the
   cache through a FileHandle, hashed on the way, then writes the output file from that handle).
 
 ${observations}`;

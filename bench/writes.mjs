@@ -4,7 +4,7 @@
 //   against `sqlite3 .dump | sqlite3`; retention --apply and compact --apply on a copy (no peer:
 //   BENCH_BEFORE=<checkout> adds the same runs of another build, e.g. /work/main before this work);
 //   migrate --to postgres when BENCH_PG is set (PostgreSQL on loopback), against pgloader.
-// Ours: fresh `node dist/cli/main.js` processes under /usr/bin/time (peak RSS of the whole process
+// Ours: fresh `node dist/bin/session-keeper.js` processes under /usr/bin/time (peak RSS of the whole process
 // tree, user + system cpu), V8 heap from --trace-gc. Median of BENCH_N runs (default 1: each run
 // moves a gigabyte). Run with `nice -n 10 node bench/writes.mjs`; prints a markdown section.
 // BENCH_DB=<file> runs it on an existing database instead (the 1 GB fixture's event log has no
@@ -51,7 +51,8 @@ export async function writes() {
   const dir = scratchDir('writes');
   const env = { XDG_CACHE_HOME: join(dir, 'xdg-cache'), XDG_DATA_HOME: join(dir, 'xdg-data'), XDG_CONFIG_HOME: join(dir, 'xdg-config'), TMPDIR: dir };
   const before = process.env.BENCH_BEFORE;
-  const cliOf = (root) => (root ? join(root, 'dist', 'cli', 'main.js') : CLI);
+  // A build from before the CLI bundle has only dist/cli/main.js.
+  const cliOf = (root) => (root ? [join(root, 'dist', 'bin', 'session-keeper.js'), join(root, 'dist', 'cli', 'main.js')].find((path) => existsSync(path)) : CLI);
   const command = (root) => (db, args) => () => run(process.execPath, ['--trace-gc', cliOf(root), '--db', db, '--cache-dir', join(dir, 'attachments'), '--json', ...args], { env });
   const ours = command(null);
   const old = command(before);

@@ -5,7 +5,7 @@
  * stderr and a non-zero exit.
  */
 import { Command, Option } from 'commander';
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { oneLine, SkError } from '../core/errors.js';
 import { defaultCacheDir, defaultDbPath } from '../core/paths.js';
@@ -14,6 +14,7 @@ import { isConnectionString } from '../core/storage.js';
 import type { SessionService } from '../main/service.js';
 import { configReader, type ConfigReader } from '../main/config-reader.js';
 import { positiveInt, type CommandHelpers, type GlobalOptions } from './commands/context.js';
+import { packageVersion } from '../store/package-files.js';
 import { removeTempFiles } from '../store/temp-files.js';
 import { formatList, formatShow, formatStats, print } from './format.js';
 
@@ -64,15 +65,6 @@ async function withService<T>(globals: GlobalOptions, fn: (service: SessionServi
  * faults, not a read call each. Not `show`: a page holding a 300 MB PDF would map every page of it (RSS).
  */
 const PAGE_READS = { mapped: true } as const;
-
-/** The version in package.json (two folders up from dist/cli/). */
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** The program with the read commands and the modules of the commands `argv` may run (all of them when it names none we know). */
 export async function buildProgram(argv: readonly string[] = []): Promise<Command> {

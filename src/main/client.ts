@@ -26,6 +26,7 @@ import {
   type StreamOpen,
   type StreamPort,
 } from '../core/utility-protocol.js';
+import { builtModule } from '../store/package-files.js';
 import { StreamMux } from './stream-mux.js';
 
 /** What the client needs of a child: both `utilityProcess.fork` and `child_process.fork` fit. */
@@ -69,7 +70,7 @@ export function utilityArgs(options: UtilityArgs): string[] {
 }
 
 /** The utility entry in this build (dist/main/utility.js). */
-export const UTILITY_ENTRY = new URL('./utility.js', import.meta.url);
+export const UTILITY_ENTRY = builtModule('main/utility.js');
 
 /** `child_process.fork` of the utility entry: web mode and tests. */
 export function nodeSpawner(

@@ -5,16 +5,17 @@
  */
 import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { SkError } from '../core/errors.js';
 import { configHome } from '../core/paths.js';
+import { packagePath } from '../store/package-files.js';
 
 /** The first line of every loader this command writes: what tells ours from a foreign file. */
 export const LOADER_MARK = '// session-keeper OpenCode plugin loader';
 export const LOADER_NAME = 'session-keeper.js';
 
 /** dist/plugin/opencode-plugin.js of this installation. */
-export const PLUGIN_ENTRY = fileURLToPath(new URL('../plugin/opencode-plugin.js', import.meta.url));
+export const PLUGIN_ENTRY = packagePath('dist', 'plugin', 'opencode-plugin.js');
 
 export interface InstallOptions {
   /** Into `<projectDir>/.opencode/plugins/` instead of the user's global folder. */

@@ -8,8 +8,8 @@ import { accessSync, closeSync, constants, mkdirSync, openSync, statSync } from 
 import { delimiter, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** dist/cli/main.js, beside this file's own folder. */
-export const CLI_PATH = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+/** The CLI bundle (dist/bin/session-keeper.js), beside this file's own folder. */
+export const CLI_PATH = fileURLToPath(new URL('../bin/session-keeper.js', import.meta.url));
 
 type Env = Record<string, string | undefined>;
 

@@ -25,10 +25,10 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SkError } from '../core/errors.js';
 import type { ProtocolEvent, Reply } from '../core/utility-protocol.js';
 import { nodeSpawner, UtilityClient, type ClientOptions } from '../main/client.js';
+import { packagePath } from '../store/package-files.js';
 
 export interface WebServerOptions {
   db: string;
@@ -68,7 +68,7 @@ const TYPES: Record<string, string> = {
 const MAX_BODY = 256 * 1024;
 const COOKIE = 'sk_token';
 
-export const DEFAULT_RENDERER_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
+export const DEFAULT_RENDERER_DIR = packagePath('dist', 'renderer');
 
 function sameToken(given: string | undefined, token: string): boolean {
   if (!given) return false;

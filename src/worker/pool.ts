@@ -10,10 +10,11 @@ import type { AttachmentResult, ListResult, PageOptions, ShowResult, StatsOption
 import { SkError } from '../core/errors.js';
 import { openFileReader } from '../store/open-store.js';
 import { AttachmentCache } from '../store/attachment-cache.js';
+import { builtModule } from '../store/package-files.js';
 import type { OpenedAttachment, PageReader } from '../store/reader.js';
 import type { WorkerReply, WorkerTask } from './task-protocol.js';
 
-const WORKER_FILE = new URL('./tasks.js', import.meta.url).href;
+const WORKER_FILE = builtModule('worker/tasks.js').href;
 
 export class PooledReader implements PageReader {
   readonly kind = 'sqlite' as const;

@@ -9,7 +9,8 @@ import { afterAll } from 'vitest';
 import { OPENCODE_SCHEMA_DDL } from '../../src/store/sqlite/schema.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+/** The CLI as installed: the bundle package.json's `bin` names (scripts/bundle-cli.mjs). */
+export const CLI = join(ROOT, 'dist', 'bin', 'session-keeper.js');
 
 /** The length-limit extension `npm run build` makes (absent without a C compiler). */
 export const LENGTH_EXTENSION = join(ROOT, 'native', 'build', `limit_length.${process.platform === 'darwin' ? 'dylib' : process.platform === 'win32' ? 'dll' : 'so'}`);

@@ -1,24 +1,28 @@
 /**
  * What the read commands load: `list`, `show` and `stats` run in a child whose `--import` hook
- * records every module Node loads (ESM through a load hook, CommonJS through Module._load), and
+ * records every module Node loads (ESM through a load hook, CommonJS through Module._load), each
+ * chunk of the CLI bundle standing for the modules its source map lists, and
  * must load no server driver, no worker pool and, without a config file, no schema library or
  * JSONC parser, nor any other command's module. A config with settings for us is still validated
  * whole; one without them is parsed but needs no schema.
  * `stats` names the read and the write path large values take, in text and in `--json`.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { commandName } from '../../dist/cli/main.js';
 import { generateFixture } from '../fixtures/generate.js';
-import { parseJson, runCli, tempDir, type CliRun } from '../helpers/env.js';
+import { CLI, parseJson, runCli, tempDir, type CliRun } from '../helpers/env.js';
 
 const dir = tempDir('sk-cli-start-');
 const db = join(dir, 'opencode.db');
 const cacheDir = join(dir, 'cache');
 const noConfig = join(dir, 'no-config');
 const hooks = join(dir, 'hooks.mjs');
+/** Where the bundle's chunks live (the CLI the tests run is its entry). */
+const BUNDLE_DIR = dirname(CLI);
 const recorder = join(dir, 'record.mjs');
 
 /** Packages none of the read commands may load, whatever the config says about them. */
@@ -32,6 +36,8 @@ interface Loaded {
   run: CliRun;
   packages: Set<string>;
   modules: string[];
+  /** Files of ours Node loaded outside the bundle (dist-relative): none, when the bundle is whole. */
+  unbundled: string[];
 }
 
 /** Runs the CLI with the recording hook; returns the packages (by name) and our modules (dist-relative) it loaded. */
@@ -43,15 +49,26 @@ function loading(args: string[], env: Record<string, string> = {}): Loaded {
     nodeArgs: ['--import', recorder],
     env: { XDG_CONFIG_HOME: noConfig, OPENCODE_CONFIG: '', OPENCODE_CONFIG_CONTENT: '', SK_LOADED_LOG: log, ...env },
   });
-  const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  const loadedFiles = readFileSync(log, 'utf8').split('\n').filter(Boolean);
   rmSync(log);
+  const unbundled = loadedFiles.map((line) => /\/dist\/(.+\.js)$/.exec(line)?.[1]).filter((m): m is string => m !== undefined && !m.startsWith('bin/'));
+  const lines = loadedFiles.flatMap(bundledSources);
   const packages = new Set<string>();
   for (const line of lines) {
     const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(line);
     if (match?.[1]) packages.add(match[1]);
   }
   const modules = lines.map((line) => /\/dist\/(.+\.js)$/.exec(line)?.[1]).filter((m): m is string => m !== undefined);
-  return { run, packages, modules };
+  return { run, packages, modules, unbundled };
+}
+
+/** A chunk of the CLI bundle stands for the files it was made of (its source map's sources); any other file for itself. */
+function bundledSources(loaded: string): string[] {
+  const path = loaded.startsWith('file:') ? fileURLToPath(loaded) : loaded;
+  if (dirname(path) !== BUNDLE_DIR) return [path];
+  if (!existsSync(`${path}.map`)) return []; // the bundler's own runtime helpers: no module of ours
+  const map = JSON.parse(readFileSync(`${path}.map`, 'utf8')) as { sources: string[] };
+  return map.sources.map((source) => resolve(BUNDLE_DIR, source));
 }
 
 beforeAll(() => {
@@ -82,10 +99,12 @@ Module._load = function (request, parent, isMain) {
 
 describe('the read commands load only what they run', () => {
   it('list: no driver, pool, schema library, JSONC parser or other command', () => {
-    const { run, packages, modules } = loading(['--db', db, '--json', 'list', '--limit', '50']);
+    const { run, packages, modules, unbundled } = loading(['--db', db, '--json', 'list', '--limit', '50']);
     expect(parseJson<{ sessions: unknown[] }>(run).sessions.length).toBeGreaterThan(0);
-    // The hook saw the run: the CLI, its parser and the SQLite driver are there.
+    // The hook saw the run: the CLI, its parser and the SQLite driver are there, out of the bundle.
     expect(modules).toContain('cli/main.js');
+    expect(modules).toContain('main/service.js');
+    expect(unbundled).toEqual([]);
     expect([...packages]).toEqual(expect.arrayContaining(['commander', 'better-sqlite3']));
     expect([...packages].filter((p) => NEVER_ON_READS.includes(p) || CONFIG_ONLY.includes(p))).toEqual([]);
     expect(modules.filter((m) => OTHER_COMMANDS.includes(m))).toEqual([]);

@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MB } from '../../src/core/thresholds.js';
 import { generateFixture } from '../fixtures/generate.js';
-import { ROOT, runCli, tempDir } from '../helpers/env.js';
+import { CLI, ROOT, runCli, tempDir } from '../helpers/env.js';
 
 const dir = tempDir('sk-plugin-');
 const base = join(dir, 'base.db');
@@ -88,7 +88,7 @@ describe('install-plugin', () => {
     const project = join(h.root, 'project');
     mkdirSync(project);
     const run = (args: string[]) =>
-      spawnSync(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), ...args], { cwd: project, env: { ...process.env, ...h.env }, encoding: 'utf8' });
+      spawnSync(process.execPath, [CLI, ...args], { cwd: project, env: { ...process.env, ...h.env }, encoding: 'utf8' });
     expect(run(['install-plugin', '--project']).status).toBe(0);
     expect(existsSync(join(project, '.opencode', 'plugins', 'session-keeper.js'))).toBe(true);
     expect(existsSync(join(h.root, 'config', 'opencode', 'plugins'))).toBe(false);

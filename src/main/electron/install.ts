@@ -13,10 +13,10 @@
  * entry can be imported under plain Node too.
  */
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import type { App, BrowserWindow, BrowserWindowConstructorOptions, WebContents } from 'electron';
 import { defaultCacheDir, defaultDbPath } from '../../core/paths.js';
 import type { ProtocolEvent, StartupResult } from '../../core/utility-protocol.js';
+import { packagePath } from '../../store/package-files.js';
 import { attachmentResponse } from '../attachment-http.js';
 import { UtilityClient, utilityArgs, type ClientOptions, type UtilityChild } from '../client.js';
 import { ATTACHMENT_SCHEME, EVENT_CHANNEL, REQUEST_CHANNEL } from './channels.js';
@@ -54,9 +54,9 @@ export interface SessionKeeperHandle {
   dispose(): Promise<void>;
 }
 
-export const UTILITY_ENTRY_PATH = fileURLToPath(new URL('../utility.js', import.meta.url));
-export const PRELOAD_PATH = fileURLToPath(new URL('../../electron/preload.cjs', import.meta.url));
-export const RENDERER_INDEX = fileURLToPath(new URL('../../renderer/index.html', import.meta.url));
+export const UTILITY_ENTRY_PATH = packagePath('dist', 'main', 'utility.js');
+export const PRELOAD_PATH = packagePath('dist', 'electron', 'preload.cjs');
+export const RENDERER_INDEX = packagePath('dist', 'renderer', 'index.html');
 
 function loadElectron(): ElectronModule {
   return createRequire(import.meta.url)('electron') as ElectronModule;

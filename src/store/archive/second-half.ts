@@ -11,12 +11,13 @@ import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { SkError } from '../../core/errors.js';
+import { builtModule } from '../package-files.js';
 import { tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
 import type { ArchivedSessionSummary, ArchiveSink } from './archive-sink.js';
 import type { SecondHalfData, SecondHalfReply } from './second-half-protocol.js';
 import { abortable, threadOutcome } from './thread-outcome.js';
 
-const WORKER_FILE = new URL('./second-half-worker.js', import.meta.url);
+const WORKER_FILE = builtModule('store/archive/second-half-worker.js');
 const COPY_BYTES = 1024 * 1024;
 
 /** False where the thread's compiled file is absent (sources run as TypeScript): one thread writes it all. */

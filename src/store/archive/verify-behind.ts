@@ -10,10 +10,11 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ArchivedSessionSummary } from './archive-sink.js';
+import { builtModule } from '../package-files.js';
 import { abortable, threadOutcome } from './thread-outcome.js';
 import { VERIFY_SHARED, type VerifyBehindData, type VerifyBehindReply } from './verify-behind-protocol.js';
 
-const WORKER_FILE = new URL('./verify-behind-worker.js', import.meta.url);
+const WORKER_FILE = builtModule('store/archive/verify-behind-worker.js');
 
 /** False where the thread's compiled file is absent (sources run as TypeScript): verification then runs after the writing. */
 export function canVerifyBehind(): boolean {

@@ -5,10 +5,9 @@
  */
 import Database from 'better-sqlite3';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SkError } from '../../core/errors.js';
 import { V8_STRING_LIMIT } from '../../core/page-rules.js';
+import { nativeLibrary } from '../package-files.js';
 import { mapSqliteError } from './errors.js';
 import { OPENCODE_SCHEMA_DDL, V1_TABLES } from './schema.js';
 import { sessionTables, type SessionTables } from './session-tables.js';
@@ -67,11 +66,7 @@ export interface SqliteConnection {
   valueReads: ChunkedReadPath;
 }
 
-const extensionPath = (() => {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const ext = process.platform === 'darwin' ? 'dylib' : process.platform === 'win32' ? 'dll' : 'so';
-  return join(here, '..', '..', '..', 'native', 'build', `limit_length.${ext}`);
-})();
+const extensionPath = nativeLibrary('limit_length');
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 

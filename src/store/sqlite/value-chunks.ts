@@ -32,8 +32,6 @@
 import type Database from 'better-sqlite3';
 import { createHash, type Hash } from 'node:crypto';
 import { existsSync, ftruncateSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   decodeAttachmentFromChunks,
   findAttachmentsInChunks,
@@ -42,6 +40,7 @@ import {
 } from '../../core/attachment-stream.js';
 import { SkError } from '../../core/errors.js';
 import type { AttachmentSpan } from '../../core/part-scan.js';
+import { nativeLibrary } from '../package-files.js';
 import { mapSqliteError } from './errors.js';
 
 /**
@@ -70,12 +69,8 @@ export interface ValueChunksOptions {
   stop?: number;
 }
 
-/** Where build-native.mjs puts the library, seen from src/store/sqlite or dist/store/sqlite. */
-export const VALUE_CHUNKS_LIBRARY = (() => {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const ext = process.platform === 'darwin' ? 'dylib' : process.platform === 'win32' ? 'dll' : 'so';
-  return join(here, '..', '..', '..', 'native', 'build', `value_chunks.${ext}`);
-})();
+/** Where build-native.mjs puts the library. */
+export const VALUE_CHUNKS_LIBRARY = nativeLibrary('value_chunks');
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const available = new WeakMap<Database.Database, boolean>();
