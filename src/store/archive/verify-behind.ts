@@ -14,6 +14,8 @@ import { abortable, threadOutcome } from './thread-outcome.js';
 import { VERIFY_SHARED, type VerifyBehindData, type VerifyBehindReply } from './verify-behind-protocol.js';
 
 const WORKER_FILE = new URL('./verify-behind-worker.js', import.meta.url);
+/** Bytes written between two wake-ups of the thread (it reads what has come meanwhile, and at the seal the rest). */
+const WAKE_EVERY_BYTES = 8 * 1024 * 1024;
 
 /** False where the thread's compiled file is absent (sources run as TypeScript): verification then runs after the writing. */
 export function canVerifyBehind(): boolean {
@@ -27,6 +29,8 @@ export class VerifyBehind {
   private readonly written: BigInt64Array;
   private readonly state: Int32Array;
   private readonly result: Promise<ArchivedSessionSummary[]>;
+  /** File bytes at the last wake-up. */
+  private wokenAt = 0;
 
   constructor(tempPath: string, gzip: boolean, name: string, onSessionRead?: (sessions: number) => void, workerFile: URL = WORKER_FILE) {
     const shared = new SharedArrayBuffer(VERIFY_SHARED.bytes);
@@ -47,6 +51,9 @@ export class VerifyBehind {
   /** The file now holds `bytes` bytes, all of them readable by the thread. */
   reportWritten(bytes: number): void {
     Atomics.store(this.written, 0, BigInt(bytes));
+    // Waking the thread costs the writer about a millisecond (it gives up its core): once per 8 MB, not per write.
+    if (bytes - this.wokenAt < WAKE_EVERY_BYTES) return;
+    this.wokenAt = bytes;
     this.wake();
   }
 
