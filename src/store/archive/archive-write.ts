@@ -27,7 +27,7 @@ import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archi
 import { compareSummaries, verifyArchive } from './archive-read.js';
 import { canVerifyBehind, VerifyBehind } from './verify-behind.js';
 import { canWriteSecondHalf, SecondHalf } from './second-half.js';
-import type { SessionReader } from '../reader.js';
+import { ARCHIVE_EXPORT, type SessionReader } from '../reader.js';
 
 export interface ArchiveWriteResult {
   path: string;
@@ -70,8 +70,11 @@ export interface SecondHalfSource {
  * copied-in segment would cut them elsewhere.
  */
 export function archiveSource(reader: Pick<SessionReader, 'kind' | 'location' | 'exportSessions'>, ids: readonly string[], path: string): { items: SessionItems; secondHalf?: SecondHalfSource } {
-  const items = reader.exportSessions(ids);
-  if (reader.kind !== 'sqlite' || path.endsWith('.gz') || !canWriteSecondHalf()) return { items };
+  // Rows come encoded by the store only into a plain file: a gzipped archive's members are cut where
+  // the writes fall, and a row written whole rather than piece by piece would cut them elsewhere.
+  const gzip = path.endsWith('.gz');
+  const items = reader.exportSessions(ids, gzip ? {} : ARCHIVE_EXPORT);
+  if (reader.kind !== 'sqlite' || gzip || !canWriteSecondHalf()) return { items };
   return { items, secondHalf: { db: reader.location, ids } };
 }
 
@@ -166,7 +169,8 @@ export class ArchiveSerializer {
         this.firstPart = false;
         return;
       }
-      case 'rows': {
+      case 'rows':
+      case 'encodedRows': {
         if (this.messagesOpen) await this.closeMessages();
         // OpenCode's export shape has no place for them; the archive keeps them.
         if (this.shape === 'export') return;
@@ -174,6 +178,16 @@ export class ArchiveSerializer {
           await sink.write(this.table === null ? `,${JSON.stringify(TABLES_KEY)}:[` : ']},', `{"table":${JSON.stringify(item.table)},"rows":[`);
           this.table = item.table;
           this.firstRow = true;
+        }
+        if (item.kind === 'encodedRows') {
+          for (const row of item.rows) {
+            this.digest.beginRow(item.table);
+            this.digest.update(row);
+            const writing = this.firstRow ? sink.write(row) : sink.write(',', row);
+            if (writing) await writing;
+            this.firstRow = false;
+          }
+          return;
         }
         for (const [i, row] of item.rows.entries()) {
           this.digest.beginRow(item.table);

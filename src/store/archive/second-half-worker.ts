@@ -7,6 +7,7 @@ import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SkError } from '../../core/errors.js';
 import { openFileReader } from '../open-store.js';
+import { ARCHIVE_EXPORT } from '../reader.js';
 import { isSyncIterable, type SessionItem } from '../session-items.js';
 import { ArchiveSerializer } from './archive-write.js';
 import { ArchiveSink } from './archive-sink.js';
@@ -35,7 +36,7 @@ try {
       post({ kind: 'progress', sessions: serializer.sessions.length, bytes: sink.bytes });
     };
     // A SQLite file's items come synchronously: a plain loop spares a microtask per row.
-    const items = reader.exportSessions(data.ids);
+    const items = reader.exportSessions(data.ids, ARCHIVE_EXPORT);
     if (isSyncIterable(items)) for (const item of items) await take(item);
     else for await (const item of items) await take(item);
     await sink.closeSegment();
