@@ -5,7 +5,7 @@
  * abort each leave no archive under the name and no temporary file, and fail the call.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { archiveSource, writeArchive, type ArchiveWriteOptions } from '../../dist/store/archive/archive-write.js';
@@ -106,6 +106,42 @@ describe('archives written and verified on two more threads', () => {
     const { error, folder } = await failing('damaged.json', { verifyBehindWorker: new URL('../fixtures/verify-behind-damage.mjs', import.meta.url) });
     expect(error.message).toMatch(/failed verification: session \S+ differs/);
     expect(folder).toEqual([]);
+  });
+
+  it('reads the second half back out of the sealed archive on the second exporter: a byte damaged there fails the verification', async () => {
+    let verified = 0;
+    const { error, folder } = await failing('damaged-second.json', {
+      onVerified: (n) => (verified = Math.max(verified, n)),
+      // Stands for the disk: the sealed file changes under the check, in its last session.
+      afterWrite: (temp) => {
+        const fd = openSync(temp, 'r+');
+        const bytes = Buffer.alloc(fstatSync(fd).size);
+        readSync(fd, bytes, 0, bytes.length, 0);
+        const at = bytes.lastIndexOf('base64,') + 40;
+        writeSync(fd, Buffer.from([bytes[at] === 0x41 ? 0x42 : 0x41]), 0, 1, at);
+        closeSync(fd);
+      },
+    });
+    expect(error.message).toMatch(/failed verification: session \S+ differs/);
+    // The damaged session is one of the second half's: the first thread never reads it.
+    const damaged = /session (\S+) differs/.exec(error.message)?.[1] as string;
+    expect(ids.indexOf(damaged)).toBeGreaterThan(ids.length / 2);
+    expect(folder).toEqual([]);
+  });
+
+  it('reports every session read back, both halves together', async () => {
+    const out = tempDir('sk-archive-threads-out-');
+    const reader = openFileReader(db);
+    let verified = 0;
+    try {
+      const source = archiveSource(reader, ids, join(out, 'progress.json'));
+      const secondHalf = source.secondHalf && { ...source.secondHalf, afterBytes: MB };
+      const written = await writeArchive(source.items, join(out, 'progress.json'), { verify: true, verifyBehind: { fromBytes: MB }, secondHalf, onVerified: (n) => (verified = n) });
+      expect(written.secondHalfSessions).toBeGreaterThan(0);
+    } finally {
+      await reader.close();
+    }
+    expect(verified).toBe(ids.length);
   });
 
   it('a verifying thread that dies fails the call: no archive, no temporary file', async () => {

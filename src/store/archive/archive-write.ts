@@ -27,6 +27,7 @@ import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archi
 import { compareSummaries, verifyArchive } from './archive-read.js';
 import { canVerifyBehind, VerifyBehind } from './verify-behind.js';
 import { canWriteSecondHalf, SecondHalf } from './second-half.js';
+import { abortable } from './thread-outcome.js';
 import { ARCHIVE_EXPORT, type SessionReader } from '../reader.js';
 
 export interface ArchiveWriteResult {
@@ -52,6 +53,8 @@ const VERIFY_BEHIND_FROM_BYTES = 64 * 1024 * 1024;
  * much: its start-up (modules, a connection) costs about what it saves on a smaller archive.
  */
 const SECOND_HALF_AFTER_BYTES = 32 * 1024 * 1024;
+/** What joins the first half's last session and the second half's first. */
+const HALVES_SEPARATOR = ',\n';
 /** Fewer sessions left than this stay on one thread. */
 const SECOND_HALF_FROM_SESSIONS = 16;
 
@@ -289,10 +292,17 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   const sink = new ArchiveSink(path);
   const serializer = new ArchiveSerializer(sink);
   let behind: VerifyBehind | null = null;
+  // Sessions read back by the thread behind the writer and, when it verifies the second half, by the second exporter.
+  const verified = { first: 0, second: 0 };
+  const reportVerified = (): void => options.onVerified?.(verified.first + verified.second);
   if (options.verify && !options.beforeVerify && options.verifyBehind !== false && (options.verifyBehindWorker || canVerifyBehind())) {
     const from = typeof options.verifyBehind === 'object' ? options.verifyBehind.fromBytes : VERIFY_BEHIND_FROM_BYTES;
+    const onFirstRead = (n: number): void => {
+      verified.first = n;
+      reportVerified();
+    };
     sink.onFileBytes = (bytes) => {
-      if (!behind && bytes >= from) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, options.onVerified, options.verifyBehindWorker);
+      if (!behind && bytes >= from) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, onFirstRead, options.verifyBehindWorker);
       behind?.reportWritten(bytes);
     };
   }
@@ -343,9 +353,17 @@ export async function writeArchive(items: SessionItems, path: string, options: A
       }
     }
     const other = second as SecondHalf | null; // set by maybeSplit
+    /** Where the halves join, when the second exporter reads its half back (from here) and the thread behind the writer stops here. */
+    let joinedAt: number | null = null;
     if (other) {
       if (serializer.sessions.length !== firstHalf) throw new SkError('internal', `archive ${path}: ${serializer.sessions.length} sessions came before the second half, ${firstHalf} were expected`);
-      const done = await other.copyInto(sink, ',\n', options.signal);
+      const verifierNow = behind as VerifyBehind | null;
+      if ((await other.finished(options.signal)).sessions.length > 0 && verifierNow && !sink.compressed) {
+        // Two threads read the halves back at once; said before a byte of the second half is written.
+        joinedAt = sink.bytes;
+        verifierNow.reportEnd(joinedAt);
+      }
+      const done = await other.copyInto(sink, HALVES_SEPARATOR, options.signal);
       // Every session of the second half, in its order, or a delete after this archive would take one it lacks.
       const wanted = (source as SecondHalfSource).ids.slice(firstHalf);
       if (done.sessions.length !== wanted.length || done.sessions.some((s, i) => s.id !== wanted[i])) {
@@ -363,7 +381,22 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     if (options.verify && verifier) {
       options.afterWrite?.(sink.tempPath);
       verifier.reportSealed();
-      compareSummaries(path, await verifier.found(options.signal), serializer.sessions);
+      if (other && joinedAt !== null) {
+        const secondRead = other.verify(sink.tempPath, joinedAt, HALVES_SEPARATOR, (n) => {
+          verified.second = n;
+          reportVerified();
+        });
+        const [first, rest] = await Promise.all([verifier.found(options.signal), abortable(secondRead, options.signal)]);
+        // The second thread reports its progress now and then: the last count is the whole half.
+        verified.first = first.length;
+        verified.second = rest.found.length;
+        reportVerified();
+        // Each half read whole: as many sessions as were written, in the two halves' order.
+        const found = [...first, ...rest.found];
+        if (found.length !== serializer.sessions.length) throw new SkError('archive', `archive ${path} failed verification: ${found.length} sessions read back, ${serializer.sessions.length} written`);
+        compareSummaries(path, found, serializer.sessions);
+        secondHalfHeapPeak = Math.max(secondHalfHeapPeak ?? 0, rest.heapPeak);
+      } else compareSummaries(path, await verifier.found(options.signal), serializer.sessions);
       verifierHeapPeak = verifier.heapPeak;
     } else if (options.verify) {
       options.afterWrite?.(sink.tempPath);

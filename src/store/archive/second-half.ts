@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { SkError } from '../../core/errors.js';
 import { tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
 import type { ArchivedSessionSummary, ArchiveSink } from './archive-sink.js';
-import type { SecondHalfData, SecondHalfReply } from './second-half-protocol.js';
+import type { SecondHalfData, SecondHalfReply, SecondHalfVerify } from './second-half-protocol.js';
 import { abortable, threadOutcome } from './thread-outcome.js';
 
 const WORKER_FILE = new URL('./second-half-worker.js', import.meta.url);
@@ -45,7 +45,9 @@ export class SecondHalf {
     trackTempFile(this.segment);
     const data: SecondHalfData = { db, ids, segment: this.segment, name: archivePath };
     this.worker = new Worker(WORKER_FILE, { workerData: data });
+    this.archivePath = archivePath;
     this.result = threadOutcome<SecondHalfReply, SecondHalfResult>(this.worker, `the second half of ${archivePath}`, (reply) => {
+      if (reply.kind !== 'progress' && reply.kind !== 'done') return undefined;
       this.sessions = reply.kind === 'done' ? reply.sessions.length : reply.sessions;
       this.bytes = reply.bytes;
       onProgress?.();
@@ -53,9 +55,30 @@ export class SecondHalf {
     });
   }
 
+  private readonly archivePath: string;
+
+  /** The thread's sessions, once it has written them all. */
+  finished(signal?: AbortSignal): Promise<SecondHalfResult> {
+    return abortable(this.result, signal);
+  }
+
+  /**
+   * Has the thread read its half back out of the sealed archive at `path`, from `from` (where
+   * `separator` joins the halves) to the end: the sessions it found there, with its peak heap.
+   */
+  verify(path: string, from: number, separator: string, onSessionRead?: (sessions: number) => void): Promise<{ found: ArchivedSessionSummary[]; heapPeak: number }> {
+    const outcome = threadOutcome<SecondHalfReply, { found: ArchivedSessionSummary[]; heapPeak: number }>(this.worker, `the verification of the second half of ${this.archivePath}`, (reply) => {
+      if (reply.kind === 'verifyProgress') onSessionRead?.(reply.sessions);
+      return reply.kind === 'verified' ? { found: reply.found, heapPeak: reply.heapPeak } : undefined;
+    });
+    const request: SecondHalfVerify = { kind: 'verify', path, from, separator };
+    this.worker.postMessage(request);
+    return outcome;
+  }
+
   /** Waits for the thread, then writes its segment into `sink` (after `separator` when it holds sessions). */
   async copyInto(sink: ArchiveSink, separator: string, signal?: AbortSignal): Promise<SecondHalfResult> {
-    const done = await abortable(this.result, signal);
+    const done = await this.finished(signal);
     if (done.sessions.length === 0) return done;
     await sink.write(separator);
     const fd = openSync(this.segment, 'r');

@@ -27,6 +27,7 @@ export class VerifyBehind {
   heapPeak = 0;
   private readonly worker: Worker;
   private readonly written: BigInt64Array;
+  private readonly endAt: BigInt64Array;
   private readonly state: Int32Array;
   private readonly result: Promise<ArchivedSessionSummary[]>;
   /** File bytes at the last wake-up. */
@@ -35,6 +36,8 @@ export class VerifyBehind {
   constructor(tempPath: string, gzip: boolean, name: string, onSessionRead?: (sessions: number) => void, workerFile: URL = WORKER_FILE) {
     const shared = new SharedArrayBuffer(VERIFY_SHARED.bytes);
     this.written = new BigInt64Array(shared, 0, 1);
+    this.endAt = new BigInt64Array(shared, VERIFY_SHARED.endOffset, 1);
+    this.endAt[0] = -1n;
     this.state = new Int32Array(shared, VERIFY_SHARED.stateOffset, 2);
     const data: VerifyBehindData = { path: tempPath, gzip, name, shared };
     this.worker = new Worker(workerFile, { workerData: data });
@@ -57,7 +60,16 @@ export class VerifyBehind {
     this.wake();
   }
 
-  /** The file is whole and fsynced: the thread reads it to its end. */
+  /**
+   * The thread's part of the file ends at `offset` (another verifies the rest): it reads up to
+   * there and no further. Given before any byte past `offset` is written.
+   */
+  reportEnd(offset: number): void {
+    Atomics.store(this.endAt, 0, BigInt(offset));
+    this.wake();
+  }
+
+  /** The file is whole and fsynced: the thread reads it to its end (or the end reported). */
   reportSealed(): void {
     Atomics.store(this.state, VERIFY_SHARED.sealed, 1);
     this.wake();
