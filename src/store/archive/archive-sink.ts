@@ -375,6 +375,25 @@ export class SessionDigest {
     stage.length += bytes.length;
   }
 
+  /** `update` of the text's UTF-8 bytes, encoded straight into the staging buffer when they fit. */
+  updateText(text: string): void {
+    const stage = (digestStage ??= { bytes: Buffer.allocUnsafe(DIGEST_STAGE_BYTES), owner: null, length: 0 });
+    // A UTF-16 unit is at most 3 bytes of UTF-8.
+    if (text.length * 3 > DIGEST_STAGE_BYTES / 4) {
+      this.update(Buffer.from(text));
+      return;
+    }
+    if (stage.owner !== this) {
+      stage.owner?.drain();
+      stage.owner = this;
+    }
+    if (text.length * 3 > DIGEST_STAGE_BYTES - stage.length) {
+      this.drain();
+      stage.owner = this;
+    }
+    stage.length += stage.bytes.write(text, stage.length);
+  }
+
   /** Hashes what is staged for this digest. */
   private drain(): void {
     const stage = digestStage;

@@ -53,6 +53,12 @@ const VERIFY_BEHIND_FROM_BYTES = 64 * 1024 * 1024;
  * much: its start-up (modules, a connection) costs about what it saves on a smaller archive.
  */
 const SECOND_HALF_AFTER_BYTES = 32 * 1024 * 1024;
+/**
+ * The part of the sessions left that this thread keeps once a second exporter starts: that thread
+ * also reads its half back after the seal, while the first half's check (behind this thread) is
+ * mostly done by then, so the second "half" is the smaller one.
+ */
+const FIRST_THREAD_SHARE = 0.65;
 /** What joins the first half's last session and the second half's first. */
 const HALVES_SEPARATOR = ',\n';
 /** Fewer sessions left than this stay on one thread. */
@@ -100,6 +106,9 @@ export class ArchiveSerializer {
   /** The table whose rows are being written, or null before the first. */
   private table: string | null = null;
   private firstRow = true;
+  /** The message whose parts' ids after their own are `partIdsAfterId` (`"sessionID":…,"messageID":…,`). */
+  private partIdsOf: string | null = null;
+  private partIdsAfterId = '';
 
   constructor(
     private sink: ArchiveSink,
@@ -124,6 +133,7 @@ export class ArchiveSerializer {
         const { session, project, todos, share, diff, trimmed } = item.header;
         this.sessionId = rowId(session);
         this.digest = new SessionDigest();
+        this.partIdsOf = null;
         this.headerCounts = { todo: todos.length, session_share: share ? 1 : 0 };
         this.firstMessage = true;
         this.messagesOpen = true;
@@ -164,9 +174,28 @@ export class ArchiveSerializer {
       }
       case 'part': {
         const { part } = item;
-        const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         this.digest.begin('part');
         if (!this.firstPart) await sink.write(',');
+        const data = part.data;
+        if (Buffer.isBuffer(data) && part.jsonValid === true && data[0] === 0x7b && data[1] !== 0x7d) {
+          // wrapRowJson's bytes for a known-valid object, without its Buffers: the ids' text goes into the digest's and the sink's staging as it is.
+          if (this.partIdsOf !== part.messageId) {
+            this.partIdsOf = part.messageId;
+            this.partIdsAfterId = `${idPrefix([this.sessionId, part.messageId], PART_ID_KEYS.slice(1)).slice(1)},`;
+          }
+          const ids = `{"id":${JSON.stringify(part.id)},${this.partIdsAfterId}`;
+          this.digest.updateText(ids);
+          const body = data.subarray(1);
+          this.digest.update(body);
+          // Two writes, as writeDigested makes: a gzipped archive's members are cut where the writes fall.
+          const writingIds = sink.write(ids);
+          if (writingIds) await writingIds;
+          const writing = sink.write(body);
+          if (writing) await writing;
+          this.firstPart = false;
+          return;
+        }
+        const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         // A large value goes through in chunks: hashed and written as it is read, never whole.
         await this.writeDigested(Buffer.isBuffer(part.data) ? wrapRowJson(prefix, part.data, part.jsonValid) : wrapRowJsonChunks(prefix, part.data));
         this.firstPart = false;
@@ -325,7 +354,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
       if (rest < SECOND_HALF_FROM_SESSIONS || (sink.bytes / done) * rest < 4 * (source.afterBytes ?? SECOND_HALF_AFTER_BYTES)) return;
       // The items must be the source's sessions in its order, or the halves would overlap.
       if (serializer.sessions[done - 1]?.id !== source.ids[done - 1]) throw new SkError('internal', `archive ${path}: the sessions do not come in the order given`);
-      firstHalf = done + Math.ceil(rest / 2);
+      firstHalf = done + Math.ceil(rest * FIRST_THREAD_SHARE);
       stopAt = source.ids[firstHalf] ?? null;
       second = new SecondHalf(source.db, source.ids.slice(firstHalf), path, report);
     };
