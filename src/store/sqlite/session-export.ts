@@ -33,6 +33,19 @@ function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row:
   return new ChunkedValue(row.bytes, () => valueChunks(conn.db, table, 'data', row.rowid));
 }
 
+/**
+ * exportedPayload for a session's own message or part, with SQLite's verdict on a value fetched
+ * alone when it is JSON: `true` only where json_valid says so (then JSON.parse and our scanner
+ * say so too), else left to the consumer's own check as before. Its C parser spares the JS parse
+ * of every value over the inline limit (the large tool outputs and attachments).
+ */
+function exportedPayloadChecked(conn: SqliteConnection, table: 'message' | 'part', row: PayloadRow, checkJson: boolean): { data: Payload; valid: boolean | undefined } {
+  if (!checkJson || row.data || row.bytes > conn.readableLimit || (row.bytes >= CHUNKED_VALUE_BYTES && conn.valueReads === 'chunked')) return { data: exportedPayload(conn, table, row), valid: undefined };
+  const fetched = statement(conn.db, `SELECT CAST(data AS BLOB) AS data, json_valid(data) AS valid FROM "${table}" WHERE id = ?`).get(row.id) as { data: unknown; valid: number } | undefined;
+  if (!fetched || !Buffer.isBuffer(fetched.data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
+  return { data: fetched.data, valid: fetched.valid === 1 ? true : undefined };
+}
+
 /** The page cache (KiB) while an export reads. */
 const EXPORT_CACHE_KB = 8_000;
 
@@ -312,13 +325,16 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
     for (const message of page) {
       const parts = partsByMessage.get(message.id) ?? [];
       messages++;
-      const record: MessageRecord = { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) };
+      const payload = exportedPayloadChecked(conn, 'message', message, checkJson);
+      const record: MessageRecord = { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payload.data };
       if (typeof message.valid === 'number') record.jsonValid = message.valid === 1;
+      else if (payload.valid !== undefined) record.jsonValid = payload.valid;
       yield { kind: 'message', message: record, partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]) };
       for (const part of parts) {
-        const data = exportedPayload(conn, 'part', part);
-        const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data };
+        const payload = exportedPayloadChecked(conn, 'part', part, checkJson);
+        const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data: payload.data };
         if (part.valid !== null) record.jsonValid = part.valid === 1;
+        else if (payload.valid !== undefined) record.jsonValid = payload.valid;
         partCount++;
         yield { kind: 'part', part: record };
       }
