@@ -108,7 +108,7 @@ describe('archives written and verified on two more threads', () => {
     expect(folder).toEqual([]);
   });
 
-  it('reads the second half back out of the sealed archive on the second exporter: a byte damaged there fails the verification', async () => {
+  it('reads the end of the sealed archive back on the second exporter: a byte damaged there fails the verification', async () => {
     let verified = 0;
     const { error, folder } = await failing('damaged-second.json', {
       onVerified: (n) => (verified = Math.max(verified, n)),
@@ -123,10 +123,24 @@ describe('archives written and verified on two more threads', () => {
       },
     });
     expect(error.message).toMatch(/failed verification: session \S+ differs/);
-    // The damaged session is one of the second half's: the first thread never reads it.
+    // The damaged session is the last: the second exporter reads it back, the thread behind the writer never does.
     const damaged = /session (\S+) differs/.exec(error.message)?.[1] as string;
     expect(ids.indexOf(damaged)).toBeGreaterThan(ids.length / 2);
     expect(folder).toEqual([]);
+  });
+
+  it('reads the first sessions of the second half back on the thread behind the writer: a byte damaged there fails the verification too', async () => {
+    const second = (await archive('split.json', true)).secondHalfSessions as number;
+    // A session a quarter into the second half: before the point where the second exporter starts reading back.
+    const target = ids.length - second + Math.floor(second / 4);
+    process.env['SK_TEST_DAMAGE_SESSION'] = String(target);
+    try {
+      const { error, folder } = await failing('damaged-quarter.json', { verifyBehindWorker: new URL('../fixtures/verify-behind-damage-at.mjs', import.meta.url) });
+      expect(error.message).toContain(`session ${ids[target] as string} differs`);
+      expect(folder).toEqual([]);
+    } finally {
+      delete process.env['SK_TEST_DAMAGE_SESSION'];
+    }
   });
 
   it('reports every session read back, both halves together', async () => {

@@ -59,8 +59,19 @@ const SECOND_HALF_AFTER_BYTES = 32 * 1024 * 1024;
  * mostly done by then, so the second "half" is the smaller one.
  */
 const FIRST_THREAD_SHARE = 0.65;
-/** What joins the first half's last session and the second half's first. */
-const HALVES_SEPARATOR = ',\n';
+/** What comes between two sessions of an archive, the halves' too. */
+const SESSION_SEPARATOR = ',\n';
+/**
+ * Where, from the first half's end, the second half's check starts: at the separator before the
+ * session nearest the segment's middle (`ends` are the segment's bytes after each session), or
+ * before the segment itself when it holds one session.
+ */
+function splitPoint(ends: readonly number[], segmentBytes: number, separatorBytes: number): number {
+  let best = 0;
+  for (const end of ends.slice(0, -1)) if (Math.abs(end - segmentBytes / 2) < Math.abs(best - segmentBytes / 2)) best = end;
+  return best === 0 ? 0 : separatorBytes + best;
+}
+
 /** Fewer sessions left than this stay on one thread. */
 const SECOND_HALF_FROM_SESSIONS = 16;
 
@@ -123,7 +134,7 @@ export class ArchiveSerializer {
 
   /** Sessions written so far are separate documents, not an array: no separator before the next. */
   private get separator(): string {
-    return this.shape === 'archive' && this.sessions.length > 0 ? ',\n' : '';
+    return this.shape === 'archive' && this.sessions.length > 0 ? SESSION_SEPARATOR : '';
   }
 
   async take(item: SessionItem): Promise<void> {
@@ -382,17 +393,23 @@ export async function writeArchive(items: SessionItems, path: string, options: A
       }
     }
     const other = second as SecondHalf | null; // set by maybeSplit
-    /** Where the halves join, when the second exporter reads its half back (from here) and the thread behind the writer stops here. */
+    /**
+     * Where the second exporter starts reading the archive back (a separator before one of its
+     * sessions), once it is sealed, and the thread behind the writer stops.
+     */
     let joinedAt: number | null = null;
     if (other) {
       if (serializer.sessions.length !== firstHalf) throw new SkError('internal', `archive ${path}: ${serializer.sessions.length} sessions came before the second half, ${firstHalf} were expected`);
       const verifierNow = behind as VerifyBehind | null;
-      if ((await other.finished(options.signal)).sessions.length > 0 && verifierNow && !sink.compressed) {
-        // Two threads read the halves back at once; said before a byte of the second half is written.
-        joinedAt = sink.bytes;
+      const finished = await other.finished(options.signal);
+      if (finished.sessions.length > 0 && verifierNow && !sink.compressed) {
+        // Both threads read about half of what comes after the writing: the one behind the writer
+        // reads on into the second half, up to the session boundary nearest its middle. Said
+        // before a byte of the second half is written.
+        joinedAt = sink.bytes + splitPoint(finished.ends, finished.bytes, SESSION_SEPARATOR.length);
         verifierNow.reportEnd(joinedAt);
       }
-      const done = await other.copyInto(sink, HALVES_SEPARATOR, options.signal);
+      const done = await other.copyInto(sink, SESSION_SEPARATOR, options.signal);
       // Every session of the second half, in its order, or a delete after this archive would take one it lacks.
       const wanted = (source as SecondHalfSource).ids.slice(firstHalf);
       if (done.sessions.length !== wanted.length || done.sessions.some((s, i) => s.id !== wanted[i])) {
@@ -411,7 +428,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
       options.afterWrite?.(sink.tempPath);
       verifier.reportSealed();
       if (other && joinedAt !== null) {
-        const secondRead = other.verify(sink.tempPath, joinedAt, HALVES_SEPARATOR, (n) => {
+        const secondRead = other.verify(sink.tempPath, joinedAt, SESSION_SEPARATOR, (n) => {
           verified.second = n;
           reportVerified();
         });

@@ -26,7 +26,8 @@ export interface SecondHalfVerify {
 
 export type SecondHalfReply =
   | { kind: 'progress'; sessions: number; bytes: number }
-  | { kind: 'done'; sessions: ArchivedSessionSummary[]; bytes: number; heapPeak: number }
+  /** `ends`: the segment's bytes after each session, where the next one's separator starts. */
+  | { kind: 'done'; sessions: ArchivedSessionSummary[]; bytes: number; ends: number[]; heapPeak: number }
   | { kind: 'verifyProgress'; sessions: number }
   | { kind: 'verified'; found: ArchivedSessionSummary[]; heapPeak: number }
   | { kind: 'failed'; code: SkErrorCode; message: string };

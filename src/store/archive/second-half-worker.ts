@@ -32,9 +32,11 @@ try {
     const serializer = new ArchiveSerializer(sink);
     let reported = performance.now();
     let heapPeak = 0;
+    const ends: number[] = [];
     const take = async (item: SessionItem): Promise<void> => {
       await serializer.take(item);
       if (item.kind !== 'end') return;
+      ends.push(sink.bytes);
       heapPeak = Math.max(heapPeak, getHeapStatistics().used_heap_size);
       if (performance.now() - reported < PROGRESS_MS) return;
       reported = performance.now();
@@ -45,7 +47,7 @@ try {
     if (isSyncIterable(items)) for (const item of items) await take(item);
     else for await (const item of items) await take(item);
     await sink.closeSegment();
-    post({ kind: 'done', sessions: serializer.sessions, bytes: sink.bytes, heapPeak });
+    post({ kind: 'done', sessions: serializer.sessions, bytes: sink.bytes, ends, heapPeak });
   } finally {
     await reader.close();
   }

@@ -27,6 +27,8 @@ export function canWriteSecondHalf(): boolean {
 export interface SecondHalfResult {
   sessions: ArchivedSessionSummary[];
   bytes: number;
+  /** The segment's bytes after each session. */
+  ends: number[];
   /** The thread's peak V8 heap (sampled after each session). */
   heapPeak: number;
 }
@@ -51,7 +53,7 @@ export class SecondHalf {
       this.sessions = reply.kind === 'done' ? reply.sessions.length : reply.sessions;
       this.bytes = reply.bytes;
       onProgress?.();
-      return reply.kind === 'done' ? { sessions: reply.sessions, bytes: reply.bytes, heapPeak: reply.heapPeak } : undefined;
+      return reply.kind === 'done' ? { sessions: reply.sessions, bytes: reply.bytes, ends: reply.ends, heapPeak: reply.heapPeak } : undefined;
     });
   }
 
@@ -63,8 +65,8 @@ export class SecondHalf {
   }
 
   /**
-   * Has the thread read its half back out of the sealed archive at `path`, from `from` (where
-   * `separator` joins the halves) to the end: the sessions it found there, with its peak heap.
+   * Has the thread read the sealed archive at `path` back from `from` (where `separator` starts,
+   * before one of its sessions) to the end: the sessions it found there, with its peak heap.
    */
   verify(path: string, from: number, separator: string, onSessionRead?: (sessions: number) => void): Promise<{ found: ArchivedSessionSummary[]; heapPeak: number }> {
     const outcome = threadOutcome<SecondHalfReply, { found: ArchivedSessionSummary[]; heapPeak: number }>(this.worker, `the verification of the second half of ${this.archivePath}`, (reply) => {
