@@ -131,8 +131,9 @@ describe('archives written and verified on two more threads', () => {
 
   it('reads the first sessions of the second half back on the thread behind the writer: a byte damaged there fails the verification too', async () => {
     const second = (await archive('split.json', true)).secondHalfSessions as number;
-    // A session a quarter into the second half: before the point where the second exporter starts reading back.
-    const target = ids.length - second + Math.floor(second / 4);
+    // The second half's first session: copied in by this thread, read back by the one behind it
+    // (the second exporter starts reading back at a session boundary after it).
+    const target = ids.length - second;
     process.env['SK_TEST_DAMAGE_SESSION'] = String(target);
     try {
       const { error, folder } = await failing('damaged-quarter.json', { verifyBehindWorker: new URL('../fixtures/verify-behind-damage-at.mjs', import.meta.url) });

@@ -54,11 +54,11 @@ const VERIFY_BEHIND_FROM_BYTES = 64 * 1024 * 1024;
  */
 const SECOND_HALF_AFTER_BYTES = 32 * 1024 * 1024;
 /**
- * The part of the sessions left that this thread keeps once a second exporter starts: that thread
- * also reads its half back after the seal, while the first half's check (behind this thread) is
- * mostly done by then, so the second "half" is the smaller one.
+ * The part of the sessions left that this thread keeps once a second exporter starts. Half: what
+ * remains to read back after the seal is shared by both threads (splitPoint), so neither
+ * exporter should finish long before the other.
  */
-const FIRST_THREAD_SHARE = 0.65;
+const FIRST_THREAD_SHARE = 0.5;
 /** What comes between two sessions of an archive, the halves' too. */
 const SESSION_SEPARATOR = ',\n';
 /**

@@ -14,7 +14,7 @@ import { SkError } from '../../core/errors.js';
 import { tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
 import type { ArchivedSessionSummary, ArchiveSink } from './archive-sink.js';
 import type { SecondHalfData, SecondHalfReply, SecondHalfVerify } from './second-half-protocol.js';
-import { abortable, threadOutcome } from './thread-outcome.js';
+import { abortable, ARCHIVE_THREAD_LIMITS, threadOutcome } from './thread-outcome.js';
 
 const WORKER_FILE = new URL('./second-half-worker.js', import.meta.url);
 const COPY_BYTES = 1024 * 1024;
@@ -46,7 +46,7 @@ export class SecondHalf {
     // Tracked here: an interrupt removes it with this process's other temp files.
     trackTempFile(this.segment);
     const data: SecondHalfData = { db, ids, segment: this.segment, name: archivePath };
-    this.worker = new Worker(WORKER_FILE, { workerData: data });
+    this.worker = new Worker(WORKER_FILE, { workerData: data, resourceLimits: ARCHIVE_THREAD_LIMITS });
     this.archivePath = archivePath;
     this.result = threadOutcome<SecondHalfReply, SecondHalfResult>(this.worker, `the second half of ${archivePath}`, (reply) => {
       if (reply.kind !== 'progress' && reply.kind !== 'done') return undefined;

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ArchivedSessionSummary } from './archive-sink.js';
-import { abortable, threadOutcome } from './thread-outcome.js';
+import { abortable, ARCHIVE_THREAD_LIMITS, threadOutcome } from './thread-outcome.js';
 import { VERIFY_SHARED, type VerifyBehindData, type VerifyBehindReply } from './verify-behind-protocol.js';
 
 const WORKER_FILE = new URL('./verify-behind-worker.js', import.meta.url);
@@ -40,7 +40,7 @@ export class VerifyBehind {
     this.endAt[0] = -1n;
     this.state = new Int32Array(shared, VERIFY_SHARED.stateOffset, 2);
     const data: VerifyBehindData = { path: tempPath, gzip, name, shared };
-    this.worker = new Worker(workerFile, { workerData: data });
+    this.worker = new Worker(workerFile, { workerData: data, resourceLimits: ARCHIVE_THREAD_LIMITS });
     this.result = threadOutcome<VerifyBehindReply, ArchivedSessionSummary[]>(this.worker, `the verification of ${name}`, (reply) => {
       if (reply.kind === 'progress') {
         onSessionRead?.(reply.sessions);
