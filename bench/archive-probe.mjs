@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { archiveSource, writeArchive } from '../dist/store/archive/archive-write.js';
 import { openFileReader } from '../dist/store/open-store.js';
+import { ARCHIVE_EXPORT } from '../dist/store/reader.js';
 
 const [db, out, list, mode = 'verify', exporters = 'two-exporters'] = process.argv.slice(2);
 if (!['verify', 'verify-after', 'write-only'].includes(mode)) throw new Error(`unknown mode ${mode}`);
@@ -16,7 +17,7 @@ const timer = setInterval(() => (heapPeak = Math.max(heapPeak, getHeapStatistics
 const started = performance.now();
 const reader = openFileReader(db);
 let writtenMs = 0;
-const { items, secondHalf } = exporters === 'one-exporter' ? { items: reader.exportSessions(ids) } : archiveSource(reader, ids, out);
+const { items, secondHalf } = exporters === 'one-exporter' ? { items: reader.exportSessions(ids, ARCHIVE_EXPORT) } : archiveSource(reader, ids, out);
 const written = await writeArchive(items, out, {
   secondHalf,
   verify: mode !== 'write-only',

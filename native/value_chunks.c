@@ -48,16 +48,31 @@
  * sk_blob_write_file then fills the TEXT value in place through ONE sqlite3_blob handle (a write
  * keeps the value's type), 1 MiB at a time, reads each chunk back and compares it, and returns
  * the bytes written (the value's size); a file shorter than that from offset is an error.
+ *
+ * sk_row_json: one row of a session's other tables as an archive encodes it (src/core/table-row.ts),
+ * built in one pass over the row's values instead of a value each into JS and back out as pieces.
+ *
+ *   SELECT rowid, sk_row_json('{"id":', "id", ',"seq":', "seq", ...) FROM event WHERE ...
+ *
+ * takes (key text, value) pairs, the key text being what precedes the value (`{"name":` first,
+ * `,"name":` after), and returns the row's JSON as a BLOB: NULL as null, an integer of at most
+ * 2^53 in magnitude in decimal, TEXT that starts and ends as an object or array and is strict
+ * RFC 8259 JSON (what SQLite's json_valid accepts, never more) raw, other valid UTF-8 TEXT as a
+ * string escaped as JSON.stringify escapes it. Anything else (a REAL, a BLOB, a larger integer,
+ * TEXT that is not UTF-8, a JSON-looking TEXT it cannot vouch for, TEXT of 8 MB or more, more
+ * than 64 columns) returns NULL, and the caller encodes that row the way it always has: this is a
+ * faster path to the same bytes, never a second encoding. Deterministic and direct use only.
  */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
+#include <stdio.h>
 #include <string.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 /* Bumped when the columns or arguments change; the JS side checks it. */
-#define SK_CHUNKS_VERSION 2
+#define SK_CHUNKS_VERSION 3
 /* A chunk is one result value: keep it far below any length limit a connection may set. */
 #define SK_CHUNK_MAX (256 * 1024 * 1024)
 
@@ -460,6 +475,246 @@ static void blobWriteFileFunc(sqlite3_context *ctx, int argc, sqlite3_value **ar
   sqlite3_free(failed);
 }
 
+/* ---- sk_row_json ---- */
+
+#define ROW_JSON_MAX_COLUMNS 64
+/* Deeper JSON is left to the caller: SQLite's own parser stops at 1000 levels. */
+#define ROW_JSON_MAX_DEPTH 500
+/* What the caller reads in chunks instead (session-export.ts CHUNKED_VALUE_BYTES). */
+#define ROW_JSON_MAX_TEXT (8 * 1024 * 1024)
+#define ROW_JSON_MAX_INT 9007199254740992LL
+
+typedef const unsigned char *Bytes;
+
+static int jsonSkipSpace(Bytes z, int i, int n) {
+  while (i < n && (z[i] == ' ' || z[i] == '\t' || z[i] == '\n' || z[i] == '\r')) i++;
+  return i;
+}
+
+static int isHex(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The end of the string starting at z[i] == '"', or -1: escapes as RFC 8259 has them, no control bytes. */
+static int jsonString(Bytes z, int i, int n) {
+  int j = i + 1;
+  while (j < n) {
+    unsigned char c = z[j];
+    if (c == '"') return j + 1;
+    if (c < 0x20) return -1;
+    if (c != '\\') { j++; continue; }
+    if (j + 1 >= n) return -1;
+    c = z[j + 1];
+    if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't') j += 2;
+    else if (c == 'u' && j + 5 < n && isHex(z[j + 2]) && isHex(z[j + 3]) && isHex(z[j + 4]) && isHex(z[j + 5])) j += 6;
+    else return -1;
+  }
+  return -1;
+}
+
+static int jsonNumber(Bytes z, int i, int n) {
+  int j = i;
+  if (j < n && z[j] == '-') j++;
+  if (j >= n) return -1;
+  if (z[j] == '0') j++;
+  else if (z[j] >= '1' && z[j] <= '9') { while (j < n && z[j] >= '0' && z[j] <= '9') j++; }
+  else return -1;
+  if (j < n && z[j] == '.') {
+    j++;
+    if (j >= n || z[j] < '0' || z[j] > '9') return -1;
+    while (j < n && z[j] >= '0' && z[j] <= '9') j++;
+  }
+  if (j < n && (z[j] == 'e' || z[j] == 'E')) {
+    j++;
+    if (j < n && (z[j] == '+' || z[j] == '-')) j++;
+    if (j >= n || z[j] < '0' || z[j] > '9') return -1;
+    while (j < n && z[j] >= '0' && z[j] <= '9') j++;
+  }
+  return j;
+}
+
+static int jsonLiteral(Bytes z, int i, int n, const char *word, int length) {
+  return i + length <= n && memcmp(z + i, word, (size_t)length) == 0 ? i + length : -1;
+}
+
+/* The end of the value starting at z[i] (no space before it), or -1. */
+static int jsonValue(Bytes z, int i, int n, int depth) {
+  if (i >= n) return -1;
+  switch (z[i]) {
+    case '"': return jsonString(z, i, n);
+    case 't': return jsonLiteral(z, i, n, "true", 4);
+    case 'f': return jsonLiteral(z, i, n, "false", 5);
+    case 'n': return jsonLiteral(z, i, n, "null", 4);
+    case '{': {
+      if (depth >= ROW_JSON_MAX_DEPTH) return -1;
+      int j = jsonSkipSpace(z, i + 1, n);
+      if (j < n && z[j] == '}') return j + 1;
+      for (;;) {
+        if (j >= n || z[j] != '"') return -1;
+        j = jsonString(z, j, n);
+        if (j < 0) return -1;
+        j = jsonSkipSpace(z, j, n);
+        if (j >= n || z[j] != ':') return -1;
+        j = jsonValue(z, jsonSkipSpace(z, j + 1, n), n, depth + 1);
+        if (j < 0) return -1;
+        j = jsonSkipSpace(z, j, n);
+        if (j < n && z[j] == '}') return j + 1;
+        if (j >= n || z[j] != ',') return -1;
+        j = jsonSkipSpace(z, j + 1, n);
+      }
+    }
+    case '[': {
+      if (depth >= ROW_JSON_MAX_DEPTH) return -1;
+      int j = jsonSkipSpace(z, i + 1, n);
+      if (j < n && z[j] == ']') return j + 1;
+      for (;;) {
+        j = jsonValue(z, j, n, depth + 1);
+        if (j < 0) return -1;
+        j = jsonSkipSpace(z, j, n);
+        if (j < n && z[j] == ']') return j + 1;
+        if (j >= n || z[j] != ',') return -1;
+        j = jsonSkipSpace(z, j + 1, n);
+      }
+    }
+    default:
+      return (z[i] == '-' || (z[i] >= '0' && z[i] <= '9')) ? jsonNumber(z, i, n) : -1;
+  }
+}
+
+/* True when the n bytes are one JSON text (strict RFC 8259) with nothing around it. */
+static int isStrictJson(Bytes z, int n) {
+  return jsonValue(z, 0, n, 0) == n;
+}
+
+/* The bytes of the JSON string body JSON.stringify writes for valid UTF-8 `z`, or -1 when `z` is not valid UTF-8. */
+static sqlite3_int64 escapedLength(Bytes z, int n) {
+  sqlite3_int64 length = 0;
+  int i = 0;
+  while (i < n) {
+    unsigned char c = z[i];
+    if (c < 0x80) {
+      if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') length += 2;
+      else if (c < 0x20) length += 6;
+      else length += 1;
+      i++;
+      continue;
+    }
+    /* Strict UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF), as Node's isUtf8. */
+    int extra;
+    if (c >= 0xc2 && c <= 0xdf) extra = 1;
+    else if (c >= 0xe0 && c <= 0xef) extra = 2;
+    else if (c >= 0xf0 && c <= 0xf4) extra = 3;
+    else return -1;
+    if (i + extra >= n) return -1;
+    unsigned char c1 = z[i + 1];
+    if ((c1 & 0xc0) != 0x80) return -1;
+    if (c == 0xe0 && c1 < 0xa0) return -1;
+    if (c == 0xed && c1 > 0x9f) return -1;
+    if (c == 0xf0 && c1 < 0x90) return -1;
+    if (c == 0xf4 && c1 > 0x8f) return -1;
+    for (int k = 2; k <= extra; k++) if ((z[i + k] & 0xc0) != 0x80) return -1;
+    length += extra + 1;
+    i += extra + 1;
+  }
+  return length;
+}
+
+static unsigned char *writeEscaped(unsigned char *out, Bytes z, int n) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < n; i++) {
+    unsigned char c = z[i];
+    if (c >= 0x20 && c != '"' && c != '\\') { *out++ = c; continue; }
+    *out++ = '\\';
+    switch (c) {
+      case '"': *out++ = '"'; break;
+      case '\\': *out++ = '\\'; break;
+      case '\b': *out++ = 'b'; break;
+      case '\f': *out++ = 'f'; break;
+      case '\n': *out++ = 'n'; break;
+      case '\r': *out++ = 'r'; break;
+      case '\t': *out++ = 't'; break;
+      default: *out++ = 'u'; *out++ = '0'; *out++ = '0'; *out++ = (unsigned char)hex[c >> 4]; *out++ = (unsigned char)hex[c & 15];
+    }
+  }
+  return out;
+}
+
+enum { ROW_NULL, ROW_INTEGER, ROW_RAW, ROW_STRING };
+
+/* sk_row_json(key, value, key, value, ...): see the file comment. */
+static void rowJsonFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  if (argc < 2 || argc % 2 != 0) {
+    sqlite3_result_error(ctx, "sk_row_json: needs (key, value) pairs", -1);
+    return;
+  }
+  int columns = argc / 2;
+  if (columns > ROW_JSON_MAX_COLUMNS) return; /* NULL: the caller's own encoding */
+  unsigned char kinds[ROW_JSON_MAX_COLUMNS];
+  char integers[ROW_JSON_MAX_COLUMNS][24];
+  sqlite3_int64 total = 1; /* the closing brace */
+  for (int c = 0; c < columns; c++) {
+    sqlite3_value *key = argv[2 * c], *value = argv[2 * c + 1];
+    if (sqlite3_value_type(key) != SQLITE_TEXT) {
+      sqlite3_result_error(ctx, "sk_row_json: a key must be text", -1);
+      return;
+    }
+    total += sqlite3_value_bytes(key);
+    switch (sqlite3_value_type(value)) {
+      case SQLITE_NULL:
+        kinds[c] = ROW_NULL;
+        total += 4;
+        break;
+      case SQLITE_INTEGER: {
+        sqlite3_int64 x = sqlite3_value_int64(value);
+        if (x > ROW_JSON_MAX_INT || x < -ROW_JSON_MAX_INT) return;
+        kinds[c] = ROW_INTEGER;
+        total += snprintf(integers[c], sizeof integers[c], "%lld", (long long)x);
+        break;
+      }
+      case SQLITE_TEXT: {
+        Bytes z = sqlite3_value_text(value);
+        int n = sqlite3_value_bytes(value);
+        if (z == 0 || n >= ROW_JSON_MAX_TEXT) return;
+        if (n >= 2 && ((z[0] == '{' && z[n - 1] == '}') || (z[0] == '[' && z[n - 1] == ']'))) {
+          /* Raw only when it is surely JSON; a container SQLite might judge otherwise is the caller's. */
+          if (!isStrictJson(z, n)) return;
+          kinds[c] = ROW_RAW;
+          total += n;
+        } else {
+          sqlite3_int64 escaped = escapedLength(z, n);
+          if (escaped < 0) return;
+          kinds[c] = ROW_STRING;
+          total += escaped + 2;
+        }
+        break;
+      }
+      default:
+        return; /* REAL, BLOB */
+    }
+  }
+  if (total > 0x7fffffff) return;
+  unsigned char *bytes = sqlite3_malloc64((sqlite3_uint64)total);
+  if (bytes == 0) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  unsigned char *out = bytes;
+  for (int c = 0; c < columns; c++) {
+    int keyBytes = sqlite3_value_bytes(argv[2 * c]);
+    memcpy(out, sqlite3_value_text(argv[2 * c]), (size_t)keyBytes);
+    out += keyBytes;
+    sqlite3_value *value = argv[2 * c + 1];
+    switch (kinds[c]) {
+      case ROW_NULL: memcpy(out, "null", 4); out += 4; break;
+      case ROW_INTEGER: { size_t length = strlen(integers[c]); memcpy(out, integers[c], length); out += length; break; }
+      case ROW_RAW: { int n = sqlite3_value_bytes(value); memcpy(out, sqlite3_value_text(value), (size_t)n); out += n; break; }
+      default: *out++ = '"'; out = writeEscaped(out, sqlite3_value_text(value), sqlite3_value_bytes(value)); *out++ = '"';
+    }
+  }
+  *out++ = '}';
+  sqlite3_result_blob64(ctx, bytes, (sqlite3_uint64)(out - bytes), sqlite3_free);
+}
+
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
@@ -470,6 +725,9 @@ int sqlite3_valuechunks_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_rou
   if (rc == SQLITE_OK) {
     rc = sqlite3_create_function(db, "sk_chunks_version", 0, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
                                  0, versionFunc, 0, 0);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_row_json", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, 0, rowJsonFunc, 0, 0);
   }
 #ifndef _WIN32
   if (rc == SQLITE_OK) {

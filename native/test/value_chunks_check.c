@@ -1,6 +1,7 @@
 /* Leak and memory-error check of native/value_chunks.c: compiled into one program with
  * better-sqlite3's SQLite amalgamation (SQLITE_CORE), every path walked (whole reads, ranges,
- * finalize mid-read, a cursor filtered again in a join, each argument error, SQLITE_ABORT),
+ * finalize mid-read, a cursor filtered again in a join, each argument error, SQLITE_ABORT, and
+ * sk_row_json's kinds of values and what it leaves to the caller),
  * AddressSanitizer and UndefinedBehaviorSanitizer on, LeakSanitizer at exit. About a minute to
  * build, so not part of the test suite; run it after changing the C file:
  *
@@ -35,6 +36,18 @@ static int run(sqlite3 *db, const char *sql, int limit, int *rc, long long *byte
   return rows;
 }
 
+
+/* sk_row_json's one result for `sql`: its bytes equal `want` (NULL: the result is NULL). */
+static void rowJson(sqlite3 *db, const char *sql, const char *want) {
+  sqlite3_stmt *st = 0;
+  int ok = sqlite3_prepare_v2(db, sql, -1, &st, 0) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+  if (ok && want == 0) ok = sqlite3_column_type(st, 0) == SQLITE_NULL;
+  else if (ok) ok = sqlite3_column_type(st, 0) == SQLITE_BLOB && (size_t)sqlite3_column_bytes(st, 0) == strlen(want) &&
+                    memcmp(sqlite3_column_blob(st, 0), want, strlen(want)) == 0;
+  sqlite3_finalize(st);
+  check(ok, sql);
+}
+
 int main(void) {
   sqlite3 *db;
   int rc; long long bytes;
@@ -64,6 +77,29 @@ int main(void) {
   for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
     run(db, errors[i], -1, &rc, &bytes);
     check(rc != SQLITE_OK, errors[i]);
+  }
+  /* sk_row_json: each kind of value, the edges of its buffers, and what it leaves to the caller. */
+  rowJson(db, "SELECT sk_row_json('{\"a\":', 'x\"y\\z', ',\"b\":', NULL, ',\"c\":', 42, ',\"d\":', -9007199254740992)",
+          "{\"a\":\"x\\\"y\\\\z\",\"b\":null,\"c\":42,\"d\":-9007199254740992}");
+  rowJson(db, "SELECT sk_row_json('{\"a\":', CAST(X'01081f0a7f' AS TEXT))", "{\"a\":\"\\u0001\\b\\u001f\\n\x7f\"}");
+  rowJson(db, "SELECT sk_row_json('{\"a\":', '{\"k\":[1,-2.5e3,true,null,\"\\u00e9\"]}')", "{\"a\":{\"k\":[1,-2.5e3,true,null,\"\\u00e9\"]}}");
+  rowJson(db, "SELECT sk_row_json('{\"a\":', '')", "{\"a\":\"\"}");
+  rowJson(db, "SELECT sk_row_json('{\"a\":', '{')", "{\"a\":\"{\"}");
+  rowJson(db, "SELECT sk_row_json('{\"a\":', CAST(X'7b225c753132' AS TEXT))", "{\"a\":\"{\\\"\\\\u12\"}");
+  const char *leftAlone[] = {
+    "SELECT sk_row_json('{\"a\":', '{\"k\":\"\\u12}')", "SELECT sk_row_json('{\"a\":', '{\"k\":1,}')",
+    "SELECT sk_row_json('{\"a\":', '[01]')", "SELECT sk_row_json('{\"a\":', CAST(X'7b2201227d' AS TEXT))",
+    "SELECT sk_row_json('{\"a\":', CAST(X'61e282' AS TEXT))", "SELECT sk_row_json('{\"a\":', CAST(X'eda080' AS TEXT))",
+    "SELECT sk_row_json('{\"a\":', CAST(X'c0af' AS TEXT))", "SELECT sk_row_json('{\"a\":', 9007199254740993)",
+    "SELECT sk_row_json('{\"a\":', 1.5)", "SELECT sk_row_json('{\"a\":', X'00')",
+    "SELECT sk_row_json('{\"a\":', printf('%.*c%.*c', 600, '[', 600, ']'))",
+    "SELECT sk_row_json('{\"a\":', zeroblob(0) || printf('%.*c', 8388608, 'x'))",
+  };
+  for (size_t i = 0; i < sizeof(leftAlone) / sizeof(leftAlone[0]); i++) rowJson(db, leftAlone[i], 0);
+  const char *rowErrors[] = { "SELECT sk_row_json('{\"a\":')", "SELECT sk_row_json(1, 2)", "SELECT sk_row_json()" };
+  for (size_t i = 0; i < sizeof(rowErrors) / sizeof(rowErrors[0]); i++) {
+    run(db, rowErrors[i], -1, &rc, &bytes);
+    check(rc != SQLITE_OK, rowErrors[i]);
   }
   /* The row changes under the handle: the next read is SQLITE_ABORT, reported as an error. */
   sqlite3_stmt *st;

@@ -128,7 +128,16 @@ export interface ExportOptions {
    * value raw; a copy to a server, which judges JSON itself, asks for none and spares the parse.
    */
   jsonValidity?: boolean;
+  /**
+   * Rows of the session's other tables may come as `encodedRows`, each row already in the archive's
+   * encoding (core/table-row.ts), where the store can build it faster than a consumer: only an
+   * archive writer asks, every other consumer takes `rows`.
+   */
+  encodedRows?: boolean;
 }
 
 /** What a copy into a server asks of an export: the server judges JSON itself. */
 export const SERVER_EXPORT: ExportOptions = { jsonValidity: false };
+
+/** What an archive writer asks of an export: validity for raw JSON, rows already encoded. */
+export const ARCHIVE_EXPORT: ExportOptions = { jsonValidity: true, encodedRows: true };

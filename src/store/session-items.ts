@@ -84,6 +84,8 @@ export type SessionItem =
       /** Per row (same order), the TEXT columns SQLite's json_valid checked, with its verdict: an encoder need not scan them again. */
       jsonValid?: (ReadonlyMap<string, boolean> | undefined)[];
     }
+  /** Rows of a table, each as encodeTableRow's bytes joined (ExportOptions.encodedRows only). */
+  | { kind: 'encodedRows'; table: string; rows: Buffer[] }
   | { kind: 'end'; sessionId: string; counts: TableCounts };
 
 /** SQLite produces items synchronously, servers asynchronously; consumers take either. */

@@ -5,7 +5,7 @@
  * abort each leave no archive under the name and no temporary file, and fail the call.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { archiveSource, writeArchive, type ArchiveWriteOptions } from '../../dist/store/archive/archive-write.js';
@@ -106,6 +106,57 @@ describe('archives written and verified on two more threads', () => {
     const { error, folder } = await failing('damaged.json', { verifyBehindWorker: new URL('../fixtures/verify-behind-damage.mjs', import.meta.url) });
     expect(error.message).toMatch(/failed verification: session \S+ differs/);
     expect(folder).toEqual([]);
+  });
+
+  it('reads the end of the sealed archive back on the second exporter: a byte damaged there fails the verification', async () => {
+    let verified = 0;
+    const { error, folder } = await failing('damaged-second.json', {
+      onVerified: (n) => (verified = Math.max(verified, n)),
+      // Stands for the disk: the sealed file changes under the check, in its last session.
+      afterWrite: (temp) => {
+        const fd = openSync(temp, 'r+');
+        const bytes = Buffer.alloc(fstatSync(fd).size);
+        readSync(fd, bytes, 0, bytes.length, 0);
+        const at = bytes.lastIndexOf('base64,') + 40;
+        writeSync(fd, Buffer.from([bytes[at] === 0x41 ? 0x42 : 0x41]), 0, 1, at);
+        closeSync(fd);
+      },
+    });
+    expect(error.message).toMatch(/failed verification: session \S+ differs/);
+    // The damaged session is the last: the second exporter reads it back, the thread behind the writer never does.
+    const damaged = /session (\S+) differs/.exec(error.message)?.[1] as string;
+    expect(ids.indexOf(damaged)).toBeGreaterThan(ids.length / 2);
+    expect(folder).toEqual([]);
+  });
+
+  it('reads the first sessions of the second half back on the thread behind the writer: a byte damaged there fails the verification too', async () => {
+    const second = (await archive('split.json', true)).secondHalfSessions as number;
+    // The second half's first session: copied in by this thread, read back by the one behind it
+    // (the second exporter starts reading back at a session boundary after it).
+    const target = ids.length - second;
+    process.env['SK_TEST_DAMAGE_SESSION'] = String(target);
+    try {
+      const { error, folder } = await failing('damaged-quarter.json', { verifyBehindWorker: new URL('../fixtures/verify-behind-damage-at.mjs', import.meta.url) });
+      expect(error.message).toContain(`session ${ids[target] as string} differs`);
+      expect(folder).toEqual([]);
+    } finally {
+      delete process.env['SK_TEST_DAMAGE_SESSION'];
+    }
+  });
+
+  it('reports every session read back, both halves together', async () => {
+    const out = tempDir('sk-archive-threads-out-');
+    const reader = openFileReader(db);
+    let verified = 0;
+    try {
+      const source = archiveSource(reader, ids, join(out, 'progress.json'));
+      const secondHalf = source.secondHalf && { ...source.secondHalf, afterBytes: MB };
+      const written = await writeArchive(source.items, join(out, 'progress.json'), { verify: true, verifyBehind: { fromBytes: MB }, secondHalf, onVerified: (n) => (verified = n) });
+      expect(written.secondHalfSessions).toBeGreaterThan(0);
+    } finally {
+      await reader.close();
+    }
+    expect(verified).toBe(ids.length);
   });
 
   it('a verifying thread that dies fails the call: no archive, no temporary file', async () => {

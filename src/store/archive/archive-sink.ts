@@ -3,7 +3,7 @@
  * into place, so an archive exists whole or not at all. Nothing here holds a whole archive in memory.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writev } from 'node:fs';
+import { closeSync, fdatasync, fsyncSync, openSync, renameSync, rmSync, writev } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { constants, gzip } from 'node:zlib';
@@ -24,6 +24,11 @@ const FLUSH_BYTES = 1024 * 1024;
 /** Pieces up to this size are copied into the staging buffer: one write per megabyte, not one iovec per piece. */
 const STAGED_PIECE_BYTES = 16 * 1024;
 const STAGE_BYTES = 2 * FLUSH_BYTES;
+/**
+ * Every this many bytes written, an fdatasync starts on libuv's threads: the disk takes the archive
+ * while it is written, and the fsync of the seal (still of the whole file) finds little left to do.
+ */
+const SYNC_AHEAD_BYTES = 64 * 1024 * 1024;
 /** Gzip members being deflated on libuv's threads at once, written in order as they finish. */
 const GZIP_IN_FLIGHT = 4;
 const gzipAsync = promisify(gzip);
@@ -66,6 +71,11 @@ export class ArchiveSink {
   private stage: Buffer = this.stages[0];
   /** The one write under way (writes go out one after another, in order), or null. */
   private writing: Promise<void> | null = null;
+  /** The fdatasync under way ahead of the seal, or null; a segment (never fsynced) starts none. */
+  private syncing: Promise<void> | null = null;
+  private syncedAt = 0;
+  private syncFailure: Error | null = null;
+  private readonly syncsAhead: boolean;
   private staged = 0;
   private stageFrom = 0;
   /** Gzip members on their way, oldest first: deflated off the main thread while it reads on. */
@@ -84,6 +94,7 @@ export class ArchiveSink {
   constructor(path: string, segment?: { tempPath: string }) {
     this.path = path;
     this.gzip = !segment && path.endsWith('.gz');
+    this.syncsAhead = !segment;
     if (!segment) sweepTempFiles(dirname(path));
     this.tmp = segment?.tempPath ?? tempNameFor(dirname(path), basename(path), randomUUID().slice(0, 8));
     try {
@@ -190,6 +201,25 @@ export class ArchiveSink {
     }
     this.fileBytes += total;
     this.onFileBytes?.(this.fileBytes);
+    if (this.syncsAhead && !this.syncing && this.fileBytes - this.syncedAt >= SYNC_AHEAD_BYTES) this.syncAhead(fd);
+  }
+
+  /**
+   * Starts an fdatasync of what is written so far. Its failure is kept for the seal to throw: the
+   * kernel reports a write-back error to a file once, so the seal's own fsync could then succeed.
+   */
+  private syncAhead(fd: number): void {
+    this.syncedAt = this.fileBytes;
+    const syncing = new Promise<void>((resolve) =>
+      fdatasync(fd, (error) => {
+        if (error) this.syncFailure ??= error;
+        resolve();
+      }),
+    );
+    this.syncing = syncing;
+    void syncing.then(() => {
+      if (this.syncing === syncing) this.syncing = null;
+    });
   }
 
   /** Seals and publishes at once, for a file verified after it is in place. */
@@ -214,6 +244,8 @@ export class ArchiveSink {
       while (this.deflating.length > 0) await this.writeOldestMember();
       if (this.writing) await this.writing;
       this.writing = null;
+      if (this.syncing) await this.syncing;
+      if (this.syncFailure) throw this.syncFailure;
       fsyncSync(this.fd as number);
       closeSync(this.fd as number);
       this.fd = undefined;
@@ -267,11 +299,13 @@ export class ArchiveSink {
           // already closed
         }
       };
-      // Closed only once a write under way is done: a number reused by another open must never receive it.
-      if (this.writing) this.writing.then(close, close);
+      // Closed only once a write or sync under way is done: a number reused by another open must never receive it.
+      const busy = [this.writing, this.syncing].filter((p): p is Promise<void> => p !== null);
+      if (busy.length > 0) void Promise.allSettled(busy).then(close);
       else close();
     }
     this.writing = null;
+    this.syncing = null;
     rmSync(this.tmp, { force: true });
     untrackTempFile(this.tmp);
   }
@@ -339,6 +373,25 @@ export class SessionDigest {
     }
     bytes.copy(stage.bytes, stage.length);
     stage.length += bytes.length;
+  }
+
+  /** `update` of the text's UTF-8 bytes, encoded straight into the staging buffer when they fit. */
+  updateText(text: string): void {
+    const stage = (digestStage ??= { bytes: Buffer.allocUnsafe(DIGEST_STAGE_BYTES), owner: null, length: 0 });
+    // A UTF-16 unit is at most 3 bytes of UTF-8.
+    if (text.length * 3 > DIGEST_STAGE_BYTES / 4) {
+      this.update(Buffer.from(text));
+      return;
+    }
+    if (stage.owner !== this) {
+      stage.owner?.drain();
+      stage.owner = this;
+    }
+    if (text.length * 3 > DIGEST_STAGE_BYTES - stage.length) {
+      this.drain();
+      stage.owner = this;
+    }
+    stage.length += stage.bytes.write(text, stage.length);
   }
 
   /** Hashes what is staged for this digest. */

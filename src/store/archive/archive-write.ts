@@ -27,7 +27,8 @@ import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archi
 import { compareSummaries, verifyArchive } from './archive-read.js';
 import { canVerifyBehind, VerifyBehind } from './verify-behind.js';
 import { canWriteSecondHalf, SecondHalf } from './second-half.js';
-import type { SessionReader } from '../reader.js';
+import { abortable } from './thread-outcome.js';
+import { ARCHIVE_EXPORT, type SessionReader } from '../reader.js';
 
 export interface ArchiveWriteResult {
   path: string;
@@ -52,6 +53,25 @@ const VERIFY_BEHIND_FROM_BYTES = 64 * 1024 * 1024;
  * much: its start-up (modules, a connection) costs about what it saves on a smaller archive.
  */
 const SECOND_HALF_AFTER_BYTES = 32 * 1024 * 1024;
+/**
+ * The part of the sessions left that this thread keeps once a second exporter starts. Half: what
+ * remains to read back after the seal is shared by both threads (splitPoint), so neither
+ * exporter should finish long before the other.
+ */
+const FIRST_THREAD_SHARE = 0.5;
+/** What comes between two sessions of an archive, the halves' too. */
+const SESSION_SEPARATOR = ',\n';
+/**
+ * Where, from the first half's end, the second half's check starts: at the separator before the
+ * session nearest the segment's middle (`ends` are the segment's bytes after each session), or
+ * before the segment itself when it holds one session.
+ */
+function splitPoint(ends: readonly number[], segmentBytes: number, separatorBytes: number): number {
+  let best = 0;
+  for (const end of ends.slice(0, -1)) if (Math.abs(end - segmentBytes / 2) < Math.abs(best - segmentBytes / 2)) best = end;
+  return best === 0 ? 0 : separatorBytes + best;
+}
+
 /** Fewer sessions left than this stay on one thread. */
 const SECOND_HALF_FROM_SESSIONS = 16;
 
@@ -70,8 +90,11 @@ export interface SecondHalfSource {
  * copied-in segment would cut them elsewhere.
  */
 export function archiveSource(reader: Pick<SessionReader, 'kind' | 'location' | 'exportSessions'>, ids: readonly string[], path: string): { items: SessionItems; secondHalf?: SecondHalfSource } {
-  const items = reader.exportSessions(ids);
-  if (reader.kind !== 'sqlite' || path.endsWith('.gz') || !canWriteSecondHalf()) return { items };
+  // Rows come encoded by the store only into a plain file: a gzipped archive's members are cut where
+  // the writes fall, and a row written whole rather than piece by piece would cut them elsewhere.
+  const gzip = path.endsWith('.gz');
+  const items = reader.exportSessions(ids, gzip ? {} : ARCHIVE_EXPORT);
+  if (reader.kind !== 'sqlite' || gzip || !canWriteSecondHalf()) return { items };
   return { items, secondHalf: { db: reader.location, ids } };
 }
 
@@ -94,6 +117,9 @@ export class ArchiveSerializer {
   /** The table whose rows are being written, or null before the first. */
   private table: string | null = null;
   private firstRow = true;
+  /** The message whose parts' ids after their own are `partIdsAfterId` (`"sessionID":…,"messageID":…,`). */
+  private partIdsOf: string | null = null;
+  private partIdsAfterId = '';
 
   constructor(
     private sink: ArchiveSink,
@@ -108,7 +134,7 @@ export class ArchiveSerializer {
 
   /** Sessions written so far are separate documents, not an array: no separator before the next. */
   private get separator(): string {
-    return this.shape === 'archive' && this.sessions.length > 0 ? ',\n' : '';
+    return this.shape === 'archive' && this.sessions.length > 0 ? SESSION_SEPARATOR : '';
   }
 
   async take(item: SessionItem): Promise<void> {
@@ -118,6 +144,7 @@ export class ArchiveSerializer {
         const { session, project, todos, share, diff, trimmed } = item.header;
         this.sessionId = rowId(session);
         this.digest = new SessionDigest();
+        this.partIdsOf = null;
         this.headerCounts = { todo: todos.length, session_share: share ? 1 : 0 };
         this.firstMessage = true;
         this.messagesOpen = true;
@@ -158,15 +185,35 @@ export class ArchiveSerializer {
       }
       case 'part': {
         const { part } = item;
-        const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         this.digest.begin('part');
         if (!this.firstPart) await sink.write(',');
+        const data = part.data;
+        if (Buffer.isBuffer(data) && part.jsonValid === true && data[0] === 0x7b && data[1] !== 0x7d) {
+          // wrapRowJson's bytes for a known-valid object, without its Buffers: the ids' text goes into the digest's and the sink's staging as it is.
+          if (this.partIdsOf !== part.messageId) {
+            this.partIdsOf = part.messageId;
+            this.partIdsAfterId = `${idPrefix([this.sessionId, part.messageId], PART_ID_KEYS.slice(1)).slice(1)},`;
+          }
+          const ids = `{"id":${JSON.stringify(part.id)},${this.partIdsAfterId}`;
+          this.digest.updateText(ids);
+          const body = data.subarray(1);
+          this.digest.update(body);
+          // Two writes, as writeDigested makes: a gzipped archive's members are cut where the writes fall.
+          const writingIds = sink.write(ids);
+          if (writingIds) await writingIds;
+          const writing = sink.write(body);
+          if (writing) await writing;
+          this.firstPart = false;
+          return;
+        }
+        const prefix = idPrefix([part.id, this.sessionId, part.messageId], PART_ID_KEYS);
         // A large value goes through in chunks: hashed and written as it is read, never whole.
         await this.writeDigested(Buffer.isBuffer(part.data) ? wrapRowJson(prefix, part.data, part.jsonValid) : wrapRowJsonChunks(prefix, part.data));
         this.firstPart = false;
         return;
       }
-      case 'rows': {
+      case 'rows':
+      case 'encodedRows': {
         if (this.messagesOpen) await this.closeMessages();
         // OpenCode's export shape has no place for them; the archive keeps them.
         if (this.shape === 'export') return;
@@ -174,6 +221,16 @@ export class ArchiveSerializer {
           await sink.write(this.table === null ? `,${JSON.stringify(TABLES_KEY)}:[` : ']},', `{"table":${JSON.stringify(item.table)},"rows":[`);
           this.table = item.table;
           this.firstRow = true;
+        }
+        if (item.kind === 'encodedRows') {
+          for (const row of item.rows) {
+            this.digest.beginRow(item.table);
+            this.digest.update(row);
+            const writing = this.firstRow ? sink.write(row) : sink.write(',', row);
+            if (writing) await writing;
+            this.firstRow = false;
+          }
+          return;
         }
         for (const [i, row] of item.rows.entries()) {
           this.digest.beginRow(item.table);
@@ -275,10 +332,17 @@ export async function writeArchive(items: SessionItems, path: string, options: A
   const sink = new ArchiveSink(path);
   const serializer = new ArchiveSerializer(sink);
   let behind: VerifyBehind | null = null;
+  // Sessions read back by the thread behind the writer and, when it verifies the second half, by the second exporter.
+  const verified = { first: 0, second: 0 };
+  const reportVerified = (): void => options.onVerified?.(verified.first + verified.second);
   if (options.verify && !options.beforeVerify && options.verifyBehind !== false && (options.verifyBehindWorker || canVerifyBehind())) {
     const from = typeof options.verifyBehind === 'object' ? options.verifyBehind.fromBytes : VERIFY_BEHIND_FROM_BYTES;
+    const onFirstRead = (n: number): void => {
+      verified.first = n;
+      reportVerified();
+    };
     sink.onFileBytes = (bytes) => {
-      if (!behind && bytes >= from) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, options.onVerified, options.verifyBehindWorker);
+      if (!behind && bytes >= from) behind = new VerifyBehind(sink.tempPath, sink.compressed, path, onFirstRead, options.verifyBehindWorker);
       behind?.reportWritten(bytes);
     };
   }
@@ -301,7 +365,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
       if (rest < SECOND_HALF_FROM_SESSIONS || (sink.bytes / done) * rest < 4 * (source.afterBytes ?? SECOND_HALF_AFTER_BYTES)) return;
       // The items must be the source's sessions in its order, or the halves would overlap.
       if (serializer.sessions[done - 1]?.id !== source.ids[done - 1]) throw new SkError('internal', `archive ${path}: the sessions do not come in the order given`);
-      firstHalf = done + Math.ceil(rest / 2);
+      firstHalf = done + Math.ceil(rest * FIRST_THREAD_SHARE);
       stopAt = source.ids[firstHalf] ?? null;
       second = new SecondHalf(source.db, source.ids.slice(firstHalf), path, report);
     };
@@ -329,9 +393,23 @@ export async function writeArchive(items: SessionItems, path: string, options: A
       }
     }
     const other = second as SecondHalf | null; // set by maybeSplit
+    /**
+     * Where the second exporter starts reading the archive back (a separator before one of its
+     * sessions), once it is sealed, and the thread behind the writer stops.
+     */
+    let joinedAt: number | null = null;
     if (other) {
       if (serializer.sessions.length !== firstHalf) throw new SkError('internal', `archive ${path}: ${serializer.sessions.length} sessions came before the second half, ${firstHalf} were expected`);
-      const done = await other.copyInto(sink, ',\n', options.signal);
+      const verifierNow = behind as VerifyBehind | null;
+      const finished = await other.finished(options.signal);
+      if (finished.sessions.length > 0 && verifierNow && !sink.compressed) {
+        // Both threads read about half of what comes after the writing: the one behind the writer
+        // reads on into the second half, up to the session boundary nearest its middle. Said
+        // before a byte of the second half is written.
+        joinedAt = sink.bytes + splitPoint(finished.ends, finished.bytes, SESSION_SEPARATOR.length);
+        verifierNow.reportEnd(joinedAt);
+      }
+      const done = await other.copyInto(sink, SESSION_SEPARATOR, options.signal);
       // Every session of the second half, in its order, or a delete after this archive would take one it lacks.
       const wanted = (source as SecondHalfSource).ids.slice(firstHalf);
       if (done.sessions.length !== wanted.length || done.sessions.some((s, i) => s.id !== wanted[i])) {
@@ -349,7 +427,22 @@ export async function writeArchive(items: SessionItems, path: string, options: A
     if (options.verify && verifier) {
       options.afterWrite?.(sink.tempPath);
       verifier.reportSealed();
-      compareSummaries(path, await verifier.found(options.signal), serializer.sessions);
+      if (other && joinedAt !== null) {
+        const secondRead = other.verify(sink.tempPath, joinedAt, SESSION_SEPARATOR, (n) => {
+          verified.second = n;
+          reportVerified();
+        });
+        const [first, rest] = await Promise.all([verifier.found(options.signal), abortable(secondRead, options.signal)]);
+        // The second thread reports its progress now and then: the last count is the whole half.
+        verified.first = first.length;
+        verified.second = rest.found.length;
+        reportVerified();
+        // Each half read whole: as many sessions as were written, in the two halves' order.
+        const found = [...first, ...rest.found];
+        if (found.length !== serializer.sessions.length) throw new SkError('archive', `archive ${path} failed verification: ${found.length} sessions read back, ${serializer.sessions.length} written`);
+        compareSummaries(path, found, serializer.sessions);
+        secondHalfHeapPeak = Math.max(secondHalfHeapPeak ?? 0, rest.heapPeak);
+      } else compareSummaries(path, await verifier.found(options.signal), serializer.sessions);
       verifierHeapPeak = verifier.heapPeak;
     } else if (options.verify) {
       options.afterWrite?.(sink.tempPath);

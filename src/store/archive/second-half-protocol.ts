@@ -12,7 +12,22 @@ export interface SecondHalfData {
   name: string;
 }
 
+/**
+ * Once its segment is copied into the archive and the archive sealed: read the archive back from
+ * `from` (where `separator` joins the halves) to its end, as the verification behind the writer
+ * reads the first half.
+ */
+export interface SecondHalfVerify {
+  kind: 'verify';
+  path: string;
+  from: number;
+  separator: string;
+}
+
 export type SecondHalfReply =
   | { kind: 'progress'; sessions: number; bytes: number }
-  | { kind: 'done'; sessions: ArchivedSessionSummary[]; bytes: number; heapPeak: number }
+  /** `ends`: the segment's bytes after each session, where the next one's separator starts. */
+  | { kind: 'done'; sessions: ArchivedSessionSummary[]; bytes: number; ends: number[]; heapPeak: number }
+  | { kind: 'verifyProgress'; sessions: number }
+  | { kind: 'verified'; found: ArchivedSessionSummary[]; heapPeak: number }
   | { kind: 'failed'; code: SkErrorCode; message: string };

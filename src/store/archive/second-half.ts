@@ -14,8 +14,8 @@ import { SkError } from '../../core/errors.js';
 import { builtModule } from '../package-files.js';
 import { tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
 import type { ArchivedSessionSummary, ArchiveSink } from './archive-sink.js';
-import type { SecondHalfData, SecondHalfReply } from './second-half-protocol.js';
-import { abortable, threadOutcome } from './thread-outcome.js';
+import type { SecondHalfData, SecondHalfReply, SecondHalfVerify } from './second-half-protocol.js';
+import { abortable, ARCHIVE_THREAD_LIMITS, threadOutcome } from './thread-outcome.js';
 
 const WORKER_FILE = builtModule('store/archive/second-half-worker.js');
 const COPY_BYTES = 1024 * 1024;
@@ -28,6 +28,8 @@ export function canWriteSecondHalf(): boolean {
 export interface SecondHalfResult {
   sessions: ArchivedSessionSummary[];
   bytes: number;
+  /** The segment's bytes after each session. */
+  ends: number[];
   /** The thread's peak V8 heap (sampled after each session). */
   heapPeak: number;
 }
@@ -45,18 +47,41 @@ export class SecondHalf {
     // Tracked here: an interrupt removes it with this process's other temp files.
     trackTempFile(this.segment);
     const data: SecondHalfData = { db, ids, segment: this.segment, name: archivePath };
-    this.worker = new Worker(WORKER_FILE, { workerData: data });
+    this.worker = new Worker(WORKER_FILE, { workerData: data, resourceLimits: ARCHIVE_THREAD_LIMITS });
+    this.archivePath = archivePath;
     this.result = threadOutcome<SecondHalfReply, SecondHalfResult>(this.worker, `the second half of ${archivePath}`, (reply) => {
+      if (reply.kind !== 'progress' && reply.kind !== 'done') return undefined;
       this.sessions = reply.kind === 'done' ? reply.sessions.length : reply.sessions;
       this.bytes = reply.bytes;
       onProgress?.();
-      return reply.kind === 'done' ? { sessions: reply.sessions, bytes: reply.bytes, heapPeak: reply.heapPeak } : undefined;
+      return reply.kind === 'done' ? { sessions: reply.sessions, bytes: reply.bytes, ends: reply.ends, heapPeak: reply.heapPeak } : undefined;
     });
+  }
+
+  private readonly archivePath: string;
+
+  /** The thread's sessions, once it has written them all. */
+  finished(signal?: AbortSignal): Promise<SecondHalfResult> {
+    return abortable(this.result, signal);
+  }
+
+  /**
+   * Has the thread read the sealed archive at `path` back from `from` (where `separator` starts,
+   * before one of its sessions) to the end: the sessions it found there, with its peak heap.
+   */
+  verify(path: string, from: number, separator: string, onSessionRead?: (sessions: number) => void): Promise<{ found: ArchivedSessionSummary[]; heapPeak: number }> {
+    const outcome = threadOutcome<SecondHalfReply, { found: ArchivedSessionSummary[]; heapPeak: number }>(this.worker, `the verification of the second half of ${this.archivePath}`, (reply) => {
+      if (reply.kind === 'verifyProgress') onSessionRead?.(reply.sessions);
+      return reply.kind === 'verified' ? { found: reply.found, heapPeak: reply.heapPeak } : undefined;
+    });
+    const request: SecondHalfVerify = { kind: 'verify', path, from, separator };
+    this.worker.postMessage(request);
+    return outcome;
   }
 
   /** Waits for the thread, then writes its segment into `sink` (after `separator` when it holds sessions). */
   async copyInto(sink: ArchiveSink, separator: string, signal?: AbortSignal): Promise<SecondHalfResult> {
-    const done = await abortable(this.result, signal);
+    const done = await this.finished(signal);
     if (done.sessions.length === 0) return done;
     await sink.write(separator);
     const fd = openSync(this.segment, 'r');

@@ -12,6 +12,14 @@ export interface FailedReply {
   message: string;
 }
 
+/**
+ * The V8 limits of an archive's threads: a young generation of 12 MB, not the default that grows
+ * to 48 MB. Their garbage is short-lived (a row, a chunk), so scavenges stay cheap, and each
+ * thread's heap peaked at 16 MB instead of 19-28 MB (whole-process peak RSS 275 MB instead of
+ * 292-296 MB on the 1GB fixture, the same cpu).
+ */
+export const ARCHIVE_THREAD_LIMITS = { maxYoungGenerationSizeMb: 12 } as const;
+
 export function threadOutcome<R extends { kind: string }, T>(worker: Worker, what: string, take: (reply: Exclude<R, FailedReply>) => T | undefined): Promise<T> {
   const outcome = new Promise<T>((resolve, reject) => {
     let settled = false;

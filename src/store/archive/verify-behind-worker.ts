@@ -13,6 +13,7 @@ import { VERIFY_SHARED, type VerifyBehindData, type VerifyBehindReply } from './
 const READ_BYTES = 1024 * 1024;
 const data = workerData as VerifyBehindData;
 const written = new BigInt64Array(data.shared, 0, 1);
+const endAt = new BigInt64Array(data.shared, VERIFY_SHARED.endOffset, 1);
 const state = new Int32Array(data.shared, VERIFY_SHARED.stateOffset, 2);
 let heapPeak = 0;
 /** Node 20 has Atomics.waitAsync; the project's ES lib target does not name it yet. */
@@ -22,7 +23,11 @@ function post(reply: VerifyBehindReply): void {
   parentPort?.postMessage(reply);
 }
 
-/** The file's bytes in order, never past what the writer reported until it has sealed the file. */
+/**
+ * The file's bytes in order, never past what the writer reported until it has sealed the file.
+ * When the writer names where this thread's part ends (another thread verifies the rest), the
+ * bytes stop there and the array is closed (`]`) as the whole file's would be.
+ */
 async function* grownBytes(path: string, refill: boolean): AsyncGenerator<Buffer> {
   const fd = openSync(path, 'r');
   // A plain file's chunks are scanned before the next is read: one buffer, refilled, spares the
@@ -33,8 +38,15 @@ async function* grownBytes(path: string, refill: boolean): AsyncGenerator<Buffer
     for (;;) {
       const generation = Atomics.load(state, VERIFY_SHARED.generation);
       const sealed = Atomics.load(state, VERIFY_SHARED.sealed) === 1;
+      const end = Number(Atomics.load(endAt, 0));
+      if (end >= 0 && at > end) throw new SkError('internal', `the verification of ${data.name} read past its part of the file`);
+      if (end >= 0 && at === end) {
+        yield Buffer.from(']');
+        return;
+      }
       // Sealed: read on to the end of the file, so bytes beyond what was reported fail the check too.
-      const limit = sealed ? Number.MAX_SAFE_INTEGER : Number(Atomics.load(written, 0));
+      const reported = sealed ? Number.MAX_SAFE_INTEGER : Number(Atomics.load(written, 0));
+      const limit = end >= 0 ? Math.min(end, reported) : reported;
       if (at < limit) {
         const bytes = reused ?? Buffer.allocUnsafe(READ_BYTES);
         const n = readSync(fd, bytes, 0, Math.min(READ_BYTES, limit - at), at);

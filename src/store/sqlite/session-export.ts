@@ -5,6 +5,7 @@
  * takes; rows come in keyset pages, their data as BLOBs, large values one at a time.
  */
 import { SkError } from '../../core/errors.js';
+import { encodeTableRow } from '../../core/table-row.js';
 import type { ExportOptions } from '../reader.js';
 import { BlobValue, ChunkedValue, type MessageRecord, type Payload, type PartRecord, type Row, type SessionItem, type TableCounts } from '../session-items.js';
 import type { SqliteConnection } from './connection.js';
@@ -30,6 +31,19 @@ export const CHUNKED_VALUE_BYTES = 8 * 1024 * 1024;
 function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row: PayloadRow): Payload {
   if (row.data || row.bytes < CHUNKED_VALUE_BYTES || conn.valueReads !== 'chunked') return payloadOf(conn, table, row, 'archive');
   return new ChunkedValue(row.bytes, () => valueChunks(conn.db, table, 'data', row.rowid));
+}
+
+/**
+ * exportedPayload for a session's own message or part, with SQLite's verdict on a value fetched
+ * alone when it is JSON: `true` only where json_valid says so (then JSON.parse and our scanner
+ * say so too), else left to the consumer's own check as before. Its C parser spares the JS parse
+ * of every value over the inline limit (the large tool outputs and attachments).
+ */
+function exportedPayloadChecked(conn: SqliteConnection, table: 'message' | 'part', row: PayloadRow, checkJson: boolean): { data: Payload; valid: boolean | undefined } {
+  if (!checkJson || row.data || row.bytes > conn.readableLimit || (row.bytes >= CHUNKED_VALUE_BYTES && conn.valueReads === 'chunked')) return { data: exportedPayload(conn, table, row), valid: undefined };
+  const fetched = statement(conn.db, `SELECT CAST(data AS BLOB) AS data, json_valid(data) AS valid FROM "${table}" WHERE id = ?`).get(row.id) as { data: unknown; valid: number } | undefined;
+  if (!fetched || !Buffer.isBuffer(fetched.data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
+  return { data: fetched.data, valid: fetched.valid === 1 ? true : undefined };
 }
 
 /** The page cache (KiB) while an export reads. */
@@ -127,14 +141,82 @@ class ScannedRowids {
   }
 }
 
+/** The columns of sk_row_json's select: the row's rowid, and its JSON or NULL where the extension leaves the row to rowOf. */
+const ENCODED_ROWID = 'rowid:session-keeper';
+const ENCODED_JSON = 'json:session-keeper';
+
+/**
+ * sk_row_json's select for `table` (native/value_chunks.c), or null where rows are encoded in JS
+ * only: no extension, not UTF-8 (the text's bytes would differ from CAST AS BLOB's), or a column
+ * name a JS object would reorder (an array index) or treat apart (`__proto__`).
+ */
+function encodedSelectNow(conn: SqliteConnection, columns: readonly string[]): string | null {
+  if (conn.valueReads !== 'chunked' || columns.length === 0) return null;
+  if (conn.db.pragma('encoding', { simple: true }) !== 'UTF-8') return null;
+  if (columns.some((c) => /^(0|[1-9][0-9]*)$/.test(c) || c === '__proto__')) return null;
+  const sqlText = (text: string): string => `'${text.replaceAll("'", "''")}'`;
+  const pairs = columns.map((c, i) => `${sqlText(`${i === 0 ? '{' : ','}${JSON.stringify(c)}:`)}, "${c.replaceAll('"', '""')}"`);
+  return `rowid AS "${ENCODED_ROWID}", sk_row_json(${pairs.join(', ')}) AS "${ENCODED_JSON}"`;
+}
+
+function encodedSelect(conn: SqliteConnection, table: string, columns: readonly string[]): string | null {
+  return remembered(conn, `encoded ${table}`, () => encodedSelectNow(conn, columns));
+}
+
+/**
+ * tableRows for an archive: each row's encoding built by sk_row_json where it can, else by rowOf
+ * and encodeTableRow from the row read again by rowid (in the same read transaction); a row with a
+ * value read in chunks goes out alone as `rows`, in its place.
+ */
+function* encodedTableRows(conn: SqliteConnection, table: SessionTable, typed: { select: string; columns: string[] }, rows: IterableIterator<Record<string, unknown>>): Generator<SessionItem, number> {
+  let batch: Buffer[] = [];
+  let bytes = 0;
+  let count = 0;
+  for (const raw of rows) {
+    let encoded = raw[ENCODED_JSON];
+    if (!Buffer.isBuffer(encoded)) {
+      const again = statement(conn.db, `SELECT ${typed.select} FROM "${table.table}" WHERE rowid = ?`).get(raw[ENCODED_ROWID]) as Record<string, unknown> | undefined;
+      if (!again) throw new SkError('internal', `${table.table}: a row vanished inside its read transaction`);
+      const { row, valid } = rowOf(conn, table.table, typed.columns, again);
+      if (Object.values(row).some((value) => value instanceof ChunkedValue)) {
+        if (batch.length > 0) yield { kind: 'encodedRows', table: table.table, rows: batch };
+        batch = [];
+        bytes = 0;
+        yield { kind: 'rows', table: table.table, rows: [row], jsonValid: [valid] };
+        count++;
+        continue;
+      }
+      encoded = Buffer.concat(encodeTableRow(row, valid));
+    }
+    const json = encoded as Buffer;
+    batch.push(json);
+    bytes += json.length;
+    count++;
+    if (batch.length >= ROWS_PER_ITEM || bytes >= BYTES_PER_ITEM) {
+      yield { kind: 'encodedRows', table: table.table, rows: batch };
+      batch = [];
+      bytes = 0;
+    }
+  }
+  if (batch.length > 0) yield { kind: 'encodedRows', table: table.table, rows: batch };
+  return count;
+}
+
 /** A session's rows of one table, in rowid order, in items of bounded size; large TEXT values in chunks. */
-function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts, scannedRowids: ScannedRowids, checkJson: boolean): Generator<SessionItem> {
+function* tableRows(conn: SqliteConnection, table: SessionTable, sessionId: string, counts: TableCounts, scannedRowids: ScannedRowids, checkJson: boolean, encodeRows: boolean): Generator<SessionItem> {
   const rowidTable = isRowidTable(conn, table.table);
   const chunked = conn.valueReads === 'chunked' && rowidTable;
-  const { select, columns } = typedColumns(conn, table.table, chunked, checkJson);
+  const typed = typedColumns(conn, table.table, chunked, checkJson);
+  const { columns } = typed;
+  const encoded = encodeRows && checkJson && chunked ? encodedSelect(conn, table.table, columns) : null;
+  const select = encoded ?? typed.select;
   const rows = table.indexed || !rowidTable
     ? (statement(conn.db, `SELECT ${select} FROM "${table.table}" WHERE "${table.key}" = ? ORDER BY rowid`).iterate(sessionId) as IterableIterator<Record<string, unknown>>)
     : scannedRowids.rowsOf(table, select, sessionId);
+  if (encoded !== null) {
+    counts[table.table] = yield* encodedTableRows(conn, table, typed, rows);
+    return;
+  }
   let batch: Row[] = [];
   let jsonValid: (ReadonlyMap<string, boolean> | undefined)[] = [];
   let bytes = 0;
@@ -220,7 +302,7 @@ function isRowidTableNow(conn: SqliteConnection, table: string): boolean {
   return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
 }
 
-function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids: ScannedRowids, checkJson: boolean): Generator<SessionItem> {
+function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids: ScannedRowids, checkJson: boolean, encodeRows: boolean): Generator<SessionItem> {
   const { db, schema } = conn;
   const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as Row | undefined;
   if (!session) throw new SkError('not-found', `no session ${sessionId} in ${conn.path}`);
@@ -243,13 +325,16 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
     for (const message of page) {
       const parts = partsByMessage.get(message.id) ?? [];
       messages++;
-      const record: MessageRecord = { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: exportedPayload(conn, 'message', message) };
+      const payload = exportedPayloadChecked(conn, 'message', message, checkJson);
+      const record: MessageRecord = { id: message.id, sessionId, timeCreated: message.timeCreated, timeUpdated: message.timeUpdated, data: payload.data };
       if (typeof message.valid === 'number') record.jsonValid = message.valid === 1;
+      else if (payload.valid !== undefined) record.jsonValid = payload.valid;
       yield { kind: 'message', message: record, partTimes: parts.map((p) => [p.timeCreated, p.timeUpdated]) };
       for (const part of parts) {
-        const data = exportedPayload(conn, 'part', part);
-        const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data };
+        const payload = exportedPayloadChecked(conn, 'part', part, checkJson);
+        const record: PartRecord = { id: part.id, sessionId, messageId: message.id, timeCreated: part.timeCreated, timeUpdated: part.timeUpdated, data: payload.data };
         if (part.valid !== null) record.jsonValid = part.valid === 1;
+        else if (payload.valid !== undefined) record.jsonValid = payload.valid;
         partCount++;
         yield { kind: 'part', part: record };
       }
@@ -260,13 +345,14 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
   }
   counts['message'] = messages;
   counts['part'] = partCount;
-  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts, scannedRowids, checkJson);
+  for (const table of schema.sessionTables.tables) if (table.role === 'rows') yield* tableRows(conn, table, sessionId, counts, scannedRowids, checkJson, encodeRows);
   yield { kind: 'end', sessionId, counts };
 }
 
 /** The given sessions' items, one session after another. */
 export function* exportSessions(conn: SqliteConnection, ids: readonly string[], options: ExportOptions = {}): Generator<SessionItem> {
   const checkJson = options.jsonValidity ?? true;
+  const encodeRows = options.encodedRows ?? false;
   const scannedRowids = new ScannedRowids(conn, ids);
   // Every row is read once: a page cache of the default 64 MB would only fill with pages read before.
   const cacheSize = conn.db.pragma('cache_size', { simple: true }) as number;
@@ -275,7 +361,7 @@ export function* exportSessions(conn: SqliteConnection, ids: readonly string[], 
     for (const id of ids) {
       conn.db.exec('BEGIN');
       try {
-        yield* sessionItems(conn, id, scannedRowids, checkJson);
+        yield* sessionItems(conn, id, scannedRowids, checkJson, encodeRows);
       } finally {
         if (conn.db.inTransaction) conn.db.exec('COMMIT');
       }
