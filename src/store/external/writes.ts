@@ -82,26 +82,40 @@ export async function storeAttachmentChunks(ctx: ExternalContext, sha256: string
   await ctx.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', sha256).execute();
 }
 
+/** A part cut for a bulk copy: its row, the attachments inserted with its batch, and those to store before it. */
+export interface BatchedPart {
+  row: PartRow;
+  small: SmallAttachment[];
+  json: boolean;
+  /** Attachments over one chunk (or where the engine batches none): `storeLargeAttachments` stores them. */
+  large: { data: Buffer; sources: CutPart['sources'] } | null;
+}
+
 /**
  * A part row ready to insert, for bulk copies: attachments that fit in one chunk come back to be
- * inserted with the row batch (one statement for many); larger ones are stored now.
+ * inserted with the row batch (one statement for many); larger ones are named, to be stored first.
+ * Synchronous: most parts need no round trip before their batch.
  */
-export async function preparePartBatched(ctx: ExternalContext, input: PartInput): Promise<{ row: PartRow; small: SmallAttachment[]; json: boolean }> {
+export function preparePartBatched(ctx: ExternalContext, input: PartInput): BatchedPart {
   const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
   const cut = cutPart(data, input.id);
   const small: SmallAttachment[] = [];
+  let large: CutPart['sources'] | null = null;
   for (const source of cut.sources) {
     const encoded = source.span.end - source.span.payloadStart;
     if (ctx.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
       small.push({ sha256: source.sha256, data: sourceChunks(data, source) });
-    } else {
-      await storeAttachment(ctx, data, source);
-    }
+    } else (large ??= []).push(source);
   }
   // With a server-built JSON copy only whether it can be made is decided here.
   const serverJson = ctx.dialect.serverJson;
   const row = partRow(input, data.length, cut, ctx.dialect, serverJson !== null);
-  return { row, small, json: serverJudgesJson(ctx, row.body) };
+  return { row, small, json: serverJudgesJson(ctx, row.body), large: large ? { data, sources: large } : null };
+}
+
+/** Stores the attachments of a prepared part that do not go with its batch. */
+export async function storeLargeAttachments(ctx: ExternalContext, large: NonNullable<BatchedPart['large']>): Promise<void> {
+  for (const source of large.sources) await storeAttachment(ctx, large.data, source);
 }
 
 /**
