@@ -15,7 +15,7 @@ import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
 import { isSyncIterable, rowId, wholePayload, type Row, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
-import type { BulkRow, CopyCell, StreamedValue } from './dialect.js';
+import type { BulkRow, CopyCell, CopyColumn, StreamedValue } from './dialect.js';
 import { COPY_COLUMNS } from './copy-columns.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
 import { ExternalContext } from './context.js';
@@ -53,11 +53,14 @@ type LoadedRow = Omit<MessageRow, 'body'> & Partial<Omit<PartRow, 'body'>> & { b
 
 /** A row's cells in COPY_COLUMNS order; with `json` the body's text is also its jsonb copy. */
 function copyCells(table: 'sk_message' | 'sk_part', row: LoadedRow, json: boolean): CopyCell[] {
-  return COPY_COLUMNS[table].map(({ name }): CopyCell => {
-    if (name === 'data') return json ? row.body : null;
-    const value = (row as unknown as Record<string, CopyCell | undefined>)[name];
-    return value ?? null;
-  });
+  const columns = COPY_COLUMNS[table];
+  const values = row as unknown as Record<string, CopyCell | undefined>;
+  const cells = new Array<CopyCell>(columns.length);
+  for (let i = 0; i < columns.length; i++) {
+    const name = (columns[i] as CopyColumn).name;
+    cells[i] = name === 'data' ? (json ? row.body : null) : (values[name] ?? null);
+  }
+  return cells;
 }
 
 /** A streamed value that hashes its bytes as they are read; `sha256()` is the digest of the last full read. */
