@@ -394,7 +394,10 @@ async function markComplete(store: ExternalContext, sessions: readonly SentSessi
 /** One session on its way in: what was sent so far, for its digest. */
 interface Current {
   id: string;
-  lines: string[];
+  /** Digest lines of its messages, parts and other rows, kept apart: each kind nearly sorted already. */
+  messageLines: string[];
+  partLines: string[];
+  rowLines: string[];
   messages: number;
   parts: number;
   /** Rows of the session's other tables, per table, and the next row's place among them. */
@@ -447,7 +450,7 @@ class BulkImport {
         const m = { ...item.message, data: wholePayload(data) };
         const row = messageRow(m, store.dialect, this.serverJson);
         const cur = this.current;
-        cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
+        cur.messageLines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
         cur.messages++;
         cur.bytes += m.data.length;
         this.options.onRows?.(row.bytes, 1);
@@ -475,11 +478,13 @@ class BulkImport {
           if ((received[table] ?? 0) !== rows) throw new SkError('corrupt', `session ${cur.id}: ${rows} ${table} rows were sent, ${received[table] ?? 0} arrived in ${store.location}`);
         }
         this.result.bytes += cur.bytes;
+        // Each kind's lines come nearly in order (ids ascend with time), so their sort finds long runs.
+        const lines = [...cur.messageLines, ...cur.partLines, ...cur.rowLines];
         const sent: SentSession = {
-          sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(cur.lines) },
+          sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(lines) },
           committed: cur.committed,
           bytes: cur.bytes,
-          lines: this.hooks.complete ? cur.lines : null,
+          lines: this.hooks.complete ? lines : null,
         };
         const rows = cur.messages + cur.parts + cur.ord;
         const join = (): void => {
@@ -506,7 +511,7 @@ class BulkImport {
     }
     const begin = (committed: Set<Promise<void>>, stored: Promise<void>): void => {
       this.options.onRows?.(0, 1);
-      this.current = { id, lines: [], messages: 0, parts: 0, rows: {}, ord: 0, bytes: 0, committed, stored, header: { todo: todos.length, session_share: share ? 1 : 0 } };
+      this.current = { id, messageLines: [], partLines: [], rowLines: [], messages: 0, parts: 0, rows: {}, ord: 0, bytes: 0, committed, stored, header: { todo: todos.length, session_share: share ? 1 : 0 } };
     };
     // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
     if (exists) {
@@ -539,7 +544,7 @@ class BulkImport {
     const cur = this.current;
     if (!cur) throw new SkError('internal', `part ${prepared.row.id} outside a session`);
     const { row, small, json } = prepared;
-    cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
+    cur.partLines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
     cur.parts++;
     cur.bytes += row.bytes;
     this.options.onRows?.(row.bytes, 1);
@@ -553,7 +558,7 @@ class BulkImport {
     const empty = messageRow({ ...message, data: Buffer.alloc(0) }, this.store.dialect, true);
     await cur.stored;
     const row = await this.streamAlone('sk_message', { ...empty, bytes: data.bytes, body: data });
-    cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, data.bytes, row.sha256, null));
+    cur.messageLines.push(rowLine('m', row.id, row.time_created, row.time_updated, data.bytes, row.sha256, null));
     cur.messages++;
     cur.bytes += data.bytes;
     this.options.onRows?.(data.bytes, 1);
@@ -573,7 +578,7 @@ class BulkImport {
     await insertSmallAttachments(store, prepared.small);
     await cur.stored;
     const row = await this.streamAlone('sk_part', prepared.row);
-    cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, prepared.row.body.bytes, row.sha256, row.attachments ?? null));
+    cur.partLines.push(rowLine('p', row.id, row.time_created, row.time_updated, prepared.row.body.bytes, row.sha256, row.attachments ?? null));
     cur.parts++;
     cur.bytes += prepared.row.bytes;
     this.options.onRows?.(prepared.row.bytes, 1);
@@ -585,7 +590,7 @@ class BulkImport {
     const stored = await storeTableRows(this.store, cur.id, table, rows, cur.ord, { bulk: true });
     cur.ord += rows.length;
     cur.rows[table] = (cur.rows[table] ?? 0) + rows.length;
-    for (const line of stored.lines) cur.lines.push(line);
+    for (const line of stored.lines) cur.rowLines.push(line);
     const bytes = rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
     // A session's bytes are what it holds now; its event log is sized apart.
     if (!EVENT_LOG_TABLES.includes(table)) cur.bytes += bytes;
