@@ -21,7 +21,7 @@ import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } fr
 import { ExternalContext } from './context.js';
 import {
   deleteSessionRows,
-  insertNewSession,
+  insertNewSessions,
   insertSmallAttachments,
   preparePartBatched,
   preparePartStreamed,
@@ -31,6 +31,7 @@ import {
   sessionStates,
   storeTableRows,
   type BatchedPart,
+  type NewSession,
   type SmallAttachment,
 } from './writes.js';
 import { messageRow, type MessageRow, type PartRow } from './stored-rows.js';
@@ -223,6 +224,8 @@ class RowBatch<T extends MessageRow | PartRow> {
   constructor(
     private readonly store: ExternalContext,
     private readonly table: 'sk_message' | 'sk_part',
+    /** Called as a batch goes: the session rows its rows wait for are stored now, if they are not yet. */
+    private readonly beforeSend: () => void,
   ) {
     this.serverJson = store.dialect.serverJson !== null;
     this.batchRows = store.copyIn ? COPY_BATCH_ROWS : store.dialect.batchRows;
@@ -269,6 +272,7 @@ class RowBatch<T extends MessageRow | PartRow> {
     this.sessionsStored = new Set();
     this.bytes = 0;
     this.current = ticket();
+    this.beforeSend();
     // Rows never commit before their session's row: a resume finds a session absent only when none of its rows is there.
     const insert = Promise.all(sessionsStored)
       .then(() => insertSmallAttachments(this.store, attachments))
@@ -420,13 +424,16 @@ class BulkImport {
   private current: Current | null = null;
   private skipping = false;
   private readonly serverJson: boolean;
+  /** New sessions whose row is not stored yet: one statement stores them when the first of their rows is sent. */
+  private pendingSessions: (NewSession & { stored: Ticket })[] = [];
 
   constructor(
     private readonly store: ExternalContext,
     private readonly options: ImportOptions,
     private readonly hooks: BulkImportHooks = {},
   ) {
-    this.batches = { messages: new RowBatch<MessageRow>(store, 'sk_message'), parts: new RowBatch<PartRow>(store, 'sk_part'), projects: new Set() };
+    const storeSessions = (): void => this.storeSessions();
+    this.batches = { messages: new RowBatch<MessageRow>(store, 'sk_message', storeSessions), parts: new RowBatch<PartRow>(store, 'sk_part', storeSessions), projects: new Set() };
     this.serverJson = store.dialect.serverJson !== null;
   }
 
@@ -521,10 +528,25 @@ class BulkImport {
         begin(new Set(), Promise.resolve());
       })();
     }
-    const stored = insertNewSession(store, session, extras, project, this.batches.projects);
-    stored.catch(() => undefined);
-    begin(new Set([stored]), stored);
+    const stored = ticket();
+    this.pendingSessions.push({ row: session, extras, project, stored });
+    begin(new Set([stored.promise]), stored.promise);
     return undefined;
+  }
+
+  /**
+   * Stores the pending session rows in one statement (a few where the engine's parameters run
+   * out). Called before anything waits for one of them: a batch going out, a row sent alone, a
+   * verification group.
+   */
+  private storeSessions(): void {
+    const pending = this.pendingSessions;
+    if (pending.length === 0) return;
+    this.pendingSessions = [];
+    insertNewSessions(this.store, pending, this.batches.projects).then(
+      () => pending.forEach((p) => p.stored.resolve()),
+      (error: unknown) => pending.forEach((p) => p.stored.reject(error)),
+    );
   }
 
   /** Adds a row to its table's batch; a promise only when the batch went out and the next row waits for room. */
@@ -556,6 +578,7 @@ class BulkImport {
     const cur = this.current;
     if (!cur) return;
     const empty = messageRow({ ...message, data: Buffer.alloc(0) }, this.store.dialect, true);
+    this.storeSessions();
     await cur.stored;
     const row = await this.streamAlone('sk_message', { ...empty, bytes: data.bytes, body: data });
     cur.messageLines.push(rowLine('m', row.id, row.time_created, row.time_updated, data.bytes, row.sha256, null));
@@ -576,6 +599,7 @@ class BulkImport {
     }
     // The value is readable only until the next item: its body is stored now, on its own.
     await insertSmallAttachments(store, prepared.small);
+    this.storeSessions();
     await cur.stored;
     const row = await this.streamAlone('sk_part', prepared.row);
     cur.partLines.push(rowLine('p', row.id, row.time_created, row.time_updated, prepared.row.body.bytes, row.sha256, row.attachments ?? null));
@@ -586,6 +610,7 @@ class BulkImport {
 
   /** Rows of one of the session's other tables, by the engine's bulk load once the session's row is stored. */
   private async tableRows(cur: Current, table: string, rows: readonly Row[]): Promise<void> {
+    this.storeSessions();
     await cur.stored;
     const stored = await storeTableRows(this.store, cur.id, table, rows, cur.ord, { bulk: true });
     cur.ord += rows.length;
@@ -645,6 +670,8 @@ class BulkImport {
     const sessions = this.group;
     this.group = [];
     this.groupRows = 0;
+    // A group waits for its sessions' rows: those with no other row are stored now too.
+    this.storeSessions();
     // The open batches go now, so the group's commits can come.
     await this.store.guard('migrate', async () => {
       await this.batches.messages.flush();
@@ -671,6 +698,7 @@ class BulkImport {
 
   /** Waits for what is in flight, so no failure is left unobserved after an error. */
   async settle(): Promise<void> {
+    this.storeSessions();
     await Promise.allSettled([...this.verifying, this.batches.messages.finish(), this.batches.parts.finish()]);
   }
 }
