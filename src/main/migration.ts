@@ -23,12 +23,16 @@ async function scope(location: string, roots: readonly string[] | undefined): Pr
 
 /** Copies the file's sessions (or `roots` with their children) to the server: resumable, verified. */
 export async function migrateTo(options: { db: string; to: string; roots?: readonly string[]; onProgress?: (p: CopyProgress) => void }): Promise<CopyResult> {
-  const ids = await scope(options.db, options.roots);
+  const scoped = await scope(options.db, options.roots);
   const source = await openReader(options.db);
   try {
+    const ids = scoped ?? (await source.allSessionIds());
+    // The progress total is summed on another thread while the server's schema is checked or made.
+    const bytesTotal = source.contentBytesAside?.(ids);
+    bytesTotal?.catch(() => undefined);
     const target = await openWriter(options.to, { bulk: true });
     try {
-      return await copySessions(source, target, { ids, copy: 'changed', onProgress: options.onProgress });
+      return await copySessions(source, target, { ids, copy: 'changed', onProgress: options.onProgress, bytesTotal });
     } finally {
       await target.close();
     }

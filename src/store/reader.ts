@@ -77,6 +77,11 @@ export interface SessionReader extends PageReader {
   sessionCounts(ids: readonly string[]): Promise<Map<string, SessionCounts>>;
   /** Bytes of message and part data of these sessions (all when omitted): what a copy will move. */
   contentBytes(ids?: readonly string[]): Promise<number>;
+  /**
+   * `contentBytes` begun on a thread of its own (the SQLite file: it reads every page of both
+   * tables), for a caller with other work before it needs the figure; absent where none would help.
+   */
+  contentBytesAside?(ids?: readonly string[]): Promise<number>;
   /** Every session id, in id order (for whole-store copies). */
   allSessionIds(): Promise<string[]>;
   /** Root sessions created before `cutoff` (epoch ms), oldest first. */

@@ -13,22 +13,25 @@ import { sql, type RawBuilder } from 'kysely';
 import { SkError } from '../../core/errors.js';
 import { EVENT_LOG_TABLES } from '../../core/opencode-format.js';
 import { rowPayloadBytes } from '../../core/table-row.js';
-import { isSyncIterable, rowId, wholePayload, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
+import { isSyncIterable, rowId, wholePayload, type Row, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
 import type { ImportOptions, ImportResult } from '../writer.js';
-import type { BulkRow, CopyCell, StreamedValue } from './dialect.js';
+import type { BulkRow, CopyCell, CopyColumn, StreamedValue } from './dialect.js';
 import { COPY_COLUMNS } from './copy-columns.js';
 import { rowLine, sessionDigest, sha256Hex, tableRowLine, type SessionCheck } from './digest.js';
 import { ExternalContext } from './context.js';
 import {
   deleteSessionRows,
-  insertNewSession,
+  insertNewSessions,
   insertSmallAttachments,
   preparePartBatched,
   preparePartStreamed,
+  storeLargeAttachments,
   putSessionRow,
   serverJudgesJson,
   sessionStates,
   storeTableRows,
+  type BatchedPart,
+  type NewSession,
   type SmallAttachment,
 } from './writes.js';
 import { messageRow, type MessageRow, type PartRow } from './stored-rows.js';
@@ -51,11 +54,14 @@ type LoadedRow = Omit<MessageRow, 'body'> & Partial<Omit<PartRow, 'body'>> & { b
 
 /** A row's cells in COPY_COLUMNS order; with `json` the body's text is also its jsonb copy. */
 function copyCells(table: 'sk_message' | 'sk_part', row: LoadedRow, json: boolean): CopyCell[] {
-  return COPY_COLUMNS[table].map(({ name }): CopyCell => {
-    if (name === 'data') return json ? row.body : null;
-    const value = (row as unknown as Record<string, CopyCell | undefined>)[name];
-    return value ?? null;
-  });
+  const columns = COPY_COLUMNS[table];
+  const values = row as unknown as Record<string, CopyCell | undefined>;
+  const cells = new Array<CopyCell>(columns.length);
+  for (let i = 0; i < columns.length; i++) {
+    const name = (columns[i] as CopyColumn).name;
+    cells[i] = name === 'data' ? (json ? row.body : null) : (values[name] ?? null);
+  }
+  return cells;
 }
 
 /** A streamed value that hashes its bytes as they are read; `sha256()` is the digest of the last full read. */
@@ -194,6 +200,12 @@ function ticket(): Ticket {
   return { promise, resolve, reject };
 }
 
+/** A buffered row: its batch's commit, and the flush its row began (awaited before the next row). */
+interface AddedRow {
+  committed: Promise<void>;
+  flushing: Promise<void> | null;
+}
+
 /**
  * Rows of one table on their way to the server, across sessions: inserted in batches bounded in
  * rows and bytes, up to MAX_IN_FLIGHT at once on pooled connections while the next batch is read.
@@ -212,6 +224,8 @@ class RowBatch<T extends MessageRow | PartRow> {
   constructor(
     private readonly store: ExternalContext,
     private readonly table: 'sk_message' | 'sk_part',
+    /** Called as a batch goes: the session rows its rows wait for are stored now, if they are not yet. */
+    private readonly beforeSend: () => void,
   ) {
     this.serverJson = store.dialect.serverJson !== null;
     this.batchRows = store.copyIn ? COPY_BATCH_ROWS : store.dialect.batchRows;
@@ -223,20 +237,26 @@ class RowBatch<T extends MessageRow | PartRow> {
   private sessionsStored = new Set<Promise<void>>();
 
   /**
-   * Buffers a row of the session whose own row `sessionStored` stores; returns the promise of its
-   * batch's commit (boxed: an async function would wait for it).
+   * Buffers a row of the session whose own row `sessionStored` stores; gives the promise of its
+   * batch's commit, and the flush to wait for before the next row when this one filled the batch.
+   * A promise only when the batch had to go out first, so most rows cost none.
    */
-  async add(row: T, json: boolean, sessionStored: Promise<void>, attachments: readonly SmallAttachment[] = []): Promise<{ committed: Promise<void> }> {
-    const bytes = row.body.length + (row.data ? row.data.length : 0) + attachments.reduce((n, a) => n + a.data.length, 0);
+  add(row: T, json: boolean, sessionStored: Promise<void>, attachments: readonly SmallAttachment[] = []): AddedRow | Promise<AddedRow> {
+    let bytes = row.body.length + (row.data ? row.data.length : 0);
+    for (const a of attachments) bytes += a.data.length;
     // A big row starts a statement of its own rather than push one past BATCH_BYTES (MySQL refuses packets over 16 MB).
-    if (this.rows.length > 0 && this.bytes + bytes > BATCH_BYTES) await this.flush();
+    if (this.rows.length > 0 && this.bytes + bytes > BATCH_BYTES) return this.flush().then(() => this.push(row, json, sessionStored, attachments, bytes));
+    return this.push(row, json, sessionStored, attachments, bytes);
+  }
+
+  private push(row: T, json: boolean, sessionStored: Promise<void>, attachments: readonly SmallAttachment[], bytes: number): AddedRow {
     this.rows.push({ row, json });
     this.sessionsStored.add(sessionStored);
     for (const a of attachments) this.attachments.push(a);
     this.bytes += bytes;
     const committed = this.current.promise;
-    if (this.rows.length >= this.batchRows || this.bytes >= BATCH_BYTES) await this.flush();
-    return { committed };
+    const full = this.rows.length >= this.batchRows || this.bytes >= BATCH_BYTES;
+    return { committed, flushing: full ? this.flush() : null };
   }
 
   async flush(): Promise<void> {
@@ -252,6 +272,7 @@ class RowBatch<T extends MessageRow | PartRow> {
     this.sessionsStored = new Set();
     this.bytes = 0;
     this.current = ticket();
+    this.beforeSend();
     // Rows never commit before their session's row: a resume finds a session absent only when none of its rows is there.
     const insert = Promise.all(sessionsStored)
       .then(() => insertSmallAttachments(this.store, attachments))
@@ -377,7 +398,10 @@ async function markComplete(store: ExternalContext, sessions: readonly SentSessi
 /** One session on its way in: what was sent so far, for its digest. */
 interface Current {
   id: string;
-  lines: string[];
+  /** Digest lines of its messages, parts and other rows, kept apart: each kind nearly sorted already. */
+  messageLines: string[];
+  partLines: string[];
+  rowLines: string[];
   messages: number;
   parts: number;
   /** Rows of the session's other tables, per table, and the next row's place among them. */
@@ -400,112 +424,59 @@ class BulkImport {
   private current: Current | null = null;
   private skipping = false;
   private readonly serverJson: boolean;
+  /** New sessions whose row is not stored yet: one statement stores them when the first of their rows is sent. */
+  private pendingSessions: (NewSession & { stored: Ticket })[] = [];
 
   constructor(
     private readonly store: ExternalContext,
     private readonly options: ImportOptions,
     private readonly hooks: BulkImportHooks = {},
   ) {
-    this.batches = { messages: new RowBatch<MessageRow>(store, 'sk_message'), parts: new RowBatch<PartRow>(store, 'sk_part'), projects: new Set() };
+    const storeSessions = (): void => this.storeSessions();
+    this.batches = { messages: new RowBatch<MessageRow>(store, 'sk_message', storeSessions), parts: new RowBatch<PartRow>(store, 'sk_part', storeSessions), projects: new Set() };
     this.serverJson = store.dialect.serverJson !== null;
   }
 
-  private async present(id: string): Promise<boolean> {
-    if (this.options.present) return this.options.present.has(id);
-    return (await sessionStates(this.store, [id])).has(id);
-  }
-
-  async take(item: SessionItem): Promise<void> {
+  /**
+   * Takes one item; a promise only when it must wait (a round trip, a batch that went out, a
+   * verification group), so the many rows that only join a batch cost no promise.
+   */
+  take(item: SessionItem): Promise<void> | undefined {
     const store = this.store;
     switch (item.kind) {
       case 'session': {
-        const { session, project, todos, share, diff } = item.header;
-        const id = rowId(session);
-        const extras = { todos, share, diff: diff ? diff.toString('utf8') : null };
-        const exists = await this.present(id);
-        this.skipping = exists && this.options.existing === 'skip';
-        if (this.skipping) {
-          this.result.skipped.push(id);
-          return;
-        }
-        const committed = new Set<Promise<void>>();
-        let stored = Promise.resolve();
-        // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
-        if (exists) {
-          await deleteSessionRows(store, id, true);
-          await putSessionRow(store, session, extras, project, false);
-        } else {
-          stored = insertNewSession(store, session, extras, project, this.batches.projects);
-          stored.catch(() => undefined);
-          committed.add(stored);
-        }
-        this.options.onRows?.(0, 1);
-        this.current = { id, lines: [], messages: 0, parts: 0, rows: {}, ord: 0, bytes: 0, committed, stored, header: { todo: todos.length, session_share: share ? 1 : 0 } };
-        return;
+        const id = rowId(item.header.session);
+        if (this.options.present) return this.startSession(item.header, this.options.present.has(id));
+        return sessionStates(store, [id]).then((states) => this.startSession(item.header, states.has(id)));
       }
       case 'message': {
-        if (this.skipping || !this.current) return;
+        if (this.skipping || !this.current) return undefined;
         const data = item.message.data;
-        if (!Buffer.isBuffer(data) && store.copyIn) {
-          const empty = messageRow({ ...item.message, data: Buffer.alloc(0) }, store.dialect, true);
-          await this.current.stored;
-          const row = await this.streamAlone('sk_message', { ...empty, bytes: data.bytes, body: data });
-          const cur = this.current;
-          cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, data.bytes, row.sha256, null));
-          cur.messages++;
-          cur.bytes += data.bytes;
-          this.options.onRows?.(data.bytes, 1);
-          return;
-        }
+        if (!Buffer.isBuffer(data) && store.copyIn) return this.streamedMessage(item.message, data);
         // Without a bulk load a server takes each value whole (one bound parameter): a chunked one is gathered here.
         const m = { ...item.message, data: wholePayload(data) };
         const row = messageRow(m, store.dialect, this.serverJson);
         const cur = this.current;
-        cur.lines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
+        cur.messageLines.push(rowLine('m', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), null));
         cur.messages++;
         cur.bytes += m.data.length;
-        const json = serverJudgesJson(store, row.body);
-        cur.committed.add((await this.batches.messages.add(row, json, cur.stored)).committed);
         this.options.onRows?.(row.bytes, 1);
-        return;
+        return this.batched(this.batches.messages, cur, row, serverJudgesJson(store, row.body));
       }
       case 'part': {
-        if (this.skipping || !this.current) return;
+        if (this.skipping || !this.current) return undefined;
         const data = item.part.data;
-        const prepared = Buffer.isBuffer(data) ? { streamed: false as const, ...(await preparePartBatched(store, { ...item.part, data })) } : await preparePartStreamed(store, { ...item.part, data }, store.copyIn !== null);
-        const cur = this.current;
-        if (prepared.streamed) {
-          // The value is readable only until the next item: its body is stored now, on its own.
-          await insertSmallAttachments(store, prepared.small);
-          await cur.stored;
-          const row = await this.streamAlone('sk_part', prepared.row);
-          cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, prepared.row.body.bytes, row.sha256, row.attachments ?? null));
-        } else {
-          const { row, small, json } = prepared;
-          cur.lines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
-          cur.committed.add((await this.batches.parts.add(row, json, cur.stored, small)).committed);
-        }
-        cur.parts++;
-        cur.bytes += prepared.row.bytes;
-        this.options.onRows?.(prepared.row.bytes, 1);
-        return;
+        if (!Buffer.isBuffer(data)) return this.streamedPart({ ...item.part, data });
+        const prepared = preparePartBatched(store, { ...item.part, data });
+        const large = prepared.large;
+        if (large) return storeLargeAttachments(store, large).then(() => this.batchedPart(prepared));
+        return this.batchedPart(prepared);
       }
-      case 'rows': {
-        if (this.skipping || !this.current) return;
-        const cur = this.current;
-        await cur.stored;
-        const stored = await storeTableRows(store, cur.id, item.table, item.rows, cur.ord, { bulk: true });
-        cur.ord += item.rows.length;
-        cur.rows[item.table] = (cur.rows[item.table] ?? 0) + item.rows.length;
-        for (const line of stored.lines) cur.lines.push(line);
-        const bytes = item.rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
-        // A session's bytes are what it holds now; its event log is sized apart.
-        if (!EVENT_LOG_TABLES.includes(item.table)) cur.bytes += bytes;
-        this.options.onRows?.(bytes, item.rows.length);
-        return;
-      }
+      case 'rows':
+        if (this.skipping || !this.current) return undefined;
+        return this.tableRows(this.current, item.table, item.rows);
       case 'end': {
-        if (this.skipping || !this.current) return;
+        if (this.skipping || !this.current) return undefined;
         const cur = this.current;
         this.current = null;
         // Every row the source sent came through: a table this copy does not carry stops here.
@@ -514,19 +485,141 @@ class BulkImport {
           if ((received[table] ?? 0) !== rows) throw new SkError('corrupt', `session ${cur.id}: ${rows} ${table} rows were sent, ${received[table] ?? 0} arrived in ${store.location}`);
         }
         this.result.bytes += cur.bytes;
+        // Each kind's lines come nearly in order (ids ascend with time), so their sort finds long runs.
+        const lines = [...cur.messageLines, ...cur.partLines, ...cur.rowLines];
         const sent: SentSession = {
-          sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(cur.lines) },
+          sent: { id: cur.id, messages: cur.messages, parts: cur.parts, digest: sessionDigest(lines) },
           committed: cur.committed,
           bytes: cur.bytes,
-          lines: this.hooks.complete ? cur.lines : null,
+          lines: this.hooks.complete ? lines : null,
         };
         const rows = cur.messages + cur.parts + cur.ord;
-        if (this.group.length > 0 && (this.groupRows + rows > VERIFY_ROWS || this.group.length >= VERIFY_SESSIONS)) await this.submit();
-        this.group.push(sent);
-        this.groupRows += rows;
-        return;
+        const join = (): void => {
+          this.group.push(sent);
+          this.groupRows += rows;
+        };
+        if (this.group.length > 0 && (this.groupRows + rows > VERIFY_ROWS || this.group.length >= VERIFY_SESSIONS)) return this.submit().then(join);
+        join();
+        return undefined;
       }
     }
+  }
+
+  /** A session's own row: inserted (not awaited: its rows wait for it), or cleared and replaced when the server has it. */
+  private startSession(header: Extract<SessionItem, { kind: 'session' }>['header'], exists: boolean): Promise<void> | undefined {
+    const store = this.store;
+    const { session, project, todos, share, diff } = header;
+    const id = rowId(session);
+    const extras = { todos, share, diff: diff ? diff.toString('utf8') : null };
+    this.skipping = exists && this.options.existing === 'skip';
+    if (this.skipping) {
+      this.result.skipped.push(id);
+      return undefined;
+    }
+    const begin = (committed: Set<Promise<void>>, stored: Promise<void>): void => {
+      this.options.onRows?.(0, 1);
+      this.current = { id, messageLines: [], partLines: [], rowLines: [], messages: 0, parts: 0, rows: {}, ord: 0, bytes: 0, committed, stored, header: { todo: todos.length, session_share: share ? 1 : 0 } };
+    };
+    // A session left half-copied (or changed since) is cleared first: no duplicates on resume.
+    if (exists) {
+      return (async () => {
+        await deleteSessionRows(store, id, true);
+        await putSessionRow(store, session, extras, project, false);
+        begin(new Set(), Promise.resolve());
+      })();
+    }
+    const stored = ticket();
+    this.pendingSessions.push({ row: session, extras, project, stored });
+    begin(new Set([stored.promise]), stored.promise);
+    return undefined;
+  }
+
+  /**
+   * Stores the pending session rows in one statement (a few where the engine's parameters run
+   * out). Called before anything waits for one of them: a batch going out, a row sent alone, a
+   * verification group.
+   */
+  private storeSessions(): void {
+    const pending = this.pendingSessions;
+    if (pending.length === 0) return;
+    this.pendingSessions = [];
+    insertNewSessions(this.store, pending, this.batches.projects).then(
+      () => pending.forEach((p) => p.stored.resolve()),
+      (error: unknown) => pending.forEach((p) => p.stored.reject(error)),
+    );
+  }
+
+  /** Adds a row to its table's batch; a promise only when the batch went out and the next row waits for room. */
+  private batched<T extends MessageRow | PartRow>(batch: RowBatch<T>, cur: Current, row: T, json: boolean, small?: readonly SmallAttachment[]): Promise<void> | undefined {
+    const added = batch.add(row, json, cur.stored, small);
+    if (added instanceof Promise) {
+      return added.then((a) => {
+        cur.committed.add(a.committed);
+        return a.flushing ?? undefined;
+      });
+    }
+    cur.committed.add(added.committed);
+    return added.flushing ?? undefined;
+  }
+
+  private batchedPart(prepared: BatchedPart): Promise<void> | undefined {
+    const cur = this.current;
+    if (!cur) throw new SkError('internal', `part ${prepared.row.id} outside a session`);
+    const { row, small, json } = prepared;
+    cur.partLines.push(rowLine('p', row.id, row.time_created, row.time_updated, row.body.length, sha256Hex(row.body), row.attachments));
+    cur.parts++;
+    cur.bytes += row.bytes;
+    this.options.onRows?.(row.bytes, 1);
+    return this.batched(this.batches.parts, cur, row, json, small);
+  }
+
+  /** A message too big to hold: stored alone, streamed, once its session's row is. */
+  private async streamedMessage(message: Extract<SessionItem, { kind: 'message' }>['message'], data: StreamedValue): Promise<void> {
+    const cur = this.current;
+    if (!cur) return;
+    const empty = messageRow({ ...message, data: Buffer.alloc(0) }, this.store.dialect, true);
+    this.storeSessions();
+    await cur.stored;
+    const row = await this.streamAlone('sk_message', { ...empty, bytes: data.bytes, body: data });
+    cur.messageLines.push(rowLine('m', row.id, row.time_created, row.time_updated, data.bytes, row.sha256, null));
+    cur.messages++;
+    cur.bytes += data.bytes;
+    this.options.onRows?.(data.bytes, 1);
+  }
+
+  /** A part read in chunks: its attachments cut out as it streams; its body batched, or stored alone when still too big. */
+  private async streamedPart(part: Extract<SessionItem, { kind: 'part' }>['part'] & { data: StreamedValue }): Promise<void> {
+    const store = this.store;
+    const prepared = await preparePartStreamed(store, part, store.copyIn !== null);
+    const cur = this.current;
+    if (!cur) return;
+    if (!prepared.streamed) {
+      await this.batchedPart({ row: prepared.row, small: prepared.small, json: prepared.json, large: null });
+      return;
+    }
+    // The value is readable only until the next item: its body is stored now, on its own.
+    await insertSmallAttachments(store, prepared.small);
+    this.storeSessions();
+    await cur.stored;
+    const row = await this.streamAlone('sk_part', prepared.row);
+    cur.partLines.push(rowLine('p', row.id, row.time_created, row.time_updated, prepared.row.body.bytes, row.sha256, row.attachments ?? null));
+    cur.parts++;
+    cur.bytes += prepared.row.bytes;
+    this.options.onRows?.(prepared.row.bytes, 1);
+  }
+
+  /** Rows of one of the session's other tables, by the engine's bulk load once the session's row is stored. */
+  private async tableRows(cur: Current, table: string, rows: readonly Row[]): Promise<void> {
+    this.storeSessions();
+    await cur.stored;
+    const stored = await storeTableRows(this.store, cur.id, table, rows, cur.ord, { bulk: true });
+    cur.ord += rows.length;
+    cur.rows[table] = (cur.rows[table] ?? 0) + rows.length;
+    for (const line of stored.lines) cur.rowLines.push(line);
+    const bytes = rows.reduce((n, row) => n + rowPayloadBytes(row), 0);
+    // A session's bytes are what it holds now; its event log is sized apart.
+    if (!EVENT_LOG_TABLES.includes(table)) cur.bytes += bytes;
+    this.options.onRows?.(bytes, rows.length);
   }
 
   /**
@@ -577,6 +670,8 @@ class BulkImport {
     const sessions = this.group;
     this.group = [];
     this.groupRows = 0;
+    // A group waits for its sessions' rows: those with no other row are stored now too.
+    this.storeSessions();
     // The open batches go now, so the group's commits can come.
     await this.store.guard('migrate', async () => {
       await this.batches.messages.flush();
@@ -603,6 +698,7 @@ class BulkImport {
 
   /** Waits for what is in flight, so no failure is left unobserved after an error. */
   async settle(): Promise<void> {
+    this.storeSessions();
     await Promise.allSettled([...this.verifying, this.batches.messages.finish(), this.batches.parts.finish()]);
   }
 }
@@ -611,8 +707,27 @@ class BulkImport {
 export async function importSessions(store: ExternalContext, items: SessionItems, options: ImportOptions, hooks: BulkImportHooks = {}): Promise<ImportResult> {
   const bulk = new BulkImport(store, options, hooks);
   try {
-    if (isSyncIterable(items)) for (const item of items) await store.guard('migrate', () => bulk.take(item));
-    else for await (const item of items) await store.guard('migrate', () => bulk.take(item));
+    // Most items need no wait: they are taken without a promise, a failure mapped as guard maps it.
+    const take = (item: SessionItem): Promise<void> | undefined => {
+      let pending: Promise<void> | undefined;
+      try {
+        pending = bulk.take(item);
+      } catch (error) {
+        throw store.failure('migrate', error);
+      }
+      return pending && store.guard('migrate', () => pending);
+    };
+    if (isSyncIterable(items)) {
+      for (const item of items) {
+        const pending = take(item);
+        if (pending) await pending;
+      }
+    } else {
+      for await (const item of items) {
+        const pending = take(item);
+        if (pending) await pending;
+      }
+    }
     return await bulk.finish();
   } catch (error) {
     await bulk.settle();

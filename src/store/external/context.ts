@@ -28,10 +28,15 @@ export class ExternalContext {
     try {
       return await fn();
     } catch (error) {
-      // SQLite's own failures (a copy reads the file while it writes here) keep their own mapping.
-      if (error instanceof Error && error.name === 'SqliteError') throw error;
-      if (error instanceof TypeError || error instanceof RangeError) throw new SkError('internal', `${doing}: ${error.message}`);
-      throw connectionError(error, this.conn, doing, this.dialect.remedyFor?.(error));
+      throw this.failure(doing, error);
     }
+  }
+
+  /** What `guard` throws for `error`: for steps that run synchronously when they can. */
+  failure(doing: string, error: unknown): unknown {
+    // SQLite's own failures (a copy reads the file while it writes here) keep their own mapping.
+    if (error instanceof Error && error.name === 'SqliteError') return error;
+    if (error instanceof TypeError || error instanceof RangeError) return new SkError('internal', `${doing}: ${error.message}`);
+    return connectionError(error, this.conn, doing, this.dialect.remedyFor?.(error));
   }
 }

@@ -82,26 +82,40 @@ export async function storeAttachmentChunks(ctx: ExternalContext, sha256: string
   await ctx.db.updateTable('sk_attachment').set({ bytes, chunks: seq, complete: 1 }).where('sha256', '=', sha256).execute();
 }
 
+/** A part cut for a bulk copy: its row, the attachments inserted with its batch, and those to store before it. */
+export interface BatchedPart {
+  row: PartRow;
+  small: SmallAttachment[];
+  json: boolean;
+  /** Attachments over one chunk (or where the engine batches none): `storeLargeAttachments` stores them. */
+  large: { data: Buffer; sources: CutPart['sources'] } | null;
+}
+
 /**
  * A part row ready to insert, for bulk copies: attachments that fit in one chunk come back to be
- * inserted with the row batch (one statement for many); larger ones are stored now.
+ * inserted with the row batch (one statement for many); larger ones are named, to be stored first.
+ * Synchronous: most parts need no round trip before their batch.
  */
-export async function preparePartBatched(ctx: ExternalContext, input: PartInput): Promise<{ row: PartRow; small: SmallAttachment[]; json: boolean }> {
+export function preparePartBatched(ctx: ExternalContext, input: PartInput): BatchedPart {
   const data = typeof input.data === 'string' ? Buffer.from(input.data) : input.data;
   const cut = cutPart(data, input.id);
   const small: SmallAttachment[] = [];
+  let large: CutPart['sources'] | null = null;
   for (const source of cut.sources) {
     const encoded = source.span.end - source.span.payloadStart;
     if (ctx.dialect.batchesSmallAttachments && encoded <= CHUNK_BYTES) {
       small.push({ sha256: source.sha256, data: sourceChunks(data, source) });
-    } else {
-      await storeAttachment(ctx, data, source);
-    }
+    } else (large ??= []).push(source);
   }
   // With a server-built JSON copy only whether it can be made is decided here.
   const serverJson = ctx.dialect.serverJson;
   const row = partRow(input, data.length, cut, ctx.dialect, serverJson !== null);
-  return { row, small, json: serverJudgesJson(ctx, row.body) };
+  return { row, small, json: serverJudgesJson(ctx, row.body), large: large ? { data, sources: large } : null };
+}
+
+/** Stores the attachments of a prepared part that do not go with its batch. */
+export async function storeLargeAttachments(ctx: ExternalContext, large: NonNullable<BatchedPart['large']>): Promise<void> {
+  for (const source of large.sources) await storeAttachment(ctx, large.data, source);
 }
 
 /**
@@ -187,19 +201,31 @@ export async function insertProject(ctx: ExternalContext, row: Row): Promise<voi
   }
 }
 
+/** A session row known to be absent, for `insertNewSessions`. */
+export interface NewSession {
+  row: Row;
+  extras: StoredSessionExtras;
+  project: Row | null;
+}
+
 /**
- * For bulk copies: inserts a session row known to be absent, marked incomplete, in one statement
- * (its project once per copy: `projects` holds the ids already stored).
+ * For bulk copies: inserts session rows known to be absent, marked incomplete, several to a
+ * statement (their projects once per copy: `projects` holds the ids already stored).
  */
-export async function insertNewSession(ctx: ExternalContext, row: Row, extras: StoredSessionExtras, project: Row | null, projects: Set<string>): Promise<void> {
-  const values = sessionValues(row, extras);
-  const projectRow = project ?? defaultProjectRow(row['project_id']);
-  const projectId = String(projectRow['id']);
-  if (!projects.has(projectId)) {
-    await insertProject(ctx, projectRow);
-    projects.add(projectId);
+export async function insertNewSessions(ctx: ExternalContext, sessions: readonly NewSession[], projects: Set<string>): Promise<void> {
+  const rows: SkTables['sk_session'][] = [];
+  for (const { row, extras, project } of sessions) {
+    const projectRow = project ?? defaultProjectRow(row['project_id']);
+    const projectId = String(projectRow['id']);
+    if (!projects.has(projectId)) {
+      await insertProject(ctx, projectRow);
+      projects.add(projectId);
+    }
+    rows.push({ ...sessionValues(row, extras), messages: 0, parts: 0, bytes: 0, digest: null, complete: 0 });
   }
-  await ctx.db.insertInto('sk_session').values({ ...values, messages: 0, parts: 0, bytes: 0, digest: null, complete: 0 }).execute();
+  // Fourteen values a row: within SQL Server's 2,100 parameters.
+  const perStatement = Math.max(1, Math.floor(ctx.dialect.batchRows / 2));
+  for (let at = 0; at < rows.length; at += perStatement) await ctx.db.insertInto('sk_session').values(rows.slice(at, at + perStatement)).execute();
 }
 
 /** Recomputes a session's counters from its rows. */

@@ -23,6 +23,7 @@ import { AttachmentCache, type CachedFile, type EntryWriter } from '../attachmen
 import type { ChangeMarks, ExportOptions, OpenedAttachment, RetentionFacts, SessionCounts, SessionMark, SessionProjects, SessionReader, StoreSize } from '../reader.js';
 import type { SessionItem } from '../session-items.js';
 import { mapSqliteError, openConnection, V8_STRING_LIMIT, type OpenOptions, type SqliteConnection } from './connection.js';
+import { contentBytesAside, contentBytesOf } from './content-bytes.js';
 import { exportSessions } from './session-export.js';
 import { defaultIndexDir, everyPart, fileState, PartIndex, rowsOf, type UnindexedPart } from './part-index.js';
 import { checkReadable, payloadOf, payloadSum, sessionTrees, sessionVersions, statement, type PayloadRow } from './rows.js';
@@ -546,12 +547,13 @@ export class SqliteReader implements SessionReader, ChangeMarks {
   }
 
   contentBytes(ids?: readonly string[]): Promise<number> {
-    return this.read(() => {
-      const where = ids ? 'WHERE session_id IN (SELECT value FROM json_each(?))' : '';
-      const args = ids ? [JSON.stringify(ids)] : [];
-      const sum = (table: string): number => statement(this.conn.db, `SELECT coalesce(sum(octet_length(data)), 0) FROM ${table} ${where}`).pluck().get(...args) as number;
-      return sum('message') + sum('part');
-    });
+    return this.read(() => contentBytesOf(this.conn.db, ids ?? null));
+  }
+
+  contentBytesAside(ids?: readonly string[]): Promise<number> {
+    const aside = contentBytesAside({ path: this.conn.path, ids: ids ?? null });
+    // No thread (sources run as TypeScript) or a failed one: the same sum here.
+    return aside ? aside.catch(() => this.contentBytes(ids)) : this.contentBytes(ids);
   }
 
   allSessionIds(): Promise<string[]> {

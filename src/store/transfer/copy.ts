@@ -28,6 +28,8 @@ export interface CopyOptions {
    */
   copy: 'changed' | 'all' | 'absent';
   onProgress?: (progress: CopyProgress) => void;
+  /** The progress total (`contentBytes` of the ids), when the caller began it already beside other work. */
+  bytesTotal?: Promise<number>;
   /** Called after each session is in the target, whole. */
   afterSession?: (id: string) => void | Promise<void>;
 }
@@ -88,7 +90,7 @@ export async function copySessions(source: SessionReader, target: SessionWriter,
     sessionsDone: skippedIds.length,
     sessionsTotal: ids.length,
     bytesDone: skippedIds.length ? await source.contentBytes(skippedIds) : 0,
-    bytesTotal: await source.contentBytes(ids),
+    bytesTotal: await (options.bytesTotal ?? source.contentBytes(ids)),
     rows: 0,
     skipped: skippedIds.length,
   };

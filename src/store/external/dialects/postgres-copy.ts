@@ -79,10 +79,11 @@ class CopyWriter {
     this.at += this.scratch.write(value, this.at, 'utf8');
   }
 
-  /** Sends a full piece, then waits while the socket is full. */
-  async drain(): Promise<void> {
+  /** Sends a full piece; while the socket is full, the promise to wait for (none when it is not: most rows). */
+  drain(): Promise<void> | undefined {
     if (this.at >= PIECE_BYTES - FIXED_ROOM) this.flush();
-    if (this.stream.writableNeedDrain) await Promise.race([once(this.stream, 'drain'), this.failure]);
+    if (!this.stream.writableNeedDrain) return undefined;
+    return Promise.race([once(this.stream, 'drain').then(() => undefined), this.failure]);
   }
 
   flush(): void {
@@ -145,7 +146,8 @@ async function writeStreamed(out: CopyWriter, column: CopyColumn, cell: Streamed
     // More bytes than announced would shift every later field: stop before the server reads them.
     if (sent > cell.bytes) throw new RangeError(`column ${column.name}: a streamed value longer than its ${cell.bytes} bytes`);
     out.bytes(chunk);
-    await out.drain();
+    const full = out.drain();
+    if (full) await full;
   }
   if (sent !== cell.bytes) throw new RangeError(`column ${column.name}: a streamed value of ${sent} bytes, ${cell.bytes} announced`);
 }
@@ -172,7 +174,8 @@ export function pgCopyIn(pool: PgPool): CopyIn {
               const streaming = writeCell(out, columns[i] as CopyColumn, cells[i] ?? null);
               if (streaming) await streaming;
             }
-            await out.drain();
+            const full = out.drain();
+            if (full) await full;
           }
           out.bytes(TRAILER);
           out.flush();
