@@ -126,4 +126,20 @@ describe('floors', () => {
     }
     expect(offenders).toEqual([]);
   });
+  it("no file of the installation is found from a module's own import.meta.url: the CLI bundle would look beside a chunk", () => {
+    // package-files.ts finds the package root; the plugin is not bundled; main.ts compares the entry it is with argv[1];
+    // install.ts asks Node to resolve a package, which works from any folder inside the package.
+    const allowed = new Set(['store/package-files.ts', 'plugin/node-child.ts', 'cli/main.ts', 'main/electron/install.ts']);
+    const offenders: string[] = [];
+    for (const file of sourceFiles(SRC)) {
+      const path = relative(SRC, file).split(sep).join('/');
+      if (allowed.has(path)) continue;
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .forEach((line, i) => {
+          if (line.includes('import.meta.url')) offenders.push(`${path}:${i + 1}: ${line.trim()}`);
+        });
+    }
+    expect(offenders).toEqual([]);
+  });
 });

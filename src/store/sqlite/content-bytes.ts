@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
+import { builtModule } from '../package-files.js';
 import { statement } from './rows.js';
 
 /** What the thread is given: the file and the sessions (all when null). */
@@ -23,7 +24,7 @@ export function contentBytesOf(db: Database.Database, ids: readonly string[] | n
   return sum('message') + sum('part');
 }
 
-const WORKER_FILE = new URL('./content-bytes-worker.js', import.meta.url);
+const WORKER_FILE = builtModule('store/sqlite/content-bytes-worker.js');
 
 /**
  * `contentBytesOf` on a thread with its own read connection; null where the thread's compiled file
