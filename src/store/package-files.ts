@@ -4,6 +4,7 @@
  * bundle (dist/bin/), where every module's `import.meta.url` is its chunk's, not its source file's.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -16,16 +17,32 @@ interface Manifest {
 
 let found: Manifest | undefined;
 
-/** The nearest package.json above this module that is ours (name session-keeper), read once. */
+/**
+ * The nearest package.json above this module that is ours (name session-keeper), read once; failing
+ * that (an app that bundled this code into its own file), the one Node resolves for our name.
+ */
 function manifest(): Manifest {
   if (found) return found;
   const start = dirname(fileURLToPath(import.meta.url));
   for (let dir = start; ; dir = dirname(dir)) {
-    const path = join(dir, 'package.json');
-    const parsed = existsSync(path) ? readManifest(path) : undefined;
-    if (parsed?.name === PACKAGE_NAME) return (found = { dir, version: typeof parsed.version === 'string' ? parsed.version : 'unknown' });
-    if (dirname(dir) === dir) throw new Error(`no ${PACKAGE_NAME} package.json above ${start}`);
+    const parsed = ours(join(dir, 'package.json'));
+    if (parsed) return (found = { dir, version: parsed.version });
+    if (dirname(dir) === dir) break;
   }
+  let resolved: string;
+  try {
+    resolved = createRequire(import.meta.url).resolve(`${PACKAGE_NAME}/package.json`);
+  } catch {
+    throw new Error(`no ${PACKAGE_NAME} package.json above ${start}, and Node resolves none`);
+  }
+  return (found = { dir: dirname(resolved), version: ours(resolved)?.version ?? 'unknown' });
+}
+
+/** The manifest at `path` when it is this package's. */
+function ours(path: string): { version: string } | undefined {
+  const parsed = existsSync(path) ? readManifest(path) : undefined;
+  if (parsed?.name !== PACKAGE_NAME) return undefined;
+  return { version: typeof parsed.version === 'string' ? parsed.version : 'unknown' };
 }
 
 function readManifest(path: string): { name?: unknown; version?: unknown } | undefined {
