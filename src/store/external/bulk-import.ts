@@ -703,6 +703,25 @@ class BulkImport {
   }
 }
 
+/** Milliseconds of reading between two turns of the event loop while copies are in flight. */
+const SOCKET_TURN_MS = 2;
+
+/**
+ * A turn of the event loop every SOCKET_TURN_MS: items taken without a wait run no I/O callback,
+ * so the COPYs in flight would send nothing more than the socket took at once (the server idles
+ * while the file is read, and the reading then waits for the server); each turn lets their
+ * sockets drain into the server, which stores a batch while the next is read.
+ */
+function socketTurns(): () => Promise<void> | undefined {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - last < SOCKET_TURN_MS) return undefined;
+    last = now;
+    return new Promise((resolve) => setImmediate(resolve));
+  };
+}
+
 /** Every session of `items` into the server, verified; `existing` says what happens to one already there. */
 export async function importSessions(store: ExternalContext, items: SessionItems, options: ImportOptions, hooks: BulkImportHooks = {}): Promise<ImportResult> {
   const bulk = new BulkImport(store, options, hooks);
@@ -717,14 +736,15 @@ export async function importSessions(store: ExternalContext, items: SessionItems
       }
       return pending && store.guard('migrate', () => pending);
     };
+    const turn = socketTurns();
     if (isSyncIterable(items)) {
       for (const item of items) {
-        const pending = take(item);
+        const pending = take(item) ?? turn();
         if (pending) await pending;
       }
     } else {
       for await (const item of items) {
-        const pending = take(item);
+        const pending = take(item) ?? turn();
         if (pending) await pending;
       }
     }
