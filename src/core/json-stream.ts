@@ -37,6 +37,36 @@ interface Frame {
 
 const MAX_KEY_BYTES = 4096;
 
+/** A byte a number, true, false or null may go on with (the literal's spelling is not checked here). */
+function isLiteralByte(byte: number): boolean {
+  return (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x41 && byte <= 0x5a) || byte === 0x2e || byte === 0x2b || byte === 0x2d;
+}
+
+/** Bytes of a string looked at one by one before the native search takes over: keys, ids and type names end sooner. */
+const SHORT_STRING_BYTES = 16;
+
+/**
+ * Index of the quote that ends a string whose bytes go on at `from` in `buf` (no escape pending at
+ * `from`), or -1 when it goes on past the chunk. A quote closes it after an even run of
+ * backslashes, counted back to `from`: one search per quote, however many escapes lie between.
+ */
+function closingQuoteFrom(buf: Buffer, from: number): number {
+  const n = buf.length;
+  const stop = from + SHORT_STRING_BYTES < n ? from + SHORT_STRING_BYTES : n;
+  let at = from;
+  while (at < stop && buf[at] !== QUOTE) at++;
+  if (at === stop) at = stop === n ? -1 : buf.indexOf(QUOTE, stop);
+  while (at >= 0 && oddBackslashRun(buf, from, at)) at = buf.indexOf(QUOTE, at + 1);
+  return at;
+}
+
+/** Whether the backslashes just before `end`, back to `low` at most, are an odd run (the byte at `end` escaped). */
+function oddBackslashRun(buf: Buffer, low: number, end: number): boolean {
+  let k = end - 1;
+  while (k >= low && buf[k] === BACKSLASH) k--;
+  return (end - 1 - k) % 2 === 1;
+}
+
 function isSpace(byte: number): boolean {
   return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 }
@@ -111,28 +141,18 @@ export class JsonStreamScanner {
     // Where the selected value's bytes in this chunk begin (or -1).
     let captureFrom = this.captureDepth >= 0 ? 0 : -1;
     const n = buf.length;
-    let nextBackslash = -2;
     while (i < n) {
       if (this.inString) {
+        let from = i;
         if (this.escaped) {
+          // The chunk before ended on an odd run of backslashes: this byte is escaped.
           this.escaped = false;
-          if (this.stringIsKey) this.keyPiece(buf, i, i + 1);
-          i++;
-          continue;
+          from = i + 1;
         }
-        // Jump to the next quote or backslash natively; the backslash position is remembered so
-        // a chunk of many short strings is not rescanned for one each time.
-        const q = buf.indexOf(QUOTE, i);
-        if (nextBackslash !== -1 && nextBackslash < i) nextBackslash = buf.indexOf(BACKSLASH, i);
-        const b = nextBackslash;
-        if (b >= 0 && (q < 0 || b < q)) {
-          if (this.stringIsKey) this.keyPiece(buf, i, b + 1);
-          this.escaped = true;
-          i = b + 1;
-          continue;
-        }
+        const q = closingQuoteFrom(buf, from);
         if (q < 0) {
           if (this.stringIsKey) this.keyPiece(buf, i, n);
+          this.escaped = oddBackslashRun(buf, from, n);
           i = n;
           break;
         }
@@ -155,9 +175,9 @@ export class JsonStreamScanner {
       }
       const byte = buf[i] as number;
       if (this.inLiteral) {
-        const literalByte = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x41 && byte <= 0x5a) || byte === 0x2e || byte === 0x2b || byte === 0x2d;
-        if (literalByte) {
+        if (isLiteralByte(byte)) {
           i++;
+          while (i < n && isLiteralByte(buf[i] as number)) i++;
           continue;
         }
         this.inLiteral = false;

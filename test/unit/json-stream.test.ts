@@ -99,4 +99,17 @@ describe('JsonStreamScanner', () => {
     expect(bytes).toBe(buf.length - 2);
     expect(Date.now() - started).toBeLessThan(5000);
   });
+
+  it('ends a string only at a quote after an even run of backslashes, wherever a chunk cuts the run', () => {
+    // Runs of 0-5 backslashes before quotes, in short strings and in strings past the bytes looked at one by one.
+    const values = ['\\', '\\"', '\\\\"', 'a\\\\\\"b', '"', '\\"\\"', `${'x'.repeat(20)}\\"${'y'.repeat(20)}\\\\`, `${'z'.repeat(40)}"\\"`, ''];
+    const doc = JSON.stringify([{ info: { id: 's', keys: Object.fromEntries(values.map((v, i) => [`${v}k${i}`, v])) }, messages: [] }]);
+    const expected = values.map((v, i) => [`0/info/keys/${v}k${i}`, JSON.stringify(v)]);
+    const all = values.map((_v, i) => i);
+    for (let size = 1; size <= 24; size++) {
+      expect(capture(doc, (p) => p.length === 4 && p[2] === 'keys', [size]), `chunks of ${size}`).toEqual(expected);
+      expect(capture(doc, (p) => p.length === 2 && p[1] === 'info', [size, size + 3])[0]?.[1]).toBe(JSON.stringify({ id: 's', keys: Object.fromEntries(all.map((i) => [`${values[i]}k${i}`, values[i]])) }));
+    }
+    expect(() => capture('["a\\"]', () => false)).toThrow(/ends early/);
+  });
 });
