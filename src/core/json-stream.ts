@@ -27,7 +27,13 @@ const enum Expect {
   Key,
   Colon,
   CommaOrClose,
+  /** Just after a `[` inside a selected value: a value or the end of the (empty) array. */
+  ValueOrClose,
 }
+
+/** Kinds of the containers open inside a selected value (no path is kept there). */
+const INNER_OBJECT = 0;
+const INNER_ARRAY = 1;
 
 interface Frame {
   kind: 'object' | 'array';
@@ -73,6 +79,7 @@ function isSpace(byte: number): boolean {
 
 export class JsonStreamScanner {
   private readonly stack: Frame[] = [];
+  private readonly innerKinds: number[] = [];
   private expect: Expect = Expect.Value;
   /** Inside a string: whether the previous byte was an unconsumed backslash. */
   private inString = false;
@@ -142,6 +149,11 @@ export class JsonStreamScanner {
     let captureFrom = this.captureDepth >= 0 ? 0 : -1;
     const n = buf.length;
     while (i < n) {
+      if (this.captureDepth >= 0 && !this.captureScalar) {
+        i = this.scanSelected(buf, i, captureFrom);
+        if (this.captureDepth < 0) captureFrom = -1;
+        continue;
+      }
       if (this.inString) {
         let from = i;
         if (this.escaped) {
@@ -273,6 +285,138 @@ export class JsonStreamScanner {
       this.handler.chunk(this.capturePath, buf.subarray(captureFrom, n));
     }
     this.offset += n;
+  }
+
+  /**
+   * Inside a selected object or array, from `start`: the same checks as the loop in `write`, with
+   * the state in locals and no path kept (nothing inside is asked for). Returns the index after the
+   * selected value's end, having closed it, or the chunk's length when the value goes on.
+   */
+  private scanSelected(buf: Buffer, start: number, captureFrom: number): number {
+    const n = buf.length;
+    const inner = this.innerKinds;
+    const own = this.stack[this.stack.length - 1] as Frame;
+    let expect = this.expect;
+    let inLiteral = this.inLiteral;
+    let i = start;
+    if (this.inString) {
+      let from = i;
+      if (this.escaped) {
+        this.escaped = false;
+        from = i + 1;
+      }
+      const q = closingQuoteFrom(buf, from);
+      if (q < 0) {
+        this.escaped = oddBackslashRun(buf, from, n);
+        return n;
+      }
+      this.inString = false;
+      i = q + 1;
+      expect = expect === Expect.Key || expect === Expect.KeyOrClose ? Expect.Colon : Expect.CommaOrClose;
+    }
+    while (i < n) {
+      const byte = buf[i] as number;
+      if (inLiteral) {
+        if (isLiteralByte(byte)) {
+          i++;
+          continue;
+        }
+        inLiteral = false;
+        expect = Expect.CommaOrClose;
+        continue;
+      }
+      if (isSpace(byte)) {
+        i++;
+        continue;
+      }
+      let string = false;
+      switch (expect) {
+        case Expect.KeyOrClose:
+          if (byte === 0x7d) {
+            if (inner.length === 0) return this.closeSelected(buf, i, 'object', captureFrom);
+            inner.pop();
+            expect = Expect.CommaOrClose;
+            i++;
+            continue;
+          }
+          if (byte !== QUOTE) this.fail('expected a key');
+          string = true;
+          break;
+        case Expect.Key:
+          if (byte !== QUOTE) this.fail('expected a key');
+          string = true;
+          break;
+        case Expect.Colon:
+          if (byte !== 0x3a) this.fail('expected ":"');
+          expect = Expect.Value;
+          i++;
+          continue;
+        case Expect.Value:
+        case Expect.ValueOrClose:
+          if (byte === 0x5d && (inner.length > 0 ? expect === Expect.ValueOrClose : own.kind === 'array' && own.index === 0)) {
+            if (inner.length === 0) return this.closeSelected(buf, i, 'array', captureFrom);
+            inner.pop();
+            expect = Expect.CommaOrClose;
+            i++;
+            continue;
+          }
+          if (byte === 0x7b || byte === 0x5b) {
+            inner.push(byte === 0x7b ? INNER_OBJECT : INNER_ARRAY);
+            expect = byte === 0x7b ? Expect.KeyOrClose : Expect.ValueOrClose;
+            i++;
+            continue;
+          }
+          if (byte === QUOTE) {
+            string = true;
+            break;
+          }
+          if (byte === 0x2d || (byte >= 0x30 && byte <= 0x39) || byte === 0x74 || byte === 0x66 || byte === 0x6e) {
+            inLiteral = true;
+            i++;
+            continue;
+          }
+          this.fail(`unexpected ${JSON.stringify(String.fromCharCode(byte))}`);
+          break;
+        case Expect.CommaOrClose: {
+          const array = inner.length > 0 ? inner[inner.length - 1] === INNER_ARRAY : own.kind === 'array';
+          if (byte === 0x2c) {
+            if (inner.length === 0 && array) own.index++;
+            expect = array ? Expect.Value : Expect.Key;
+            i++;
+            continue;
+          }
+          if (byte === (array ? 0x5d : 0x7d)) {
+            if (inner.length === 0) return this.closeSelected(buf, i, array ? 'array' : 'object', captureFrom);
+            inner.pop();
+            i++;
+            continue;
+          }
+          this.fail(`expected "," or the end of the ${array ? 'array' : 'object'}`);
+        }
+      }
+      if (string) {
+        const q = closingQuoteFrom(buf, i + 1);
+        if (q < 0) {
+          this.inString = true;
+          this.stringIsKey = false;
+          this.escaped = oddBackslashRun(buf, i + 1, n);
+          this.expect = expect;
+          this.inLiteral = false;
+          return n;
+        }
+        expect = expect === Expect.Key || expect === Expect.KeyOrClose ? Expect.Colon : Expect.CommaOrClose;
+        i = q + 1;
+      }
+    }
+    this.expect = expect;
+    this.inLiteral = inLiteral;
+    return n;
+  }
+
+  /** The selected container ends at `i`: the state goes back to the loop in `write`. */
+  private closeSelected(buf: Buffer, i: number, kind: Frame['kind'], captureFrom: number): number {
+    this.inLiteral = false;
+    return this.close(buf, i, kind, captureFrom);
   }
 
   /** Closes the container at `i`; returns the next index. */
