@@ -112,4 +112,27 @@ describe('JsonStreamScanner', () => {
     }
     expect(() => capture('["a\\"]', () => false)).toThrow(/ends early/);
   });
+
+  it('checks the bytes inside a selected value as everywhere else', () => {
+    const part = (inside: string) => `[{"info":{},"messages":[{"info":{},"parts":[${inside}]}]}]`;
+    const parts = (p: readonly PathItem[]) => p.length === 5 && p[3] === 'parts';
+    const bad: [string, RegExp][] = [
+      ['{"a":1,}', /expected a key/],
+      ['{"a" 1}', /expected ":"/],
+      ['{"a":[1 2]}', /expected ","/],
+      ['{"a":[1,]}', /unexpected "]"/],
+      ['{"a":{"b":1]}', /expected "," or the end of the object/],
+      ['[[],{}}', /expected "," or the end of the array/],
+      ['{"a":}', /unexpected "}"/],
+    ];
+    for (const [inside, error] of bad) {
+      for (const size of [1, 3, 64]) expect(() => capture(part(inside), parts, [size]), `${inside} in chunks of ${size}`).toThrow(error);
+    }
+    for (const size of [1, 2, 5, 64]) {
+      expect(capture(part('{"a":[[],{},[1,{"b":[true,null]}]],"c":-1.5e3} , [ ]'), parts, [size])).toEqual([
+        ['0/messages/0/parts/0', '{"a":[[],{},[1,{"b":[true,null]}]],"c":-1.5e3}'],
+        ['0/messages/0/parts/1', '[ ]'],
+      ]);
+    }
+  });
 });
