@@ -210,7 +210,8 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     },
     end: (p) => {
       const slot = slotOf(p);
-      const raw = (): Buffer => Buffer.concat(collected);
+      // The pieces are copies of their own: one piece is the value as it is (most extras, every small row).
+      const raw = (): Buffer => (collected.length === 1 ? (collected[0] as Buffer) : Buffer.concat(collected));
       const parse = <T>(): T => {
         try {
           return JSON.parse(raw().toString('utf8')) as T;
