@@ -48,20 +48,13 @@ function isLiteralByte(byte: number): boolean {
   return (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7a) || (byte >= 0x41 && byte <= 0x5a) || byte === 0x2e || byte === 0x2b || byte === 0x2d;
 }
 
-/** Bytes of a string looked at one by one before the native search takes over: keys, ids and type names end sooner. */
-const SHORT_STRING_BYTES = 16;
-
 /**
  * Index of the quote that ends a string whose bytes go on at `from` in `buf` (no escape pending at
  * `from`), or -1 when it goes on past the chunk. A quote closes it after an even run of
- * backslashes, counted back to `from`: one search per quote, however many escapes lie between.
+ * backslashes, counted back to `from`: one native search per quote, however many escapes lie between.
  */
 function closingQuoteFrom(buf: Buffer, from: number): number {
-  const n = buf.length;
-  const stop = from + SHORT_STRING_BYTES < n ? from + SHORT_STRING_BYTES : n;
-  let at = from;
-  while (at < stop && buf[at] !== QUOTE) at++;
-  if (at === stop) at = stop === n ? -1 : buf.indexOf(QUOTE, stop);
+  let at = buf.indexOf(QUOTE, from);
   while (at >= 0 && oddBackslashRun(buf, from, at)) at = buf.indexOf(QUOTE, at + 1);
   return at;
 }
