@@ -148,16 +148,9 @@ export class JsonStreamScanner {
         continue;
       }
       if (this.inString) {
-        let from = i;
-        if (this.escaped) {
-          // The chunk before ended on an odd run of backslashes: this byte is escaped.
-          this.escaped = false;
-          from = i + 1;
-        }
-        const q = closingQuoteFrom(buf, from);
+        const q = this.stringEnd(buf, i);
         if (q < 0) {
           if (this.stringIsKey) this.keyPiece(buf, i, n);
-          this.escaped = oddBackslashRun(buf, from, n);
           i = n;
           break;
         }
@@ -281,6 +274,21 @@ export class JsonStreamScanner {
   }
 
   /**
+   * Where the string this chunk resumes at `i` closes, or -1 when it goes on past the chunk (then
+   * `escaped` says whether the chunk ended on an odd run of backslashes, escaping the next byte).
+   */
+  private stringEnd(buf: Buffer, i: number): number {
+    let from = i;
+    if (this.escaped) {
+      this.escaped = false;
+      from = i + 1;
+    }
+    const q = closingQuoteFrom(buf, from);
+    if (q < 0) this.escaped = oddBackslashRun(buf, from, buf.length);
+    return q;
+  }
+
+  /**
    * Inside a selected object or array, from `start`: the same checks as the loop in `write`, with
    * the state in locals and no path kept (nothing inside is asked for). Returns the index after the
    * selected value's end, having closed it, or the chunk's length when the value goes on.
@@ -293,16 +301,8 @@ export class JsonStreamScanner {
     let inLiteral = this.inLiteral;
     let i = start;
     if (this.inString) {
-      let from = i;
-      if (this.escaped) {
-        this.escaped = false;
-        from = i + 1;
-      }
-      const q = closingQuoteFrom(buf, from);
-      if (q < 0) {
-        this.escaped = oddBackslashRun(buf, from, n);
-        return n;
-      }
+      const q = this.stringEnd(buf, i);
+      if (q < 0) return n;
       this.inString = false;
       i = q + 1;
       expect = expect === Expect.Key || expect === Expect.KeyOrClose ? Expect.Colon : Expect.CommaOrClose;
