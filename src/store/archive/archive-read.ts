@@ -183,6 +183,7 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
       }
       const slot = slotOf(p);
       if (slot === 'messageInfo' || slot === 'messageExtras' || slot === 'part' || slot === 'tableName' || slot === 'row') announce();
+      if (slot === 'sessionExtras' || slot === 'sessionInfo' || slot === 'messageExtras') digest.beginExtras(slot);
       if (slot === 'messageInfo') digest.begin('message');
       if (slot === 'part') digest.begin('part');
       if (slot === 'row') digest.beginRow(table);
@@ -192,7 +193,7 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     },
     chunk: (p, bytes) => {
       const slot = slotOf(p);
-      if (slot === 'messageInfo' || slot === 'part' || slot === 'row') digest.update(bytes);
+      if (slot === 'messageInfo' || slot === 'part' || slot === 'row' || slot === 'sessionExtras' || slot === 'sessionInfo' || slot === 'messageExtras') digest.update(bytes);
       // Verification needs only the digest of rows; a restore spills the large ones.
       const row = slot === 'part' || slot === 'row' || slot === 'messageInfo';
       if (!row || options.parts) {

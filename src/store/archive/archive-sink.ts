@@ -313,6 +313,9 @@ export class ArchiveSink {
 
 const MESSAGE_MARK = Buffer.from('\u0001');
 const PART_MARK = Buffer.from('\u0002');
+/** The values beside a session's rows, digested too so that damage to them on disk fails verification. */
+export type DigestedExtras = 'sessionExtras' | 'sessionInfo' | 'messageExtras';
+const EXTRAS_MARKS: Record<DigestedExtras, Buffer> = { sessionExtras: Buffer.from('\u0004'), sessionInfo: Buffer.from('\u0005'), messageExtras: Buffer.from('\u0006') };
 const rowMarks = new Map<string, Buffer>();
 
 /** What verification and restore learn about one archived session. */
@@ -342,6 +345,11 @@ export class SessionDigest {
   begin(kind: 'message' | 'part'): void {
     this.counts[kind] = (this.counts[kind] ?? 0) + 1;
     this.update(kind === 'message' ? MESSAGE_MARK : PART_MARK);
+  }
+
+  /** The session's extras or info, or a message's extras: their bytes as archived follow. */
+  beginExtras(kind: DigestedExtras): void {
+    this.update(EXTRAS_MARKS[kind]);
   }
 
   /** A row of another table; format-1 archives have none, so their digests stay what they were. */

@@ -151,21 +151,23 @@ export class ArchiveSerializer {
         this.table = null;
         const info = JSON.stringify(toSessionInfo(session as unknown as SessionRow));
         if (this.shape === 'export') {
+          this.digest.beginExtras('sessionInfo');
+          this.digest.updateText(info);
           await sink.write('{"info":', info, ',"messages":[');
           return;
         }
         const extras: Omit<SessionExtras, 'diff'> = { format: ARCHIVE_FORMAT, project, session, todos, share, ...(trimmed ? { trimmed } : {}) };
-        const extrasJson = JSON.stringify(extras);
-        await sink.write(
-          this.separator,
-          `{${JSON.stringify(EXTRA_KEY)}:`,
-          extrasJson.slice(0, -1),
-          ',"diff":',
-          diff && isWellFormedJson(diff) ? diff : 'null',
-          '},"info":',
-          info,
-          ',"messages":[',
-        );
+        const extrasHead = JSON.stringify(extras).slice(0, -1);
+        const diffJson = diff && isWellFormedJson(diff) ? diff : 'null';
+        // Digested as the reader meets them: the extras object (its diff inside), then the info.
+        this.digest.beginExtras('sessionExtras');
+        for (const piece of [extrasHead, ',"diff":', diffJson, '}']) {
+          if (typeof piece === 'string') this.digest.updateText(piece);
+          else this.digest.update(piece);
+        }
+        this.digest.beginExtras('sessionInfo');
+        this.digest.updateText(info);
+        await sink.write(this.separator, `{${JSON.stringify(EXTRA_KEY)}:`, extrasHead, ',"diff":', diffJson, '},"info":', info, ',"messages":[');
         return;
       }
       case 'message': {
@@ -173,8 +175,14 @@ export class ArchiveSerializer {
         const { message } = item;
         const messageExtras: MessageExtras = { time: [message.timeCreated, message.timeUpdated], parts: item.partTimes };
         const prefix = idPrefix([message.id, this.sessionId], MESSAGE_ID_KEYS);
+        let head = '{"info":';
+        if (this.shape !== 'export') {
+          const extrasJson = JSON.stringify(messageExtras);
+          this.digest.beginExtras('messageExtras');
+          this.digest.updateText(extrasJson);
+          head = `{${JSON.stringify(EXTRA_KEY)}:${extrasJson},"info":`;
+        }
         this.digest.begin('message');
-        const head = this.shape === 'export' ? '{"info":' : `{${JSON.stringify(EXTRA_KEY)}:${JSON.stringify(messageExtras)},"info":`;
         await sink.write(this.firstMessage ? '' : ',', head);
         await this.writeDigested(Buffer.isBuffer(message.data) ? wrapRowJson(prefix, message.data, message.jsonValid) : wrapRowJsonChunks(prefix, message.data));
         await sink.write(',"parts":[');
