@@ -1,14 +1,14 @@
 /**
  * The archive sink stages small pieces and strings before it writes, and digests gather small
  * pieces before they hash: the file holds exactly the bytes written, in order, plain or gzipped,
- * and each digest is the sha256 of its own bytes however digests interleave.
+ * and each digest is the XXH64 of its own bytes however digests interleave.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { ArchiveSink, SessionDigest } from '../../src/store/archive/archive-sink.js';
+import xxhash from 'xxhash-wasm';
+import { ArchiveSink, loadSessionDigests, SessionDigest } from '../../src/store/archive/archive-sink.js';
 import { tempDir } from '../helpers/env.js';
 
 /** Pieces of every size class: tiny strings (some multi-byte), small Buffers, pieces past the staging size. */
@@ -39,9 +39,18 @@ describe('ArchiveSink', () => {
 });
 
 describe('SessionDigest', () => {
-  it('is the sha256 of its own marks and bytes, two digests fed in turn', () => {
+  // First in the file: the hash is loaded once per thread, and nothing before this loaded it.
+  it('refuses to be fed before its hash is loaded, and may be made before', () => {
+    const early = new SessionDigest();
+    early.update(Buffer.from('x'));
+    expect(() => early.finish('ses_early')).toThrow(/before loadSessionDigests/);
+  });
+
+  it('is the XXH64 of its own marks and bytes, two digests fed in turn', async () => {
+    await loadSessionDigests();
+    const { create64 } = await xxhash();
     const [a, b] = [new SessionDigest(), new SessionDigest()];
-    const [ha, hb] = [createHash('sha256'), createHash('sha256')];
+    const [ha, hb] = [create64(), create64()];
     const all = pieces().map((p) => (typeof p === 'string' ? Buffer.from(p) : p));
     all.forEach((bytes, i) => {
       const [digest, hash] = i % 3 === 0 ? [b, hb] : [a, ha];
@@ -55,7 +64,9 @@ describe('SessionDigest', () => {
       digest.update(bytes);
       hash.update(bytes);
     });
-    expect(a.finish('ses_a').digest).toBe(ha.digest('hex'));
-    expect(b.finish('ses_b').digest).toBe(hb.digest('hex'));
+    const hex = (h: { digest(): bigint }): string => h.digest().toString(16).padStart(16, '0');
+    expect(a.finish('ses_a').digest).toBe(hex(ha));
+    expect(b.finish('ses_b').digest).toBe(hex(hb));
+    expect(a.finish('ses_a').digest).not.toBe(b.finish('ses_b').digest);
   });
 });

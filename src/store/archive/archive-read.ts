@@ -30,7 +30,7 @@ import { SkError } from '../../core/errors.js';
 import { JsonStreamScanner, type PathItem } from '../../core/json-stream.js';
 import { ChunkedValue, wholePayload, type Row, type SessionHeader, type SessionItem, type TableCounts } from '../session-items.js';
 import { trackTempFile, untrackTempFile } from '../temp-files.js';
-import { SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
+import { loadSessionDigests, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 
 /** What the scan of an archive reports, in file order. */
 type ArchiveEvent =
@@ -145,6 +145,7 @@ function headerCounts(extras: SessionExtras | null): TableCounts {
 async function* scanArchive(file: string, options: { parts: boolean; spillDir?: string } & ArchiveFileOptions): AsyncGenerator<ArchiveEvent> {
   // What messages call the file: its final name while a temporary copy is being checked.
   const path = options.name ?? file;
+  await loadSessionDigests();
   const ready: ArchiveEvent[] = [];
   let sessionIndex = -1;
   let extras: SessionExtras | null = null;

@@ -2,7 +2,8 @@
  * Archive files on disk: written as a stream to a temporary name (mode 0600), fsynced and renamed
  * into place, so an archive exists whole or not at all. Nothing here holds a whole archive in memory.
  */
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import xxhash, { type XXHash, type XXHashAPI } from 'xxhash-wasm';
 import { closeSync, fdatasync, fsyncSync, openSync, renameSync, rmSync, writev } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
@@ -325,9 +326,25 @@ export interface ArchivedSessionSummary {
   parts: number;
   /** Rows per table as archived (messages, parts, and every other table the session owns). */
   counts: TableCounts;
-  /** sha256 over every message, part and table row as archived, in order. */
+  /** XXH64 over every message, part and table row as archived, in order, with the values beside them. */
   digest: string;
 }
+
+let xxh: XXHashAPI | null = null;
+let xxhLoading: Promise<XXHashAPI> | null = null;
+
+/**
+ * Loads the digests' hash once per thread (XXH64, a small WebAssembly module): every writer and
+ * reader of archives awaits it before its first SessionDigest is fed. The digest compares a
+ * writer's bytes with its own read-back, never with anyone's forgery, so a checksum this fast
+ * does the work sha256 did at a quarter of its cpu.
+ */
+export async function loadSessionDigests(): Promise<void> {
+  xxh ??= await (xxhLoading ??= xxhash());
+}
+
+/** Bytes fed to the hash in one call at most: the module copies each call's input into its own memory, which never shrinks. */
+const HASH_CALL_BYTES = 1024 * 1024;
 
 const DIGEST_STAGE_BYTES = 64 * 1024;
 /** One staging buffer for every digest: a digest is fed synchronously, each call leaves it empty or its own. */
@@ -336,11 +353,18 @@ let digestStage: { bytes: Buffer; owner: SessionDigest | null; length: number } 
 /**
  * Running digest of one session's archived objects, shared by the writer and the reader. Small
  * pieces are gathered and hashed 64 KB at a time (the same bytes in the same order, so the same
- * sha256): a hash call per piece cost more than the hashing.
+ * digest): a hash call per piece cost more than the hashing.
  */
 export class SessionDigest {
-  private readonly hash: Hash = createHash('sha256');
+  private started: XXHash<bigint> | null = null;
   readonly counts: TableCounts = {};
+
+  /** Made at the first bytes: a digest may be constructed before loadSessionDigests() is done, never fed. */
+  private get hash(): XXHash<bigint> {
+    if (this.started) return this.started;
+    if (!xxh) throw new SkError('internal', 'a session digest was fed before loadSessionDigests()');
+    return (this.started = xxh.create64());
+  }
 
   begin(kind: 'message' | 'part'): void {
     this.counts[kind] = (this.counts[kind] ?? 0) + 1;
@@ -372,7 +396,7 @@ export class SessionDigest {
     }
     if (bytes.length > DIGEST_STAGE_BYTES / 4) {
       this.drain();
-      this.hash.update(bytes);
+      for (let at = 0; at < bytes.length; at += HASH_CALL_BYTES) this.hash.update(bytes.subarray(at, at + HASH_CALL_BYTES));
       return;
     }
     if (bytes.length > DIGEST_STAGE_BYTES - stage.length) {
@@ -415,6 +439,6 @@ export class SessionDigest {
   finish(id: string, header: TableCounts = {}): ArchivedSessionSummary {
     this.drain();
     const counts = { message: 0, part: 0, ...this.counts, ...header };
-    return { id, messages: counts['message'] ?? 0, parts: counts['part'] ?? 0, counts, digest: this.hash.digest('hex') };
+    return { id, messages: counts['message'] ?? 0, parts: counts['part'] ?? 0, counts, digest: this.hash.digest().toString(16).padStart(16, '0') };
   }
 }

@@ -23,7 +23,7 @@ import { SkError } from '../../core/errors.js';
 import { toSessionInfo, type SessionRow } from '../../core/opencode-format.js';
 import { encodeTableRowPieces } from '../../core/table-row.js';
 import { isSyncIterable, rowId, type SessionItem, type SessionItems, type TableCounts } from '../session-items.js';
-import { ArchiveSink, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
+import { ArchiveSink, loadSessionDigests, SessionDigest, type ArchivedSessionSummary } from './archive-sink.js';
 import { compareSummaries, verifyArchive } from './archive-read.js';
 import { canVerifyBehind, VerifyBehind } from './verify-behind.js';
 import { canWriteSecondHalf, SecondHalf } from './second-half.js';
@@ -336,6 +336,7 @@ export interface ArchiveWriteOptions {
 
 /** Writes the sessions of `items` to `path` as one JSON array, atomically (`.gz` when the name ends so). */
 export async function writeArchive(items: SessionItems, path: string, options: ArchiveWriteOptions = {}): Promise<ArchiveWriteResult> {
+  await loadSessionDigests();
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const sink = new ArchiveSink(path);
   const serializer = new ArchiveSerializer(sink);
@@ -487,6 +488,7 @@ export async function writeArchive(items: SessionItems, path: string, options: A
  * import` reads), each written atomically and mode 0600. Returns the files with their digests.
  */
 export async function writeExportFiles(items: SessionItems, dir: string, force: boolean, options: Pick<ArchiveWriteOptions, 'verify'> = {}): Promise<ArchiveWriteResult[]> {
+  await loadSessionDigests();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: ArchiveWriteResult[] = [];
   let sink: ArchiveSink | null = null;

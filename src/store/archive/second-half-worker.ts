@@ -14,7 +14,7 @@ import { openFileReader } from '../open-store.js';
 import { ARCHIVE_EXPORT } from '../reader.js';
 import { isSyncIterable, type SessionItem } from '../session-items.js';
 import { ArchiveSerializer } from './archive-write.js';
-import { ArchiveSink } from './archive-sink.js';
+import { ArchiveSink, loadSessionDigests } from './archive-sink.js';
 import type { SecondHalfData, SecondHalfReply, SecondHalfVerify } from './second-half-protocol.js';
 
 const PROGRESS_MS = 100;
@@ -29,6 +29,7 @@ const sink = new ArchiveSink(data.name, { tempPath: data.segment });
 try {
   const reader = openFileReader(data.db);
   try {
+    await loadSessionDigests();
     const serializer = new ArchiveSerializer(sink);
     let reported = performance.now();
     let heapPeak = 0;
