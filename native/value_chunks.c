@@ -57,14 +57,18 @@
  * takes (key text, value) pairs, the key text being what precedes the value (`{"name":` first,
  * `,"name":` after), and returns the row's JSON as a BLOB: NULL as null, an integer of at most
  * 2^53 in magnitude in decimal, TEXT that starts and ends as an object or array and is strict
- * RFC 8259 JSON (what SQLite's json_valid accepts, never more) raw, other valid UTF-8 TEXT as a
+ * RFC 8259 JSON in strict UTF-8 (what SQLite's json_valid accepts, never more) raw, other valid UTF-8 TEXT as a
  * string escaped as JSON.stringify escapes it. Anything else (a REAL, a BLOB, a larger integer,
  * TEXT that is not UTF-8, a JSON-looking TEXT it cannot vouch for, TEXT of 8 MB or more, more
  * than 64 columns) returns NULL, and the caller encodes that row the way it always has: this is a
  * faster path to the same bytes, never a second encoding. Deterministic and direct use only.
+ *
+ * sk_json_valid(x): 1 where that same parser vouches for TEXT x, else NULL, for
+ * coalesce(sk_json_valid(x), json_valid(x)): SQLite's verdict, a third faster on OpenCode's parts.
  */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <errno.h>
@@ -72,7 +76,7 @@ SQLITE_EXTENSION_INIT1
 #include <unistd.h>
 
 /* Bumped when the columns or arguments change; the JS side checks it. */
-#define SK_CHUNKS_VERSION 3
+#define SK_CHUNKS_VERSION 4
 /* A chunk is one result value: keep it far below any length limit a connection may set. */
 #define SK_CHUNK_MAX (256 * 1024 * 1024)
 
@@ -495,13 +499,53 @@ static int isHex(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* The end of the string starting at z[i] == '"', or -1: escapes as RFC 8259 has them, no control bytes. */
+#define SWAR_ONES 0x0101010101010101ULL
+#define SWAR_HIGHS 0x8080808080808080ULL
+/* Whether any of the 8 bytes is '"', '\\', below 0x20 or above 0x7f (exact: a borrow starts only at such a byte). */
+static int swarSpecial(uint64_t w) {
+  uint64_t quote = w ^ (SWAR_ONES * '"'), backslash = w ^ (SWAR_ONES * '\\');
+  uint64_t found = ((quote - SWAR_ONES) & ~quote) | ((backslash - SWAR_ONES) & ~backslash) | ((w - SWAR_ONES * 0x20) & ~w) | w;
+  return (found & SWAR_HIGHS) != 0;
+}
+
+/* The length of the UTF-8 sequence at z[i] (a byte >= 0x80 leads it), or -1: strict, as Node's isUtf8 (no overlong forms, no surrogates, nothing past U+10FFFF). */
+static int utf8Sequence(Bytes z, int i, int n) {
+  unsigned char c = z[i];
+  int extra;
+  if (c >= 0xc2 && c <= 0xdf) extra = 1;
+  else if (c >= 0xe0 && c <= 0xef) extra = 2;
+  else if (c >= 0xf0 && c <= 0xf4) extra = 3;
+  else return -1;
+  if (i + extra >= n) return -1;
+  unsigned char c1 = z[i + 1];
+  if ((c1 & 0xc0) != 0x80) return -1;
+  if (c == 0xe0 && c1 < 0xa0) return -1;
+  if (c == 0xed && c1 > 0x9f) return -1;
+  if (c == 0xf0 && c1 < 0x90) return -1;
+  if (c == 0xf4 && c1 > 0x8f) return -1;
+  for (int k = 2; k <= extra; k++) if ((z[i + k] & 0xc0) != 0x80) return -1;
+  return extra + 1;
+}
+
+/* The end of the string starting at z[i] == '"', or -1: escapes as RFC 8259 has them, no control bytes, strict UTF-8. */
 static int jsonString(Bytes z, int i, int n) {
   int j = i + 1;
   while (j < n) {
+    /* Eight plain bytes at a time: a string's body (base64, prose) is most of a part. */
+    for (uint64_t w; j + 8 <= n; j += 8) {
+      memcpy(&w, z + j, 8);
+      if (swarSpecial(w)) break;
+    }
+    if (j >= n) return -1;
     unsigned char c = z[j];
     if (c == '"') return j + 1;
     if (c < 0x20) return -1;
+    if (c >= 0x80) {
+      int length = utf8Sequence(z, j, n);
+      if (length < 0) return -1;
+      j += length;
+      continue;
+    }
     if (c != '\\') { j++; continue; }
     if (j + 1 >= n) return -1;
     c = z[j + 1];
@@ -599,22 +643,10 @@ static sqlite3_int64 escapedLength(Bytes z, int n) {
       i++;
       continue;
     }
-    /* Strict UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF), as Node's isUtf8. */
-    int extra;
-    if (c >= 0xc2 && c <= 0xdf) extra = 1;
-    else if (c >= 0xe0 && c <= 0xef) extra = 2;
-    else if (c >= 0xf0 && c <= 0xf4) extra = 3;
-    else return -1;
-    if (i + extra >= n) return -1;
-    unsigned char c1 = z[i + 1];
-    if ((c1 & 0xc0) != 0x80) return -1;
-    if (c == 0xe0 && c1 < 0xa0) return -1;
-    if (c == 0xed && c1 > 0x9f) return -1;
-    if (c == 0xf0 && c1 < 0x90) return -1;
-    if (c == 0xf4 && c1 > 0x8f) return -1;
-    for (int k = 2; k <= extra; k++) if ((z[i + k] & 0xc0) != 0x80) return -1;
-    length += extra + 1;
-    i += extra + 1;
+    int sequence = utf8Sequence(z, i, n);
+    if (sequence < 0) return -1;
+    length += sequence;
+    i += sequence;
   }
   return length;
 }
@@ -637,6 +669,19 @@ static unsigned char *writeEscaped(unsigned char *out, Bytes z, int n) {
     }
   }
   return out;
+}
+
+/*
+ * sk_json_valid(x): 1 when x is TEXT that is strict RFC 8259 JSON (the parser above), else NULL,
+ * never 0: the caller asks SQLite's json_valid for those (coalesce), so the verdict stays SQLite's
+ * wherever this parser cannot vouch (deeper than ROW_JSON_MAX_DEPTH, not TEXT, not JSON).
+ */
+static void jsonValidFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  if (sqlite3_value_type(argv[0]) != SQLITE_TEXT) return;
+  Bytes z = sqlite3_value_text(argv[0]);
+  int n = sqlite3_value_bytes(argv[0]);
+  if (z != 0 && isStrictJson(z, n)) sqlite3_result_int(ctx, 1);
 }
 
 enum { ROW_NULL, ROW_INTEGER, ROW_RAW, ROW_STRING };
@@ -728,6 +773,9 @@ int sqlite3_valuechunks_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_rou
   }
   if (rc == SQLITE_OK) {
     rc = sqlite3_create_function(db, "sk_row_json", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, 0, rowJsonFunc, 0, 0);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_json_valid", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, 0, jsonValidFunc, 0, 0);
   }
 #ifndef _WIN32
   if (rc == SQLITE_OK) {

@@ -1,7 +1,7 @@
 /* Leak and memory-error check of native/value_chunks.c: compiled into one program with
  * better-sqlite3's SQLite amalgamation (SQLITE_CORE), every path walked (whole reads, ranges,
  * finalize mid-read, a cursor filtered again in a join, each argument error, SQLITE_ABORT, and
- * sk_row_json's kinds of values and what it leaves to the caller),
+ * sk_row_json's kinds of values and what it leaves to the caller, sk_json_valid's verdicts),
  * AddressSanitizer and UndefinedBehaviorSanitizer on, LeakSanitizer at exit. About a minute to
  * build, so not part of the test suite; run it after changing the C file:
  *
@@ -100,6 +100,27 @@ int main(void) {
   for (size_t i = 0; i < sizeof(rowErrors) / sizeof(rowErrors[0]); i++) {
     run(db, rowErrors[i], -1, &rc, &bytes);
     check(rc != SQLITE_OK, rowErrors[i]);
+  }
+  /* sk_json_valid: 1 for strict JSON in strict UTF-8, else NULL (the caller asks json_valid). */
+  const char *jsonValid[] = {
+    "SELECT sk_json_valid('{\"k\":[1,-2.5e3,true,null,\"\\u00e9\\n\"],\"l\":\"abcdefghijklmnopqrstuvwxyz\"}') IS 1",
+    "SELECT sk_json_valid(CAST(X'7b2261223a22c3a9e282acf09f9880227d' AS TEXT)) IS 1", /* é € 😀 */
+    "SELECT sk_json_valid('[]') IS 1", "SELECT sk_json_valid(' [ ] ') IS NULL", /* space around: SQLite's to judge */
+    "SELECT sk_json_valid('\"0123456789abcdef0123456789\"') IS 1",
+    "SELECT sk_json_valid('{\"k\":1,}') IS NULL", "SELECT sk_json_valid('[01]') IS NULL",
+    "SELECT sk_json_valid('\"0123456789abcdef0123456789') IS NULL", /* ends inside the eight-byte loop */
+    "SELECT sk_json_valid(CAST(X'2261626364656667016869' AS TEXT)) IS NULL", /* a control byte among plain ones */
+    "SELECT sk_json_valid(CAST(X'226162636465666768e28222' AS TEXT)) IS NULL", /* a cut sequence */
+    "SELECT sk_json_valid(CAST(X'22eda08022' AS TEXT)) IS NULL", "SELECT sk_json_valid(CAST(X'22c0af22' AS TEXT)) IS NULL",
+    "SELECT sk_json_valid(CAST(X'22f4908080' AS TEXT)) IS NULL", "SELECT sk_json_valid(CAST(X'22e2' AS TEXT)) IS NULL",
+    "SELECT sk_json_valid(X'7b7d') IS NULL", "SELECT sk_json_valid(NULL) IS NULL", "SELECT sk_json_valid(1) IS NULL",
+    "SELECT sk_json_valid(printf('%.*c%.*c', 600, '[', 600, ']')) IS NULL",
+  };
+  for (size_t i = 0; i < sizeof(jsonValid) / sizeof(jsonValid[0]); i++) {
+    sqlite3_stmt *q = 0;
+    int ok = sqlite3_prepare_v2(db, jsonValid[i], -1, &q, 0) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 1;
+    sqlite3_finalize(q);
+    check(ok, jsonValid[i]);
   }
   /* The row changes under the handle: the next read is SQLITE_ABORT, reported as an error. */
   sqlite3_stmt *st;

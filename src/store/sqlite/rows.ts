@@ -6,6 +6,7 @@
 import type Database from 'better-sqlite3';
 import { SkError } from '../../core/errors.js';
 import type { SqliteConnection } from './connection.js';
+import { jsonValidSql, type ChunkedReadPath } from './value-chunks.js';
 
 export interface PayloadRow {
   /** The row's rowid: what sk_chunks and our part index know it by. */
@@ -44,10 +45,10 @@ export function statement(db: Database.Database, sql: string): Database.Statemen
 }
 
 /** Columns of a message page: sizes, and data only up to `inlineBytes` (with its json_valid when `checkJson`). */
-const messageColumns = (inlineBytes: number, checkJson: boolean): string =>
+const messageColumns = (inlineBytes: number, checkJson: boolean, reads: ChunkedReadPath): string =>
   `rowid, id, time_created AS timeCreated, time_updated AS timeUpdated, octet_length(data) AS bytes,
    CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN CAST(data AS BLOB) END AS data` +
-  (checkJson ? `, CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN json_valid(data) END AS valid` : '');
+  (checkJson ? `, CASE WHEN octet_length(data) <= ${Math.floor(inlineBytes)} THEN ${jsonValidSql(reads, 'data')} END AS valid` : '');
 
 /** Up to `limit` messages of a session after (time_created, id), in that order. */
 export function messagesAfter(
@@ -58,7 +59,7 @@ export function messagesAfter(
   inlineBytes: number,
   checkJson = false,
 ): PayloadRow[] {
-  const columns = messageColumns(inlineBytes, checkJson);
+  const columns = messageColumns(inlineBytes, checkJson, conn.valueReads);
   if (!after) {
     return statement(conn.db, `SELECT ${columns} FROM message WHERE session_id = ? ORDER BY time_created, id LIMIT ?`).all(sessionId, limit) as PayloadRow[];
   }
@@ -89,7 +90,7 @@ export function partsOfMessages(
     conn.db,
     `SELECT p.rowid, p.id, p.message_id, p.time_created, p.time_updated,
             octet_length(p.data), CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END,
-            ${checkJson ? 'CASE WHEN octet_length(p.data) <= @inlineBytes THEN json_valid(p.data) END' : 'NULL'}
+            ${checkJson ? `CASE WHEN octet_length(p.data) <= @inlineBytes THEN ${jsonValidSql(conn.valueReads, 'p.data')} END` : 'NULL'}
      FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))`,
   )
     .raw(true)

@@ -12,7 +12,7 @@ import type { SqliteConnection } from './connection.js';
 import { readDiffFile } from './diff-files.js';
 import { messagesAfter, partsOfMessages, payloadOf, statement, type PayloadRow } from './rows.js';
 import type { TrimmedRows } from '../../core/trim.js';
-import { valueChunks } from './value-chunks.js';
+import { jsonValidSql, valueChunks } from './value-chunks.js';
 import type { SessionTable } from './session-tables.js';
 
 const PAGE_ROWS = 200;
@@ -41,7 +41,7 @@ function exportedPayload(conn: SqliteConnection, table: 'message' | 'part', row:
  */
 function exportedPayloadChecked(conn: SqliteConnection, table: 'message' | 'part', row: PayloadRow, checkJson: boolean): { data: Payload; valid: boolean | undefined } {
   if (!checkJson || row.data || row.bytes > conn.readableLimit || (row.bytes >= CHUNKED_VALUE_BYTES && conn.valueReads === 'chunked')) return { data: exportedPayload(conn, table, row), valid: undefined };
-  const fetched = statement(conn.db, `SELECT CAST(data AS BLOB) AS data, json_valid(data) AS valid FROM "${table}" WHERE id = ?`).get(row.id) as { data: unknown; valid: number } | undefined;
+  const fetched = statement(conn.db, `SELECT CAST(data AS BLOB) AS data, ${jsonValidSql(conn.valueReads, 'data')} AS valid FROM "${table}" WHERE id = ?`).get(row.id) as { data: unknown; valid: number } | undefined;
   if (!fetched || !Buffer.isBuffer(fetched.data)) throw new SkError('not-found', `${table} ${row.id} disappeared while reading`);
   return { data: fetched.data, valid: fetched.valid === 1 ? true : undefined };
 }
@@ -80,7 +80,7 @@ function typedColumnsNow(conn: SqliteConnection, table: string, chunked: boolean
       `CASE WHEN typeof(${q}) <> 'text' THEN ${q} END AS ${q}`,
       `CASE WHEN ${inlineText(c)} THEN octet_length(${q}) END AS ${quoted(c + TEXT_LENGTH)}`,
     ];
-    if (checkJson) parts.push(`CASE WHEN ${inlineText(c)} THEN json_valid(${q}) END AS ${quoted(c + JSON_FLAG)}`);
+    if (checkJson) parts.push(`CASE WHEN ${inlineText(c)} THEN ${jsonValidSql(conn.valueReads, q)} END AS ${quoted(c + JSON_FLAG)}`);
     if (mayBeLarge(c)) parts.push(`CASE WHEN typeof(${q}) = 'text' AND octet_length(${q}) >= ${CHUNKED_VALUE_BYTES} THEN octet_length(${q}) END AS ${quoted(c + LARGE_FLAG)}`);
     return parts.join(', ');
   });

@@ -53,10 +53,19 @@ export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** The extension's own upper bound for one chunk. */
 export const MAX_CHUNK_BYTES = 256 * 1024 * 1024;
 /** The `sk_chunks_version()` this module speaks to (native/value_chunks.c SK_CHUNKS_VERSION). */
-const EXTENSION_VERSION = 3;
+const EXTENSION_VERSION = 4;
 
 /** How values are read on a connection: through sk_chunks, or whole (the fallback). */
 export type ChunkedReadPath = 'chunked' | 'whole';
+
+/**
+ * SQL for SQLite's json_valid verdict on `value`. Where the extension is loaded its sk_json_valid
+ * answers first: it says only "yes" (strict JSON in strict UTF-8, never more than json_valid
+ * accepts), about a third faster, and json_valid judges what it leaves.
+ */
+export function jsonValidSql(reads: ChunkedReadPath, value: string): string {
+  return reads === 'chunked' ? `coalesce(sk_json_valid(${value}), json_valid(${value}))` : `json_valid(${value})`;
+}
 
 /** A row by rowid, or by the text `id` primary key OpenCode's tables have (looked up in the same statement). */
 export type RowKey = number | bigint | { id: string };
