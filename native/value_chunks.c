@@ -55,7 +55,7 @@
  *   SELECT rowid, sk_row_json('{"id":', "id", ',"seq":', "seq", ...) FROM event WHERE ...
  *
  * takes (key text, value) pairs, the key text being what precedes the value (`{"name":` first,
- * `,"name":` after), and returns the row's JSON as a BLOB: NULL as null, an integer of at most
+ * `,"name":` after), and returns the row's JSON (TEXT up to 64 KB, a BLOB above): NULL as null, an integer of at most
  * 2^53 in magnitude in decimal, TEXT that starts and ends as an object or array and is strict
  * RFC 8259 JSON in strict UTF-8 (what SQLite's json_valid accepts, never more) raw, other valid UTF-8 TEXT as a
  * string escaped as JSON.stringify escapes it. Anything else (a REAL, a BLOB, a larger integer,
@@ -487,6 +487,8 @@ static void blobWriteFileFunc(sqlite3_context *ctx, int argc, sqlite3_value **ar
 /* What the caller reads in chunks instead (session-export.ts CHUNKED_VALUE_BYTES). */
 #define ROW_JSON_MAX_TEXT (8 * 1024 * 1024)
 #define ROW_JSON_MAX_INT 9007199254740992LL
+/* Rows up to this size come back as TEXT, larger ones as a BLOB. */
+#define ROW_JSON_TEXT_MAX (64 * 1024)
 
 typedef const unsigned char *Bytes;
 
@@ -757,7 +759,11 @@ static void rowJsonFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     }
   }
   *out++ = '}';
-  sqlite3_result_blob64(ctx, bytes, (sqlite3_uint64)(out - bytes), sqlite3_free);
+  sqlite3_uint64 length = (sqlite3_uint64)(out - bytes);
+  /* A small row as TEXT (every piece is strict UTF-8, so the caller's string of it encodes back to
+     these bytes, and a string costs it less than a Buffer); a large one as a BLOB, off its heap. */
+  if (length <= ROW_JSON_TEXT_MAX) sqlite3_result_text64(ctx, (const char *)bytes, length, sqlite3_free, SQLITE_UTF8);
+  else sqlite3_result_blob64(ctx, bytes, length, sqlite3_free);
 }
 
 #ifdef _WIN32

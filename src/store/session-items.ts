@@ -84,8 +84,11 @@ export type SessionItem =
       /** Per row (same order), the TEXT columns SQLite's json_valid checked, with its verdict: an encoder need not scan them again. */
       jsonValid?: (ReadonlyMap<string, boolean> | undefined)[];
     }
-  /** Rows of a table, each as encodeTableRow's bytes joined (ExportOptions.encodedRows only). */
-  | { kind: 'encodedRows'; table: string; rows: Buffer[] }
+  /**
+   * Rows of a table, each as encodeTableRow's bytes joined (ExportOptions.encodedRows only): a
+   * string where the store built them (always well-formed UTF-8, so encoding it gives those bytes).
+   */
+  | { kind: 'encodedRows'; table: string; rows: (Buffer | string)[] }
   | { kind: 'end'; sessionId: string; counts: TableCounts };
 
 /** SQLite produces items synchronously, servers asynchronously; consumers take either. */

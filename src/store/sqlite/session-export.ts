@@ -169,12 +169,13 @@ function encodedSelect(conn: SqliteConnection, table: string, columns: readonly 
  * value read in chunks goes out alone as `rows`, in its place.
  */
 function* encodedTableRows(conn: SqliteConnection, table: SessionTable, typed: { select: string; columns: string[] }, rows: IterableIterator<Record<string, unknown>>): Generator<SessionItem, number> {
-  let batch: Buffer[] = [];
+  let batch: (Buffer | string)[] = [];
   let bytes = 0;
   let count = 0;
   for (const raw of rows) {
+    // A small row comes as a string, a large one as a Buffer; NULL where the extension left it to us.
     let encoded = raw[ENCODED_JSON];
-    if (!Buffer.isBuffer(encoded)) {
+    if (typeof encoded !== 'string' && !Buffer.isBuffer(encoded)) {
       const again = statement(conn.db, `SELECT ${typed.select} FROM "${table.table}" WHERE rowid = ?`).get(raw[ENCODED_ROWID]) as Record<string, unknown> | undefined;
       if (!again) throw new SkError('internal', `${table.table}: a row vanished inside its read transaction`);
       const { row, valid } = rowOf(conn, table.table, typed.columns, again);
@@ -188,9 +189,10 @@ function* encodedTableRows(conn: SqliteConnection, table: SessionTable, typed: {
       }
       encoded = Buffer.concat(encodeTableRow(row, valid));
     }
-    const json = encoded as Buffer;
+    const json = encoded as Buffer | string;
     batch.push(json);
-    bytes += json.length;
+    // A string may take two bytes a unit on the heap.
+    bytes += typeof json === 'string' ? json.length * 2 : json.length;
     count++;
     if (batch.length >= ROWS_PER_ITEM || bytes >= BYTES_PER_ITEM) {
       yield { kind: 'encodedRows', table: table.table, rows: batch };
