@@ -37,6 +37,13 @@ export async function freshDatabase(backend: Backend): Promise<FreshDatabase> {
       drop: async () => {
         const c = new pg.Client({ connectionString: PG_ADMIN });
         await c.connect();
+        // A pool's end() resolves before its clients' sockets close: FORCE would end them with a
+        // FATAL error nobody listens for any more. Their own goodbyes first (a leaked one is forced after 5 s).
+        for (const until = Date.now() + 5000; Date.now() < until; ) {
+          const { rows } = await c.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+          if (Number(rows[0]?.n) === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
         await c.end();
       },
