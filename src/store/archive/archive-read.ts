@@ -139,8 +139,8 @@ function headerCounts(extras: SessionExtras | null): TableCounts {
 
 /**
  * Scans an archive. Sessions are reported when their first message (or their end) arrives, so
- * extras and info are known before any of their rows. With `parts: false` part bytes are only
- * digested, never collected (verification).
+ * extras and info are known before any of their rows. With `parts: false` the bytes of messages,
+ * their extras, parts and rows are only digested, never collected (verification).
  */
 async function* scanArchive(file: string, options: { parts: boolean; spillDir?: string } & ArchiveFileOptions): AsyncGenerator<ArchiveEvent> {
   // What messages call the file: its final name while a temporary copy is being checked.
@@ -195,9 +195,9 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
     chunk: (p, bytes) => {
       const slot = slotOf(p);
       if (slot === 'messageInfo' || slot === 'part' || slot === 'row' || slot === 'sessionExtras' || slot === 'sessionInfo' || slot === 'messageExtras') digest.update(bytes);
-      // Verification needs only the digest of rows; a restore spills the large ones.
+      // Verification needs only the digest of rows and of a message's extras; a restore spills the large ones.
       const row = slot === 'part' || slot === 'row' || slot === 'messageInfo';
-      if (!row || options.parts) {
+      if (options.parts || (!row && slot !== 'messageExtras')) {
         if (spill) spill.append(bytes);
         else if (row && options.spillDir && collectedBytes + bytes.length > SPILL_BYTES) {
           spill = new SpilledValue(options.spillDir);
@@ -223,7 +223,8 @@ async function* scanArchive(file: string, options: { parts: boolean; spillDir?: 
       };
       if (slot === 'sessionExtras') extras = parse<SessionExtras>();
       else if (slot === 'sessionInfo') info = parse<Record<string, unknown>>();
-      else if (slot === 'messageExtras') messageExtras = parse<MessageExtras>();
+      // Their times are for a restore: verifying, the scanner has checked their syntax and the digest their bytes.
+      else if (slot === 'messageExtras') messageExtras = options.parts ? parse<MessageExtras>() : null;
       else if (slot === 'messageInfo' && spill) {
         ready.push({ kind: 'largeMessage', extras: messageExtras, spill });
         spill = null;
