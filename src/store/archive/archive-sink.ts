@@ -3,11 +3,11 @@
  * into place, so an archive exists whole or not at all. Nothing here holds a whole archive in memory.
  */
 import { randomUUID } from 'node:crypto';
-import xxhash, { type XXHash, type XXHashAPI } from 'xxhash-wasm';
 import { closeSync, fdatasync, fsyncSync, openSync, renameSync, rmSync, writev } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { constants, gzip } from 'node:zlib';
+import xxhash, { type XXHash, type XXHashAPI } from 'xxhash-wasm';
 import { SkError } from '../../core/errors.js';
 import type { TableCounts } from '../session-items.js';
 import { sweepTempFiles, tempNameFor, trackTempFile, untrackTempFile } from '../temp-files.js';
