@@ -149,7 +149,8 @@ describe.runIf(process.platform === 'linux')('a 300 MB attachment served with Ra
       await expect.poll(size, { timeout: 60_000, interval: 20 }).toBeGreaterThan(0);
       expect(await service.terminateWorker()).toBe(true);
       expect(await pending).toMatch(/worker failed/);
-      await expect.poll(inCache, { timeout: 5_000 }).toBe(0);
+      // Closed as the thread's environment is torn down: on a loaded 2-core machine that once took over 5 s.
+      await expect.poll(inCache, { timeout: 30_000 }).toBe(0);
       expect(readdirSync(tmp)).toEqual([]);
       // piscina's replacement thread decodes it whole.
       const again = await service.attachment(fixture.partId);
