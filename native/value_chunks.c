@@ -66,6 +66,15 @@
  * sk_json_valid(x): 1 where that same parser vouches for TEXT x, else NULL, for
  * coalesce(sk_json_valid(x), json_valid(x)): SQLite's verdict, in about three quarters of
  * json_valid's time on OpenCode's parts.
+ *
+ * sk_pack_parts(budget, rowid, id, message_id, time_created, time_updated, bytes, data, verdict):
+ * an aggregate packing a page's part rows, in the order they come, into one BLOB (the reader's
+ * format: src/store/sqlite/rows.ts unpackParts): per row rowid, the times and bytes as
+ * little-endian int64, id, message_id and data each as an int32 length and the bytes (data -1:
+ * none), the verdict as a byte (2: NULL). Once `budget` data bytes are packed, a later row's data
+ * and verdict are left out, as the row-by-row reading does. A row it does not vouch for (an
+ * integer past 2^53, a REAL, a NULL id, data that is not a BLOB) makes the result NULL: the
+ * caller then reads the rows one by one. No rows: an empty BLOB.
  */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
@@ -77,7 +86,7 @@ SQLITE_EXTENSION_INIT1
 #include <unistd.h>
 
 /* Bumped when the columns or arguments change; the JS side checks it. */
-#define SK_CHUNKS_VERSION 4
+#define SK_CHUNKS_VERSION 5
 /* A chunk is one result value: keep it far below any length limit a connection may set. */
 #define SK_CHUNK_MAX (256 * 1024 * 1024)
 
@@ -687,6 +696,110 @@ static void jsonValidFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv) 
   if (z != 0 && isStrictJson(z, n)) sqlite3_result_int(ctx, 1);
 }
 
+/* ---- sk_pack_parts ---- */
+
+typedef struct PackedParts {
+  unsigned char *bytes;
+  sqlite3_int64 length, capacity;
+  sqlite3_int64 inlined; /* data bytes packed so far, against the budget */
+  int refused;           /* a row this packing does not vouch for: the result is NULL */
+} PackedParts;
+
+static int packReserve(PackedParts *p, sqlite3_int64 more) {
+  if (p->length + more <= p->capacity) return 1;
+  sqlite3_int64 capacity = p->capacity ? p->capacity : 64 * 1024;
+  while (capacity < p->length + more) capacity *= 2;
+  unsigned char *grown = sqlite3_realloc64(p->bytes, (sqlite3_uint64)capacity);
+  if (grown == 0) return 0;
+  p->bytes = grown;
+  p->capacity = capacity;
+  return 1;
+}
+
+static void packInt64(PackedParts *p, sqlite3_int64 x) {
+  for (int i = 0; i < 8; i++) p->bytes[p->length++] = (unsigned char)((sqlite3_uint64)x >> (8 * i));
+}
+
+static void packBytes(PackedParts *p, const void *z, int n) {
+  for (int i = 0; i < 4; i++) p->bytes[p->length++] = (unsigned char)((unsigned)n >> (8 * i));
+  if (n > 0) memcpy(p->bytes + p->length, z, (size_t)n);
+  p->length += n;
+}
+
+static int safeInteger(sqlite3_value *v) {
+  if (sqlite3_value_type(v) != SQLITE_INTEGER) return 0;
+  sqlite3_int64 x = sqlite3_value_int64(v);
+  return x <= ROW_JSON_MAX_INT && x >= -ROW_JSON_MAX_INT;
+}
+
+/* sk_pack_parts(budget, rowid, id, message_id, time_created, time_updated, bytes, data, valid): see the file comment. */
+static void packPartsStep(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  PackedParts *p = sqlite3_aggregate_context(ctx, sizeof(PackedParts));
+  if (p == 0) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  if (p->refused) return;
+  sqlite3_value *data = argv[7], *valid = argv[8];
+  int dataType = sqlite3_value_type(data), validType = sqlite3_value_type(valid);
+  int budgetType = sqlite3_value_type(argv[0]); /* a bound JS number comes as a REAL */
+  if ((budgetType != SQLITE_INTEGER && budgetType != SQLITE_FLOAT) || !safeInteger(argv[1]) || !safeInteger(argv[6]) || sqlite3_value_type(argv[2]) != SQLITE_TEXT ||
+      sqlite3_value_type(argv[3]) != SQLITE_TEXT || !safeInteger(argv[4]) || !safeInteger(argv[5]) ||
+      (dataType != SQLITE_NULL && dataType != SQLITE_BLOB) || (validType != SQLITE_NULL && validType != SQLITE_INTEGER) ||
+      (validType == SQLITE_INTEGER && sqlite3_value_int64(valid) != 0 && sqlite3_value_int64(valid) != 1)) {
+    p->refused = 1;
+    return;
+  }
+  const unsigned char *id = sqlite3_value_text(argv[2]);
+  int idBytes = sqlite3_value_bytes(argv[2]);
+  const unsigned char *messageId = sqlite3_value_text(argv[3]);
+  int messageIdBytes = sqlite3_value_bytes(argv[3]);
+  const void *z = dataType == SQLITE_BLOB ? sqlite3_value_blob(data) : 0;
+  int n = dataType == SQLITE_BLOB ? sqlite3_value_bytes(data) : -1;
+  int verdict = validType == SQLITE_INTEGER ? (int)sqlite3_value_int64(valid) : 2;
+  /* Past the budget a row keeps its sizes only, its data and verdict left to a read of its own. */
+  if (n >= 0 && p->inlined + n > sqlite3_value_int64(argv[0])) {
+    z = 0;
+    n = -1;
+    verdict = 2;
+  }
+  if ((idBytes > 0 && id == 0) || (messageIdBytes > 0 && messageId == 0) || (n > 0 && z == 0)) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  if (!packReserve(p, 4 * 8 + 3 * 4 + idBytes + messageIdBytes + (n > 0 ? n : 0) + 1)) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  packInt64(p, sqlite3_value_int64(argv[1]));
+  packInt64(p, sqlite3_value_int64(argv[4]));
+  packInt64(p, sqlite3_value_int64(argv[5]));
+  packInt64(p, sqlite3_value_int64(argv[6]));
+  packBytes(p, id, idBytes);
+  packBytes(p, messageId, messageIdBytes);
+  if (n < 0) {
+    for (int i = 0; i < 4; i++) p->bytes[p->length++] = 0xff;
+  } else {
+    packBytes(p, z, n);
+    p->inlined += n;
+  }
+  p->bytes[p->length++] = (unsigned char)verdict;
+}
+
+static void packPartsFinal(sqlite3_context *ctx) {
+  PackedParts *p = sqlite3_aggregate_context(ctx, 0);
+  if (p == 0) {
+    sqlite3_result_zeroblob(ctx, 0); /* no rows */
+    return;
+  }
+  if (!p->refused && p->length > 0x7fffffff) p->refused = 1;
+  if (p->refused) sqlite3_free(p->bytes);
+  else if (p->bytes == 0) sqlite3_result_zeroblob(ctx, 0);
+  else sqlite3_result_blob64(ctx, p->bytes, (sqlite3_uint64)p->length, sqlite3_free);
+  p->bytes = 0;
+}
+
 enum { ROW_NULL, ROW_INTEGER, ROW_RAW, ROW_STRING };
 
 /* sk_row_json(key, value, key, value, ...): see the file comment. */
@@ -780,6 +893,9 @@ int sqlite3_valuechunks_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_rou
   }
   if (rc == SQLITE_OK) {
     rc = sqlite3_create_function(db, "sk_row_json", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, 0, rowJsonFunc, 0, 0);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_create_function(db, "sk_pack_parts", 9, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, 0, 0, packPartsStep, packPartsFinal);
   }
   if (rc == SQLITE_OK) {
     rc = sqlite3_create_function(db, "sk_json_valid", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, 0, jsonValidFunc, 0, 0);

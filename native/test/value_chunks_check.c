@@ -115,6 +115,15 @@ int main(void) {
     "SELECT sk_json_valid(CAST(X'22f4908080' AS TEXT)) IS NULL", "SELECT sk_json_valid(CAST(X'22e2' AS TEXT)) IS NULL",
     "SELECT sk_json_valid(X'7b7d') IS NULL", "SELECT sk_json_valid(NULL) IS NULL", "SELECT sk_json_valid(1) IS NULL",
     "SELECT sk_json_valid(printf('%.*c%.*c', 600, '[', 600, ']')) IS NULL",
+    /* sk_pack_parts: the layout, the budget, and what it refuses. */
+    "SELECT length(sk_pack_parts(100, 1, 'p', 'm', 2, 3, 2, X'7b7d', 1)) = 32 + 5 + 5 + 6 + 1",
+    "SELECT hex(sk_pack_parts(1.5e6, 7, 'p', 'm', 2, 3, 2, X'7b7d', 0)) = '0700000000000000' || '0200000000000000' || '0300000000000000' || '0200000000000000' || '0100000070' || '010000006D' || '020000007B7D' || '00'",
+    "SELECT hex(substr(x, 33 + 10, 5)) = 'FFFFFFFF02' FROM (SELECT sk_pack_parts(1, 1, 'p', 'm', 2, 3, 2, X'7b7d', 1) x)",
+    "SELECT length(x) = 0 AND typeof(x) = 'blob' FROM (SELECT sk_pack_parts(10, rowid, id, 'm', 1, 1, 1, NULL, NULL) x FROM t WHERE 0)",
+    "SELECT sk_pack_parts(10, 1, 'p', 'm', 1.5, 3, 2, X'7b7d', 1) IS NULL AND sk_pack_parts(10, 1, NULL, 'm', 1, 3, 2, X'7b7d', 1) IS NULL",
+    "SELECT sk_pack_parts(10, 1, 'p', 'm', 9007199254740993, 3, 2, X'7b7d', 1) IS NULL AND sk_pack_parts(10, 1, 'p', 'm', 1, 3, 2, '{}', 1) IS NULL",
+    "SELECT sk_pack_parts(10, 1, 'p', 'm', 1, 3, 2, X'7b7d', 5) IS NULL AND sk_pack_parts('x', 1, 'p', 'm', 1, 3, 2, X'7b7d', 1) IS NULL",
+    "SELECT length(x) > 1000000 FROM (SELECT sk_pack_parts(1e9, rowid, 'p', 'm', 1, 1, length(data), CAST(data AS BLOB), NULL) x FROM t WHERE data IS NOT NULL)",
     /* sk_row_json: a small row as TEXT, one past 64 KB as a BLOB. */
     "SELECT typeof(sk_row_json('{\"a\":', 'x')) = 'text' AND typeof(sk_row_json('{\"a\":', printf('%.*c', 65530, 'x'))) = 'blob'",
   };

@@ -139,10 +139,15 @@ export interface ExportOptions {
    * archive writer asks, every other consumer takes `rows`.
    */
   encodedRows?: boolean;
+  /**
+   * A page's parts may come as views into one Buffer (sqlite/rows.ts partsOfMessages): only a
+   * consumer that writes each part out as it comes asks, since a view kept keeps the whole page.
+   */
+  packedParts?: boolean;
 }
 
 /** What a copy into a server asks of an export: the server judges JSON itself. */
 export const SERVER_EXPORT: ExportOptions = { jsonValidity: false };
 
-/** What an archive writer asks of an export: validity for raw JSON, rows already encoded. */
-export const ARCHIVE_EXPORT: ExportOptions = { jsonValidity: true, encodedRows: true };
+/** What an archive writer asks of an export: validity for raw JSON, rows already encoded, parts packed. */
+export const ARCHIVE_EXPORT: ExportOptions = { jsonValidity: true, encodedRows: true, packedParts: true };

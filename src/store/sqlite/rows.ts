@@ -76,6 +76,11 @@ export function messagesAfter(
  * Rows are stepped one at a time; once `inlineTotal` bytes have come inline, later rows keep only
  * their sizes (their data is fetched alone when needed), so a batch never holds more than that.
  * Sorting happens here, not in SQL: an ORDER BY would make SQLite sort whole rows, data included.
+ *
+ * With `packed` (and the extension), the rows come as one Buffer from sk_pack_parts and their data
+ * as views into it: one Buffer per page instead of one per part, each of which cost more than its
+ * bytes. A view keeps the whole page's Buffer alive, so only a consumer that writes the parts out
+ * as they come asks for it (an archive writer), never one that may keep some (a page cache).
  */
 export function partsOfMessages(
   conn: SqliteConnection,
@@ -83,33 +88,77 @@ export function partsOfMessages(
   inlineBytes: number,
   inlineTotal: number,
   checkJson = true,
+  packed = false,
 ): Map<string, PartRow[]> {
   const grouped = new Map<string, PartRow[]>(messageIds.map((id) => [id, []]));
-  // Rows as arrays (raw): objects made here cost less than the driver's, one per part of every export.
-  const rows = statement(
-    conn.db,
-    `SELECT p.rowid, p.id, p.message_id, p.time_created, p.time_updated,
+  const params = { ids: JSON.stringify(messageIds), inlineBytes, inlineTotal };
+  const columns = `p.rowid, p.id, p.message_id, p.time_created, p.time_updated,
             octet_length(p.data), CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END,
-            ${checkJson ? `CASE WHEN octet_length(p.data) <= @inlineBytes THEN ${jsonValidSql(conn.valueReads, 'p.data')} END` : 'NULL'}
-     FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))`,
-  )
-    .raw(true)
-    .iterate({ ids: JSON.stringify(messageIds), inlineBytes }) as IterableIterator<PartColumns>;
-  let inline = 0;
-  for (const [rowid, id, messageId, timeCreated, timeUpdated, bytes, data, valid] of rows) {
-    const row: PartRow = { rowid, id, messageId, timeCreated, timeUpdated, bytes, data, valid };
-    if (row.data) {
-      if (inline + row.data.length > inlineTotal) {
-        row.data = null;
-        row.valid = null;
-      } else inline += row.data.length;
-    }
-    grouped.get(row.messageId)?.push(row);
-  }
+            ${checkJson ? `CASE WHEN octet_length(p.data) <= @inlineBytes THEN ${jsonValidSql(conn.valueReads, 'p.data')} END` : 'NULL'}`;
+  const where = 'FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))';
+  const rows = (packed && conn.valueReads === 'chunked' ? unpackParts(statement(conn.db, `SELECT sk_pack_parts(@inlineTotal, ${columns}) ${where}`).pluck().get(params)) : null) ?? steppedParts(statement(conn.db, `SELECT ${columns} ${where}`), params);
+  for (const row of rows) grouped.get(row.messageId)?.push(row);
   for (const parts of grouped.values()) {
     parts.sort((a, b) => a.timeCreated - b.timeCreated || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
   return grouped;
+}
+
+/**
+ * partsOfMessages' rows stepped one at a time. Rows as arrays (raw): objects made here cost less
+ * than the driver's, one per part of every export. Once `inlineTotal` bytes have come inline,
+ * later rows keep only their sizes (sk_pack_parts keeps the same budget).
+ */
+function* steppedParts(select: Database.Statement, params: { ids: string; inlineBytes: number; inlineTotal: number }): Generator<PartRow> {
+  let inline = 0;
+  for (const [rowid, id, messageId, timeCreated, timeUpdated, bytes, data, valid] of select.raw(true).iterate(params) as IterableIterator<PartColumns>) {
+    const row: PartRow = { rowid, id, messageId, timeCreated, timeUpdated, bytes, data, valid };
+    if (row.data) {
+      if (inline + row.data.length > params.inlineTotal) {
+        row.data = null;
+        row.valid = null;
+      } else inline += row.data.length;
+    }
+    yield row;
+  }
+}
+
+/**
+ * The rows of sk_pack_parts' result (native/value_chunks.c), in SQLite's order: per row its rowid,
+ * times and size as little-endian int64, its id, message id and data each as an int32 length and
+ * the bytes (data -1: none inline), then the verdict as a byte (2: none). Null where the extension
+ * refused a row it does not vouch for (the caller steps the rows instead).
+ */
+function unpackParts(packed: unknown): PartRow[] | null {
+  if (!Buffer.isBuffer(packed)) return null;
+  const rows: PartRow[] = [];
+  let at = 0;
+  const text = (): string => {
+    const n = packed.readInt32LE(at);
+    at += 4;
+    const value = packed.toString('utf8', at, at + n);
+    at += n;
+    return value;
+  };
+  // The extension packs only integers within 2^53: two 32-bit halves make the number exactly.
+  const int53 = (offset: number): number => packed.readUInt32LE(offset) + packed.readInt32LE(offset + 4) * 0x1_0000_0000;
+  while (at < packed.length) {
+    const rowid = int53(at);
+    const timeCreated = int53(at + 8);
+    const timeUpdated = int53(at + 16);
+    const bytes = int53(at + 24);
+    at += 32;
+    const id = text();
+    const messageId = text();
+    const n = packed.readInt32LE(at);
+    at += 4;
+    const data = n < 0 ? null : packed.subarray(at, at + n);
+    if (n > 0) at += n;
+    const verdict = packed[at++];
+    rows.push({ rowid, id, messageId, timeCreated, timeUpdated, bytes, data, valid: verdict === 0 || verdict === 1 ? verdict : null });
+  }
+  if (at !== packed.length) throw new SkError('internal', 'sk_pack_parts: a packed page ends inside a row');
+  return rows;
 }
 
 /** A part row as partsOfMessages selects it, column by column. */

@@ -304,7 +304,7 @@ function isRowidTableNow(conn: SqliteConnection, table: string): boolean {
   return info?.type === 'table' && info.wr === 0 && names.every((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
 }
 
-function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids: ScannedRowids, checkJson: boolean, encodeRows: boolean): Generator<SessionItem> {
+function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids: ScannedRowids, checkJson: boolean, encodeRows: boolean, packedParts: boolean): Generator<SessionItem> {
   const { db, schema } = conn;
   const session = statement(db, 'SELECT * FROM session WHERE id = ?').get(sessionId) as Row | undefined;
   if (!session) throw new SkError('not-found', `no session ${sessionId} in ${conn.path}`);
@@ -323,7 +323,7 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
   for (;;) {
     const page = messagesAfter(conn, sessionId, after, PAGE_ROWS, INLINE_FETCH_BYTES, checkJson);
     // One query for the parts of the whole page of messages; inline data stops after 8 MB.
-    const partsByMessage = partsOfMessages(conn, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES, checkJson);
+    const partsByMessage = partsOfMessages(conn, page.map((m) => m.id), INLINE_FETCH_BYTES, INLINE_TOTAL_BYTES, checkJson, packedParts);
     for (const message of page) {
       const parts = partsByMessage.get(message.id) ?? [];
       messages++;
@@ -355,6 +355,7 @@ function* sessionItems(conn: SqliteConnection, sessionId: string, scannedRowids:
 export function* exportSessions(conn: SqliteConnection, ids: readonly string[], options: ExportOptions = {}): Generator<SessionItem> {
   const checkJson = options.jsonValidity ?? true;
   const encodeRows = options.encodedRows ?? false;
+  const packedParts = options.packedParts ?? false;
   const scannedRowids = new ScannedRowids(conn, ids);
   // Every row is read once: a page cache of the default 64 MB would only fill with pages read before.
   const cacheSize = conn.db.pragma('cache_size', { simple: true }) as number;
@@ -363,7 +364,7 @@ export function* exportSessions(conn: SqliteConnection, ids: readonly string[], 
     for (const id of ids) {
       conn.db.exec('BEGIN');
       try {
-        yield* sessionItems(conn, id, scannedRowids, checkJson, encodeRows);
+        yield* sessionItems(conn, id, scannedRowids, checkJson, encodeRows, packedParts);
       } finally {
         if (conn.db.inTransaction) conn.db.exec('COMMIT');
       }

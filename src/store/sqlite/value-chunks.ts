@@ -53,7 +53,7 @@ export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** The extension's own upper bound for one chunk. */
 export const MAX_CHUNK_BYTES = 256 * 1024 * 1024;
 /** The `sk_chunks_version()` this module speaks to (native/value_chunks.c SK_CHUNKS_VERSION). */
-const EXTENSION_VERSION = 4;
+const EXTENSION_VERSION = 5;
 
 /** How values are read on a connection: through sk_chunks, or whole (the fallback). */
 export type ChunkedReadPath = 'chunked' | 'whole';
