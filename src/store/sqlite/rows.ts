@@ -73,8 +73,8 @@ export function messagesAfter(
 
 /**
  * Parts of `messageIds`, grouped by message in the given order, each group by (time_created, id).
- * Rows are stepped one at a time; once `inlineTotal` bytes have come inline, later rows keep only
- * their sizes (their data is fetched alone when needed), so a batch never holds more than that.
+ * Once `inlineTotal` bytes have come inline, later rows keep only their sizes (their data is
+ * fetched alone when needed), so a batch never holds more than that.
  * Sorting happens here, not in SQL: an ORDER BY would make SQLite sort whole rows, data included.
  *
  * With `packed` (and the extension), the rows come as one Buffer from sk_pack_parts and their data
@@ -96,7 +96,8 @@ export function partsOfMessages(
             octet_length(p.data), CASE WHEN octet_length(p.data) <= @inlineBytes THEN CAST(p.data AS BLOB) END,
             ${checkJson ? `CASE WHEN octet_length(p.data) <= @inlineBytes THEN ${jsonValidSql(conn.valueReads, 'p.data')} END` : 'NULL'}`;
   const where = 'FROM part AS p WHERE p.message_id IN (SELECT value FROM json_each(@ids))';
-  const rows = (packed && conn.valueReads === 'chunked' ? unpackParts(statement(conn.db, `SELECT sk_pack_parts(@inlineTotal, ${columns}) ${where}`).pluck().get(params)) : null) ?? steppedParts(statement(conn.db, `SELECT ${columns} ${where}`), params);
+  const unpacked = packed && conn.valueReads === 'chunked' ? unpackParts(statement(conn.db, `SELECT sk_pack_parts(@inlineTotal, ${columns}) ${where}`).pluck().get(params)) : null;
+  const rows = unpacked ?? steppedParts(statement(conn.db, `SELECT ${columns} ${where}`), params);
   for (const row of rows) grouped.get(row.messageId)?.push(row);
   for (const parts of grouped.values()) {
     parts.sort((a, b) => a.timeCreated - b.timeCreated || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
